@@ -1,0 +1,113 @@
+//! The kernel side of `common`: the runtime and the few system seams that differ between the
+//! two kernel build modes. Compiled only for Windows targets (`cfg(target_os = "windows")`), where
+//! the crate is `no_std`. Nothing here allocates.
+//!
+//! | | WDK mode (feature `wdk`) | standalone mode (no `wdk`) |
+//! |---|---|---|
+//! | debug output ([`dbg_print`]) | `wdk::println!` | `DbgPrintEx` from `ntoskrnl.exe` ([`ntoskrnl`]) |
+//! | panic | `wdk-panic` | [`runtime`]'s handler: `KeBugCheckEx` with [`runtime::PANIC_BUGCHECK_CODE`] |
+//! | global allocator | `wdk-alloc`'s `WdkAllocator` | none: `common` never allocates |
+//! | `memcpy`/`memset`/`memmove`/`memcmp`, `__chkstk`, `_fltused`, `__CxxFrameHandler3` | the WDK's libraries | [`runtime`] |
+//! | [`current_irql`] | the same code in both modes | |
+//!
+//! The `ntoskrnl.exe` redeclarations in [`ntoskrnl`] are used in both kernel modes: they keep
+//! windows-sys's `ntdll.dll` placements out of the driver's import table.
+
+pub(crate) mod ntoskrnl;
+
+#[cfg(not(feature = "wdk"))]
+pub(crate) mod runtime;
+
+#[cfg(feature = "wdk")]
+mod wdk_runtime;
+
+/// The most bytes of one line [`dbg_print`] hands to the kernel, before its newline and NUL.
+///
+/// `DbgPrint` and `DbgPrintEx` send at most 512 bytes per call; 500 leaves room for the newline,
+/// the terminating NUL and the kernel's own prefix handling.
+#[cfg_attr(feature = "wdk", allow(dead_code))]
+pub(crate) const DBG_PRINT_MAX_LINE: usize = 500;
+
+/// Writes one line to the kernel debugger (`DebugView`, `WinDbg`).
+///
+/// In WDK mode this is `wdk::println!("{line}")`. In standalone mode the line is copied into a
+/// stack buffer, cut to at most [`DBG_PRINT_MAX_LINE`] bytes on a `char` boundary, NUL-terminated,
+/// and printed with `DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_INFO_LEVEL, "%s\n", buffer)`. The line
+/// is an *argument* of the format, so a `%` in it is printed as it is.
+///
+/// Whether `DPFLTR_INFO_LEVEL` output is shown is decided by the `Debug Print Filter` registry
+/// key (`IHVDRIVER` = 0xF shows it).
+///
+/// IRQL: any; at `DIRQL` and above `DbgPrintEx` only queues the text (see its documentation).
+pub(crate) fn dbg_print(line: &str) {
+    #[cfg(feature = "wdk")]
+    {
+        wdk::println!("{line}");
+    }
+    #[cfg(not(feature = "wdk"))]
+    {
+        let mut buffer = [0u8; DBG_PRINT_MAX_LINE + 1];
+        let text = nul_terminated(line, &mut buffer);
+        // SAFETY: `text` is a NUL-terminated byte string that lives in `buffer` for the whole call,
+        // and the format `%s\n` consumes exactly one `char*` argument, which is `text`.
+        unsafe {
+            ntoskrnl::DbgPrintEx(
+                ntoskrnl::DPFLTR_IHVDRIVER_ID,
+                ntoskrnl::DPFLTR_INFO_LEVEL,
+                c"%s\n".as_ptr().cast(),
+                text.cast::<core::ffi::c_char>(),
+            );
+        }
+    }
+}
+
+/// Copies the longest prefix of `line` that fits `buffer` (one byte kept for the NUL) and ends on
+/// a `char` boundary, NUL-terminates it, and returns a pointer to its first byte.
+///
+/// Interior NULs are left alone: `%s` simply stops at the first one.
+#[cfg_attr(feature = "wdk", allow(dead_code))]
+fn nul_terminated(line: &str, buffer: &mut [u8]) -> *const u8 {
+    let room = buffer.len().saturating_sub(1);
+    let mut len = line.len().min(room);
+    while !line.is_char_boundary(len) {
+        len -= 1;
+    }
+    buffer[..len].copy_from_slice(&line.as_bytes()[..len]);
+    if let Some(nul) = buffer.get_mut(len) {
+        *nul = 0;
+    }
+    buffer.as_ptr()
+}
+
+/// The current IRQL of this processor, as `KeGetCurrentIrql` returns it.
+///
+/// - `x86_64`: `KeGetCurrentIrql` *is* a read of CR8 (the task-priority register, which the kernel
+///   keeps equal to the IRQL), and that is what this does, with no call.
+/// - `aarch64`: the IRQL lives in the processor control region, whose layout is not part of the
+///   documented contract, so this calls the kernel's own exported `KeGetCurrentIrql`
+///   (`ntoskrnl.exe`, as windows-sys declares it; the WDK declares it as an exported function, not
+///   an inline, on ARM64, and windows-drivers-rs's `PAGED_CODE!` calls that export on both
+///   architectures).
+///
+/// IRQL: any.
+#[must_use]
+#[inline]
+pub fn current_irql() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cr8: u64;
+        // SAFETY: reading CR8 is allowed at CPL 0, where a driver runs; it has no side effects,
+        // touches no memory and leaves the flags alone.
+        unsafe {
+            core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags));
+        }
+        // The IRQL is CR8's low four bits; the rest are reserved and read as zero.
+        (cr8 & 0xF) as u8
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: `KeGetCurrentIrql` takes no arguments, may be called at any IRQL, and only reads
+        // the current processor's state.
+        unsafe { windows_sys::Wdk::System::SystemServices::KeGetCurrentIrql() }
+    }
+}
