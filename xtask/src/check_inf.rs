@@ -1,0 +1,1899 @@
+//! `cargo xtask check-inf`: parses every INF source in `inf/` and enforces the minifilter INF
+//! rules of the workspace (the modern "primitive driver" form), then checks that every sample
+//! under `samples/` has exactly one INF, with unique service names and altitudes.
+//!
+//! The INF parser is deliberately small but careful: sections (names compared without regard to
+//! case, repeated sections merged), `key = value` lines, quoted strings (`""` is a literal quote),
+//! `;` comments outside quotes, `\` line continuations, and `%strkey%` substitution from
+//! `[Strings]` (`%%` is a literal `%`; `%13%`-style dirids are left as they are).
+//!
+//! Every failure names the file, the section and the rule; all failures are collected before
+//! the command fails.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt, fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// The install section for Windows 11 24H2 (build 25952) and later.
+const MODERN_INSTALL: &str = "DefaultInstall.NT$ARCH$.10.0...25952";
+/// The down-level install section (builds before 25952).
+const DOWNLEVEL_INSTALL: &str = "DefaultInstall.NT$ARCH$";
+/// Where the instance configuration lives for the modern section (24H2 and later).
+const MODERN_INSTANCES_KEY: &str = "Parameters\\Instances";
+/// Where the instance configuration lives for the down-level section.
+const DOWNLEVEL_INSTANCES_KEY: &str = "Instances";
+/// `FLG_ADDREG_TYPE_SZ`.
+const REG_SZ: u32 = 0x0000_0000;
+/// `FLG_ADDREG_TYPE_DWORD`.
+const REG_DWORD: u32 = 0x0001_0001;
+
+/// A load order group a minifilter sample may use: its setup class and altitude range.
+struct Group {
+    name: &'static str,
+    class: &'static str,
+    class_guid: &'static str,
+    altitudes: std::ops::RangeInclusive<u32>,
+}
+
+/// The load order groups the samples may use (REFERENCE.md §2).
+const GROUPS: &[Group] = &[
+    Group {
+        name: "FSFilter Activity Monitor",
+        class: "ActivityMonitor",
+        class_guid: "{b86dff51-a31e-4bac-b3cf-e8cfe75c9fc2}",
+        altitudes: 360_000..=389_999,
+    },
+    Group {
+        name: "FSFilter Anti-Virus",
+        class: "AntiVirus",
+        class_guid: "{b1d1a169-c54f-4379-81db-bee7d88d7454}",
+        altitudes: 320_000..=329_999,
+    },
+    Group {
+        name: "FSFilter Content Screener",
+        class: "ContentScreener",
+        class_guid: "{3e3f0674-c83c-4558-bb26-9820e1eba5c5}",
+        altitudes: 260_000..=269_999,
+    },
+];
+
+// ------------------------------------------------------------------------------------------------
+// Parsing
+// ------------------------------------------------------------------------------------------------
+
+/// One logical line of a section (continuations joined), split into key and fields.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// 1-based line number where the logical line starts.
+    line: usize,
+    /// The key before `=`, unquoted, if the line has one.
+    key: Option<String>,
+    /// The comma-separated fields after `=` (or of the whole line), unquoted and substituted.
+    fields: Vec<String>,
+}
+
+impl Entry {
+    /// The whole value, fields joined by commas.
+    fn value(&self) -> String {
+        self.fields.join(",")
+    }
+
+    fn field(&self, index: usize) -> &str {
+        self.fields.get(index).map_or("", String::as_str)
+    }
+}
+
+/// One section: its name as first written and its entries (all occurrences merged).
+#[derive(Debug, Clone)]
+struct Section {
+    name: String,
+    entries: Vec<Entry>,
+}
+
+impl Section {
+    /// The entries whose key is `key` (without regard to case).
+    fn values<'s>(&'s self, key: &str) -> impl Iterator<Item = &'s Entry> + use<'s> {
+        let key = key.to_owned();
+        self.entries.iter().filter(move |e| {
+            e.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(&key))
+        })
+    }
+
+    /// The single value of `key`, if the key occurs.
+    fn value(&self, key: &str) -> Option<&Entry> {
+        self.values(key).next()
+    }
+}
+
+/// A parsed INF file.
+#[derive(Debug, Default)]
+struct Inf {
+    sections: Vec<Section>,
+    index: HashMap<String, usize>,
+}
+
+impl Inf {
+    fn section(&self, name: &str) -> Option<&Section> {
+        self.index
+            .get(&name.to_ascii_lowercase())
+            .map(|&i| &self.sections[i])
+    }
+}
+
+/// A problem the parser itself found.
+#[derive(Debug)]
+struct SyntaxError {
+    line: usize,
+    message: String,
+}
+
+/// A raw logical line: text with comments removed and continuations joined.
+struct RawLine {
+    line: usize,
+    text: String,
+}
+
+/// Decodes the bytes of an INF: UTF-8 (with or without BOM) or UTF-16LE with BOM.
+fn decode(bytes: &[u8]) -> Result<String> {
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        let (pairs, odd) = rest.as_chunks::<2>();
+        if !odd.is_empty() {
+            bail!("UTF-16LE text with an odd number of bytes");
+        }
+        let units: Vec<u16> = pairs.iter().map(|pair| u16::from_le_bytes(*pair)).collect();
+        return String::from_utf16(&units).context("invalid UTF-16LE");
+    }
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    String::from_utf8(bytes.to_vec()).context("neither UTF-8 nor UTF-16LE with a byte order mark")
+}
+
+/// Splits the text into logical lines: strips `;` comments outside quotes, and joins a line
+/// whose last non-blank character (outside quotes and comments) is `\` with the next one.
+fn logical_lines(text: &str, errors: &mut Vec<SyntaxError>) -> Vec<RawLine> {
+    let mut out = Vec::new();
+    let mut pending: Option<RawLine> = None;
+    for (i, physical) in text.lines().enumerate() {
+        let number = i + 1;
+        let mut in_quotes = false;
+        let mut code = String::new();
+        for c in physical.chars() {
+            if c == '"' {
+                in_quotes = !in_quotes;
+            } else if c == ';' && !in_quotes {
+                break;
+            }
+            code.push(c);
+        }
+        if in_quotes {
+            errors.push(SyntaxError {
+                line: number,
+                message: "unterminated quoted string".into(),
+            });
+        }
+        let trimmed = code.trim_end();
+        let (body, continues) = match trimmed.strip_suffix('\\') {
+            Some(body) if !in_quotes => (body.to_string(), true),
+            _ => (trimmed.to_string(), false),
+        };
+        let mut current = pending.take().unwrap_or(RawLine {
+            line: number,
+            text: String::new(),
+        });
+        current.text.push_str(&body);
+        if continues {
+            pending = Some(current);
+        } else {
+            out.push(current);
+        }
+    }
+    if let Some(last) = pending {
+        errors.push(SyntaxError {
+            line: last.line,
+            message: "line continuation at end of file".into(),
+        });
+        out.push(last);
+    }
+    out
+}
+
+/// Splits `text` at `sep` characters outside quotes.
+fn split_outside_quotes(text: &str, sep: char, limit: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut in_quotes = false;
+    let mut current = String::new();
+    for c in text.chars() {
+        if c == '"' {
+            in_quotes = !in_quotes;
+        }
+        if c == sep && !in_quotes && parts.len() + 1 < limit {
+            parts.push(std::mem::take(&mut current));
+        } else {
+            current.push(c);
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+/// Removes quotes from a field: `"a""b"` becomes `a"b`; text outside quotes is kept, and
+/// whitespace outside quotes at either end is dropped.
+fn unquote(field: &str) -> String {
+    let field = field.trim();
+    let mut out = String::new();
+    let mut chars = field.chars().peekable();
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if in_quotes && chars.peek() == Some(&'"') {
+                out.push('"');
+                chars.next();
+            } else {
+                in_quotes = !in_quotes;
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Substitutes `%strkey%` tokens from `strings`. `%%` is a literal `%`; a token that names no
+/// string and is not a number (a dirid such as `%13%`) is reported and left as it is.
+fn substitute(
+    text: &str,
+    strings: &HashMap<String, String>,
+    line: usize,
+    errors: &mut Vec<SyntaxError>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('%') else {
+            errors.push(SyntaxError {
+                line,
+                message: format!("unmatched '%' in `{text}`"),
+            });
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let token = &after[..end];
+        if token.is_empty() {
+            out.push('%');
+        } else if let Some(value) = strings.get(&token.to_ascii_lowercase()) {
+            out.push_str(value);
+        } else {
+            if !token.chars().all(|c| c.is_ascii_digit()) {
+                errors.push(SyntaxError {
+                    line,
+                    message: format!("%{token}% is not defined in [Strings]"),
+                });
+            }
+            out.push('%');
+            out.push_str(token);
+            out.push('%');
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parses INF text.
+fn parse(text: &str) -> (Inf, Vec<SyntaxError>) {
+    let mut errors = Vec::new();
+    let lines = logical_lines(text, &mut errors);
+
+    // First pass: sections with their raw lines, so that [Strings] is known before substitution.
+    let mut raw_sections: Vec<(String, Vec<RawLine>)> = Vec::new();
+    let mut raw_index: HashMap<String, usize> = HashMap::new();
+    let mut current: Option<usize> = None;
+    for line in lines {
+        let t = line.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(header) = t.strip_prefix('[') {
+            let Some(name) = header.strip_suffix(']') else {
+                errors.push(SyntaxError {
+                    line: line.line,
+                    message: format!("malformed section header `{t}`"),
+                });
+                continue;
+            };
+            let name = name.trim().to_string();
+            let key = name.to_ascii_lowercase();
+            let i = *raw_index.entry(key).or_insert_with(|| {
+                raw_sections.push((name.clone(), Vec::new()));
+                raw_sections.len() - 1
+            });
+            current = Some(i);
+            continue;
+        }
+        match current {
+            Some(i) => raw_sections[i].1.push(line),
+            None => errors.push(SyntaxError {
+                line: line.line,
+                message: "text before the first section".into(),
+            }),
+        }
+    }
+
+    // [Strings]: values are quoted or bare, and are not themselves substituted.
+    let mut strings = HashMap::new();
+    if let Some(&i) = raw_index.get("strings") {
+        for line in &raw_sections[i].1 {
+            let parts = split_outside_quotes(&line.text, '=', 2);
+            if parts.len() == 2 {
+                strings.insert(unquote(&parts[0]).to_ascii_lowercase(), unquote(&parts[1]));
+            } else {
+                errors.push(SyntaxError {
+                    line: line.line,
+                    message: "[Strings] line without '='".into(),
+                });
+            }
+        }
+    }
+
+    let mut inf = Inf::default();
+    for (name, raw_lines) in raw_sections {
+        let is_strings = name.eq_ignore_ascii_case("Strings");
+        let mut entries = Vec::new();
+        for raw in raw_lines {
+            let parts = split_outside_quotes(&raw.text, '=', 2);
+            let (key, value) = if parts.len() == 2 {
+                (Some(unquote(&parts[0])), parts[1].clone())
+            } else {
+                (None, parts[0].clone())
+            };
+            let fields = split_outside_quotes(&value, ',', usize::MAX)
+                .iter()
+                .map(|f| {
+                    if is_strings {
+                        unquote(f)
+                    } else {
+                        // Quotes protect separators, not tokens: substitute, then unquote.
+                        unquote(&substitute(f, &strings, raw.line, &mut errors))
+                    }
+                })
+                .collect();
+            let key = key.map(|k| {
+                if is_strings {
+                    k
+                } else {
+                    substitute(&k, &strings, raw.line, &mut errors)
+                }
+            });
+            entries.push(Entry {
+                line: raw.line,
+                key,
+                fields,
+            });
+        }
+        inf.index
+            .insert(name.to_ascii_lowercase(), inf.sections.len());
+        inf.sections.push(Section { name, entries });
+    }
+    (inf, errors)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rules
+// ------------------------------------------------------------------------------------------------
+
+/// One rule violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Finding {
+    file: String,
+    section: String,
+    rule: &'static str,
+    message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: [{}] rule `{}`: {}",
+            self.file, self.section, self.rule, self.message
+        )
+    }
+}
+
+/// What the checks of one file learnt, for the workspace-wide checks.
+#[derive(Debug, Default, Clone)]
+struct InfFacts {
+    service_name: Option<String>,
+    binary: Option<String>,
+    altitude: Option<u32>,
+}
+
+/// Collects the findings of one file.
+struct Checker<'a> {
+    file: &'a str,
+    inf: &'a Inf,
+    findings: Vec<Finding>,
+}
+
+/// One value from an `AddReg` section: `HKR,subkey,name,flags,value`.
+struct RegValue {
+    section: String,
+    subkey: String,
+    name: String,
+    flags: Option<u32>,
+    value: String,
+}
+
+fn parse_number(text: &str) -> Option<u32> {
+    let t = text.trim();
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+/// Parses an altitude string: decimal digits, optionally with a fractional part ("370210.5").
+/// Returns its integer part.
+fn parse_altitude(text: &str) -> Option<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if digits(whole) && digits(fraction) {
+        whole.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The `.sys` file named by `ServiceBinary = %13%\name.sys`.
+fn binary_file_name(service_binary: &str) -> &str {
+    service_binary.rsplit('\\').next().unwrap_or(service_binary)
+}
+
+impl<'a> Checker<'a> {
+    fn fail(&mut self, section: &str, rule: &'static str, message: impl Into<String>) {
+        self.findings.push(Finding {
+            file: self.file.to_string(),
+            section: section.to_string(),
+            rule,
+            message: message.into(),
+        });
+    }
+
+    /// The section `name`, or a finding under `rule` if it is missing.
+    fn require_section(
+        &mut self,
+        name: &str,
+        rule: &'static str,
+        why: &str,
+    ) -> Option<&'a Section> {
+        let found = self.inf.section(name);
+        if found.is_none() {
+            self.fail(name, rule, format!("section is missing: {why}"));
+        }
+        found
+    }
+
+    /// The single value of `key` in `section`, or a finding under `rule`.
+    fn require_value(
+        &mut self,
+        section: &'a Section,
+        key: &str,
+        rule: &'static str,
+    ) -> Option<&'a Entry> {
+        let mut values = section.values(key);
+        let first = values.next();
+        match first {
+            None => self.fail(&section.name, rule, format!("`{key}` is missing")),
+            Some(_) if values.next().is_some() => {
+                self.fail(
+                    &section.name,
+                    rule,
+                    format!("`{key}` is given more than once"),
+                );
+            }
+            Some(_) => {}
+        }
+        first
+    }
+
+    fn check_version(&mut self, expected_binary: Option<&str>) -> Option<&'static Group> {
+        let version =
+            self.require_section("Version", "version.section", "every INF needs [Version]")?;
+        if let Some(sig) = self.require_value(version, "Signature", "version.signature")
+            && !sig.value().eq_ignore_ascii_case("$Windows NT$")
+        {
+            self.fail(
+                &version.name,
+                "version.signature",
+                format!("Signature is `{}`, not \"$Windows NT$\"", sig.value()),
+            );
+        }
+        if let Some(provider) = self.require_value(version, "Provider", "version.provider")
+            && provider.value().trim().is_empty()
+        {
+            self.fail(
+                &version.name,
+                "version.provider",
+                "Provider is empty: a primitive driver must name its provider",
+            );
+        }
+        if let Some(driver_ver) = self.require_value(version, "DriverVer", "version.driverver") {
+            let ok = driver_ver.fields.len() == 2 && {
+                let date: Vec<&str> = driver_ver.field(0).split('/').collect();
+                let ver: Vec<&str> = driver_ver.field(1).split('.').collect();
+                date.len() == 3
+                    && date
+                        .iter()
+                        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                    && ver.len() == 4
+                    && ver.iter().all(|p| p.parse::<u16>().is_ok())
+            };
+            if !ok {
+                self.fail(
+                    &version.name,
+                    "version.driverver",
+                    format!(
+                        "DriverVer `{}` is not `mm/dd/yyyy,w.x.y.z`",
+                        driver_ver.value()
+                    ),
+                );
+            }
+        }
+        if let Some(catalog) = self.require_value(version, "CatalogFile", "version.catalogfile")
+            && let Some(binary) = expected_binary
+        {
+            let want = format!("{}.cat", binary.trim_end_matches(".sys"));
+            if !catalog.value().eq_ignore_ascii_case(&want) {
+                self.fail(
+                    &version.name,
+                    "version.catalogfile",
+                    format!("CatalogFile is `{}`, expected `{want}`", catalog.value()),
+                );
+            }
+        }
+        if let Some(lockdown) = self.require_value(version, "PnpLockdown", "version.pnplockdown")
+            && lockdown.value().trim() != "1"
+        {
+            self.fail(
+                &version.name,
+                "version.pnplockdown",
+                format!("PnpLockdown is `{}`, must be 1", lockdown.value()),
+            );
+        }
+        let class = self
+            .require_value(version, "Class", "version.class")
+            .map(Entry::value);
+        let guid = self
+            .require_value(version, "ClassGuid", "version.class")
+            .map(Entry::value);
+        let (Some(class), Some(guid)) = (class, guid) else {
+            return None;
+        };
+        let group = GROUPS.iter().find(|g| g.class.eq_ignore_ascii_case(&class));
+        match group {
+            None => {
+                let known: Vec<&str> = GROUPS.iter().map(|g| g.class).collect();
+                self.fail(
+                    &version.name,
+                    "version.class",
+                    format!(
+                        "Class `{class}` is not a minifilter class of the samples ({})",
+                        known.join(", ")
+                    ),
+                );
+                None
+            }
+            Some(g) if !g.class_guid.eq_ignore_ascii_case(&guid) => {
+                self.fail(
+                    &version.name,
+                    "version.class",
+                    format!(
+                        "ClassGuid `{guid}` is not the GUID of class {}: {}",
+                        g.class, g.class_guid
+                    ),
+                );
+                None
+            }
+            Some(g) => Some(g),
+        }
+    }
+
+    fn check_structure(&mut self) {
+        for section in &self.inf.sections {
+            let lower = section.name.to_ascii_lowercase();
+            if lower == "manufacturer" {
+                self.fail(
+                    &section.name,
+                    "primitive.no-manufacturer",
+                    "a primitive driver has no [Manufacturer] section",
+                );
+            }
+            if lower.starts_with("defaultinstall") || lower.starts_with("defaultuninstall") {
+                let decoration = lower.split_once('.').map(|(_, d)| d);
+                let decorated = decoration.is_some_and(|d| {
+                    d.starts_with("nt$arch$")
+                        || d.starts_with("ntamd64")
+                        || d.starts_with("ntarm64")
+                });
+                if !decorated {
+                    self.fail(&section.name, "primitive.decorated", "DefaultInstall/DefaultUninstall sections must be architecture decorated (.NT$ARCH$)");
+                }
+            }
+            if lower.starts_with("defaultuninstall") && !lower.ends_with(".services") {
+                let legacy = section
+                    .value("LegacyUninstall")
+                    .is_some_and(|e| e.value().trim() == "1");
+                if !legacy {
+                    self.fail(&section.name, "primitive.no-uninstall", "DefaultUninstall is not allowed from Windows 10 1903 on unless it says LegacyUninstall=1");
+                }
+            }
+        }
+        if let Some(dirs) = self.require_section(
+            "DestinationDirs",
+            "destinationdirs.dirid13",
+            "the driver goes to the driver store, dirid 13",
+        ) {
+            if dirs.entries.is_empty() {
+                self.fail(
+                    &dirs.name,
+                    "destinationdirs.dirid13",
+                    "no destination is given",
+                );
+            }
+            for entry in &dirs.entries {
+                if entry.field(0).trim() != "13" {
+                    let key = entry.key.clone().unwrap_or_default();
+                    self.fail(
+                        &dirs.name,
+                        "destinationdirs.dirid13",
+                        format!(
+                            "`{key}` goes to dirid {}, not 13 (the driver store)",
+                            entry.field(0)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks one install section (modern or down-level) and its `.Services` section. Returns the
+    /// service install section it names.
+    fn check_install(
+        &mut self,
+        install_name: &str,
+        rule: &'static str,
+        binary: Option<&str>,
+        service_name: Option<&str>,
+    ) -> Option<&'a Section> {
+        let install = self.require_section(
+            install_name,
+            rule,
+            "the modern minifilter INF has both the 10.0...25952 section and the down-level one",
+        )?;
+        if let Some(copy) = self.require_value(install, "CopyFiles", "install.copyfiles") {
+            let lists = copy.fields.clone();
+            let mut copies_binary = false;
+            for list in lists.iter().map(|l| l.trim()) {
+                if list.starts_with('@') {
+                    copies_binary |= binary.is_some_and(|b| list[1..].eq_ignore_ascii_case(b));
+                    continue;
+                }
+                let dirs = self.inf.section("DestinationDirs");
+                let has_dir = dirs.is_some_and(|d| {
+                    d.value(list).is_some() || d.value("DefaultDestDir").is_some()
+                });
+                if !has_dir {
+                    self.fail(
+                        &install.name,
+                        "install.copyfiles",
+                        format!("file list `{list}` has no DestinationDirs entry"),
+                    );
+                }
+                match self.inf.section(list) {
+                    None => self.fail(
+                        &install.name,
+                        "install.copyfiles",
+                        format!("file list section [{list}] is missing"),
+                    ),
+                    Some(files) => {
+                        copies_binary |= files.entries.iter().any(|e| {
+                            binary.is_some_and(|b| {
+                                e.key.is_none() && e.field(0).eq_ignore_ascii_case(b)
+                            })
+                        });
+                    }
+                }
+            }
+            if let Some(b) = binary {
+                if !copies_binary {
+                    self.fail(
+                        &install.name,
+                        "install.copyfiles",
+                        format!("CopyFiles does not copy {b}"),
+                    );
+                }
+                let in_source = self
+                    .inf
+                    .section("SourceDisksFiles")
+                    .is_some_and(|s| s.value(b).is_some());
+                if !in_source {
+                    self.fail(
+                        "SourceDisksFiles",
+                        "install.copyfiles",
+                        format!("{b} is not listed in [SourceDisksFiles]"),
+                    );
+                }
+            }
+        }
+        let services_section = format!("{install_name}.Services");
+        let services = self.require_section(
+            &services_section,
+            rule,
+            "the install section needs its .Services section with AddService",
+        )?;
+        let mut adds = services.values("AddService");
+        let Some(add) = adds.next() else {
+            self.fail(
+                &services.name,
+                "services.addservice",
+                "AddService is missing",
+            );
+            return None;
+        };
+        if adds.next().is_some() {
+            self.fail(
+                &services.name,
+                "services.addservice",
+                "a sample installs exactly one service",
+            );
+        }
+        if let Some(name) = service_name
+            && add.field(0) != name
+        {
+            self.fail(
+                &services.name,
+                "services.addservice",
+                format!(
+                    "AddService installs `{}`, expected service `{name}`",
+                    add.field(0)
+                ),
+            );
+        }
+        let section_name = add.field(2).trim().to_string();
+        if section_name.is_empty() {
+            self.fail(
+                &services.name,
+                "services.addservice",
+                "AddService names no service install section",
+            );
+            return None;
+        }
+        self.require_section(&section_name, "services.addservice", "AddService names it")
+    }
+
+    /// Checks a service install section. Returns its `AddReg` values.
+    fn check_service(
+        &mut self,
+        service: &'a Section,
+        group: Option<&Group>,
+        binary: Option<&str>,
+    ) -> Vec<RegValue> {
+        let numeric = [
+            (
+                "ServiceType",
+                2,
+                "service.type",
+                "2 (SERVICE_FILE_SYSTEM_DRIVER)",
+            ),
+            ("StartType", 3, "service.start", "3 (SERVICE_DEMAND_START)"),
+            (
+                "ErrorControl",
+                1,
+                "service.errorcontrol",
+                "1 (SERVICE_ERROR_NORMAL)",
+            ),
+        ];
+        for (key, want, rule, meaning) in numeric {
+            if let Some(entry) = self.require_value(service, key, rule)
+                && parse_number(&entry.value()) != Some(want)
+            {
+                self.fail(
+                    &service.name,
+                    rule,
+                    format!("{key} is `{}`, must be {meaning}", entry.value()),
+                );
+            }
+        }
+        if let Some(deps) = self.require_value(service, "Dependencies", "service.dependencies")
+            && !deps
+                .fields
+                .iter()
+                .any(|d| d.trim().eq_ignore_ascii_case("FltMgr"))
+        {
+            self.fail(
+                &service.name,
+                "service.dependencies",
+                format!("Dependencies is `{}`, must include FltMgr", deps.value()),
+            );
+        }
+        if let Some(entry) = self.require_value(service, "LoadOrderGroup", "service.loadordergroup")
+        {
+            let value = entry.value();
+            match GROUPS.iter().find(|g| g.name.eq_ignore_ascii_case(&value)) {
+                None => self.fail(
+                    &service.name,
+                    "service.loadordergroup",
+                    format!(
+                        "LoadOrderGroup `{value}` is not one of the samples' minifilter groups"
+                    ),
+                ),
+                Some(g) => {
+                    if let Some(class_group) = group
+                        && class_group.name != g.name
+                    {
+                        self.fail(
+                            &service.name,
+                            "service.loadordergroup",
+                            format!(
+                                "LoadOrderGroup `{value}` does not match Class {} (group {})",
+                                class_group.class, class_group.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(entry) = self.require_value(service, "ServiceBinary", "service.binary") {
+            let value = entry.value();
+            let ok_dir = value.starts_with("%13%\\");
+            let file = binary_file_name(&value);
+            if !ok_dir {
+                self.fail(
+                    &service.name,
+                    "service.binary",
+                    format!("ServiceBinary `{value}` is not in the driver store (%13%\\name.sys)"),
+                );
+            }
+            if let Some(b) = binary
+                && !file.eq_ignore_ascii_case(b)
+            {
+                self.fail(
+                    &service.name,
+                    "service.binary",
+                    format!("ServiceBinary names `{file}`, expected `{b}`"),
+                );
+            }
+        }
+        let mut values = Vec::new();
+        let Some(addreg) = self.require_value(service, "AddReg", "service.addreg") else {
+            return values;
+        };
+        for name in addreg.fields.iter().map(|n| n.trim().to_string()) {
+            let Some(section) = self.require_section(&name, "service.addreg", "AddReg names it")
+            else {
+                continue;
+            };
+            for entry in &section.entries {
+                if entry.key.is_some() || !entry.field(0).eq_ignore_ascii_case("HKR") {
+                    self.fail(
+                        &section.name,
+                        "registry.hkr",
+                        format!("line {}: a service AddReg line starts with HKR", entry.line),
+                    );
+                    continue;
+                }
+                values.push(RegValue {
+                    section: section.name.clone(),
+                    subkey: entry.field(1).trim().trim_end_matches('\\').to_string(),
+                    name: entry.field(2).trim().to_string(),
+                    flags: if entry.field(3).trim().is_empty() {
+                        Some(REG_SZ)
+                    } else {
+                        parse_number(entry.field(3))
+                    },
+                    value: entry
+                        .fields
+                        .get(4..)
+                        .map(|v| v.join(","))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        values
+    }
+
+    /// Checks the instance configuration under `instances_key`. Returns the default instance's
+    /// altitude.
+    fn check_instances(
+        &mut self,
+        service_section: &str,
+        values: &[RegValue],
+        instances_key: &str,
+        other_key: &str,
+        group: Option<&Group>,
+    ) -> Option<u32> {
+        let key_eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        for v in values {
+            let under_other = key_eq(&v.subkey, other_key)
+                || v.subkey
+                    .to_ascii_lowercase()
+                    .starts_with(&format!("{}\\", other_key.to_ascii_lowercase()));
+            if under_other {
+                self.fail(&v.section, "registry.24h2", format!("`{}` is the wrong place for this section: from Windows 11 24H2 (build 25952) on the instance configuration is under Parameters\\Instances, before it under Instances; this section must use {instances_key}", v.subkey));
+            }
+            if key_eq(&v.name, "SupportedFeatures") && v.flags != Some(REG_DWORD) {
+                self.fail(
+                    &v.section,
+                    "registry.supportedfeatures",
+                    "SupportedFeatures must be a DWORD (0x00010001)",
+                );
+            }
+        }
+        let default = values
+            .iter()
+            .find(|v| key_eq(&v.subkey, instances_key) && key_eq(&v.name, "DefaultInstance"));
+        let Some(default) = default else {
+            self.fail(
+                service_section,
+                "registry.defaultinstance",
+                format!("no HKR,\"{instances_key}\",\"DefaultInstance\" value in its AddReg"),
+            );
+            return None;
+        };
+        if default.flags != Some(REG_SZ) {
+            self.fail(
+                &default.section,
+                "registry.defaultinstance",
+                "DefaultInstance must be a string (0x00000000)",
+            );
+        }
+        let default_key = format!("{instances_key}\\{}", default.value);
+        let altitude = values
+            .iter()
+            .find(|v| key_eq(&v.subkey, &default_key) && key_eq(&v.name, "Altitude"));
+        let flags = values
+            .iter()
+            .find(|v| key_eq(&v.subkey, &default_key) && key_eq(&v.name, "Flags"));
+        if flags.is_none() {
+            self.fail(
+                &default.section,
+                "registry.flags",
+                format!(
+                    "the default instance `{}` has no Flags value",
+                    default.value
+                ),
+            );
+        }
+        if let Some(flags) = flags {
+            if flags.flags != Some(REG_DWORD) {
+                self.fail(
+                    &flags.section,
+                    "registry.flags",
+                    "Flags must be a DWORD (0x00010001)",
+                );
+            }
+            if parse_number(&flags.value).is_none() {
+                self.fail(
+                    &flags.section,
+                    "registry.flags",
+                    format!("Flags `{}` is not a number", flags.value),
+                );
+            }
+        }
+        let Some(altitude) = altitude else {
+            self.fail(
+                &default.section,
+                "registry.altitude",
+                format!(
+                    "the default instance `{}` has no Altitude value",
+                    default.value
+                ),
+            );
+            return None;
+        };
+        if altitude.flags != Some(REG_SZ) {
+            self.fail(
+                &altitude.section,
+                "registry.altitude",
+                "Altitude must be a string (0x00000000), not a number",
+            );
+        }
+        let Some(number) = parse_altitude(&altitude.value) else {
+            self.fail(
+                &altitude.section,
+                "registry.altitude",
+                format!("Altitude `{}` is not a decimal altitude", altitude.value),
+            );
+            return None;
+        };
+        if let Some(g) = group
+            && !g.altitudes.contains(&number)
+        {
+            self.fail(
+                &altitude.section,
+                "altitude.range",
+                format!(
+                    "Altitude {number} is outside {} ({}-{})",
+                    g.name,
+                    g.altitudes.start(),
+                    g.altitudes.end()
+                ),
+            );
+        }
+        Some(number)
+    }
+}
+
+/// What a sample expects of its INF.
+#[derive(Debug, Clone)]
+struct Expected {
+    binary: String,
+}
+
+/// Checks one INF's text. `expected` is the sample it belongs to, if known.
+fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts, Vec<Finding>) {
+    let (inf, syntax) = parse(text);
+    let mut c = Checker {
+        file,
+        inf: &inf,
+        findings: Vec::new(),
+    };
+    for e in syntax {
+        c.fail(&format!("line {}", e.line), "syntax", e.message);
+    }
+    let binary = expected.map(|e| e.binary.as_str());
+    let group = c.check_version(binary);
+    c.check_structure();
+
+    let mut facts = InfFacts::default();
+    let modern = c.check_install(MODERN_INSTALL, "install.modern", binary, None);
+    if let Some(service) = modern {
+        if let Some(entry) = service.value("ServiceBinary") {
+            facts.binary = Some(binary_file_name(&entry.value()).to_string());
+        }
+        if let Some(services) = inf.section(&format!("{MODERN_INSTALL}.Services"))
+            && let Some(add) = services.value("AddService")
+        {
+            facts.service_name = Some(add.field(0).to_string());
+        }
+    }
+    let service_name = facts.service_name.clone();
+    let downlevel = c.check_install(
+        DOWNLEVEL_INSTALL,
+        "install.downlevel",
+        binary,
+        service_name.as_deref(),
+    );
+
+    let mut altitudes = Vec::new();
+    if let Some(service) = modern {
+        let values = c.check_service(service, group, binary);
+        altitudes.push(c.check_instances(
+            &service.name,
+            &values,
+            MODERN_INSTANCES_KEY,
+            DOWNLEVEL_INSTANCES_KEY,
+            group,
+        ));
+    }
+    if let Some(service) = downlevel {
+        if modern.is_some_and(|m| m.name.eq_ignore_ascii_case(&service.name)) {
+            c.fail(&service.name, "registry.24h2", "the modern and down-level sections need separate service install sections: the instance configuration is under Parameters\\Instances from 24H2 on, under Instances before");
+        } else {
+            let values = c.check_service(service, group, binary);
+            altitudes.push(c.check_instances(
+                &service.name,
+                &values,
+                DOWNLEVEL_INSTANCES_KEY,
+                MODERN_INSTANCES_KEY,
+                group,
+            ));
+        }
+        for key in ["ServiceBinary", "LoadOrderGroup"] {
+            let a = modern.and_then(|m| m.value(key)).map(Entry::value);
+            let b = service.value(key).map(Entry::value);
+            if a.is_some() && b.is_some() && a != b {
+                c.fail(
+                    &service.name,
+                    "install.consistent",
+                    format!("{key} differs between the modern and down-level service sections"),
+                );
+            }
+        }
+    }
+    if let [Some(a), Some(b)] = altitudes[..]
+        && a != b
+    {
+        c.fail(
+            DOWNLEVEL_INSTALL,
+            "install.consistent",
+            format!("altitude {b} differs from the modern section's {a}"),
+        );
+    }
+    facts.altitude = altitudes.iter().flatten().next().copied();
+    (facts, c.findings)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Workspace
+// ------------------------------------------------------------------------------------------------
+
+/// A sample crate: its directory and package name.
+struct Sample {
+    dir: String,
+    package: String,
+}
+
+impl Sample {
+    /// The cargo-make file-system name (`rs-data-scan` -> `rs_data_scan`).
+    fn fs_name(&self) -> String {
+        self.package.replace('-', "_")
+    }
+}
+
+/// The `name` of the `[package]` table of a Cargo.toml.
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_package = t == "[package]";
+            continue;
+        }
+        if in_package
+            && let Some((key, value)) = t.split_once('=')
+            && key.trim() == "name"
+        {
+            return Some(value.trim().trim_matches('"').to_string());
+        }
+    }
+    None
+}
+
+fn find_samples(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<Sample>> {
+    let dir = root.join("samples");
+    let mut samples = Vec::new();
+    let mut entries: Vec<PathBuf> = fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.is_dir()) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let manifest_path = path.join("Cargo.toml");
+        let Ok(manifest) = fs::read_to_string(&manifest_path) else {
+            findings.push(Finding {
+                file: format!("samples/{name}"),
+                section: "-".into(),
+                rule: "workspace.sample",
+                message: "a sample directory without a Cargo.toml".into(),
+            });
+            continue;
+        };
+        match package_name(&manifest) {
+            Some(package) if package.starts_with("rs-") => {
+                samples.push(Sample { dir: name, package })
+            }
+            other => findings.push(Finding {
+                file: format!("samples/{name}/Cargo.toml"),
+                section: "package".into(),
+                rule: "workspace.sample",
+                message: format!("package name {other:?} does not start with `rs-`"),
+            }),
+        }
+    }
+    Ok(samples)
+}
+
+/// Checks every INF source in `inf/` against the samples in `samples/`.
+fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let samples = find_samples(root, &mut findings)?;
+    let by_binary: HashMap<String, &Sample> = samples
+        .iter()
+        .map(|s| (format!("{}.sys", s.fs_name()), s))
+        .collect();
+
+    let inf_dir = root.join("inf");
+    let mut files: Vec<PathBuf> = fs::read_dir(&inf_dir)
+        .with_context(|| format!("reading {}", inf_dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("inx") || e.eq_ignore_ascii_case("inf"))
+    });
+    files.sort();
+
+    let mut infs_per_sample: BTreeMap<String, Vec<String>> = samples
+        .iter()
+        .map(|s| (s.dir.clone(), Vec::new()))
+        .collect();
+    let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut altitudes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for path in &files {
+        let display = format!(
+            "inf/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = match decode(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                findings.push(Finding {
+                    file: display,
+                    section: "-".into(),
+                    rule: "syntax",
+                    message: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
+        // Which sample is it for? The service binary says so; fall back to the file name.
+        let (facts, _) = check_text(&display, &text, None);
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sample = facts
+            .binary
+            .as_ref()
+            .and_then(|b| by_binary.get(&b.to_ascii_lowercase()).copied())
+            .or_else(|| by_binary.get(&format!("{stem}.sys")).copied());
+        let expected = sample.map(|s| Expected {
+            binary: format!("{}.sys", s.fs_name()),
+        });
+        let (facts, file_findings) = check_text(&display, &text, expected.as_ref());
+        findings.extend(file_findings);
+        let Some(sample) = sample else {
+            findings.push(Finding {
+                file: display.clone(),
+                section: "-".into(),
+                rule: "workspace.sample-inf",
+                message: format!(
+                    "its service binary {:?} is no sample's driver (samples/*: rs_<name>.sys)",
+                    facts.binary
+                ),
+            });
+            continue;
+        };
+        if facts
+            .binary
+            .as_deref()
+            .is_some_and(|b| b.eq_ignore_ascii_case(&format!("{}.sys", sample.fs_name())))
+        {
+            infs_per_sample
+                .entry(sample.dir.clone())
+                .or_default()
+                .push(display.clone());
+        }
+        let want_name = format!("{}.inx", sample.fs_name());
+        if !display.ends_with(&format!("/{want_name}")) {
+            findings.push(Finding {
+                file: display.clone(),
+                section: "-".into(),
+                rule: "workspace.inx-name",
+                message: format!("the INF source of {} must be inf/{want_name}: cargo-make's copy-inx-to-output looks for <crate fs name>.inx", sample.package),
+            });
+        }
+        if let Some(name) = facts.service_name {
+            services
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push(display.clone());
+        }
+        if let Some(altitude) = facts.altitude {
+            altitudes.entry(altitude).or_default().push(display);
+        }
+    }
+    for (dir, infs) in &infs_per_sample {
+        if infs.len() != 1 {
+            findings.push(Finding {
+                file: format!("samples/{dir}"),
+                section: "-".into(),
+                rule: "workspace.sample-inf",
+                message: format!("a sample has exactly one INF in inf/ whose ServiceBinary is its .sys; found {}: {infs:?}", infs.len()),
+            });
+        }
+    }
+    for (name, infs) in services.iter().filter(|(_, v)| v.len() > 1) {
+        findings.push(Finding {
+            file: infs.join(", "),
+            section: "-".into(),
+            rule: "workspace.unique-service",
+            message: format!("service name `{name}` is used by more than one INF"),
+        });
+    }
+    for (altitude, infs) in altitudes.iter().filter(|(_, v)| v.len() > 1) {
+        findings.push(Finding {
+            file: infs.join(", "),
+            section: "-".into(),
+            rule: "workspace.unique-altitude",
+            message: format!("altitude {altitude} is used by more than one INF"),
+        });
+    }
+    Ok(findings)
+}
+
+/// Runs `cargo xtask check-inf` for the workspace at `workspace_root`.
+///
+/// # Errors
+///
+/// Fails if `inf/` or `samples/` cannot be read, or if any rule is violated; the error lists
+/// every violation.
+pub fn run(workspace_root: &Path) -> Result<()> {
+    let findings = check_workspace(workspace_root)?;
+    if findings.is_empty() {
+        println!("check-inf: every INF in inf/ follows the minifilter INF rules, one per sample");
+        return Ok(());
+    }
+    for finding in &findings {
+        eprintln!("{finding}");
+    }
+    bail!("check-inf: {} INF rule violation(s)", findings.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../inf/rs_passthrough.inx");
+    const BINARY: &str = "rs_passthrough.sys";
+
+    fn check(text: &str) -> Vec<Finding> {
+        check_text(
+            "test.inx",
+            text,
+            Some(&Expected {
+                binary: BINARY.into(),
+            }),
+        )
+        .1
+    }
+
+    /// Replaces `from` (which must occur) with `to` in the good INF and returns the rules that fail.
+    fn rules_after(from: &str, to: &str) -> Vec<&'static str> {
+        assert!(
+            GOOD.contains(from),
+            "the good INF does not contain {from:?}"
+        );
+        let findings = check(&GOOD.replace(from, to));
+        assert!(
+            !findings.is_empty(),
+            "replacing {from:?} with {to:?} broke no rule"
+        );
+        findings.iter().map(|f| f.rule).collect()
+    }
+
+    fn assert_fails(from: &str, to: &str, rule: &str) {
+        let rules = rules_after(from, to);
+        assert!(rules.contains(&rule), "expected rule {rule}, got {rules:?}");
+    }
+
+    #[test]
+    fn every_workspace_inf_is_clean() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for entry in fs::read_dir(root.join("inf")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = decode(&fs::read(&path).unwrap()).unwrap();
+            let binary = format!("{}.sys", path.file_stem().unwrap().to_string_lossy());
+            let (facts, findings) = check_text(
+                &path.display().to_string(),
+                &text,
+                Some(&Expected {
+                    binary: binary.clone(),
+                }),
+            );
+            assert!(findings.is_empty(), "{findings:#?}");
+            assert_eq!(facts.binary.as_deref(), Some(binary.as_str()));
+        }
+    }
+
+    #[test]
+    fn good_inf_facts() {
+        let (facts, findings) = check_text(
+            "test.inx",
+            GOOD,
+            Some(&Expected {
+                binary: BINARY.into(),
+            }),
+        );
+        assert!(findings.is_empty(), "{findings:#?}");
+        assert_eq!(facts.service_name.as_deref(), Some("RsPassthrough"));
+        assert_eq!(facts.altitude, Some(370_210));
+    }
+
+    #[test]
+    fn parser_handles_quotes_comments_continuations_and_strings() {
+        let text = "[Version]\r\nSignature = \"$Windows NT$\" ; comment\r\n[A]\r\nKey = \"x;y\", %S% , \\\r\n  \"q\"\"r\"\r\nNoKey, two\r\n%K% = v\r\nP = 100%%\r\n[a]\r\nMore = 1\r\n[Strings]\r\nS = \"sub, stituted\"\r\nK = key\r\n";
+        let (inf, errors) = parse(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let a = inf.section("A").unwrap();
+        let key = a.value("Key").unwrap();
+        assert_eq!(key.fields, vec!["x;y", "sub, stituted", "q\"r"]);
+        assert_eq!(key.line, 4);
+        let bare = a.entries.iter().find(|e| e.key.is_none()).unwrap();
+        assert_eq!(bare.fields, vec!["NoKey", "two"]);
+        assert_eq!(a.value("key").unwrap().field(0), "x;y");
+        assert_eq!(
+            a.entries
+                .iter()
+                .filter(|e| e.key.as_deref() == Some("key"))
+                .count(),
+            1
+        );
+        assert_eq!(a.value("P").unwrap().value(), "100%");
+        assert!(a.value("More").is_some(), "repeated sections merge");
+        assert_eq!(
+            inf.section("version")
+                .unwrap()
+                .value("signature")
+                .unwrap()
+                .value(),
+            "$Windows NT$"
+        );
+    }
+
+    #[test]
+    fn parser_reports_syntax_errors() {
+        let (_, errors) = parse("[A\nx = 1\n[B]\ny = \"open\nz = %Missing%\nw = 1 \\");
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("malformed section header")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("text before the first section")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("unterminated")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("%Missing%")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("continuation at end of file")),
+            "{messages:?}"
+        );
+        assert!(
+            check("[Version]\nx = %Nope%\n")
+                .iter()
+                .any(|f| f.rule == "syntax")
+        );
+    }
+
+    #[test]
+    fn decodes_utf16() {
+        let mut bytes = vec![0xFF, 0xFE];
+        bytes.extend("[Version]".encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(decode(&bytes).unwrap(), "[Version]");
+        assert_eq!(decode(b"\xEF\xBB\xBF[A]").unwrap(), "[A]");
+    }
+
+    #[test]
+    fn version_rules_fail() {
+        assert_fails(
+            "Signature   = \"$Windows NT$\"",
+            "Signature = \"$Chicago$\"",
+            "version.signature",
+        );
+        assert_fails(
+            "Provider    = %ProviderString%",
+            "Provider = \"\"",
+            "version.provider",
+        );
+        assert_fails("DriverVer   = ", "DriverVerX = ", "version.driverver");
+        assert_fails(",0.1.0.0", ",0.1.0", "version.driverver");
+        assert_fails(
+            "CatalogFile = rs_passthrough.cat",
+            "CatalogFile = other.cat",
+            "version.catalogfile",
+        );
+        assert_fails("PnpLockdown = 1", "PnpLockdown = 0", "version.pnplockdown");
+        assert_fails("PnpLockdown = 1", "", "version.pnplockdown");
+        assert_fails(
+            "Class       = \"ActivityMonitor\"",
+            "Class = \"Bogus\"",
+            "version.class",
+        );
+        assert_fails(
+            "{b86dff51-a31e-4bac-b3cf-e8cfe75c9fc2}",
+            "{3e3f0674-c83c-4558-bb26-9820e1eba5c5}",
+            "version.class",
+        );
+        assert_fails("[Version]", "[NotVersion]", "version.section");
+    }
+
+    #[test]
+    fn class_must_match_group() {
+        let text = GOOD
+            .replace(
+                "Class       = \"ActivityMonitor\"",
+                "Class = \"ContentScreener\"",
+            )
+            .replace(
+                "{b86dff51-a31e-4bac-b3cf-e8cfe75c9fc2}",
+                "{3e3f0674-c83c-4558-bb26-9820e1eba5c5}",
+            );
+        let rules: Vec<_> = check(&text).iter().map(|f| f.rule).collect();
+        assert!(rules.contains(&"service.loadordergroup"), "{rules:?}");
+        assert!(rules.contains(&"altitude.range"), "{rules:?}");
+    }
+
+    #[test]
+    fn structure_rules_fail() {
+        assert_fails(
+            "MiniFilter.DriverFiles = 13",
+            "MiniFilter.DriverFiles = 12",
+            "destinationdirs.dirid13",
+        );
+        assert_fails(
+            "[DestinationDirs]",
+            "[OtherDirs]",
+            "destinationdirs.dirid13",
+        );
+        assert_fails(
+            "[SourceDisksNames]",
+            "[Manufacturer]\n[SourceDisksNames]",
+            "primitive.no-manufacturer",
+        );
+        assert_fails(
+            "[SourceDisksNames]",
+            "[DefaultInstall]\nCopyFiles = MiniFilter.DriverFiles\n[SourceDisksNames]",
+            "primitive.decorated",
+        );
+        assert_fails(
+            "[SourceDisksNames]",
+            "[DefaultUninstall.NT$ARCH$]\nDelFiles = MiniFilter.DriverFiles\n[SourceDisksNames]",
+            "primitive.no-uninstall",
+        );
+        let legacy = GOOD.replace(
+            "[SourceDisksNames]",
+            "[DefaultUninstall.NT$ARCH$]\nLegacyUninstall = 1\n[SourceDisksNames]",
+        );
+        assert!(check(&legacy).is_empty(), "LegacyUninstall=1 is allowed");
+    }
+
+    #[test]
+    fn install_rules_fail() {
+        assert_fails(
+            "[DefaultInstall.NT$ARCH$.10.0...25952]",
+            "[DefaultInstall.NT$ARCH$.10.0...22000]",
+            "install.modern",
+        );
+        assert_fails(
+            "[DefaultInstall.NT$ARCH$.10.0...25952.Services]",
+            "[Other.Services]",
+            "install.modern",
+        );
+        assert_fails(
+            "[DefaultInstall.NT$ARCH$]",
+            "[DefaultInstall.NT$ARCH$.10.0...1]",
+            "install.downlevel",
+        );
+        assert_fails(
+            "[DefaultInstall.NT$ARCH$.Services]",
+            "[Other2.Services]",
+            "install.downlevel",
+        );
+        assert_fails(
+            "[MiniFilter.DriverFiles]\r\nrs_passthrough.sys",
+            "[MiniFilter.DriverFiles]\r\nother.sys",
+            "install.copyfiles",
+        );
+        assert_fails(
+            "rs_passthrough.sys = 1,,",
+            "other.sys = 1,,",
+            "install.copyfiles",
+        );
+        assert_fails(
+            "AddService = %ServiceName%,,MiniFilterDownlevel.Service",
+            "AddService = Other,,MiniFilterDownlevel.Service",
+            "services.addservice",
+        );
+        assert_fails(
+            "AddService = %ServiceName%,,MiniFilter.Service",
+            "AddService = %ServiceName%,,Missing.Service",
+            "services.addservice",
+        );
+    }
+
+    #[test]
+    fn service_rules_fail() {
+        assert_fails("ServiceType    = 2 ", "ServiceType    = 1 ", "service.type");
+        assert_fails(
+            "StartType      = 3 ",
+            "StartType      = 2 ",
+            "service.start",
+        );
+        assert_fails(
+            "ErrorControl   = 1 ",
+            "ErrorControl   = 3 ",
+            "service.errorcontrol",
+        );
+        assert_fails(
+            "Dependencies   = \"FltMgr\"",
+            "Dependencies   = \"Other\"",
+            "service.dependencies",
+        );
+        assert_fails(
+            "LoadOrderGroup = \"FSFilter Activity Monitor\"",
+            "LoadOrderGroup = \"FSFilter Bogus\"",
+            "service.loadordergroup",
+        );
+        assert_fails(
+            "LoadOrderGroup = \"FSFilter Activity Monitor\"",
+            "LoadOrderGroup = \"FSFilter Content Screener\"",
+            "service.loadordergroup",
+        );
+        assert_fails(
+            "ServiceBinary  = %13%\\rs_passthrough.sys",
+            "ServiceBinary  = %12%\\rs_passthrough.sys",
+            "service.binary",
+        );
+        assert_fails(
+            "ServiceBinary  = %13%\\rs_passthrough.sys",
+            "ServiceBinary  = %13%\\other.sys",
+            "service.binary",
+        );
+        assert_fails(
+            "AddReg         = MiniFilter.AddRegistry",
+            "AddRegX = MiniFilter.AddRegistry",
+            "service.addreg",
+        );
+        assert_fails(
+            "AddReg         = MiniFilter.AddRegistry",
+            "AddReg = Missing.AddRegistry",
+            "service.addreg",
+        );
+        assert_fails(
+            "AddReg         = MiniFilterDownlevel.AddRegistry",
+            "AddReg = MiniFilter.AddRegistry",
+            "registry.24h2",
+        );
+    }
+
+    #[test]
+    fn registry_rules_fail() {
+        assert_fails(
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\"",
+            "HKR,\"Parameters\\Instances\",\"Default\"",
+            "registry.defaultinstance",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\",0x00000000",
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\",0x00010001",
+            "registry.defaultinstance",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Altitude\",0x00000000",
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Altitude\",0x00010001",
+            "registry.altitude",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Altitude\"",
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Height\"",
+            "registry.altitude",
+        );
+        assert_fails(
+            "Instance1.Altitude = \"370210\"",
+            "Instance1.Altitude = \"37x\"",
+            "registry.altitude",
+        );
+        assert_fails(
+            "Instance1.Altitude = \"370210\"",
+            "Instance1.Altitude = \"265000\"",
+            "altitude.range",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flags\",0x00010001",
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flags\",0x00000000",
+            "registry.flags",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flags\"",
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flagz\"",
+            "registry.flags",
+        );
+        assert_fails(
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flags\",0x00010001,%Instance1.Flags%",
+            "HKR,\"Parameters\\Instances\\\"%Instance1.Name%,\"Flags\",0x00010001,abc",
+            "registry.flags",
+        );
+        assert_fails(
+            "[MiniFilter.AddRegistry]\r\n",
+            "[MiniFilter.AddRegistry]\r\nHKR,\"Parameters\",\"SupportedFeatures\",0x00000000,3\r\n",
+            "registry.supportedfeatures",
+        );
+        assert_fails(
+            "[MiniFilter.AddRegistry]\r\n",
+            "[MiniFilter.AddRegistry]\r\nHKLM,\"x\",\"y\",0,1\r\n",
+            "registry.hkr",
+        );
+        // The 24H2 rule: modern section under Instances, down-level under Parameters\Instances.
+        assert_fails(
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\"",
+            "HKR,\"Instances\",\"DefaultInstance\"",
+            "registry.24h2",
+        );
+        assert_fails(
+            "HKR,\"Instances\",\"DefaultInstance\"",
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\"",
+            "registry.24h2",
+        );
+    }
+
+    #[test]
+    fn sections_must_agree() {
+        let text = GOOD.replace(
+            "HKR,\"Instances\\\"%Instance1.Name%,\"Altitude\",0x00000000,%Instance1.Altitude%",
+            "HKR,\"Instances\\\"%Instance1.Name%,\"Altitude\",0x00000000,\"370299\"",
+        );
+        assert!(check(&text).iter().any(|f| f.rule == "install.consistent"));
+    }
+
+    #[test]
+    fn findings_name_file_section_and_rule() {
+        let findings = check(&GOOD.replace("StartType      = 3 ", "StartType      = 2 "));
+        let shown: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("test.inx: [MiniFilter.Service] rule `service.start`")),
+            "{shown:?}"
+        );
+    }
+
+    fn workspace(files: &[(&str, &str)]) -> tempdir::Dir {
+        let dir = tempdir::Dir::new();
+        for (path, text) in files {
+            let full = dir.path().join(path);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, text).unwrap();
+        }
+        dir
+    }
+
+    fn workspace_rules(files: &[(&str, &str)]) -> Vec<&'static str> {
+        let dir = workspace(files);
+        check_workspace(dir.path())
+            .unwrap()
+            .iter()
+            .map(|f| f.rule)
+            .collect()
+    }
+
+    /// A second good INF: the passthrough one renamed.
+    fn other_inf() -> String {
+        GOOD.replace("rs_passthrough", "rs_other")
+            .replace("RsPassthrough", "RsOther")
+            .replace("370210", "370299")
+    }
+
+    #[test]
+    fn workspace_rules_fail() {
+        let manifest = "[package]\nname = \"rs-passthrough\"\n";
+        let other_manifest = "[package]\nname = \"rs-other\"\n";
+        let good = [
+            ("samples/passthrough/Cargo.toml", manifest),
+            ("inf/rs_passthrough.inx", GOOD),
+        ];
+        assert_eq!(workspace_rules(&good), Vec::<&str>::new());
+
+        // A sample without an INF.
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/other/Cargo.toml", other_manifest),
+        ]);
+        assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
+        // Two INFs for one sample.
+        let rules = workspace_rules(&[good[0], good[1], ("inf/rs_passthrough.inf", GOOD)]);
+        assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
+        assert!(rules.contains(&"workspace.unique-service"), "{rules:?}");
+        assert!(rules.contains(&"workspace.unique-altitude"), "{rules:?}");
+        assert!(rules.contains(&"workspace.inx-name"), "{rules:?}");
+        // An INF for no sample.
+        let other = other_inf();
+        let rules = workspace_rules(&[good[0], good[1], ("inf/rs_other.inx", &other)]);
+        assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
+        // Duplicate altitude across samples.
+        let same_altitude = other.replace("370299", "370210");
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/other/Cargo.toml", other_manifest),
+            ("inf/rs_other.inx", &same_altitude),
+        ]);
+        assert_eq!(rules, vec!["workspace.unique-altitude"]);
+        // Duplicate service name across samples.
+        let same_service = other.replace("RsOther", "RsPassthrough");
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/other/Cargo.toml", other_manifest),
+            ("inf/rs_other.inx", &same_service),
+        ]);
+        assert_eq!(rules, vec!["workspace.unique-service"]);
+        // A sample whose package is not rs-*.
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/bad/Cargo.toml", "[package]\nname = \"bad\"\n"),
+        ]);
+        assert!(rules.contains(&"workspace.sample"), "{rules:?}");
+        // Both clean together.
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/other/Cargo.toml", other_manifest),
+            ("inf/rs_other.inx", &other),
+        ]);
+        assert!(rules.is_empty(), "{rules:?}");
+    }
+
+    #[test]
+    fn run_reports_failure() {
+        let dir = workspace(&[(
+            "samples/passthrough/Cargo.toml",
+            "[package]\nname = \"rs-passthrough\"\n",
+        )]);
+        fs::create_dir_all(dir.path().join("inf")).unwrap();
+        let err = run(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("1 INF rule violation"), "{err:#}");
+    }
+
+    /// A throw-away directory, removed on drop (no extra dependency for it).
+    mod tempdir {
+        use std::{
+            path::{Path, PathBuf},
+            sync::atomic::{AtomicUsize, Ordering},
+        };
+
+        pub struct Dir(PathBuf);
+
+        impl Dir {
+            pub fn new() -> Self {
+                static COUNTER: AtomicUsize = AtomicUsize::new(0);
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let path =
+                    std::env::temp_dir().join(format!("check-inf-test-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path).unwrap();
+                Self(path)
+            }
+
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
