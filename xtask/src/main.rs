@@ -1,0 +1,416 @@
+//! `cargo xtask`: the workspace's tasks (the alias is in `.cargo/config.toml`).
+//!
+//! - `build`: builds every sample under `samples/` as a standalone kernel driver (no WDK) for
+//!   `x86_64` and `aarch64`, copies each to `target/drivers/<arch>/<profile>/<name>.sys`, and runs
+//!   the PE checks on it.
+//! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]).
+//! - `demo <sample>`: the sample's scenario in the Filter Manager model.
+//! - `bench`: the benchmarks.
+//! - `check-inf`, `sign`: the INF checks and test signing.
+
+mod check_inf;
+mod pe;
+mod sign;
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Workspace tasks for the Rust minifilter samples.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build every sample as a standalone driver (.sys) and verify it.
+    Build {
+        /// Which profile(s) to build.
+        #[arg(long, value_enum, default_value_t = ProfileChoice::All)]
+        profile: ProfileChoice,
+        /// Which architecture(s) to build.
+        #[arg(long, value_enum, default_value_t = TargetChoice::All)]
+        target: TargetChoice,
+    },
+    /// Run the driver PE checks on the given .sys files.
+    Verify {
+        /// The driver files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a sample's demo scenario in the Filter Manager model (`examples/demo.rs`).
+    Demo {
+        /// The sample's directory name under samples/, e.g. `passthrough`.
+        sample: String,
+    },
+    /// Run the benchmarks.
+    Bench,
+    /// Check the INF files.
+    CheckInf,
+    /// Test-sign the built drivers.
+    Sign,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProfileChoice {
+    Dev,
+    Release,
+    All,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetChoice {
+    #[value(name = "x86_64")]
+    X86_64,
+    Aarch64,
+    All,
+}
+
+/// One kernel architecture.
+#[derive(Clone, Copy)]
+struct Arch {
+    /// The name used in `target/drivers/<arch>/`.
+    name: &'static str,
+    /// The Rust target triple.
+    triple: &'static str,
+    /// Whether `core` must be built from source (`-Zbuild-std=core`). aarch64's prebuilt `core`
+    /// cannot be installed on our build hosts (see `rust-toolchain.toml`).
+    build_std: bool,
+}
+
+const X86_64: Arch = Arch {
+    name: "x86_64",
+    triple: "x86_64-pc-windows-msvc",
+    build_std: false,
+};
+
+const AARCH64: Arch = Arch {
+    name: "aarch64",
+    triple: "aarch64-pc-windows-msvc",
+    build_std: true,
+};
+
+/// The packages `cargo xtask bench` runs `cargo bench` for, with the directory that must exist:
+/// add a row when a sample gets benchmarks.
+const BENCH_PACKAGES: &[(&str, &str)] = &[("rs-data-scan", "samples/data-scan")];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.task {
+        Task::Build { profile, target } => build(&root, profile, target),
+        Task::Verify { files } => verify(&files),
+        Task::Demo { sample } => demo(&root, &sample),
+        Task::Bench => bench(&root),
+        Task::CheckInf => check_inf::run(&root),
+        Task::Sign => sign::run(&root),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
+}
+
+/// The cargo that runs us (`CARGO`), or `cargo` from `PATH`.
+fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs `command`, failing with `what` if it does not succeed.
+fn run(mut command: Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("{what}: could not start {command:?}"))?;
+    if !status.success() {
+        bail!("{what}: {status}");
+    }
+    Ok(())
+}
+
+/// A sample crate found under `samples/`.
+struct Sample {
+    /// Its directory name, e.g. `passthrough`.
+    dir: String,
+    /// Its package name, e.g. `rs-passthrough`.
+    package: String,
+    /// Its library (artifact) name, e.g. `rs_passthrough`.
+    lib: String,
+}
+
+/// Every directory under `samples/` with a `Cargo.toml`, sorted by name.
+fn samples(root: &Path) -> Result<Vec<Sample>> {
+    let mut found = Vec::new();
+    let dir = root.join("samples");
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let manifest = path.join("Cargo.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let text = fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let package = manifest_value(&text, "package", "name")
+            .with_context(|| format!("{}: no [package] name", manifest.display()))?;
+        let lib = manifest_value(&text, "lib", "name").unwrap_or_else(|| package.replace('-', "_"));
+        let dir = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        found.push(Sample { dir, package, lib });
+    }
+    found.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(found)
+}
+
+/// The string value of `key` in the `[table]` of a Cargo manifest, for the simple
+/// `key = "value"` lines our manifests use.
+fn manifest_value(text: &str, table: &str, key: &str) -> Option<String> {
+    let header = format!("[{table}]");
+    let mut in_table = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_table = line == header;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if name.trim() == key {
+            let value = value.trim();
+            return value
+                .strip_prefix('"')
+                .and_then(|v| v.split('"').next())
+                .map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// `cargo xtask build`.
+fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()> {
+    let profiles: &[&str] = match profile {
+        ProfileChoice::Dev => &["dev"],
+        ProfileChoice::Release => &["release"],
+        ProfileChoice::All => &["dev", "release"],
+    };
+    let arches: &[Arch] = match target {
+        TargetChoice::X86_64 => &[X86_64],
+        TargetChoice::Aarch64 => &[AARCH64],
+        TargetChoice::All => &[X86_64, AARCH64],
+    };
+    let samples = samples(root)?;
+    if samples.is_empty() {
+        bail!("no sample crates under {}", root.join("samples").display());
+    }
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let mut built = Vec::new();
+    for arch in arches {
+        for &profile in profiles {
+            for sample in &samples {
+                let sys = build_one(root, &target_dir, sample, *arch, profile)?;
+                built.push(sys);
+            }
+        }
+    }
+    println!("{} drivers built and verified.", built.len());
+    Ok(())
+}
+
+/// Builds one sample for one architecture and profile, copies it to `.sys`, verifies it and
+/// prints it. Returns the `.sys` path.
+fn build_one(
+    root: &Path,
+    target_dir: &Path,
+    sample: &Sample,
+    arch: Arch,
+    profile: &str,
+) -> Result<PathBuf> {
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .args(["build", "--quiet", "--lib", "--no-default-features"])
+        .args([
+            "--package",
+            &sample.package,
+            "--target",
+            arch.triple,
+            "--profile",
+            profile,
+        ])
+        .env(linker_variable(arch.triple), "rust-lld");
+    if arch.build_std {
+        command.arg("-Zbuild-std=core").env("RUSTC_BOOTSTRAP", "1");
+    }
+    run(
+        command,
+        &format!(
+            "sample `{}`: cargo build for {} ({profile})",
+            sample.dir, arch.triple
+        ),
+    )?;
+
+    let out_profile = if profile == "dev" { "debug" } else { profile };
+    let dll = target_dir
+        .join(arch.triple)
+        .join(out_profile)
+        .join(format!("{}.dll", sample.lib));
+    let dest_dir = target_dir.join("drivers").join(arch.name).join(profile);
+    fs::create_dir_all(&dest_dir).with_context(|| format!("creating {}", dest_dir.display()))?;
+    let sys = dest_dir.join(format!("{}.sys", sample.lib));
+    fs::copy(&dll, &sys).with_context(|| {
+        format!(
+            "sample `{}`: copying {} to {}",
+            sample.dir,
+            dll.display(),
+            sys.display()
+        )
+    })?;
+    let data = fs::read(&sys).with_context(|| format!("reading {}", sys.display()))?;
+    match pe::check(&data) {
+        Ok(summary) => {
+            println!(
+                "{}  {} bytes  imports: {}",
+                sys.display(),
+                data.len(),
+                imports_line(&summary)
+            );
+            Ok(sys)
+        }
+        Err(violations) => {
+            for violation in &violations {
+                eprintln!(
+                    "sample `{}` ({}, {profile}): {violation}",
+                    sample.dir, arch.name
+                );
+            }
+            bail!(
+                "sample `{}` ({}, {profile}) failed the PE checks: {}",
+                sample.dir,
+                arch.name,
+                rule_list(&violations)
+            )
+        }
+    }
+}
+
+/// `CARGO_TARGET_<TRIPLE>_LINKER` for a target triple.
+fn linker_variable(triple: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_LINKER",
+        triple.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// `module!function` for every import, comma-separated.
+fn imports_line(summary: &pe::Summary) -> String {
+    summary
+        .imports
+        .iter()
+        .map(|(module, function)| format!("{module}!{function}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The names of the failed rules, comma-separated.
+fn rule_list(violations: &[pe::Violation]) -> String {
+    let mut rules: Vec<String> = violations.iter().map(|v| v.rule.to_string()).collect();
+    rules.dedup();
+    rules.join(", ")
+}
+
+/// `cargo xtask verify`.
+fn verify(files: &[PathBuf]) -> Result<()> {
+    let mut failed = 0usize;
+    for file in files {
+        let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        match pe::check(&data) {
+            Ok(summary) => println!(
+                "{}: ok ({} bytes; imports: {})",
+                file.display(),
+                data.len(),
+                imports_line(&summary)
+            ),
+            Err(violations) => {
+                failed += 1;
+                for violation in &violations {
+                    eprintln!("{}: {violation}", file.display());
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} drivers failed the PE checks", files.len());
+    }
+    Ok(())
+}
+
+/// `cargo xtask demo <sample>`.
+fn demo(root: &Path, sample: &str) -> Result<()> {
+    let package = format!("rs-{sample}");
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .args(["run", "-q", "-p", &package, "--example", "demo"]);
+    run(command, &format!("demo of sample `{sample}`"))
+}
+
+/// `cargo xtask bench`.
+fn bench(root: &Path) -> Result<()> {
+    let mut ran = 0;
+    for (package, dir) in BENCH_PACKAGES {
+        if !root.join(dir).join("Cargo.toml").is_file() {
+            println!("{package}: no crate at {dir} yet, nothing to benchmark");
+            continue;
+        }
+        let mut command = cargo();
+        command.current_dir(root).args(["bench", "-p", package]);
+        run(command, &format!("benchmarks of {package}"))?;
+        ran += 1;
+    }
+    println!("{ran} benchmark package(s) run.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{linker_variable, manifest_value};
+
+    #[test]
+    fn linker_variable_is_cargos_spelling() {
+        assert_eq!(
+            linker_variable("aarch64-pc-windows-msvc"),
+            "CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_LINKER"
+        );
+    }
+
+    #[test]
+    fn manifest_values_come_from_their_table() {
+        let text = "[package]\nname = \"rs-x\" # the crate\nversion = \"1\"\n\n[lib]\n\
+                    crate-type = [\"cdylib\"]\nname = \"x_lib\"\n[dependencies]\nname = \"no\"\n";
+        assert_eq!(
+            manifest_value(text, "package", "name").as_deref(),
+            Some("rs-x")
+        );
+        assert_eq!(
+            manifest_value(text, "lib", "name").as_deref(),
+            Some("x_lib")
+        );
+        assert_eq!(manifest_value(text, "features", "name"), None);
+    }
+}

@@ -1,0 +1,352 @@
+//! The PE checks every driver must pass, on any `.sys` file: the standalone ones `cargo xtask
+//! build` links here, or one the WDK flow packaged on Windows.
+//!
+//! The file is parsed with the `object` crate. Each [`Rule`] is checked independently, and
+//! [`check`] returns every rule that failed, with a detail, so that one report names all problems.
+
+use std::fmt;
+
+use object::{
+    LittleEndian as LE, pe,
+    read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile},
+};
+
+/// The modules a minifilter may import from. Compared case-insensitively.
+pub const ALLOWED_IMPORT_MODULES: &[&str] = &["ntoskrnl.exe", "hal.dll", "fltmgr.sys"];
+
+/// The name of the export the image entry point must be.
+pub const ENTRY_EXPORT: &str = "DriverEntry";
+
+/// One rule of the driver PE checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    /// The file parses as a 64-bit PE image at all.
+    Format,
+    /// The optional header's subsystem is `IMAGE_SUBSYSTEM_NATIVE`.
+    NativeSubsystem,
+    /// The entry point is the address of the `DriverEntry` export.
+    EntryPoint,
+    /// Every import comes from `ntoskrnl.exe`, `hal.dll` or `fltmgr.sys`, and nothing is
+    /// delay-loaded.
+    Imports,
+    /// No section is both writable and executable.
+    NoWritableExecutableSection,
+    /// `IMAGE_DLLCHARACTERISTICS_NX_COMPAT` is set.
+    NxCompat,
+    /// `IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE` is set.
+    DynamicBase,
+    /// The optional header's checksum is the file's real PE checksum.
+    Checksum,
+    /// The image has base relocations (and is not marked relocations-stripped).
+    Relocations,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Format => "PE format",
+            Self::NativeSubsystem => "NATIVE subsystem",
+            Self::EntryPoint => "entry point is DriverEntry",
+            Self::Imports => "imports only from ntoskrnl.exe, hal.dll, fltmgr.sys",
+            Self::NoWritableExecutableSection => "no writable and executable section",
+            Self::NxCompat => "NX compatible",
+            Self::DynamicBase => "dynamic base",
+            Self::Checksum => "valid PE checksum",
+            Self::Relocations => "base relocations present",
+        })
+    }
+}
+
+/// A failed rule and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule that failed.
+    pub rule: Rule,
+    /// What the file has instead.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule \"{}\" failed: {}", self.rule, self.detail)
+    }
+}
+
+/// What a driver that passed looks like, for the build report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// `(module, function)` for every import, in table order; ordinal imports as `#N`.
+    pub imports: Vec<(String, String)>,
+}
+
+/// Checks `data` (a whole `.sys` file) against every [`Rule`].
+///
+/// # Errors
+///
+/// Every violated rule, in [`Rule`] order.
+pub fn check(data: &[u8]) -> Result<Summary, Vec<Violation>> {
+    match object::read::pe::optional_header_magic(data) {
+        Ok(pe::IMAGE_NT_OPTIONAL_HDR64_MAGIC) => {}
+        Ok(magic) => {
+            return Err(vec![Violation {
+                rule: Rule::Format,
+                detail: format!("optional header magic {magic:#x}: not a 64-bit (PE32+) image"),
+            }]);
+        }
+        Err(err) => {
+            return Err(vec![Violation {
+                rule: Rule::Format,
+                detail: format!("not a PE image: {err}"),
+            }]);
+        }
+    }
+    let file = match PeFile::<pe::ImageNtHeaders64>::parse(data) {
+        Ok(file) => file,
+        Err(err) => {
+            return Err(vec![Violation {
+                rule: Rule::Format,
+                detail: format!("malformed PE image: {err}"),
+            }]);
+        }
+    };
+    let mut violations = Vec::new();
+    let mut fail = |rule, detail: String| violations.push(Violation { rule, detail });
+    check_subsystem(&file, &mut fail);
+    check_entry_point(&file, &mut fail);
+    let imports = check_imports(&file, &mut fail);
+    check_sections(&file, &mut fail);
+    check_dll_characteristics(&file, &mut fail);
+    check_checksum(&file, data, &mut fail);
+    check_relocations(&file, &mut fail);
+    if violations.is_empty() {
+        Ok(Summary { imports })
+    } else {
+        violations.sort_by_key(|v| v.rule);
+        Err(violations)
+    }
+}
+
+/// Reports a violated rule.
+type Fail<'a> = dyn FnMut(Rule, String) + 'a;
+
+/// [`Rule::NativeSubsystem`].
+fn check_subsystem(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) {
+    let subsystem = file.nt_headers().optional_header().subsystem().0;
+    if subsystem != pe::IMAGE_SUBSYSTEM_NATIVE.0 {
+        fail(
+            Rule::NativeSubsystem,
+            format!(
+                "subsystem is {subsystem}, not NATIVE ({})",
+                pe::IMAGE_SUBSYSTEM_NATIVE.0
+            ),
+        );
+    }
+}
+
+/// [`Rule::EntryPoint`].
+fn check_entry_point(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) {
+    let entry = file.nt_headers().optional_header().address_of_entry_point();
+    match entry_export_address(file) {
+        Ok(Some(address)) if address == entry => {}
+        Ok(Some(address)) => fail(
+            Rule::EntryPoint,
+            format!("entry point RVA {entry:#x} is not DriverEntry's RVA {address:#x}"),
+        ),
+        Ok(None) => fail(Rule::EntryPoint, "no DriverEntry export".to_owned()),
+        Err(err) => fail(Rule::EntryPoint, format!("unreadable export table: {err}")),
+    }
+}
+
+/// [`Rule::Imports`]. Returns the imports (empty if unreadable).
+fn check_imports(
+    file: &PeFile<'_, pe::ImageNtHeaders64>,
+    fail: &mut Fail<'_>,
+) -> Vec<(String, String)> {
+    let imports = match import_list(file) {
+        Ok(imports) => imports,
+        Err(err) => {
+            fail(Rule::Imports, format!("unreadable import table: {err}"));
+            Vec::new()
+        }
+    };
+    let allowed = |module: &str| {
+        ALLOWED_IMPORT_MODULES
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(module))
+    };
+    let bad: Vec<String> = imports
+        .iter()
+        .filter(|(module, _)| !allowed(module))
+        .map(|(module, function)| format!("{module}!{function}"))
+        .collect();
+    if !bad.is_empty() {
+        fail(
+            Rule::Imports,
+            format!(
+                "imports from a module a driver cannot use: {}",
+                bad.join(", ")
+            ),
+        );
+    }
+    if file
+        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)
+        .is_some_and(|dir| dir.size.get(LE) != 0)
+    {
+        fail(Rule::Imports, "has delay-load imports".to_owned());
+    }
+    imports
+}
+
+/// [`Rule::NoWritableExecutableSection`].
+fn check_sections(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) {
+    for section in file.section_table().iter() {
+        let flags = section.characteristics.get(LE).0;
+        if flags & pe::IMAGE_SCN_MEM_WRITE.0 != 0 && flags & pe::IMAGE_SCN_MEM_EXECUTE.0 != 0 {
+            fail(
+                Rule::NoWritableExecutableSection,
+                format!(
+                    "section {} is writable and executable (characteristics {flags:#010x})",
+                    String::from_utf8_lossy(section.raw_name())
+                ),
+            );
+        }
+    }
+}
+
+/// [`Rule::NxCompat`] and [`Rule::DynamicBase`].
+fn check_dll_characteristics(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) {
+    let dll = file.nt_headers().optional_header().dll_characteristics().0;
+    if dll & pe::IMAGE_DLLCHARACTERISTICS_NX_COMPAT.0 == 0 {
+        fail(
+            Rule::NxCompat,
+            format!("DllCharacteristics {dll:#06x} lacks NX_COMPAT"),
+        );
+    }
+    if dll & pe::IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE.0 == 0 {
+        fail(
+            Rule::DynamicBase,
+            format!("DllCharacteristics {dll:#06x} lacks DYNAMIC_BASE"),
+        );
+    }
+}
+
+/// [`Rule::Checksum`].
+fn check_checksum(file: &PeFile<'_, pe::ImageNtHeaders64>, data: &[u8], fail: &mut Fail<'_>) {
+    let stored = file.nt_headers().optional_header().check_sum();
+    match pe_checksum(data) {
+        Some(real) if real == stored => {}
+        Some(real) => fail(
+            Rule::Checksum,
+            format!("header says {stored:#010x}, the file's checksum is {real:#010x}"),
+        ),
+        None => fail(Rule::Checksum, "no checksum field".to_owned()),
+    }
+}
+
+/// [`Rule::Relocations`].
+fn check_relocations(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) {
+    let relocs = file
+        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_BASERELOC)
+        .map_or(0, |dir| dir.size.get(LE));
+    if relocs == 0 {
+        fail(Rule::Relocations, "no base relocation directory".to_owned());
+    }
+    let characteristics = file.nt_headers().file_header().characteristics.get(LE).0;
+    if characteristics & pe::IMAGE_FILE_RELOCS_STRIPPED.0 != 0 {
+        fail(
+            Rule::Relocations,
+            "marked IMAGE_FILE_RELOCS_STRIPPED".to_owned(),
+        );
+    }
+}
+
+/// The RVA of the `DriverEntry` export, if there is one.
+fn entry_export_address<Pe: ImageNtHeaders>(
+    file: &PeFile<'_, Pe>,
+) -> object::read::Result<Option<u32>> {
+    let Some(table) = file.export_table()? else {
+        return Ok(None);
+    };
+    for (name_pointer, index) in table.name_iter() {
+        if table.name_from_pointer(name_pointer)? == ENTRY_EXPORT.as_bytes() {
+            return table.address_by_index(index).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Every `(module, function)` the import table names.
+fn import_list<Pe: ImageNtHeaders>(
+    file: &PeFile<'_, Pe>,
+) -> object::read::Result<Vec<(String, String)>> {
+    let mut list = Vec::new();
+    let Some(table) = file.import_table()? else {
+        return Ok(list);
+    };
+    let mut descriptors = table.descriptors()?;
+    while let Some(descriptor) = descriptors.next()? {
+        let module = String::from_utf8_lossy(table.name(descriptor.name.get(LE))?).into_owned();
+        let first = descriptor.original_first_thunk.get(LE);
+        let thunks_at = if first == 0 {
+            descriptor.first_thunk.get(LE)
+        } else {
+            first
+        };
+        let mut thunks = table.thunks(thunks_at)?;
+        while let Some(thunk) = thunks.next::<Pe>()? {
+            let function = match table.import::<Pe>(thunk)? {
+                object::read::pe::Import::Ordinal(ordinal) => format!("#{ordinal}"),
+                object::read::pe::Import::Name(_, name) => {
+                    String::from_utf8_lossy(name).into_owned()
+                }
+            };
+            list.push((module.clone(), function));
+        }
+        if list.last().is_none_or(|(last, _)| *last != module) {
+            // A module with no thunks still counts as an import from it.
+            list.push((module, String::new()));
+        }
+    }
+    Ok(list)
+}
+
+/// The file offset of the optional header's `CheckSum` field, if the headers reach it.
+fn checksum_offset(data: &[u8]) -> Option<usize> {
+    let e_lfanew = u32::from_le_bytes(data.get(0x3C..0x40)?.try_into().ok()?);
+    // Signature (4) + IMAGE_FILE_HEADER (20) + the CheckSum offset in either optional header (64).
+    let offset = usize::try_from(e_lfanew).ok()? + 4 + 20 + 64;
+    (offset + 4 <= data.len()).then_some(offset)
+}
+
+/// The PE image checksum of `data`, as `CheckSumMappedFile` and the loader compute it: the
+/// one's-complement-style sum of all 16-bit little-endian words of the file (an odd last byte
+/// padded with zero), with the `CheckSum` field itself counted as zero, folded to 16 bits, plus
+/// the file length.
+#[must_use]
+pub fn pe_checksum(data: &[u8]) -> Option<u32> {
+    let field = checksum_offset(data)?;
+    let mut sum: u64 = 0;
+    for (index, chunk) in data.chunks(2).enumerate() {
+        let offset = index * 2;
+        if (field..field + 4).contains(&offset) {
+            continue;
+        }
+        let word = u16::from_le_bytes([chunk[0], chunk.get(1).copied().unwrap_or(0)]);
+        sum += u64::from(word);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    u32::try_from(sum + data.len() as u64).ok()
+}
+
+/// Writes the real checksum into `data`'s header (used by the tests to make a variant that
+/// differs from a good image in one rule only).
+#[cfg(test)]
+pub fn fix_checksum(data: &mut [u8]) {
+    let field = checksum_offset(data).expect("headers");
+    let sum = pe_checksum(data).expect("checksum");
+    data[field..field + 4].copy_from_slice(&sum.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests;
