@@ -666,6 +666,10 @@ impl<'a> Checker<'a> {
 
     /// Checks one install section (modern or down-level) and its `.Services` section. Returns the
     /// service install section it names.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one rule after another, in the order of the INF"
+    )]
     fn check_install(
         &mut self,
         install_name: &str,
@@ -780,6 +784,10 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks a service install section. Returns its `AddReg` values.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one rule after another, in the order of the INF"
+    )]
     fn check_service(
         &mut self,
         service: &'a Section,
@@ -912,6 +920,10 @@ impl<'a> Checker<'a> {
 
     /// Checks the instance configuration under `instances_key`. Returns the default instance's
     /// altitude.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one rule after another, in the order of the INF"
+    )]
     fn check_instances(
         &mut self,
         service_section: &str,
@@ -1183,7 +1195,7 @@ fn find_samples(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<Sample>>
         };
         match package_name(&manifest) {
             Some(package) if package.starts_with("rs-") => {
-                samples.push(Sample { dir: name, package })
+                samples.push(Sample { dir: name, package });
             }
             other => findings.push(Finding {
                 file: format!("samples/{name}/Cargo.toml"),
