@@ -1,0 +1,231 @@
+<#
+.SYNOPSIS
+    Loads one installed minifilter sample, exercises it, tells you what its DbgPrint output should
+    say, and unloads it.
+
+.DESCRIPTION
+    1. Checks that this PowerShell is elevated, that the running boot has test signing on, that
+       Secure Boot is off and that the sample is installed (its service key exists). If any check
+       fails it lists every reason and stops, having changed nothing.
+    2. fltmc load <service>, then fltmc filters and fltmc instances -f <service>.
+    3. Runs the sample's scenario, the same one as `cargo xtask demo <sample>`, in a scratch folder
+       under %TEMP%\rs-minifilter-demo:
+       - passthrough: creates, writes, reads and deletes a few files;
+       - callback-data: opens a few files and a directory;
+       - section-context: opens a file read-only without write sharing
+         ([System.IO.File]::Open(..., FileShare.Read)), reads it, queries its size, closes it, then
+         opens it again with write sharing;
+       - data-scan: writes a clean file and a file holding the EICAR test string, then opens both:
+         the clean one opens, the EICAR one is denied;
+       - section-conflict: creates a 64 MiB file, opens it for reading (the scan starts), then
+         truncates it to 1 MiB from a second handle while the first is still open.
+    4. Prints the DbgPrint lines to expect (they start with the sample's tag, e.g. rs-data-scan:)
+       and how to see them (DebugView or WinDbg, Debug Print Filter).
+    5. fltmc unload <service>, also when the scenario fails.
+
+.PARAMETER Name
+    The sample: passthrough, callback-data, section-context, data-scan or section-conflict.
+
+.EXAMPLE
+    .\Start-SampleDemo.ps1 -Name section-context
+
+.EXAMPLE
+    .\Start-SampleDemo.ps1 -Name data-scan -Verbose
+
+.LINK
+    Install-Sample.ps1
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)]
+    [ValidateSet('passthrough', 'callback-data', 'section-context', 'data-scan', 'section-conflict')]
+    [string]$Name
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+Import-Module (Join-Path $PSScriptRoot 'SampleCommon.psm1') -Force
+
+$sample = Get-SampleInfo -Name $Name
+Assert-CanProceed -Sample $sample -RequireInstalled
+
+$tag = $sample.Tag
+$expected = @{
+    'passthrough'      = @(
+        "$tag a line saying the filter registered and started filtering",
+        "$tag a line per volume saying an instance was set up (attached), with the volume's file system",
+        "$tag at unload, a line per instance with the operation counts it saw (creates, reads, writes, ...), then a line saying the filter unregistered"
+    )
+    'callback-data'    = @(
+        "$tag for each file and the directory the demo opens: a line saying callback data was allocated (FltAllocateCallbackDataEx with FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY)",
+        "$tag then a line with the result of the filter's own synchronous I/O (FltPerformSynchronousIo): the status and the number of bytes or the information it returned",
+        "$tag a line saying the callback data was reused or freed (FltReuseCallbackData / FltFreeCallbackData); no line reports a failure"
+    )
+    'section-context'  = @(
+        "$tag on the read-only open without write sharing: a line saying a section was created for data scan (FltCreateSectionForDataScan) on the test file",
+        "$tag on the read and the size query: a line saying the section was found again through its section context (FltGetSectionContext)",
+        "$tag on the close: a line saying the section was closed (FltCloseSectionForDataScan) and the context released",
+        "$tag on the open with write sharing: a line saying no section was created (write sharing allows conflicting writes)"
+    )
+    'data-scan'        = @(
+        "$tag for clean.txt: a line saying the scan read the file through its section and found it clean, and the open succeeds",
+        "$tag for eicar.txt: a line saying the scan found the EICAR test string, and a line saying the open was denied (STATUS_ACCESS_DENIED)",
+        "$tag lines saying each scan section was closed"
+    )
+    'section-conflict' = @(
+        "$tag on the read open of big.bin: a line saying the scan started and a section was created",
+        "$tag on the truncation from the second handle: a line saying the section conflict notification arrived (SectionNotificationCallback) and the section was closed so the I/O could go on",
+        "$tag a line saying the interrupted scan stopped (or finished) without a second close of the same section"
+    )
+}
+
+function Write-Expected {
+    Write-Host ''
+    Write-Host "What to expect in DebugView / WinDbg (lines start with '$tag'):" -ForegroundColor Yellow
+    foreach ($line in $expected[$Name]) {
+        Write-Host "  $line"
+    }
+}
+
+$demoDir = Join-Path $env:TEMP (Join-Path 'rs-minifilter-demo' $Name)
+
+function Invoke-Scenario {
+    New-Item -ItemType Directory -Path $demoDir -Force | Out-Null
+    switch ($Name) {
+        'passthrough' {
+            foreach ($i in 1..3) {
+                $path = Join-Path $demoDir "file$i.txt"
+                [System.IO.File]::WriteAllText($path, "passthrough demo file $i")
+                $text = [System.IO.File]::ReadAllText($path)
+                Write-Host "  wrote and read $path ($($text.Length) characters)"
+                Remove-Item -LiteralPath $path
+            }
+        }
+        'callback-data' {
+            foreach ($i in 1..3) {
+                [System.IO.File]::WriteAllText((Join-Path $demoDir "file$i.txt"), "callback-data demo file $i")
+            }
+            foreach ($i in 1..3) {
+                $path = Join-Path $demoDir "file$i.txt"
+                $stream = [System.IO.File]::Open($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::Read)
+                try {
+                    Write-Host "  opened $path ($($stream.Length) bytes)"
+                } finally {
+                    $stream.Dispose()
+                }
+            }
+            $entries = [System.IO.Directory]::GetFileSystemEntries($demoDir)
+            Write-Host "  opened the directory $demoDir ($($entries.Count) entries)"
+        }
+        'section-context' {
+            $path = Join-Path $demoDir 'section.txt'
+            [System.IO.File]::WriteAllText($path, ('section-context demo line' + [Environment]::NewLine) * 200)
+            # Read-only, sharing read but not write: the filter may create a data-scan section.
+            $stream = [System.IO.File]::Open($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::Read)
+            try {
+                $buffer = New-Object byte[] 4096
+                $read = $stream.Read($buffer, 0, $buffer.Length)
+                Write-Host "  opened $path read-only without write sharing; read $read bytes"
+                $info = New-Object System.IO.FileInfo($path)
+                Write-Host "  queried its size: $($info.Length) bytes"
+            } finally {
+                $stream.Dispose()
+                Write-Host '  closed it'
+            }
+            $shared = [System.IO.File]::Open($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
+            try {
+                $read = $shared.Read((New-Object byte[] 4096), 0, 4096)
+                Write-Host "  opened it again with write sharing; read $read bytes"
+            } finally {
+                $shared.Dispose()
+            }
+        }
+        'data-scan' {
+            $clean = Join-Path $demoDir 'clean.txt'
+            $eicar = Join-Path $demoDir 'eicar.txt'
+            [System.IO.File]::WriteAllText($clean, 'nothing to see here')
+            # The EICAR anti-virus test string, built from two halves so that this script file does
+            # not itself hold it (and is not flagged by anti-virus software).
+            $firstHalf = 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EIC'
+            $secondHalf = 'AR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+            try {
+                [System.IO.File]::WriteAllText($eicar, $firstHalf + $secondHalf, [System.Text.Encoding]::ASCII)
+                Write-Host "  wrote the EICAR test string to $eicar"
+            } catch {
+                Write-Warning "Writing $eicar failed: $($_.Exception.Message)"
+            }
+            $text = [System.IO.File]::ReadAllText($clean)
+            Write-Host "  opened ${clean}: allowed ($($text.Length) characters)"
+            if (-not (Test-Path -LiteralPath $eicar)) {
+                Write-Warning "$eicar is gone: another anti-virus product (Microsoft Defender?) removed it. Exclude $demoDir from its real-time scanning on this test machine and run the demo again."
+            } else {
+                try {
+                    [System.IO.File]::ReadAllText($eicar) | Out-Null
+                    Write-Warning "Opening $eicar was NOT denied: the sample did not block it (is $($sample.Service) attached to this volume? see fltmc instances above)."
+                } catch {
+                    Write-Host "  opened ${eicar}: DENIED, as expected ($($_.Exception.GetBaseException().Message))" -ForegroundColor Green
+                }
+            }
+        }
+        'section-conflict' {
+            $path = Join-Path $demoDir 'big.bin'
+            $mebibyte = 1048576
+            $size = 64 * $mebibyte
+            $chunk = New-Object byte[] $mebibyte
+            (New-Object System.Random 7).NextBytes($chunk)
+            $writer = [System.IO.File]::Open($path, [System.IO.FileMode]::Create, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None)
+            try {
+                for ($written = 0; $written -lt $size; $written += $chunk.Length) {
+                    $writer.Write($chunk, 0, $chunk.Length)
+                }
+            } finally {
+                $writer.Dispose()
+            }
+            Write-Host "  created $path ($($size / $mebibyte) MiB)"
+            # The first handle: a read open, which starts the scan (and its section). It shares
+            # read and write so that the second handle can be opened for writing.
+            $reader = [System.IO.File]::Open($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
+            try {
+                $read = $reader.Read($chunk, 0, $chunk.Length)
+                Write-Host "  opened it for reading (handle 1) and read $read bytes"
+                Start-Sleep -Milliseconds 200
+                $truncator = [System.IO.File]::Open($path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Write, [System.IO.FileShare]::ReadWrite)
+                try {
+                    $truncator.SetLength($mebibyte)
+                    Write-Host '  truncated it to 1 MiB from handle 2 while handle 1 is open: the truncation succeeded'
+                } finally {
+                    $truncator.Dispose()
+                }
+            } finally {
+                $reader.Dispose()
+            }
+            Write-Host "  its size is now $((Get-Item -LiteralPath $path).Length) bytes"
+        }
+    }
+}
+
+Write-Host "Demo of $($sample.Package) (service $($sample.Service))" -ForegroundColor Yellow
+Write-DebugOutputHowTo
+Write-Expected
+
+$loadedHere = $false
+if (Test-FilterLoaded -Sample $sample) {
+    Write-Host "$($sample.Service) is already loaded; the demo uses it as it is and unloads it at the end."
+} else {
+    Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('load', $sample.Service)
+    $loadedHere = $true
+}
+try {
+    Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('filters')
+    Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('instances', '-f', $sample.Service)
+    Write-Host ''
+    Write-Host "Running the $Name scenario in $demoDir" -ForegroundColor Yellow
+    Invoke-Scenario
+    Write-Expected
+} finally {
+    Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('unload', $sample.Service)
+    if ($loadedHere) {
+        Write-Host "Unloaded $($sample.Service). The driver stays installed: .\Uninstall-Sample.ps1 -Name $Name removes it."
+    }
+    Remove-Item -LiteralPath $demoDir -Recurse -Force -ErrorAction SilentlyContinue
+}
