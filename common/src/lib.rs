@@ -1,4 +1,93 @@
 //! Safe shapes for the Filter Manager calls that the sample minifilters make.
 //!
-//! Placeholder module list; filled in by the foundation work.
+//! Each sample keeps the API it teaches in plain sight at its call site; this crate holds the
+//! plumbing every sample needs around it:
+//!
+//! - [`NtStatus`]: statuses classified and printed by name;
+//! - [`log!`] and [`paged_code!`]: debugger output and the `PAGED_CODE()` IRQL check;
+//! - [`registration`]: `FLT_REGISTRATION` and its tables as `static` data, without `static mut`;
+//! - RAII guards whose `Drop` performs the documented release:
+//!   [`context::ContextRef`] (`FltReleaseContext`), [`callback_data::OwnedCallbackData`]
+//!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
+//!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`) and [`pool::PoolBox`]
+//!   (`ExFreePoolWithTag`);
+//! - [`bindings`]: the windows-sys declarations the samples use, in one place.
+//!
+//! # Three build modes
+//! - **Host** (any non-Windows target, `cargo test`): an ordinary `std` crate. The kernel
+//!   functions are plain `extern` declarations (windows-sys) that `fltsim` defines.
+//! - **Kernel, WDK** (Windows target, feature `wdk`): `no_std`, with wdk-alloc, wdk-panic and
+//!   `wdk::println!`.
+//! - **Kernel, standalone** (Windows target, `--no-default-features`): `no_std`, with the minimal
+//!   runtime in the `kernel` module: a bugchecking panic handler, `DbgPrintEx` logging, and the
+//!   few symbols the compiler expects.
 #![cfg_attr(target_os = "windows", no_std)]
+
+pub mod callback_data;
+pub mod context;
+pub mod filter;
+pub mod irql;
+pub mod log;
+pub mod pool;
+pub mod registration;
+pub mod section;
+pub mod status;
+
+#[cfg(not(target_os = "windows"))]
+mod host;
+#[cfg(target_os = "windows")]
+mod kernel;
+
+pub use status::NtStatus;
+
+/// `KernelMode` (`KPROCESSOR_MODE` 0), for `ObCloseHandle` and waits.
+pub const KERNEL_MODE: i8 = 0;
+
+/// `DPFLTR_IHVDRIVER_ID`: the debug-print component for third-party drivers.
+pub const DPFLTR_IHVDRIVER_ID: u32 = 77;
+
+/// The windows-sys declarations the samples use, in one place. Everything here is generated from
+/// Microsoft's metadata; nothing is hand-written. Four modules are re-exported whole; from the
+/// others, only the names the samples need (whole re-exports of those would collide).
+pub mod bindings {
+    pub use windows_sys::{
+        Wdk::{
+            Foundation::*,
+            Storage::FileSystem::{
+                FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE, FILE_STANDARD_INFORMATION,
+                FileInternalInformation, FileStandardInformation, Minifilters::*,
+            },
+            System::SystemServices::*,
+        },
+        Win32::{
+            Foundation::*,
+            Storage::{
+                FileSystem::{
+                    DELETE, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_SHARE_DELETE,
+                    FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_DATA,
+                },
+                InstallableFileSystems::FLT_FILESYSTEM_TYPE,
+            },
+            System::Memory::{PAGE_READONLY, SEC_COMMIT, SECTION_MAP_READ},
+        },
+    };
+}
+
+/// The seam to the system: the kernel in kernel builds, `fltsim` on the host.
+mod sys {
+    #[cfg(not(target_os = "windows"))]
+    pub(crate) use crate::host::{assertion_failure, current_irql, dbg_print};
+    #[cfg(target_os = "windows")]
+    pub(crate) use crate::kernel::{current_irql, dbg_print};
+
+    /// A failed kernel assertion: a bugcheck in debug builds (as `NT_ASSERT` is without a
+    /// debugger attached), a debugger line in release builds.
+    #[cfg(target_os = "windows")]
+    pub(crate) fn assertion_failure(message: &str) {
+        if cfg!(debug_assertions) {
+            panic!("{message}");
+        } else {
+            dbg_print(message);
+        }
+    }
+}

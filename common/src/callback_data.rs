@@ -1,0 +1,65 @@
+//! Callback data that a filter allocated itself, freed on every path.
+//!
+//! `FltAllocateCallbackData` / `FltAllocateCallbackDataEx` hand the caller a `FLT_CALLBACK_DATA`
+//! from non-paged pool. The caller fills its `Iopb`, issues it with `FltPerformSynchronousIo` (or
+//! `FltPerformAsynchronousIo`), may reset it with `FltReuseCallbackData`, and must free it with
+//! `FltFreeCallbackData` (IRQL `<= DISPATCH_LEVEL`). [`OwnedCallbackData`] does that last step in
+//! `Drop`.
+
+use core::ptr::NonNull;
+
+use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FltFreeCallbackData,
+};
+
+use crate::NtStatus;
+
+/// Callback data allocated by this filter, freed with `FltFreeCallbackData` on drop.
+pub struct OwnedCallbackData(NonNull<FLT_CALLBACK_DATA>);
+
+impl OwnedCallbackData {
+    /// Adopts callback data returned by `FltAllocateCallbackData(Ex)`.
+    ///
+    /// # Safety
+    /// `data` must be non-null, come from `FltAllocateCallbackData(Ex)`, and not be freed by
+    /// anyone else.
+    #[must_use]
+    pub unsafe fn from_raw(data: *mut FLT_CALLBACK_DATA) -> Self {
+        // SAFETY: the caller guarantees `data` is non-null.
+        Self(unsafe { NonNull::new_unchecked(data) })
+    }
+
+    /// The pointer to pass to `FltPerformSynchronousIo` and friends.
+    #[must_use]
+    pub fn as_ptr(&self) -> *mut FLT_CALLBACK_DATA {
+        self.0.as_ptr()
+    }
+
+    /// The I/O parameter block, for filling in the request.
+    ///
+    /// windows-sys types `Iopb` as `*const`, but the header declares it
+    /// `PFLT_IO_PARAMETER_BLOCK CONST` (a constant pointer to a writable block): the issuer of
+    /// the I/O owns the block and fills it in before issuing.
+    pub fn iopb_mut(&mut self) -> &mut FLT_IO_PARAMETER_BLOCK {
+        // SAFETY: the callback data is ours and idle (no I/O in flight while we hold `&mut self`),
+        // and Filter Manager allocated the block alongside it, so it is valid and unaliased.
+        unsafe { &mut *(*self.0.as_ptr()).Iopb.cast_mut() }
+    }
+
+    /// `IoStatus.Status` and `IoStatus.Information` after the I/O completed.
+    #[must_use]
+    pub fn io_status(&self) -> (NtStatus, usize) {
+        // SAFETY: the data is valid while we own it; reading the status block is always allowed.
+        let io = unsafe { (*self.0.as_ptr()).IoStatus };
+        // SAFETY: `Status` is the member Filter Manager writes on completion.
+        (NtStatus(unsafe { io.Anonymous.Status }), io.Information)
+    }
+}
+
+impl Drop for OwnedCallbackData {
+    fn drop(&mut self) {
+        // SAFETY: we own the callback data and no I/O on it is in flight (it was synchronous, or
+        // the async completion has run); this is its one free.
+        unsafe { FltFreeCallbackData(self.0.as_ptr()) }
+    }
+}

@@ -1,0 +1,151 @@
+//! Filter Manager contexts as typed, reference-owning handles.
+//!
+//! A context is a block of pool that Filter Manager reference-counts. The rules
+//! (`FltAllocateContext`, `FltGet*Context`, `FltReferenceContext`, `FltReleaseContext`):
+//! - `FltAllocateContext` returns it with one reference, owned by the caller, and does **not**
+//!   zero it;
+//! - every successful `FltGet*Context` and every `FltReferenceContext` adds one reference;
+//! - each reference is dropped by exactly one `FltReleaseContext` (IRQL `<= DISPATCH_LEVEL`);
+//! - when the last reference goes, the context type's cleanup callback runs and the pool is freed.
+//!
+//! [`ContextRef`] owns exactly one such reference and releases it in `Drop`, so "exactly one
+//! release per reference" holds on every path, early returns included.
+
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
+
+use windows_sys::{
+    Wdk::{
+        Foundation::NonPagedPoolNx,
+        Storage::FileSystem::Minifilters::{
+            FltAllocateContext, FltReferenceContext, FltReleaseContext, PFLT_CONTEXT, PFLT_FILTER,
+        },
+    },
+    Win32::Foundation::STATUS_INVALID_PARAMETER,
+};
+
+use crate::NtStatus;
+
+/// The alignment Filter Manager guarantees for context memory (`MEMORY_ALLOCATION_ALIGNMENT`).
+pub const CONTEXT_ALIGNMENT: usize = 16;
+
+/// One counted reference to a context whose body is a `T`.
+///
+/// Dropping it calls `FltReleaseContext`, which is legal at IRQL `<= DISPATCH_LEVEL`.
+pub struct ContextRef<T> {
+    ptr: NonNull<T>,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: a context is pool memory shared by every holder of a reference; Filter Manager's
+// reference counting is interlocked, so a reference may move to and be used from any thread as
+// long as `T` itself may be shared.
+unsafe impl<T: Sync> Send for ContextRef<T> {}
+// SAFETY: as above; `&ContextRef<T>` only gives out `&T`.
+unsafe impl<T: Sync> Sync for ContextRef<T> {}
+
+impl<T> ContextRef<T> {
+    /// `FltAllocateContext` from non-paged pool, zeroes the body, then moves `value` into it.
+    ///
+    /// IRQL `<= APC_LEVEL`. The returned reference is the allocation reference.
+    ///
+    /// # Errors
+    /// `FltAllocateContext`'s status, for example `STATUS_INSUFFICIENT_RESOURCES`; or
+    /// `STATUS_INVALID_PARAMETER` if `T` needs more than 16-byte alignment.
+    pub fn allocate(filter: PFLT_FILTER, context_type: u32, value: T) -> Result<Self, NtStatus> {
+        if core::mem::align_of::<T>() > CONTEXT_ALIGNMENT {
+            return Err(NtStatus(STATUS_INVALID_PARAMETER));
+        }
+        let context_type =
+            u16::try_from(context_type).map_err(|_| NtStatus(STATUS_INVALID_PARAMETER))?;
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: `raw` is a valid out pointer; the size is that of `T`, which the context
+        // registration for `context_type` must cover (Filter Manager checks it).
+        let status = NtStatus(unsafe {
+            FltAllocateContext(
+                filter,
+                context_type,
+                core::mem::size_of::<T>(),
+                NonPagedPoolNx,
+                &raw mut raw,
+            )
+        });
+        status.ok()?;
+        let body = raw.cast::<T>();
+        // SAFETY: on success `raw` points to at least `size_of::<T>()` writable bytes, aligned to
+        // 16 (checked against `T` above). The memory is uninitialised, so zero it first, as the
+        // documentation asks, so padding never leaks old pool contents.
+        unsafe { core::ptr::write_bytes(body.cast::<u8>(), 0, core::mem::size_of::<T>()) };
+        // SAFETY: same memory; nothing has been dropped into it, so a plain write is right.
+        unsafe { body.write(value) };
+        // SAFETY: FltAllocateContext succeeded, so `raw` is non-null, and we own its reference.
+        Ok(unsafe { Self::from_raw(raw) })
+    }
+
+    /// Adopts one reference that the caller owns (from `FltGet*Context`, say).
+    ///
+    /// # Safety
+    /// `raw` must be a non-null context whose body is a `T`, and the caller must own one
+    /// reference to it, which this value now releases.
+    #[must_use]
+    pub unsafe fn from_raw(raw: PFLT_CONTEXT) -> Self {
+        Self {
+            // SAFETY: the caller guarantees `raw` is non-null.
+            ptr: unsafe { NonNull::new_unchecked(raw.cast::<T>()) },
+            _owns: PhantomData,
+        }
+    }
+
+    /// Gives the reference away without releasing it (for example to Filter Manager, or to a
+    /// work item that will adopt it with [`from_raw`](Self::from_raw)).
+    #[must_use]
+    pub fn into_raw(self) -> PFLT_CONTEXT {
+        let raw = self.as_raw();
+        core::mem::forget(self);
+        raw
+    }
+
+    /// The context pointer, for passing to Filter Manager. The reference stays owned.
+    #[must_use]
+    pub fn as_raw(&self) -> PFLT_CONTEXT {
+        self.ptr.as_ptr().cast()
+    }
+
+    /// Takes a second reference (`FltReferenceContext`), released by the returned value.
+    #[must_use]
+    pub fn add_ref(&self) -> Self {
+        // SAFETY: we hold a reference, so the context is alive; FltReferenceContext adds one.
+        unsafe { FltReferenceContext(self.as_raw()) };
+        // SAFETY: the reference just taken is owned by the new value.
+        unsafe { Self::from_raw(self.as_raw()) }
+    }
+}
+
+impl<T> Deref for ContextRef<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the reference we own keeps the body alive and initialised (written by
+        // `allocate`, or by whoever created the context); contexts are shared, so only `&T`.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Drop for ContextRef<T> {
+    fn drop(&mut self) {
+        // SAFETY: we own exactly one reference, and this is the one release for it.
+        unsafe { FltReleaseContext(self.as_raw()) }
+    }
+}
+
+/// A context cleanup callback (`PFLT_CONTEXT_CLEANUP_CALLBACK`) that drops the `T` in place.
+///
+/// Filter Manager calls it once, when the last reference is released, at IRQL `<= APC_LEVEL`,
+/// before it frees the pool. Put it in the context table row for the type.
+///
+/// # Safety
+/// Only Filter Manager calls this, with a context whose body is an initialised `T`.
+pub unsafe extern "system" fn drop_context<T>(context: PFLT_CONTEXT, _context_type: u16) {
+    // SAFETY: Filter Manager passes the context whose last reference just went; its body is a
+    // `T` written by `ContextRef::allocate`, and nothing uses it after this.
+    unsafe { core::ptr::drop_in_place(context.cast::<T>()) }
+}

@@ -1,0 +1,107 @@
+//! The filter handle: registered in `DriverEntry`, unregistered at unload.
+//!
+//! `FltRegisterFilter` returns the `PFLT_FILTER` that every later call needs
+//! (`FltAllocateContext`, work items, `FltUnregisterFilter`). The handle has to outlive
+//! `DriverEntry`, so it lives in a [`FilterSlot`] static; until filtering has started it is held by
+//! a [`RegisteredFilter`] guard, so that a failure in `DriverEntry` unregisters it.
+
+use core::sync::atomic::{AtomicIsize, Ordering};
+
+use windows_sys::Wdk::{
+    Foundation::DRIVER_OBJECT,
+    Storage::FileSystem::Minifilters::{
+        FltRegisterFilter, FltStartFiltering, FltUnregisterFilter, PFLT_FILTER,
+    },
+};
+
+use crate::{NtStatus, registration::Registration};
+
+/// Where the filter handle lives between `DriverEntry` and the unload callback.
+pub struct FilterSlot(AtomicIsize);
+
+impl FilterSlot {
+    /// An empty slot, for a `static`.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(AtomicIsize::new(0))
+    }
+
+    /// The filter handle (0 before registration and after unregistration).
+    #[must_use]
+    pub fn get(&self) -> PFLT_FILTER {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// `FltUnregisterFilter`, at most once. Call it from the filter unload callback, at
+    /// `PASSIVE_LEVEL`. It tears down every instance and waits for every outstanding reference
+    /// and queued work item, so a leaked context reference makes it wait forever.
+    pub fn unregister(&self) {
+        let filter = self.0.swap(0, Ordering::AcqRel);
+        if filter != 0 {
+            // SAFETY: `filter` came from FltRegisterFilter and the swap makes this the only call.
+            unsafe { FltUnregisterFilter(filter) };
+        }
+    }
+}
+
+impl Default for FilterSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A registered filter that has not started filtering yet; dropping it unregisters it.
+pub struct RegisteredFilter(PFLT_FILTER);
+
+impl RegisteredFilter {
+    /// `FltRegisterFilter(driver, registration, &filter)`, IRQL `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `FltRegisterFilter`'s status (for example `STATUS_INVALID_PARAMETER` for a malformed
+    /// registration, or `STATUS_FLT_NOT_INITIALIZED` when Filter Manager is not running).
+    ///
+    /// # Safety
+    /// `driver` must be the driver object passed to `DriverEntry`.
+    pub unsafe fn register(
+        driver: *const DRIVER_OBJECT,
+        registration: &'static Registration,
+    ) -> Result<Self, NtStatus> {
+        let mut filter: PFLT_FILTER = 0;
+        // SAFETY: `driver` is valid (caller), the registration is 'static and well formed (built
+        // by `Registration`), and `filter` is a valid out pointer.
+        NtStatus(unsafe { FltRegisterFilter(driver, registration.as_ptr(), &raw mut filter) })
+            .ok()?;
+        Ok(Self(filter))
+    }
+
+    /// The handle, for calls made before filtering starts.
+    #[must_use]
+    pub fn handle(&self) -> PFLT_FILTER {
+        self.0
+    }
+
+    /// Publishes the handle in `slot`, then `FltStartFiltering`. Instance setup callbacks can run
+    /// before it returns, which is why the handle is published first. On failure the handle is
+    /// taken back and unregistered.
+    ///
+    /// # Errors
+    /// `FltStartFiltering`'s status.
+    pub fn start_filtering(self, slot: &FilterSlot) -> Result<(), NtStatus> {
+        slot.0.store(self.0, Ordering::Release);
+        // SAFETY: the handle came from FltRegisterFilter and has not been unregistered.
+        let status = NtStatus(unsafe { FltStartFiltering(self.0) });
+        if status.is_success() {
+            core::mem::forget(self);
+        } else {
+            slot.0.store(0, Ordering::Release);
+        }
+        status.ok()
+    }
+}
+
+impl Drop for RegisteredFilter {
+    fn drop(&mut self) {
+        // SAFETY: the handle is registered and owned by this guard alone.
+        unsafe { FltUnregisterFilter(self.0) }
+    }
+}

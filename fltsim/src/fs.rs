@@ -1,0 +1,529 @@
+//! The file system beneath the filters: files with contents, share access, and the operations
+//! that conflict with a data-scan section.
+//!
+//! Choices where Windows documentation is silent, made the way NTFS behaves:
+//! - Share access follows `IoCheckShareAccess`: an open fails with `STATUS_SHARING_VIOLATION`
+//!   when its access is not shared by an existing open, or an existing open's access is not
+//!   shared by it. Cleanup (the last handle closing) removes the open from the check.
+//! - A truncating set-end-of-file, a non-cached write and a flush-and-purge
+//!   (`IRP_MJ_FLUSH_BUFFERS` / `IRP_MN_FLUSH_AND_PURGE`) conflict with a data-scan section.
+//!   Filter Manager calls each owning instance's `SectionNotificationCallback` first; if a
+//!   section is still linked to the stream afterwards (not closed with
+//!   `FltCloseSectionForDataScan`), the operation fails with `STATUS_USER_MAPPED_FILE`, which is
+//!   how Windows fails a truncation of a mapped file. The model uses the same status for all
+//!   three.
+//! - A truncation that proceeds while a view of a section on the stream is still mapped is a
+//!   verifier finding: on Windows, touching the truncated part of that view raises
+//!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
+//!   into a bugcheck.
+
+use std::sync::Arc;
+
+use common::{NtStatus, irql};
+use windows_sys::{
+    Wdk::{
+        Storage::FileSystem::{
+            FILE_CREATE, FILE_DIRECTORY_FILE, FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE,
+            FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_STANDARD_INFORMATION,
+            FILE_SUPERSEDE, FileEndOfFileInformation, FileInternalInformation,
+            FileStandardInformation,
+            Minifilters::{FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK},
+        },
+        System::SystemServices::{
+            FILE_END_OF_FILE_INFORMATION, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE,
+            IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MJ_SET_INFORMATION,
+            IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE, IRP_NOCACHE,
+        },
+    },
+    Win32::{
+        Foundation::{
+            NTSTATUS, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
+            STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_INFO_CLASS,
+            STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY, STATUS_OBJECT_NAME_COLLISION,
+            STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND, STATUS_SHARING_VIOLATION,
+            STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
+        },
+        Storage::FileSystem::{
+            DELETE, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_SHARE_DELETE,
+            FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_DATA,
+        },
+        System::WindowsProgramming::{FILE_CREATED, FILE_OPENED, FILE_OVERWRITTEN},
+    },
+};
+
+use crate::{
+    io::{self, major_name},
+    kernel::{EventKind, Frame, Kernel, run_as},
+    state::{FoState, State, StreamRec, instance_handle},
+};
+
+/// Case-insensitive path comparison, as NTFS compares names.
+pub(crate) fn same_path(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Finds a stream by volume and path.
+pub(crate) fn find_stream(state: &State, volume: usize, path: &str) -> Option<usize> {
+    state
+        .streams
+        .iter()
+        .position(|s| s.volume == volume && same_path(&s.path, path))
+}
+
+/// The parent of a volume-relative path (`\a\b` -> `\a`, `\a` -> `\`).
+pub(crate) fn parent(path: &str) -> &str {
+    match path.rfind('\\') {
+        Some(0) | None => "\\",
+        Some(i) => &path[..i],
+    }
+}
+
+/// Creates a stream record.
+pub(crate) fn add_stream(
+    state: &mut State,
+    volume: usize,
+    path: &str,
+    is_dir: bool,
+    data: Vec<u8>,
+) -> usize {
+    let fs_context = state.arena.alloc(64, 0) as usize;
+    state.next_file_id += 1;
+    state.streams.push(StreamRec {
+        volume,
+        path: path.to_owned(),
+        is_dir,
+        data,
+        file_id: state.next_file_id,
+        links: 1,
+        delete_pending: false,
+        fs_context,
+        sections: Vec::new(),
+        failures: Vec::new(),
+    });
+    state.streams.len() - 1
+}
+
+const READ_ACCESS: u32 = FILE_READ_DATA | FILE_EXECUTE;
+const WRITE_ACCESS: u32 = FILE_WRITE_DATA | FILE_APPEND_DATA;
+
+/// `IoCheckShareAccess`: may an open with `access`/`share` join the existing opens?
+fn share_conflict(state: &State, stream: usize, fo: usize, access: u32, share: u32) -> bool {
+    state.file_objects.iter().any(|(addr, other)| {
+        if *addr == fo || other.stream != Some(stream) || other.state != FoState::Open {
+            return false;
+        }
+        let denies = |have: u32, shared: u32, bits: u32, share_bit: u32| {
+            have & bits != 0 && shared & share_bit == 0
+        };
+        denies(access, other.share, READ_ACCESS, FILE_SHARE_READ)
+            || denies(access, other.share, WRITE_ACCESS, FILE_SHARE_WRITE)
+            || denies(access, other.share, DELETE, FILE_SHARE_DELETE)
+            || denies(other.access, share, READ_ACCESS, FILE_SHARE_READ)
+            || denies(other.access, share, WRITE_ACCESS, FILE_SHARE_WRITE)
+            || denies(other.access, share, DELETE, FILE_SHARE_DELETE)
+    })
+}
+
+/// Runs the operation in `data` against the file system and sets its status.
+pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
+    let p = io::iopb(data);
+    // SAFETY: the parameter block is valid for the whole operation and not written concurrently
+    // (the filters have finished their pre-operation callbacks).
+    let iopb = unsafe { *p };
+    let major = u32::from(iopb.MajorFunction);
+    let fo = iopb.TargetFileObject as usize;
+
+    let scripted = {
+        let state = k.lock();
+        state
+            .file_objects
+            .get(&fo)
+            .and_then(|f| f.stream)
+            .and_then(|s| {
+                state.streams[s]
+                    .failures
+                    .iter()
+                    .find(|(m, _)| u32::from(*m) == major)
+            })
+            .map(|(_, status)| *status)
+    };
+    let (status, information) = if let Some(status) = scripted {
+        k.trace(
+            EventKind::User,
+            format!(
+                "file system fails {} with {} (scripted)",
+                major_name(iopb.MajorFunction),
+                NtStatus(status)
+            ),
+        );
+        (status, 0)
+    } else {
+        match major {
+            IRP_MJ_CREATE => create(k, data, &iopb),
+            IRP_MJ_READ => read(k, &iopb),
+            IRP_MJ_WRITE => write(k, data, &iopb),
+            IRP_MJ_QUERY_INFORMATION => query_information(k, &iopb),
+            IRP_MJ_SET_INFORMATION => set_information(k, data, &iopb),
+            IRP_MJ_FLUSH_BUFFERS => flush(k, data, &iopb),
+            IRP_MJ_CLEANUP => transition(k, fo, FoState::CleanedUp),
+            IRP_MJ_CLOSE => transition(k, fo, FoState::Closed),
+            _ => (STATUS_INVALID_DEVICE_REQUEST, 0),
+        }
+    };
+    io::set_status(data, status, information);
+}
+
+fn transition(k: &Kernel, fo: usize, to: FoState) -> (NTSTATUS, usize) {
+    if let Some(rec) = k.lock().file_objects.get_mut(&fo) {
+        rec.state = to;
+    }
+    (STATUS_SUCCESS, 0)
+}
+
+fn create(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+) -> (NTSTATUS, usize) {
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
+    let params = unsafe { iopb.Parameters.Create };
+    // SAFETY: the model points SecurityContext at the callback block's security context.
+    let access = unsafe { (*params.SecurityContext).DesiredAccess };
+    let disposition = params.Options >> 24;
+    let options = params.Options & 0x00FF_FFFF;
+    let share = u32::from(params.ShareAccess);
+    let fo = iopb.TargetFileObject as usize;
+    let mut state = k.lock();
+    let Some(rec) = state.file_objects.get(&fo) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    let (volume, path) = (rec.volume, rec.path.clone());
+    if path.is_empty() {
+        // A volume open: no stream behind it.
+        return (STATUS_SUCCESS, FILE_OPENED as usize);
+    }
+    let existing = find_stream(&state, volume, &path);
+    let parent_ok = {
+        let parent = parent(&path);
+        parent == "\\"
+            || find_stream(&state, volume, parent).is_some_and(|s| state.streams[s].is_dir)
+    };
+    let (stream, information) = match (existing, disposition) {
+        (None, FILE_OPEN | FILE_OVERWRITE) => {
+            return (
+                if parent_ok {
+                    STATUS_OBJECT_NAME_NOT_FOUND
+                } else {
+                    STATUS_OBJECT_PATH_NOT_FOUND
+                },
+                0,
+            );
+        }
+        (None, _) if !parent_ok => return (STATUS_OBJECT_PATH_NOT_FOUND, 0),
+        (None, _) => {
+            let is_dir = options & FILE_DIRECTORY_FILE != 0;
+            (
+                add_stream(&mut state, volume, &path, is_dir, Vec::new()),
+                FILE_CREATED,
+            )
+        }
+        (Some(_), FILE_CREATE) => return (STATUS_OBJECT_NAME_COLLISION, 0),
+        (Some(s), FILE_OPEN | FILE_OPEN_IF) => (s, FILE_OPENED),
+        (Some(s), FILE_OVERWRITE | FILE_OVERWRITE_IF | FILE_SUPERSEDE) => (s, FILE_OVERWRITTEN),
+        (Some(_), _) => return (STATUS_INVALID_PARAMETER, 0),
+    };
+    let is_dir = state.streams[stream].is_dir;
+    if is_dir && options & FILE_NON_DIRECTORY_FILE != 0 {
+        return (STATUS_FILE_IS_A_DIRECTORY, 0);
+    }
+    if !is_dir && options & FILE_DIRECTORY_FILE != 0 {
+        return (STATUS_NOT_A_DIRECTORY, 0);
+    }
+    if share_conflict(&state, stream, fo, access, share) {
+        return (STATUS_SHARING_VIOLATION, 0);
+    }
+    if information == FILE_OVERWRITTEN && !state.streams[stream].data.is_empty() {
+        drop(state);
+        if let Err(status) = section_conflict(k, data, stream, true) {
+            return (status, 0);
+        }
+        state = k.lock();
+        state.streams[stream].data.clear();
+    }
+    let fs_context = state.streams[stream].fs_context;
+    let rec = state.file_objects.get_mut(&fo).expect("checked above");
+    rec.stream = Some(stream);
+    rec.access = access;
+    rec.share = share;
+    let ptr = rec.ptr;
+    // SAFETY: the file object lives in the arena; the file system fills it in during create.
+    let f = unsafe { &mut *ptr };
+    f.FsContext = fs_context as *mut _;
+    f.ReadAccess = access & READ_ACCESS != 0;
+    f.WriteAccess = access & WRITE_ACCESS != 0;
+    f.DeleteAccess = access & DELETE != 0;
+    f.SharedRead = share & FILE_SHARE_READ != 0;
+    f.SharedWrite = share & FILE_SHARE_WRITE != 0;
+    f.SharedDelete = share & FILE_SHARE_DELETE != 0;
+    (STATUS_SUCCESS, information as usize)
+}
+
+fn stream_of(state: &State, fo: usize) -> Result<usize, NTSTATUS> {
+    state
+        .file_objects
+        .get(&fo)
+        .and_then(|f| f.stream)
+        .ok_or(STATUS_INVALID_PARAMETER)
+}
+
+fn read(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
+    // SAFETY: for IRP_MJ_READ the `Read` member is the live one.
+    let params = unsafe { iopb.Parameters.Read };
+    let state = k.lock();
+    let stream = match stream_of(&state, iopb.TargetFileObject as usize) {
+        Ok(s) => &state.streams[s],
+        Err(status) => return (status, 0),
+    };
+    if stream.is_dir {
+        return (STATUS_INVALID_DEVICE_REQUEST, 0);
+    }
+    let Ok(offset) = usize::try_from(params.ByteOffset) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    if offset >= stream.data.len() {
+        return (STATUS_END_OF_FILE, 0);
+    }
+    let n = (stream.data.len() - offset).min(params.Length as usize);
+    if n > 0 && params.ReadBuffer.is_null() {
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
+    // SAFETY: the issuer provided `Length` writable bytes at ReadBuffer; `n <= Length`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(stream.data[offset..].as_ptr(), params.ReadBuffer.cast(), n)
+    };
+    (STATUS_SUCCESS, n)
+}
+
+fn write(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+) -> (NTSTATUS, usize) {
+    // SAFETY: for IRP_MJ_WRITE the `Write` member is the live one.
+    let params = unsafe { iopb.Parameters.Write };
+    let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    if iopb.IrpFlags & IRP_NOCACHE != 0 {
+        if let Err(status) = section_conflict(k, data, stream, false) {
+            return (status, 0);
+        }
+    }
+    let Ok(offset) = usize::try_from(params.ByteOffset) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    let len = params.Length as usize;
+    let mut bytes = vec![0u8; len];
+    if len > 0 {
+        // SAFETY: the issuer provided `Length` readable bytes at WriteBuffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(params.WriteBuffer.cast::<u8>(), bytes.as_mut_ptr(), len)
+        };
+    }
+    let mut state = k.lock();
+    let file = &mut state.streams[stream].data;
+    if file.len() < offset + len {
+        file.resize(offset + len, 0);
+    }
+    file[offset..offset + len].copy_from_slice(&bytes);
+    (STATUS_SUCCESS, len)
+}
+
+fn query_information(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
+    // SAFETY: for IRP_MJ_QUERY_INFORMATION the `QueryFileInformation` member is the live one.
+    let params = unsafe { iopb.Parameters.QueryFileInformation };
+    let state = k.lock();
+    let stream = match stream_of(&state, iopb.TargetFileObject as usize) {
+        Ok(s) => &state.streams[s],
+        Err(status) => return (status, 0),
+    };
+    match params.FileInformationClass {
+        class if class == FileStandardInformation => {
+            let info = FILE_STANDARD_INFORMATION {
+                AllocationSize: (stream.data.len() as i64 + 4095) & !4095,
+                EndOfFile: stream.data.len() as i64,
+                NumberOfLinks: stream.links,
+                DeletePending: stream.delete_pending,
+                Directory: stream.is_dir,
+            };
+            copy_out(params.InfoBuffer, params.Length, &info)
+        }
+        class if class == FileInternalInformation => copy_out(
+            params.InfoBuffer,
+            params.Length,
+            &FILE_INTERNAL_INFORMATION {
+                IndexNumber: stream.file_id,
+            },
+        ),
+        _ => (STATUS_INVALID_INFO_CLASS, 0),
+    }
+}
+
+fn copy_out<T>(buffer: *mut std::ffi::c_void, length: u32, value: &T) -> (NTSTATUS, usize) {
+    let size = std::mem::size_of::<T>();
+    if (length as usize) < size || buffer.is_null() {
+        return (STATUS_INFO_LENGTH_MISMATCH, 0);
+    }
+    // SAFETY: the caller's buffer holds at least `size` writable bytes (checked); it may be
+    // unaligned, so copy bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::ptr::from_ref(value).cast::<u8>(),
+            buffer.cast::<u8>(),
+            size,
+        )
+    };
+    (STATUS_SUCCESS, size)
+}
+
+fn set_information(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+) -> (NTSTATUS, usize) {
+    // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is the live one.
+    let params = unsafe { iopb.Parameters.SetFileInformation };
+    if params.FileInformationClass != FileEndOfFileInformation {
+        return (STATUS_INVALID_INFO_CLASS, 0);
+    }
+    if (params.Length as usize) < std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() {
+        return (STATUS_INFO_LENGTH_MISMATCH, 0);
+    }
+    // SAFETY: the buffer holds a FILE_END_OF_FILE_INFORMATION (length checked); read unaligned.
+    let eof = unsafe {
+        params
+            .InfoBuffer
+            .cast::<FILE_END_OF_FILE_INFORMATION>()
+            .read_unaligned()
+    };
+    let Ok(new_len) = usize::try_from(eof.EndOfFile) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    let (stream, access, old_len) = {
+        let state = k.lock();
+        let fo = iopb.TargetFileObject as usize;
+        let Ok(stream) = stream_of(&state, fo) else {
+            return (STATUS_INVALID_PARAMETER, 0);
+        };
+        (
+            stream,
+            state.file_objects[&fo].access,
+            state.streams[stream].data.len(),
+        )
+    };
+    if access & FILE_WRITE_DATA == 0 {
+        return (STATUS_ACCESS_DENIED, 0);
+    }
+    if new_len < old_len {
+        if let Err(status) = section_conflict(k, data, stream, true) {
+            return (status, 0);
+        }
+    }
+    k.lock().streams[stream].data.resize(new_len, 0);
+    (STATUS_SUCCESS, 0)
+}
+
+fn flush(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+) -> (NTSTATUS, usize) {
+    let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE {
+        if let Err(status) = section_conflict(k, data, stream, false) {
+            return (status, 0);
+        }
+    }
+    (STATUS_SUCCESS, 0)
+}
+
+/// Gives every instance with a data-scan section on `stream` the chance to close it, then
+/// decides whether the conflicting operation may proceed.
+pub(crate) fn section_conflict(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    stream: usize,
+    truncating: bool,
+) -> Result<(), NTSTATUS> {
+    let notify = {
+        let state = k.lock();
+        let enabled = state.options.section_notifications;
+        state.streams[stream]
+            .sections
+            .iter()
+            .filter_map(|obj| {
+                let section = &state.sections[obj];
+                let filter = &state.filters[section.filter];
+                let callback = filter.section_notification.filter(|_| enabled)?;
+                Some((
+                    section.instance,
+                    section.filter,
+                    section.context,
+                    filter.name.clone(),
+                    callback,
+                ))
+            })
+            .collect::<Vec<_>>()
+    };
+    for (instance, filter, context, name, callback) in notify {
+        let what = "SectionNotificationCallback";
+        k.trace(
+            EventKind::Callback(what),
+            format!("{what} -> {name} context {context:#x}"),
+        );
+        let frame = Frame {
+            filter: Some(filter),
+            who: name.clone(),
+            what: what.into(),
+        };
+        // SAFETY: calling the filter's registered section notification callback with its
+        // instance, the section context it linked, and the conflicting operation's callback data.
+        let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            callback(instance_handle(instance), context as *mut _, data)
+        });
+        k.trace(
+            EventKind::Callback(what),
+            format!("{what} <- {name} {}", NtStatus(status)),
+        );
+        if status != STATUS_SUCCESS {
+            k.violation(format!(
+                "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",
+                NtStatus(status)
+            ));
+        }
+    }
+    let state = k.lock();
+    if !state.streams[stream].sections.is_empty() {
+        return Err(STATUS_USER_MAPPED_FILE);
+    }
+    if truncating {
+        let mapped: Vec<String> = state
+            .sections
+            .values()
+            .filter(|s| s.stream == stream && s.views > 0)
+            .map(|s| s.origin.clone())
+            .collect();
+        drop(state);
+        for origin in mapped {
+            k.violation(format!(
+                "a truncation proceeds while a view of a data-scan section (created by {origin}) is \
+                 still mapped: touching it now raises STATUS_IN_PAGE_ERROR, a bugcheck in a driver \
+                 without an exception handler. Stop using and unmap views before the \
+                 SectionNotificationCallback returns"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! The I/O path: callback data through the filter stack, then the file system.
+//!
+//! Pre-operation callbacks run from the highest altitude down, post-operation callbacks from the
+//! lowest up, and each `FLT_PREOP_*` / `FLT_POSTOP_*` result is honoured. I/O a filter issues
+//! itself (`FltPerformSynchronousIo`) starts below the issuing instance. No model lock is held
+//! while filter code runs, so callbacks may call back into the model from any thread.
+
+use std::{ffi::c_void, ptr, sync::Arc};
+
+use common::{NtStatus, irql};
+use windows_sys::{
+    Wdk::{
+        Foundation::{FILE_OBJECT, IO_SECURITY_CONTEXT},
+        Storage::FileSystem::Minifilters::{
+            FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_POSTOP_FINISHED_PROCESSING,
+            FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
+            FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_GENERATED_IO,
+            FLTFL_CALLBACK_DATA_IRP_OPERATION, PFLT_POST_OPERATION_CALLBACK,
+            PFLT_PRE_OPERATION_CALLBACK,
+        },
+        System::SystemServices::IRP_MJ_CREATE,
+    },
+    Win32::Foundation::NTSTATUS,
+};
+
+use crate::{
+    kernel::{EventKind, Frame, Kernel, run_as},
+    state::{State, filter_handle, instance_handle, volume_handle},
+};
+
+/// Callback data and everything it points at, in one arena block.
+#[repr(C)]
+pub(crate) struct CallbackBlock {
+    pub(crate) data: FLT_CALLBACK_DATA,
+    pub(crate) iopb: FLT_IO_PARAMETER_BLOCK,
+    pub(crate) security: IO_SECURITY_CONTEXT,
+}
+
+/// Allocates zeroed callback data in the arena, wired to its own parameter block.
+pub(crate) fn new_callback_data(
+    state: &mut State,
+    instance: isize,
+    file_object: *mut FILE_OBJECT,
+    generated: bool,
+) -> *mut FLT_CALLBACK_DATA {
+    let block = state
+        .arena
+        .alloc(std::mem::size_of::<CallbackBlock>(), 0)
+        .cast::<CallbackBlock>();
+    // SAFETY: the arena block is large enough, 16-byte aligned, zeroed and exclusively ours.
+    let b = unsafe { &mut *block };
+    b.iopb.TargetInstance = instance;
+    b.iopb.TargetFileObject = file_object;
+    b.data.Iopb = &raw const b.iopb;
+    b.data.Flags = FLTFL_CALLBACK_DATA_IRP_OPERATION
+        | if generated {
+            FLTFL_CALLBACK_DATA_GENERATED_IO
+        } else {
+            0
+        };
+    &raw mut b.data
+}
+
+/// The block behind callback data the model allocated.
+pub(crate) fn block(data: *mut FLT_CALLBACK_DATA) -> *mut CallbackBlock {
+    // `data` is the first field of a `#[repr(C)]` block.
+    data.cast()
+}
+
+/// Reads the parameter block of callback data.
+pub(crate) fn iopb(data: *const FLT_CALLBACK_DATA) -> *mut FLT_IO_PARAMETER_BLOCK {
+    // SAFETY: `data` is model-allocated callback data, valid while the operation runs.
+    unsafe { (*data).Iopb.cast_mut() }
+}
+
+/// Sets the final status of the operation.
+pub(crate) fn set_status(data: *mut FLT_CALLBACK_DATA, status: NTSTATUS, information: usize) {
+    // SAFETY: `data` is model-allocated callback data, exclusively used by this operation now.
+    let d = unsafe { &mut *data };
+    d.IoStatus.Anonymous.Status = status;
+    d.IoStatus.Information = information;
+}
+
+/// The final status of the operation.
+pub(crate) fn status(data: *const FLT_CALLBACK_DATA) -> NTSTATUS {
+    // SAFETY: `data` is valid; `Status` is the member the model and filters write.
+    unsafe { (*data).IoStatus.Anonymous.Status }
+}
+
+/// A printable name for a major function.
+pub(crate) fn major_name(major: u8) -> &'static str {
+    const NAMES: [&str; 28] = [
+        "Create",
+        "CreateNamedPipe",
+        "Close",
+        "Read",
+        "Write",
+        "QueryInformation",
+        "SetInformation",
+        "QueryEa",
+        "SetEa",
+        "FlushBuffers",
+        "QueryVolumeInformation",
+        "SetVolumeInformation",
+        "DirectoryControl",
+        "FileSystemControl",
+        "DeviceControl",
+        "InternalDeviceControl",
+        "Shutdown",
+        "LockControl",
+        "Cleanup",
+        "CreateMailslot",
+        "QuerySecurity",
+        "SetSecurity",
+        "Power",
+        "SystemControl",
+        "DeviceChange",
+        "QueryQuota",
+        "SetQuota",
+        "Pnp",
+    ];
+    NAMES.get(usize::from(major)).copied().unwrap_or("Other")
+}
+
+fn callback_name(pre: bool, major: u8) -> &'static str {
+    const PRE: [&str; 28] = [
+        "PreCreate",
+        "PreCreateNamedPipe",
+        "PreClose",
+        "PreRead",
+        "PreWrite",
+        "PreQueryInformation",
+        "PreSetInformation",
+        "PreQueryEa",
+        "PreSetEa",
+        "PreFlushBuffers",
+        "PreQueryVolumeInformation",
+        "PreSetVolumeInformation",
+        "PreDirectoryControl",
+        "PreFileSystemControl",
+        "PreDeviceControl",
+        "PreInternalDeviceControl",
+        "PreShutdown",
+        "PreLockControl",
+        "PreCleanup",
+        "PreCreateMailslot",
+        "PreQuerySecurity",
+        "PreSetSecurity",
+        "PrePower",
+        "PreSystemControl",
+        "PreDeviceChange",
+        "PreQueryQuota",
+        "PreSetQuota",
+        "PrePnp",
+    ];
+    const POST: [&str; 28] = [
+        "PostCreate",
+        "PostCreateNamedPipe",
+        "PostClose",
+        "PostRead",
+        "PostWrite",
+        "PostQueryInformation",
+        "PostSetInformation",
+        "PostQueryEa",
+        "PostSetEa",
+        "PostFlushBuffers",
+        "PostQueryVolumeInformation",
+        "PostSetVolumeInformation",
+        "PostDirectoryControl",
+        "PostFileSystemControl",
+        "PostDeviceControl",
+        "PostInternalDeviceControl",
+        "PostShutdown",
+        "PostLockControl",
+        "PostCleanup",
+        "PostCreateMailslot",
+        "PostQuerySecurity",
+        "PostSetSecurity",
+        "PostPower",
+        "PostSystemControl",
+        "PostDeviceChange",
+        "PostQueryQuota",
+        "PostSetQuota",
+        "PostPnp",
+    ];
+    let table = if pre { &PRE } else { &POST };
+    table
+        .get(usize::from(major))
+        .copied()
+        .unwrap_or(if pre { "PreOther" } else { "PostOther" })
+}
+
+fn preop_name(result: i32) -> String {
+    match result {
+        FLT_PREOP_SUCCESS_WITH_CALLBACK => "FLT_PREOP_SUCCESS_WITH_CALLBACK".into(),
+        FLT_PREOP_SUCCESS_NO_CALLBACK => "FLT_PREOP_SUCCESS_NO_CALLBACK".into(),
+        FLT_PREOP_COMPLETE => "FLT_PREOP_COMPLETE".into(),
+        FLT_PREOP_SYNCHRONIZE => "FLT_PREOP_SYNCHRONIZE".into(),
+        other => format!("FLT_PREOP_CALLBACK_STATUS {other}"),
+    }
+}
+
+/// One instance's place in the stack for an operation.
+struct Layer {
+    instance: usize,
+    filter: usize,
+    volume: usize,
+    name: String,
+    pre: PFLT_PRE_OPERATION_CALLBACK,
+    post: PFLT_POST_OPERATION_CALLBACK,
+}
+
+/// A file object's description for the trace.
+fn describe(k: &Kernel, file_object: *mut FILE_OBJECT) -> String {
+    k.lock().describe_fo(file_object as usize)
+}
+
+/// Sends `data` down the stack on `volume`: every instance (or only those below `below`), then
+/// the file system. Returns the final status.
+pub(crate) fn send(
+    k: &Arc<Kernel>,
+    data: *mut FLT_CALLBACK_DATA,
+    volume: usize,
+    below: Option<u32>,
+) -> NTSTATUS {
+    let p = iopb(data);
+    // SAFETY: the parameter block belongs to the callback data, valid for the whole operation.
+    let (major, file_object) = unsafe { ((*p).MajorFunction, (*p).TargetFileObject) };
+    let layers = {
+        let mut state = k.lock();
+        let mut layers: Vec<(u32, Layer)> = Vec::new();
+        for (index, inst) in state.instances.iter().enumerate() {
+            let filter = &state.filters[inst.filter];
+            if inst.volume != volume || inst.torn_down || below.is_some_and(|b| inst.altitude >= b)
+            {
+                continue;
+            }
+            let Some(&(pre, post)) = filter.operations.get(&major) else {
+                continue;
+            };
+            layers.push((
+                inst.altitude,
+                Layer {
+                    instance: index,
+                    filter: inst.filter,
+                    volume,
+                    name: filter.name.clone(),
+                    pre,
+                    post,
+                },
+            ));
+        }
+        layers.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, layer) in &layers {
+            state.instances[layer.instance].in_flight += 1;
+        }
+        layers.into_iter().map(|(_, l)| l).collect::<Vec<_>>()
+    };
+
+    let mut posts: Vec<(&Layer, *mut c_void, bool)> = Vec::new();
+    let mut completed = false;
+    for layer in &layers {
+        let objects = related_objects(layer, file_object);
+        // SAFETY: the parameter block is valid; Filter Manager points TargetInstance at the
+        // instance being called.
+        unsafe { (*p).TargetInstance = instance_handle(layer.instance) };
+        let Some(pre) = layer.pre else {
+            posts.push((layer, ptr::null_mut(), false));
+            continue;
+        };
+        let name = callback_name(true, major);
+        let mut completion: *mut c_void = ptr::null_mut();
+        k.trace(
+            EventKind::Callback(name),
+            format!("{name} -> {} {}", layer.name, describe(k, file_object)),
+        );
+        let frame = Frame {
+            filter: Some(layer.filter),
+            who: layer.name.clone(),
+            what: name.into(),
+        };
+        // SAFETY: calling the filter's registered pre-operation callback with valid callback
+        // data, related objects and completion-context slot, as Filter Manager does.
+        let result = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            pre(data, &raw const objects, &raw mut completion)
+        });
+        k.trace(
+            EventKind::Callback(name),
+            format!("{name} <- {} {}", layer.name, preop_name(result)),
+        );
+        match result {
+            FLT_PREOP_SUCCESS_WITH_CALLBACK => posts.push((layer, completion, false)),
+            FLT_PREOP_SYNCHRONIZE => posts.push((layer, completion, true)),
+            FLT_PREOP_SUCCESS_NO_CALLBACK => {}
+            FLT_PREOP_COMPLETE => {
+                completed = true;
+                break;
+            }
+            other => {
+                k.violation(format!(
+                    "{}: {name} returned {}, which the model does not support (pended I/O, \
+                     disallowed fast I/O); treated as FLT_PREOP_SUCCESS_NO_CALLBACK",
+                    layer.name,
+                    preop_name(other)
+                ));
+            }
+        }
+    }
+
+    if !completed {
+        crate::fs::execute(k, data);
+    }
+
+    for (layer, completion, synchronized) in posts.into_iter().rev() {
+        let Some(post) = layer.post else { continue };
+        let objects = related_objects(layer, file_object);
+        // SAFETY: as above.
+        unsafe { (*p).TargetInstance = instance_handle(layer.instance) };
+        let level = if u32::from(major) == IRP_MJ_CREATE || synchronized {
+            irql::PASSIVE_LEVEL
+        } else {
+            k.lock().options.post_op_irql
+        };
+        let name = callback_name(false, major);
+        k.trace(
+            EventKind::Callback(name),
+            format!(
+                "{name} -> {} {} status {}",
+                layer.name,
+                describe(k, file_object),
+                NtStatus(status(data))
+            ),
+        );
+        let frame = Frame {
+            filter: Some(layer.filter),
+            who: layer.name.clone(),
+            what: name.into(),
+        };
+        // SAFETY: calling the filter's registered post-operation callback with the same
+        // callback data, objects and the completion context its pre-operation callback set.
+        let result = run_as(frame, level, || unsafe {
+            post(data, &raw const objects, completion, 0)
+        });
+        if result != FLT_POSTOP_FINISHED_PROCESSING {
+            k.violation(format!(
+                "{}: {name} returned {result}; the model supports only FLT_POSTOP_FINISHED_PROCESSING",
+                layer.name
+            ));
+        }
+    }
+
+    let mut state = k.lock();
+    for layer in &layers {
+        state.instances[layer.instance].in_flight -= 1;
+    }
+    drop(state);
+    status(data)
+}
+
+fn related_objects(layer: &Layer, file_object: *mut FILE_OBJECT) -> FLT_RELATED_OBJECTS {
+    FLT_RELATED_OBJECTS {
+        // The structure is a few dozen bytes.
+        Size: std::mem::size_of::<FLT_RELATED_OBJECTS>() as u16,
+        TransactionContext: 0,
+        Filter: filter_handle(layer.filter),
+        Volume: volume_handle(layer.volume),
+        Instance: instance_handle(layer.instance),
+        FileObject: file_object,
+        Transaction: ptr::null(),
+    }
+}

@@ -1,0 +1,395 @@
+//! The model's core: one live kernel at a time, per-thread IRQL and attribution, the trace, the
+//! verifier's findings and the fault plan.
+//!
+//! The kernel functions a sample calls take no "world" argument, so they find the model through a
+//! process-wide slot. Only one [`World`](crate::World) is alive at a time: creating one waits for
+//! the previous one to finish, which keeps tests in one binary from seeing each other's state.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+};
+
+use common::{NtStatus, irql};
+use windows_sys::Win32::Foundation::NTSTATUS;
+
+use crate::state::State;
+
+/// The live model. Filter code reaches it through [`kernel`].
+pub(crate) struct Kernel {
+    pub(crate) state: Mutex<State>,
+    seq: AtomicU64,
+}
+
+static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Holds the right to be the one live model.
+pub(crate) struct Activation {
+    serial: Option<MutexGuard<'static, ()>>,
+}
+
+impl Activation {
+    pub(crate) fn activate(kernel: &Arc<Kernel>) -> Self {
+        let serial = lock_ignoring_poison(&SERIAL);
+        *lock_ignoring_poison(&ACTIVE) = Some(Arc::clone(kernel));
+        Self {
+            serial: Some(serial),
+        }
+    }
+
+    /// For a view of the live world that another thread borrows; it activates nothing.
+    pub(crate) fn borrowed() -> Self {
+        Self { serial: None }
+    }
+}
+
+impl Drop for Activation {
+    fn drop(&mut self) {
+        if self.serial.is_some() {
+            *lock_ignoring_poison(&ACTIVE) = None;
+        }
+    }
+}
+
+/// The live model. Panics (in the calling thread, so the test fails) when none is alive.
+pub(crate) fn kernel() -> Arc<Kernel> {
+    lock_ignoring_poison(&ACTIVE).clone().expect(
+        "a kernel function was called with no fltsim::World alive: create the World before \
+         loading a filter and keep it alive until the filter has unloaded",
+    )
+}
+
+/// Whether a model is alive (for hooks that must not panic).
+pub(crate) fn try_kernel() -> Option<Arc<Kernel>> {
+    lock_ignoring_poison(&ACTIVE).clone()
+}
+
+// ---- per-thread state -------------------------------------------------------------------------
+
+thread_local! {
+    static IRQL: Cell<u8> = const { Cell::new(irql::PASSIVE_LEVEL) };
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static THREAD_ID: Cell<u32> = const { Cell::new(0) };
+    static PROCESS_ID: Cell<u32> = const { Cell::new(crate::SYSTEM_PROCESS_ID) };
+}
+
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+
+/// What code is running on this thread: which filter (if any) and in which callback.
+#[derive(Clone, Debug)]
+pub(crate) struct Frame {
+    pub(crate) filter: Option<usize>,
+    pub(crate) who: String,
+    pub(crate) what: String,
+}
+
+/// A small, stable number for the calling thread, for the trace.
+pub(crate) fn thread_id() -> u32 {
+    THREAD_ID.with(|id| {
+        if id.get() == 0 {
+            id.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
+        }
+        id.get()
+    })
+}
+
+pub(crate) fn current_irql() -> u8 {
+    IRQL.with(Cell::get)
+}
+
+pub(crate) fn set_irql(level: u8) -> u8 {
+    IRQL.with(|c| c.replace(level))
+}
+
+pub(crate) fn process_id() -> u32 {
+    PROCESS_ID.with(Cell::get)
+}
+
+pub(crate) fn set_process_id(pid: u32) -> u32 {
+    PROCESS_ID.with(|c| c.replace(pid))
+}
+
+/// The innermost frame, if filter code is running on this thread.
+pub(crate) fn current_frame() -> Option<Frame> {
+    FRAMES.with(|f| f.borrow().last().cloned())
+}
+
+/// The filter whose code is running on this thread.
+pub(crate) fn current_filter() -> Option<usize> {
+    current_frame().and_then(|f| f.filter)
+}
+
+/// Runs `body` as filter code: attributed to `frame`, at `level`. Restores both afterwards and
+/// reports a callback that returns at another IRQL than it was called at.
+pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R {
+    let who = frame.who.clone();
+    let what = frame.what.clone();
+    FRAMES.with(|f| f.borrow_mut().push(frame));
+    let previous = set_irql(level);
+    let result = body();
+    let after = set_irql(previous);
+    FRAMES.with(|f| f.borrow_mut().pop());
+    if after != level {
+        if let Some(k) = try_kernel() {
+            k.violation(format!(
+                "{who}: {what} was called at {} and returned at {}",
+                irql::name(level),
+                irql::name(after)
+            ));
+        }
+    }
+    result
+}
+
+// ---- trace and findings ------------------------------------------------------------------------
+
+/// What a trace event records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A kernel or Filter Manager function called by filter code, with its name.
+    Call(&'static str),
+    /// A callback the model made into filter code, with its name.
+    Callback(&'static str),
+    /// A line the filter printed to the debugger.
+    Log,
+    /// An operation a user-mode program issued (the test's scripted I/O).
+    User,
+    /// A verifier finding.
+    Verifier,
+}
+
+/// One line of the trace.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// Order of the event across all threads.
+    pub seq: u64,
+    /// The model's number for the thread it happened on.
+    pub thread: u32,
+    /// The IRQL of that thread at the time.
+    pub irql: u8,
+    /// The filter (or `user`, `fltmgr`) it is attributed to.
+    pub who: String,
+    /// What kind of event.
+    pub kind: EventKind,
+    /// The details: arguments and result for a call, the line for a log.
+    pub text: String,
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let irql = match self.irql {
+            irql::PASSIVE_LEVEL => "PASSIVE ",
+            irql::APC_LEVEL => "APC     ",
+            irql::DISPATCH_LEVEL => "DISPATCH",
+            _ => "DIRQL   ",
+        };
+        let kind = match self.kind {
+            EventKind::Call(_) => "call",
+            EventKind::Callback(_) => "cb  ",
+            EventKind::Log => "log ",
+            EventKind::User => "user",
+            EventKind::Verifier => "VERIFIER",
+        };
+        write!(
+            f,
+            "{:>5} T{:<2} {irql} {:<20} {kind} {}",
+            self.seq, self.thread, self.who, self.text
+        )
+    }
+}
+
+/// One verifier finding: what Driver Verifier would have stopped the machine for, or a leak.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The message, naming the API and where the object came from.
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+// ---- fault plan --------------------------------------------------------------------------------
+
+/// A rule that makes the Nth call (or every call) of an API fail.
+#[derive(Clone, Debug)]
+pub(crate) struct FaultRule {
+    pub(crate) api: &'static str,
+    pub(crate) nth: Option<u32>,
+    pub(crate) status: Option<NTSTATUS>,
+}
+
+impl Kernel {
+    pub(crate) fn new(state: State) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(state),
+            seq: AtomicU64::new(1),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock_ignoring_poison(&self.state)
+    }
+
+    /// Appends an event to the trace.
+    pub(crate) fn trace(&self, kind: EventKind, text: String) {
+        let frame = current_frame();
+        let who = frame.map_or_else(|| "user".to_owned(), |f| f.who);
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            thread: thread_id(),
+            irql: current_irql(),
+            who,
+            kind,
+            text,
+        };
+        let mut state = self.lock();
+        if state.echo {
+            println!("{event}");
+        }
+        state.trace.push(event);
+    }
+
+    /// Records a verifier finding, attributed to the running filter code.
+    pub(crate) fn violation(&self, message: String) {
+        let message = match current_frame() {
+            Some(frame) => format!("{} (in {}: {})", message, frame.who, frame.what),
+            None => message,
+        };
+        self.trace(EventKind::Verifier, message.clone());
+        self.lock().violations.push(Violation { message });
+    }
+
+    /// Counts a call to a fallible API and says whether the fault plan makes it fail.
+    pub(crate) fn inject(&self, api: &'static str, default: NTSTATUS) -> Option<NTSTATUS> {
+        let mut state = self.lock();
+        let count = state.call_counts.entry(api).or_insert(0);
+        *count += 1;
+        let n = *count;
+        let rule = state
+            .faults
+            .iter()
+            .find(|r| r.api == api && r.nth.is_none_or(|nth| nth == n))?
+            .clone();
+        let status = rule.status.unwrap_or(default);
+        drop(state);
+        self.trace(
+            EventKind::Verifier,
+            format!(
+                "fault injected: call #{n} of {api} fails with {}",
+                NtStatus(status)
+            ),
+        );
+        Some(status)
+    }
+
+    /// Checks an API's documented IRQL ceiling.
+    pub(crate) fn check_irql(&self, api: &str, max: u8) {
+        let level = current_irql();
+        if level > max {
+            self.violation(format!(
+                "{api} called at {}; its documented maximum is {} (IRQL_NOT_LESS_OR_EQUAL)",
+                irql::name(level),
+                irql::name(max)
+            ));
+        }
+    }
+}
+
+/// Checks the IRQL of an API call and traces it with its arguments and result.
+pub(crate) fn api_call<R: std::fmt::Display>(
+    api: &'static str,
+    max_irql: u8,
+    args: impl FnOnce() -> String,
+    body: impl FnOnce(&Arc<Kernel>) -> R,
+) -> R {
+    let k = kernel();
+    k.check_irql(api, max_irql);
+    let args = args();
+    let result = body(&k);
+    let mut text = format!("{api}({args})");
+    let shown = result.to_string();
+    if !shown.is_empty() {
+        let _ = write!(text, " -> {shown}");
+    }
+    k.trace(EventKind::Call(api), text);
+    result
+}
+
+/// A status as an API result, for the trace.
+pub(crate) struct Status(pub(crate) NTSTATUS);
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", NtStatus(self.0))
+    }
+}
+
+/// An API that returns nothing, for the trace.
+pub(crate) struct Void;
+
+impl std::fmt::Display for Void {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// Shown as `name` in the trace, whatever the value.
+pub(crate) struct Shown<T>(pub(crate) T, pub(crate) String);
+
+impl<T> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+/// Allocations the model hands to filter code: stable addresses, freed when the world goes.
+#[derive(Default)]
+pub(crate) struct Arena {
+    blocks: HashMap<usize, std::alloc::Layout>,
+}
+
+impl Arena {
+    /// `size` bytes aligned to 16, filled with `fill`.
+    pub(crate) fn alloc(&mut self, size: usize, fill: u8) -> *mut u8 {
+        let layout = std::alloc::Layout::from_size_align(size.max(1), 16)
+            .expect("model allocation size overflows");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        assert!(!ptr.is_null(), "host out of memory");
+        // SAFETY: `ptr` points to `layout.size()` writable bytes just allocated.
+        unsafe { ptr.write_bytes(fill, layout.size()) };
+        self.blocks.insert(ptr as usize, layout);
+        ptr
+    }
+
+    /// Fills a block with `fill` so that use after free reads garbage, as special pool would.
+    pub(crate) fn poison(&self, ptr: usize, fill: u8) {
+        if let Some(layout) = self.blocks.get(&ptr) {
+            // SAFETY: the block is still allocated (blocks live until the arena drops) and
+            // `layout.size()` bytes long.
+            unsafe { (ptr as *mut u8).write_bytes(fill, layout.size()) };
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for (ptr, layout) in self.blocks.drain() {
+            // SAFETY: each block was allocated with exactly this layout and is freed once.
+            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `fltsim`: a user-mode model of Filter Manager, the file system beneath it, and the few kernel
+//! services the sample minifilters use, strict enough to judge them.
+//!
+//! On a non-Windows host the samples' kernel calls are plain `extern` declarations (windows-sys
+//! declares them; windows-link emits raw-dylib imports only on Windows targets). This crate
+//! defines each of them, with windows-sys's exact signature, so a test links a sample against the
+//! model instead of the kernel. A [`World`] is one scripted machine:
+//!
+//! - volumes `C:` (NTFS, supports data scan) and `Z:` (a network share, supports neither data
+//!   scan nor section contexts), files and directories with contents, and user processes;
+//! - user operations ([`World::open`], [`World::read`], [`World::write`],
+//!   [`World::set_end_of_file`], [`World::purge`], [`World::query_standard`], [`World::close`]),
+//!   each sent through every loaded filter's callbacks in altitude order, on the calling thread;
+//! - filters loaded with their real `DriverEntry` ([`World::load`]) and unloaded through their
+//!   unload callback ([`World::unload`]), plus a [`counting`] filter to place above or below;
+//! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every
+//!   finding fails the test at [`World::finish`] (or when the world drops);
+//! - fault injection ([`World::fail_nth`], [`sweep_faults`]) and a [`trace`](World::trace) of
+//!   every call, callback and debugger line.
+//!
+//! Set `FLTSIM_ECHO=1` to print the trace as it happens.
+
+mod api;
+pub mod counting;
+mod fs;
+mod io;
+mod kernel;
+mod state;
+mod sync;
+mod verifier;
+mod world;
+
+pub use kernel::{Event, EventKind, Violation};
+pub use world::{DriverEntry, Handle, Open, USER_PROCESS_ID, World};
+
+/// The process id of the System process, which owns I/O that no user process requested.
+pub const SYSTEM_PROCESS_ID: u32 = 4;
+
+/// An operation that cannot proceed while a data-scan section is open on the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// Set the end of file below the current size.
+    Truncate(u64),
+    /// A non-cached write (`IRP_NOCACHE`) of a few bytes at offset 0.
+    NonCachedWrite,
+    /// `IRP_MJ_FLUSH_BUFFERS` with `IRP_MN_FLUSH_AND_PURGE`.
+    Purge,
+}
+
+/// The fallible APIs the model can fail on purpose, with the status each fails with by default.
+pub const FALLIBLE_APIS: &[&str] = &[
+    "FltRegisterFilter",
+    "FltStartFiltering",
+    "FltAllocateContext",
+    "FltSetStreamHandleContext",
+    "FltSetInstanceContext",
+    "FltGetSectionContext",
+    "FltAllocateCallbackData",
+    "FltAllocateCallbackDataEx",
+    "FltPerformSynchronousIo.allocation",
+    "FltRegisterForDataScan",
+    "FltCreateSectionForDataScan",
+    "MmMapViewInSystemSpace",
+    "FltGetFileNameInformation",
+    "ExAllocatePool2",
+    "FltAllocateGenericWorkItem",
+];
+
+/// One injected fault: the `nth` call of `api` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The API that failed.
+    pub api: &'static str,
+    /// Which call of it (1-based).
+    pub nth: u32,
+}
+
+/// Runs `scenario` once to count the calls of every fallible API, then once more for each call
+/// site with exactly that call failing. After each faulty run, `check` asserts what the user
+/// must still observe, and the world is finished (every filter unloaded, every verifier finding
+/// fails the test).
+///
+/// Returns the faults it injected, so a test can assert that the sweep reached the call sites it
+/// expects.
+pub fn sweep_faults<R>(
+    scenario: impl Fn(&World) -> R,
+    check: impl Fn(&World, Fault, R),
+) -> Vec<Fault> {
+    let counts = {
+        let world = World::new();
+        let _ = scenario(&world);
+        let counts = world.call_counts();
+        world.finish();
+        counts
+    };
+    let mut injected = Vec::new();
+    for api in FALLIBLE_APIS {
+        for nth in 1..=counts.get(api).copied().unwrap_or(0) {
+            let fault = Fault { api, nth };
+            let world = World::new();
+            world.fail_nth(api, nth);
+            let result = scenario(&world);
+            check(&world, fault, result);
+            world.finish();
+            injected.push(fault);
+        }
+    }
+    injected
+}

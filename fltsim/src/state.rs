@@ -1,0 +1,333 @@
+//! The model's records: everything Filter Manager, the file system and the kernel keep.
+//!
+//! Objects handed to filter code are identified by value: opaque handles (`PFLT_FILTER`,
+//! `PFLT_INSTANCE`, `PFLT_VOLUME`, section handles) are tagged numbers, and memory the filter
+//! reads or writes (contexts, callback data, file objects, views) lives in the [`Arena`] at a
+//! stable address until the world is dropped. Freed objects stay in their tables as tombstones, so
+//! a double release or a use after free is reported instead of corrupting the host.
+
+use std::{collections::HashMap, sync::Arc};
+
+use windows_sys::{
+    Wdk::{
+        Foundation::{DRIVER_OBJECT, FILE_OBJECT},
+        Storage::FileSystem::Minifilters::{
+            FLT_CONTEXT_REGISTRATION, PFLT_FILTER_UNLOAD_CALLBACK, PFLT_INSTANCE_SETUP_CALLBACK,
+            PFLT_INSTANCE_TEARDOWN_CALLBACK, PFLT_POST_OPERATION_CALLBACK,
+            PFLT_PRE_OPERATION_CALLBACK, PFLT_SECTION_CONFLICT_NOTIFICATION_CALLBACK,
+        },
+    },
+    Win32::Foundation::{NTSTATUS, UNICODE_STRING},
+};
+
+use crate::{
+    kernel::{Arena, Event, FaultRule, Violation},
+    sync::{HostEvent, HostPushLock},
+};
+
+/// Tags that make the model's opaque handles recognisable (and checkable) by value.
+pub(crate) const FILTER_TAG: isize = 0x0F17_0000_0000;
+pub(crate) const INSTANCE_TAG: isize = 0x0F15_0000_0000;
+pub(crate) const VOLUME_TAG: isize = 0x0F7C_0000_0000;
+pub(crate) const WORKITEM_TAG: isize = 0x0F3C_0000_0000;
+pub(crate) const HANDLE_TAG: usize = 0xFFFF_8000_0000_0000;
+
+/// A filter driver's registration, copied out of its `FLT_REGISTRATION`.
+pub(crate) struct FilterRec {
+    pub(crate) name: String,
+    pub(crate) altitude: u32,
+    pub(crate) driver: *mut DRIVER_OBJECT,
+    pub(crate) registry_path: Box<(UNICODE_STRING, Vec<u16>)>,
+    pub(crate) registered: bool,
+    pub(crate) started: bool,
+    pub(crate) unregistered: bool,
+    pub(crate) loaded: bool,
+    pub(crate) operations: HashMap<u8, (PFLT_PRE_OPERATION_CALLBACK, PFLT_POST_OPERATION_CALLBACK)>,
+    pub(crate) contexts: Vec<FLT_CONTEXT_REGISTRATION>,
+    pub(crate) unload: PFLT_FILTER_UNLOAD_CALLBACK,
+    pub(crate) instance_setup: PFLT_INSTANCE_SETUP_CALLBACK,
+    pub(crate) teardown_start: PFLT_INSTANCE_TEARDOWN_CALLBACK,
+    pub(crate) teardown_complete: PFLT_INSTANCE_TEARDOWN_CALLBACK,
+    pub(crate) section_notification: PFLT_SECTION_CONFLICT_NOTIFICATION_CALLBACK,
+    pub(crate) work_items_running: u32,
+}
+
+/// A filter instance on a volume.
+pub(crate) struct InstanceRec {
+    pub(crate) filter: usize,
+    pub(crate) volume: usize,
+    pub(crate) altitude: u32,
+    pub(crate) data_scan: bool,
+    pub(crate) torn_down: bool,
+    pub(crate) in_flight: u32,
+    pub(crate) object_refs: u32,
+}
+
+/// A volume and the kind of file system on it.
+pub(crate) struct VolumeRec {
+    pub(crate) letter: char,
+    pub(crate) device_name: String,
+    pub(crate) fs_type: i32,
+    pub(crate) device_type: u32,
+    pub(crate) supports_data_scan: bool,
+}
+
+/// A file or directory (its one unnamed data stream).
+pub(crate) struct StreamRec {
+    pub(crate) volume: usize,
+    pub(crate) path: String,
+    pub(crate) is_dir: bool,
+    pub(crate) data: Vec<u8>,
+    pub(crate) file_id: i64,
+    pub(crate) links: u32,
+    pub(crate) delete_pending: bool,
+    /// `FsContext`: one address per stream, shared by all its file objects.
+    pub(crate) fs_context: usize,
+    /// Data-scan sections Filter Manager tracks on this stream (section object addresses).
+    pub(crate) sections: Vec<usize>,
+    /// Scripted failures: (major function, status).
+    pub(crate) failures: Vec<(u8, NTSTATUS)>,
+}
+
+/// The life of a file object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FoState {
+    Creating,
+    Open,
+    CleanedUp,
+    Closed,
+}
+
+/// A file object.
+pub(crate) struct FileObjectRec {
+    pub(crate) ptr: *mut FILE_OBJECT,
+    pub(crate) volume: usize,
+    pub(crate) stream: Option<usize>,
+    pub(crate) path: String,
+    pub(crate) access: u32,
+    pub(crate) share: u32,
+    pub(crate) state: FoState,
+    pub(crate) canceled: bool,
+    pub(crate) process: u32,
+}
+
+/// What a context is attached to (each attachment holds one reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attachment {
+    StreamHandle {
+        instance: usize,
+        file_object: usize,
+    },
+    Instance(usize),
+    /// Linked to a data-scan section on a stream by `FltCreateSectionForDataScan`.
+    Section(usize),
+}
+
+/// A context.
+pub(crate) struct ContextRec {
+    pub(crate) filter: usize,
+    pub(crate) context_type: u16,
+    pub(crate) size: usize,
+    pub(crate) refs: i64,
+    pub(crate) freed: bool,
+    pub(crate) origin: String,
+    pub(crate) attachments: Vec<Attachment>,
+    /// The section object created with this (section) context, ever.
+    pub(crate) section: Option<usize>,
+}
+
+/// Callback data.
+pub(crate) struct CallbackDataRec {
+    pub(crate) filter: Option<usize>,
+    pub(crate) instance: usize,
+    pub(crate) allocated: bool,
+    pub(crate) preallocated: bool,
+    pub(crate) in_flight: bool,
+    pub(crate) performed: bool,
+    pub(crate) freed: bool,
+    pub(crate) origin: String,
+}
+
+/// A section object created for data scanning.
+pub(crate) struct SectionRec {
+    pub(crate) stream: usize,
+    pub(crate) instance: usize,
+    pub(crate) filter: usize,
+    pub(crate) context: usize,
+    pub(crate) handle_open: bool,
+    pub(crate) object_refs: u32,
+    pub(crate) views: u32,
+    /// Filter Manager still links the section context to the stream.
+    pub(crate) tracked: bool,
+    pub(crate) snapshot: Arc<Vec<u8>>,
+    pub(crate) origin: String,
+}
+
+/// A kernel handle.
+pub(crate) struct HandleRec {
+    pub(crate) section: usize,
+    pub(crate) closed: bool,
+    pub(crate) kernel: bool,
+    pub(crate) origin: String,
+}
+
+/// A view mapped into system space.
+pub(crate) struct ViewRec {
+    pub(crate) section: usize,
+    pub(crate) filter: usize,
+    pub(crate) len: usize,
+    pub(crate) unmapped: bool,
+    pub(crate) origin: String,
+}
+
+/// A name-information block.
+pub(crate) struct NameRec {
+    pub(crate) filter: usize,
+    pub(crate) refs: i64,
+    pub(crate) origin: String,
+}
+
+/// A pool block.
+pub(crate) struct PoolRec {
+    pub(crate) filter: Option<usize>,
+    pub(crate) tag: u32,
+    pub(crate) size: usize,
+    pub(crate) freed: bool,
+    pub(crate) origin: String,
+}
+
+/// A generic work item.
+pub(crate) struct WorkItemRec {
+    pub(crate) filter: Option<usize>,
+    pub(crate) queued: bool,
+    pub(crate) freed: bool,
+    pub(crate) origin: String,
+}
+
+/// How the model behaves where a test may choose.
+pub(crate) struct Options {
+    pub(crate) post_op_irql: u8,
+    pub(crate) section_notifications: bool,
+    pub(crate) race_on_create: Option<crate::Conflict>,
+}
+
+/// Everything the model knows.
+pub(crate) struct State {
+    pub(crate) arena: Arena,
+    pub(crate) filters: Vec<FilterRec>,
+    pub(crate) instances: Vec<InstanceRec>,
+    pub(crate) volumes: Vec<VolumeRec>,
+    pub(crate) streams: Vec<StreamRec>,
+    pub(crate) file_objects: HashMap<usize, FileObjectRec>,
+    pub(crate) contexts: HashMap<usize, ContextRec>,
+    pub(crate) callback_data: HashMap<usize, CallbackDataRec>,
+    pub(crate) sections: HashMap<usize, SectionRec>,
+    pub(crate) handles: HashMap<usize, HandleRec>,
+    pub(crate) views: HashMap<usize, ViewRec>,
+    pub(crate) names: HashMap<usize, NameRec>,
+    pub(crate) pool: HashMap<usize, PoolRec>,
+    pub(crate) work_items: HashMap<isize, WorkItemRec>,
+    pub(crate) events: HashMap<usize, Arc<HostEvent>>,
+    pub(crate) push_locks: HashMap<usize, Arc<HostPushLock>>,
+    pub(crate) next_handle: usize,
+    pub(crate) next_work_item: isize,
+    pub(crate) next_file_id: i64,
+    pub(crate) trace: Vec<Event>,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) faults: Vec<FaultRule>,
+    pub(crate) call_counts: HashMap<&'static str, u32>,
+    pub(crate) options: Options,
+    pub(crate) echo: bool,
+    pub(crate) counters: HashMap<usize, crate::counting::Counts>,
+    pub(crate) race_results: Vec<Result<(), common::NtStatus>>,
+}
+
+impl State {
+    pub(crate) fn new() -> Self {
+        Self {
+            arena: Arena::default(),
+            filters: Vec::new(),
+            instances: Vec::new(),
+            volumes: Vec::new(),
+            streams: Vec::new(),
+            file_objects: HashMap::new(),
+            contexts: HashMap::new(),
+            callback_data: HashMap::new(),
+            sections: HashMap::new(),
+            handles: HashMap::new(),
+            views: HashMap::new(),
+            names: HashMap::new(),
+            pool: HashMap::new(),
+            work_items: HashMap::new(),
+            events: HashMap::new(),
+            push_locks: HashMap::new(),
+            next_handle: 1,
+            next_work_item: 1,
+            next_file_id: 0x1_0000,
+            trace: Vec::new(),
+            violations: Vec::new(),
+            faults: Vec::new(),
+            call_counts: HashMap::new(),
+            options: Options {
+                post_op_irql: common::irql::DISPATCH_LEVEL,
+                section_notifications: true,
+                race_on_create: None,
+            },
+            echo: false,
+            counters: HashMap::new(),
+            race_results: Vec::new(),
+        }
+    }
+
+    /// The filter index behind a `PFLT_FILTER`, if it is one.
+    pub(crate) fn filter_index(&self, handle: isize) -> Option<usize> {
+        let index = usize::try_from(handle.checked_sub(FILTER_TAG)?).ok()?;
+        (index < self.filters.len() && handle & !0xFFFF == FILTER_TAG).then_some(index)
+    }
+
+    /// The instance index behind a `PFLT_INSTANCE`, if it is one.
+    pub(crate) fn instance_index(&self, handle: isize) -> Option<usize> {
+        let index = usize::try_from(handle.checked_sub(INSTANCE_TAG)?).ok()?;
+        (index < self.instances.len() && handle & !0xFFFF == INSTANCE_TAG).then_some(index)
+    }
+
+    /// A short description of a file object for messages.
+    pub(crate) fn describe_fo(&self, fo: usize) -> String {
+        self.file_objects.get(&fo).map_or_else(
+            || format!("{fo:#x} (not a file object)"),
+            |rec| {
+                format!(
+                    "fo {fo:#x} {}:{}",
+                    self.volumes[rec.volume].letter, rec.path
+                )
+            },
+        )
+    }
+
+    /// The name of the filter whose code is running, for "where it came from" notes.
+    pub(crate) fn origin(&self, api: &str) -> String {
+        let seq = self.trace.len();
+        match crate::kernel::current_frame() {
+            Some(frame) => format!("{api} in {} {} (trace #{seq})", frame.who, frame.what),
+            None => format!("{api} (trace #{seq})"),
+        }
+    }
+}
+
+/// Handle values for filters, instances and volumes.
+pub(crate) fn filter_handle(index: usize) -> isize {
+    FILTER_TAG + isize::try_from(index).expect("few filters")
+}
+
+pub(crate) fn instance_handle(index: usize) -> isize {
+    INSTANCE_TAG + isize::try_from(index).expect("few instances")
+}
+
+pub(crate) fn volume_handle(index: usize) -> isize {
+    VOLUME_TAG + isize::try_from(index).expect("few volumes")
+}
+
+// SAFETY: the raw pointers in the state point into the model's own arena (driver objects, file
+// objects) and are only dereferenced by the model under the state lock or by filter code that
+// was handed them; moving the table between threads moves no ownership.
+unsafe impl Send for State {}

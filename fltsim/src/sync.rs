@@ -1,0 +1,136 @@
+//! Dispatcher objects and locks, with real blocking on host threads.
+//!
+//! A `KEVENT` or push lock lives in filter memory; the model keys its host-side twin by that
+//! address. The twin is created by the initialising call (`KeInitializeEvent`,
+//! `FltInitializePushLock`), and using an uninitialised one is a verifier finding.
+
+use std::{
+    sync::{Condvar, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+/// A notification or synchronization event.
+pub(crate) struct HostEvent {
+    signaled: Mutex<bool>,
+    changed: Condvar,
+    /// Synchronization events reset when a wait is satisfied; notification events stay set.
+    auto_reset: bool,
+}
+
+impl HostEvent {
+    pub(crate) fn new(auto_reset: bool, signaled: bool) -> Self {
+        Self {
+            signaled: Mutex::new(signaled),
+            changed: Condvar::new(),
+            auto_reset,
+        }
+    }
+
+    /// Sets the event; returns the previous state.
+    pub(crate) fn set(&self) -> bool {
+        let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = *s;
+        *s = true;
+        self.changed.notify_all();
+        previous
+    }
+
+    /// Clears the event; returns the previous state.
+    pub(crate) fn clear(&self) -> bool {
+        let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *s, false)
+    }
+
+    /// Waits until signaled or `timeout` passes; true if signaled.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *s {
+                if self.auto_reset {
+                    *s = false;
+                }
+                return true;
+            }
+            match deadline {
+                None => s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    s = self
+                        .changed
+                        .wait_timeout(s, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// Who holds a push lock.
+#[derive(Default)]
+struct LockState {
+    exclusive: Option<u32>,
+    shared: Vec<u32>,
+}
+
+/// A push lock: shared or exclusive, not recursive, no owner tracking in Windows (the model
+/// tracks owners only to report misuse).
+#[derive(Default)]
+pub(crate) struct HostPushLock {
+    state: Mutex<LockState>,
+    changed: Condvar,
+}
+
+/// What went wrong with a push lock call.
+pub(crate) enum LockMisuse {
+    Recursive,
+    NotHeld,
+}
+
+impl HostPushLock {
+    pub(crate) fn acquire(&self, thread: u32, exclusive: bool) -> Result<(), LockMisuse> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.exclusive == Some(thread) || s.shared.contains(&thread) {
+            // Windows deadlocks here; the model reports it instead of hanging the test.
+            return Err(LockMisuse::Recursive);
+        }
+        loop {
+            let free = s.exclusive.is_none() && (!exclusive || s.shared.is_empty());
+            if free {
+                if exclusive {
+                    s.exclusive = Some(thread);
+                } else {
+                    s.shared.push(thread);
+                }
+                return Ok(());
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    pub(crate) fn release(&self, thread: u32) -> Result<(), LockMisuse> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.exclusive == Some(thread) {
+            s.exclusive = None;
+        } else if let Some(i) = s.shared.iter().position(|t| *t == thread) {
+            s.shared.swap_remove(i);
+        } else {
+            return Err(LockMisuse::NotHeld);
+        }
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.exclusive.is_some() || !s.shared.is_empty()
+    }
+}
+
+/// How long the model waits for something that Windows would wait for forever (an unload
+/// waiting on a leaked reference) before it reports the hang.
+pub(crate) const HANG_TIMEOUT: Duration = Duration::from_secs(5);

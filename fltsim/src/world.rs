@@ -1,0 +1,1013 @@
+//! [`World`]: the scripted machine a test drives. Volumes, files, processes, filters, and the
+//! user-mode operations that exercise them.
+
+use std::{ffi::c_void, sync::Arc, time::Instant};
+
+use common::{NtStatus, irql};
+use windows_sys::{
+    Wdk::{
+        Foundation::{DRIVER_OBJECT, FILE_OBJECT},
+        Storage::FileSystem::{
+            FILE_DIRECTORY_FILE, FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
+            FILE_STANDARD_INFORMATION, FileEndOfFileInformation, FileInternalInformation,
+            FileStandardInformation,
+            Minifilters::{
+                FLT_CALLBACK_DATA, FLT_RELATED_OBJECTS, FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
+            },
+        },
+        System::SystemServices::{
+            FILE_END_OF_FILE_INFORMATION, FO_VOLUME_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
+            IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
+            IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE, IRP_NOCACHE,
+        },
+    },
+    Win32::{
+        Foundation::{
+            NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
+            UNICODE_STRING,
+        },
+        Storage::{
+            FileSystem::{
+                FILE_READ_DATA, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+                FILE_WRITE_DATA, SYNCHRONIZE,
+            },
+            InstallableFileSystems::{FLT_FSTYPE_MUP, FLT_FSTYPE_NTFS},
+        },
+        System::Ioctl::{FILE_DEVICE_DISK_FILE_SYSTEM, FILE_DEVICE_NETWORK_FILE_SYSTEM},
+    },
+};
+
+use crate::{
+    Conflict,
+    io::{self, CallbackBlock},
+    kernel::{
+        Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
+    },
+    state::{
+        FileObjectRec, FilterRec, FoState, InstanceRec, State, VolumeRec, filter_handle,
+        instance_handle, volume_handle,
+    },
+};
+
+/// The process id the model gives user-mode requests unless a test picks another.
+pub const USER_PROCESS_ID: u32 = 1000;
+
+/// A filter driver's entry point, `DriverEntry`.
+pub type DriverEntry =
+    unsafe extern "system" fn(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS;
+
+/// A user-mode handle to an open file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle(pub(crate) usize);
+
+/// How to open a file: `NtCreateFile`'s access, share mode, disposition and options.
+#[derive(Clone, Copy, Debug)]
+pub struct Open {
+    /// `DesiredAccess` (`FILE_READ_DATA`, `FILE_WRITE_DATA`, ...).
+    pub access: u32,
+    /// `ShareAccess` (`FILE_SHARE_*`).
+    pub share: u32,
+    /// `CreateDisposition` (`FILE_OPEN`, `FILE_OPEN_IF`, ...).
+    pub disposition: u32,
+    /// `CreateOptions` (`FILE_DIRECTORY_FILE`, `FILE_NON_DIRECTORY_FILE`, ...).
+    pub options: u32,
+    /// The requesting process.
+    pub process: u32,
+}
+
+impl Open {
+    /// Open an existing file for reading, sharing read, write and delete.
+    #[must_use]
+    pub const fn read() -> Self {
+        Self {
+            access: FILE_READ_DATA | SYNCHRONIZE,
+            share: FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+            disposition: FILE_OPEN,
+            options: FILE_NON_DIRECTORY_FILE,
+            process: USER_PROCESS_ID,
+        }
+    }
+
+    /// Open an existing file for reading and writing, sharing everything.
+    #[must_use]
+    pub const fn read_write() -> Self {
+        Self {
+            access: FILE_READ_DATA | FILE_WRITE_DATA | SYNCHRONIZE,
+            ..Self::read()
+        }
+    }
+
+    /// Open an existing file for writing only, sharing everything.
+    #[must_use]
+    pub const fn write() -> Self {
+        Self {
+            access: FILE_WRITE_DATA | SYNCHRONIZE,
+            ..Self::read()
+        }
+    }
+
+    /// Open an existing directory.
+    #[must_use]
+    pub const fn directory() -> Self {
+        Self {
+            options: FILE_DIRECTORY_FILE,
+            ..Self::read()
+        }
+    }
+
+    /// The same, with another share mode.
+    #[must_use]
+    pub const fn share(self, share: u32) -> Self {
+        Self { share, ..self }
+    }
+
+    /// The same, with another disposition.
+    #[must_use]
+    pub const fn disposition(self, disposition: u32) -> Self {
+        Self {
+            disposition,
+            ..self
+        }
+    }
+
+    /// The same, from another process.
+    #[must_use]
+    pub const fn process(self, process: u32) -> Self {
+        Self { process, ..self }
+    }
+}
+
+/// What a counting filter saw, by major function.
+pub use crate::counting::Counts;
+
+/// The scripted machine: one per test. Creating one waits until no other is alive.
+pub struct World {
+    kernel: Arc<Kernel>,
+    loaded: std::sync::Mutex<Vec<usize>>,
+    finished: std::sync::atomic::AtomicBool,
+    _active: Activation,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    /// A machine with two volumes: `C:` (NTFS, `\Device\HarddiskVolume1`), which supports data
+    /// scan sections and section contexts, and `Z:` (a network share behind MUP,
+    /// `\Device\Mup\server\share`), which supports neither: `FltRegisterForDataScan` and
+    /// `FltGetSectionContext` answer `STATUS_NOT_SUPPORTED` there.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut state = State::new();
+        state.volumes.push(VolumeRec {
+            letter: 'C',
+            device_name: "\\Device\\HarddiskVolume1".into(),
+            fs_type: FLT_FSTYPE_NTFS,
+            device_type: FILE_DEVICE_DISK_FILE_SYSTEM,
+            supports_data_scan: true,
+        });
+        state.volumes.push(VolumeRec {
+            letter: 'Z',
+            device_name: "\\Device\\Mup\\server\\share".into(),
+            fs_type: FLT_FSTYPE_MUP,
+            device_type: FILE_DEVICE_NETWORK_FILE_SYSTEM,
+            supports_data_scan: false,
+        });
+        state.echo = std::env::var_os("FLTSIM_ECHO").is_some();
+        let kernel = Kernel::new(state);
+        let active = Activation::activate(&kernel);
+        Self {
+            kernel,
+            loaded: std::sync::Mutex::new(Vec::new()),
+            finished: std::sync::atomic::AtomicBool::new(false),
+            _active: active,
+        }
+    }
+
+    // ---- the file system ----------------------------------------------------------------------
+
+    fn split(&self, path: &str) -> (usize, String) {
+        let mut chars = path.chars();
+        let letter = chars
+            .next()
+            .expect("a path starts with a drive letter")
+            .to_ascii_uppercase();
+        assert_eq!(chars.next(), Some(':'), "a path looks like C:\\dir\\file");
+        let rest: String = chars.collect();
+        let state = self.kernel.lock();
+        let volume = state
+            .volumes
+            .iter()
+            .position(|v| v.letter == letter)
+            .unwrap_or_else(|| panic!("no volume {letter}:"));
+        (volume, rest)
+    }
+
+    /// Creates a file with `contents` directly in the file system (as if it existed before any
+    /// filter loaded). Parent directories are created as needed.
+    pub fn create_file(&self, path: &str, contents: &[u8]) {
+        let (volume, rel) = self.split(path);
+        let mut state = self.kernel.lock();
+        make_parents(&mut state, volume, &rel);
+        match crate::fs::find_stream(&state, volume, &rel) {
+            Some(s) => state.streams[s].data = contents.to_vec(),
+            None => {
+                crate::fs::add_stream(&mut state, volume, &rel, false, contents.to_vec());
+            }
+        }
+    }
+
+    /// Creates a directory directly in the file system.
+    pub fn create_dir(&self, path: &str) {
+        let (volume, rel) = self.split(path);
+        let mut state = self.kernel.lock();
+        make_parents(&mut state, volume, &rel);
+        if crate::fs::find_stream(&state, volume, &rel).is_none() {
+            crate::fs::add_stream(&mut state, volume, &rel, true, Vec::new());
+        }
+    }
+
+    /// The current contents of a file, read directly from the file system.
+    #[must_use]
+    pub fn contents(&self, path: &str) -> Option<Vec<u8>> {
+        let (volume, rel) = self.split(path);
+        let state = self.kernel.lock();
+        crate::fs::find_stream(&state, volume, &rel).map(|s| state.streams[s].data.clone())
+    }
+
+    /// Makes the file system fail every `major` operation on `path` with `status` (for example a
+    /// query-information that fails with `STATUS_INVALID_DEVICE_REQUEST`).
+    pub fn fail_file_operation(&self, path: &str, major: u32, status: NTSTATUS) {
+        let (volume, rel) = self.split(path);
+        let mut state = self.kernel.lock();
+        let stream = crate::fs::find_stream(&state, volume, &rel)
+            .expect("fail_file_operation: no such file");
+        state.streams[stream]
+            .failures
+            .push((u8::try_from(major).expect("a major function"), status));
+    }
+
+    // ---- knobs --------------------------------------------------------------------------------
+
+    /// The IRQL at which post-operation callbacks other than post-create run. Windows may call
+    /// them at `DISPATCH_LEVEL`, which is the model's default, so that passive-only work done
+    /// there is caught.
+    pub fn set_post_operation_irql(&self, level: u8) {
+        self.kernel.lock().options.post_op_irql = level;
+    }
+
+    /// Whether Filter Manager calls `SectionNotificationCallback` on a conflict (default: yes).
+    /// With `false`, a conflicting operation fails with `STATUS_USER_MAPPED_FILE` while a
+    /// section is open: the control run for the section-conflict sample.
+    pub fn set_section_notifications(&self, enabled: bool) {
+        self.kernel.lock().options.section_notifications = enabled;
+    }
+
+    /// Delivers `conflict`, from another thread and another handle, while the next
+    /// `FltCreateSectionForDataScan` is still running: after the section is linked to the stream
+    /// and before the call returns to its caller. The result is in
+    /// [`race_results`](Self::race_results).
+    pub fn race_conflict_on_next_section(&self, conflict: Conflict) {
+        self.kernel.lock().options.race_on_create = Some(conflict);
+    }
+
+    /// The results of conflicts delivered by [`race_conflict_on_next_section`](Self::race_conflict_on_next_section).
+    #[must_use]
+    pub fn race_results(&self) -> Vec<Result<(), NtStatus>> {
+        self.kernel.lock().race_results.clone()
+    }
+
+    /// Makes the `nth` call (1-based) of `api` fail with its default injected status.
+    pub fn fail_nth(&self, api: &'static str, nth: u32) {
+        self.kernel.lock().faults.push(FaultRule {
+            api,
+            nth: Some(nth),
+            status: None,
+        });
+    }
+
+    /// Makes the `nth` call (1-based) of `api` fail with `status`.
+    pub fn fail_nth_with(&self, api: &'static str, nth: u32, status: NTSTATUS) {
+        self.kernel.lock().faults.push(FaultRule {
+            api,
+            nth: Some(nth),
+            status: Some(status),
+        });
+    }
+
+    /// Makes every call of `api` fail with `status` (or its default).
+    pub fn fail_always(&self, api: &'static str, status: Option<NTSTATUS>) {
+        self.kernel.lock().faults.push(FaultRule {
+            api,
+            nth: None,
+            status,
+        });
+    }
+
+    /// How often each fallible API has been called so far.
+    #[must_use]
+    pub fn call_counts(&self) -> std::collections::HashMap<&'static str, u32> {
+        self.kernel.lock().call_counts.clone()
+    }
+
+    // ---- filters ------------------------------------------------------------------------------
+
+    /// Loads a filter driver, as `fltmc load` does: calls `DriverEntry` at `PASSIVE_LEVEL` with a
+    /// driver object and the service's registry path. Instances attach during
+    /// `FltStartFiltering`, at the given altitude.
+    ///
+    /// # Errors
+    /// The status `DriverEntry` returned.
+    pub fn load(&self, name: &str, altitude: u32, entry: DriverEntry) -> Result<(), NtStatus> {
+        let (index, driver, path) = {
+            let mut state = self.kernel.lock();
+            let driver = state
+                .arena
+                .alloc(std::mem::size_of::<DRIVER_OBJECT>(), 0)
+                .cast::<DRIVER_OBJECT>();
+            let text: Vec<u16> =
+                format!("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{name}")
+                    .encode_utf16()
+                    .collect();
+            let mut path = Box::new((UNICODE_STRING::default(), text));
+            let bytes = u16::try_from(path.1.len() * 2).expect("short path");
+            path.0 = UNICODE_STRING {
+                Length: bytes,
+                MaximumLength: bytes,
+                Buffer: path.1.as_mut_ptr(),
+            };
+            state.filters.push(FilterRec {
+                name: name.to_owned(),
+                altitude,
+                driver,
+                registry_path: path,
+                registered: false,
+                started: false,
+                unregistered: false,
+                loaded: true,
+                operations: std::collections::HashMap::new(),
+                contexts: Vec::new(),
+                unload: None,
+                instance_setup: None,
+                teardown_start: None,
+                teardown_complete: None,
+                section_notification: None,
+                work_items_running: 0,
+            });
+            let index = state.filters.len() - 1;
+            let path = &raw const state.filters[index].registry_path.0;
+            (index, driver, path)
+        };
+        self.kernel.trace(
+            EventKind::User,
+            format!("fltmc load {name} (altitude {altitude})"),
+        );
+        let frame = Frame {
+            filter: Some(index),
+            who: name.to_owned(),
+            what: "DriverEntry".into(),
+        };
+        // SAFETY: calling the driver's entry point with a zeroed driver object and a registry path
+        // that both live in the model until the world drops, as the I/O manager does.
+        let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            entry(driver, path)
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("DriverEntry of {name} returned {}", NtStatus(status)),
+        );
+        if NtStatus(status).is_success() {
+            let state = self.kernel.lock();
+            let f = &state.filters[index];
+            if !f.registered || !f.started {
+                let message = format!(
+                    "{name}: DriverEntry succeeded without {}",
+                    if f.registered {
+                        "FltStartFiltering"
+                    } else {
+                        "FltRegisterFilter"
+                    }
+                );
+                drop(state);
+                self.kernel.violation(message);
+            }
+            self.loaded.lock().expect("loaded list").push(index);
+            Ok(())
+        } else {
+            let mut state = self.kernel.lock();
+            state.filters[index].loaded = false;
+            let leaked_registration =
+                state.filters[index].registered && !state.filters[index].unregistered;
+            drop(state);
+            if leaked_registration {
+                self.kernel.violation(format!(
+                    "{name}: DriverEntry failed with {} but left the filter registered (call FltUnregisterFilter on the failure path)",
+                    NtStatus(status)
+                ));
+            }
+            crate::verifier::check_leaks(&self.kernel, index);
+            Err(NtStatus(status))
+        }
+    }
+
+    /// Unloads a filter, as `fltmc unload` does: calls its `FilterUnloadCallback` at
+    /// `PASSIVE_LEVEL`, which must call `FltUnregisterFilter`, then checks that the filter left
+    /// nothing behind.
+    ///
+    /// # Errors
+    /// `STATUS_FLT_DO_NOT_DETACH` when the filter has no unload callback; otherwise the status
+    /// the unload callback returned to refuse the unload.
+    pub fn unload(&self, name: &str) -> Result<(), NtStatus> {
+        let (index, unload) = {
+            let state = self.kernel.lock();
+            let index = state
+                .filters
+                .iter()
+                .position(|f| f.name == name && f.loaded)
+                .unwrap_or_else(|| panic!("unload: no loaded filter named {name}"));
+            (index, state.filters[index].unload)
+        };
+        self.kernel
+            .trace(EventKind::User, format!("fltmc unload {name}"));
+        let Some(unload) = unload else {
+            return Err(NtStatus(STATUS_FLT_DO_NOT_DETACH));
+        };
+        let frame = Frame {
+            filter: Some(index),
+            who: name.to_owned(),
+            what: "FilterUnloadCallback".into(),
+        };
+        // SAFETY: calling the registered unload callback with flags 0 (a non-mandatory unload).
+        let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe { unload(0) });
+        if !NtStatus(status).is_success() {
+            return Err(NtStatus(status));
+        }
+        let unregistered = {
+            let mut state = self.kernel.lock();
+            state.filters[index].loaded = false;
+            state.filters[index].unregistered
+        };
+        self.loaded
+            .lock()
+            .expect("loaded list")
+            .retain(|i| *i != index);
+        if !unregistered {
+            self.kernel.violation(format!(
+                "{name}: the unload callback returned success without calling FltUnregisterFilter"
+            ));
+        }
+        crate::verifier::check_leaks(&self.kernel, index);
+        Ok(())
+    }
+
+    /// Loads the model's counting filter (see [`Counts`]) at `altitude`.
+    pub fn load_counting_filter(&self, name: &str, altitude: u32) {
+        self.load(name, altitude, crate::counting::driver_entry)
+            .expect("the counting filter loads");
+    }
+
+    /// What the counting filter called `name` has seen so far.
+    #[must_use]
+    pub fn counts(&self, name: &str) -> Counts {
+        let state = self.kernel.lock();
+        let index = state
+            .filters
+            .iter()
+            .position(|f| f.name == name)
+            .expect("no such counting filter");
+        state.counters.get(&index).cloned().unwrap_or_default()
+    }
+
+    // ---- user operations ----------------------------------------------------------------------
+
+    fn user_op<R>(&self, process: u32, body: impl FnOnce() -> R) -> R {
+        let previous = set_process_id(process);
+        let result = body();
+        set_process_id(previous);
+        result
+    }
+
+    /// `NtCreateFile`: opens (or creates) `path`, through every filter's create callbacks.
+    /// `C:` alone opens the volume.
+    ///
+    /// # Errors
+    /// The final status of the create, as the application would see it.
+    pub fn open(&self, path: &str, how: Open) -> Result<Handle, NtStatus> {
+        let (volume, rel) = self.split(path);
+        self.kernel.trace(
+            EventKind::User,
+            format!(
+                "open {path} access {:#x} share {:#x}",
+                how.access, how.share
+            ),
+        );
+        let (fo, data) = {
+            let mut state = self.kernel.lock();
+            let fo = state
+                .arena
+                .alloc(std::mem::size_of::<FILE_OBJECT>(), 0)
+                .cast::<FILE_OBJECT>();
+            let name: Vec<u16> = rel.encode_utf16().collect();
+            let buffer = state.arena.alloc(name.len() * 2, 0).cast::<u16>();
+            // SAFETY: `buffer` holds `name.len()` u16s; `fo` is a zeroed FILE_OBJECT in the arena.
+            unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), buffer, name.len()) };
+            let bytes = u16::try_from(name.len() * 2).expect("short path");
+            // SAFETY: as above; the file object is ours until the create returns.
+            let f = unsafe { &mut *fo };
+            f.Type = 5;
+            f.Size = i16::try_from(std::mem::size_of::<FILE_OBJECT>()).expect("small");
+            f.FileName = UNICODE_STRING {
+                Length: bytes,
+                MaximumLength: bytes,
+                Buffer: buffer,
+            };
+            if rel.is_empty() {
+                f.Flags |= FO_VOLUME_OPEN;
+            }
+            state.file_objects.insert(
+                fo as usize,
+                FileObjectRec {
+                    ptr: fo,
+                    volume,
+                    stream: None,
+                    path: rel,
+                    access: 0,
+                    share: 0,
+                    state: FoState::Creating,
+                    canceled: false,
+                    process: how.process,
+                },
+            );
+            let data = io::new_callback_data(&mut state, 0, fo, false);
+            let block = io::block(data);
+            // SAFETY: the block was just allocated and is ours.
+            let b = unsafe { &mut *block };
+            b.security.DesiredAccess = how.access;
+            b.iopb.MajorFunction = u8::try_from(IRP_MJ_CREATE).expect("0");
+            b.iopb.Parameters.Create.SecurityContext = &raw mut b.security;
+            b.iopb.Parameters.Create.Options = (how.disposition << 24) | how.options;
+            b.iopb.Parameters.Create.ShareAccess = u16::try_from(how.share).expect("share bits");
+            state.callback_data.insert(data as usize, user_data_rec());
+            (fo, data)
+        };
+        let status = self.user_op(how.process, || io::send(&self.kernel, data, volume, None));
+        let mut state = self.kernel.lock();
+        let rec = state
+            .file_objects
+            .get_mut(&(fo as usize))
+            .expect("file object");
+        let canceled = rec.canceled;
+        let opened = rec.stream.is_some() || rec.path.is_empty();
+        if NtStatus(status).is_success() && !canceled {
+            rec.state = FoState::Open;
+            drop(state);
+            self.kernel.trace(
+                EventKind::User,
+                format!("open {path} -> {}", NtStatus(status)),
+            );
+            return Ok(Handle(fo as usize));
+        }
+        rec.state = FoState::Closed;
+        drop(state);
+        if NtStatus(status).is_success() && canceled {
+            self.kernel.violation(format!(
+                "open {path}: FltCancelFileOpen was called but the create completed with {}; a \
+                 filter that cancels an open must also fail it (set IoStatus.Status)",
+                NtStatus(status)
+            ));
+        } else if opened && !canceled {
+            self.kernel.violation(format!(
+                "open {path}: the file system opened the file but a filter failed the create with \
+                 {} without calling FltCancelFileOpen first",
+                NtStatus(status)
+            ));
+        }
+        crate::api::release_file_object(&self.kernel, fo as usize);
+        self.kernel.trace(
+            EventKind::User,
+            format!("open {path} -> {}", NtStatus(status)),
+        );
+        Err(NtStatus(status))
+    }
+
+    fn send(&self, handle: Handle, fill: impl FnOnce(&mut CallbackBlock)) -> NtStatus {
+        let (volume, process, data) = {
+            let mut state = self.kernel.lock();
+            let Some(rec) = state.file_objects.get(&handle.0) else {
+                return NtStatus(STATUS_INVALID_HANDLE);
+            };
+            if rec.state != FoState::Open {
+                return NtStatus(STATUS_INVALID_HANDLE);
+            }
+            let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
+            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            state.callback_data.insert(data as usize, user_data_rec());
+            (volume, process, data)
+        };
+        // SAFETY: freshly allocated callback data owned by this operation.
+        fill(unsafe { &mut *io::block(data) });
+        NtStatus(self.user_op(process, || io::send(&self.kernel, data, volume, None)))
+    }
+
+    /// `NtReadFile`: reads up to `len` bytes at `offset`, cached.
+    ///
+    /// # Errors
+    /// The status of the read (`STATUS_END_OF_FILE` past the end).
+    pub fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>, NtStatus> {
+        let mut buffer = vec![0u8; len as usize];
+        let mut info = 0;
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_READ as u8;
+            b.iopb.Parameters.Read.Length = len;
+            b.iopb.Parameters.Read.ByteOffset = i64::try_from(offset).expect("offset");
+            b.iopb.Parameters.Read.ReadBuffer = buffer.as_mut_ptr().cast::<c_void>();
+            info = std::ptr::from_mut(&mut b.data) as usize;
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("read {len} bytes at {offset} -> {status}"),
+        );
+        status.ok()?;
+        // SAFETY: `info` is the operation's callback data, still allocated in the arena.
+        let n = unsafe { (*(info as *const FLT_CALLBACK_DATA)).IoStatus.Information };
+        buffer.truncate(n);
+        Ok(buffer)
+    }
+
+    /// `NtWriteFile`: writes `bytes` at `offset`; `non_cached` sets `IRP_NOCACHE`, which
+    /// conflicts with a data-scan section.
+    ///
+    /// # Errors
+    /// The status of the write.
+    pub fn write(
+        &self,
+        handle: Handle,
+        offset: u64,
+        bytes: &[u8],
+        non_cached: bool,
+    ) -> Result<(), NtStatus> {
+        let mut copy = bytes.to_vec();
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_WRITE as u8;
+            b.iopb.IrpFlags = if non_cached { IRP_NOCACHE } else { 0 };
+            b.iopb.Parameters.Write.Length = u32::try_from(copy.len()).expect("short write");
+            b.iopb.Parameters.Write.ByteOffset = i64::try_from(offset).expect("offset");
+            b.iopb.Parameters.Write.WriteBuffer = copy.as_mut_ptr().cast::<c_void>();
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!(
+                "write {} bytes at {offset}{} -> {status}",
+                bytes.len(),
+                if non_cached { " (non-cached)" } else { "" }
+            ),
+        );
+        status.ok()
+    }
+
+    /// `NtSetInformationFile(FileEndOfFileInformation)`: a size below the current one truncates,
+    /// which conflicts with a data-scan section.
+    ///
+    /// # Errors
+    /// The status of the set-information.
+    pub fn set_end_of_file(&self, handle: Handle, size: u64) -> Result<(), NtStatus> {
+        let mut info = FILE_END_OF_FILE_INFORMATION {
+            EndOfFile: i64::try_from(size).expect("size"),
+        };
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
+            b.iopb.Parameters.SetFileInformation.Length =
+                std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() as u32;
+            b.iopb.Parameters.SetFileInformation.FileInformationClass = FileEndOfFileInformation;
+            b.iopb.Parameters.SetFileInformation.InfoBuffer = std::ptr::from_mut(&mut info).cast();
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("set end of file to {size} -> {status}"),
+        );
+        status.ok()
+    }
+
+    /// `FlushFileBuffers` with purge (`IRP_MN_FLUSH_AND_PURGE`), which conflicts with a data-scan
+    /// section.
+    ///
+    /// # Errors
+    /// The status of the flush.
+    pub fn purge(&self, handle: Handle) -> Result<(), NtStatus> {
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_FLUSH_BUFFERS as u8;
+            b.iopb.MinorFunction = IRP_MN_FLUSH_AND_PURGE as u8;
+        });
+        self.kernel
+            .trace(EventKind::User, format!("flush and purge -> {status}"));
+        status.ok()
+    }
+
+    /// `NtQueryInformationFile(FileStandardInformation)`.
+    ///
+    /// # Errors
+    /// The status of the query.
+    pub fn query_standard(&self, handle: Handle) -> Result<FILE_STANDARD_INFORMATION, NtStatus> {
+        let mut info = FILE_STANDARD_INFORMATION::default();
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
+            b.iopb.Parameters.QueryFileInformation.Length =
+                std::mem::size_of::<FILE_STANDARD_INFORMATION>() as u32;
+            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileStandardInformation;
+            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
+                std::ptr::from_mut(&mut info).cast();
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("query standard information -> {status}"),
+        );
+        status.ok().map(|()| info)
+    }
+
+    /// `NtQueryInformationFile(FileInternalInformation)`: the file ID.
+    ///
+    /// # Errors
+    /// The status of the query.
+    pub fn query_file_id(&self, handle: Handle) -> Result<i64, NtStatus> {
+        let mut info = FILE_INTERNAL_INFORMATION::default();
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
+            b.iopb.Parameters.QueryFileInformation.Length =
+                std::mem::size_of::<FILE_INTERNAL_INFORMATION>() as u32;
+            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileInternalInformation;
+            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
+                std::ptr::from_mut(&mut info).cast();
+        });
+        status.ok().map(|()| info.IndexNumber)
+    }
+
+    /// `CloseHandle`: `IRP_MJ_CLEANUP`, then `IRP_MJ_CLOSE`, each through the filters. Stream
+    /// handle contexts are released when the file object closes.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_HANDLE` for a handle that is not open.
+    pub fn close(&self, handle: Handle) -> Result<(), NtStatus> {
+        let status = self.send(handle, |b| b.iopb.MajorFunction = IRP_MJ_CLEANUP as u8);
+        self.kernel.trace(
+            EventKind::User,
+            format!("close handle: cleanup -> {status}"),
+        );
+        status.ok()?;
+        let (volume, process, data) = {
+            let mut state = self.kernel.lock();
+            let rec = &state.file_objects[&handle.0];
+            let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
+            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            state.callback_data.insert(data as usize, user_data_rec());
+            // SAFETY: freshly allocated callback data owned by this operation.
+            unsafe { (*io::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
+            (volume, process, data)
+        };
+        self.user_op(process, || io::send(&self.kernel, data, volume, None));
+        crate::api::release_file_object(&self.kernel, handle.0);
+        Ok(())
+    }
+
+    // ---- what happened ------------------------------------------------------------------------
+
+    /// Every event so far.
+    #[must_use]
+    pub fn trace(&self) -> Vec<Event> {
+        self.kernel.lock().trace.clone()
+    }
+
+    /// The calls of one API so far.
+    #[must_use]
+    pub fn calls(&self, api: &str) -> Vec<Event> {
+        self.trace()
+            .into_iter()
+            .filter(|e| matches!(e.kind, EventKind::Call(name) if name == api))
+            .collect()
+    }
+
+    /// The debugger lines printed so far by the filter called `name`.
+    #[must_use]
+    pub fn log_lines(&self, name: &str) -> Vec<String> {
+        self.trace()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Log && e.who == name)
+            .map(|e| e.text)
+            .collect()
+    }
+
+    /// The verifier's findings so far.
+    #[must_use]
+    pub fn violations(&self) -> Vec<Violation> {
+        self.kernel.lock().violations.clone()
+    }
+
+    /// Takes the verifier's findings, so that a test that provokes one on purpose can check it.
+    pub fn take_violations(&self) -> Vec<Violation> {
+        std::mem::take(&mut self.kernel.lock().violations)
+    }
+
+    /// Fails the test if the verifier found anything.
+    ///
+    /// # Panics
+    /// With every finding, one per line.
+    pub fn assert_clean(&self) {
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "the verifier found {} problem(s):\n  {}",
+            violations.len(),
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+
+    /// Unloads every filter still loaded (last loaded first), then fails the test if the verifier
+    /// found anything: a leak, a misuse or an IRQL violation.
+    ///
+    /// # Panics
+    /// As [`assert_clean`](Self::assert_clean), or if a filter refuses to unload.
+    pub fn finish(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let loaded: Vec<usize> = self.loaded.lock().expect("loaded list").clone();
+        for index in loaded.into_iter().rev() {
+            let name = self.kernel.lock().filters[index].name.clone();
+            if let Err(status) = self.unload(&name) {
+                panic!("{name} refused to unload: {status}");
+            }
+        }
+        self.assert_clean();
+    }
+
+    /// Prints the trace, for demos.
+    pub fn print_trace(&self, since: usize) {
+        for event in self.trace().iter().skip(since) {
+            println!("{event}");
+        }
+    }
+
+    /// How long ago the world was created is not tracked; this returns the number of events, for
+    /// [`print_trace`](Self::print_trace).
+    #[must_use]
+    pub fn trace_len(&self) -> usize {
+        self.kernel.lock().trace.len()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let _ = Instant::now();
+        self.finish();
+    }
+}
+
+fn make_parents(state: &mut State, volume: usize, path: &str) {
+    let parent = crate::fs::parent(path);
+    if parent == "\\" {
+        return;
+    }
+    if crate::fs::find_stream(state, volume, parent).is_none() {
+        make_parents(state, volume, parent);
+        crate::fs::add_stream(state, volume, parent, true, Vec::new());
+    }
+}
+
+fn user_data_rec() -> crate::state::CallbackDataRec {
+    crate::state::CallbackDataRec {
+        filter: None,
+        instance: usize::MAX,
+        allocated: false,
+        preallocated: false,
+        in_flight: true,
+        performed: false,
+        freed: false,
+        origin: "a user request".into(),
+    }
+}
+
+/// Instance setup for one filter on every volume; called by `FltStartFiltering`.
+pub(crate) fn attach_instances(k: &Arc<Kernel>, filter: usize) {
+    let (volumes, setup, name, altitude) = {
+        let state = k.lock();
+        let f = &state.filters[filter];
+        (
+            state.volumes.len(),
+            f.instance_setup,
+            f.name.clone(),
+            f.altitude,
+        )
+    };
+    for volume in 0..volumes {
+        let instance = {
+            let mut state = k.lock();
+            state.instances.push(InstanceRec {
+                filter,
+                volume,
+                altitude,
+                data_scan: false,
+                torn_down: true,
+                in_flight: 0,
+                object_refs: 0,
+            });
+            state.instances.len() - 1
+        };
+        let status = match setup {
+            None => STATUS_SUCCESS,
+            Some(setup) => {
+                let (fs_type, device_type, letter) = {
+                    let state = k.lock();
+                    let v = &state.volumes[volume];
+                    (v.fs_type, v.device_type, v.letter)
+                };
+                let objects = FLT_RELATED_OBJECTS {
+                    Size: std::mem::size_of::<FLT_RELATED_OBJECTS>() as u16,
+                    TransactionContext: 0,
+                    Filter: filter_handle(filter),
+                    Volume: volume_handle(volume),
+                    Instance: instance_handle(instance),
+                    FileObject: std::ptr::null(),
+                    Transaction: std::ptr::null(),
+                };
+                k.trace(
+                    EventKind::Callback("InstanceSetup"),
+                    format!("InstanceSetup -> {name} volume {letter}:"),
+                );
+                let frame = Frame {
+                    filter: Some(filter),
+                    who: name.clone(),
+                    what: "InstanceSetup".into(),
+                };
+                // SAFETY: calling the registered instance setup callback with valid objects, as
+                // Filter Manager does for automatic attachment.
+                let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+                    setup(
+                        &raw const objects,
+                        FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
+                        device_type,
+                        fs_type,
+                    )
+                });
+                k.trace(
+                    EventKind::Callback("InstanceSetup"),
+                    format!(
+                        "InstanceSetup <- {name} volume {letter}: {}",
+                        NtStatus(status)
+                    ),
+                );
+                status
+            }
+        };
+        if NtStatus(status).is_success() {
+            k.lock().instances[instance].torn_down = false;
+        } else {
+            crate::api::detach_instance_contexts(k, instance);
+        }
+    }
+}
+
+/// Opens `path` from another handle and performs `conflict` on it (the race the model delivers
+/// while `FltCreateSectionForDataScan` runs).
+pub(crate) fn race_conflict(
+    kernel: &Arc<Kernel>,
+    path: &str,
+    conflict: Conflict,
+) -> Result<(), NtStatus> {
+    let world = RaceWorld {
+        kernel: Arc::clone(kernel),
+    };
+    world.run(path, conflict)
+}
+
+/// The operations of a [`World`], borrowed by a thread that does not own it.
+struct RaceWorld {
+    kernel: Arc<Kernel>,
+}
+
+impl RaceWorld {
+    fn run(&self, path: &str, conflict: Conflict) -> Result<(), NtStatus> {
+        // A world view that shares the live kernel; it must not finish or unload anything.
+        let world = std::mem::ManuallyDrop::new(World {
+            kernel: Arc::clone(&self.kernel),
+            loaded: std::sync::Mutex::new(Vec::new()),
+            finished: std::sync::atomic::AtomicBool::new(true),
+            _active: Activation::borrowed(),
+        });
+        let handle = world.open(path, Open::read_write())?;
+        let result = match conflict {
+            Conflict::Truncate(size) => world.set_end_of_file(handle, size),
+            Conflict::NonCachedWrite => world.write(handle, 0, b"race", true),
+            Conflict::Purge => world.purge(handle),
+        };
+        let _ = world.close(handle);
+        result
+    }
+}
