@@ -14,6 +14,19 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
 
 use crate::NtStatus;
 
+/// The I/O parameter block of callback data that Filter Manager passed to a callback.
+///
+/// # Safety
+/// `data` must be valid callback data for all of `'a`, as it is for the duration of the pre- or
+/// post-operation callback it was passed to.
+#[must_use]
+pub unsafe fn parameters<'a>(data: *const FLT_CALLBACK_DATA) -> &'a FLT_IO_PARAMETER_BLOCK {
+    // SAFETY: the caller guarantees `data` is valid.
+    let iopb = unsafe { (*data).Iopb };
+    // SAFETY: valid callback data always points at its parameter block, which lives as long.
+    unsafe { &*iopb }
+}
+
 /// Callback data allocated by this filter, freed with `FltFreeCallbackData` on drop.
 pub struct OwnedCallbackData(NonNull<FLT_CALLBACK_DATA>);
 
@@ -41,9 +54,11 @@ impl OwnedCallbackData {
     /// `PFLT_IO_PARAMETER_BLOCK CONST` (a constant pointer to a writable block): the issuer of
     /// the I/O owns the block and fills it in before issuing.
     pub fn iopb_mut(&mut self) -> &mut FLT_IO_PARAMETER_BLOCK {
-        // SAFETY: the callback data is ours and idle (no I/O in flight while we hold `&mut self`),
-        // and Filter Manager allocated the block alongside it, so it is valid and unaliased.
-        unsafe { &mut *(*self.0.as_ptr()).Iopb.cast_mut() }
+        // SAFETY: the callback data is ours and valid while we own it.
+        let iopb = unsafe { (*self.0.as_ptr()).Iopb }.cast_mut();
+        // SAFETY: the callback data is idle (no I/O in flight while we hold `&mut self`) and
+        // Filter Manager allocated the block alongside it, so it is valid and unaliased.
+        unsafe { &mut *iopb }
     }
 
     /// `IoStatus.Status` and `IoStatus.Information` after the I/O completed.

@@ -67,8 +67,8 @@ impl<T> PoolBox<T> {
     /// `ptr` must come from `into_raw` with the same `tag`, and not have been reclaimed before.
     #[must_use]
     pub unsafe fn from_raw(ptr: *mut T, tag: u32) -> Self {
-        // SAFETY: the caller guarantees `ptr` came from `into_raw`, so it is non-null.
         Self {
+            // SAFETY: the caller guarantees `ptr` came from `into_raw`, so it is non-null.
             ptr: unsafe { NonNull::new_unchecked(ptr) },
             tag,
         }

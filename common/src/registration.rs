@@ -1,18 +1,40 @@
 //! `FLT_REGISTRATION` and its tables as `static` data, with no `static mut`.
 //!
+//! The constructors are `const fn`s that check their input with `assert!`: used in a `static`,
+//! a malformed table (a missing end row, an out-of-range major function) fails to compile.
+//!
 //! Filter Manager keeps the pointer passed to `FltRegisterFilter` and reads the tables for as long
 //! as the filter is registered, so they must be `'static`. The windows-sys structures hold raw
 //! pointers and are therefore not `Sync`; the wrappers here are, because the data is immutable
 //! after compilation and only ever read.
 //!
-//! ```ignore
-//! static OPERATIONS: OperationTable<2> = OperationTable::new([
-//!     operation(IRP_MJ_CREATE, Some(pre_create), Some(post_create)),
-//!     OPERATION_END,
-//! ]);
+//! ```
+//! use common::{
+//!     bindings::{
+//!         FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+//!         FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, IRP_MJ_CREATE, NTSTATUS,
+//!     },
+//!     registration::{OPERATION_END, OperationTable, Registration, operation},
+//! };
+//!
+//! unsafe extern "system" fn pre_create(
+//!     _: *mut FLT_CALLBACK_DATA,
+//!     _: *const FLT_RELATED_OBJECTS,
+//!     _: *mut *mut core::ffi::c_void,
+//! ) -> FLT_PREOP_CALLBACK_STATUS {
+//!     FLT_PREOP_SUCCESS_NO_CALLBACK
+//! }
+//! unsafe extern "system" fn unload(_: u32) -> NTSTATUS {
+//!     0
+//! }
+//!
+//! static OPERATIONS: OperationTable<2> =
+//!     OperationTable::new([operation(IRP_MJ_CREATE, Some(pre_create), None), OPERATION_END]);
 //! static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0202)
 //!     .operations(&OPERATIONS)
 //!     .unload(Some(unload));
+//!
+//! assert_eq!(REGISTRATION.get().OperationRegistration, OPERATIONS.as_ptr());
 //! ```
 
 use core::ptr;
@@ -26,7 +48,10 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
 };
 
 /// One row of the operation table: the pre and post callbacks for a major function.
+/// # Panics
+/// At compile time (in a `static`), if `major_function` is not an `IRP_MJ_*` value.
 #[must_use]
+#[allow(clippy::cast_possible_truncation)]
 pub const fn operation(
     major_function: u32,
     pre: PFLT_PRE_OPERATION_CALLBACK,
@@ -44,6 +69,7 @@ pub const fn operation(
 }
 
 /// The row that ends every operation table (`IRP_MJ_OPERATION_END`).
+#[allow(clippy::cast_possible_truncation)]
 pub const OPERATION_END: FLT_OPERATION_REGISTRATION = FLT_OPERATION_REGISTRATION {
     // IRP_MJ_OPERATION_END is 0x80.
     MajorFunction: IRP_MJ_OPERATION_END as u8,
@@ -62,7 +88,10 @@ pub struct OperationTable<const N: usize>([FLT_OPERATION_REGISTRATION; N]);
 unsafe impl<const N: usize> Sync for OperationTable<N> {}
 
 impl<const N: usize> OperationTable<N> {
-    /// Wraps the rows. Fails to compile (in a `static`) unless the last row is the end marker.
+    /// Wraps the rows.
+    ///
+    /// # Panics
+    /// At compile time (in a `static`), unless the last row is [`OPERATION_END`].
     #[must_use]
     pub const fn new(rows: [FLT_OPERATION_REGISTRATION; N]) -> Self {
         assert!(N > 0, "an operation table needs at least the end row");
@@ -81,7 +110,10 @@ impl<const N: usize> OperationTable<N> {
 }
 
 /// One row of the context table: a context type, its fixed size, pool tag and cleanup callback.
+/// # Panics
+/// At compile time (in a `static`), if `context_type` does not fit in 16 bits.
 #[must_use]
+#[allow(clippy::cast_possible_truncation)]
 pub const fn context(
     context_type: u32,
     size: usize,
@@ -103,6 +135,7 @@ pub const fn context(
 }
 
 /// The row that ends every context table (`FLT_CONTEXT_END`).
+#[allow(clippy::cast_possible_truncation)]
 pub const CONTEXT_END: FLT_CONTEXT_REGISTRATION = FLT_CONTEXT_REGISTRATION {
     // FLT_CONTEXT_END is 0xFFFF.
     ContextType: FLT_CONTEXT_END as u16,
@@ -123,7 +156,10 @@ pub struct ContextTable<const N: usize>([FLT_CONTEXT_REGISTRATION; N]);
 unsafe impl<const N: usize> Sync for ContextTable<N> {}
 
 impl<const N: usize> ContextTable<N> {
-    /// Wraps the rows. Fails to compile (in a `static`) unless the last row is the end marker.
+    /// Wraps the rows.
+    ///
+    /// # Panics
+    /// At compile time (in a `static`), unless the last row is [`CONTEXT_END`].
     #[must_use]
     pub const fn new(rows: [FLT_CONTEXT_REGISTRATION; N]) -> Self {
         assert!(N > 0, "a context table needs at least the end row");
@@ -154,7 +190,11 @@ impl Registration {
     ///
     /// `Size` is `size_of::<FLT_REGISTRATION>()` (112 on 64-bit Windows). Use version `0x0203`
     /// (`FLT_REGISTRATION_VERSION_0203`) to have `SectionNotificationCallback` read at all.
+    ///
+    /// # Panics
+    /// At compile time (in a `static`), for a version outside `0x0200..=0x0203`.
     #[must_use]
+    #[allow(clippy::cast_possible_truncation)]
     pub const fn new(version: u32) -> Self {
         assert!(
             version >= 0x0200 && version <= 0x0203,
@@ -249,6 +289,9 @@ impl Registration {
     }
 
     /// `SectionNotificationCallback`, read only when the version is `0x0203` or later.
+    ///
+    /// # Panics
+    /// At compile time (in a `static`), if the version is below `0x0203`.
     #[must_use]
     pub const fn section_notification(
         mut self,
@@ -310,6 +353,24 @@ mod tests {
         assert_eq!(core::mem::size_of::<FLT_REGISTRATION>(), 112);
     }
 
+    unsafe extern "system" fn notification(
+        _: isize,
+        _: *mut core::ffi::c_void,
+        _: *const windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA,
+    ) -> i32 {
+        0
+    }
+
+    static WITH_NOTIFICATION: Registration =
+        Registration::new(FLT_REGISTRATION_VERSION_0203).section_notification(Some(notification));
+
+    #[test]
+    fn version_0203_carries_the_section_notification() {
+        let r = WITH_NOTIFICATION.get();
+        assert_eq!(u32::from(r.Version), FLT_REGISTRATION_VERSION_0203);
+        assert!(r.SectionNotificationCallback.is_some());
+    }
+
     #[test]
     #[should_panic(expected = "needs version 0x0203")]
     fn section_notification_needs_0203() {
@@ -321,6 +382,5 @@ mod tests {
             0
         }
         let _ = Registration::new(FLT_REGISTRATION_VERSION_0202).section_notification(Some(cb));
-        let _ = Registration::new(FLT_REGISTRATION_VERSION_0203).section_notification(Some(cb));
     }
 }

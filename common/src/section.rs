@@ -63,6 +63,9 @@ impl<T> DataScanSection<T> {
     }
 
     /// The section context (the caller's allocation reference).
+    ///
+    /// # Panics
+    /// Never: the context is only taken while the section is being released.
     #[must_use]
     pub fn context(&self) -> &ContextRef<T> {
         self.context
@@ -96,6 +99,7 @@ impl<T> DataScanSection<T> {
 
     /// Releases everything in the documented order and returns what
     /// `FltCloseSectionForDataScan` said (the other steps return nothing worth acting on).
+    #[must_use = "the status says whether the section context was still linked"]
     pub fn close(mut self) -> NtStatus {
         self.release()
     }

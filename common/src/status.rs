@@ -1,7 +1,7 @@
 //! `NTSTATUS` with a name.
 //!
 //! Every log line a sample prints names the status it saw, the way a driver engineer reads them
-//! in WinDbg: `STATUS_FLT_CONTEXT_ALREADY_DEFINED (0xC01C0002)`. The table below holds every
+//! in `WinDbg`: `STATUS_FLT_CONTEXT_ALREADY_DEFINED (0xC01C0002)`. The table below holds every
 //! status the samples and the model can meet; anything else prints as bare hex.
 
 use core::fmt;
@@ -34,7 +34,9 @@ impl NtStatus {
     #[must_use]
     pub const fn severity(self) -> Severity {
         // The casts reinterpret the bits; the top two bits are the severity.
-        match (self.0 as u32) >> 30 {
+        #[allow(clippy::cast_sign_loss)]
+        let bits = self.0 as u32;
+        match bits >> 30 {
             0 => Severity::Success,
             1 => Severity::Information,
             2 => Severity::Warning,
@@ -187,6 +189,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::cast_possible_wrap)]
     fn severity_follows_the_top_two_bits() {
         assert_eq!(NtStatus::SUCCESS.severity(), Severity::Success);
         assert_eq!(NtStatus(STATUS_PENDING).severity(), Severity::Success);

@@ -63,6 +63,12 @@ const PASSIVE: u8 = irql::PASSIVE_LEVEL;
 const APC: u8 = irql::APC_LEVEL;
 const DISPATCH: u8 = irql::DISPATCH_LEVEL;
 
+/// Reads an optional in parameter (a size, a timeout), `None` when NULL.
+fn read_in<T: Copy>(ptr: *const T) -> Option<T> {
+    // SAFETY: a non-null in parameter points at a valid `T` (the function's contract).
+    (!ptr.is_null()).then(|| unsafe { ptr.read() })
+}
+
 /// Writes an out parameter, reporting a NULL one.
 fn out<T>(k: &Kernel, api: &str, ptr: *mut T, value: T) -> bool {
     if ptr.is_null() {
@@ -145,8 +151,10 @@ fn register(
     if !r.OperationRegistration.is_null() {
         for i in 0..=64 {
             // SAFETY: the table is terminated by IRP_MJ_OPERATION_END; the loop stops there or
-            // reports a missing terminator after 64 rows.
-            let row = unsafe { *r.OperationRegistration.add(i) };
+            // reports a missing terminator after 64 rows, so row `i` is inside the table.
+            let row = unsafe { r.OperationRegistration.add(i) };
+            // SAFETY: as above, `row` points at a row of the caller's table.
+            let row = unsafe { *row };
             if u16::from(row.MajorFunction) == IRP_MJ_OPERATION_END {
                 break;
             }
@@ -163,8 +171,10 @@ fn register(
     let mut contexts = Vec::new();
     if !r.ContextRegistration.is_null() {
         for i in 0..=16 {
-            // SAFETY: as above, terminated by FLT_CONTEXT_END.
-            let row = unsafe { *r.ContextRegistration.add(i) };
+            // SAFETY: as above: the table is terminated by FLT_CONTEXT_END within 16 rows.
+            let row = unsafe { r.ContextRegistration.add(i) };
+            // SAFETY: `row` points at a row of the caller's table.
+            let row = unsafe { *row };
             if u32::from(row.ContextType) == FLT_CONTEXT_END {
                 break;
             }
@@ -328,7 +338,7 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         );
         // SAFETY: calling the registered teardown callback with valid related objects.
         run_as(frame, PASSIVE, || unsafe {
-            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD)
+            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD);
         });
     }
     // No new operations reach the instance; wait for the ones in flight (rundown).
@@ -354,7 +364,7 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         );
         // SAFETY: as above.
         run_as(frame, PASSIVE, || unsafe {
-            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD)
+            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD);
         });
     }
     detach_instance_contexts(k, instance);
@@ -528,7 +538,7 @@ pub(crate) fn release_reference(k: &Kernel, context: usize, why: &str) {
         // SAFETY: the registered cleanup callback, called once with the context whose last
         // reference just went, at PASSIVE_LEVEL (documented: <= APC_LEVEL).
         run_as(frame, PASSIVE, || unsafe {
-            cb(context as PFLT_CONTEXT, ty)
+            cb(context as PFLT_CONTEXT, ty);
         });
     }
     k.lock().arena.poison(context, 0xDF);
@@ -628,13 +638,12 @@ fn get_attached(
 
 fn instance_filter(k: &Kernel, api: &str, instance: PFLT_INSTANCE) -> Option<(usize, usize)> {
     let state = k.lock();
-    match state.instance_index(instance) {
-        Some(i) => Some((i, state.instances[i].filter)),
-        None => {
-            drop(state);
-            k.violation(format!("{api}: {instance:#x} is not an instance"));
-            None
-        }
+    if let Some(i) = state.instance_index(instance) {
+        Some((i, state.instances[i].filter))
+    } else {
+        drop(state);
+        k.violation(format!("{api}: {instance:#x} is not an instance"));
+        None
     }
 }
 
@@ -717,6 +726,7 @@ unsafe extern "system" fn FltGetStreamHandleContext(
     .0
 }
 
+#[allow(clippy::too_many_arguments)]
 fn set_context(
     k: &Kernel,
     api: &'static str,
@@ -749,10 +759,10 @@ fn set_context(
         (Some(current), FLT_SET_CONTEXT_KEEP_IF_EXISTS) => {
             state.contexts.get_mut(&current).expect("exists").refs += 1;
             drop(state);
-            if !old.is_null() {
-                out(k, api, old, current as PFLT_CONTEXT);
-            } else {
+            if old.is_null() {
                 release_reference(k, current, api);
+            } else {
+                out(k, api, old, current as PFLT_CONTEXT);
             }
             Shown(
                 STATUS_FLT_CONTEXT_ALREADY_DEFINED,
@@ -1127,7 +1137,7 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
                 // SAFETY: the filter's completion routine, called once, at DISPATCH_LEVEL (the
                 // documented ceiling), with its callback data and context.
                 run_as(frame, DISPATCH, || unsafe {
-                    routine(data as *const FLT_CALLBACK_DATA, ctx as PFLT_CONTEXT)
+                    routine(data as *const FLT_CALLBACK_DATA, ctx as PFLT_CONTEXT);
                 });
             });
             Status(STATUS_PENDING)
@@ -1322,19 +1332,16 @@ fn create_section(
     }
     let stream = {
         let state = k.lock();
-        match state
+        if let Some(s) = state
             .file_objects
             .get(&(fileobject as usize))
             .and_then(|f| f.stream)
         {
-            Some(s) => s,
-            None => {
-                drop(state);
-                k.violation(
-                    "FltCreateSectionForDataScan: the file object is not an open file".into(),
-                );
-                return fail(STATUS_INVALID_PARAMETER);
-            }
+            s
+        } else {
+            drop(state);
+            k.violation("FltCreateSectionForDataScan: the file object is not an open file".into());
+            return fail(STATUS_INVALID_PARAMETER);
         }
     };
     {
@@ -1632,12 +1639,8 @@ unsafe extern "system" fn MmMapViewInSystemSpace(
             {
                 return Shown(status, NtStatus(status).to_string());
             }
-            // SAFETY: reading the caller's requested size; zero means the whole section.
-            let requested = if viewsize.is_null() {
-                0
-            } else {
-                unsafe { viewsize.read() }
-            };
+            // Zero (or no size) means the whole section.
+            let requested = read_in(viewsize).unwrap_or(0);
             let len = if requested == 0 {
                 snapshot.len()
             } else {
@@ -2060,12 +2063,7 @@ unsafe extern "system" fn KeWaitForSingleObject(
     timeout: *const i64,
 ) -> NTSTATUS {
     let _ = (waitreason, waitmode, alertable);
-    // SAFETY: a non-null timeout points at a LARGE_INTEGER (the API's contract).
-    let interval = if timeout.is_null() {
-        None
-    } else {
-        Some(unsafe { timeout.read() })
-    };
+    let interval = read_in(timeout);
     // A zero timeout (a poll) is allowed up to DISPATCH_LEVEL; a real wait needs <= APC_LEVEL.
     let max = if interval == Some(0) { DISPATCH } else { APC };
     let Some(event) = api_call(
@@ -2103,12 +2101,7 @@ unsafe extern "system" fn KeDelayExecutionThread(
     interval: *const i64,
 ) -> NTSTATUS {
     let _ = (waitmode, alertable);
-    // SAFETY: the interval pointer is required and points at a LARGE_INTEGER.
-    let value = if interval.is_null() {
-        0
-    } else {
-        unsafe { interval.read() }
-    };
+    let value = read_in(interval).unwrap_or(0);
     api_call(
         "KeDelayExecutionThread",
         APC,
@@ -2170,14 +2163,13 @@ fn acquire(api: &'static str, pushlock: *mut usize, exclusive: bool) {
         |k| Shown(push_lock(k, api, pushlock), String::new()),
     )
     .0;
-    if let Some(lock) = lock {
-        if let Err(LockMisuse::Recursive | LockMisuse::NotHeld) =
+    if let Some(lock) = lock
+        && let Err(LockMisuse::Recursive | LockMisuse::NotHeld) =
             lock.acquire(crate::kernel::thread_id(), exclusive)
-        {
-            crate::kernel::kernel().violation(format!(
-                "{api}: the thread already holds this push lock (a deadlock on Windows)"
-            ));
-        }
+    {
+        crate::kernel::kernel().violation(format!(
+            "{api}: the thread already holds this push lock (a deadlock on Windows)"
+        ));
     }
 }
 
@@ -2198,12 +2190,10 @@ unsafe extern "system" fn FltReleasePushLock(pushlock: *mut usize) {
         APC,
         || format!("{pushlock:p}"),
         |k| {
-            if let Some(lock) = push_lock(k, "FltReleasePushLock", pushlock) {
-                if lock.release(crate::kernel::thread_id()).is_err() {
-                    k.violation(
-                        "FltReleasePushLock: the thread does not hold this push lock".into(),
-                    );
-                }
+            if let Some(lock) = push_lock(k, "FltReleasePushLock", pushlock)
+                && lock.release(crate::kernel::thread_id()).is_err()
+            {
+                k.violation("FltReleasePushLock: the thread does not hold this push lock".into());
             }
             Void
         },
@@ -2349,7 +2339,7 @@ unsafe extern "system" fn FltObjectDereference(fltobject: *mut c_void) {
             let mut state = k.lock();
             match state.instance_index(fltobject as isize) {
                 Some(i) if state.instances[i].object_refs > 0 => {
-                    state.instances[i].object_refs -= 1
+                    state.instances[i].object_refs -= 1;
                 }
                 _ => {
                     drop(state);

@@ -40,14 +40,7 @@ unsafe extern "system" fn pre(
     objects: *const FLT_RELATED_OBJECTS,
     _completion: *mut *mut core::ffi::c_void,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    // SAFETY: Filter Manager (the model) passes valid callback data and related objects.
-    let (major, flags, filter) = unsafe {
-        (
-            (*(*data).Iopb).MajorFunction,
-            (*data).Flags,
-            (*objects).Filter,
-        )
-    };
+    let (major, flags, filter) = operation_of(data, objects);
     count(filter, |c| {
         c.pre[usize::from(major)] += 1;
         if flags & FLTFL_CALLBACK_DATA_GENERATED_IO != 0 {
@@ -63,10 +56,23 @@ unsafe extern "system" fn post(
     _completion: *const core::ffi::c_void,
     _flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
-    // SAFETY: as above.
-    let (major, filter) = unsafe { ((*(*data).Iopb).MajorFunction, (*objects).Filter) };
+    let (major, _, filter) = operation_of(data, objects);
     count(filter, |c| c.post[usize::from(major)] += 1);
     FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// The major function, the callback-data flags and the filter of a callback's arguments.
+fn operation_of(
+    data: *const FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+) -> (u8, u32, PFLT_FILTER) {
+    // SAFETY: Filter Manager (the model) passes valid callback data for the callback's duration.
+    let iopb = unsafe { common::callback_data::parameters(data) };
+    // SAFETY: as above.
+    let flags = unsafe { (*data).Flags };
+    // SAFETY: and valid related objects.
+    let filter = unsafe { (*objects).Filter };
+    (iopb.MajorFunction, flags, filter)
 }
 
 fn count(filter: PFLT_FILTER, update: impl FnOnce(&mut Counts)) {

@@ -299,7 +299,7 @@ fn read(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     }
     // SAFETY: the issuer provided `Length` writable bytes at ReadBuffer; `n <= Length`.
     unsafe {
-        std::ptr::copy_nonoverlapping(stream.data[offset..].as_ptr(), params.ReadBuffer.cast(), n)
+        std::ptr::copy_nonoverlapping(stream.data[offset..].as_ptr(), params.ReadBuffer.cast(), n);
     };
     (STATUS_SUCCESS, n)
 }
@@ -314,10 +314,10 @@ fn write(
     let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
-    if iopb.IrpFlags & IRP_NOCACHE != 0 {
-        if let Err(status) = section_conflict(k, data, stream, false) {
-            return (status, 0);
-        }
+    if iopb.IrpFlags & IRP_NOCACHE != 0
+        && let Err(status) = section_conflict(k, data, stream, false)
+    {
+        return (status, 0);
     }
     let Ok(offset) = usize::try_from(params.ByteOffset) else {
         return (STATUS_INVALID_PARAMETER, 0);
@@ -327,7 +327,7 @@ fn write(
     if len > 0 {
         // SAFETY: the issuer provided `Length` readable bytes at WriteBuffer.
         unsafe {
-            std::ptr::copy_nonoverlapping(params.WriteBuffer.cast::<u8>(), bytes.as_mut_ptr(), len)
+            std::ptr::copy_nonoverlapping(params.WriteBuffer.cast::<u8>(), bytes.as_mut_ptr(), len);
         };
     }
     let mut state = k.lock();
@@ -381,7 +381,7 @@ fn copy_out<T>(buffer: *mut std::ffi::c_void, length: u32, value: &T) -> (NTSTAT
             std::ptr::from_ref(value).cast::<u8>(),
             buffer.cast::<u8>(),
             size,
-        )
+        );
     };
     (STATUS_SUCCESS, size)
 }
@@ -424,10 +424,10 @@ fn set_information(
     if access & FILE_WRITE_DATA == 0 {
         return (STATUS_ACCESS_DENIED, 0);
     }
-    if new_len < old_len {
-        if let Err(status) = section_conflict(k, data, stream, true) {
-            return (status, 0);
-        }
+    if new_len < old_len
+        && let Err(status) = section_conflict(k, data, stream, true)
+    {
+        return (status, 0);
     }
     k.lock().streams[stream].data.resize(new_len, 0);
     (STATUS_SUCCESS, 0)
@@ -441,10 +441,10 @@ fn flush(
     let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
-    if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE {
-        if let Err(status) = section_conflict(k, data, stream, false) {
-            return (status, 0);
-        }
+    if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
+        && let Err(status) = section_conflict(k, data, stream, false)
+    {
+        return (status, 0);
     }
     (STATUS_SUCCESS, 0)
 }

@@ -83,8 +83,10 @@ pub(crate) fn set_status(data: *mut FLT_CALLBACK_DATA, status: NTSTATUS, informa
 
 /// The final status of the operation.
 pub(crate) fn status(data: *const FLT_CALLBACK_DATA) -> NTSTATUS {
-    // SAFETY: `data` is valid; `Status` is the member the model and filters write.
-    unsafe { (*data).IoStatus.Anonymous.Status }
+    // SAFETY: `data` is valid callback data.
+    let io = unsafe { (*data).IoStatus };
+    // SAFETY: `Status` is the member the model and filters write.
+    unsafe { io.Anonymous.Status }
 }
 
 /// A printable name for a major function.
@@ -225,7 +227,8 @@ pub(crate) fn send(
 ) -> NTSTATUS {
     let p = iopb(data);
     // SAFETY: the parameter block belongs to the callback data, valid for the whole operation.
-    let (major, file_object) = unsafe { ((*p).MajorFunction, (*p).TargetFileObject) };
+    let block = unsafe { *p };
+    let (major, file_object) = (block.MajorFunction, block.TargetFileObject);
     let layers = {
         let mut state = k.lock();
         let mut layers: Vec<(u32, Layer)> = Vec::new();
@@ -250,7 +253,7 @@ pub(crate) fn send(
                 },
             ));
         }
-        layers.sort_by(|a, b| b.0.cmp(&a.0));
+        layers.sort_by_key(|(altitude, _)| std::cmp::Reverse(*altitude));
         for (_, layer) in &layers {
             state.instances[layer.instance].in_flight += 1;
         }

@@ -139,14 +139,14 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
     let result = body();
     let after = set_irql(previous);
     FRAMES.with(|f| f.borrow_mut().pop());
-    if after != level {
-        if let Some(k) = try_kernel() {
-            k.violation(format!(
-                "{who}: {what} was called at {} and returned at {}",
-                irql::name(level),
-                irql::name(after)
-            ));
-        }
+    if after != level
+        && let Some(k) = try_kernel()
+    {
+        k.violation(format!(
+            "{who}: {what} was called at {} and returned at {}",
+            irql::name(level),
+            irql::name(after)
+        ));
     }
     result
 }

@@ -19,6 +19,7 @@ use windows_sys::{
             FILE_END_OF_FILE_INFORMATION, FO_VOLUME_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
             IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
             IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE, IRP_NOCACHE,
+            SL_OPEN_PAGING_FILE,
         },
     },
     Win32::{
@@ -73,6 +74,9 @@ pub struct Open {
     pub options: u32,
     /// The requesting process.
     pub process: u32,
+    /// `IrpSp->Flags` of the create, which a filter reads as `Iopb->OperationFlags`
+    /// (`SL_OPEN_PAGING_FILE`, ...). Zero for an ordinary open.
+    pub operation_flags: u8,
 }
 
 impl Open {
@@ -85,6 +89,7 @@ impl Open {
             disposition: FILE_OPEN,
             options: FILE_NON_DIRECTORY_FILE,
             process: USER_PROCESS_ID,
+            operation_flags: 0,
         }
     }
 
@@ -126,6 +131,17 @@ impl Open {
     pub const fn disposition(self, disposition: u32) -> Self {
         Self {
             disposition,
+            ..self
+        }
+    }
+
+    /// The same, as the memory manager opens a paging file: `SL_OPEN_PAGING_FILE` in
+    /// `Iopb->OperationFlags`. Filters leave paging-file opens alone (no names, no I/O of their
+    /// own): paging I/O must never wait on a filter that might itself need to page.
+    #[must_use]
+    pub const fn paging_file(self) -> Self {
+        Self {
+            operation_flags: self.operation_flags | SL_OPEN_PAGING_FILE as u8,
             ..self
         }
     }
@@ -483,7 +499,8 @@ impl World {
 
     // ---- user operations ----------------------------------------------------------------------
 
-    fn user_op<R>(&self, process: u32, body: impl FnOnce() -> R) -> R {
+    /// Runs `body` as a request from user-mode `process`.
+    fn user_op<R>(process: u32, body: impl FnOnce() -> R) -> R {
         let previous = set_process_id(process);
         let result = body();
         set_process_id(previous);
@@ -550,10 +567,11 @@ impl World {
             b.iopb.Parameters.Create.SecurityContext = &raw mut b.security;
             b.iopb.Parameters.Create.Options = (how.disposition << 24) | how.options;
             b.iopb.Parameters.Create.ShareAccess = u16::try_from(how.share).expect("share bits");
+            b.iopb.OperationFlags = how.operation_flags;
             state.callback_data.insert(data as usize, user_data_rec());
             (fo, data)
         };
-        let status = self.user_op(how.process, || io::send(&self.kernel, data, volume, None));
+        let status = Self::user_op(how.process, || io::send(&self.kernel, data, volume, None));
         let mut state = self.kernel.lock();
         let rec = state
             .file_objects
@@ -609,7 +627,9 @@ impl World {
         };
         // SAFETY: freshly allocated callback data owned by this operation.
         fill(unsafe { &mut *io::block(data) });
-        NtStatus(self.user_op(process, || io::send(&self.kernel, data, volume, None)))
+        NtStatus(Self::user_op(process, || {
+            io::send(&self.kernel, data, volume, None)
+        }))
     }
 
     /// `NtReadFile`: reads up to `len` bytes at `offset`, cached.
@@ -766,7 +786,7 @@ impl World {
             unsafe { (*io::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
             (volume, process, data)
         };
-        self.user_op(process, || io::send(&self.kernel, data, volume, None));
+        Self::user_op(process, || io::send(&self.kernel, data, volume, None));
         crate::api::release_file_object(&self.kernel, handle.0);
         Ok(())
     }

@@ -119,9 +119,9 @@ unsafe extern "system" fn instance_setup(
 
 /// The counter slot of a major function, if this sample counts it.
 fn slot(data: *const FLT_CALLBACK_DATA) -> Option<usize> {
-    // SAFETY: Filter Manager passes valid callback data whose parameter block is valid for the
-    // duration of the callback.
-    let major = u32::from(unsafe { (*(*data).Iopb).MajorFunction });
+    // SAFETY: Filter Manager passes valid callback data, valid for the duration of the callback.
+    let iopb = unsafe { common::callback_data::parameters(data) };
+    let major = u32::from(iopb.MajorFunction);
     COUNTED.iter().position(|(m, _)| *m == major)
 }
 

@@ -80,5 +80,5 @@ fn post_operations_at_dispatch_level_are_fine_for_interlocked_counting() {
     world.set_post_operation_irql(common::irql::DISPATCH_LEVEL);
     scenario(&world).unwrap();
     world.finish();
-    assert!(world.violations().is_empty());
+    assert_eq!(world.violations(), []);
 }
