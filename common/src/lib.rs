@@ -9,8 +9,8 @@
 //! - RAII guards whose `Drop` performs the documented release:
 //!   [`context::ContextRef`] (`FltReleaseContext`), [`callback_data::OwnedCallbackData`]
 //!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
-//!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`) and [`pool::PoolBox`]
-//!   (`ExFreePoolWithTag`);
+//!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
+//!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place.
 //!
 //! # Three build modes
@@ -28,6 +28,7 @@ pub mod context;
 pub mod filter;
 pub mod irql;
 pub mod log;
+pub mod name;
 pub mod pool;
 pub mod registration;
 pub mod section;

@@ -1,0 +1,94 @@
+//! File names from Filter Manager, released on every path.
+//!
+//! `FltGetFileNameInformation(Data, NameOptions, &Info)` (IRQL `<= APC_LEVEL`) returns a
+//! reference-counted `FLT_FILE_NAME_INFORMATION` that Filter Manager caches and shares between
+//! callers: never write to it, and pair every successful call with exactly one
+//! `FltReleaseFileNameInformation` (IRQL `<= APC_LEVEL`). [`FileName`] does the release in `Drop`
+//! and prints the name, so a log line can say which file it is about.
+
+use core::{fmt, ptr::NonNull};
+
+use windows_sys::{
+    Wdk::Storage::FileSystem::Minifilters::{
+        FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+        FltReleaseFileNameInformation,
+    },
+    Win32::Foundation::UNICODE_STRING,
+};
+
+/// A name returned by `FltGetFileNameInformation`, released with `FltReleaseFileNameInformation`
+/// on drop. Drop it at IRQL `<= APC_LEVEL`.
+pub struct FileName(NonNull<FLT_FILE_NAME_INFORMATION>);
+
+impl FileName {
+    /// Adopts the reference a successful `FltGetFileNameInformation` returned.
+    ///
+    /// # Safety
+    /// `info` must be non-null, come from a successful `FltGetFileNameInformation` (or
+    /// `FltGetFileNameInformationUnsafe`), and its reference must not be released by anyone else.
+    #[must_use]
+    pub unsafe fn from_raw(info: *mut FLT_FILE_NAME_INFORMATION) -> Self {
+        // SAFETY: the caller guarantees `info` is non-null.
+        Self(unsafe { NonNull::new_unchecked(info) })
+    }
+
+    /// The full name, for example `\Device\HarddiskVolume1\docs\a.txt`.
+    #[must_use]
+    pub fn name(&self) -> Utf16<'_> {
+        // SAFETY: we hold a reference, so the block and its `Name` buffer stay valid and
+        // unchanged for as long as `self` lives.
+        let name = unsafe { &(*self.0.as_ptr()).Name };
+        // SAFETY: as above; `Name` is a valid counted string.
+        Utf16(unsafe { unicode_string(name) })
+    }
+
+    /// `"normalized"` or `"opened"`: which of the two name formats this is (the `Format` member).
+    #[must_use]
+    pub fn format(&self) -> &'static str {
+        // SAFETY: as for `name`.
+        match unsafe { (*self.0.as_ptr()).Format } & 0xFF {
+            FLT_FILE_NAME_NORMALIZED => "normalized",
+            FLT_FILE_NAME_OPENED => "opened",
+            _ => "short",
+        }
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.name().fmt(f)
+    }
+}
+
+impl Drop for FileName {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference to the name block; this is its one release.
+        unsafe { FltReleaseFileNameInformation(self.0.as_ptr()) }
+    }
+}
+
+/// The UTF-16 units of a `UNICODE_STRING` (`Length` is in bytes and need not be terminated).
+///
+/// # Safety
+/// `s.Buffer` must point at `s.Length` readable bytes that stay unchanged for `'a`.
+#[must_use]
+pub unsafe fn unicode_string<'a>(s: &UNICODE_STRING) -> &'a [u16] {
+    if s.Buffer.is_null() || s.Length == 0 {
+        return &[];
+    }
+    // SAFETY: the caller guarantees `Length` readable bytes at `Buffer`; UTF-16 units are 2 bytes.
+    unsafe { core::slice::from_raw_parts(s.Buffer, usize::from(s.Length / 2)) }
+}
+
+/// UTF-16 text that prints without allocating (unpaired surrogates print as U+FFFD).
+#[derive(Clone, Copy)]
+pub struct Utf16<'a>(pub &'a [u16]);
+
+impl fmt::Display for Utf16<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in char::decode_utf16(self.0.iter().copied()) {
+            fmt::Write::write_char(f, c.unwrap_or(char::REPLACEMENT_CHARACTER))?;
+        }
+        Ok(())
+    }
+}

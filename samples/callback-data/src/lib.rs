@@ -1,0 +1,342 @@
+//! # callback-data: a minifilter that issues its own I/O
+//!
+//! Each time a file is opened, this sample asks the file system about it with I/O requests it
+//! builds itself: it allocates a `FLT_CALLBACK_DATA`, fills in its parameter block, sends it down
+//! with `FltPerformSynchronousIo`, reuses it for a second question, and frees it. It logs one line
+//! per open: the file's name, size, link count, delete-pending flag and file ID. It never changes
+//! or fails the user's open.
+//!
+//! ## The calls, in order, and their contracts
+//! 1. **`FltAllocateCallbackDataEx(Instance, FileObject, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, &Data)`**
+//!    (Windows 7 and later, IRQL `<= APC_LEVEL`). Fails with `STATUS_INSUFFICIENT_RESOURCES`.
+//!    `Instance` is required: the request starts *below* it. `FileObject` is the target (NULL only
+//!    for a create). The callback data comes from non-paged pool and belongs to the caller, who
+//!    frees it with `FltFreeCallbackData`. The plain form,
+//!    `FltAllocateCallbackData(Instance, FileObject, &Data)`, allocates only the callback data:
+//!    whatever else the request needs is allocated while it is performed, so running out of
+//!    memory shows up mid-I/O, as `Data->IoStatus.Status == STATUS_INSUFFICIENT_RESOURCES` after
+//!    `FltPerformSynchronousIo`. `FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY` moves that
+//!    failure to the allocation, before anything has been sent. The file system can still fail
+//!    the request itself.
+//! 2. **Fill `Data->Iopb`**: `MajorFunction = IRP_MJ_QUERY_INFORMATION` and
+//!    `Parameters.QueryFileInformation` (`Length`, `FileInformationClass`, `InfoBuffer`). The
+//!    allocation already set `TargetInstance` and `TargetFileObject`. The buffer is on our stack,
+//!    which is fine because the request is synchronous.
+//! 3. **`FltPerformSynchronousIo(Data)`** (IRQL `<= APC_LEVEL`) returns nothing. The result is in
+//!    `Data->IoStatus`: `Status`, and in `Information` the number of bytes written to the buffer.
+//!    Filter Manager sends the request only to the instances *below* ours and then to the file
+//!    system. Filters above us never see it. Only IRP-based operations can be issued this way:
+//!    no fast I/O, no FsFilter callbacks.
+//! 4. **`FltReuseCallbackData(Data)`** (IRQL `<= APC_LEVEL`) resets the callback data for the next
+//!    request and keeps its target instance and file object. The second query (the file ID,
+//!    `FileInternalInformation`) therefore needs no second allocation, and cannot fail for lack
+//!    of memory.
+//! 5. **`FltFreeCallbackData(Data)`** (IRQL `<= DISPATCH_LEVEL`) frees the callback data and any
+//!    MDL chain attached to it. `common`'s `OwnedCallbackData` calls it when dropped, so every
+//!    path frees it exactly once.
+//!
+//! Around them: `FltIsDirectory` and `FltGetFileNameInformation` / `FltReleaseFileNameInformation`
+//! (all IRQL `<= APC_LEVEL`). The name is the normalized one if Filter Manager can produce it, the
+//! name as opened otherwise. `common`'s `FileName` guard releases it.
+//!
+//! ## Why in post-create, and what it skips
+//! Post-create callbacks run at `PASSIVE_LEVEL` in the thread that opened the file. Every other
+//! post-operation callback may run at `DISPATCH_LEVEL`, where none of the calls above is allowed.
+//! The sample skips:
+//! - failed opens, and `STATUS_REPARSE`: no file was opened, so there is nothing to ask about;
+//! - `FLTFL_POST_OPERATION_DRAINING`: the instance is being torn down;
+//! - volume opens (`FO_VOLUME_OPEN`): they have no file to ask about;
+//! - paging files (`SL_OPEN_PAGING_FILE`): the memory manager pages through them, so leave them
+//!   alone;
+//! - directories (`FltIsDirectory`).
+//!
+//! ## What production code calls instead
+//! `FltQueryInformationFile(Instance, FileObject, Buffer, Length, Class, &LengthReturned)`
+//! (`PASSIVE_LEVEL`) does steps 1 to 5 in one call and returns the status. Microsoft's
+//! documentation asks filters to build callback data themselves only for requests that routines
+//! such as `FltCreateFile`, `FltReadFile`, `FltWriteFile`, `FltQueryVolumeInformation`,
+//! `FltSetVolumeInformation`, `FltTagFile`, `FltUntagFile` and `FltClose` cannot issue. This
+//! sample spells the steps out so that you can see them. Doing it yourself is the only way when no
+//! `Flt*` routine issues the request, for example:
+//! - a directory change notification (`IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_NOTIFY_CHANGE_DIRECTORY`);
+//! - a byte-range lock (`IRP_MJ_LOCK_CONTROL`);
+//! - a request that must run asynchronously, with `FltPerformAsynchronousIo`.
+//!
+//! ## What you see when it is loaded
+//! `fltmc load RsCallbackData` attaches an instance to every volume at altitude 370220. From then
+//! on the debugger shows one line for every file opened on the machine. There are many of them,
+//! so unload it when you are done. A line looks like this:
+//! `rs-callback-data: \Device\HarddiskVolume3\Windows\win.ini: size 92, links 1, delete pending no, file id 0x2000000003f5a`.
+//! When a query fails, the line names the query and the status, and the open goes on:
+//! `rs-callback-data: \Device\HarddiskVolume3\x.txt: FileStandardInformation query failed with STATUS_INVALID_DEVICE_REQUEST (0xC0000010); the open goes on`.
+#![cfg_attr(target_os = "windows", no_std)]
+
+use core::{ffi::c_void, fmt, ptr};
+
+use common::{
+    NtStatus,
+    bindings::{
+        DRIVER_OBJECT, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
+        FILE_STANDARD_INFORMATION, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
+        FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
+        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltAllocateCallbackDataEx,
+        FltGetFileNameInformation, FltIsDirectory, FltPerformSynchronousIo, FltReuseCallbackData,
+        FileInternalInformation, FileStandardInformation, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        NTSTATUS, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE, STATUS_SUCCESS,
+        UNICODE_STRING,
+    },
+    callback_data::OwnedCallbackData,
+    filter::{FilterSlot, RegisteredFilter},
+    log,
+    name::FileName,
+    registration::{OPERATION_END, OperationTable, Registration, operation},
+};
+use windows_sys::Wdk::Storage::FileSystem::FILE_INFORMATION_CLASS;
+
+/// The tag in front of every debugger line this driver prints.
+pub const TAG: &str = "rs-callback-data";
+
+/// The filter handle, from `FltRegisterFilter` to `FltUnregisterFilter`.
+static FILTER: FilterSlot = FilterSlot::new();
+
+/// Only creates, and only after the file system has opened the file.
+static OPERATIONS: OperationTable<2> = OperationTable::new([
+    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    OPERATION_END,
+]);
+
+/// The registration Filter Manager reads for as long as the filter is registered.
+static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0202)
+    .operations(&OPERATIONS)
+    .instance_setup(Some(instance_setup))
+    .unload(Some(unload));
+
+/// The driver's entry point: register, then start filtering.
+///
+/// # Safety
+/// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn DriverEntry(
+    driver: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: `driver` is the driver object this entry point was called with.
+    let filter = match unsafe { RegisteredFilter::register(driver, &REGISTRATION) } {
+        Ok(filter) => filter,
+        Err(status) => {
+            log!("{TAG}: FltRegisterFilter failed: {status}");
+            return status.0;
+        }
+    };
+    // On failure the guard unregisters the filter before we return the error.
+    match filter.start_filtering(&FILTER) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => {
+            log!("{TAG}: FltStartFiltering failed: {status}");
+            status.0
+        }
+    }
+}
+
+/// `InstanceSetup`: attach to every volume. Filters below us see our queries on each of them.
+unsafe extern "system" fn instance_setup(
+    _objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+    _volume_device_type: u32,
+    _file_system_type: FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): unregister, which waits for every open in flight.
+unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
+    common::paged_code!();
+    FILTER.unregister();
+    STATUS_SUCCESS
+}
+
+/// Post-create (`PASSIVE_LEVEL`, the opener's thread): ask the file system about the file it
+/// just opened, log the answer, and let the open complete whatever happened.
+unsafe extern "system" fn post_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *const c_void,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
+    let objects = unsafe { &*objects };
+    // SAFETY: and valid callback data, for as long.
+    if !worth_asking(unsafe { &*data }, objects, flags) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // Post-create is documented to run at PASSIVE_LEVEL; everything below needs <= APC_LEVEL.
+    common::paged_code!();
+    let name = Name(file_name(data));
+    match query(objects.Instance, objects.FileObject) {
+        Ok(facts) => log!(
+            "{TAG}: {name}: size {}, links {}, delete pending {}, file id {:#x}",
+            facts.size,
+            facts.links,
+            if facts.delete_pending { "yes" } else { "no" },
+            facts.file_id.cast_unsigned()
+        ),
+        Err(Failed { step, status }) => {
+            log!("{TAG}: {name}: {step} failed with {status}; the open goes on");
+        }
+    }
+    // Fail open: whatever happened above, the user's open completes as the file system left it.
+    FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// Whether this open is one to ask about: a file (not a directory, volume or paging file) that
+/// the file system actually opened, on an instance that is not being torn down.
+fn worth_asking(data: &FLT_CALLBACK_DATA, objects: &FLT_RELATED_OBJECTS, flags: u32) -> bool {
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+        return false;
+    }
+    // SAFETY: `Status` is the member Filter Manager sets when the create completes.
+    let status = unsafe { data.IoStatus.Anonymous.Status };
+    // STATUS_REPARSE is a success code, but the I/O manager reissues the open elsewhere.
+    if !NtStatus(status).is_success() || status == STATUS_REPARSE {
+        return false;
+    }
+    // SAFETY: valid callback data points at its parameter block for the whole callback.
+    let operation_flags = unsafe { (*data.Iopb).OperationFlags };
+    if u32::from(operation_flags) & SL_OPEN_PAGING_FILE != 0 {
+        return false;
+    }
+    // SAFETY: the file object of a successful create is valid while the callback runs.
+    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
+        return false;
+    }
+    let mut is_directory = false;
+    // SAFETY: the file object was opened by this create and the instance is ours; the out
+    // pointer is a local.
+    let status = unsafe { FltIsDirectory(objects.FileObject, objects.Instance, &raw mut is_directory) };
+    NtStatus(status).is_success() && !is_directory
+}
+
+/// The normalized name if Filter Manager can build it, the name as opened otherwise.
+fn file_name(data: *const FLT_CALLBACK_DATA) -> Result<FileName, NtStatus> {
+    let mut status = NtStatus(STATUS_SUCCESS);
+    for format in [FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED] {
+        let mut info = ptr::null_mut();
+        // SAFETY: `data` is the create's callback data, valid during post-create; the out
+        // pointer is a local. A successful call hands us one reference.
+        status = NtStatus(unsafe {
+            FltGetFileNameInformation(data, format | FLT_FILE_NAME_QUERY_DEFAULT, &raw mut info)
+        });
+        if status.is_success() {
+            // SAFETY: the call succeeded, so `info` is non-null and the reference is ours.
+            return Ok(unsafe { FileName::from_raw(info) });
+        }
+    }
+    Err(status)
+}
+
+/// A name for a log line, or why there is none.
+struct Name(Result<FileName, NtStatus>);
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(name) if name.format() == "normalized" => write!(f, "{name}"),
+            Ok(name) => write!(f, "{name} ({} name)", name.format()),
+            Err(status) => write!(f, "<no name: {status}>"),
+        }
+    }
+}
+
+/// What the file system said about one file.
+struct Facts {
+    size: i64,
+    links: u32,
+    delete_pending: bool,
+    file_id: i64,
+}
+
+/// Which step failed, and how.
+struct Failed {
+    step: &'static str,
+    status: NtStatus,
+}
+
+/// Steps 1 to 5: allocate, query, reuse, query again, free (on every path, when `data` drops).
+fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Facts, Failed> {
+    // Declared before the callback data: the requests point into them.
+    let mut standard = FILE_STANDARD_INFORMATION::default();
+    let mut internal = FILE_INTERNAL_INFORMATION::default();
+
+    // 1. Allocate, with everything the requests will need, so that memory cannot run out mid-I/O.
+    let mut raw = ptr::null_mut();
+    // SAFETY: the instance is ours and attached, the file object is open, the out pointer is a
+    // local, and we run at PASSIVE_LEVEL (<= APC_LEVEL required).
+    let status = NtStatus(unsafe {
+        FltAllocateCallbackDataEx(
+            instance,
+            file_object,
+            FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
+            &raw mut raw,
+        )
+    });
+    status.ok().map_err(|status| Failed {
+        step: "FltAllocateCallbackDataEx",
+        status,
+    })?;
+    // SAFETY: the allocation succeeded, so `raw` is non-null callback data that only we free.
+    let mut data = unsafe { OwnedCallbackData::from_raw(raw) };
+
+    // 2 and 3. The first question: size, links, delete pending.
+    query_information(&mut data, FileStandardInformation, &mut standard).map_err(|status| {
+        Failed {
+            step: "FileStandardInformation query",
+            status,
+        }
+    })?;
+
+    // 4. Reset the same callback data, then the second question: the file ID.
+    // SAFETY: the data is ours and idle (the synchronous request above has completed).
+    unsafe { FltReuseCallbackData(data.as_ptr()) };
+    query_information(&mut data, FileInternalInformation, &mut internal).map_err(|status| {
+        Failed {
+            step: "FileInternalInformation query",
+            status,
+        }
+    })?;
+
+    Ok(Facts {
+        size: standard.EndOfFile,
+        links: standard.NumberOfLinks,
+        delete_pending: standard.DeletePending,
+        file_id: internal.IndexNumber,
+    })
+    // 5. `data` drops here (and on every early return above): FltFreeCallbackData.
+}
+
+/// Fills `data` with an `IRP_MJ_QUERY_INFORMATION` for `class` into `buffer`, and sends it to
+/// the instances below ours and the file system.
+fn query_information<T>(
+    data: &mut OwnedCallbackData,
+    class: FILE_INFORMATION_CLASS,
+    buffer: &mut T,
+) -> Result<(), NtStatus> {
+    let iopb = data.iopb_mut();
+    // The major function is a small number (0x05).
+    #[allow(clippy::cast_possible_truncation)]
+    let major = IRP_MJ_QUERY_INFORMATION as u8;
+    iopb.MajorFunction = major;
+    iopb.MinorFunction = 0;
+    // The information structures are a few dozen bytes.
+    #[allow(clippy::cast_possible_truncation)]
+    let length = size_of::<T>() as u32;
+    iopb.Parameters.QueryFileInformation.Length = length;
+    iopb.Parameters.QueryFileInformation.FileInformationClass = class;
+    iopb.Parameters.QueryFileInformation.InfoBuffer = ptr::from_mut(buffer).cast();
+    // SAFETY: the data is ours and idle, its parameter block is filled in for this request, and
+    // `buffer` outlives the call, which does not return before the request has completed.
+    unsafe { FltPerformSynchronousIo(data.as_ptr()) };
+    let (status, _written) = data.io_status();
+    status.ok()
+}
