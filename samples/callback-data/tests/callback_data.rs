@@ -1,0 +1,455 @@
+//! callback-data against fltsim: what the user sees (opens succeed, one line per file), where the
+//! sample's own I/O goes (only below it), every status path of the calls it teaches, every fault at
+//! every call site, IRQL, leaks, and a multi-threaded run.
+
+use common::{
+    NtStatus,
+    bindings::{
+        IRP_MJ_QUERY_INFORMATION, STATUS_ACCESS_DENIED, STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
+    },
+    irql,
+};
+use fltsim::{EventKind, Open, World, sweep_faults};
+use rs_callback_data::DriverEntry;
+
+const NAME: &str = "rs-callback-data";
+const ALTITUDE: u32 = 370_220;
+const QUERY: usize = IRP_MJ_QUERY_INFORMATION as usize;
+
+/// The files every test starts from.
+fn files(world: &World) {
+    world.create_file("C:\\docs\\a.txt", b"hello");
+    world.create_file("C:\\docs\\big.bin", &[7; 10_000]);
+    world.create_file("C:\\docs\\empty.log", b"");
+    world.create_dir("C:\\docs\\photos");
+}
+
+/// The line the sample prints for a file it could ask about.
+fn line(path: &str, size: usize, id: i64) -> String {
+    format!(
+        "rs-callback-data: \\Device\\HarddiskVolume1{path}: size {size}, links 1, delete pending no, file id {id:#x}"
+    )
+}
+
+/// Opens `path` for reading, reads it all and closes it: what the user observes.
+fn open_and_read(world: &World, path: &str) -> Result<Vec<u8>, NtStatus> {
+    let h = world.open(path, Open::read())?;
+    let bytes = world.read(h, 0, 1 << 16).or_else(|status| {
+        // An empty file reads as end-of-file.
+        if status.0 == common::bindings::STATUS_END_OF_FILE {
+            Ok(Vec::new())
+        } else {
+            Err(status)
+        }
+    });
+    world.close(h)?;
+    bytes
+}
+
+/// The calls the sample made since trace event `since`, in order, by API name (each call once,
+/// after it returned).
+fn sample_calls(world: &World, since: usize) -> Vec<&'static str> {
+    world
+        .trace()
+        .into_iter()
+        .skip(since)
+        .filter(|e| e.who == NAME)
+        .filter_map(|e| match e.kind {
+            EventKind::Call(api) if e.text.starts_with(&format!("{api}(")) => Some(api),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn logs_size_links_delete_pending_and_file_id_for_each_open() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+
+    assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
+    assert_eq!(
+        open_and_read(&world, "C:\\docs\\big.bin").unwrap(),
+        vec![7; 10_000]
+    );
+    assert_eq!(open_and_read(&world, "C:\\docs\\empty.log").unwrap(), b"");
+
+    // The IDs the file system gives a user who asks for them.
+    let id = |path| {
+        let h = world.open(path, Open::read()).unwrap();
+        let id = world.query_file_id(h).unwrap();
+        world.close(h).unwrap();
+        id
+    };
+    let ids = [
+        id("C:\\docs\\a.txt"),
+        id("C:\\docs\\big.bin"),
+        id("C:\\docs\\empty.log"),
+    ];
+    assert_eq!(
+        world.log_lines(NAME)[..3],
+        [
+            line("\\docs\\a.txt", 5, ids[0]),
+            line("\\docs\\big.bin", 10_000, ids[1]),
+            line("\\docs\\empty.log", 0, ids[2]),
+        ]
+    );
+    world.finish();
+}
+
+#[test]
+fn one_callback_data_serves_both_queries_and_is_freed_after() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let since = world.trace_len();
+    open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+    assert_eq!(
+        sample_calls(&world, since),
+        [
+            "FltIsDirectory",
+            "FltGetFileNameInformation",
+            "FltAllocateCallbackDataEx",
+            "FltPerformSynchronousIo",
+            "FltReuseCallbackData",
+            "FltPerformSynchronousIo",
+            "FltFreeCallbackData",
+            "FltReleaseFileNameInformation",
+        ]
+    );
+    let allocate = &world.calls("FltAllocateCallbackDataEx")[0].text;
+    assert!(
+        allocate.contains("FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY"),
+        "{allocate}"
+    );
+    // The normalized name was asked for first (FLT_FILE_NAME_NORMALIZED | QUERY_DEFAULT).
+    assert!(world.calls("FltGetFileNameInformation")[0].text.contains("options 0x101"));
+    world.finish();
+}
+
+#[test]
+fn the_queries_reach_filters_below_and_never_those_above() {
+    let world = World::new();
+    files(&world);
+    world.load_counting_filter("above", 380_000);
+    world.load_counting_filter("below", 360_000);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+
+    for path in ["C:\\docs\\a.txt", "C:\\docs\\big.bin", "C:\\docs\\empty.log"] {
+        open_and_read(&world, path).unwrap();
+    }
+    let (above, below) = (world.counts("above"), world.counts("below"));
+    // Two queries per open, all of them generated I/O, all of them seen below...
+    assert_eq!(below.pre[QUERY], 6);
+    assert_eq!(below.generated[QUERY], 6);
+    // ...and none above: Filter Manager starts the request below the issuing instance.
+    assert_eq!(above.pre[QUERY], 0);
+    assert_eq!(above.generated[QUERY], 0);
+    // Both saw the user's opens, so both were attached and listening.
+    assert_eq!(above.pre[0], 3);
+    assert_eq!(below.pre[0], 3);
+
+    // A user's own query goes through both, and is not generated I/O.
+    let h = world.open("C:\\docs\\a.txt", Open::read()).unwrap();
+    assert_eq!(world.query_standard(h).unwrap().EndOfFile, 5);
+    world.close(h).unwrap();
+    let (above, below) = (world.counts("above"), world.counts("below"));
+    assert_eq!((above.pre[QUERY], above.generated[QUERY]), (1, 0));
+    assert_eq!((below.pre[QUERY], below.generated[QUERY]), (9, 8));
+    world.finish();
+}
+
+#[test]
+fn skips_directories_volume_opens_paging_files_and_failed_opens() {
+    let world = World::new();
+    files(&world);
+    world.create_file("C:\\pagefile.sys", &[0; 4096]);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+
+    let dir = world.open("C:\\docs\\photos", Open::directory()).unwrap();
+    world.close(dir).unwrap();
+    let volume = world.open("C:", Open::read()).unwrap();
+    world.close(volume).unwrap();
+    let paging = world
+        .open("C:\\pagefile.sys", Open::read_write().paging_file())
+        .unwrap();
+    world.close(paging).unwrap();
+    assert_eq!(
+        world.open("C:\\docs\\missing.txt", Open::read()).unwrap_err(),
+        NtStatus(STATUS_OBJECT_NAME_NOT_FOUND)
+    );
+
+    assert!(world.log_lines(NAME).is_empty(), "{:?}", world.log_lines(NAME));
+    assert!(world.calls("FltAllocateCallbackDataEx").is_empty());
+    assert!(world.calls("FltGetFileNameInformation").is_empty());
+    // Only the directory got as far as FltIsDirectory; the others were ruled out before it.
+    assert_eq!(world.calls("FltIsDirectory").len(), 1);
+    world.finish();
+}
+
+#[test]
+fn allocation_failure_is_logged_by_name_and_the_open_succeeds() {
+    let world = World::new();
+    files(&world);
+    world.load_counting_filter("below", 360_000);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    world.fail_nth_with("FltAllocateCallbackDataEx", 1, STATUS_INSUFFICIENT_RESOURCES);
+
+    assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
+    assert_eq!(
+        world.log_lines(NAME),
+        ["rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: FltAllocateCallbackDataEx \
+          failed with STATUS_INSUFFICIENT_RESOURCES (0xC000009A); the open goes on"]
+    );
+    // Nothing was sent and nothing is left to free.
+    assert_eq!(world.counts("below").pre[QUERY], 0);
+    assert!(world.calls("FltPerformSynchronousIo").is_empty());
+    assert!(world.calls("FltFreeCallbackData").is_empty());
+    world.finish();
+}
+
+#[test]
+fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
+    for status in [STATUS_INVALID_DEVICE_REQUEST, STATUS_ACCESS_DENIED] {
+        let world = World::new();
+        files(&world);
+        world.fail_file_operation("C:\\docs\\a.txt", IRP_MJ_QUERY_INFORMATION, status);
+        world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+        let since = world.trace_len();
+
+        assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
+        assert_eq!(
+            world.log_lines(NAME),
+            [format!(
+                "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: FileStandardInformation \
+                 query failed with {}; the open goes on",
+                NtStatus(status)
+            )]
+        );
+        // The first failure ends the questions; the callback data is still freed.
+        assert_eq!(
+            sample_calls(&world, since),
+            [
+                "FltIsDirectory",
+                "FltGetFileNameInformation",
+                "FltAllocateCallbackDataEx",
+                "FltPerformSynchronousIo",
+                "FltFreeCallbackData",
+                "FltReleaseFileNameInformation",
+            ]
+        );
+        world.finish();
+    }
+}
+
+#[test]
+fn preallocated_callback_data_never_fails_for_memory_mid_io() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    // Every mid-I/O allocation Filter Manager would make fails...
+    world.fail_always("FltPerformSynchronousIo.allocation", None);
+    open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+    // ...and none is made, because FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY reserved
+    // everything up front.
+    assert_eq!(world.log_lines(NAME).len(), 1);
+    assert!(
+        world.log_lines(NAME)[0].contains("size 5, links 1"),
+        "{:?}",
+        world.log_lines(NAME)
+    );
+    world.finish();
+}
+
+#[test]
+fn falls_back_to_the_opened_name_then_to_no_name() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+
+    // The normalized name cannot be had: the opened name will do.
+    world.fail_nth("FltGetFileNameInformation", 1);
+    open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+    // Neither can be had: the queries still run and the line says why there is no name.
+    world.fail_nth("FltGetFileNameInformation", 3);
+    world.fail_nth("FltGetFileNameInformation", 4);
+    open_and_read(&world, "C:\\docs\\empty.log").unwrap();
+
+    let lines = world.log_lines(NAME);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].starts_with(
+            "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt (opened name): size 5,"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "rs-callback-data: <no name: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: size 0,"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        world.calls("FltGetFileNameInformation")[1]
+            .text
+            .contains("options 0x102")
+    );
+    world.finish();
+}
+
+/// The scenario the fault sweep runs: three files opened and read, one directory opened.
+fn scenario(world: &World) -> Result<Vec<Vec<u8>>, NtStatus> {
+    files(world);
+    world.load(NAME, ALTITUDE, DriverEntry)?;
+    let mut read = Vec::new();
+    for path in ["C:\\docs\\a.txt", "C:\\docs\\big.bin", "C:\\docs\\empty.log"] {
+        read.push(open_and_read(world, path)?);
+    }
+    let dir = world.open("C:\\docs\\photos", Open::directory())?;
+    world.close(dir)?;
+    Ok(read)
+}
+
+#[test]
+fn every_fault_at_every_call_site_fails_open_and_leaks_nothing() {
+    let faults = sweep_faults(scenario, |world, fault, result| match fault.api {
+        // DriverEntry fails with the injected status; nothing else happens.
+        "FltRegisterFilter" | "FltStartFiltering" => {
+            assert_eq!(
+                result.unwrap_err(),
+                NtStatus(STATUS_INSUFFICIENT_RESOURCES),
+                "{fault:?}"
+            );
+        }
+        _ => {
+            // The user's opens and reads all succeed, with the right bytes.
+            let read = result.unwrap_or_else(|s| panic!("{fault:?}: the user saw {s}"));
+            assert_eq!(read, [b"hello".to_vec(), vec![7; 10_000], Vec::new()]);
+            // Still one line per file, and the failure is named where it happened.
+            let lines = world.log_lines(NAME);
+            assert_eq!(lines.len(), 3, "{fault:?}: {lines:?}");
+            let failed = &lines[fault.nth as usize - 1];
+            match fault.api {
+                "FltAllocateCallbackDataEx" => assert!(
+                    failed.contains(
+                        "FltAllocateCallbackDataEx failed with STATUS_INSUFFICIENT_RESOURCES"
+                    ),
+                    "{failed}"
+                ),
+                // The normalized name failed; the next call, for the opened name, succeeded
+                // and stands in.
+                "FltGetFileNameInformation" => {
+                    assert!(failed.contains(" (opened name): size "), "{failed}");
+                }
+                other => panic!("unexpected fault site {other}"),
+            }
+        }
+    });
+    let apis: Vec<_> = faults.iter().map(|f| (f.api, f.nth)).collect();
+    assert_eq!(
+        apis,
+        [
+            ("FltRegisterFilter", 1),
+            ("FltStartFiltering", 1),
+            ("FltAllocateCallbackDataEx", 1),
+            ("FltAllocateCallbackDataEx", 2),
+            ("FltAllocateCallbackDataEx", 3),
+            ("FltGetFileNameInformation", 1),
+            ("FltGetFileNameInformation", 2),
+            ("FltGetFileNameInformation", 3),
+        ],
+        "the sweep reached every call site, and never FltPerformSynchronousIo.allocation"
+    );
+}
+
+#[test]
+fn nothing_runs_above_apc_level_and_every_callback_data_is_freed() {
+    let world = World::new();
+    world.set_post_operation_irql(irql::DISPATCH_LEVEL);
+    files(&world);
+    world.fail_file_operation("C:\\docs\\big.bin", IRP_MJ_QUERY_INFORMATION, STATUS_ACCESS_DENIED);
+    world.load_counting_filter("below", 360_000);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    world.fail_nth("FltAllocateCallbackDataEx", 3);
+    for path in [
+        "C:\\docs\\a.txt",
+        "C:\\docs\\big.bin",
+        "C:\\docs\\empty.log",
+        "C:\\docs\\a.txt",
+    ] {
+        open_and_read(&world, path).unwrap();
+    }
+    world.unload(NAME).unwrap();
+
+    let calls: Vec<_> = world
+        .trace()
+        .into_iter()
+        .filter(|e| e.who == NAME && matches!(e.kind, EventKind::Call(_)))
+        .collect();
+    assert!(!calls.is_empty());
+    for call in &calls {
+        assert!(call.irql <= irql::APC_LEVEL, "{call}");
+    }
+    // Three allocations succeeded (the third of four failed); each was freed exactly once.
+    let allocated = world
+        .calls("FltAllocateCallbackDataEx")
+        .iter()
+        .filter(|e| e.text.contains("-> STATUS_SUCCESS"))
+        .count();
+    assert_eq!(allocated, 3);
+    assert_eq!(world.calls("FltFreeCallbackData").len(), 3);
+    assert_eq!(world.log_lines(NAME).len(), 4);
+    world.finish();
+    assert!(world.violations().is_empty());
+}
+
+#[test]
+fn unloads_cleanly_and_stops_asking() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let held = world.open("C:\\docs\\a.txt", Open::read()).unwrap();
+    world.unload(NAME).unwrap();
+    // A handle opened while the filter was loaded keeps working after it left.
+    assert_eq!(world.read(held, 0, 5).unwrap(), b"hello");
+    world.close(held).unwrap();
+    open_and_read(&world, "C:\\docs\\big.bin").unwrap();
+    assert_eq!(world.log_lines(NAME).len(), 1);
+    world.finish();
+}
+
+#[test]
+fn many_threads_opening_files_at_once() {
+    const THREADS: usize = 4;
+    const OPENS: usize = 25;
+    let world = World::new();
+    files(&world);
+    world.load_counting_filter("below", 360_000);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let paths = ["C:\\docs\\a.txt", "C:\\docs\\big.bin", "C:\\docs\\empty.log"];
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let world = &world;
+            s.spawn(move || {
+                for i in 0..OPENS {
+                    let path = paths[(t + i) % paths.len()];
+                    open_and_read(world, path).unwrap();
+                }
+            });
+        }
+    });
+    let lines = world.log_lines(NAME);
+    assert_eq!(lines.len(), THREADS * OPENS);
+    for line in &lines {
+        assert!(
+            line.contains(": size ") && line.contains(", links 1, delete pending no, file id 0x"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        world.counts("below").generated[QUERY] as usize,
+        2 * THREADS * OPENS
+    );
+    world.finish();
+}
