@@ -85,10 +85,9 @@ mod sys {
     /// debugger attached), a debugger line in release builds.
     #[cfg(target_os = "windows")]
     pub(crate) fn assertion_failure(message: &str) {
-        if cfg!(debug_assertions) {
-            panic!("{message}");
-        } else {
-            dbg_print(message);
-        }
+        #[cfg(debug_assertions)]
+        panic!("{message}");
+        #[cfg(not(debug_assertions))]
+        dbg_print(message);
     }
 }

@@ -26,7 +26,7 @@
 //!    `Data->IoStatus`: `Status`, and in `Information` the number of bytes written to the buffer.
 //!    Filter Manager sends the request only to the instances *below* ours and then to the file
 //!    system. Filters above us never see it. Only IRP-based operations can be issued this way:
-//!    no fast I/O, no FsFilter callbacks.
+//!    no fast I/O, no file system filter (`FsFilter`) callbacks.
 //! 4. **`FltReuseCallbackData(Data)`** (IRQL `<= APC_LEVEL`) resets the callback data for the next
 //!    request and keeps its target instance and file object. The second query (the file ID,
 //!    `FileInternalInformation`) therefore needs no second allocation, and cannot fail for lack
@@ -76,14 +76,14 @@ use core::{ffi::c_void, fmt, ptr};
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
-        FILE_STANDARD_INFORMATION, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
-        FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
-        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
-        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
-        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltAllocateCallbackDataEx,
-        FltGetFileNameInformation, FltIsDirectory, FltPerformSynchronousIo, FltReuseCallbackData,
-        FileInternalInformation, FileStandardInformation, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        DRIVER_OBJECT, FILE_INTERNAL_INFORMATION, FILE_OBJECT, FILE_STANDARD_INFORMATION,
+        FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, FLT_CALLBACK_DATA,
+        FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT,
+        FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
+        FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING,
+        FO_VOLUME_OPEN, FileInternalInformation, FileStandardInformation,
+        FltAllocateCallbackDataEx, FltGetFileNameInformation, FltIsDirectory,
+        FltPerformSynchronousIo, FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
         NTSTATUS, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE, STATUS_SUCCESS,
         UNICODE_STRING,
     },
@@ -214,7 +214,8 @@ fn worth_asking(data: &FLT_CALLBACK_DATA, objects: &FLT_RELATED_OBJECTS, flags: 
     let mut is_directory = false;
     // SAFETY: the file object was opened by this create and the instance is ours; the out
     // pointer is a local.
-    let status = unsafe { FltIsDirectory(objects.FileObject, objects.Instance, &raw mut is_directory) };
+    let status =
+        unsafe { FltIsDirectory(objects.FileObject, objects.Instance, &raw mut is_directory) };
     NtStatus(status).is_success() && !is_directory
 }
 
