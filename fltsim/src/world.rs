@@ -136,8 +136,8 @@ impl Open {
     }
 
     /// The same, as the memory manager opens a paging file: `SL_OPEN_PAGING_FILE` in
-    /// `Iopb->OperationFlags`. Filters leave paging-file opens alone (no names, no I/O of their
-    /// own): paging I/O must never wait on a filter that might itself need to page.
+    /// `Iopb->OperationFlags`. Filters usually leave paging-file opens alone: the memory
+    /// manager pages through that file, and a filter's own work on it can deadlock paging.
     #[must_use]
     pub const fn paging_file(self) -> Self {
         Self {
