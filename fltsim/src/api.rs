@@ -653,40 +653,57 @@ unsafe extern "system" fn FltGetSectionContext(
     fileobject: *const FILE_OBJECT,
     context: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
-    api_call("FltGetSectionContext", APC, || k_describe(fileobject), |k| {
-        let Some((inst, filter)) = instance_filter(k, "FltGetSectionContext", instance) else {
-            return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
-        };
-        let (supported, stream) = {
-            let state = k.lock();
-            let volume = state.instances[inst].volume;
-            (state.volumes[volume].supports_data_scan, state.file_objects.get(&(fileobject as usize)).and_then(|f| f.stream))
-        };
-        if !supported {
-            out(k, "FltGetSectionContext", context, std::ptr::null_mut());
-            return Shown(STATUS_NOT_SUPPORTED, NtStatus(STATUS_NOT_SUPPORTED).to_string());
-        }
-        if let Some(status) = k.inject("FltGetSectionContext", STATUS_NOT_FOUND) {
-            out(k, "FltGetSectionContext", context, std::ptr::null_mut());
-            return Shown(status, NtStatus(status).to_string());
-        }
-        let sections: Vec<usize> = {
-            let state = k.lock();
-            stream.map(|s| state.streams[s].sections.clone()).unwrap_or_default()
-        };
-        get_attached(
-            k,
-            "FltGetSectionContext",
-            |a| matches!(a, Attachment::Section(obj) if sections.contains(obj) && k_section_instance(*obj) == Some(inst)),
-            filter,
-            context,
-        )
-    })
+    api_call(
+        "FltGetSectionContext",
+        APC,
+        || k_describe(fileobject),
+        |k| {
+            let Some((inst, filter)) = instance_filter(k, "FltGetSectionContext", instance) else {
+                return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
+            };
+            let (supported, stream) = {
+                let state = k.lock();
+                let volume = state.instances[inst].volume;
+                (
+                    state.volumes[volume].supports_data_scan,
+                    state
+                        .file_objects
+                        .get(&(fileobject as usize))
+                        .and_then(|f| f.stream),
+                )
+            };
+            if !supported {
+                out(k, "FltGetSectionContext", context, std::ptr::null_mut());
+                return Shown(
+                    STATUS_NOT_SUPPORTED,
+                    NtStatus(STATUS_NOT_SUPPORTED).to_string(),
+                );
+            }
+            if let Some(status) = k.inject("FltGetSectionContext", STATUS_NOT_FOUND) {
+                out(k, "FltGetSectionContext", context, std::ptr::null_mut());
+                return Shown(status, NtStatus(status).to_string());
+            }
+            // This instance's sections on the stream, collected before `get_attached` takes the
+            // lock (its predicate runs under it).
+            let sections: Vec<usize> = {
+                let state = k.lock();
+                stream
+                    .map(|s| state.streams[s].sections.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|obj| state.sections[obj].instance == inst)
+                    .collect()
+            };
+            get_attached(
+                k,
+                "FltGetSectionContext",
+                |a| matches!(a, Attachment::Section(obj) if sections.contains(obj)),
+                filter,
+                context,
+            )
+        },
+    )
     .0
-}
-
-fn k_section_instance(obj: usize) -> Option<usize> {
-    crate::kernel::try_kernel().and_then(|k| k.lock().sections.get(&obj).map(|s| s.instance))
 }
 
 fn k_describe(fo: *const FILE_OBJECT) -> String {

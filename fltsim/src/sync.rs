@@ -133,4 +133,4 @@ impl HostPushLock {
 
 /// How long the model waits for something that Windows would wait for forever (an unload
 /// waiting on a leaked reference) before it reports the hang.
-pub(crate) const HANG_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HANG_TIMEOUT: Duration = Duration::from_secs(2);

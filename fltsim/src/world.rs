@@ -791,6 +791,51 @@ impl World {
         Ok(())
     }
 
+    // ---- handles for tests that call the API directly ------------------------------------------
+
+    /// The `PFLT_FILTER` of a loaded filter, for tests that call Filter Manager directly.
+    #[must_use]
+    pub fn filter_handle(&self, name: &str) -> isize {
+        let state = self.kernel.lock();
+        let index = state
+            .filters
+            .iter()
+            .position(|f| f.name == name)
+            .expect("no such filter");
+        filter_handle(index)
+    }
+
+    /// The `PFLT_INSTANCE` of filter `name` on volume `letter`, if it attached there.
+    #[must_use]
+    pub fn instance_handle(&self, name: &str, letter: char) -> Option<isize> {
+        let state = self.kernel.lock();
+        state
+            .instances
+            .iter()
+            .position(|i| {
+                !i.torn_down
+                    && state.filters[i.filter].name == name
+                    && state.volumes[i.volume].letter == letter
+            })
+            .map(instance_handle)
+    }
+
+    /// The `FILE_OBJECT` behind a user handle.
+    #[must_use]
+    pub fn file_object(&self, handle: Handle) -> *const FILE_OBJECT {
+        handle.0 as *const FILE_OBJECT
+    }
+
+    /// Runs `body` on this thread as if at IRQL `level`, to check IRQL ceilings directly.
+    pub fn at_irql<R>(&self, level: u8, body: impl FnOnce() -> R) -> R {
+        let frame = Frame {
+            filter: None,
+            who: "test".into(),
+            what: format!("code at IRQL {level}"),
+        };
+        run_as(frame, level, body)
+    }
+
     // ---- what happened ------------------------------------------------------------------------
 
     /// Every event so far.
