@@ -273,24 +273,24 @@ pub(crate) fn send(
         };
         let name = callback_name(true, major);
         let mut completion: *mut c_void = ptr::null_mut();
-        k.trace(
-            EventKind::Callback(name),
-            format!("{name} -> {} {}", layer.name, describe(k, file_object)),
-        );
         let frame = Frame {
             filter: Some(layer.filter),
             who: layer.name.clone(),
             what: name.into(),
         };
-        // SAFETY: calling the filter's registered pre-operation callback with valid callback
-        // data, related objects and completion-context slot, as Filter Manager does.
-        let result = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
-            pre(data, &raw const objects, &raw mut completion)
+        let enter = format!("{name} {}", describe(k, file_object));
+        let result = run_as(frame, irql::PASSIVE_LEVEL, || {
+            // Traced inside the callback's context, so the trace shows its thread and IRQL.
+            k.trace(EventKind::Callback(name), enter);
+            // SAFETY: calling the filter's registered pre-operation callback with valid
+            // callback data, related objects and completion-context slot, as Filter Manager does.
+            let result = unsafe { pre(data, &raw const objects, &raw mut completion) };
+            k.trace(
+                EventKind::Callback(name),
+                format!("{name} returned {}", preop_name(result)),
+            );
+            result
         });
-        k.trace(
-            EventKind::Callback(name),
-            format!("{name} <- {} {}", layer.name, preop_name(result)),
-        );
         match result {
             FLT_PREOP_SUCCESS_WITH_CALLBACK => posts.push((layer, completion, false)),
             FLT_PREOP_SYNCHRONIZE => posts.push((layer, completion, true)),
@@ -325,24 +325,21 @@ pub(crate) fn send(
             k.lock().options.post_op_irql
         };
         let name = callback_name(false, major);
-        k.trace(
-            EventKind::Callback(name),
-            format!(
-                "{name} -> {} {} status {}",
-                layer.name,
-                describe(k, file_object),
-                NtStatus(status(data))
-            ),
-        );
         let frame = Frame {
             filter: Some(layer.filter),
             who: layer.name.clone(),
             what: name.into(),
         };
-        // SAFETY: calling the filter's registered post-operation callback with the same
-        // callback data, objects and the completion context its pre-operation callback set.
-        let result = run_as(frame, level, || unsafe {
-            post(data, &raw const objects, completion, 0)
+        let enter = format!(
+            "{name} {} status {}",
+            describe(k, file_object),
+            NtStatus(status(data))
+        );
+        let result = run_as(frame, level, || {
+            k.trace(EventKind::Callback(name), enter);
+            // SAFETY: calling the filter's registered post-operation callback with the same
+            // callback data, objects and the completion context its pre-operation callback set.
+            unsafe { post(data, &raw const objects, completion, 0) }
         });
         if result != FLT_POSTOP_FINISHED_PROCESSING {
             k.violation(format!(
