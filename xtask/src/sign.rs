@@ -8,7 +8,7 @@
 //!
 //! What this does not give: no catalog (`.cat`), no `inf2cat`, no `infverif`, no `stampinf`. Only
 //! the `.sys` is signed. A Windows machine loads it only with test signing on (and Secure Boot
-//! off), after the certificate is trusted there (see `docs-windows.md`).
+//! off), after the certificate is trusted there (see README.md, "Linux-built drivers on a Windows test machine").
 
 use std::{
     ffi::OsStr,
@@ -214,7 +214,7 @@ pub fn run(workspace_root: &Path) -> Result<()> {
         println!("sign: {} signed and verified", driver.display());
     }
     println!(
-        "sign: {} driver(s) test-signed with {} (trust it on the test machine: see docs-windows.md). \
+        "sign: {} driver(s) test-signed with {} (trust it on the test machine: see README.md). \
          No catalog and no infverif: this is a test signature for a test-signing machine only.",
         drivers.len(),
         cert.cer().display()
