@@ -14,7 +14,7 @@ use windows_sys::Wdk::{
     },
 };
 
-use crate::{NtStatus, registration::Registration};
+use crate::{NtStatus, log, registration::Registration};
 
 /// Where the filter handle lives between `DriverEntry` and the unload callback.
 pub struct FilterSlot(AtomicIsize);
@@ -103,5 +103,36 @@ impl Drop for RegisteredFilter {
     fn drop(&mut self) {
         // SAFETY: the handle is registered and owned by this guard alone.
         unsafe { FltUnregisterFilter(self.0) }
+    }
+}
+
+/// The usual body of `DriverEntry`: `FltRegisterFilter`, then `FltStartFiltering`, publishing the
+/// handle in `slot`. A failure is logged as `"{tag}: FltRegisterFilter failed: STATUS_..."` and
+/// returned; if starting fails, the filter is unregistered first. IRQL `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// `driver` must be the driver object passed to `DriverEntry`.
+#[must_use]
+pub unsafe fn register_and_start(
+    driver: *const DRIVER_OBJECT,
+    registration: &'static Registration,
+    slot: &FilterSlot,
+    tag: &str,
+) -> NtStatus {
+    // SAFETY: the caller passes DriverEntry's driver object.
+    let filter = match unsafe { RegisteredFilter::register(driver, registration) } {
+        Ok(filter) => filter,
+        Err(status) => {
+            log!("{tag}: FltRegisterFilter failed: {status}");
+            return status;
+        }
+    };
+    // On failure the guard unregisters the filter before the error is returned.
+    match filter.start_filtering(slot) {
+        Ok(()) => NtStatus::SUCCESS,
+        Err(status) => {
+            log!("{tag}: FltStartFiltering failed: {status}");
+            status
+        }
     }
 }

@@ -36,7 +36,7 @@ use common::{
         FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
         IRP_MJ_CREATE, IRP_MJ_READ, IRP_MJ_WRITE, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING,
     },
-    filter::{FilterSlot, RegisteredFilter},
+    filter::{FilterSlot, register_and_start},
     log,
     registration::{OPERATION_END, OperationTable, Registration, operation},
 };
@@ -89,22 +89,10 @@ pub unsafe extern "system" fn DriverEntry(
     for counter in PRE.iter().chain(&POST) {
         counter.store(0, Ordering::Relaxed);
     }
+    // FltRegisterFilter, then FltStartFiltering; if starting fails the filter is unregistered
+    // before the error is returned (a failed DriverEntry gets no unload callback).
     // SAFETY: `driver` is the driver object this entry point was called with.
-    let filter = match unsafe { RegisteredFilter::register(driver, &REGISTRATION) } {
-        Ok(filter) => filter,
-        Err(status) => {
-            log!("{TAG}: FltRegisterFilter failed: {status}");
-            return status.0;
-        }
-    };
-    // On failure the guard unregisters the filter before we return the error.
-    match filter.start_filtering(&FILTER) {
-        Ok(()) => STATUS_SUCCESS,
-        Err(status) => {
-            log!("{TAG}: FltStartFiltering failed: {status}");
-            status.0
-        }
-    }
+    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }
 
 /// `InstanceSetup`: attach to every volume.
