@@ -1,0 +1,727 @@
+//! # section-context: find the section you created earlier with `FltGetSectionContext`
+//!
+//! When a file is opened for reading by an open that denies write sharing, this sample creates a
+//! read-only data-scan section on the stream and keeps it for as long as such opens last. Later
+//! operations on the stream (read, query information, cleanup) find that section again with
+//! `FltGetSectionContext`, update the counters its context carries, and release the context. The
+//! last cleanup of an open that denies write sharing closes the section. No public Microsoft
+//! sample calls `FltGetSectionContext`; this one shows every documented result of it.
+//!
+//! ## The calls, and the contract of each
+//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (IRQL `<= APC_LEVEL`): required
+//!   before any section can be created on the instance. `STATUS_NOT_SUPPORTED` on volumes that
+//!   cannot do it (a network share). A production filter would not attach there
+//!   (`STATUS_FLT_DO_NOT_ATTACH`); this one attaches anyway, to show what `FltGetSectionContext`
+//!   answers on such a volume.
+//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): the context comes back with
+//!   one reference, the *allocation reference*, and is not zeroed (`ContextRef::allocate` zeroes
+//!   it). It records the opening process (`FltGetRequestorProcessId`), the file's name and, once
+//!   the section exists, the file size at open and the section's handle and object.
+//! - **`FltCreateSectionForDataScan`** (call it at `PASSIVE_LEVEL`: post-create runs there):
+//!   read-only (`SECTION_MAP_READ`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
+//!   handle lives in the kernel handle table, not in the opening process. On success the stream
+//!   holds a *link* to the context (a second reference, dropped by `FltCloseSectionForDataScan`)
+//!   and the caller owns the handle and a reference on the section object. One section per stream
+//!   per instance: a second create gets `STATUS_FLT_CONTEXT_ALREADY_DEFINED`, which this sample
+//!   answers by joining the existing section. An empty file gets `STATUS_END_OF_FILE`. On failure
+//!   the unused context is released with `FltReleaseContext`, never closed.
+//! - **`FltGetSectionContext(Instance, FileObject, &Context)`** (`<= APC_LEVEL`), called in
+//!   pre-read, pre-query-information and pre-cleanup:
+//!   - `STATUS_SUCCESS`: `Context` carries a *new reference*. The sample adopts it in a
+//!     `ContextRef`, whose drop is the one `FltReleaseContext` that matches it, on every path;
+//!   - `STATUS_NOT_FOUND`: this instance has no section on the stream (the file was opened with
+//!     write sharing, or before the filter loaded, or the section was closed). `Context` is NULL:
+//!     nothing to release. Logged, nothing else;
+//!   - `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts. Logged once per instance
+//!     (the instance context remembers), not once per I/O.
+//! - **`FltCloseSectionForDataScan(Context)`** (`<= APC_LEVEL`), after `ObCloseHandle` (PASSIVE)
+//!   and `ObDereferenceObject`, then `FltReleaseContext` of the allocation reference: the order of
+//!   `common::section::DataScanSection`. Afterwards `FltGetSectionContext` on the stream returns
+//!   `STATUS_NOT_FOUND`.
+//!
+//! ## What the reference count protects
+//! The context is pool memory that several parties point at: the stream's link, the allocation
+//! reference (owned by the open section) and one reference per `FltGetSectionContext` in flight.
+//! Filter Manager frees it (after `ContextCleanupCallback`) only when the *last* reference goes.
+//! So a thread that got the context just before another thread closed the section keeps reading
+//! valid memory: the close drops the link and the allocation reference, the context outlives the
+//! section handle, and it is freed by the reader's `FltReleaseContext`. A pointer kept without a
+//! reference is the use-after-free this count exists to prevent.
+//!
+//! ## Who closes, and when: the last cleanup
+//! Several opens of one stream share its section. The section exists to be read while no writer
+//! can appear, so it lives as long as some open *holds* it: an open with read access, no write
+//! access and no write sharing, as recorded in the file object by the file system when it granted
+//! the open (`IoCheckShareAccess` sets `ReadAccess`, `WriteAccess` and `SharedWrite`). The
+//! context counts the holders: the creating open, plus each later holder that finds the section in
+//! its post-create. A holder's cleanup (`IRP_MJ_CLEANUP`, the last user handle of that file object
+//! closing) decrements the count; the cleanup that takes it to zero closes the section. Closing
+//! early is always safe (later operations just see `STATUS_NOT_FOUND`); closing late could fail a
+//! writer, so `SectionNotificationCallback` closes the section too if a conflicting operation
+//! meets it anyway.
+//!
+//! Three parties may therefore want to close one section: the last cleanup, the conflict
+//! callback and `InstanceTeardownStart` (unload with streams still open). The open section's
+//! allocation reference sits in a slot of the instance context; whoever takes it out of the slot
+//! with an interlocked exchange owns it and closes the section, exactly once ("whoever wins the
+//! exchange finalizes", as in Microsoft's avscan). A closer that runs before the creator has
+//! filled the slot leaves a request the creator honours.
+//!
+//! ## What you see when it is loaded
+//! `fltmc load RsSectionContext`, then (with the `Debug Print Filter` value `IHVDRIVER` = `0xF`)
+//! open a file with `FileShare.Read` and read it, query its size and close it. The debugger shows:
+//!
+//! ```text
+//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: section created (FltCreateSectionForDataScan), 5400 bytes, process 4242
+//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: read: section found (FltGetSectionContext), read 1, query 0, opened by process 4242 with 5400 bytes
+//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: query information: section found (FltGetSectionContext), read 1, query 1, opened by process 4242 with 5400 bytes
+//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: cleanup: section found (FltGetSectionContext), read 1, query 1, opened by process 4242 with 5400 bytes
+//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released
+//! ```
+//!
+//! Opens with write sharing log `no section` at create and `STATUS_NOT_FOUND` at each later
+//! operation. It acts on every file of every volume, so load it on a test machine.
+#![cfg_attr(target_os = "windows", no_std)]
+
+use core::{
+    ffi::c_void,
+    fmt,
+    sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
+};
+
+use common::{
+    NtStatus,
+    bindings::{
+        DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_OPENED,
+        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
+        FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
+        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
+        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
+        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
+        FltCreateSectionForDataScan, FltGetFileNameInformation, FltGetInstanceContext,
+        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+        UNICODE_STRING,
+    },
+    context::{ContextRef, drop_context},
+    filter::{FilterSlot, register_and_start},
+    log,
+    name::{FileName, Utf16},
+    pool::tag,
+    registration::{
+        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
+    },
+    section::DataScanSection,
+};
+
+/// The tag in front of every debugger line this driver prints.
+pub const TAG: &str = "rs-section-context";
+
+/// The pool tag of both context types (`!poolused` shows `RsSc`).
+const POOL_TAG: u32 = tag(b"RsSc");
+
+/// How many sections one instance keeps open at a time. A holder that finds every slot taken
+/// goes without a section (logged): fail open.
+const SLOTS: usize = 64;
+
+/// `StreamSection::slot` before the section is in the instance's table.
+const NO_SLOT: usize = usize::MAX;
+
+/// How many UTF-16 units of a file name the context keeps (longer names are cut).
+const NAME_UNITS: usize = 128;
+
+// ---- the two contexts ---------------------------------------------------------------------------
+
+/// The instance context: the open sections of this volume, and what was already logged.
+pub struct InstanceState {
+    /// Each non-zero slot holds a section context pointer *and its allocation reference*: the
+    /// right to close that section. Taken out with an interlocked exchange, so one party closes.
+    sections: [AtomicUsize; SLOTS],
+    /// Set by `InstanceTeardownStart`: a section published after this is closed by its creator.
+    tearing_down: AtomicBool,
+    /// `FltGetSectionContext` said `STATUS_NOT_SUPPORTED` here once already.
+    not_supported_logged: AtomicBool,
+}
+
+/// The section context: one per stream with an open section on this instance.
+pub struct StreamSection {
+    /// Keeps the instance context (and its slot table) alive for as long as this context lives;
+    /// released by the cleanup callback.
+    instance: ContextRef<InstanceState>,
+    /// The file, as `FltGetFileNameInformation` named it in post-create.
+    name: Name,
+    /// The process that opened the file and caused the section.
+    process: u32,
+    /// The file size `FltCreateSectionForDataScan` reported.
+    size_at_open: AtomicI64,
+    /// The section handle and object, stored before the context is published in a slot.
+    handle: AtomicIsize,
+    object: AtomicUsize,
+    /// Index in `InstanceState::sections`, or `NO_SLOT`.
+    slot: AtomicUsize,
+    /// A closer came before the creator published the section: the creator closes it.
+    close_requested: AtomicBool,
+    /// The opens that hold the section (read-only, no write sharing). 0 once it is closing.
+    holders: AtomicU32,
+    /// What later operations report.
+    reads: AtomicU32,
+    queries: AtomicU32,
+}
+
+impl StreamSection {
+    /// One more holder, unless the section is already closing (the count reached zero).
+    fn join(&self) -> Option<u32> {
+        self.holders
+            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h > 0).then(|| h + 1)
+            })
+            .ok()
+            .map(|h| h + 1)
+    }
+
+    /// One holder fewer; `true` for the one that takes the count to zero.
+    fn leave(&self) -> bool {
+        self.holders
+            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1))
+            == Ok(1)
+    }
+}
+
+/// A file name copied onto the stack (or into a context), or why there is none.
+#[derive(Clone, Copy)]
+struct Name {
+    units: [u16; NAME_UNITS],
+    len: usize,
+    status: NtStatus,
+}
+
+impl Name {
+    /// `FltGetFileNameInformation(Data, FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT)`,
+    /// copied, then released (`FileName`'s drop). `<= APC_LEVEL`, never for paging I/O.
+    fn query(data: *mut FLT_CALLBACK_DATA) -> Self {
+        let mut name = Self {
+            units: [0; NAME_UNITS],
+            len: 0,
+            status: NtStatus::SUCCESS,
+        };
+        let mut info = core::ptr::null_mut();
+        // SAFETY: `data` is the callback data of the operation in progress; `info` is a valid
+        // out pointer.
+        name.status = NtStatus(unsafe {
+            FltGetFileNameInformation(
+                data,
+                FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
+                &raw mut info,
+            )
+        });
+        if name.status.is_success() && !info.is_null() {
+            // SAFETY: a successful call returned one reference, which `FileName` releases.
+            let info = unsafe { FileName::from_raw(info) };
+            let units = info.name().0;
+            name.len = units.len().min(NAME_UNITS);
+            name.units[..name.len].copy_from_slice(&units[..name.len]);
+        }
+        name
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.status.is_success() {
+            Utf16(&self.units[..self.len]).fmt(f)
+        } else {
+            write!(f, "<name unavailable: {}>", self.status)
+        }
+    }
+}
+
+// ---- registration ------------------------------------------------------------------------------
+
+/// The filter handle, from `FltRegisterFilter` to `FltUnregisterFilter`.
+static FILTER: FilterSlot = FilterSlot::new();
+
+static CONTEXTS: ContextTable<3> = ContextTable::new([
+    context(
+        FLT_INSTANCE_CONTEXT,
+        core::mem::size_of::<InstanceState>(),
+        POOL_TAG,
+        Some(drop_context::<InstanceState>),
+    ),
+    context(
+        FLT_SECTION_CONTEXT,
+        core::mem::size_of::<StreamSection>(),
+        POOL_TAG,
+        Some(drop_context::<StreamSection>),
+    ),
+    CONTEXT_END,
+]);
+
+static OPERATIONS: OperationTable<5> = OperationTable::new([
+    operation(IRP_MJ_CREATE, Some(pre_create), Some(post_create)),
+    operation(IRP_MJ_READ, Some(pre_operation), None),
+    operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
+    operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
+    OPERATION_END,
+]);
+
+/// Version 0x0203: the first that carries `SectionNotificationCallback`.
+static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)
+    .contexts(&CONTEXTS)
+    .operations(&OPERATIONS)
+    .instance_setup(Some(instance_setup))
+    .instance_teardown_start(Some(instance_teardown_start))
+    .section_notification(Some(section_conflict))
+    .unload(Some(unload));
+
+/// The driver's entry point: register, then start filtering.
+///
+/// # Safety
+/// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn DriverEntry(
+    driver: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: `driver` is the driver object this entry point was called with.
+    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
+}
+
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): `FltUnregisterFilter` tears every instance down
+/// (`InstanceTeardownStart` closes the sections still open) and waits for every reference.
+unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
+    common::paged_code!();
+    FILTER.unregister();
+    STATUS_SUCCESS
+}
+
+// ---- instances ----------------------------------------------------------------------------------
+
+/// `InstanceSetup` (`PASSIVE_LEVEL`): give the instance its context, register for data scan, and
+/// attach in every case (fail open: without a context or data scan, the sample only logs).
+unsafe extern "system" fn instance_setup(
+    objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+    _volume_device_type: u32,
+    file_system_type: FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
+    let instance = unsafe { (*objects).Instance };
+    let state = InstanceState {
+        sections: [const { AtomicUsize::new(0) }; SLOTS],
+        tearing_down: AtomicBool::new(false),
+        not_supported_logged: AtomicBool::new(false),
+    };
+    match ContextRef::allocate(FILTER.get(), FLT_INSTANCE_CONTEXT, state) {
+        Ok(context) => {
+            // SAFETY: a live instance and a context of the registered instance type. On success
+            // the instance takes its own reference; ours is released when `context` drops.
+            let status = NtStatus(unsafe {
+                FltSetInstanceContext(
+                    instance,
+                    FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                    context.as_raw(),
+                    core::ptr::null_mut(),
+                )
+            });
+            if !status.is_success() {
+                log!(
+                    "{TAG}: file system type {file_system_type}: FltSetInstanceContext: {status}; no sections on this volume"
+                );
+            }
+        }
+        Err(status) => log!(
+            "{TAG}: file system type {file_system_type}: FltAllocateContext(FLT_INSTANCE_CONTEXT): {status}; no sections on this volume"
+        ),
+    }
+    // SAFETY: `instance` is the instance being set up.
+    let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
+    if !status.is_success() {
+        log!(
+            "{TAG}: file system type {file_system_type}: FltRegisterForDataScan: {status}; attaching anyway"
+        );
+    }
+    STATUS_SUCCESS
+}
+
+/// `InstanceTeardownStart` (`PASSIVE_LEVEL`): close every section the instance still has open,
+/// because a section still linked to a stream at teardown is a leak Filter Manager cannot undo.
+unsafe extern "system" fn instance_teardown_start(
+    objects: *const FLT_RELATED_OBJECTS,
+    _reason: u32,
+) {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
+    let Some(state) = instance_context(unsafe { (*objects).Instance }) else {
+        return;
+    };
+    // Creators that publish after this point see the flag and close their own section.
+    state.tearing_down.store(true, Ordering::SeqCst);
+    for slot in &state.sections {
+        let raw = slot.swap(0, Ordering::SeqCst);
+        if raw != 0 {
+            // SAFETY: the exchange gave us the slot's allocation reference.
+            unsafe { close_section(raw as PFLT_CONTEXT, "instance teardown") };
+        }
+    }
+}
+
+/// `FltGetInstanceContext`: a reference to the instance's context, if it has one.
+fn instance_context(instance: PFLT_INSTANCE) -> Option<ContextRef<InstanceState>> {
+    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+    // SAFETY: a live instance (we are in one of its callbacks); `raw` is a valid out pointer.
+    let status = NtStatus(unsafe { FltGetInstanceContext(instance, &raw mut raw) });
+    // SAFETY: on success we own the reference it added, and its body is an `InstanceState`.
+    (status.is_success() && !raw.is_null()).then(|| unsafe { ContextRef::from_raw(raw) })
+}
+
+// ---- the lookup this sample teaches ---------------------------------------------------------------
+
+/// What `FltGetSectionContext` said.
+enum Lookup {
+    /// `STATUS_SUCCESS`: one reference, released when this drops.
+    Found(ContextRef<StreamSection>),
+    /// `STATUS_NOT_FOUND`: no section for this stream here; the context came back NULL.
+    NotFound,
+    /// `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts.
+    NotSupported,
+    /// Anything else (undocumented).
+    Failed(NtStatus),
+}
+
+fn get_section(objects: &FLT_RELATED_OBJECTS) -> Lookup {
+    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+    // SAFETY: the instance and file object of the operation in progress; `raw` is a valid out
+    // pointer. IRQL: every caller is a pre-operation or post-create callback (<= APC_LEVEL).
+    let status =
+        unsafe { FltGetSectionContext(objects.Instance, objects.FileObject, &raw mut raw) };
+    match status {
+        // SAFETY: success returned a non-null context with one new reference that we now own;
+        // its body is a `StreamSection` (the only section context type we create).
+        STATUS_SUCCESS if !raw.is_null() => Lookup::Found(unsafe { ContextRef::from_raw(raw) }),
+        STATUS_NOT_FOUND => Lookup::NotFound,
+        STATUS_NOT_SUPPORTED => Lookup::NotSupported,
+        other => Lookup::Failed(NtStatus(other)),
+    }
+}
+
+/// `STATUS_NOT_SUPPORTED`: log it once per instance, not once per I/O.
+fn not_supported(objects: &FLT_RELATED_OBJECTS, name: &Name, what: &str) {
+    let first = instance_context(objects.Instance)
+        .is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed));
+    if first {
+        log!(
+            "{TAG}: {name}: {what}: FltGetSectionContext: {}: this volume has no section contexts (logged once per instance)",
+            NtStatus(STATUS_NOT_SUPPORTED)
+        );
+    }
+}
+
+/// Whether this open holds a section: read access, no write access, no write sharing, as the file
+/// system recorded it in the file object when it granted the open.
+fn holds_section(file_object: *const FILE_OBJECT) -> bool {
+    // SAFETY: the file object of the operation in progress, valid for the whole callback; the
+    // share fields are set once, at create, and only read afterwards.
+    let fo = unsafe { &*file_object };
+    fo.ReadAccess && !fo.WriteAccess && !fo.SharedWrite && fo.Flags & FO_VOLUME_OPEN == 0
+}
+
+// ---- create: make the section, or join it ----------------------------------------------------------
+
+/// Pre-create: nothing to do before the file system; ask for the post-create.
+unsafe extern "system" fn pre_create(
+    _data: *mut FLT_CALLBACK_DATA,
+    _objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    FLT_PREOP_SUCCESS_WITH_CALLBACK
+}
+
+/// Post-create (`PASSIVE_LEVEL`, Filter Manager guarantees it for creates): a holder creates the
+/// stream's section or joins the one another holder created. Never fails the open.
+unsafe extern "system" fn post_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *const c_void,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes valid callback data and related objects for the callback.
+    let (status, objects) = unsafe { ((*data).IoStatus.Anonymous.Status, &*objects) };
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 || !NtStatus(status).is_success() {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // SAFETY: as above; volume opens have no stream and no name worth a line.
+    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    let name = Name::query(data);
+    if !holds_section(objects.FileObject) {
+        log!(
+            "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
+        );
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // Twice at most: a holder that loses the creation race to another gets
+    // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
+    for _ in 0..2 {
+        match get_section(objects) {
+            Lookup::Found(section) => {
+                match section.join() {
+                    Some(holders) => log!(
+                        "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
+                    ),
+                    None => log!("{TAG}: {name}: the section is closing: this open goes without"),
+                }
+                return FLT_POSTOP_FINISHED_PROCESSING;
+            }
+            Lookup::NotFound => {}
+            Lookup::NotSupported => {
+                not_supported(objects, &name, "create");
+                return FLT_POSTOP_FINISHED_PROCESSING;
+            }
+            Lookup::Failed(status) => {
+                log!("{TAG}: {name}: create: FltGetSectionContext: {status}");
+                return FLT_POSTOP_FINISHED_PROCESSING;
+            }
+        }
+        if create_section(data, objects, &name) != Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED))
+        {
+            break;
+        }
+    }
+    FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// Allocates the section context, creates the section, and publishes it in the instance's table.
+fn create_section(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: &FLT_RELATED_OBJECTS,
+    name: &Name,
+) -> Result<(), NtStatus> {
+    let Some(instance) = instance_context(objects.Instance) else {
+        log!("{TAG}: {name}: the instance has no context: no section");
+        return Ok(());
+    };
+    if instance.tearing_down.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let body = StreamSection {
+        instance,
+        name: *name,
+        // SAFETY: the callback data of the create in progress.
+        process: unsafe { FltGetRequestorProcessId(data) },
+        size_at_open: AtomicI64::new(0),
+        handle: AtomicIsize::new(0),
+        object: AtomicUsize::new(0),
+        slot: AtomicUsize::new(NO_SLOT),
+        close_requested: AtomicBool::new(false),
+        holders: AtomicU32::new(1),
+        reads: AtomicU32::new(0),
+        queries: AtomicU32::new(0),
+    };
+    let context =
+        ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, body).inspect_err(|status| {
+            log!("{TAG}: {name}: FltAllocateContext(FLT_SECTION_CONTEXT): {status}: no section");
+        })?;
+    // InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL).
+    let attributes = OBJECT_ATTRIBUTES {
+        Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(u32::MAX),
+        RootDirectory: core::ptr::null_mut(),
+        ObjectName: core::ptr::null(),
+        Attributes: OBJ_KERNEL_HANDLE,
+        SecurityDescriptor: core::ptr::null(),
+        SecurityQualityOfService: core::ptr::null(),
+    };
+    let (mut handle, mut object, mut size) = (core::ptr::null_mut(), core::ptr::null_mut(), 0i64);
+    // SAFETY: the instance registered for data scan (or the call fails with
+    // STATUS_INVALID_PARAMETER), the file object of this create, a fresh FLT_SECTION_CONTEXT, and
+    // valid out pointers. We are at PASSIVE_LEVEL in post-create.
+    let status = NtStatus(unsafe {
+        FltCreateSectionForDataScan(
+            objects.Instance,
+            objects.FileObject,
+            context.as_raw(),
+            SECTION_MAP_READ,
+            &raw const attributes,
+            core::ptr::null(),
+            PAGE_READONLY,
+            SEC_COMMIT,
+            0,
+            &raw mut handle,
+            &raw mut object,
+            &raw mut size,
+        )
+    });
+    if !status.is_success() {
+        // The context was never linked: dropping `context` releases it (never close it).
+        log!("{TAG}: {name}: FltCreateSectionForDataScan: {status}: no section");
+        return Err(status);
+    }
+    context.handle.store(handle as isize, Ordering::Relaxed);
+    context.object.store(object as usize, Ordering::Relaxed);
+    context.size_at_open.store(size, Ordering::Relaxed);
+    log!(
+        "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {}",
+        context.process
+    );
+    publish(context);
+    Ok(())
+}
+
+/// Hands the allocation reference to a free slot of the instance table, where any closer can take
+/// it. Closes at once if there is no free slot, or if a close was asked for meanwhile.
+fn publish(context: ContextRef<StreamSection>) {
+    // Our own reference (`FltReferenceContext`): once the allocation reference is in a slot,
+    // another thread may take it and close the section, and only this keeps the body alive.
+    let keep = context.add_ref();
+    let raw = context.into_raw();
+    let Some(index) = keep.instance.sections.iter().position(|slot| {
+        slot.compare_exchange(0, raw as usize, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }) else {
+        log!("{TAG}: {}: all {SLOTS} section slots are taken", keep.name);
+        // SAFETY: no slot took it, so we still own the allocation reference.
+        unsafe { close_section(raw, "no free slot") };
+        return;
+    };
+    keep.slot.store(index, Ordering::SeqCst);
+    // A closer that came before `slot` was stored could not take the section: it left a request.
+    // So could teardown, which set its flag before sweeping the slots.
+    if (keep.close_requested.load(Ordering::SeqCst)
+        || keep.instance.tearing_down.load(Ordering::SeqCst))
+        && take(&keep, raw)
+    {
+        // SAFETY: the exchange in `take` gave the allocation reference back to us.
+        unsafe { close_section(raw, "closed as it was published") };
+    }
+}
+
+/// Takes the section's allocation reference out of its slot. `true` for the one caller that wins.
+fn take(section: &StreamSection, raw: PFLT_CONTEXT) -> bool {
+    let index = section.slot.load(Ordering::SeqCst);
+    index != NO_SLOT
+        && section.instance.sections[index]
+            .compare_exchange(raw as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+}
+
+/// Asks for the section to close: closes it if this caller wins the slot exchange. The caller
+/// holds its own reference on the context, so `section` stays valid after the close.
+fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
+    section.close_requested.store(true, Ordering::SeqCst);
+    if take(section, raw) {
+        // SAFETY: the exchange gave us the allocation reference.
+        unsafe { close_section(raw, why) };
+    }
+}
+
+/// Closes the section in the documented order: `ObCloseHandle`, `ObDereferenceObject`,
+/// `FltCloseSectionForDataScan`, then `FltReleaseContext` of the allocation reference
+/// (`DataScanSection::close`). `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// The caller owns the allocation reference of `raw`, a `StreamSection` whose section was created.
+unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
+    common::paged_code!();
+    // SAFETY: the caller hands us the allocation reference.
+    let context = unsafe { ContextRef::<StreamSection>::from_raw(raw) };
+    let name = context.name;
+    let handle = context.handle.load(Ordering::Relaxed) as *mut c_void;
+    let object = context.object.load(Ordering::Relaxed) as *mut c_void;
+    let size = context.size_at_open.load(Ordering::Relaxed);
+    // SAFETY: the handle and object FltCreateSectionForDataScan returned for this context, never
+    // released: only the owner of the allocation reference closes, and we are it.
+    let section = unsafe { DataScanSection::from_created(handle, object, context, size) };
+    let status = section.close();
+    log!(
+        "{TAG}: {name}: {why}: section closed (FltCloseSectionForDataScan {status}), context released"
+    );
+}
+
+// ---- later operations: find the section again --------------------------------------------------
+
+/// Pre-read, pre-query-information and pre-cleanup (`PASSIVE_LEVEL` or `APC_LEVEL`).
+unsafe extern "system" fn pre_operation(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    // SAFETY: Filter Manager passes valid callback data and related objects for the callback.
+    let (iopb, objects) = unsafe { (&*(*data).Iopb, &*objects) };
+    let major = u32::from(iopb.MajorFunction);
+    // Paging reads come from the memory manager (our own section's page faults among them):
+    // no name queries there, and nothing to report.
+    if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let what = match major {
+        IRP_MJ_READ => "read",
+        IRP_MJ_QUERY_INFORMATION => "query information",
+        _ => "cleanup",
+    };
+    match get_section(objects) {
+        Lookup::Found(section) => {
+            let (reads, queries) = match major {
+                IRP_MJ_READ => (
+                    section.reads.fetch_add(1, Ordering::Relaxed) + 1,
+                    section.queries.load(Ordering::Relaxed),
+                ),
+                IRP_MJ_QUERY_INFORMATION => (
+                    section.reads.load(Ordering::Relaxed),
+                    section.queries.fetch_add(1, Ordering::Relaxed) + 1,
+                ),
+                _ => (
+                    section.reads.load(Ordering::Relaxed),
+                    section.queries.load(Ordering::Relaxed),
+                ),
+            };
+            log!(
+                "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
+                section.name,
+                section.process,
+                section.size_at_open.load(Ordering::Relaxed)
+            );
+            if major == IRP_MJ_CLEANUP && holds_section(objects.FileObject) && section.leave() {
+                request_close(&section, section.as_raw(), "last cleanup");
+            }
+            // `section` drops here: the one FltReleaseContext for this successful get.
+        }
+        Lookup::NotFound => log!(
+            "{TAG}: {}: {what}: no section (FltGetSectionContext {})",
+            Name::query(data),
+            NtStatus(STATUS_NOT_FOUND)
+        ),
+        Lookup::NotSupported => not_supported(objects, &Name::query(data), what),
+        Lookup::Failed(status) => {
+            log!(
+                "{TAG}: {}: {what}: FltGetSectionContext: {status}",
+                Name::query(data)
+            );
+        }
+    }
+    FLT_PREOP_SUCCESS_NO_CALLBACK
+}
+
+/// `SectionNotificationCallback` (`PASSIVE_LEVEL`): an operation that cannot coexist with the
+/// section (a truncation, a non-cached write, a purge) met it. Close it so the operation goes on.
+/// Filter Manager holds a reference on the context for the duration of the call.
+unsafe extern "system" fn section_conflict(
+    _instance: PFLT_INSTANCE,
+    section_context: PFLT_CONTEXT,
+    _data: *const FLT_CALLBACK_DATA,
+) -> NTSTATUS {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes one of our section contexts and keeps it referenced until we
+    // return.
+    let section = unsafe { &*section_context.cast::<StreamSection>() };
+    log!(
+        "{TAG}: {}: a conflicting operation needs the section closed (SectionNotificationCallback)",
+        section.name
+    );
+    request_close(section, section_context, "section conflict");
+    STATUS_SUCCESS
+}
