@@ -22,7 +22,10 @@ const SHOWN: &[&str] = &[
 
 fn main() {
     let world = World::new();
-    world.create_file("C:\\demo\\section.txt", &b"section-context demo line\r\n".repeat(200));
+    world.create_file(
+        "C:\\demo\\section.txt",
+        &b"section-context demo line\r\n".repeat(200),
+    );
     world.create_file("Z:\\remote.txt", b"on the network share");
     world
         .load(TAG, 370_230, DriverEntry)

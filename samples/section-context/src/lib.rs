@@ -449,8 +449,12 @@ unsafe extern "system" fn post_create(
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
     common::paged_code!();
-    // SAFETY: Filter Manager passes valid callback data and related objects for the callback.
-    let (status, objects) = unsafe { ((*data).IoStatus.Anonymous.Status, &*objects) };
+    // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
+    let objects = unsafe { &*objects };
+    // SAFETY: the callback data is valid for the duration of the callback too.
+    let io_status = unsafe { &(*data).IoStatus };
+    // SAFETY: in a post-operation callback the union holds `Status`, the final status of the open.
+    let status = unsafe { io_status.Anonymous.Status };
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 || !NtStatus(status).is_success() {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
@@ -650,8 +654,12 @@ unsafe extern "system" fn pre_operation(
     objects: *const FLT_RELATED_OBJECTS,
     _completion_context: *mut *mut c_void,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    // SAFETY: Filter Manager passes valid callback data and related objects for the callback.
-    let (iopb, objects) = unsafe { (&*(*data).Iopb, &*objects) };
+    // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
+    let objects = unsafe { &*objects };
+    // SAFETY: the callback data is valid too, so is its parameter block pointer.
+    let iopb = unsafe { (*data).Iopb };
+    // SAFETY: the parameter block lives as long as the callback data.
+    let iopb = unsafe { &*iopb };
     let major = u32::from(iopb.MajorFunction);
     // Paging reads come from the memory manager (our own section's page faults among them):
     // no name queries there, and nothing to report.

@@ -1,0 +1,442 @@
+//! section-context against fltsim: the section is created, found again by every later operation,
+//! closed at the last cleanup, and never leaked; every status of `FltGetSectionContext`; every
+//! fault at every call site; a race of many gets against the final cleanup.
+
+use common::{
+    NtStatus,
+    bindings::{
+        FILE_SHARE_READ, STATUS_END_OF_FILE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    },
+};
+use fltsim::{Open, World, sweep_faults};
+use rs_section_context::{DriverEntry, TAG};
+
+const ALTITUDE: u32 = 370_230;
+const FILE: &str = "C:\\docs\\a.txt";
+const NAME: &str = "\\Device\\HarddiskVolume1\\docs\\a.txt";
+
+/// Read access, sharing read only: the open that holds a section.
+fn holder() -> Open {
+    Open::read().share(FILE_SHARE_READ)
+}
+
+fn loaded() -> World {
+    let world = World::new();
+    world.create_file(FILE, b"hello, section");
+    world.create_file("C:\\docs\\b.txt", b"another stream");
+    world.load(TAG, ALTITUDE, DriverEntry).expect("loads");
+    world
+}
+
+/// The lines that mention `needle`.
+fn lines_with(world: &World, needle: &str) -> Vec<String> {
+    world
+        .log_lines(TAG)
+        .into_iter()
+        .filter(|l| l.contains(needle))
+        .collect()
+}
+
+/// The statuses `FltGetSectionContext` returned, in order.
+fn get_results(world: &World) -> Vec<String> {
+    world
+        .calls("FltGetSectionContext")
+        .iter()
+        .map(|e| {
+            let result = e.text.rsplit("-> ").next().unwrap_or_default();
+            result
+                .split([',', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_section_is_found_at_each_step_then_closed_at_the_last_cleanup() {
+    let world = loaded();
+    let h = world.open(FILE, holder()).unwrap();
+    assert_eq!(world.read(h, 0, 64).unwrap(), b"hello, section");
+    assert_eq!(world.query_standard(h).unwrap().EndOfFile, 14);
+    world.close(h).unwrap();
+
+    // After the close, the stream has no section: a new open (with write sharing) sees NOT_FOUND.
+    let h = world.open(FILE, Open::read()).unwrap();
+    assert_eq!(world.read(h, 0, 5).unwrap(), b"hello");
+    world.close(h).unwrap();
+
+    let found = "section found (FltGetSectionContext), read";
+    assert_eq!(
+        world.log_lines(TAG)[1..],
+        [
+            format!(
+                "{TAG}: {NAME}: section created (FltCreateSectionForDataScan), 14 bytes, process 1000"
+            ),
+            format!(
+                "{TAG}: {NAME}: read: {found} 1, query 0, opened by process 1000 with 14 bytes"
+            ),
+            format!(
+                "{TAG}: {NAME}: query information: {found} 1, query 1, opened by process 1000 with 14 bytes"
+            ),
+            format!(
+                "{TAG}: {NAME}: cleanup: {found} 1, query 1, opened by process 1000 with 14 bytes"
+            ),
+            format!(
+                "{TAG}: {NAME}: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+            ),
+            format!(
+                "{TAG}: {NAME}: opened with write access or write sharing: no section (a writer could conflict with it)"
+            ),
+            format!(
+                "{TAG}: {NAME}: read: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
+            ),
+            format!(
+                "{TAG}: {NAME}: cleanup: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
+            ),
+        ]
+    );
+    assert_eq!(
+        get_results(&world),
+        [
+            "STATUS_NOT_FOUND",
+            "STATUS_SUCCESS",
+            "STATUS_SUCCESS",
+            "STATUS_SUCCESS",
+            "STATUS_NOT_FOUND",
+            "STATUS_NOT_FOUND"
+        ]
+    );
+    // The documented close order, once.
+    let order: Vec<_> = world
+        .trace()
+        .iter()
+        .filter_map(|e| match e.kind {
+            fltsim::EventKind::Call(
+                api @ ("ObCloseHandle" | "ObfDereferenceObject" | "FltCloseSectionForDataScan"),
+            ) => Some(api),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan"
+        ]
+    );
+    world.finish();
+}
+
+#[test]
+fn several_holders_share_one_section_and_only_the_last_holder_closes_it() {
+    let world = loaded();
+    let first = world.open(FILE, holder()).unwrap();
+    let second = world.open(FILE, holder()).unwrap();
+    // A reader that shares write may open too; it sees the section but does not hold it.
+    let reader = world.open(FILE, Open::read()).unwrap();
+    assert_eq!(
+        lines_with(&world, "joined"),
+        [format!(
+            "{TAG}: {NAME}: joined the open section (FltGetSectionContext): 2 holders"
+        )]
+    );
+    world.close(first).unwrap();
+    world.read(reader, 0, 5).unwrap();
+    world.close(reader).unwrap();
+    assert_eq!(lines_with(&world, "section closed"), Vec::<String>::new());
+    assert_eq!(world.calls("FltCreateSectionForDataScan").len(), 1);
+    world.read(second, 0, 5).unwrap();
+    world.close(second).unwrap();
+    assert_eq!(
+        lines_with(&world, "section closed"),
+        [format!(
+            "{TAG}: {NAME}: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    // The reader's read counted on the same context as the second holder's.
+    assert!(
+        lines_with(&world, "read: section found")
+            .last()
+            .unwrap()
+            .contains("read 2,")
+    );
+    world.finish();
+}
+
+#[test]
+fn closing_one_stream_leaves_the_other_streams_section_untouched() {
+    let world = loaded();
+    let a = world.open(FILE, holder()).unwrap();
+    let b = world.open("C:\\docs\\b.txt", holder()).unwrap();
+    world.close(a).unwrap();
+    world.read(b, 0, 7).unwrap();
+    let a = world.open(FILE, Open::read()).unwrap();
+    world.read(a, 0, 5).unwrap();
+    assert_eq!(
+        &world.log_lines(TAG)[world.log_lines(TAG).len() - 3..],
+        [
+            format!(
+                "{TAG}: \\Device\\HarddiskVolume1\\docs\\b.txt: read: section found (FltGetSectionContext), read 1, query 0, opened by process 1000 with 14 bytes"
+            ),
+            format!(
+                "{TAG}: {NAME}: opened with write access or write sharing: no section (a writer could conflict with it)"
+            ),
+            format!(
+                "{TAG}: {NAME}: read: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
+            ),
+        ]
+    );
+    world.close(a).unwrap();
+    world.close(b).unwrap();
+    assert_eq!(lines_with(&world, "section closed").len(), 2);
+    world.finish();
+}
+
+#[test]
+fn not_supported_is_logged_once_per_instance_and_the_io_goes_on() {
+    let world = loaded();
+    world.create_file("Z:\\remote.txt", b"remote");
+    for _ in 0..3 {
+        let h = world.open("Z:\\remote.txt", holder()).unwrap();
+        assert_eq!(world.read(h, 0, 6).unwrap(), b"remote");
+        world.query_standard(h).unwrap();
+        world.close(h).unwrap();
+    }
+    assert!(
+        get_results(&world)
+            .iter()
+            .all(|s| s == "STATUS_NOT_SUPPORTED")
+    );
+    assert_eq!(world.calls("FltGetSectionContext").len(), 12);
+    assert_eq!(
+        lines_with(&world, "NOT_SUPPORTED"),
+        [
+            format!(
+                "{TAG}: file system type 13: FltRegisterForDataScan: STATUS_NOT_SUPPORTED (0xC00000BB); attaching anyway"
+            ),
+            format!(
+                "{TAG}: \\Device\\Mup\\server\\share\\remote.txt: create: FltGetSectionContext: STATUS_NOT_SUPPORTED (0xC00000BB): this volume has no section contexts (logged once per instance)"
+            ),
+        ]
+    );
+    world.finish();
+}
+
+#[test]
+fn not_supported_on_a_data_scan_volume_is_also_logged_once() {
+    let world = loaded();
+    world.fail_nth_with("FltGetSectionContext", 2, STATUS_NOT_SUPPORTED);
+    world.fail_nth_with("FltGetSectionContext", 3, STATUS_NOT_SUPPORTED);
+    let h = world.open(FILE, holder()).unwrap();
+    world.read(h, 0, 5).unwrap();
+    world.query_standard(h).unwrap();
+    world.close(h).unwrap();
+    assert_eq!(lines_with(&world, "STATUS_NOT_SUPPORTED").len(), 2); // setup on Z:, then C: once
+    assert_eq!(lines_with(&world, "section closed").len(), 1);
+    world.finish();
+}
+
+#[test]
+fn an_undocumented_failure_of_the_lookup_is_logged_and_the_io_goes_on() {
+    let world = loaded();
+    world.fail_nth_with("FltGetSectionContext", 2, STATUS_INSUFFICIENT_RESOURCES);
+    let h = world.open(FILE, holder()).unwrap();
+    assert_eq!(world.read(h, 0, 5).unwrap(), b"hello");
+    world.close(h).unwrap();
+    assert_eq!(
+        lines_with(&world, "INSUFFICIENT"),
+        [format!(
+            "{TAG}: {NAME}: read: FltGetSectionContext: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)"
+        )]
+    );
+    world.finish();
+}
+
+#[test]
+fn a_lost_creation_race_joins_the_winner_instead() {
+    let world = loaded();
+    // The create says another open linked a section first; the retry finds none (the injected
+    // status had no section behind it) and creates one.
+    world.fail_nth_with(
+        "FltCreateSectionForDataScan",
+        1,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+    );
+    let h = world.open(FILE, holder()).unwrap();
+    world.read(h, 0, 5).unwrap();
+    world.close(h).unwrap();
+    assert_eq!(world.calls("FltCreateSectionForDataScan").len(), 2);
+    assert_eq!(
+        get_results(&world)[..2],
+        ["STATUS_NOT_FOUND", "STATUS_NOT_FOUND"]
+    );
+    assert_eq!(lines_with(&world, "section created").len(), 1);
+    assert_eq!(lines_with(&world, "section closed").len(), 1);
+    world.finish();
+}
+
+#[test]
+fn an_empty_file_gets_end_of_file_and_no_section() {
+    let world = loaded();
+    world.create_file("C:\\docs\\empty.txt", b"");
+    let h = world.open("C:\\docs\\empty.txt", holder()).unwrap();
+    world.query_standard(h).unwrap();
+    world.close(h).unwrap();
+    let end = NtStatus(STATUS_END_OF_FILE);
+    assert_eq!(
+        lines_with(&world, "FltCreateSectionForDataScan"),
+        [format!(
+            "{TAG}: \\Device\\HarddiskVolume1\\docs\\empty.txt: FltCreateSectionForDataScan: {end}: no section"
+        )]
+    );
+    world.finish();
+}
+
+#[test]
+fn a_conflicting_operation_closes_the_section_through_the_notification() {
+    let world = loaded();
+    let h = world.open(FILE, holder()).unwrap();
+    world
+        .purge(h)
+        .expect("the purge goes on: the callback closed the section");
+    world.read(h, 0, 5).unwrap();
+    world.close(h).unwrap();
+    let lines = world.log_lines(TAG);
+    assert!(lines.contains(&format!(
+        "{TAG}: {NAME}: section conflict: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+    )));
+    // Closed once: the later read and cleanup see STATUS_NOT_FOUND.
+    assert_eq!(lines_with(&world, ": section closed (").len(), 1);
+    assert_eq!(
+        lines_with(&world, "no section (FltGetSectionContext").len(),
+        2
+    );
+    world.finish();
+}
+
+#[test]
+fn unload_with_streams_still_open_closes_every_section_and_leaks_nothing() {
+    let world = loaded();
+    let a = world.open(FILE, holder()).unwrap();
+    let b = world.open("C:\\docs\\b.txt", holder()).unwrap();
+    world.read(a, 0, 5).unwrap();
+    world.unload(TAG).expect("unloads");
+    assert_eq!(
+        lines_with(&world, "instance teardown: section closed").len(),
+        2
+    );
+    world.assert_clean();
+    // The user's handles outlive the filter and still work.
+    assert_eq!(world.read(b, 0, 7).unwrap(), b"another");
+    world.close(a).unwrap();
+    world.close(b).unwrap();
+    world.finish();
+}
+
+#[test]
+fn post_operations_at_dispatch_level_change_nothing() {
+    let world = loaded();
+    world.set_post_operation_irql(common::irql::DISPATCH_LEVEL);
+    let h = world.open(FILE, holder()).unwrap();
+    world.read(h, 0, 5).unwrap();
+    world.close(h).unwrap();
+    world.finish();
+    assert_eq!(world.violations().len(), 0);
+}
+
+fn scenario(world: &World) -> Result<(), NtStatus> {
+    world.create_file(FILE, b"hello, section");
+    world.create_file("Z:\\remote.txt", b"remote");
+    world.load(TAG, ALTITUDE, DriverEntry)?;
+    let h = world.open(FILE, holder()).expect("holder open");
+    let joined = world.open(FILE, holder()).expect("second holder");
+    assert_eq!(world.read(h, 0, 64).expect("read"), b"hello, section");
+    assert_eq!(world.query_standard(h).expect("query").EndOfFile, 14);
+    world.close(h).expect("close");
+    world.close(joined).expect("close");
+    // A writer after the last holder: it must never meet a section left open.
+    let w = world.open(FILE, Open::read_write()).expect("writer");
+    world.set_end_of_file(w, 5).expect("truncate");
+    world.close(w).expect("close");
+    let z = world.open("Z:\\remote.txt", holder()).expect("remote open");
+    assert_eq!(world.read(z, 0, 6).expect("remote read"), b"remote");
+    world.close(z).expect("close");
+    // Left open across the unload that `finish` does.
+    let open = world.open(FILE, holder()).expect("open at unload");
+    world.read(open, 0, 1).expect("read");
+    Ok(())
+}
+
+#[test]
+fn every_fault_at_every_call_site_leaves_the_user_io_working_and_nothing_leaked() {
+    let faults = sweep_faults(scenario, |world, fault, result| match fault.api {
+        "FltRegisterFilter" | "FltStartFiltering" => {
+            assert!(result.is_err(), "{fault:?}: DriverEntry must fail");
+        }
+        _ => {
+            assert!(result.is_ok(), "{fault:?}");
+            assert_eq!(world.contents(FILE).unwrap(), b"hello", "{fault:?}");
+        }
+    });
+    let mut apis: Vec<_> = faults.iter().map(|f| f.api).collect();
+    apis.dedup();
+    assert_eq!(
+        apis,
+        [
+            "FltRegisterFilter",
+            "FltStartFiltering",
+            "FltAllocateContext",
+            "FltSetInstanceContext",
+            "FltGetSectionContext",
+            "FltRegisterForDataScan",
+            "FltCreateSectionForDataScan",
+            "FltGetFileNameInformation",
+        ]
+    );
+}
+
+#[test]
+fn gets_from_many_threads_racing_the_final_cleanup_never_touch_a_freed_context() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 5;
+    const READS: usize = 20;
+    let world = loaded();
+    for _ in 0..ROUNDS {
+        let h = world.open(FILE, holder()).unwrap();
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let r = world.open(FILE, Open::read()).expect("reader open");
+                        for _ in 0..READS {
+                            assert_eq!(world.read(r, 0, 5).expect("read"), b"hello");
+                            world.query_standard(r).expect("query");
+                        }
+                        world.close(r).expect("reader close");
+                    })
+                })
+                .collect();
+            // The final cleanup of the holder races the readers' gets.
+            world.close(h).unwrap();
+            for reader in readers {
+                reader.join().expect("reader thread");
+            }
+        });
+        world.assert_clean();
+    }
+    assert_eq!(
+        lines_with(&world, "last cleanup: section closed").len(),
+        ROUNDS
+    );
+    // Every successful get was logged, and each was released once (the verifier checks the count).
+    let found = world
+        .calls("FltGetSectionContext")
+        .iter()
+        .filter(|e| e.text.contains("STATUS_SUCCESS"))
+        .count();
+    assert_eq!(found, lines_with(&world, "section found").len());
+    world.finish();
+}
