@@ -16,6 +16,13 @@
 //!   verifier finding: on Windows, touching the truncated part of that view raises
 //!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
 //!   into a bugcheck.
+//! - Filter Manager holds a reference on the section context it passes to a
+//!   `SectionNotificationCallback` until the callback returns, so the context stays valid even if
+//!   another thread closes the section meanwhile.
+//! - A conflicting operation is judged against the sections on the stream when it starts. A
+//!   section created while the callbacks run is ordered after the operation (as the file
+//!   system's locks order them on Windows): it neither fails the operation nor counts as mapped
+//!   across a truncation.
 
 use std::sync::Arc;
 
@@ -457,11 +464,20 @@ pub(crate) fn section_conflict(
     stream: usize,
     truncating: bool,
 ) -> Result<(), NTSTATUS> {
-    let notify = {
-        let state = k.lock();
+    // The sections this operation meets: those on the stream when it starts. On Windows the file
+    // system's locks order a section created meanwhile after the operation, so a section that
+    // appears while the callbacks run neither fails the operation nor counts as mapped across it.
+    let (notify, linked, existing) = {
+        let mut state = k.lock();
         let enabled = state.options.section_notifications;
-        state.streams[stream]
+        let linked = state.streams[stream].sections.clone();
+        let existing: Vec<usize> = state
             .sections
+            .iter()
+            .filter(|(_, s)| s.stream == stream)
+            .map(|(obj, _)| *obj)
+            .collect();
+        let notify = linked
             .iter()
             .filter_map(|obj| {
                 let section = &state.sections[obj];
@@ -475,7 +491,16 @@ pub(crate) fn section_conflict(
                     callback,
                 ))
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        // Filter Manager references the section context it passes to the callback for the
+        // callback's duration, so a filter that closes the section on another thread meanwhile
+        // cannot free it under the callback. Released after the callback returns.
+        for (_, _, context, _, _) in &notify {
+            if let Some(c) = state.contexts.get_mut(context) {
+                c.refs += 1;
+            }
+        }
+        (notify, linked, existing)
     };
     for (instance, filter, context, name, callback) in notify {
         let what = "SectionNotificationCallback";
@@ -497,6 +522,7 @@ pub(crate) fn section_conflict(
             EventKind::Callback(what),
             format!("{what} <- {name} {}", NtStatus(status)),
         );
+        crate::api::release_reference(k, context, "SectionNotificationCallback returned");
         if status != STATUS_SUCCESS {
             k.violation(format!(
                 "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",
@@ -505,14 +531,18 @@ pub(crate) fn section_conflict(
         }
     }
     let state = k.lock();
-    if !state.streams[stream].sections.is_empty() {
+    if state.streams[stream]
+        .sections
+        .iter()
+        .any(|obj| linked.contains(obj))
+    {
         return Err(STATUS_USER_MAPPED_FILE);
     }
     if truncating {
-        let mapped: Vec<String> = state
-            .sections
-            .values()
-            .filter(|s| s.stream == stream && s.views > 0)
+        let mapped: Vec<String> = existing
+            .iter()
+            .map(|obj| &state.sections[obj])
+            .filter(|s| s.views > 0)
             .map(|s| s.origin.clone())
             .collect();
         drop(state);

@@ -1,0 +1,777 @@
+//! # section-conflict: give way to conflicting I/O in the `SectionNotificationCallback`
+//!
+//! A background scanner holds a data-scan section open while it works through a file, and gives
+//! the section up the moment I/O that needs the cache purged arrives: a truncating
+//! set-end-of-file, a non-cached write, a flush-and-purge. Without that, the I/O fails with
+//! `STATUS_USER_MAPPED_FILE` for as long as the scan runs.
+//!
+//! ## The flow
+//! 1. **`InstanceSetup`** (`PASSIVE_LEVEL`): `FltRegisterForDataScan(Instance)`. File systems
+//!    that cannot scan answer `STATUS_NOT_SUPPORTED`; the sample then returns
+//!    `STATUS_FLT_DO_NOT_ATTACH`, as the documentation advises.
+//! 2. **Post-create** of a file opened for `FILE_READ_DATA` (`PASSIVE_LEVEL` for creates):
+//!    - the scan state goes in pool (`ExAllocatePool2`);
+//!    - a section context (`FltAllocateContext(FLT_SECTION_CONTEXT)`) is allocated **with its
+//!      back-pointer to the scan already set**, because the notification callback can run before
+//!      `FltCreateSectionForDataScan` returns, and it only ever sees the context;
+//!    - everything else that can fail comes before the section exists: a work item
+//!      (`FltAllocateGenericWorkItem`, NULL on failure) and a rundown reference on the instance
+//!      (`FltObjectReference`, so instance teardown waits for the scan);
+//!    - `FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ,
+//!      OBJ_KERNEL_HANDLE, NULL, PAGE_READONLY, SEC_COMMIT, 0, &Handle, &Object, &Size)` (call it
+//!      at `PASSIVE_LEVEL`). The creator owns the kernel handle (`ObCloseHandle`) and the object
+//!      reference (`ObDereferenceObject`); Filter Manager keeps the context linked to the stream
+//!      until `FltCloseSectionForDataScan`. Failure statuses: `STATUS_END_OF_FILE` (empty file),
+//!      `STATUS_FLT_CONTEXT_ALREADY_DEFINED` (this instance already has a section on the stream:
+//!      a scan is in flight), `STATUS_FILE_IS_A_DIRECTORY`, `STATUS_FILE_LOCK_CONFLICT`,
+//!      `STATUS_INVALID_FILE_FOR_SECTION`, `STATUS_NOT_SUPPORTED`, `STATUS_PRIVILEGE_NOT_HELD`,
+//!      `STATUS_INSUFFICIENT_RESOURCES`, `STATUS_INVALID_PARAMETER` (instance not registered for
+//!      data scan). Each is logged and the open goes on untouched: the sample fails open. The
+//!      unused context is released with `FltReleaseContext`, never closed.
+//!    - the handle and object are published in the scan state, and the work item is queued
+//!      (`FltQueueGenericWorkItem`, `<= DISPATCH_LEVEL`; the routine runs at `PASSIVE_LEVEL`).
+//! 3. **The worker** scans in 4 KiB chunks with a 2 ms pause after each, polling the "aborted"
+//!    flag between chunks. Each chunk is read under the scan's push lock, *shared*:
+//!    `MmMapViewInSystemSpace` (`PASSIVE_LEVEL`), read the chunk, `MmUnmapViewInSystemSpace`. No
+//!    view outlives its chunk, and the pause happens with no view mapped and no lock held.
+//! 4. **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
+//!    thread of the conflicting I/O; it returns `STATUS_SUCCESS`). It follows the back-pointer,
+//!    takes ownership with an interlocked exchange of the scan state, marks the scan aborted and
+//!    closes the section in the documented order, then logs which I/O caused it (from `Data`).
+//!    When it returns, the conflicting I/O proceeds.
+//! 5. **Unload** (`PASSIVE_LEVEL`): tells the workers to stop, then `FltUnregisterFilter`, which
+//!    waits for the instance references, the work items and every context reference.
+//!
+//! ## Exactly one party finalizes
+//! The scan state holds one word that says who may close: `CREATING` (the create has not
+//! returned, so nobody has the handle or the object yet), `OPEN` (published; the worker scans),
+//! `CLOSING` (taken). Whoever exchanges it away from `OPEN` finalizes: the worker when it
+//! finishes, or the callback when it aborts. That party closes in the documented order:
+//!
+//! | step | call | why |
+//! |---|---|---|
+//! | 1 | (no view mapped) | the push lock, held exclusive, waits for the worker's current chunk |
+//! | 2 | `ObCloseHandle(Handle, KernelMode)` | the kernel handle the creator owns |
+//! | 3 | `ObDereferenceObject(Object)` | the object reference the creator owns |
+//! | 4 | `FltCloseSectionForDataScan(Context)` | unlinks the context: Filter Manager stops synchronizing conflicting I/O against it |
+//! | 5 | `FltReleaseContext(Context)` | each holder drops its own reference (the worker's goes when it exits) |
+//!
+//! The one exception is the race the documentation warns about: a conflict that arrives while
+//! `FltCreateSectionForDataScan` is still running finds `CREATING`. The callback cannot wait for
+//! the create to return (the creating thread may be waiting on the very I/O that is notifying),
+//! and it does not have the handle or object, so it closes the one thing it holds, the link
+//! (`FltCloseSectionForDataScan`), which is what lets the I/O through. The creator then fails
+//! its `CREATING -> OPEN` exchange, closes the handle and object it was just given, and starts
+//! no scan.
+//!
+//! ## What the callback waits for, and why
+//! Never the scan. It waits for at most two short things: the worker's *current chunk* (taking
+//! the push lock exclusive waits for one map, read and unmap), so that no view is mapped when a
+//! truncation proceeds (touching a truncated view raises `STATUS_IN_PAGE_ERROR`, a bugcheck in a
+//! driver without an exception handler); and, when another party already won the exchange, that
+//! party's close (a notification event set after `FltCloseSectionForDataScan`), because the I/O
+//! fails if the section is still linked when the callback returns. Neither does any I/O.
+//!
+//! ## What you see when it is loaded
+//! `fltmc load RsSectionConflict`, then open a large file for reading on an NTFS volume and
+//! truncate it from another handle (`fsutil file seteof big.bin 10`). The debugger shows:
+//! ```text
+//! rs-section-conflict: \big.bin: scanning 1048576 bytes in 256 chunks
+//! rs-section-conflict: \big.bin: a set-end-of-file to 10 bytes conflicts with the scan's section: aborting the scan and closing the section
+//! rs-section-conflict: \big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 10 bytes proceeds
+//! rs-section-conflict: \big.bin: scan aborted after 3 of 256 chunks: the section was closed for a conflicting I/O
+//! ```
+//! and `fltmc unload RsSectionConflict` prints a summary line. Network volumes are not attached.
+#![cfg_attr(target_os = "windows", no_std)]
+
+use core::{
+    cell::UnsafeCell,
+    ffi::c_void,
+    fmt::{self, Write as _},
+    sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, Ordering},
+};
+
+use common::{
+    KERNEL_MODE, NtStatus,
+    bindings::{
+        DRIVER_OBJECT, DelayedWorkQueue, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT,
+        FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
+        FLT_SECTION_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
+        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltAllocateGenericWorkItem,
+        FltCloseSectionForDataScan, FltCreateSectionForDataScan, FltDeletePushLock,
+        FltFreeGenericWorkItem, FltInitializePushLock, FltObjectDereference, FltObjectReference,
+        FltQueueGenericWorkItem, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
+        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, KEVENT,
+        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
+        MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS, OBJ_KERNEL_HANDLE,
+        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
+        PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
+    },
+    context::{ContextRef, drop_context},
+    filter::{FilterSlot, RegisteredFilter},
+    log,
+    log::LineBuffer,
+    pool::{PoolBox, tag},
+    registration::{
+        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
+    },
+};
+use windows_sys::{
+    Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
+    Win32::System::Kernel::NotificationEvent,
+};
+
+/// The tag in front of every debugger line this driver prints.
+pub const TAG: &str = "rs-section-conflict";
+
+/// How much the worker reads per chunk; it polls the "aborted" flag between chunks.
+pub const CHUNK_SIZE: usize = 4096;
+
+/// The pause after each chunk: 2 ms, as a relative `KeDelayExecutionThread` interval (100 ns
+/// units, negative). It stands in for real scanning work, and keeps a scan in flight long enough
+/// for a conflict to meet it.
+const CHUNK_PAUSE: i64 = -20_000;
+
+/// The pool tag of the scan state (`!poolused` shows `RsSc`) and of the section context (`RsCx`).
+const SCAN_TAG: u32 = tag(b"RsSc");
+const CONTEXT_TAG: u32 = tag(b"RsCx");
+
+/// The scan state's ownership word (see the module doc).
+const CREATING: u32 = 0;
+const OPEN: u32 = 1;
+const CLOSING: u32 = 2;
+
+/// The number of chunks a file of `size` bytes is scanned in.
+#[must_use]
+pub fn chunk_count(size: i64) -> usize {
+    usize::try_from(size).unwrap_or(0).div_ceil(CHUNK_SIZE)
+}
+
+// ---- state ---------------------------------------------------------------------------------
+
+/// One background scan, in non-paged pool. Shared by the creator, the worker and any number of
+/// notification callbacks; it lives as long as the section context that owns it.
+struct Scan {
+    /// The instance the section belongs to; the scan holds a rundown reference on it.
+    instance: PFLT_INSTANCE,
+    /// `CREATING`, `OPEN` or `CLOSING`: who may close the section.
+    state: AtomicU32,
+    /// Set by the callback that aborts the scan; the worker polls it between chunks.
+    aborted: AtomicBool,
+    /// The kernel handle and object `FltCreateSectionForDataScan` returned, published before
+    /// `state` becomes `OPEN`.
+    handle: AtomicPtr<c_void>,
+    object: AtomicPtr<c_void>,
+    /// The file size the create reported.
+    size: AtomicI64,
+    /// Push lock: the worker holds it shared for one chunk (while a view is mapped); the closer
+    /// holds it exclusive while it closes, so no view is ever mapped across the close.
+    chunk_lock: UnsafeCell<usize>,
+    /// Notification event, set once the section context is unlinked; a callback that lost the
+    /// exchange waits for it.
+    closed: UnsafeCell<KEVENT>,
+    /// The file's name as opened, for log lines.
+    name: LineBuffer,
+}
+
+impl Scan {
+    /// Allocates the scan state in pool and initializes its push lock and event in place.
+    fn allocate(instance: PFLT_INSTANCE, name: LineBuffer) -> Result<PoolBox<Self>, NtStatus> {
+        let scan = PoolBox::new(
+            Self {
+                instance,
+                state: AtomicU32::new(CREATING),
+                aborted: AtomicBool::new(false),
+                handle: AtomicPtr::new(core::ptr::null_mut()),
+                object: AtomicPtr::new(core::ptr::null_mut()),
+                size: AtomicI64::new(0),
+                chunk_lock: UnsafeCell::new(0),
+                closed: UnsafeCell::new(KEVENT::default()),
+                name,
+            },
+            SCAN_TAG,
+        )?;
+        // SAFETY: the push lock lives in the pool block, which does not move; deleted in `drop`.
+        unsafe { FltInitializePushLock(scan.chunk_lock.get()) };
+        // SAFETY: the event lives in the same block; a notification event, initially not set.
+        unsafe { KeInitializeEvent(scan.closed.get(), NotificationEvent, false) };
+        Ok(scan)
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn signal_closed(&self) {
+        // SAFETY: the event was initialized in `allocate` and lives as long as `self`.
+        unsafe { KeSetEvent(self.closed.get(), 0, false) };
+    }
+
+    fn wait_closed(&self) {
+        // SAFETY: as above; an unbounded wait at PASSIVE_LEVEL, for a close already under way.
+        unsafe {
+            KeWaitForSingleObject(
+                self.closed.get().cast(),
+                Executive,
+                KERNEL_MODE,
+                false,
+                core::ptr::null(),
+            )
+        };
+    }
+}
+
+/// The section context. Its one field is the back-pointer to the scan (which it owns, so the
+/// scan lives exactly as long as any reference to the context).
+struct SectionContext {
+    scan: PoolBox<Scan>,
+}
+
+impl Drop for SectionContext {
+    /// Runs in the context's cleanup callback, when its last reference goes (or when
+    /// `FltAllocateContext` fails and the value is dropped unused).
+    fn drop(&mut self) {
+        // SAFETY: `Scan::allocate` initialized the lock before the scan could be put here;
+        // nobody holds it (no reference to the context is left), and it is deleted once.
+        unsafe { FltDeletePushLock(self.scan.chunk_lock.get()) };
+    }
+}
+
+/// How a worker's scan ended.
+enum Ending {
+    Complete(u32),
+    Aborted,
+    Stopped,
+    Failed(&'static str, NtStatus),
+}
+
+// ---- registration --------------------------------------------------------------------------
+
+static FILTER: FilterSlot = FilterSlot::new();
+
+/// Set by the unload callback: workers stop at their next chunk, no new scans start.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Counters for the unload summary.
+static STARTED: AtomicU32 = AtomicU32::new(0);
+static COMPLETED: AtomicU32 = AtomicU32::new(0);
+static ABORTED: AtomicU32 = AtomicU32::new(0);
+static STOPPED: AtomicU32 = AtomicU32::new(0);
+static FAILED: AtomicU32 = AtomicU32::new(0);
+static CONFLICTS: AtomicU32 = AtomicU32::new(0);
+static RACED: AtomicU32 = AtomicU32::new(0);
+
+static CONTEXTS: ContextTable<2> = ContextTable::new([
+    context(
+        FLT_SECTION_CONTEXT,
+        core::mem::size_of::<SectionContext>(),
+        CONTEXT_TAG,
+        Some(drop_context::<SectionContext>),
+    ),
+    CONTEXT_END,
+]);
+
+static OPERATIONS: OperationTable<2> = OperationTable::new([
+    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    OPERATION_END,
+]);
+
+/// Version `0x0203`: the first whose `SectionNotificationCallback` Filter Manager reads.
+static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)
+    .contexts(&CONTEXTS)
+    .operations(&OPERATIONS)
+    .instance_setup(Some(instance_setup))
+    .unload(Some(unload))
+    .section_notification(Some(section_conflict));
+
+/// The driver's entry point: register, then start filtering.
+///
+/// # Safety
+/// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn DriverEntry(
+    driver: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    STOPPING.store(false, Ordering::Release);
+    for counter in [
+        &STARTED, &COMPLETED, &ABORTED, &STOPPED, &FAILED, &CONFLICTS, &RACED,
+    ] {
+        counter.store(0, Ordering::Relaxed);
+    }
+    // SAFETY: `driver` is the driver object this entry point was called with.
+    let filter = match unsafe { RegisteredFilter::register(driver, &REGISTRATION) } {
+        Ok(filter) => filter,
+        Err(status) => {
+            log!("{TAG}: FltRegisterFilter failed: {status}");
+            return status.0;
+        }
+    };
+    match filter.start_filtering(&FILTER) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => {
+            log!("{TAG}: FltStartFiltering failed: {status}");
+            status.0
+        }
+    }
+}
+
+/// `InstanceSetup` (`PASSIVE_LEVEL`): attach only where sections for data scan can be created.
+unsafe extern "system" fn instance_setup(
+    objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+    _volume_device_type: u32,
+    _file_system_type: FLT_FILESYSTEM_TYPE,
+) -> NTSTATUS {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes valid related objects for the callback's duration.
+    let instance = unsafe { (*objects).Instance };
+    // SAFETY: the instance being set up; FltRegisterForDataScan is callable at <= APC_LEVEL.
+    let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
+    if status.is_success() {
+        return STATUS_SUCCESS;
+    }
+    log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
+    STATUS_FLT_DO_NOT_ATTACH
+}
+
+// ---- post-create: start a scan -------------------------------------------------------------
+
+/// Post-create (`PASSIVE_LEVEL`): start a background scan of a file opened for reading.
+unsafe extern "system" fn post_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *const c_void,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    common::paged_code!();
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 || STOPPING.load(Ordering::Acquire) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // SAFETY: Filter Manager passes valid callback data for the callback's duration.
+    let io = unsafe { (*data).IoStatus };
+    // SAFETY: `Status` is the member a completed create sets.
+    let status = unsafe { io.Anonymous.Status };
+    // SAFETY: as above, the parameter block is valid for the callback's duration.
+    let iopb = unsafe { common::callback_data::parameters(data) };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
+    let create = unsafe { iopb.Parameters.Create };
+    // SAFETY: a create's security context is valid for the create.
+    let access = unsafe { (*create.SecurityContext).DesiredAccess };
+    // SAFETY: valid related objects, as above.
+    let (instance, file_object) = unsafe { ((*objects).Instance, (*objects).FileObject) };
+    // SAFETY: the file object of the create, valid for the callback.
+    let volume_open = unsafe { (*file_object).Flags } & FO_VOLUME_OPEN != 0;
+    // STATUS_SUCCESS exactly: a reparse (STATUS_REPARSE) is a success status but opened nothing.
+    let scannable = status == STATUS_SUCCESS
+        && access & FILE_READ_DATA != 0
+        && create.Options & FILE_DIRECTORY_FILE == 0
+        && !volume_open;
+    if scannable {
+        start_scan(instance, file_object);
+    }
+    FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// The name the file was opened by, copied out (the file object's name is only guaranteed
+/// during the create).
+fn opened_name(file_object: *const FILE_OBJECT) -> LineBuffer {
+    // SAFETY: the file object of the create being completed.
+    let name = unsafe { (*file_object).FileName };
+    let mut line = LineBuffer::new();
+    if !name.Buffer.is_null() {
+        // SAFETY: `FileName` is a counted string of `Length` bytes, valid during the create.
+        let units =
+            unsafe { core::slice::from_raw_parts(name.Buffer, usize::from(name.Length / 2)) };
+        for c in char::decode_utf16(units.iter().copied()) {
+            // `LineBuffer` truncates instead of failing.
+            let _ = line.write_char(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+        }
+    }
+    line
+}
+
+/// Creates the section and hands the scan to a work item. Every failure leaves the open alone.
+fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
+    let name = opened_name(file_object);
+    let scan = match Scan::allocate(instance, name) {
+        Ok(scan) => scan,
+        Err(status) => {
+            log!(
+                "{TAG}: {}: not scanned: ExAllocatePool2 failed: {status}",
+                opened_name(file_object).as_str()
+            );
+            return;
+        }
+    };
+    // The back-pointer is in place before the create: the callback may run before it returns.
+    let context =
+        match ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, SectionContext { scan }) {
+            Ok(context) => context,
+            Err(status) => {
+                log!(
+                    "{TAG}: {}: not scanned: FltAllocateContext failed: {status}",
+                    opened_name(file_object).as_str()
+                );
+                return;
+            }
+        };
+    let name = context.scan.name();
+    // What can fail comes before the section exists, so a failure never has a section to undo.
+    // SAFETY: no preconditions (<= DISPATCH_LEVEL); NULL on failure.
+    let item = unsafe { FltAllocateGenericWorkItem() };
+    if item == 0 {
+        log!("{TAG}: {name}: not scanned: FltAllocateGenericWorkItem failed");
+        return;
+    }
+    // SAFETY: the instance from the related objects, valid during the callback.
+    let referenced = NtStatus(unsafe { FltObjectReference(instance as *mut c_void) });
+    if !referenced.is_success() {
+        log!("{TAG}: {name}: not scanned: FltObjectReference failed: {referenced}");
+        // SAFETY: allocated above, never queued, freed once.
+        unsafe { FltFreeGenericWorkItem(item) };
+        return;
+    }
+    let attributes = OBJECT_ATTRIBUTES {
+        Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(0),
+        Attributes: OBJ_KERNEL_HANDLE,
+        ..OBJECT_ATTRIBUTES::default()
+    };
+    let mut handle: HANDLE = core::ptr::null_mut();
+    let mut object: *mut c_void = core::ptr::null_mut();
+    let mut size: i64 = 0;
+    // SAFETY: a registered instance, the file object of this create, a section context allocated
+    // for it, kernel-handle attributes, and valid out pointers. PASSIVE_LEVEL (post-create).
+    let status = NtStatus(unsafe {
+        FltCreateSectionForDataScan(
+            instance,
+            file_object,
+            context.as_raw(),
+            SECTION_MAP_READ,
+            &raw const attributes,
+            core::ptr::null(),
+            PAGE_READONLY,
+            SEC_COMMIT,
+            0,
+            &raw mut handle,
+            &raw mut object,
+            &raw mut size,
+        )
+    });
+    if !status.is_success() {
+        // The context was never linked: dropping `context` releases it (never close it).
+        log!("{TAG}: {name}: not scanned: FltCreateSectionForDataScan returned {status}");
+        release_worker_resources(item, instance);
+        return;
+    }
+    let scan = &context.scan;
+    scan.handle.store(handle, Ordering::Relaxed);
+    scan.object.store(object, Ordering::Relaxed);
+    scan.size.store(size, Ordering::Relaxed);
+    // Publish. If this fails, a conflict arrived during the create and already unlinked the
+    // context: the handle and object are all that is left, and they are ours.
+    if scan
+        .state
+        .compare_exchange(CREATING, OPEN, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        RACED.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the kernel handle the create just returned, closed once here.
+        unsafe { ObCloseHandle(handle, KERNEL_MODE) };
+        // SAFETY: the object reference the create just returned, dropped once here.
+        unsafe { ObfDereferenceObject(object) };
+        log!(
+            "{TAG}: {name}: the section was closed for a conflicting I/O before FltCreateSectionForDataScan returned: handle and object closed, no scan"
+        );
+        release_worker_resources(item, instance);
+        return;
+    }
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    log!(
+        "{TAG}: {name}: scanning {size} bytes in {} chunks",
+        chunk_count(size)
+    );
+    // The worker adopts this reference (and the work item, and the instance reference).
+    let raw = context.into_raw();
+    // SAFETY: an allocated, unqueued work item; the referenced instance; a worker routine that
+    // adopts `raw` exactly once.
+    let queued = NtStatus(unsafe {
+        FltQueueGenericWorkItem(
+            item,
+            instance as *const c_void,
+            Some(scan_worker),
+            DelayedWorkQueue,
+            raw.cast_const(),
+        )
+    });
+    if !queued.is_success() {
+        // SAFETY: the queue failed, so the worker will never adopt `raw`: take it back.
+        let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
+        finish(
+            &context,
+            0,
+            &Ending::Failed("FltQueueGenericWorkItem", queued),
+        );
+        drop(context);
+        release_worker_resources(item, instance);
+    }
+}
+
+/// Frees the work item and drops the instance reference (the worker's last act).
+fn release_worker_resources(item: PFLT_GENERIC_WORKITEM, instance: PFLT_INSTANCE) {
+    // SAFETY: allocated by start_scan, not queued now (or its routine is running), freed once.
+    unsafe { FltFreeGenericWorkItem(item) };
+    // SAFETY: the reference start_scan took, dropped once.
+    unsafe { FltObjectDereference(instance as *mut c_void) };
+}
+
+// ---- the worker ----------------------------------------------------------------------------
+
+/// The work item routine (`PASSIVE_LEVEL`, a system worker thread): scan, then finalize if the
+/// section is still ours.
+unsafe extern "system" fn scan_worker(
+    item: PFLT_GENERIC_WORKITEM,
+    _object: *const c_void,
+    context: *const c_void,
+) {
+    common::paged_code!();
+    // SAFETY: `context` is the reference start_scan gave away with `into_raw`, adopted once here.
+    let context = unsafe { ContextRef::<SectionContext>::from_raw(context.cast_mut()) };
+    let instance = context.scan.instance;
+    let (done, ending) = scan_chunks(&context.scan);
+    finish(&context, done, &ending);
+    // Our context reference goes before the instance reference, so teardown finds it released.
+    drop(context);
+    release_worker_resources(item, instance);
+}
+
+/// Reads the file chunk by chunk; returns how many chunks were read and why it stopped.
+fn scan_chunks(scan: &Scan) -> (usize, Ending) {
+    let chunks = chunk_count(scan.size.load(Ordering::Relaxed));
+    // FNV-1a, standing in for whatever a real scanner computes.
+    let mut hash: u32 = 0x811C_9DC5;
+    for done in 0..chunks {
+        if STOPPING.load(Ordering::Acquire) {
+            return (done, Ending::Stopped);
+        }
+        // SAFETY: the scan's initialized push lock; shared, released below on every path.
+        unsafe { FltAcquirePushLockShared(scan.chunk_lock.get()) };
+        // Checked under the lock: a closer sets `aborted` before it takes the lock exclusive.
+        let result = if scan.aborted.load(Ordering::Acquire) {
+            Err(None)
+        } else {
+            read_chunk(scan, done, &mut hash).map_err(Some)
+        };
+        // SAFETY: acquired above by this thread.
+        unsafe { FltReleasePushLock(scan.chunk_lock.get()) };
+        match result {
+            Ok(()) => {}
+            Err(None) => return (done, Ending::Aborted),
+            Err(Some(status)) => return (done, Ending::Failed("MmMapViewInSystemSpace", status)),
+        }
+        let pause = CHUNK_PAUSE;
+        // SAFETY: a relative interval at PASSIVE_LEVEL, with no lock held and no view mapped.
+        unsafe { KeDelayExecutionThread(KERNEL_MODE, false, &raw const pause) };
+    }
+    (chunks, Ending::Complete(hash))
+}
+
+/// Maps a view, hashes one chunk, unmaps. Called with the chunk lock held shared, so the
+/// section object stays referenced (closing it needs the lock exclusive).
+fn read_chunk(scan: &Scan, index: usize, hash: &mut u32) -> Result<(), NtStatus> {
+    let object = scan.object.load(Ordering::Acquire);
+    let mut base: *mut c_void = core::ptr::null_mut();
+    let mut len: usize = 0;
+    // SAFETY: a live section object reference (see above); valid out pointers; a zero size maps
+    // the whole section. PASSIVE_LEVEL.
+    NtStatus(unsafe { MmMapViewInSystemSpace(object, &raw mut base, &raw mut len) }).ok()?;
+    let start = (index * CHUNK_SIZE).min(len);
+    let end = (start + CHUNK_SIZE).min(len);
+    // SAFETY: the view maps `len` readable bytes at `base` until it is unmapped below.
+    let view = unsafe { core::slice::from_raw_parts(base.cast::<u8>().cast_const(), len) };
+    for byte in &view[start..end] {
+        *hash = (*hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+    }
+    // SAFETY: the base MmMapViewInSystemSpace returned, unmapped once; `view` is not used again.
+    unsafe { MmUnmapViewInSystemSpace(base) };
+    Ok(())
+}
+
+/// The worker's end: if nobody took the section, close it; either way, say how the scan ended.
+fn finish(context: &ContextRef<SectionContext>, done: usize, ending: &Ending) {
+    let scan = &context.scan;
+    let name = scan.name();
+    let chunks = chunk_count(scan.size.load(Ordering::Relaxed));
+    if scan.state.swap(CLOSING, Ordering::AcqRel) != OPEN {
+        // A notification callback won the exchange and closed the section.
+        ABORTED.fetch_add(1, Ordering::Relaxed);
+        log!(
+            "{TAG}: {name}: scan aborted after {done} of {chunks} chunks: the section was closed for a conflicting I/O"
+        );
+        return;
+    }
+    let closed = close_section(scan, context.as_raw());
+    match ending {
+        Ending::Complete(hash) => {
+            COMPLETED.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan complete: {chunks} chunks, FNV-1a {hash:#010x}; section closed ({closed})"
+            );
+        }
+        Ending::Stopped => {
+            STOPPED.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan stopped for unload after {done} of {chunks} chunks; section closed ({closed})"
+            );
+        }
+        // Only a callback sets `aborted`, and it takes the state first; kept for completeness.
+        Ending::Aborted => {
+            ABORTED.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan aborted after {done} of {chunks} chunks; section closed ({closed})"
+            );
+        }
+        Ending::Failed(api, status) => {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan failed after {done} of {chunks} chunks: {api} returned {status}; section closed ({closed})"
+            );
+        }
+    }
+}
+
+/// Steps 1 to 4 of the documented order, by the party that won the exchange from `OPEN`.
+/// Returns what `FltCloseSectionForDataScan` said.
+fn close_section(scan: &Scan, context: PFLT_CONTEXT) -> NtStatus {
+    // Step 1: exclusive waits for the worker's current chunk, so no view is mapped from here on.
+    // SAFETY: the scan's initialized push lock, released below.
+    unsafe { FltAcquirePushLockExclusive(scan.chunk_lock.get()) };
+    // SAFETY: step 2. The kernel handle published before `OPEN`; the exchange makes us its one closer.
+    unsafe { ObCloseHandle(scan.handle.load(Ordering::Acquire), KERNEL_MODE) };
+    // SAFETY: step 3. The object reference published with it, dropped once.
+    unsafe { ObfDereferenceObject(scan.object.load(Ordering::Acquire)) };
+    // SAFETY: step 4. The context linked by the create and not closed by anyone else.
+    let status = NtStatus(unsafe { FltCloseSectionForDataScan(context) });
+    // SAFETY: acquired above by this thread.
+    unsafe { FltReleasePushLock(scan.chunk_lock.get()) };
+    scan.signal_closed();
+    status
+}
+
+// ---- the notification ----------------------------------------------------------------------
+
+/// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): give the
+/// section up so the I/O can proceed. Always returns `STATUS_SUCCESS`.
+unsafe extern "system" fn section_conflict(
+    _instance: PFLT_INSTANCE,
+    section_context: PFLT_CONTEXT,
+    data: *const FLT_CALLBACK_DATA,
+) -> NTSTATUS {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes the section context this driver linked, and holds it for the
+    // callback's duration; its body is a `SectionContext`.
+    let scan = unsafe { &(*section_context.cast::<SectionContext>()).scan };
+    let name = scan.name();
+    let io = Conflicting(data);
+    CONFLICTS.fetch_add(1, Ordering::Relaxed);
+    match scan.state.swap(CLOSING, Ordering::AcqRel) {
+        OPEN => {
+            // Ours: abort first, so the worker stops at its next chunk, then close in order.
+            scan.aborted.store(true, Ordering::Release);
+            log!(
+                "{TAG}: {name}: {io} conflicts with the scan's section: aborting the scan and closing the section"
+            );
+            let closed = close_section(scan, section_context);
+            log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
+        }
+        CREATING => {
+            // FltCreateSectionForDataScan has not returned: close the link, the creator closes
+            // the handle and object when it gets them.
+            scan.aborted.store(true, Ordering::Release);
+            log!(
+                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: closing the section context"
+            );
+            // SAFETY: the linked context; the exchange makes this its one close.
+            let closed = NtStatus(unsafe { FltCloseSectionForDataScan(section_context) });
+            scan.signal_closed();
+            log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
+        }
+        _ => {
+            // Someone else is closing it (the worker that finished, or another conflict): wait
+            // for that close, which is short, so the I/O does not meet a linked section.
+            scan.wait_closed();
+        }
+    }
+    STATUS_SUCCESS
+}
+
+/// The conflicting operation, described from its callback data for the log.
+struct Conflicting(*const FLT_CALLBACK_DATA);
+
+impl fmt::Display for Conflicting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // SAFETY: the conflicting operation's callback data, valid for the callback's duration.
+        let iopb = unsafe { common::callback_data::parameters(self.0) };
+        match u32::from(iopb.MajorFunction) {
+            IRP_MJ_SET_INFORMATION => {
+                // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is live.
+                let set = unsafe { iopb.Parameters.SetFileInformation };
+                let fits =
+                    set.Length as usize >= core::mem::size_of::<FILE_END_OF_FILE_INFORMATION>();
+                if set.FileInformationClass == FileEndOfFileInformation
+                    && fits
+                    && !set.InfoBuffer.is_null()
+                {
+                    // SAFETY: a (system) buffer of at least that size, checked above.
+                    let eof = unsafe {
+                        set.InfoBuffer
+                            .cast::<FILE_END_OF_FILE_INFORMATION>()
+                            .read_unaligned()
+                    };
+                    write!(f, "a set-end-of-file to {} bytes", eof.EndOfFile)
+                } else {
+                    f.write_str("a set-information")
+                }
+            }
+            IRP_MJ_WRITE => {
+                // SAFETY: for IRP_MJ_WRITE the `Write` member is live.
+                let write = unsafe { iopb.Parameters.Write };
+                let kind = if iopb.IrpFlags & IRP_NOCACHE != 0 {
+                    "non-cached "
+                } else {
+                    ""
+                };
+                let (length, offset) = (write.Length, write.ByteOffset);
+                write!(f, "a {kind}write of {length} bytes at {offset}")
+            }
+            IRP_MJ_FLUSH_BUFFERS => f.write_str("a flush-and-purge"),
+            IRP_MJ_CREATE => f.write_str("an overwriting open"),
+            major => write!(f, "an I/O (major function {major:#04x})"),
+        }
+    }
+}
+
+// ---- unload --------------------------------------------------------------------------------
+
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): stop the workers, unregister (which waits for
+/// them), report.
+unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
+    common::paged_code!();
+    STOPPING.store(true, Ordering::Release);
+    // Waits for the instances' rundown (each scan holds a reference until its worker is done),
+    // for the work items, and for every context reference.
+    FILTER.unregister();
+    log!(
+        "{TAG}: unloaded: {} scans: {} complete, {} aborted by conflicting I/O, {} stopped for unload, {} failed; {} section conflicts, {} before FltCreateSectionForDataScan returned",
+        STARTED.load(Ordering::Relaxed),
+        COMPLETED.load(Ordering::Relaxed),
+        ABORTED.load(Ordering::Relaxed),
+        STOPPED.load(Ordering::Relaxed),
+        FAILED.load(Ordering::Relaxed),
+        CONFLICTS.load(Ordering::Relaxed),
+        RACED.load(Ordering::Relaxed),
+    );
+    NtStatus::SUCCESS.0
+}
