@@ -361,7 +361,8 @@ unsafe extern "system" fn post_create(
     // SAFETY: a create's security context is valid for the create.
     let access = unsafe { (*create.SecurityContext).DesiredAccess };
     // SAFETY: valid related objects, as above.
-    let (instance, file_object) = unsafe { ((*objects).Instance, (*objects).FileObject) };
+    let objects = unsafe { &*objects };
+    let (instance, file_object) = (objects.Instance, objects.FileObject);
     // SAFETY: the file object of the create, valid for the callback.
     let volume_open = unsafe { (*file_object).Flags } & FO_VOLUME_OPEN != 0;
     // STATUS_SUCCESS exactly: a reparse (STATUS_REPARSE) is a success status but opened nothing.
@@ -466,6 +467,21 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
         release_worker_resources(item, instance);
         return;
     }
+    hand_to_worker(context, item, handle, object, size);
+}
+
+/// Publishes the handle and object (unless a conflict already took the section during the
+/// create), then queues the worker, which adopts the context reference, the work item and the
+/// instance reference.
+fn hand_to_worker(
+    context: ContextRef<SectionContext>,
+    item: PFLT_GENERIC_WORKITEM,
+    handle: HANDLE,
+    object: *mut c_void,
+    size: i64,
+) {
+    let instance = context.scan.instance;
+    let name = context.scan.name();
     let scan = &context.scan;
     scan.handle.store(handle, Ordering::Relaxed);
     scan.object.store(object, Ordering::Relaxed);

@@ -44,13 +44,13 @@ fn world_with_files() -> World {
 fn wait_for_line(world: &World, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(line) = file_lines(&world).into_iter().find(|l| pred(l)) {
+        if let Some(line) = file_lines(world).into_iter().find(|l| pred(l)) {
             return line;
         }
         assert!(
             Instant::now() < deadline,
             "no such line; log: {:#?}",
-            file_lines(&world)
+            file_lines(world)
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -97,7 +97,7 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> Result<(), NtStatus>
     let reader = world.open(BIG, Open::read()).expect("open for read");
     let chunks = chunk_count(i64::try_from(BIG_SIZE).unwrap());
     assert_eq!(
-        file_lines(&world),
+        file_lines(world),
         [format!(
             "{NAME}: \\data\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
@@ -543,11 +543,11 @@ fn callbacks_and_kernel_calls_respect_their_irql() {
         }
     }
     world.finish();
-    assert!(world.violations().is_empty());
+    assert_eq!(world.violations(), []);
 }
 
 /// Many threads open, scan, conflict with and close the same two files. Every conflicting I/O
-/// succeeds; the run ends with no leak, no double close (finish() checks), and no deadlock (the
+/// succeeds; the run ends with no leak, no double close (`finish()` checks), and no deadlock (the
 /// watchdog below bounds it).
 #[test]
 fn stress_many_threads_conflicting_with_scans_of_the_same_files() {
