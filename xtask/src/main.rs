@@ -201,6 +201,42 @@ fn manifest_value(text: &str, table: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Makes sure the pinned toolchain has what a standalone build needs: the
+/// `x86_64-pc-windows-msvc` standard library and `rust-src` (aarch64's `core` is built from it).
+/// rustup installs what `rust-toolchain.toml` lists only when asked, so a fresh machine gets one
+/// `rustup toolchain install` here, and a prepared one none. Without rustup, nothing is checked.
+fn ensure_toolchain(root: &Path) -> Result<()> {
+    let listed = |args: &[&str]| -> Option<String> {
+        let output = Command::new("rustup")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (Some(targets), Some(components)) = (
+        listed(&["target", "list", "--installed"]),
+        listed(&["component", "list", "--installed"]),
+    ) else {
+        return Ok(());
+    };
+    let has_target = targets.lines().any(|t| t.trim() == X86_64.triple);
+    let has_source = components.lines().any(|c| c.trim().starts_with("rust-src"));
+    if has_target && has_source {
+        return Ok(());
+    }
+    println!(
+        "installing the toolchain rust-toolchain.toml pins (target {}, rust-src)",
+        X86_64.triple
+    );
+    let mut command = Command::new("rustup");
+    command.current_dir(root).args(["toolchain", "install"]);
+    run(command, "rustup toolchain install")
+}
+
 /// `cargo xtask build`.
 fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()> {
     let profiles: &[&str] = match profile {
@@ -217,6 +253,7 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     if samples.is_empty() {
         bail!("no sample crates under {}", root.join("samples").display());
     }
+    ensure_toolchain(root)?;
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = Vec::new();
