@@ -8,10 +8,16 @@ fn main() {
     let world = World::new();
     world.create_file("C:\\docs\\notes.txt", b"passthrough sees everything");
 
-    world.load(TAG, 370_210, DriverEntry).expect("the sample loads");
-    let handle = world.open("C:\\docs\\notes.txt", Open::read_write()).expect("open");
+    world
+        .load(TAG, 370_210, DriverEntry)
+        .expect("the sample loads");
+    let handle = world
+        .open("C:\\docs\\notes.txt", Open::read_write())
+        .expect("open");
     let bytes = world.read(handle, 0, 64).expect("read");
-    world.write(handle, bytes.len() as u64, b" and changes nothing", false).expect("write");
+    world
+        .write(handle, bytes.len() as u64, b" and changes nothing", false)
+        .expect("write");
     world.close(handle).expect("close");
     world.unload(TAG).expect("the sample unloads");
 
