@@ -76,9 +76,12 @@ $expected = @{
         "$tag lines saying each scan section was closed"
     )
     'section-conflict' = @(
-        "$tag on the read open of big.bin: a line saying the scan started and a section was created",
-        "$tag on the truncation from the second handle: a line saying the section conflict notification arrived (SectionNotificationCallback) and the section was closed so the I/O could go on",
-        "$tag a line saying the interrupted scan stopped (or finished) without a second close of the same section"
+        "$tag \<path>\big.bin: scanning 67108864 bytes in 16384 chunks",
+        "$tag \<path>\big.bin: a set-end-of-file to 1048576 bytes conflicts with the scan's section: aborting the scan and closing the section",
+        "$tag \<path>\big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds",
+        "$tag \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O",
+        "and at fltmc unload: $tag unloaded: <n> scans: ... aborted by conflicting I/O ...; <n> section conflicts, ...",
+        "(a line 'not attaching to this volume' is normal for volumes that cannot create sections for data scan)"
     )
 }
 
