@@ -92,3 +92,72 @@ impl fmt::Display for Utf16<'_> {
         Ok(())
     }
 }
+
+/// How many UTF-16 units a [`CopiedName`] keeps; longer names are cut (and still printed).
+pub const COPIED_NAME_UNITS: usize = 160;
+
+/// The name of the file an operation targets, copied onto the stack so no reference outlives the
+/// call, or the status that explains why there is none. For log lines: it prints the name, or
+/// `<name unavailable: STATUS_...>`.
+#[derive(Clone, Copy)]
+pub struct CopiedName {
+    units: [u16; COPIED_NAME_UNITS],
+    len: usize,
+    status: crate::NtStatus,
+}
+
+impl CopiedName {
+    /// `FltGetFileNameInformation(Data, FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT)`,
+    /// copied, then released with `FltReleaseFileNameInformation` ([`FileName`]'s drop).
+    /// IRQL `<= APC_LEVEL`; not for paging I/O (the name query could recurse into paging).
+    ///
+    /// # Safety
+    /// `data` must be the callback data of the operation in progress.
+    #[must_use]
+    pub unsafe fn query(
+        data: *const windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA,
+    ) -> Self {
+        use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+            FLT_FILE_NAME_QUERY_DEFAULT, FltGetFileNameInformation,
+        };
+        let mut name = Self {
+            units: [0; COPIED_NAME_UNITS],
+            len: 0,
+            status: crate::NtStatus::SUCCESS,
+        };
+        let mut info = core::ptr::null_mut();
+        // SAFETY: `data` is the operation's callback data (the caller's contract); `info` is a
+        // valid out pointer.
+        name.status = crate::NtStatus(unsafe {
+            FltGetFileNameInformation(
+                data,
+                FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
+                &raw mut info,
+            )
+        });
+        if name.status.is_success() && !info.is_null() {
+            // SAFETY: a successful call returned one reference, which `FileName` releases.
+            let info = unsafe { FileName::from_raw(info) };
+            let units = info.name().0;
+            name.len = units.len().min(COPIED_NAME_UNITS);
+            name.units[..name.len].copy_from_slice(&units[..name.len]);
+        }
+        name
+    }
+
+    /// The status of the name query (`STATUS_SUCCESS` when the name is there).
+    #[must_use]
+    pub fn status(&self) -> crate::NtStatus {
+        self.status
+    }
+}
+
+impl fmt::Display for CopiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.status.is_success() {
+            Utf16(&self.units[..self.len]).fmt(f)
+        } else {
+            write!(f, "<name unavailable: {}>", self.status)
+        }
+    }
+}

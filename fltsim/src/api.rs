@@ -1382,6 +1382,16 @@ fn create_section(
     }
     let (handle, object, size) = {
         let mut state = k.lock();
+        // Checked again under the lock that links the section: two creates on different threads
+        // can both pass the check above, and only one may link (one section per stream per
+        // instance), as Filter Manager's own stream-context lock guarantees on Windows.
+        if state.streams[stream]
+            .sections
+            .iter()
+            .any(|obj| state.sections[obj].instance == inst)
+        {
+            return fail(STATUS_FLT_CONTEXT_ALREADY_DEFINED);
+        }
         let snapshot = Arc::new(state.streams[stream].data.clone());
         let size = i64::try_from(snapshot.len()).expect("file size");
         let object = state.arena.alloc(64, 0) as usize;
