@@ -71,9 +71,13 @@ $expected = @{
         "$tag <name>\section.txt: read: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
     )
     'data-scan'        = @(
-        "$tag for clean.txt: a line saying the scan read the file through its section and found it clean, and the open succeeds",
-        "$tag for eicar.txt: a line saying the scan found the EICAR test string, and a line saying the open was denied (STATUS_ACCESS_DENIED)",
-        "$tag lines saying each scan section was closed"
+        "$tag attached to volume type NTFS (FltRegisterForDataScan returned STATUS_SUCCESS (0x00000000))    (at fltmc load, one per volume)",
+        "$tag <name>\clean.txt: cleanup after a write: clean: 19 bytes scanned in 1 window(s)",
+        "$tag <name>\eicar.txt: cleanup after a write: INFECTED: EICAR signature at offset 0: the file stays, its next open will be denied",
+        "$tag <name>\clean.txt: open: clean: 19 bytes scanned in 1 window(s)",
+        "$tag <name>\eicar.txt: open: INFECTED: EICAR signature at offset 0: open denied with STATUS_VIRUS_INFECTED (0xC0000906)",
+        "and at fltmc unload: $tag unloaded: <n> clean, <n> infected, <n> not scanned",
+        "(the sample scans every file opened for read on the machine, so expect many other lines too)"
     )
     'section-conflict' = @(
         "$tag \<path>\big.bin: scanning 67108864 bytes in 16384 chunks",

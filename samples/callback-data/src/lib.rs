@@ -88,7 +88,7 @@ use common::{
         UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
-    filter::{FilterSlot, RegisteredFilter},
+    filter::{FilterSlot, register_and_start},
     log,
     name::FileName,
     registration::{OPERATION_END, OperationTable, Registration, operation},
@@ -123,21 +123,7 @@ pub unsafe extern "system" fn DriverEntry(
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
     // SAFETY: `driver` is the driver object this entry point was called with.
-    let filter = match unsafe { RegisteredFilter::register(driver, &REGISTRATION) } {
-        Ok(filter) => filter,
-        Err(status) => {
-            log!("{TAG}: FltRegisterFilter failed: {status}");
-            return status.0;
-        }
-    };
-    // On failure the guard unregisters the filter before we return the error.
-    match filter.start_filtering(&FILTER) {
-        Ok(()) => STATUS_SUCCESS,
-        Err(status) => {
-            log!("{TAG}: FltStartFiltering failed: {status}");
-            status.0
-        }
-    }
+    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }
 
 /// `InstanceSetup`: attach to every volume. Filters below us see our queries on each of them.

@@ -110,7 +110,7 @@ use common::{
         STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::{ContextRef, drop_context},
-    filter::{FilterSlot, RegisteredFilter},
+    filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
     pool::{PoolBox, tag},
@@ -302,20 +302,7 @@ pub unsafe extern "system" fn DriverEntry(
         counter.store(0, Ordering::Relaxed);
     }
     // SAFETY: `driver` is the driver object this entry point was called with.
-    let filter = match unsafe { RegisteredFilter::register(driver, &REGISTRATION) } {
-        Ok(filter) => filter,
-        Err(status) => {
-            log!("{TAG}: FltRegisterFilter failed: {status}");
-            return status.0;
-        }
-    };
-    match filter.start_filtering(&FILTER) {
-        Ok(()) => STATUS_SUCCESS,
-        Err(status) => {
-            log!("{TAG}: FltStartFiltering failed: {status}");
-            status.0
-        }
-    }
+    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }
 
 /// `InstanceSetup` (`PASSIVE_LEVEL`): attach only where sections for data scan can be created.
