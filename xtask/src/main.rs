@@ -98,9 +98,13 @@ const AARCH64: Arch = Arch {
     build_std: true,
 };
 
-/// The packages `cargo xtask bench` runs `cargo bench` for, with the directory that must exist:
-/// add a row when a sample gets benchmarks.
-const BENCH_PACKAGES: &[(&str, &str)] = &[("rs-data-scan", "samples/data-scan")];
+/// The benchmarks `cargo xtask bench` runs: package, the directory that must exist, and the
+/// example that measures. Add a row when a sample gets one.
+///
+/// They are examples run with `--release`, not `[[bench]]` targets: the workspace profiles say
+/// `panic = "abort"` (the drivers need it), and `cargo build --all-targets` would build a bench
+/// target with the test harness's `unwind` against `abort` dependencies, and fail.
+const BENCH_PACKAGES: &[(&str, &str, &str)] = &[("rs-data-scan", "samples/data-scan", "bench")];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -410,13 +414,21 @@ fn demo(root: &Path, sample: &str) -> Result<()> {
 /// `cargo xtask bench`.
 fn bench(root: &Path) -> Result<()> {
     let mut ran = 0;
-    for (package, dir) in BENCH_PACKAGES {
+    for (package, dir, example) in BENCH_PACKAGES {
         if !root.join(dir).join("Cargo.toml").is_file() {
             println!("{package}: no crate at {dir} yet, nothing to benchmark");
             continue;
         }
         let mut command = cargo();
-        command.current_dir(root).args(["bench", "-p", package]);
+        command.current_dir(root).args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            package,
+            "--example",
+            example,
+        ]);
         run(command, &format!("benchmarks of {package}"))?;
         ran += 1;
     }

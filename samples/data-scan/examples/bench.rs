@@ -1,7 +1,8 @@
-//! `cargo bench -p rs-data-scan` (run by `cargo xtask bench`): the windowed scan against raw
-//! `memchr::memmem` over the same buffer, and a `memcpy` of it, in one run.
+//! `cargo xtask bench` (that is, `cargo run --release -p rs-data-scan --example bench`): the
+//! windowed scan against raw `memchr::memmem` over the same buffer, and a `memcpy` of it, in one
+//! run.
 //!
-//! A plain harness (`harness = false`): each measurement takes the best of several rounds over a
+//! Each measurement takes the best of several rounds over a
 //! 64 MiB buffer with no signature in it (the worst case: every byte is searched), and prints
 //! GB/s. The windowed scan should cost little over raw `memmem`: the target is at least 90 %.
 
