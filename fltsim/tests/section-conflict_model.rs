@@ -75,8 +75,10 @@ unsafe extern "system" fn setup(
     _: u32,
     _: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
-    // SAFETY: valid related objects; a non-C: volume just answers STATUS_NOT_SUPPORTED.
-    unsafe { FltRegisterForDataScan((*objects).Instance) }
+    // SAFETY: Filter Manager passes valid related objects for the callback's duration.
+    let instance = unsafe { (*objects).Instance };
+    // SAFETY: the instance being set up; a non-C: volume just answers STATUS_NOT_SUPPORTED.
+    unsafe { FltRegisterForDataScan(instance) }
 }
 
 /// Allocates a context holding MAGIC and creates a section with it; records it in HELD.
@@ -86,7 +88,7 @@ fn create(instance: PFLT_INSTANCE, fo: *const FILE_OBJECT) {
     let status = unsafe {
         FltAllocateContext(
             FILTER.get(),
-            FLT_SECTION_CONTEXT as u16,
+            u16::try_from(FLT_SECTION_CONTEXT).unwrap(),
             8,
             NonPagedPoolNx,
             &raw mut ctx,
@@ -136,10 +138,8 @@ fn close(h: Held) {
     // SAFETY: as above.
     unsafe { ObfDereferenceObject(h.4 as *const c_void) };
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { FltCloseSectionForDataScan(h.2 as PFLT_CONTEXT) },
-        STATUS_SUCCESS
-    );
+    let status = unsafe { FltCloseSectionForDataScan(h.2 as PFLT_CONTEXT) };
+    assert_eq!(status, STATUS_SUCCESS);
     // SAFETY: as above.
     unsafe { FltReleaseContext(h.2 as PFLT_CONTEXT) };
 }
@@ -150,14 +150,13 @@ unsafe extern "system" fn post_create(
     _: *const c_void,
     _: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
-    // SAFETY: valid callback data and related objects for the callback.
-    let (status, instance, fo) = unsafe {
-        (
-            (*data).IoStatus.Anonymous.Status,
-            (*objects).Instance,
-            (*objects).FileObject,
-        )
-    };
+    // SAFETY: valid callback data for the callback's duration.
+    let io = unsafe { (*data).IoStatus };
+    // SAFETY: `Status` is the member a completed create sets.
+    let status = unsafe { io.Anonymous.Status };
+    // SAFETY: valid related objects for the callback's duration.
+    let objects = unsafe { &*objects };
+    let (instance, fo) = (objects.Instance, objects.FileObject);
     if status == STATUS_SUCCESS && HELD.lock().unwrap().is_empty() {
         create(instance, fo);
     }
