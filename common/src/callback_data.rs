@@ -42,6 +42,15 @@ impl OwnedCallbackData {
         Self(unsafe { NonNull::new_unchecked(data) })
     }
 
+    /// Gives up ownership without freeing: for `FltPerformAsynchronousIo`, whose completion
+    /// routine then owns the callback data and takes it back with [`from_raw`](Self::from_raw).
+    #[must_use]
+    pub fn into_raw(self) -> *mut FLT_CALLBACK_DATA {
+        let data = self.as_ptr();
+        core::mem::forget(self);
+        data
+    }
+
     /// The pointer to pass to `FltPerformSynchronousIo` and friends.
     #[must_use]
     pub fn as_ptr(&self) -> *mut FLT_CALLBACK_DATA {

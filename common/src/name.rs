@@ -145,6 +145,27 @@ impl CopiedName {
         name
     }
 
+    /// A copy of a name already held, or of the status that says why there is none: for a line
+    /// printed after the name's reference is gone, such as in an I/O completion routine at
+    /// `DISPATCH_LEVEL`, where no name can be queried or released.
+    #[must_use]
+    pub fn copy_of(name: Result<&FileName, crate::NtStatus>) -> Self {
+        let mut copy = Self {
+            units: [0; COPIED_NAME_UNITS],
+            len: 0,
+            status: crate::NtStatus::SUCCESS,
+        };
+        match name {
+            Ok(name) => {
+                let units = name.name().0;
+                copy.len = units.len().min(COPIED_NAME_UNITS);
+                copy.units[..copy.len].copy_from_slice(&units[..copy.len]);
+            }
+            Err(status) => copy.status = status,
+        }
+        copy
+    }
+
     /// The status of the name query (`STATUS_SUCCESS` when the name is there).
     #[must_use]
     pub fn status(&self) -> crate::NtStatus {

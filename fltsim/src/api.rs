@@ -13,6 +13,21 @@
 //!   in whatever process the filter happened to run in.
 //! - At instance teardown, a data-scan section still linked to a stream is a finding; the model
 //!   then closes it so the stream is usable again.
+//! - `FltPerformAsynchronousIo` calls the completion routine on every return for callback data
+//!   the model knows, as documented ("The Filter Manager always calls this routine, even when
+//!   `FltPerformAsynchronousIo` fails"). On a failure (`STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`
+//!   for a create; an injected fault, by default `STATUS_INSUFFICIENT_RESOURCES`) it sets
+//!   `IoStatus` to the failure status and 0, and calls the routine at `DISPATCH_LEVEL` on the
+//!   caller's thread before returning that status. On `STATUS_PENDING` the request runs on a new
+//!   thread, whose completion calls the routine at `DISPATCH_LEVEL`. Callback data the model does
+//!   not know, or no routine, is a finding and `STATUS_INVALID_PARAMETER`, with no call.
+//! - `ObfReferenceObject` / `ObfDereferenceObject` accept file objects as well as sections. A
+//!   user's close sends `IRP_MJ_CLOSE` only once filters dropped theirs (the closing thread
+//!   waits; Windows sends it from whoever drops the last one). I/O a filter issues on a closed
+//!   file object is a finding.
+//! - Rundown protection (`ExInitializeRundownProtection`, `ExAcquireRundownProtection`,
+//!   `ExReleaseRundownProtection`: `<= DISPATCH_LEVEL`; `ExWaitForRundownProtectionRelease`:
+//!   `<= APC_LEVEL`) keeps its count in the model, not in the `EX_RUNDOWN_REF`.
 #![allow(non_snake_case, clippy::not_unsafe_ptr_arg_deref)]
 
 use std::{
@@ -1037,6 +1052,23 @@ fn own_callback_data(
 
 fn perform(k: &Arc<Kernel>, api: &'static str, data: *mut FLT_CALLBACK_DATA) -> Option<NTSTATUS> {
     let (instance, volume) = own_callback_data(k, api, data)?;
+    {
+        // SAFETY: the callback data is the model's (checked above); its parameter block is valid.
+        let fo = unsafe { (*io::iopb(data)).TargetFileObject } as usize;
+        let state = k.lock();
+        if state
+            .file_objects
+            .get(&fo)
+            .is_some_and(|f| f.state == crate::state::FoState::Closed)
+        {
+            let described = state.describe_fo(fo);
+            drop(state);
+            k.violation(format!(
+                "{api}: {described} is closed (use after free); a request that may outlive the \
+                 handle needs its own reference (ObfReferenceObject)"
+            ));
+        }
+    }
     let (preallocated, performed, altitude, major) = {
         let state = k.lock();
         let rec = &state.callback_data[&(data as usize)];
@@ -1114,13 +1146,9 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
         APC,
         || format!("data {:#x}", callbackdata as usize),
         |k| {
+            // Unknown callback data, or no routine: nothing valid to complete, so no call.
             if own_callback_data(k, "FltPerformAsynchronousIo", callbackdata).is_none() {
                 return Status(STATUS_INVALID_PARAMETER);
-            }
-            // SAFETY: the callback data is known to the model, so its parameter block is valid.
-            let major = unsafe { (*io::iopb(callbackdata)).MajorFunction };
-            if u32::from(major) == IRP_MJ_CREATE {
-                return Status(STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST);
             }
             let Some(routine) = callbackroutine else {
                 k.violation("FltPerformAsynchronousIo: no completion routine".into());
@@ -1128,6 +1156,21 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
             };
             let frame = crate::kernel::current_frame();
             let (data, ctx) = (callbackdata as usize, callbackcontext as usize);
+            // "The Filter Manager always calls this routine, even when FltPerformAsynchronousIo
+            // fails": a create, or an injected failure, completes the request with that status
+            // and calls the routine before returning it.
+            // SAFETY: the callback data is known to the model, so its parameter block is valid.
+            let major = unsafe { (*io::iopb(callbackdata)).MajorFunction };
+            let failure = if u32::from(major) == IRP_MJ_CREATE {
+                Some(STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST)
+            } else {
+                k.inject("FltPerformAsynchronousIo", STATUS_INSUFFICIENT_RESOURCES)
+            };
+            if let Some(status) = failure {
+                io::set_status(callbackdata, status, 0);
+                complete_async(k, frame, routine, data, ctx);
+                return Status(status);
+            }
             let kernel = Arc::clone(k);
             std::thread::spawn(move || {
                 let _ = perform(
@@ -1135,32 +1178,50 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
                     "FltPerformAsynchronousIo",
                     data as *mut FLT_CALLBACK_DATA,
                 );
-                let frame = frame.unwrap_or(Frame {
-                    filter: None,
-                    who: "unknown".into(),
-                    what: String::new(),
-                });
-                let frame = Frame {
-                    what: "async I/O completion".into(),
-                    ..frame
-                };
-                kernel.trace(
-                    EventKind::Callback("AsyncIoCompletion"),
-                    format!(
-                        "completion routine, status {}",
-                        NtStatus(io::status(data as *mut _))
-                    ),
-                );
-                // SAFETY: the filter's completion routine, called once, at DISPATCH_LEVEL (the
-                // documented ceiling), with its callback data and context.
-                run_as(frame, DISPATCH, || unsafe {
-                    routine(data as *const FLT_CALLBACK_DATA, ctx as PFLT_CONTEXT);
-                });
+                let gate = kernel.lock().options.async_gate.clone();
+                if let Some(gate) = gate {
+                    gate.wait(Some(Duration::from_secs(10)));
+                }
+                complete_async(&kernel, frame, routine, data, ctx);
             });
             Status(STATUS_PENDING)
         },
     )
     .0
+}
+
+/// Calls the completion routine of an asynchronous request, once, at `DISPATCH_LEVEL` (the
+/// documented ceiling), attributed to the filter that issued it. The thread is the model's
+/// choice (the documentation says only "arbitrary"): the issuer's own, before
+/// `FltPerformAsynchronousIo` returns, when the call fails; a new one when it returns
+/// `STATUS_PENDING`.
+fn complete_async(
+    k: &Kernel,
+    frame: Option<Frame>,
+    routine: unsafe extern "system" fn(*const FLT_CALLBACK_DATA, PFLT_CONTEXT),
+    data: usize,
+    ctx: usize,
+) {
+    let frame = frame.unwrap_or(Frame {
+        filter: None,
+        who: "unknown".into(),
+        what: String::new(),
+    });
+    let frame = Frame {
+        what: "async I/O completion".into(),
+        ..frame
+    };
+    k.trace(
+        EventKind::Callback("AsyncIoCompletion"),
+        format!(
+            "completion routine, status {}",
+            NtStatus(io::status(data as *mut _))
+        ),
+    );
+    // SAFETY: the filter's completion routine, called once, with its callback data and context.
+    run_as(frame, DISPATCH, || unsafe {
+        routine(data as *const FLT_CALLBACK_DATA, ctx as PFLT_CONTEXT);
+    });
 }
 
 #[unsafe(no_mangle)]
@@ -1589,6 +1650,9 @@ unsafe extern "system" fn ObCloseHandle(handle: HANDLE, previousmode: i8) -> NTS
 #[unsafe(no_mangle)]
 unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
     api_call("ObfDereferenceObject", DISPATCH, || format!("{object:p}"), |k| {
+        if let Some(refs) = file_object_reference(k, object, false) {
+            return Shown(refs, String::new());
+        }
         let mut state = k.lock();
         let Some(s) = state.sections.get_mut(&(object as usize)) else {
             drop(state);
@@ -1609,6 +1673,41 @@ unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
     .0
 }
 
+/// `ObfReferenceObject` / `ObfDereferenceObject` on a file object: `None` if `object` is not
+/// one. The model counts only the references filters take (`FileObjectRec::refs`); the I/O
+/// manager's own, which the handle holds, are implied by the file object's state. Referencing a
+/// closed file object, or dropping a reference that was never taken, is a finding.
+fn file_object_reference(k: &Kernel, object: *const c_void, take: bool) -> Option<isize> {
+    let mut state = k.lock();
+    let described = state.describe_fo(object as usize);
+    let rec = state.file_objects.get_mut(&(object as usize))?;
+    let problem = if take && rec.state == crate::state::FoState::Closed {
+        Some(format!(
+            "ObReferenceObject: {described} is closed; its last reference is gone"
+        ))
+    } else if !take && rec.refs == 0 {
+        Some(format!(
+            "ObDereferenceObject: no filter holds a reference to {described} \
+             (REFERENCE_BY_POINTER)"
+        ))
+    } else {
+        if take {
+            rec.refs += 1;
+        } else {
+            rec.refs -= 1;
+        }
+        None
+    };
+    // One for the handle (if still open), plus the filters'.
+    let refs = isize::try_from(rec.refs).unwrap_or(0)
+        + isize::from(rec.state != crate::state::FoState::Closed);
+    drop(state);
+    if let Some(problem) = problem {
+        k.violation(problem);
+    }
+    Some(refs)
+}
+
 #[unsafe(no_mangle)]
 unsafe extern "system" fn ObfReferenceObject(object: *const c_void) -> isize {
     api_call(
@@ -1616,6 +1715,9 @@ unsafe extern "system" fn ObfReferenceObject(object: *const c_void) -> isize {
         DISPATCH,
         || format!("{object:p}"),
         |k| {
+            if let Some(refs) = file_object_reference(k, object, true) {
+                return Shown(refs, String::new());
+            }
             let mut state = k.lock();
             let Some(s) = state.sections.get_mut(&(object as usize)) else {
                 drop(state);
@@ -2033,6 +2135,121 @@ fn event_of(k: &Kernel, api: &str, event: *const c_void) -> Option<Arc<HostEvent
         k.violation(format!("{api}: {event:p} is not an initialized KEVENT"));
     }
     found
+}
+
+// ---- rundown protection --------------------------------------------------------------------------
+//
+// `EX_RUNDOWN_REF` guards something (a driver's unload) against users in flight: acquire before
+// use, release after, and the owner's `ExWaitForRundownProtectionRelease` first makes every later
+// acquire fail, then waits for the holders to go. The model keys a `HostRundown` by the
+// structure's address.
+
+type RundownRef = *mut windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
+
+/// The rundown record behind `runref`, or a finding if it was never initialized.
+fn rundown_of(k: &Kernel, api: &str, runref: RundownRef) -> Option<Arc<crate::sync::HostRundown>> {
+    let found = k.lock().rundowns.get(&(runref as usize)).cloned();
+    if found.is_none() {
+        k.violation(format!(
+            "{api}: {runref:p} was never initialized with ExInitializeRundownProtection"
+        ));
+    }
+    found
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ExInitializeRundownProtection(runref: RundownRef) {
+    api_call(
+        "ExInitializeRundownProtection",
+        DISPATCH,
+        || format!("{runref:p}"),
+        |k| {
+            let mut state = k.lock();
+            let busy = state
+                .rundowns
+                .get(&(runref as usize))
+                .map_or(0, |r| r.holders());
+            state.rundowns.insert(
+                runref as usize,
+                Arc::new(crate::sync::HostRundown::default()),
+            );
+            drop(state);
+            if busy > 0 {
+                k.violation(format!(
+                    "ExInitializeRundownProtection: {runref:p} still has {busy} holder(s)"
+                ));
+            }
+            Void
+        },
+    );
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ExAcquireRundownProtection(runref: RundownRef) -> bool {
+    api_call(
+        "ExAcquireRundownProtection",
+        DISPATCH,
+        || format!("{runref:p}"),
+        |k| {
+            let acquired =
+                rundown_of(k, "ExAcquireRundownProtection", runref).is_some_and(|r| r.acquire());
+            Shown(acquired, if acquired { "TRUE" } else { "FALSE" }.into())
+        },
+    )
+    .0
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ExReleaseRundownProtection(runref: RundownRef) {
+    api_call(
+        "ExReleaseRundownProtection",
+        DISPATCH,
+        || format!("{runref:p}"),
+        |k| {
+            if let Some(r) = rundown_of(k, "ExReleaseRundownProtection", runref)
+                && !r.release()
+            {
+                k.violation(format!(
+                    "ExReleaseRundownProtection: {runref:p} has no holder to release"
+                ));
+            }
+            Void
+        },
+    );
+}
+
+/// Traced when the wait starts (with the holders it waits for); returns when they are gone, or
+/// reports a hang after `HANG_TIMEOUT`.
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ExWaitForRundownProtectionRelease(runref: RundownRef) {
+    let Some((rundown, holders)) = api_call(
+        "ExWaitForRundownProtectionRelease",
+        APC,
+        || format!("{runref:p}"),
+        |k| {
+            let found = rundown_of(k, "ExWaitForRundownProtectionRelease", runref).map(|r| {
+                let holders = r.begin_wait();
+                (r, holders)
+            });
+            let shown = found
+                .as_ref()
+                .map_or_else(String::new, |(_, n)| format!("waiting for {n} holder(s)"));
+            Shown(found, shown)
+        },
+    )
+    .0
+    else {
+        return;
+    };
+    if holders > 0 {
+        let left = rundown.wait(HANG_TIMEOUT);
+        if left > 0 {
+            crate::kernel::kernel().violation(format!(
+                "ExWaitForRundownProtectionRelease: {left} holder(s) of {runref:p} never \
+                 released it; the wait would never return"
+            ));
+        }
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -2468,6 +2685,10 @@ mod signatures {
         ss::MmMapViewInSystemSpace(a, a, a);
         ss::MmUnmapViewInSystemSpace(a);
         ss::KeGetCurrentIrql();
+        ss::ExInitializeRundownProtection(a);
+        ss::ExAcquireRundownProtection(a);
+        ss::ExReleaseRundownProtection(a);
+        ss::ExWaitForRundownProtectionRelease(a);
         ss::ExAllocatePool2(a, a, a);
         ss::ExFreePoolWithTag(a, a);
         ss::KeInitializeEvent(a, a, a);

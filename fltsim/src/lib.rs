@@ -68,6 +68,8 @@ pub enum Conflict {
 }
 
 /// The fallible APIs the model can fail on purpose, with the status each fails with by default.
+/// (`FltPerformAsynchronousIo` fails with `STATUS_INSUFFICIENT_RESOURCES` and still calls its
+/// completion routine, as documented.)
 pub const FALLIBLE_APIS: &[&str] = &[
     "FltRegisterFilter",
     "FltStartFiltering",
@@ -78,6 +80,7 @@ pub const FALLIBLE_APIS: &[&str] = &[
     "FltAllocateCallbackData",
     "FltAllocateCallbackDataEx",
     "FltPerformSynchronousIo.allocation",
+    "FltPerformAsynchronousIo",
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpace",

@@ -109,6 +109,9 @@ pub(crate) struct FileObjectRec {
     pub(crate) state: FoState,
     pub(crate) canceled: bool,
     pub(crate) process: u32,
+    /// References filters took with `ObfReferenceObject` and have not dropped yet. The
+    /// `IRP_MJ_CLOSE` of a user's close waits until they are gone (see `World::close`).
+    pub(crate) refs: u32,
 }
 
 /// What a context is attached to (each attachment holds one reference).
@@ -209,6 +212,9 @@ pub(crate) struct Options {
     pub(crate) post_op_irql: u8,
     pub(crate) section_notifications: bool,
     pub(crate) race_on_create: Option<crate::Conflict>,
+    /// While set and not signaled, completions of `FltPerformAsynchronousIo` requests wait for
+    /// it before their routine runs (`World::hold_async_completions`).
+    pub(crate) async_gate: Option<Arc<crate::sync::HostEvent>>,
 }
 
 /// Everything the model knows.
@@ -229,6 +235,8 @@ pub(crate) struct State {
     pub(crate) work_items: HashMap<isize, WorkItemRec>,
     pub(crate) events: HashMap<usize, Arc<HostEvent>>,
     pub(crate) push_locks: HashMap<usize, Arc<HostPushLock>>,
+    /// `EX_RUNDOWN_REF`s by address, from `ExInitializeRundownProtection`.
+    pub(crate) rundowns: HashMap<usize, Arc<crate::sync::HostRundown>>,
     pub(crate) next_handle: usize,
     pub(crate) next_work_item: isize,
     pub(crate) next_file_id: i64,
@@ -261,6 +269,7 @@ impl State {
             work_items: HashMap::new(),
             events: HashMap::new(),
             push_locks: HashMap::new(),
+            rundowns: HashMap::new(),
             next_handle: 1,
             next_work_item: 1,
             next_file_id: 0x1_0000,
@@ -272,6 +281,7 @@ impl State {
                 post_op_irql: common::irql::DISPATCH_LEVEL,
                 section_notifications: true,
                 race_on_create: None,
+                async_gate: None,
             },
             echo: false,
             counters: HashMap::new(),

@@ -131,6 +131,71 @@ impl HostPushLock {
     }
 }
 
+/// Rundown protection (`EX_RUNDOWN_REF`): a count of holders and whether a wait has begun.
+///
+/// `ExAcquireRundownProtection` fails once `ExWaitForRundownProtectionRelease` has started;
+/// the wait returns when the count reaches zero. The count lives here, keyed by the address of
+/// the filter's `EX_RUNDOWN_REF`, not in the structure itself.
+#[derive(Default)]
+pub(crate) struct HostRundown {
+    /// (holders, a wait has started)
+    state: Mutex<(u32, bool)>,
+    changed: Condvar,
+}
+
+impl HostRundown {
+    /// Takes a reference unless rundown has started.
+    pub(crate) fn acquire(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.1 {
+            return false;
+        }
+        s.0 += 1;
+        true
+    }
+
+    /// Drops a reference; false if none was held.
+    pub(crate) fn release(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.0 == 0 {
+            return false;
+        }
+        s.0 -= 1;
+        self.changed.notify_all();
+        true
+    }
+
+    /// The holders right now.
+    pub(crate) fn holders(&self) -> u32 {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
+    /// Starts rundown (later acquires fail); returns the holders at that moment.
+    pub(crate) fn begin_wait(&self) -> u32 {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.1 = true;
+        s.0
+    }
+
+    /// Waits until no holder is left, at most `timeout`; the holders still left (0 on success).
+    pub(crate) fn wait(&self, timeout: Duration) -> u32 {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while s.0 > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        s.0
+    }
+}
+
 /// How long the model waits for something that Windows would wait for forever (an unload
 /// waiting on a leaked reference) before it reports the hang.
 pub(crate) const HANG_TIMEOUT: Duration = Duration::from_secs(2);

@@ -556,6 +556,7 @@ impl World {
                     state: FoState::Creating,
                     canceled: false,
                     process: how.process,
+                    refs: 0,
                 },
             );
             let data = io::new_callback_data(&mut state, 0, fo, false);
@@ -776,6 +777,7 @@ impl World {
             format!("close handle: cleanup -> {status}"),
         );
         status.ok()?;
+        self.wait_for_file_object_references(handle.0);
         let (volume, process, data) = {
             let mut state = self.kernel.lock();
             let rec = &state.file_objects[&handle.0];
@@ -789,6 +791,51 @@ impl World {
         Self::user_op(process, || io::send(&self.kernel, data, volume, None));
         crate::api::release_file_object(&self.kernel, handle.0);
         Ok(())
+    }
+
+    /// In Windows, `IRP_MJ_CLOSE` is sent when the last reference to the file object goes, which
+    /// may be after the handle closed if a filter took one with `ObfReferenceObject` (an
+    /// asynchronous request in flight, for example). The model sends it from the closing thread,
+    /// once those references are gone: it waits for them (a leaked one is a finding after
+    /// `HANG_TIMEOUT`, and the close goes on).
+    fn wait_for_file_object_references(&self, fo: usize) {
+        let start = std::time::Instant::now();
+        loop {
+            let refs = self
+                .kernel
+                .lock()
+                .file_objects
+                .get(&fo)
+                .map_or(0, |f| f.refs);
+            if refs == 0 {
+                return;
+            }
+            if start.elapsed() > crate::sync::HANG_TIMEOUT {
+                let name = self.kernel.lock().describe_fo(fo);
+                self.kernel.violation(format!(
+                    "{name}: {refs} ObfReferenceObject reference(s) never dropped; IRP_MJ_CLOSE \
+                     waits for them forever"
+                ));
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// From now on, completions of `FltPerformAsynchronousIo` requests wait (after the file
+    /// system completed the request, before the filter's completion routine runs) until
+    /// [`release_async_completions`](Self::release_async_completions), at most 10 seconds. For
+    /// tests of what happens while a completion is still in flight, such as an unload.
+    pub fn hold_async_completions(&self) {
+        let gate = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.async_gate = Some(gate);
+    }
+
+    /// Lets held completions run, and stops holding new ones.
+    pub fn release_async_completions(&self) {
+        if let Some(gate) = self.kernel.lock().options.async_gate.take() {
+            gate.set();
+        }
     }
 
     // ---- handles for tests that call the API directly ------------------------------------------

@@ -71,26 +71,30 @@
 //! `rs-callback-data: \Device\HarddiskVolume3\x.txt: FileStandardInformation query failed with STATUS_INVALID_DEVICE_REQUEST (0xC0000010); the open goes on`.
 #![cfg_attr(target_os = "windows", no_std)]
 
-use core::{ffi::c_void, fmt, ptr};
+use core::{cell::UnsafeCell, ffi::c_void, fmt, ptr};
 
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_INTERNAL_INFORMATION, FILE_OBJECT, FILE_STANDARD_INFORMATION,
-        FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, FLT_CALLBACK_DATA,
-        FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT,
-        FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-        FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, FLTFL_POST_OPERATION_DRAINING,
-        FO_VOLUME_OPEN, FileInternalInformation, FileStandardInformation,
-        FltAllocateCallbackDataEx, FltGetFileNameInformation, FltIsDirectory,
-        FltPerformSynchronousIo, FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        NTSTATUS, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE, STATUS_SUCCESS,
-        UNICODE_STRING,
+        DRIVER_OBJECT, EX_RUNDOWN_REF, EX_RUNDOWN_REF_0, ExAcquireRundownProtection,
+        ExInitializeRundownProtection, ExReleaseRundownProtection,
+        ExWaitForRundownProtectionRelease, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
+        FILE_STANDARD_INFORMATION, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
+        FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
+        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FileInternalInformation,
+        FileStandardInformation, FltAllocateCallbackDataEx, FltGetFileNameInformation,
+        FltIsDirectory, FltPerformAsynchronousIo, FltPerformSynchronousIo, FltReuseCallbackData,
+        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS, ObfDereferenceObject,
+        ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE,
+        STATUS_SUCCESS, UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
     filter::{FilterSlot, register_and_start},
-    log,
-    name::FileName,
+    irql, log,
+    name::{CopiedName, FileName},
+    pool::{PoolBox, tag},
     registration::{OPERATION_END, OperationTable, Registration, operation},
 };
 use windows_sys::Wdk::Storage::FileSystem::FILE_INFORMATION_CLASS;
@@ -113,6 +117,29 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .instance_setup(Some(instance_setup))
     .unload(Some(unload));
 
+/// The pool tag of the block each asynchronous query carries (`RsCb` in `!poolused`).
+const POOL_TAG: u32 = tag(b"RsCb");
+
+/// Rundown protection for the asynchronous queries in flight: each holds it from before
+/// `FltPerformAsynchronousIo` until the end of its completion routine, and unload waits for
+/// them all.
+struct InFlight(UnsafeCell<EX_RUNDOWN_REF>);
+
+// SAFETY: the `EX_RUNDOWN_REF` is only ever passed to the `Ex*RundownProtection` routines, which
+// update it with interlocked operations and are documented for concurrent callers.
+unsafe impl Sync for InFlight {}
+
+impl InFlight {
+    fn get(&self) -> *mut EX_RUNDOWN_REF {
+        self.0.get()
+    }
+}
+
+/// Initialized by `DriverEntry`, waited for by `unload`.
+static IN_FLIGHT: InFlight = InFlight(UnsafeCell::new(EX_RUNDOWN_REF {
+    Anonymous: EX_RUNDOWN_REF_0 { Count: 0 },
+}));
+
 /// The driver's entry point: register, then start filtering.
 ///
 /// # Safety
@@ -122,6 +149,9 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // Before filtering starts: post-create acquires it from the first open on.
+    // SAFETY: nothing uses the rundown reference yet (the filter is not registered).
+    unsafe { ExInitializeRundownProtection(IN_FLIGHT.get()) };
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }
@@ -136,9 +166,14 @@ unsafe extern "system" fn instance_setup(
     STATUS_SUCCESS
 }
 
-/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): unregister, which waits for every open in flight.
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): wait for the asynchronous queries still in flight,
+/// then unregister, which waits for every open in flight.
 unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
     common::paged_code!();
+    // First the completions: their callback data targets our instances, and their routine is
+    // our code. From here on ExAcquireRundownProtection fails, so no new query starts.
+    // SAFETY: initialized in DriverEntry; we are at PASSIVE_LEVEL (< DISPATCH_LEVEL required).
+    unsafe { ExWaitForRundownProtectionRelease(IN_FLIGHT.get()) };
     FILTER.unregister();
     STATUS_SUCCESS
 }
@@ -172,6 +207,8 @@ unsafe extern "system" fn post_create(
             log!("{TAG}: {name}: {step} failed with {status}; the open goes on");
         }
     }
+    // 6. The first question again, asynchronously: the answer is logged by the completion.
+    query_async(objects.Instance, objects.FileObject, &name);
     // Fail open: whatever happened above, the user's open completes as the file system left it.
     FLT_POSTOP_FINISHED_PROCESSING
 }
@@ -309,6 +346,17 @@ fn query_information<T>(
     class: FILE_INFORMATION_CLASS,
     buffer: &mut T,
 ) -> Result<(), NtStatus> {
+    fill_query(data, class, ptr::from_mut(buffer));
+    // SAFETY: the data is ours and idle, its parameter block is filled in for this request, and
+    // `buffer` outlives the call, which does not return before the request has completed.
+    unsafe { FltPerformSynchronousIo(data.as_ptr()) };
+    let (status, _written) = data.io_status();
+    status.ok()
+}
+
+/// Fills `data`'s parameter block with an `IRP_MJ_QUERY_INFORMATION` for `class` into the
+/// `size_of::<T>()` bytes at `buffer`.
+fn fill_query<T>(data: &mut OwnedCallbackData, class: FILE_INFORMATION_CLASS, buffer: *mut T) {
     let iopb = data.iopb_mut();
     // The major function is a small number (0x05).
     #[allow(clippy::cast_possible_truncation)]
@@ -320,10 +368,120 @@ fn query_information<T>(
     let length = size_of::<T>() as u32;
     iopb.Parameters.QueryFileInformation.Length = length;
     iopb.Parameters.QueryFileInformation.FileInformationClass = class;
-    iopb.Parameters.QueryFileInformation.InfoBuffer = ptr::from_mut(buffer).cast();
-    // SAFETY: the data is ours and idle, its parameter block is filled in for this request, and
-    // `buffer` outlives the call, which does not return before the request has completed.
-    unsafe { FltPerformSynchronousIo(data.as_ptr()) };
+    iopb.Parameters.QueryFileInformation.InfoBuffer = buffer.cast();
+}
+
+/// Everything an asynchronous query needs until its completion routine has run, in one block of
+/// non-paged pool: the routine runs at `DISPATCH_LEVEL` after `post_create` has returned, so
+/// nothing of it may live on the stack or in paged memory.
+struct AsyncQuery {
+    /// The buffer the file system writes the answer into.
+    info: FILE_STANDARD_INFORMATION,
+    /// The name for the log line, copied: no name can be queried or released at
+    /// `DISPATCH_LEVEL`.
+    name: CopiedName,
+    /// The file object the request targets, which holds a reference of ours until completion.
+    file_object: *const FILE_OBJECT,
+}
+
+/// Step 6: the `FileStandardInformation` question through `FltPerformAsynchronousIo`. Either the
+/// request is issued and `query_completed` owns everything from then on, or nothing is held and
+/// the reason is logged.
+fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &Name) {
+    // SAFETY: initialized in DriverEntry; callable at <= DISPATCH_LEVEL.
+    if !unsafe { ExAcquireRundownProtection(IN_FLIGHT.get()) } {
+        log!("{TAG}: {name}: async query not issued: the filter is unloading; the open goes on");
+        return;
+    }
+    let not_issued = |step: &str, status: NtStatus| {
+        log!(
+            "{TAG}: {name}: async query not issued: {step} failed with {status}; the open goes on"
+        );
+        // SAFETY: the rundown reference acquired above, released once on this failure path.
+        unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
+    };
+    let query = AsyncQuery {
+        info: FILE_STANDARD_INFORMATION::default(),
+        name: CopiedName::copy_of(name.0.as_ref().map_err(|status| *status)),
+        file_object,
+    };
+    let query = match PoolBox::new(query, POOL_TAG) {
+        Ok(query) => query,
+        Err(status) => return not_issued("ExAllocatePool2", status),
+    };
+    let mut raw = ptr::null_mut();
+    // SAFETY: as in `query`: our attached instance, an open file object, a local out pointer,
+    // and PASSIVE_LEVEL.
+    let status = NtStatus(unsafe {
+        FltAllocateCallbackDataEx(
+            instance,
+            file_object,
+            FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
+            &raw mut raw,
+        )
+    });
+    if let Err(status) = status.ok() {
+        // `query` drops here: ExFreePoolWithTag.
+        return not_issued("FltAllocateCallbackDataEx", status);
+    }
+    // SAFETY: the allocation succeeded, so `raw` is non-null callback data that only we free.
+    let mut data = unsafe { OwnedCallbackData::from_raw(raw) };
+
+    // Nothing can fail from here on. The file object must outlive the request, which may
+    // complete after the user has closed the handle: take a reference for the completion.
+    // SAFETY: the file object of a successful create is valid during post-create.
+    unsafe { ObfReferenceObject(file_object.cast()) };
+    let query = query.into_raw();
+    // SAFETY: `query` is the live pool block we just gave up; the field pointer stays valid
+    // until the completion routine frees the block, after the request has completed.
+    fill_query(&mut data, FileStandardInformation, unsafe {
+        &raw mut (*query).info
+    });
+
+    // After this call, the completion routine owns the callback data, the pool block, the
+    // file-object reference and the rundown reference, WHATEVER the call returns: Filter Manager
+    // always calls the routine, even when FltPerformAsynchronousIo fails. Touch none of them
+    // here. The return value only says when the routine runs: STATUS_PENDING, later;
+    // STATUS_SUCCESS or STATUS_FLT_IO_COMPLETE, already; a failure
+    // (STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST, ...), already, with the failure in IoStatus,
+    // which the routine logs.
+    // SAFETY: the callback data is ours, idle and filled in; the routine matches
+    // PFLT_COMPLETED_ASYNC_IO_CALLBACK; the context is the pool block it takes back.
+    unsafe { FltPerformAsynchronousIo(data.into_raw(), Some(query_completed), query.cast()) };
+}
+
+/// The completion routine of step 6 (`PFLT_COMPLETED_ASYNC_IO_CALLBACK`): called once per
+/// `FltPerformAsynchronousIo` call, at `<= DISPATCH_LEVEL`, in an arbitrary thread. Only
+/// DISPATCH-safe work here: read `IoStatus`, log (`DbgPrintEx` of a line formatted on the
+/// stack), `FltFreeCallbackData`, `ExFreePoolWithTag`, `ObfDereferenceObject`, and last
+/// `ExReleaseRundownProtection`.
+unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, context: PFLT_CONTEXT) {
+    // SAFETY: `context` is the block `query_async` gave up with `into_raw` and POOL_TAG; this
+    // routine runs once per request, so the block is taken back once.
+    let query = unsafe { PoolBox::from_raw(context.cast::<AsyncQuery>(), POOL_TAG) };
+    // SAFETY: `data` is the callback data `query_async` allocated and handed over; its request
+    // has completed, so it is ours again and idle.
+    let data = unsafe { OwnedCallbackData::from_raw(data.cast_mut()) };
     let (status, _written) = data.io_status();
-    status.ok()
+    let level = irql::name(irql::current());
+    match status.ok() {
+        Ok(()) => log!(
+            "{TAG}: {}: async FileStandardInformation: size {}, links {} (completion routine at {level})",
+            query.name,
+            query.info.EndOfFile,
+            query.info.NumberOfLinks
+        ),
+        Err(status) => log!(
+            "{TAG}: {}: async FileStandardInformation query failed with {status}; the open went on (completion routine at {level})",
+            query.name
+        ),
+    }
+    let file_object = query.file_object;
+    drop(data); // FltFreeCallbackData
+    drop(query); // ExFreePoolWithTag
+    // SAFETY: the reference `query_async` took for this request, dropped once.
+    unsafe { ObfDereferenceObject(file_object.cast()) };
+    // Last: once released, unload may go on and unmap this code; only the return is left.
+    // SAFETY: the rundown reference `query_async` acquired for this request, released once.
+    unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
 }

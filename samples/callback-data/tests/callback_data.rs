@@ -32,6 +32,69 @@ fn line(path: &str, size: usize, id: i64) -> String {
     )
 }
 
+/// The line the completion routine prints for a file whose asynchronous query succeeded.
+fn async_line(path: &str, size: usize) -> String {
+    format!(
+        "rs-callback-data: \\Device\\HarddiskVolume1{path}: async FileStandardInformation: size \
+         {size}, links 1 (completion routine at DISPATCH_LEVEL)"
+    )
+}
+
+/// The sample's lines from the synchronous queries (steps 1 to 5), in order.
+fn sync_lines(world: &World) -> Vec<String> {
+    let lines = world.log_lines(NAME);
+    lines
+        .into_iter()
+        .filter(|l| !l.contains(": async "))
+        .collect()
+}
+
+/// The sample's lines about the asynchronous query (step 6), in order.
+fn async_lines(world: &World) -> Vec<String> {
+    let lines = world.log_lines(NAME);
+    lines
+        .into_iter()
+        .filter(|l| l.contains(": async "))
+        .collect()
+}
+
+/// The sample's calls since `since`, split into those on the opener's thread and those on any
+/// other thread (the asynchronous completions).
+fn sample_calls_by_thread(
+    world: &World,
+    since: usize,
+    opener: u32,
+) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut mine = Vec::new();
+    let mut others = Vec::new();
+    for e in world.trace().into_iter().skip(since) {
+        if e.who != NAME {
+            continue;
+        }
+        if let EventKind::Call(api) = e.kind
+            && e.text.starts_with(&format!("{api}("))
+        {
+            if e.thread == opener {
+                mine.push(api);
+            } else {
+                others.push(api);
+            }
+        }
+    }
+    (mine, others)
+}
+
+/// The model's number for the thread that ran the first post-create since `since`.
+fn opener_thread(world: &World, since: usize) -> u32 {
+    world
+        .trace()
+        .into_iter()
+        .skip(since)
+        .find(|e| e.who == NAME)
+        .expect("the sample ran")
+        .thread
+}
+
 /// Opens `path` for reading, reads it all and closes it: what the user observes.
 fn open_and_read(world: &World, path: &str) -> Result<Vec<u8>, NtStatus> {
     let h = world.open(path, Open::read())?;
@@ -88,11 +151,23 @@ fn logs_size_links_delete_pending_and_file_id_for_each_open() {
         id("C:\\docs\\empty.log"),
     ];
     assert_eq!(
-        world.log_lines(NAME)[..3],
+        sync_lines(&world)[..3],
         [
             line("\\docs\\a.txt", 5, ids[0]),
             line("\\docs\\big.bin", 10_000, ids[1]),
             line("\\docs\\empty.log", 0, ids[2]),
+        ]
+    );
+    // Step 6: one asynchronous answer per open (the ID queries above opened the files again).
+    assert_eq!(
+        async_lines(&world),
+        [
+            async_line("\\docs\\a.txt", 5),
+            async_line("\\docs\\big.bin", 10_000),
+            async_line("\\docs\\empty.log", 0),
+            async_line("\\docs\\a.txt", 5),
+            async_line("\\docs\\big.bin", 10_000),
+            async_line("\\docs\\empty.log", 0),
         ]
     );
     world.finish();
@@ -105,8 +180,9 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let since = world.trace_len();
     open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+    let (opener, completion) = sample_calls_by_thread(&world, since, opener_thread(&world, since));
     assert_eq!(
-        sample_calls(&world, since),
+        opener,
         [
             "FltIsDirectory",
             "FltGetFileNameInformation",
@@ -115,7 +191,23 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
             "FltReuseCallbackData",
             "FltPerformSynchronousIo",
             "FltFreeCallbackData",
+            // Step 6: issue, and hand everything to the completion routine.
+            "ExAcquireRundownProtection",
+            "ExAllocatePool2",
+            "FltAllocateCallbackDataEx",
+            "ObfReferenceObject",
+            "FltPerformAsynchronousIo",
             "FltReleaseFileNameInformation",
+        ]
+    );
+    // The request was pending: its completion ran on another thread and freed everything.
+    assert_eq!(
+        completion,
+        [
+            "FltFreeCallbackData",
+            "ExFreePoolWithTag",
+            "ObfDereferenceObject",
+            "ExReleaseRundownProtection",
         ]
     );
     let allocate = &world.calls("FltAllocateCallbackDataEx")[0].text;
@@ -148,9 +240,10 @@ fn the_queries_reach_filters_below_and_never_those_above() {
         open_and_read(&world, path).unwrap();
     }
     let (above, below) = (world.counts("above"), world.counts("below"));
-    // Two queries per open, all of them generated I/O, all of them seen below...
-    assert_eq!(below.pre[QUERY], 6);
-    assert_eq!(below.generated[QUERY], 6);
+    // Three queries per open (two synchronous, one asynchronous), all of them generated I/O, all
+    // of them seen below...
+    assert_eq!(below.pre[QUERY], 9);
+    assert_eq!(below.generated[QUERY], 9);
     // ...and none above: Filter Manager starts the request below the issuing instance.
     assert_eq!(above.pre[QUERY], 0);
     assert_eq!(above.generated[QUERY], 0);
@@ -164,7 +257,7 @@ fn the_queries_reach_filters_below_and_never_those_above() {
     world.close(h).unwrap();
     let (above, below) = (world.counts("above"), world.counts("below"));
     assert_eq!((above.pre[QUERY], above.generated[QUERY]), (1, 0));
-    assert_eq!((below.pre[QUERY], below.generated[QUERY]), (9, 8));
+    assert_eq!((below.pre[QUERY], below.generated[QUERY]), (13, 12));
     world.finish();
 }
 
@@ -216,12 +309,15 @@ fn allocation_failure_is_logged_by_name_and_the_open_succeeds() {
         [
             "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: FltAllocateCallbackDataEx \
           failed with STATUS_INSUFFICIENT_RESOURCES (0xC000009A); the open goes on"
+                .to_owned(),
+            // The asynchronous query allocates its own callback data, which succeeded.
+            async_line("\\docs\\a.txt", 5),
         ]
     );
-    // Nothing was sent and nothing is left to free.
-    assert_eq!(world.counts("below").pre[QUERY], 0);
+    // No synchronous request was sent; only the asynchronous one, whose data was freed.
+    assert_eq!(world.counts("below").pre[QUERY], 1);
     assert_eq!(world.calls("FltPerformSynchronousIo").len(), 0);
-    assert_eq!(world.calls("FltFreeCallbackData").len(), 0);
+    assert_eq!(world.calls("FltFreeCallbackData").len(), 1);
     world.finish();
 }
 
@@ -237,22 +333,48 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
         assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
         assert_eq!(
             world.log_lines(NAME),
-            [format!(
-                "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: FileStandardInformation \
-                 query failed with {}; the open goes on",
-                NtStatus(status)
-            )]
+            [
+                format!(
+                    "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: \
+                     FileStandardInformation query failed with {}; the open goes on",
+                    NtStatus(status)
+                ),
+                // The asynchronous request failed in the file system too, and its completion
+                // routine still ran and said so.
+                format!(
+                    "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: async \
+                     FileStandardInformation query failed with {}; the open went on (completion \
+                     routine at DISPATCH_LEVEL)",
+                    NtStatus(status)
+                ),
+            ]
         );
-        // The first failure ends the questions; the callback data is still freed.
+        // The first failure ends the synchronous questions; the callback data is still freed.
+        let (opener, completion) =
+            sample_calls_by_thread(&world, since, opener_thread(&world, since));
         assert_eq!(
-            sample_calls(&world, since),
+            opener,
             [
                 "FltIsDirectory",
                 "FltGetFileNameInformation",
                 "FltAllocateCallbackDataEx",
                 "FltPerformSynchronousIo",
                 "FltFreeCallbackData",
+                "ExAcquireRundownProtection",
+                "ExAllocatePool2",
+                "FltAllocateCallbackDataEx",
+                "ObfReferenceObject",
+                "FltPerformAsynchronousIo",
                 "FltReleaseFileNameInformation",
+            ]
+        );
+        assert_eq!(
+            completion,
+            [
+                "FltFreeCallbackData",
+                "ExFreePoolWithTag",
+                "ObfDereferenceObject",
+                "ExReleaseRundownProtection",
             ]
         );
         world.finish();
@@ -269,12 +391,13 @@ fn preallocated_callback_data_never_fails_for_memory_mid_io() {
     open_and_read(&world, "C:\\docs\\a.txt").unwrap();
     // ...and none is made, because FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY reserved
     // everything up front.
-    assert_eq!(world.log_lines(NAME).len(), 1);
+    assert_eq!(sync_lines(&world).len(), 1);
     assert!(
-        world.log_lines(NAME)[0].contains("size 5, links 1"),
+        sync_lines(&world)[0].contains("size 5, links 1"),
         "{:?}",
         world.log_lines(NAME)
     );
+    assert_eq!(async_lines(&world), [async_line("\\docs\\a.txt", 5)]);
     world.finish();
 }
 
@@ -292,8 +415,18 @@ fn falls_back_to_the_opened_name_then_to_no_name() {
     world.fail_nth("FltGetFileNameInformation", 4);
     open_and_read(&world, "C:\\docs\\empty.log").unwrap();
 
-    let lines = world.log_lines(NAME);
+    let lines = sync_lines(&world);
     assert_eq!(lines.len(), 2);
+    // The completion routine prints the name it was given a copy of.
+    assert_eq!(
+        async_lines(&world),
+        [
+            async_line("\\docs\\a.txt", 5),
+            "rs-callback-data: <name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: \
+             async FileStandardInformation: size 0, links 1 (completion routine at DISPATCH_LEVEL)"
+                .to_owned(),
+        ]
+    );
     assert!(
         lines[0].starts_with(
             "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt (opened name): size 5,"
@@ -346,20 +479,47 @@ fn every_fault_at_every_call_site_fails_open_and_leaks_nothing() {
             // The user's opens and reads all succeed, with the right bytes.
             let read = result.unwrap_or_else(|s| panic!("{fault:?}: the user saw {s}"));
             assert_eq!(read, [b"hello".to_vec(), vec![7; 10_000], Vec::new()]);
-            // Still one line per file, and the failure is named where it happened.
-            let lines = world.log_lines(NAME);
-            assert_eq!(lines.len(), 3, "{fault:?}: {lines:?}");
-            let failed = &lines[fault.nth as usize - 1];
+            // Still one synchronous and one asynchronous line per file, and the failure is
+            // named where it happened.
+            let (sync, asynchronous) = (sync_lines(world), async_lines(world));
+            assert_eq!(sync.len(), 3, "{fault:?}: {sync:?}");
+            assert_eq!(asynchronous.len(), 3, "{fault:?}: {asynchronous:?}");
+            let nth = fault.nth as usize;
+            let resources = "failed with STATUS_INSUFFICIENT_RESOURCES (0xC000009A)";
             match fault.api {
-                "FltAllocateCallbackDataEx" => assert!(
-                    failed.contains(
-                        "FltAllocateCallbackDataEx failed with STATUS_INSUFFICIENT_RESOURCES"
-                    ),
-                    "{failed}"
-                ),
+                // Odd calls are the synchronous queries' allocations, even ones step 6's.
+                "FltAllocateCallbackDataEx" if nth % 2 == 1 => {
+                    let failed = &sync[nth / 2];
+                    assert!(
+                        failed.contains(&format!("FltAllocateCallbackDataEx {resources}")),
+                        "{failed}"
+                    );
+                }
+                "FltAllocateCallbackDataEx" | "ExAllocatePool2" => {
+                    let failed = &asynchronous
+                        [(nth - 1) / if fault.api == "ExAllocatePool2" { 1 } else { 2 }];
+                    assert!(
+                        failed.contains(&format!(
+                            "async query not issued: {} {resources}",
+                            fault.api
+                        )),
+                        "{failed}"
+                    );
+                }
+                // The routine ran anyway, and logged the failure it found in IoStatus.
+                "FltPerformAsynchronousIo" => {
+                    let failed = &asynchronous[nth - 1];
+                    assert!(
+                        failed.contains(&format!(
+                            "async FileStandardInformation query {resources}; the open went on"
+                        )),
+                        "{failed}"
+                    );
+                }
                 // The normalized name failed; the next call, for the opened name, succeeded
                 // and stands in.
                 "FltGetFileNameInformation" => {
+                    let failed = &sync[nth - 1];
                     assert!(failed.contains(" (opened name): size "), "{failed}");
                 }
                 other => panic!("unexpected fault site {other}"),
@@ -375,9 +535,18 @@ fn every_fault_at_every_call_site_fails_open_and_leaks_nothing() {
             ("FltAllocateCallbackDataEx", 1),
             ("FltAllocateCallbackDataEx", 2),
             ("FltAllocateCallbackDataEx", 3),
+            ("FltAllocateCallbackDataEx", 4),
+            ("FltAllocateCallbackDataEx", 5),
+            ("FltAllocateCallbackDataEx", 6),
+            ("FltPerformAsynchronousIo", 1),
+            ("FltPerformAsynchronousIo", 2),
+            ("FltPerformAsynchronousIo", 3),
             ("FltGetFileNameInformation", 1),
             ("FltGetFileNameInformation", 2),
             ("FltGetFileNameInformation", 3),
+            ("ExAllocatePool2", 1),
+            ("ExAllocatePool2", 2),
+            ("ExAllocatePool2", 3),
         ],
         "the sweep reached every call site, and never FltPerformSynchronousIo.allocation"
     );
@@ -412,18 +581,33 @@ fn nothing_runs_above_apc_level_and_every_callback_data_is_freed() {
         .filter(|e| e.who == NAME && matches!(e.kind, EventKind::Call(_)))
         .collect();
     assert!(!calls.is_empty());
+    // Everything runs at <= APC_LEVEL but the completion routine, which runs at DISPATCH_LEVEL
+    // and calls only what is allowed there.
+    let dispatch_safe = [
+        "FltFreeCallbackData",
+        "ExFreePoolWithTag",
+        "ObfDereferenceObject",
+        "ExReleaseRundownProtection",
+    ];
     for call in &calls {
-        assert!(call.irql <= irql::APC_LEVEL, "{call}");
+        let EventKind::Call(api) = call.kind else {
+            unreachable!()
+        };
+        assert!(
+            call.irql <= irql::APC_LEVEL
+                || (call.irql == irql::DISPATCH_LEVEL && dispatch_safe.contains(&api)),
+            "{call}"
+        );
     }
-    // Three allocations succeeded (the third of four failed); each was freed exactly once.
+    // Seven allocations succeeded (the third of eight failed); each was freed exactly once.
     let allocated = world
         .calls("FltAllocateCallbackDataEx")
         .iter()
         .filter(|e| e.text.contains("-> STATUS_SUCCESS"))
         .count();
-    assert_eq!(allocated, 3);
-    assert_eq!(world.calls("FltFreeCallbackData").len(), 3);
-    assert_eq!(world.log_lines(NAME).len(), 4);
+    assert_eq!(allocated, 7);
+    assert_eq!(world.calls("FltFreeCallbackData").len(), 7);
+    assert_eq!(world.log_lines(NAME).len(), 8);
     world.finish();
 }
 
@@ -438,7 +622,7 @@ fn unloads_cleanly_and_stops_asking() {
     assert_eq!(world.read(held, 0, 5).unwrap(), b"hello");
     world.close(held).unwrap();
     open_and_read(&world, "C:\\docs\\big.bin").unwrap();
-    assert_eq!(world.log_lines(NAME).len(), 1);
+    assert_eq!(world.log_lines(NAME).len(), 2);
     world.finish();
 }
 
@@ -466,8 +650,17 @@ fn many_threads_opening_files_at_once() {
             });
         }
     });
-    let lines = world.log_lines(NAME);
+    let lines = sync_lines(&world);
     assert_eq!(lines.len(), THREADS * OPENS);
+    let asynchronous = async_lines(&world);
+    assert_eq!(asynchronous.len(), THREADS * OPENS);
+    for line in &asynchronous {
+        assert!(
+            line.contains(": async FileStandardInformation: size ")
+                && line.ends_with(", links 1 (completion routine at DISPATCH_LEVEL)"),
+            "{line}"
+        );
+    }
     for line in &lines {
         assert!(
             line.contains(": size ") && line.contains(", links 1, delete pending no, file id 0x"),
@@ -476,7 +669,7 @@ fn many_threads_opening_files_at_once() {
     }
     assert_eq!(
         world.counts("below").generated[QUERY] as usize,
-        2 * THREADS * OPENS
+        3 * THREADS * OPENS
     );
     world.finish();
 }
