@@ -69,9 +69,17 @@
 //!    finished, so it tries again);
 //! 3. waits on the context's event (`KeWaitForSingleObject`, `PASSIVE_LEVEL`, bounded by
 //!    [`WAIT_SECONDS`]). The scanner sets the event after its section is closed;
-//! 4. adopts an *infected* verdict, the safe direction. After a *clean* verdict it scans again
-//!    itself, because the other scan may have read the file before this handle's writes. At most
+//! 4. adopts an *infected* verdict, the safe direction. It adopts a *clean* verdict only from a
+//!    scan that **started after this one began**: that scan created its section after this open
+//!    reached the file system (or after this handle's last write), so it read everything this scan
+//!    would have read. Every scan takes a number from a global counter before it creates its
+//!    section, and keeps it in its context; "started after" is "has a larger number than the
+//!    counter showed when this scan began". After a clean verdict from an older scan, which may
+//!    have read the file before this handle's writes, it scans again itself. At most
 //!    [`MAX_ATTEMPTS`] times; after that, or if the wait times out, it fails open with a log line.
+//!    (Without the "started after" rule, a few threads opening one file in a loop keep taking the
+//!    section from each other, and a scan gives up while nothing is wrong: the multi-threaded
+//!    test found exactly that.)
 //!
 //! The waiter holds no lock, and the scanner waits on nothing but its own page faults, so the
 //! wait cannot deadlock. Its reference keeps the context (and the event in it) alive even after
@@ -207,6 +215,8 @@ pub struct ScanContext {
     verdict: AtomicU32,
     /// The signature's offset when `verdict` is `INFECTED`.
     offset: AtomicU64,
+    /// This scan's number from [`SCANS_STARTED`], taken before its section was created.
+    started: u64,
 }
 
 // SAFETY: the event is only touched through KeInitializeEvent (once, before the context is
@@ -252,6 +262,10 @@ impl When {
 
 /// The filter handle, from `FltRegisterFilter` to `FltUnregisterFilter`.
 static FILTER: FilterSlot = FilterSlot::new();
+
+/// Numbers the scans in the order they start (before their section is created), so that a scan
+/// waiting for another can tell whether that one started after it began.
+static SCANS_STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// Verdict counters for the unload summary.
 static CLEAN_COUNT: AtomicU32 = AtomicU32::new(0);
@@ -518,7 +532,9 @@ enum Attempt {
 /// What waiting for the other scan gave.
 enum Waited {
     Infected(u64),
-    /// It was clean, could not scan, or had already finished: scan again ourselves.
+    /// It was clean, and it started after this scan began.
+    Clean,
+    /// It was clean but older, could not scan, or had already finished: scan again ourselves.
     Retry,
     /// It did not finish within `WAIT_SECONDS`.
     GaveUp,
@@ -527,17 +543,28 @@ enum Waited {
 /// Scans the file behind `objects.FileObject` (`PASSIVE_LEVEL`), waiting for a scan of the same
 /// stream already in flight. Logs the verdict with the file's name.
 fn scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Verdict {
+    // A scan numbered above this one started after this point, after the open reached the file
+    // system or the handle's last write: its clean verdict covers ours.
+    let began = SCANS_STARTED.load(Ordering::SeqCst);
     let verdict = 'attempts: {
         for _ in 0..MAX_ATTEMPTS {
             match scan_once(objects, name, when) {
                 Attempt::Done(verdict) => break 'attempts verdict,
-                Attempt::InFlight => match wait_for_other_scan(objects, name, when) {
+                Attempt::InFlight => match wait_for_other_scan(objects, name, when, began) {
                     Waited::Infected(offset) => {
                         log!(
                             "{TAG}: {name}: {}: INFECTED: the scan in flight found the EICAR signature at offset {offset}",
                             when.as_str()
                         );
                         break 'attempts Verdict::Infected(offset);
+                    }
+                    Waited::Clean => {
+                        log!(
+                            "{TAG}: {name}: {}: clean: the scan in flight, which started after this {} began, found nothing",
+                            when.as_str(),
+                            when.as_str()
+                        );
+                        break 'attempts Verdict::Clean;
                     }
                     Waited::Retry => {}
                     Waited::GaveUp => break 'attempts Verdict::NotScanned,
@@ -579,6 +606,7 @@ fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> At
         done: UnsafeCell::new(KEVENT::default()),
         verdict: AtomicU32::new(PENDING),
         offset: AtomicU64::new(0),
+        started: SCANS_STARTED.fetch_add(1, Ordering::SeqCst) + 1,
     };
     // Step 0: the section context, with the allocation reference (zeroed, then written).
     let context = match ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, body) {
@@ -699,7 +727,12 @@ fn publish(context: &ScanContext, verdict: Verdict) {
 }
 
 /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED`: find the scan in flight and wait for its verdict.
-fn wait_for_other_scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Waited {
+fn wait_for_other_scan(
+    objects: &FLT_RELATED_OBJECTS,
+    name: &CopiedName,
+    when: When,
+    began: u64,
+) -> Waited {
     let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
     // SAFETY: the operation's instance and file object (same stream), a valid out pointer.
     let status = NtStatus(unsafe {
@@ -740,6 +773,7 @@ fn wait_for_other_scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: W
     }
     match other.verdict.load(Ordering::Acquire) {
         INFECTED => Waited::Infected(other.offset.load(Ordering::Relaxed)),
+        CLEAN if other.started > began => Waited::Clean,
         _ => Waited::Retry,
     }
 }
