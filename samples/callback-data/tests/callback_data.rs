@@ -5,8 +5,8 @@
 use common::{
     NtStatus,
     bindings::{
-        IRP_MJ_QUERY_INFORMATION, STATUS_ACCESS_DENIED, STATUS_INSUFFICIENT_RESOURCES,
-        STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
+        IRP_MJ_QUERY_INFORMATION, STATUS_ACCESS_DENIED, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
     },
     irql,
 };
@@ -671,5 +671,189 @@ fn many_threads_opening_files_at_once() {
         world.counts("below").generated[QUERY] as usize,
         3 * THREADS * OPENS
     );
+    world.finish();
+}
+
+#[test]
+fn a_pending_request_completes_on_another_thread_which_frees_it() {
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let since = world.trace_len();
+    open_and_read(&world, "C:\\docs\\big.bin").unwrap();
+    let trace: Vec<_> = world.trace().into_iter().skip(since).collect();
+    let issued = trace
+        .iter()
+        .find(|e| e.kind == EventKind::Call("FltPerformAsynchronousIo"))
+        .expect("issued");
+    assert!(issued.text.contains("-> STATUS_PENDING"), "{issued}");
+    // The callback data it issued, by address: `FltPerformAsynchronousIo(data 0x...)`.
+    let data = issued.text["FltPerformAsynchronousIo(".len()..]
+        .split(')')
+        .next()
+        .unwrap();
+    let freed = trace
+        .iter()
+        .find(|e| e.kind == EventKind::Call("FltFreeCallbackData") && e.text.contains(data))
+        .expect("the completion freed it");
+    assert_ne!(freed.thread, issued.thread, "{freed}");
+    assert_eq!(freed.irql, irql::DISPATCH_LEVEL, "{freed}");
+    assert!(freed.seq > issued.seq);
+    assert_eq!(async_lines(&world), [async_line("\\docs\\big.bin", 10_000)]);
+    world.finish();
+}
+
+#[test]
+fn the_completion_runs_even_when_flt_perform_asynchronous_io_fails() {
+    for status in [
+        STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
+    ] {
+        let world = World::new();
+        files(&world);
+        world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+        world.fail_nth_with("FltPerformAsynchronousIo", 1, status);
+        let since = world.trace_len();
+        assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
+        assert_eq!(
+            async_lines(&world),
+            [format!(
+                "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: async \
+                 FileStandardInformation query failed with {}; the open went on (completion \
+                 routine at DISPATCH_LEVEL)",
+                NtStatus(status)
+            )]
+        );
+        // The routine ran, on the issuer's thread, before the call returned the failure.
+        let opener = opener_thread(&world, since);
+        let (calls, elsewhere) = sample_calls_by_thread(&world, since, opener);
+        assert_eq!(elsewhere, [] as [&str; 0]);
+        let tail = &calls[calls.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                "FltFreeCallbackData",
+                "ExFreePoolWithTag",
+                "ObfDereferenceObject",
+                "ExReleaseRundownProtection",
+                "FltPerformAsynchronousIo",
+                "FltReleaseFileNameInformation",
+            ]
+        );
+        let returned = &world.calls("FltPerformAsynchronousIo")[0];
+        assert!(
+            returned.text.ends_with(&format!("-> {}", NtStatus(status))),
+            "{returned}"
+        );
+        // The synchronous line is unaffected, and nothing leaked (finish checks).
+        assert_eq!(sync_lines(&world).len(), 1);
+        world.finish();
+    }
+}
+
+#[test]
+fn when_the_async_request_cannot_be_built_nothing_is_issued_and_the_reason_is_logged() {
+    for (api, nth) in [("FltAllocateCallbackDataEx", 2), ("ExAllocatePool2", 1)] {
+        let world = World::new();
+        files(&world);
+        world.load_counting_filter("below", 360_000);
+        world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+        world.fail_nth(api, nth);
+        assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
+        assert_eq!(
+            async_lines(&world),
+            [format!(
+                "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: async query not \
+                 issued: {api} failed with STATUS_INSUFFICIENT_RESOURCES (0xC000009A); the open \
+                 goes on"
+            )]
+        );
+        assert_eq!(world.calls("FltPerformAsynchronousIo").len(), 0);
+        assert_eq!(world.calls("ObfReferenceObject").len(), 0);
+        // The rundown reference was given back on the failure path; only the two synchronous
+        // queries went down.
+        assert_eq!(world.calls("ExReleaseRundownProtection").len(), 1);
+        assert_eq!(world.counts("below").generated[QUERY], 2);
+        world.finish();
+    }
+}
+
+#[test]
+fn unload_waits_for_completions_in_flight_and_leaks_nothing() {
+    const THREADS: usize = 3;
+    const OPENS: usize = 4;
+    let world = World::new();
+    files(&world);
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    // Completions wait until released: every request stays in flight.
+    world.hold_async_completions();
+    let paths = [
+        "C:\\docs\\a.txt",
+        "C:\\docs\\big.bin",
+        "C:\\docs\\empty.log",
+    ];
+    let handles: Vec<_> = std::thread::scope(|s| {
+        let opened: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let world = &world;
+                s.spawn(move || {
+                    (0..OPENS)
+                        .map(|i| world.open(paths[(t + i) % 3], Open::read()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        opened.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(async_lines(&world).is_empty());
+    std::thread::scope(|s| {
+        let unloading = s.spawn(|| world.unload(NAME));
+        // Bounded: wait until the unload callback is waiting for the completions.
+        let started = std::time::Instant::now();
+        while world.calls("ExWaitForRundownProtectionRelease").is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "unload never started waiting"
+            );
+            std::thread::yield_now();
+        }
+        let wait = &world.calls("ExWaitForRundownProtectionRelease")[0];
+        assert!(
+            wait.text
+                .ends_with(&format!("waiting for {} holder(s)", THREADS * OPENS)),
+            "{wait}"
+        );
+        // The filter is still registered: an open now is still seen, but the query is not issued.
+        open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+        assert!(
+            async_lines(&world)
+                == [
+                    "rs-callback-data: \\Device\\HarddiskVolume1\\docs\\a.txt: async query not \
+                     issued: the filter is unloading; the open goes on"
+                ],
+            "{:?}",
+            world.log_lines(NAME)
+        );
+        world.release_async_completions();
+        unloading.join().unwrap().unwrap();
+    });
+    // Every completion ran, and all of them before the filter unregistered.
+    assert_eq!(async_lines(&world).len(), THREADS * OPENS + 1);
+    let unregistered = world.calls("FltUnregisterFilter")[0].seq;
+    // (The trace records a call when it returns: a release can return after the waiter woke,
+    // so the frees and dereferences, which come before it, are what is compared.)
+    assert_eq!(
+        world.calls("ExReleaseRundownProtection").len(),
+        THREADS * OPENS
+    );
+    let dereferenced = world.calls("ObfDereferenceObject");
+    assert_eq!(dereferenced.len(), THREADS * OPENS);
+    assert!(dereferenced.iter().all(|e| e.seq < unregistered));
+    let freed = world.calls("FltFreeCallbackData");
+    assert_eq!(freed.len(), 2 * THREADS * OPENS + 1);
+    assert!(freed.iter().all(|e| e.seq < unregistered));
+    for h in handles {
+        world.close(h).unwrap();
+    }
     world.finish();
 }
