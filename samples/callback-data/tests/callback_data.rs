@@ -110,21 +110,6 @@ fn open_and_read(world: &World, path: &str) -> Result<Vec<u8>, NtStatus> {
     bytes
 }
 
-/// The calls the sample made since trace event `since`, in order, by API name (each call once,
-/// after it returned).
-fn sample_calls(world: &World, since: usize) -> Vec<&'static str> {
-    world
-        .trace()
-        .into_iter()
-        .skip(since)
-        .filter(|e| e.who == NAME)
-        .filter_map(|e| match e.kind {
-            EventKind::Call(api) if e.text.starts_with(&format!("{api}(")) => Some(api),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn logs_size_links_delete_pending_and_file_id_for_each_open() {
     let world = World::new();
