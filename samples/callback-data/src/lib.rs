@@ -3,8 +3,9 @@
 //! Each time a file is opened, this sample asks the file system about it with I/O requests it
 //! builds itself: it allocates a `FLT_CALLBACK_DATA`, fills in its parameter block, sends it down
 //! with `FltPerformSynchronousIo`, reuses it for a second question, and frees it. It logs one line
-//! per open: the file's name, size, link count, delete-pending flag and file ID. It never changes
-//! or fails the user's open.
+//! per open: the file's name, size, link count, delete-pending flag and file ID. Then it asks the
+//! first question again through `FltPerformAsynchronousIo` and logs the answer from the
+//! completion routine: a second line per open. It never changes or fails the user's open.
 //!
 //! ## The calls, in order, and their contracts
 //! 1. **`FltAllocateCallbackDataEx(Instance, FileObject, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, &Data)`**
@@ -34,6 +35,40 @@
 //! 5. **`FltFreeCallbackData(Data)`** (IRQL `<= DISPATCH_LEVEL`) frees the callback data and any
 //!    MDL chain attached to it. `common`'s `OwnedCallbackData` calls it when dropped, so every
 //!    path frees it exactly once.
+//! 6. **`FltPerformAsynchronousIo(Data, CallbackRoutine, CallbackContext)`** (IRQL
+//!    `PASSIVE_LEVEL`, `<= APC_LEVEL` for paging I/O) sends the same `FileStandardInformation`
+//!    question without waiting. It returns `STATUS_PENDING` (the routine runs when the request
+//!    completes), `STATUS_SUCCESS` (the file system completed it and the routine *has been*
+//!    called), `STATUS_FLT_IO_COMPLETE` (a lower minifilter completed it in its pre-operation
+//!    callback), or an error such as `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST` (an
+//!    `IRP_MJ_CREATE` can never be asynchronous). "The Filter Manager always calls this routine,
+//!    even when `FltPerformAsynchronousIo` fails." The routine
+//!    (`PFLT_COMPLETED_ASYNC_IO_CALLBACK`) runs at `<= DISPATCH_LEVEL` in an arbitrary thread.
+//!    Around it: `ExAllocatePool2` / `ExFreePoolWithTag` (non-paged, `<= DISPATCH_LEVEL`),
+//!    `ObfReferenceObject` / `ObfDereferenceObject` (`<= DISPATCH_LEVEL`), and rundown
+//!    protection: `ExInitializeRundownProtection` (`DriverEntry`), `ExAcquireRundownProtection`
+//!    (returns FALSE once rundown has begun), `ExReleaseRundownProtection` (all three
+//!    `<= DISPATCH_LEVEL`), and `ExWaitForRundownProtectionRelease` (`< DISPATCH_LEVEL`, in unload).
+//!
+//! ## Asynchronous: who frees what
+//! - **Before the call, the issuer** (post-create) acquires the rundown reference (if that fails
+//!   the filter is unloading: no query), puts everything the completion needs in one block of
+//!   non-paged pool (tag `RsCb`): the answer buffer and a *copy* of the name, because no name can
+//!   be queried or released at `DISPATCH_LEVEL` and the stack is gone by then. It allocates the
+//!   callback data (`PREALLOCATE_ALL_MEMORY`) and takes a reference on the file object, which
+//!   the user may close before the request completes. If any step fails it undoes the earlier
+//!   ones, logs why, and issues nothing.
+//! - **From the call on, the completion routine** owns the callback data, the pool block, the
+//!   file-object reference and the rundown reference, *whatever the call returns*, because the
+//!   routine always runs. The issuer touches none of them after the call (avscan's rule: whoever
+//!   owns it finalizes, exactly once).
+//! - **The routine** does only DISPATCH-safe work: it reads `IoStatus`, logs (`log!` formats on
+//!   the stack and calls `DbgPrintEx` / `DbgPrint` with `%s`, allowed up to `DIRQL`), calls
+//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObfDereferenceObject`, and, last,
+//!   `ExReleaseRundownProtection`.
+//! - **Unload** calls `ExWaitForRundownProtectionRelease` *before* `FltUnregisterFilter`: the
+//!   callback data targets our instances and the routine is our code, so every completion must
+//!   have run before either goes away.
 //!
 //! Around them: `FltIsDirectory` and `FltGetFileNameInformation` / `FltReleaseFileNameInformation`
 //! (all IRQL `<= APC_LEVEL`). The name is the normalized one if Filter Manager can produce it, the
@@ -60,7 +95,7 @@
 //! `Flt*` routine issues the request, for example:
 //! - a directory change notification (`IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_NOTIFY_CHANGE_DIRECTORY`);
 //! - a byte-range lock (`IRP_MJ_LOCK_CONTROL`);
-//! - a request that must run asynchronously, with `FltPerformAsynchronousIo`.
+//! - a request that must run asynchronously, with `FltPerformAsynchronousIo` (step 6).
 //!
 //! ## What you see when it is loaded
 //! `fltmc load RsCallbackData` attaches an instance to every volume at altitude 370220. From then
@@ -69,6 +104,10 @@
 //! `rs-callback-data: \Device\HarddiskVolume3\Windows\win.ini: size 92, links 1, delete pending no, file id 0x2000000003f5a`.
 //! When a query fails, the line names the query and the status, and the open goes on:
 //! `rs-callback-data: \Device\HarddiskVolume3\x.txt: FileStandardInformation query failed with STATUS_INVALID_DEVICE_REQUEST (0xC0000010); the open goes on`.
+//! The completion routine adds a line of its own for each open:
+//! `rs-callback-data: \Device\HarddiskVolume3\Windows\win.ini: async FileStandardInformation: size 92, links 1 (completion routine at DISPATCH_LEVEL)`
+//! (the IRQL is whatever the completing thread ran at, `<= DISPATCH_LEVEL`), or
+//! `...: async FileStandardInformation query failed with STATUS_...; the open went on (...)`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{cell::UnsafeCell, ffi::c_void, fmt, ptr};
