@@ -57,9 +57,11 @@ $expected = @{
         "$tag Read: 12 pre, 12 post    (then Write, Cleanup and Close; the counts include all other I/O on every volume)"
     )
     'callback-data'    = @(
-        "one line per file opened (directories, volume opens and failed opens are skipped), for example:",
+        "two lines per file opened (directories, volume opens and failed opens are skipped), for example:",
         "$tag \Device\HarddiskVolume3\Users\<you>\AppData\Local\Temp\rs-minifilter-demo\callback-data\file1.txt: size 25, links 1, delete pending no, file id 0x<id>",
+        "$tag \Device\HarddiskVolume3\Users\<you>\AppData\Local\Temp\rs-minifilter-demo\callback-data\file1.txt: async FileStandardInformation: size 25, links 1 (completion routine at <IRQL>)",
         "a file whose query fails would show: $tag <name>: FileStandardInformation query failed with STATUS_<...> (0x<...>); the open goes on",
+        "and from the completion routine: $tag <name>: async FileStandardInformation query failed with STATUS_<...> (0x<...>); the open went on (completion routine at <IRQL>)",
         "(the sample logs every open on the machine, so expect many other lines too)"
     )
     'section-context'  = @(
