@@ -85,31 +85,28 @@
 
 use core::{
     ffi::c_void,
-    fmt,
     sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
 };
 
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILE_NAME_OPENED,
-        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
+        DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
         FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
         FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
         FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
         FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
-        FltCreateSectionForDataScan, FltGetFileNameInformation, FltGetInstanceContext,
-        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        UNICODE_STRING,
+        FltCreateSectionForDataScan, FltGetInstanceContext, FltGetRequestorProcessId,
+        FltGetSectionContext, FltRegisterForDataScan, FltSetInstanceContext, IRP_MJ_CLEANUP,
+        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        SEC_COMMIT, SECTION_MAP_READ, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
+        STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::{ContextRef, drop_context},
     filter::{FilterSlot, register_and_start},
     log,
-    name::{FileName, Utf16},
+    name::CopiedName,
     pool::tag,
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
@@ -129,9 +126,6 @@ const SLOTS: usize = 64;
 
 /// `StreamSection::slot` before the section is in the instance's table.
 const NO_SLOT: usize = usize::MAX;
-
-/// How many UTF-16 units of a file name the context keeps (longer names are cut).
-const NAME_UNITS: usize = 128;
 
 // ---- the two contexts ---------------------------------------------------------------------------
 
@@ -190,52 +184,16 @@ impl StreamSection {
     }
 }
 
-/// A file name copied onto the stack (or into a context), or why there is none.
-#[derive(Clone, Copy)]
-struct Name {
-    units: [u16; NAME_UNITS],
-    len: usize,
-    status: NtStatus,
-}
+/// The name of the file an operation targets, copied (onto the stack, or into a context), or why
+/// there is none: `common`'s `CopiedName`, which queries it with `FltGetFileNameInformation`
+/// (`<= APC_LEVEL`, never for paging I/O) and releases it at once.
+type Name = CopiedName;
 
-impl Name {
-    /// `FltGetFileNameInformation(Data, FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT)`,
-    /// copied, then released (`FileName`'s drop). `<= APC_LEVEL`, never for paging I/O.
-    fn query(data: *mut FLT_CALLBACK_DATA) -> Self {
-        let mut name = Self {
-            units: [0; NAME_UNITS],
-            len: 0,
-            status: NtStatus::SUCCESS,
-        };
-        let mut info = core::ptr::null_mut();
-        // SAFETY: `data` is the callback data of the operation in progress; `info` is a valid
-        // out pointer.
-        name.status = NtStatus(unsafe {
-            FltGetFileNameInformation(
-                data,
-                FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
-                &raw mut info,
-            )
-        });
-        if name.status.is_success() && !info.is_null() {
-            // SAFETY: a successful call returned one reference, which `FileName` releases.
-            let info = unsafe { FileName::from_raw(info) };
-            let units = info.name().0;
-            name.len = units.len().min(NAME_UNITS);
-            name.units[..name.len].copy_from_slice(&units[..name.len]);
-        }
-        name
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.status.is_success() {
-            Utf16(&self.units[..self.len]).fmt(f)
-        } else {
-            write!(f, "<name unavailable: {}>", self.status)
-        }
-    }
+/// The name for the operation whose callback data is `data`. Every caller passes its own
+/// callback's data, which is what `CopiedName::query` requires.
+fn name_of(data: *mut FLT_CALLBACK_DATA) -> Name {
+    // SAFETY: `data` is the callback data of the operation in progress (see above).
+    unsafe { CopiedName::query(data) }
 }
 
 // ---- registration ------------------------------------------------------------------------------
@@ -462,7 +420,7 @@ unsafe extern "system" fn post_create(
     if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let name = Name::query(data);
+    let name = name_of(data);
     if !holds_section(objects.FileObject) {
         log!(
             "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
@@ -700,14 +658,14 @@ unsafe extern "system" fn pre_operation(
         }
         Lookup::NotFound => log!(
             "{TAG}: {}: {what}: no section (FltGetSectionContext {})",
-            Name::query(data),
+            name_of(data),
             NtStatus(STATUS_NOT_FOUND)
         ),
-        Lookup::NotSupported => not_supported(objects, &Name::query(data), what),
+        Lookup::NotSupported => not_supported(objects, &name_of(data), what),
         Lookup::Failed(status) => {
             log!(
                 "{TAG}: {}: {what}: FltGetSectionContext: {status}",
-                Name::query(data)
+                name_of(data)
             );
         }
     }
