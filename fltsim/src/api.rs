@@ -1495,6 +1495,23 @@ fn create_section(
     if let Some(conflict) = race {
         deliver_race(k, stream, conflict);
     }
+    // `World::hold_next_section_create`: linked, not yet returned. Other threads now meet this
+    // section (STATUS_FLT_CONTEXT_ALREADY_DEFINED, FltGetSectionContext) while its creator waits.
+    let hold = k.lock().options.hold_create.take();
+    if let Some((linked, release)) = hold {
+        k.trace(
+            EventKind::Verifier,
+            "hold: FltCreateSectionForDataScan has linked its section and waits before returning"
+                .into(),
+        );
+        linked.set();
+        if !release.wait(Some(HOLD_LIMIT)) {
+            k.violation(format!(
+                "hold: the held FltCreateSectionForDataScan was not released within {HOLD_LIMIT:?} \
+                 (a test forgot World::release_section_create?)"
+            ));
+        }
+    }
     out(
         k,
         "FltCreateSectionForDataScan",
@@ -1515,6 +1532,9 @@ fn create_section(
         format!("STATUS_SUCCESS, handle {handle:#x}, object {object:#x}, size {size}"),
     )
 }
+
+/// The longest a held `FltCreateSectionForDataScan` waits for `World::release_section_create`.
+const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs a conflicting operation on another thread, from another handle, and waits for it: the
 /// conflict arrives while `FltCreateSectionForDataScan` has not yet returned.

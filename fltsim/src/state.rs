@@ -215,6 +215,9 @@ pub(crate) struct Options {
     /// While set and not signaled, completions of `FltPerformAsynchronousIo` requests wait for
     /// it before their routine runs (`World::hold_async_completions`).
     pub(crate) async_gate: Option<Arc<crate::sync::HostEvent>>,
+    /// `World::hold_next_section_create`: the next successful `FltCreateSectionForDataScan`
+    /// signals the first event once its section is linked, then waits for the second.
+    pub(crate) hold_create: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
 }
 
 /// Everything the model knows.
@@ -282,6 +285,7 @@ impl State {
                 section_notifications: true,
                 race_on_create: None,
                 async_gate: None,
+                hold_create: None,
             },
             echo: false,
             counters: HashMap::new(),

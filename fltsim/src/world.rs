@@ -153,6 +153,45 @@ impl Open {
     }
 }
 
+/// A `FltCreateSectionForDataScan` held after linking its section: see
+/// [`World::hold_next_section_create`].
+pub struct SectionHold {
+    kernel: Arc<Kernel>,
+    linked: Arc<crate::sync::HostEvent>,
+    release: Arc<crate::sync::HostEvent>,
+}
+
+impl SectionHold {
+    /// Waits (at most `timeout`) until a create has reached the hold; `false` if none did.
+    #[must_use]
+    pub fn wait_held(&self, timeout: std::time::Duration) -> bool {
+        self.linked.wait(Some(timeout))
+    }
+
+    /// Lets the held create return; disarms the hold if no create has reached it yet. (Dropping
+    /// the hold does the same.)
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SectionHold {
+    fn drop(&mut self) {
+        {
+            let mut state = self.kernel.lock();
+            let ours = state
+                .options
+                .hold_create
+                .as_ref()
+                .is_some_and(|(linked, _)| Arc::ptr_eq(linked, &self.linked));
+            if ours {
+                state.options.hold_create = None;
+            }
+        }
+        self.release.set();
+    }
+}
+
 /// What a counting filter saw, by major function.
 pub use crate::counting::Counts;
 
@@ -288,6 +327,23 @@ impl World {
     /// [`race_results`](Self::race_results).
     pub fn race_conflict_on_next_section(&self, conflict: Conflict) {
         self.kernel.lock().options.race_on_create = Some(conflict);
+    }
+
+    /// Holds the next successful `FltCreateSectionForDataScan` after it has linked its section to
+    /// the stream and before it returns, until the returned [`SectionHold`] is released or dropped
+    /// (at most 10 seconds, then a finding). Meanwhile other threads meet the section: a second
+    /// create on the stream gets `STATUS_FLT_CONTEXT_ALREADY_DEFINED`, and `FltGetSectionContext`
+    /// finds it. Arming a new hold replaces one that has not been reached yet.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_next_section_create(&self) -> SectionHold {
+        let linked = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.hold_create = Some((Arc::clone(&linked), Arc::clone(&release)));
+        SectionHold {
+            kernel: Arc::clone(&self.kernel),
+            linked,
+            release,
+        }
     }
 
     /// The results of conflicts delivered by [`race_conflict_on_next_section`](Self::race_conflict_on_next_section).

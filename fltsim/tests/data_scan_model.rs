@@ -175,3 +175,43 @@ fn two_threads_creating_a_section_for_one_stream_link_exactly_one() {
     world.close(second).unwrap();
     world.finish();
 }
+
+/// `World::hold_next_section_create`: the create is held after linking and before returning, so
+/// another thread meets the section (a second create is refused) until the hold is released; an
+/// unreached hold is disarmed by dropping it.
+#[test]
+fn a_held_create_has_linked_its_section_and_returns_when_released() {
+    let world = World::new();
+    world.create_file("C:\\held.bin", b"bytes for one section");
+    world.load(NAME, 265_997, driver_entry).unwrap();
+    let instance = world.instance_handle(NAME, 'C').expect("attached to C:");
+    let first = world.open("C:\\held.bin", Open::read()).unwrap();
+    let second = world.open("C:\\held.bin", Open::read()).unwrap();
+    let fos = [
+        world.file_object(first) as usize,
+        world.file_object(second) as usize,
+    ];
+    let hold = world.hold_next_section_create();
+    std::thread::scope(|s| {
+        let creator =
+            s.spawn(|| try_create(instance, fos[0] as *const FILE_OBJECT).map(|c| close(&c)));
+        assert!(hold.wait_held(std::time::Duration::from_secs(10)));
+        assert!(!creator.is_finished(), "a held create does not return");
+        // Linked while held: the stream already has this instance's section.
+        assert_eq!(
+            try_create(instance, fos[1] as *const FILE_OBJECT).map(|c| close(&c)),
+            Err(STATUS_FLT_CONTEXT_ALREADY_DEFINED)
+        );
+        hold.release();
+        assert_eq!(creator.join().unwrap(), Ok(()));
+    });
+    // A hold nobody reached, dropped: the next create is not held.
+    drop(world.hold_next_section_create());
+    assert_eq!(
+        try_create(instance, fos[1] as *const FILE_OBJECT).map(|c| close(&c)),
+        Ok(())
+    );
+    world.close(first).unwrap();
+    world.close(second).unwrap();
+    world.finish();
+}

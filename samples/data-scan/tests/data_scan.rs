@@ -5,7 +5,10 @@
 //! ends in `World::finish`, which unloads the sample and fails on any leak, double release, misuse
 //! or IRQL violation.
 
-use std::sync::Barrier;
+use std::{
+    sync::Barrier,
+    time::{Duration, Instant},
+};
 
 use common::{
     NtStatus,
@@ -1042,6 +1045,137 @@ fn no_irql_violation_and_post_operation_irql_changes_nothing() {
 }
 
 // ---- several threads, one file --------------------------------------------------------------
+
+// ---- waiting for the scan in flight -------------------------------------------------------------
+
+/// How long a test waits for another thread to get somewhere before it fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits (bounded by [`PATIENCE`]) until the sample has printed `n` lines containing `needle`.
+fn wait_for_lines(world: &World, needle: &str, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while lines_with(world, needle).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} line(s) with {needle:?}: {:#?}",
+            world.log_lines(TAG)
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// How many `FltCreateSectionForDataScan` calls returned `STATUS_SUCCESS` and how many
+/// `STATUS_FLT_CONTEXT_ALREADY_DEFINED`.
+fn creates_linked_and_refused(world: &World) -> (usize, usize) {
+    let creates = world.calls("FltCreateSectionForDataScan");
+    let linked = creates
+        .iter()
+        .filter(|e| e.text.contains("-> STATUS_SUCCESS"))
+        .count();
+    let refused = creates
+        .iter()
+        .filter(|e| e.text.contains("STATUS_FLT_CONTEXT_ALREADY_DEFINED"))
+        .count();
+    (linked, refused)
+}
+
+#[test]
+fn a_second_open_waits_for_the_scan_in_flight_and_adopts_its_infected_verdict() {
+    let world = loaded();
+    // The first open's create links its section and then waits: the scan is "in flight".
+    let hold = world.hold_next_section_create();
+    std::thread::scope(|s| {
+        let first = s.spawn(|| world.open(INFECTED, Open::read()));
+        assert!(hold.wait_held(PATIENCE), "the first create never linked");
+        let second = s.spawn(|| world.open(INFECTED, Open::read()));
+        wait_for_lines(
+            &world,
+            "eicar.com: open: another scan of this file is in flight (FltCreateSectionForDataScan returned STATUS_FLT_CONTEXT_ALREADY_DEFINED (0xC01C0002)): waiting for it",
+            1,
+        );
+        hold.release();
+        for open in [first, second] {
+            assert_eq!(
+                open.join().expect("no panic"),
+                Err(NtStatus(STATUS_VIRUS_INFECTED))
+            );
+        }
+    });
+    // The second open did not scan: it found the first scan's context (FltGetSectionContext),
+    // waited on its event, and took its verdict.
+    assert_eq!(
+        lines_with(
+            &world,
+            "eicar.com: open: INFECTED: the scan in flight found the EICAR signature at offset 0"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        lines_with(
+            &world,
+            "eicar.com: open: INFECTED: EICAR signature at offset 0: open denied"
+        )
+        .len(),
+        2
+    );
+    assert_eq!(creates_linked_and_refused(&world), (1, 1));
+    assert_eq!(count(&world, "FltCloseSectionForDataScan"), 1);
+    assert_eq!(count(&world, "FltGetSectionContext"), 1);
+    assert_eq!(count(&world, "KeWaitForSingleObject"), 1);
+    assert_eq!(count(&world, "FltCancelFileOpen"), 2);
+    world.finish();
+}
+
+#[test]
+fn a_clean_verdict_is_adopted_only_from_a_scan_that_started_after_the_waiter_began() {
+    let world = loaded();
+    let in_flight = "clean.txt: open: another scan of this file is in flight";
+    let first_hold = world.hold_next_section_create();
+    std::thread::scope(|s| {
+        let scanner = s.spawn(|| open_and_close(&world, CLEAN));
+        assert!(
+            first_hold.wait_held(PATIENCE),
+            "the first create never linked"
+        );
+        let waiters = [
+            s.spawn(|| open_and_close(&world, CLEAN)),
+            s.spawn(|| open_and_close(&world, CLEAN)),
+        ];
+        wait_for_lines(&world, in_flight, 2);
+        // The first scan started before both waiters began, so its clean verdict could predate
+        // what they must see: both scan again. Hold the first of those scans; the other waiter
+        // meets it, and this time may take its clean verdict, because it started later.
+        let second_hold = world.hold_next_section_create();
+        first_hold.release();
+        assert!(second_hold.wait_held(PATIENCE), "no waiter scanned again");
+        wait_for_lines(&world, in_flight, 3);
+        second_hold.release();
+        for open in waiters.into_iter().chain([scanner]) {
+            assert_eq!(open.join().expect("no panic"), Ok(()));
+        }
+    });
+    assert_eq!(
+        lines_with(
+            &world,
+            "clean.txt: open: clean: the scan in flight, which started after this open began, found nothing"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        lines_with(
+            &world,
+            "clean.txt: open: clean: 5400 bytes scanned in 1 window(s)"
+        )
+        .len(),
+        2
+    );
+    assert_eq!(creates_linked_and_refused(&world), (2, 3));
+    assert_eq!(count(&world, "FltCloseSectionForDataScan"), 2);
+    assert_eq!(count(&world, "KeWaitForSingleObject"), 3);
+    world.finish();
+}
 
 #[test]
 fn threads_opening_the_same_files_at_once_always_get_the_right_verdict() {
