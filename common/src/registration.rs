@@ -134,6 +134,22 @@ pub const fn context(
     }
 }
 
+/// One row of the context table for a context whose body is a `T` (written by
+/// [`ContextRef::allocate`](crate::context::ContextRef::allocate)): the size is `size_of::<T>()`
+/// and the cleanup callback drops the `T` ([`drop_context::<T>`](crate::context::drop_context)),
+/// so the two cannot disagree.
+/// # Panics
+/// At compile time (in a `static`), if `context_type` does not fit in 16 bits.
+#[must_use]
+pub const fn context_of<T>(context_type: u32, pool_tag: u32) -> FLT_CONTEXT_REGISTRATION {
+    context(
+        context_type,
+        core::mem::size_of::<T>(),
+        pool_tag,
+        Some(crate::context::drop_context::<T>),
+    )
+}
+
 /// The row that ends every context table (`FLT_CONTEXT_END`).
 #[allow(clippy::cast_possible_truncation)]
 pub const CONTEXT_END: FLT_CONTEXT_REGISTRATION = FLT_CONTEXT_REGISTRATION {

@@ -129,13 +129,14 @@ use common::{
         STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
         STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
-    context::{ContextRef, drop_context},
+    context::ContextRef,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
     pool::tag,
     registration::{
-        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
+        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
+        operation,
     },
     section::DataScanSection,
 };
@@ -274,18 +275,8 @@ static NOT_SCANNED_COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// One row per context type: the section context and the stream-handle context.
 static CONTEXTS: ContextTable<3> = ContextTable::new([
-    context(
-        FLT_SECTION_CONTEXT,
-        core::mem::size_of::<ScanContext>(),
-        POOL_TAG,
-        Some(drop_context::<ScanContext>),
-    ),
-    context(
-        FLT_STREAMHANDLE_CONTEXT,
-        core::mem::size_of::<HandleState>(),
-        POOL_TAG,
-        Some(drop_context::<HandleState>),
-    ),
+    context_of::<ScanContext>(FLT_SECTION_CONTEXT, POOL_TAG),
+    context_of::<HandleState>(FLT_STREAMHANDLE_CONTEXT, POOL_TAG),
     CONTEXT_END,
 ]);
 

@@ -109,13 +109,14 @@ use common::{
         PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
         STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
     },
-    context::{ContextRef, drop_context},
+    context::ContextRef,
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
     pool::{PoolBox, tag},
     registration::{
-        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
+        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
+        operation,
     },
 };
 use windows_sys::{
@@ -264,12 +265,7 @@ static CONFLICTS: AtomicU32 = AtomicU32::new(0);
 static RACED: AtomicU32 = AtomicU32::new(0);
 
 static CONTEXTS: ContextTable<2> = ContextTable::new([
-    context(
-        FLT_SECTION_CONTEXT,
-        core::mem::size_of::<SectionContext>(),
-        CONTEXT_TAG,
-        Some(drop_context::<SectionContext>),
-    ),
+    context_of::<SectionContext>(FLT_SECTION_CONTEXT, CONTEXT_TAG),
     CONTEXT_END,
 ]);
 

@@ -103,13 +103,14 @@ use common::{
         SEC_COMMIT, SECTION_MAP_READ, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
         STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
-    context::{ContextRef, drop_context},
+    context::ContextRef,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
     pool::tag,
     registration::{
-        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
+        CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
+        operation,
     },
     section::DataScanSection,
 };
@@ -202,18 +203,8 @@ fn name_of(data: *mut FLT_CALLBACK_DATA) -> Name {
 static FILTER: FilterSlot = FilterSlot::new();
 
 static CONTEXTS: ContextTable<3> = ContextTable::new([
-    context(
-        FLT_INSTANCE_CONTEXT,
-        core::mem::size_of::<InstanceState>(),
-        POOL_TAG,
-        Some(drop_context::<InstanceState>),
-    ),
-    context(
-        FLT_SECTION_CONTEXT,
-        core::mem::size_of::<StreamSection>(),
-        POOL_TAG,
-        Some(drop_context::<StreamSection>),
-    ),
+    context_of::<InstanceState>(FLT_INSTANCE_CONTEXT, POOL_TAG),
+    context_of::<StreamSection>(FLT_SECTION_CONTEXT, POOL_TAG),
     CONTEXT_END,
 ]);
 
