@@ -33,6 +33,7 @@ pub mod pool;
 pub mod registration;
 pub mod section;
 pub mod status;
+pub mod volume;
 
 #[cfg(not(target_os = "windows"))]
 mod host;

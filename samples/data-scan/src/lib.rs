@@ -142,13 +142,7 @@ use common::{
 };
 use memchr::memmem;
 use windows_sys::{
-    Wdk::Storage::FileSystem::FILE_DIRECTORY_FILE,
-    Win32::{
-        Storage::InstallableFileSystems::{
-            FLT_FSTYPE_FAT, FLT_FSTYPE_MUP, FLT_FSTYPE_NTFS, FLT_FSTYPE_REFS,
-        },
-        System::Kernel::NotificationEvent,
-    },
+    Wdk::Storage::FileSystem::FILE_DIRECTORY_FILE, Win32::System::Kernel::NotificationEvent,
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -331,13 +325,7 @@ unsafe extern "system" fn instance_setup(
     file_system_type: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
     common::paged_code!();
-    let fs = match file_system_type {
-        FLT_FSTYPE_NTFS => "NTFS",
-        FLT_FSTYPE_REFS => "ReFS",
-        FLT_FSTYPE_FAT => "FAT",
-        FLT_FSTYPE_MUP => "network (MUP)",
-        _ => "other",
-    };
+    let fs = common::volume::file_system_name(file_system_type);
     // SAFETY: Filter Manager passes valid related objects for the callback's duration.
     let instance = unsafe { (*objects).Instance };
     // SAFETY: the instance being set up; FltRegisterForDataScan is callable at <= APC_LEVEL.

@@ -257,6 +257,7 @@ unsafe extern "system" fn instance_setup(
     file_system_type: FLT_FILESYSTEM_TYPE,
 ) -> NTSTATUS {
     common::paged_code!();
+    let fs = common::volume::file_system_name(file_system_type);
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let instance = unsafe { (*objects).Instance };
     let state = InstanceState {
@@ -278,20 +279,18 @@ unsafe extern "system" fn instance_setup(
             });
             if !status.is_success() {
                 log!(
-                    "{TAG}: file system type {file_system_type}: FltSetInstanceContext: {status}; no sections on this volume"
+                    "{TAG}: {fs} volume: FltSetInstanceContext: {status}; no sections on this volume"
                 );
             }
         }
         Err(status) => log!(
-            "{TAG}: file system type {file_system_type}: FltAllocateContext(FLT_INSTANCE_CONTEXT): {status}; no sections on this volume"
+            "{TAG}: {fs} volume: FltAllocateContext(FLT_INSTANCE_CONTEXT): {status}; no sections on this volume"
         ),
     }
     // SAFETY: `instance` is the instance being set up.
     let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
     if !status.is_success() {
-        log!(
-            "{TAG}: file system type {file_system_type}: FltRegisterForDataScan: {status}; attaching anyway"
-        );
+        log!("{TAG}: {fs} volume: FltRegisterForDataScan: {status}; attaching anyway");
     }
     STATUS_SUCCESS
 }

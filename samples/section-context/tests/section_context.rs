@@ -215,7 +215,7 @@ fn not_supported_is_logged_once_per_instance_and_the_io_goes_on() {
         lines_with(&world, "NOT_SUPPORTED"),
         [
             format!(
-                "{TAG}: file system type 13: FltRegisterForDataScan: STATUS_NOT_SUPPORTED (0xC00000BB); attaching anyway"
+                "{TAG}: network (MUP) volume: FltRegisterForDataScan: STATUS_NOT_SUPPORTED (0xC00000BB); attaching anyway"
             ),
             format!(
                 "{TAG}: \\Device\\Mup\\server\\share\\remote.txt: create: FltGetSectionContext: STATUS_NOT_SUPPORTED (0xC00000BB): this volume has no section contexts (logged once per instance)"
