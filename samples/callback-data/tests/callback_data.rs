@@ -827,6 +827,14 @@ fn unload_waits_for_completions_in_flight_and_leaks_nothing() {
     let unregistered = world.calls("FltUnregisterFilter")[0].seq;
     // (The trace records a call when it returns: a release can return after the waiter woke,
     // so the frees and dereferences, which come before it, are what is compared.)
+    // The last release woke the unload before its own call returned, so it may still be on its
+    // way into the trace: wait for it, bounded.
+    let started = std::time::Instant::now();
+    while world.calls("ExReleaseRundownProtection").len() < THREADS * OPENS
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::yield_now();
+    }
     assert_eq!(
         world.calls("ExReleaseRundownProtection").len(),
         THREADS * OPENS
