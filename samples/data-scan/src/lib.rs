@@ -118,16 +118,15 @@ use common::{
         DRIVER_OBJECT, Executive, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_WRITE_DATA,
         FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
-        FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
-        FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT,
-        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltCancelFileOpen,
-        FltCreateSectionForDataScan, FltGetSectionContext, FltGetStreamHandleContext,
-        FltRegisterForDataScan, FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
-        IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-        NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT,
-        SECTION_MAP_READ, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
-        STATUS_VIRUS_INFECTED, UNICODE_STRING,
+        FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
+        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FLTFL_POST_OPERATION_DRAINING,
+        FO_VOLUME_OPEN, FltCancelFileOpen, FltCreateSectionForDataScan, FltGetSectionContext,
+        FltGetStreamHandleContext, FltRegisterForDataScan, FltSetStreamHandleContext,
+        IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent,
+        KeSetEvent, KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
+        PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT, SECTION_MAP_READ, SL_OPEN_PAGING_FILE,
+        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
     context::ContextRef,
     filter::{FilterSlot, register_and_start},
@@ -275,7 +274,9 @@ static CONTEXTS: ContextTable<3> = ContextTable::new([
 ]);
 
 static OPERATIONS: OperationTable<4> = OperationTable::new([
-    operation(IRP_MJ_CREATE, Some(pre_create), Some(post_create)),
+    // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
+    // post-operation one, which is where the file is open and can be inspected.
+    operation(IRP_MJ_CREATE, None, Some(post_create)),
     operation(IRP_MJ_WRITE, Some(pre_write), None),
     operation(IRP_MJ_CLEANUP, Some(pre_cleanup), None),
     OPERATION_END,
@@ -341,15 +342,6 @@ unsafe extern "system" fn instance_setup(
 }
 
 // ---- when to scan --------------------------------------------------------------------------
-
-/// Pre-create: nothing to do before the file system; ask for the post-create.
-unsafe extern "system" fn pre_create(
-    _data: *mut FLT_CALLBACK_DATA,
-    _objects: *const FLT_RELATED_OBJECTS,
-    _completion_context: *mut *mut c_void,
-) -> FLT_PREOP_CALLBACK_STATUS {
-    FLT_PREOP_SUCCESS_WITH_CALLBACK
-}
 
 /// Post-create (`PASSIVE_LEVEL`: Filter Manager guarantees it for creates). Scans a file opened
 /// for read or execute, and denies the open on a hit; marks a handle opened for write so that its

@@ -93,15 +93,15 @@ use common::{
     bindings::{
         DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
         FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
-        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
-        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
-        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
-        FltCreateSectionForDataScan, FltGetInstanceContext, FltGetRequestorProcessId,
-        FltGetSectionContext, FltRegisterForDataScan, FltSetInstanceContext, IRP_MJ_CLEANUP,
-        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
-        SEC_COMMIT, SECTION_MAP_READ, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
-        STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
+        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
+        FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLTFL_POST_OPERATION_DRAINING,
+        FO_VOLUME_OPEN, FltCreateSectionForDataScan, FltGetInstanceContext,
+        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+        UNICODE_STRING,
     },
     context::ContextRef,
     filter::{FilterSlot, register_and_start},
@@ -209,7 +209,9 @@ static CONTEXTS: ContextTable<3> = ContextTable::new([
 ]);
 
 static OPERATIONS: OperationTable<5> = OperationTable::new([
-    operation(IRP_MJ_CREATE, Some(pre_create), Some(post_create)),
+    // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
+    // post-operation one, which is where the file is open and can be inspected.
+    operation(IRP_MJ_CREATE, None, Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
@@ -378,15 +380,6 @@ fn holds_section(file_object: *const FILE_OBJECT) -> bool {
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
-
-/// Pre-create: nothing to do before the file system; ask for the post-create.
-unsafe extern "system" fn pre_create(
-    _data: *mut FLT_CALLBACK_DATA,
-    _objects: *const FLT_RELATED_OBJECTS,
-    _completion_context: *mut *mut c_void,
-) -> FLT_PREOP_CALLBACK_STATUS {
-    FLT_PREOP_SUCCESS_WITH_CALLBACK
-}
 
 /// Post-create (`PASSIVE_LEVEL`, Filter Manager guarantees it for creates): a holder creates the
 /// stream's section or joins the one another holder created. Never fails the open.
