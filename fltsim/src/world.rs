@@ -1013,6 +1013,21 @@ impl World {
         self.assert_clean();
     }
 
+    /// Prints what the user did and the calls to the APIs in `apis`, in trace order, for demos
+    /// that show only the API they teach.
+    pub fn print_calls(&self, apis: &[&str]) {
+        for event in self.trace() {
+            let shown = match event.kind {
+                EventKind::Call(api) => apis.contains(&api),
+                EventKind::User => true,
+                _ => false,
+            };
+            if shown {
+                println!("{event}");
+            }
+        }
+    }
+
     /// Prints the trace, for demos.
     pub fn print_trace(&self, since: usize) {
         for event in self.trace().iter().skip(since) {

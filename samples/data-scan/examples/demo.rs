@@ -72,15 +72,6 @@ fn main() {
     }
     println!();
     println!("== The calls the sample made, and what the user did");
-    for event in world.trace() {
-        let shown = match event.kind {
-            fltsim::EventKind::Call(api) => SHOWN.contains(&api),
-            fltsim::EventKind::User => true,
-            _ => false,
-        };
-        if shown {
-            println!("{event}");
-        }
-    }
+    world.print_calls(SHOWN);
     world.finish();
 }
