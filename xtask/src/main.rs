@@ -46,7 +46,8 @@ enum Task {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run a sample's demo scenario in the Filter Manager model (`examples/demo.rs`).
+    /// Run a sample's demo scenario in the Filter Manager model (`examples/demo.rs`, the example
+    /// `<sample>-demo`).
     Demo {
         /// The sample's directory name under samples/, e.g. `passthrough`.
         sample: String,
@@ -401,14 +402,24 @@ fn verify(files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask demo <sample>`.
+/// `cargo xtask demo <sample>`: runs the example `<sample>-demo` of package `rs-<sample>`. Each
+/// demo has its own example name, since all examples share one output directory.
 fn demo(root: &Path, sample: &str) -> Result<()> {
-    let package = format!("rs-{sample}");
+    let Some(found) = samples(root)?.into_iter().find(|s| s.dir == sample) else {
+        let known: Vec<String> = samples(root)?.into_iter().map(|s| s.dir).collect();
+        bail!("no sample `{sample}`: choose one of {}", known.join(", "));
+    };
+    let example = demo_example(&found.dir);
     let mut command = cargo();
     command
         .current_dir(root)
-        .args(["run", "-q", "-p", &package, "--example", "demo"]);
+        .args(["run", "-q", "-p", &found.package, "--example", &example]);
     run(command, &format!("demo of sample `{sample}`"))
+}
+
+/// The example name of a sample's demo (see each sample's `[[example]]` table).
+fn demo_example(sample_dir: &str) -> String {
+    format!("{sample_dir}-demo")
 }
 
 /// `cargo xtask bench`.
@@ -438,7 +449,32 @@ fn bench(root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{linker_variable, manifest_value};
+    use std::fs;
+
+    use super::{demo_example, linker_variable, manifest_value, samples, workspace_root};
+
+    /// `cargo xtask demo` runs `--example <sample>-demo`: every sample must declare it, or the
+    /// demo would not run (and a plain `demo` would collide in target/debug/examples/).
+    #[test]
+    fn every_sample_declares_its_uniquely_named_demo() {
+        let root = workspace_root();
+        let samples = samples(&root).unwrap();
+        assert!(!samples.is_empty());
+        for sample in samples {
+            let manifest = root.join("samples").join(&sample.dir).join("Cargo.toml");
+            let text = fs::read_to_string(&manifest).unwrap();
+            let expected = format!(
+                "name = \"{}\"\npath = \"examples/demo.rs\"",
+                demo_example(&sample.dir)
+            );
+            assert!(
+                text.contains(&expected),
+                "{}: no [[example]] named {} with path examples/demo.rs",
+                manifest.display(),
+                demo_example(&sample.dir)
+            );
+        }
+    }
 
     #[test]
     fn linker_variable_is_cargos_spelling() {
