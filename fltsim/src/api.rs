@@ -279,6 +279,13 @@ unsafe extern "system" fn FltUnregisterFilter(filter: PFLT_FILTER) {
 }
 
 fn unregister(k: &Arc<Kernel>, filter: usize) {
+    // A delay held by World::hold_delays would keep a worker from ever finishing, and this call
+    // waits for the workers: unregistration releases the hold. The filter's unload callback has
+    // already run up to here, so a worker released now sees whatever it set before unregistering.
+    let held = k.lock().options.hold_delays.take();
+    if let Some((_, release)) = held {
+        release.set();
+    }
     let instances: Vec<usize> = {
         let state = k.lock();
         (0..state.instances.len())
@@ -2366,15 +2373,34 @@ unsafe extern "system" fn KeDelayExecutionThread(
 ) -> NTSTATUS {
     let _ = (waitmode, alertable);
     let value = read_in(interval).unwrap_or(0);
-    api_call(
+    let (hold, k) = api_call(
         "KeDelayExecutionThread",
         APC,
         || format!("{value}"),
-        |_| Void,
-    );
-    std::thread::sleep(relative_interval(value));
+        |k| {
+            let hold = k.lock().options.hold_delays.clone();
+            Shown((hold, Arc::clone(k)), String::new())
+        },
+    )
+    .0;
+    match hold {
+        // World::hold_delays: the delay lasts until the test (or an unregistration) releases it,
+        // so that what happens "during the pause" is ordered by the test, not by the clock.
+        Some((parked, release)) => {
+            parked.set();
+            if !release.wait(Some(DELAY_HOLD_LIMIT)) {
+                k.violation(format!(
+                    "KeDelayExecutionThread was held for {DELAY_HOLD_LIMIT:?}: the test never released World::hold_delays"
+                ));
+            }
+        }
+        None => std::thread::sleep(relative_interval(value)),
+    }
     STATUS_SUCCESS
 }
+
+/// How long a delay held by `World::hold_delays` waits before the model calls it a hang.
+const DELAY_HOLD_LIMIT: Duration = Duration::from_mins(1);
 
 fn push_lock(k: &Kernel, api: &str, lock: *const usize) -> Option<Arc<HostPushLock>> {
     let found = k.lock().push_locks.get(&(lock as usize)).cloned();

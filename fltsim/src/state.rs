@@ -218,6 +218,9 @@ pub(crate) struct Options {
     /// `World::hold_next_section_create`: the next successful `FltCreateSectionForDataScan`
     /// signals the first event once its section is linked, then waits for the second.
     pub(crate) hold_create: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
+    /// parked), then waits for the second (released).
+    pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
 }
 
 /// Everything the model knows.
@@ -286,6 +289,7 @@ impl State {
                 race_on_create: None,
                 async_gate: None,
                 hold_create: None,
+                hold_delays: None,
             },
             echo: false,
             counters: HashMap::new(),

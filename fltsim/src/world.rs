@@ -192,6 +192,44 @@ impl Drop for SectionHold {
     }
 }
 
+/// `KeDelayExecutionThread` calls held until released: see [`World::hold_delays`].
+pub struct DelayHold {
+    kernel: Arc<Kernel>,
+    parked: Arc<crate::sync::HostEvent>,
+    release: Arc<crate::sync::HostEvent>,
+}
+
+impl DelayHold {
+    /// Waits (at most `timeout`) until a thread is parked in a held delay; `false` if none is.
+    #[must_use]
+    pub fn wait_parked(&self, timeout: std::time::Duration) -> bool {
+        self.parked.wait(Some(timeout))
+    }
+
+    /// Lets every held delay return, and stops holding new ones. (Dropping the hold does the
+    /// same.)
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DelayHold {
+    fn drop(&mut self) {
+        {
+            let mut state = self.kernel.lock();
+            let ours = state
+                .options
+                .hold_delays
+                .as_ref()
+                .is_some_and(|(parked, _)| Arc::ptr_eq(parked, &self.parked));
+            if ours {
+                state.options.hold_delays = None;
+            }
+        }
+        self.release.set();
+    }
+}
+
 /// What a counting filter saw, by major function.
 pub use crate::counting::Counts;
 
@@ -342,6 +380,25 @@ impl World {
         SectionHold {
             kernel: Arc::clone(&self.kernel),
             linked,
+            release,
+        }
+    }
+
+    /// Holds every `KeDelayExecutionThread` from now on until the returned [`DelayHold`] is
+    /// released or dropped, or until a filter calls `FltUnregisterFilter` (which waits for the
+    /// workers that are pausing, so it releases the hold itself).
+    ///
+    /// A filter that paces a background scan with delays then stops at a point the test knows:
+    /// after [`DelayHold::wait_parked`], the scan has done its current step and is pausing, and
+    /// whatever the test does next happens "during the pause", whatever the machine's load.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_delays(&self) -> DelayHold {
+        let parked = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.hold_delays = Some((Arc::clone(&parked), Arc::clone(&release)));
+        DelayHold {
+            kernel: Arc::clone(&self.kernel),
+            parked,
             release,
         }
     }
@@ -957,12 +1014,22 @@ impl World {
     }
 
     /// The debugger lines printed so far by the filter called `name`.
+    ///
+    /// Lines printed by different threads (a worker, a completion, a callback) come in the order
+    /// they happened to be printed, which nothing guarantees: compare such lines as a set, or per
+    /// thread with [`log_events`](Self::log_events).
     #[must_use]
     pub fn log_lines(&self, name: &str) -> Vec<String> {
+        self.log_events(name).into_iter().map(|e| e.text).collect()
+    }
+
+    /// The debugger lines printed so far by the filter called `name`, as trace events: each
+    /// names the model thread that printed it ([`Event::thread`]).
+    #[must_use]
+    pub fn log_events(&self, name: &str) -> Vec<Event> {
         self.trace()
             .into_iter()
             .filter(|e| e.kind == EventKind::Log && e.who == name)
-            .map(|e| e.text)
             .collect()
     }
 
