@@ -16,7 +16,7 @@ use common::{
     },
     irql::PASSIVE_LEVEL,
 };
-use fltsim::{Conflict, EventKind, Open, World, sweep_faults};
+use fltsim::{Conflict, DelayHold, EventKind, Open, World, sweep_faults};
 use rs_section_conflict::{CHUNK_SIZE, DriverEntry, chunk_count};
 
 const NAME: &str = "rs-section-conflict";
@@ -91,33 +91,64 @@ fn describe(conflict: Conflict) -> String {
     }
 }
 
-/// Starts a scan of BIG, then runs `conflict` from a second handle; returns the I/O's result.
-fn conflict_in_flight(world: &World, conflict: Conflict) -> Result<(), NtStatus> {
+/// How long a test waits for the scan to reach its pause: a bound on a hang, not a timing
+/// assertion (it is reached within milliseconds).
+const PARK_BOUND: Duration = Duration::from_secs(20);
+
+/// Starts a scan of BIG and holds it in its first pause (after chunk 1 of 256), then runs
+/// `conflict` from a second handle; returns the I/O's result and the hold. The scan is
+/// in flight by construction, not by the clock: it cannot finish while its delay is held.
+fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus>, DelayHold) {
     world.load(NAME, ALTITUDE, DriverEntry).expect("loads");
+    let hold = world.hold_delays();
     let reader = world.open(BIG, Open::read()).expect("open for read");
     let chunks = chunk_count(i64::try_from(BIG_SIZE).unwrap());
+    // Printed by the opening thread before it queues the worker, so it is the first line.
     assert_eq!(
         file_lines(world),
         [format!(
             "{NAME}: \\data\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
     );
+    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
     // Write-only, so this open starts no scan of its own.
     let writer = world.open(BIG, Open::write()).expect("second handle");
     let result = run(world, writer, conflict);
     world.close(writer).unwrap();
     world.close(reader).unwrap();
-    result
+    (result, hold)
+}
+
+/// The lines the (one) section notification callback printed, in its thread's order: those of
+/// its thread between its entry and its return.
+fn callback_lines(world: &World) -> Vec<String> {
+    let trace = world.trace();
+    let enter = trace
+        .iter()
+        .position(|e| e.text.starts_with("SectionNotificationCallback ->"))
+        .expect("the callback ran");
+    let thread = trace[enter].thread;
+    trace[enter..]
+        .iter()
+        .filter(|e| e.thread == thread)
+        .take_while(|e| !e.text.starts_with("SectionNotificationCallback <-"))
+        .filter(|e| e.kind == EventKind::Log)
+        .map(|e| e.text.clone())
+        .collect()
 }
 
 fn assert_gives_way(conflict: Conflict) {
     let world = world_with_files();
-    conflict_in_flight(&world, conflict).expect("the conflicting I/O succeeds");
+    let (result, hold) = conflict_in_flight(&world, conflict);
+    result.expect("the conflicting I/O succeeds");
+    // The callback closed the section while the scan was paused; now let the scan notice.
+    hold.release();
     let io = describe(conflict);
     let aborted = wait_for_line(&world, |l| l.contains("scan aborted after"));
-    let lines = file_lines(&world);
+    // The callback's two lines come in its own order; the worker's line is printed by another
+    // thread, so nothing orders it against them.
     assert_eq!(
-        lines[1..3],
+        callback_lines(&world),
         [
             format!(
                 "{NAME}: \\data\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
@@ -126,16 +157,14 @@ fn assert_gives_way(conflict: Conflict) {
                 "{NAME}: \\data\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
             ),
         ],
-        "{lines:#?}"
     );
-    // The scan had not finished: the callback did not wait for it.
-    let done: usize = aborted
-        .split("after ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("a chunk count");
-    assert!(done < 256, "{aborted}");
+    // The scan was held after its first chunk: the callback did not wait for it to finish.
+    assert_eq!(
+        aborted,
+        format!(
+            "{NAME}: \\data\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
+        )
+    );
     assert_eq!(callbacks(&world), 1);
     assert_eq!(world.calls("FltCloseSectionForDataScan").len(), 1);
     assert_eq!(world.calls("ObCloseHandle").len(), 1);
@@ -215,26 +244,28 @@ fn without_the_notification_the_same_io_fails_with_user_mapped_file() {
     ] {
         let world = world_with_files();
         world.set_section_notifications(false);
+        let (result, _hold) = conflict_in_flight(&world, conflict);
         assert_eq!(
-            conflict_in_flight(&world, conflict),
+            result,
             Err(NtStatus(STATUS_USER_MAPPED_FILE)),
             "{conflict:?}"
         );
         assert_eq!(callbacks(&world), 0);
         assert_eq!(world.contents(BIG).unwrap(), bytes(BIG_SIZE));
-        // Unload stops the scan, which closes its own section.
+        // Unload stops the scan, which closes its own section. FltUnregisterFilter releases the
+        // held pause after the unload callback asked the scan to stop, and waits for it.
         world.unload(NAME).unwrap();
-        let lines = file_lines(&world);
-        assert!(
-            lines[lines.len() - 2].contains("scan stopped for unload after")
-                && lines[lines.len() - 2].ends_with("section closed (STATUS_SUCCESS (0x00000000))"),
-            "{lines:#?}"
-        );
-        assert!(
-            lines.last().unwrap().contains(
-                "1 scans: 0 complete, 0 aborted by conflicting I/O, 1 stopped for unload"
-            ),
-            "{lines:#?}"
+        assert_eq!(
+            file_lines(&world)[1..],
+            [
+                format!(
+                    "{NAME}: \\data\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+                ),
+                format!(
+                    "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+                ),
+            ],
+            "{conflict:?}"
         );
         world.finish();
     }
@@ -423,15 +454,27 @@ fn network_volumes_are_not_attached_and_writers_are_not_scanned() {
 fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
     let world = world_with_files();
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    // Paused after its first chunk: in flight by construction. FltUnregisterFilter releases the
+    // pause once the unload callback has asked the scan to stop.
+    let hold = world.hold_delays();
     let reader = world.open(BIG, Open::read()).unwrap();
+    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
     world.unload(NAME).unwrap();
-    let lines = file_lines(&world);
-    assert!(
-        lines[1]
-            .starts_with("rs-section-conflict: \\data\\big.bin: scan stopped for unload after "),
-        "{lines:#?}"
+    // The worker's line comes after the opener's (which queued it) and before the unload's
+    // summary (FltUnregisterFilter waits for it): this order is guaranteed.
+    assert_eq!(
+        file_lines(&world),
+        [
+            format!("{NAME}: \\data\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"),
+            format!(
+                "{NAME}: \\data\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+            ),
+            format!(
+                "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+            ),
+        ]
     );
-    assert!(lines[2].contains("1 stopped for unload"), "{lines:#?}");
+    drop(hold);
     // The handle outlives the filter; the file is intact and truncatable.
     world.close(reader).unwrap();
     let writer = world.open(BIG, Open::read_write()).unwrap();
@@ -530,7 +573,9 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
 fn callbacks_and_kernel_calls_respect_their_irql() {
     let world = world_with_files();
     world.set_post_operation_irql(common::irql::DISPATCH_LEVEL);
-    conflict_in_flight(&world, Conflict::Truncate(100)).unwrap();
+    let (result, hold) = conflict_in_flight(&world, Conflict::Truncate(100));
+    result.unwrap();
+    hold.release();
     wait_for_line(&world, |l| l.contains("scan aborted"));
     for api in [
         "FltCreateSectionForDataScan",
