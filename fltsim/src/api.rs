@@ -364,7 +364,17 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         });
     }
     // No new operations reach the instance; wait for the ones in flight (rundown).
-    k.lock().instances[instance].torn_down = true;
+    let in_flight = {
+        let mut state = k.lock();
+        state.instances[instance].torn_down = true;
+        state.instances[instance].in_flight
+    };
+    if in_flight > 0 {
+        k.trace(
+            EventKind::FltMgr,
+            format!("instance teardown waits for {in_flight} operation(s) in flight"),
+        );
+    }
     let start = Instant::now();
     while k.lock().instances[instance].in_flight > 0 || k.lock().instances[instance].object_refs > 0
     {
@@ -1113,7 +1123,7 @@ fn perform(k: &Arc<Kernel>, api: &'static str, data: *mut FLT_CALLBACK_DATA) -> 
         status
     } else {
         k.trace(
-            EventKind::Call(api),
+            EventKind::FltMgr,
             format!(
                 "{api}: {} goes to the instances below altitude {altitude}",
                 io::major_name(major)

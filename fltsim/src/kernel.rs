@@ -24,6 +24,9 @@ use crate::state::State;
 pub(crate) struct Kernel {
     pub(crate) state: Mutex<State>,
     seq: AtomicU64,
+    /// Whether `World::hold_next_call` is armed: the one check every API call makes, so that an
+    /// unarmed model pays no lock for it.
+    pub(crate) call_hold_armed: std::sync::atomic::AtomicBool,
 }
 
 static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
@@ -164,8 +167,13 @@ pub enum EventKind {
     Log,
     /// An operation a user-mode program issued (the test's scripted I/O).
     User,
-    /// A verifier finding.
+    /// A verifier finding, or a note of the model's own test machinery (an injected fault, a
+    /// hold).
     Verifier,
+    /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
+    /// starting to wait for the operations in flight. Calls are traced when they return; this
+    /// marks the moment inside one, so a test can order its next step after it.
+    FltMgr,
 }
 
 /// One line of the trace.
@@ -199,6 +207,7 @@ impl std::fmt::Display for Event {
             EventKind::Log => "log ",
             EventKind::User => "user",
             EventKind::Verifier => "VERIFIER",
+            EventKind::FltMgr => "fltmgr",
         };
         write!(
             f,
@@ -236,6 +245,7 @@ impl Kernel {
         Arc::new(Self {
             state: Mutex::new(state),
             seq: AtomicU64::new(1),
+            call_hold_armed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -317,6 +327,9 @@ pub(crate) fn api_call<R: std::fmt::Display>(
 ) -> R {
     let k = kernel();
     k.check_irql(api, max_irql);
+    if k.call_hold_armed.load(Ordering::Acquire) {
+        hold_call(&k, api);
+    }
     let args = args();
     let result = body(&k);
     let mut text = format!("{api}({args})");
@@ -327,6 +340,37 @@ pub(crate) fn api_call<R: std::fmt::Display>(
     k.trace(EventKind::Call(api), text);
     result
 }
+
+/// `World::hold_next_call`: if the hold is for `api`, takes it (it holds one call), says the call
+/// was reached, and waits for the release before the call does anything.
+fn hold_call(k: &Kernel, api: &'static str) {
+    let hold = {
+        let mut state = k.lock();
+        match &state.options.hold_call {
+            Some((name, _, _)) if *name == api => {
+                k.call_hold_armed.store(false, Ordering::Release);
+                state.options.hold_call.take()
+            }
+            _ => None,
+        }
+    };
+    let Some((_, reached, release)) = hold else {
+        return;
+    };
+    k.trace(
+        EventKind::Verifier,
+        format!("{api} held at its entry (World::hold_next_call)"),
+    );
+    reached.set();
+    if !release.wait(Some(CALL_HOLD_LIMIT)) {
+        k.violation(format!(
+            "{api} was held for {CALL_HOLD_LIMIT:?}: the test never released World::hold_next_call"
+        ));
+    }
+}
+
+/// How long a call held by `World::hold_next_call` waits before the model calls it a hang.
+const CALL_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// A status as an API result, for the trace.
 pub(crate) struct Status(pub(crate) NTSTATUS);

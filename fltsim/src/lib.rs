@@ -51,7 +51,9 @@ mod verifier;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
-pub use world::{DelayHold, DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World};
+pub use world::{
+    CallHold, DelayHold, DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World,
+};
 
 /// The process id of the System process, which owns I/O that no user process requested.
 pub const SYSTEM_PROCESS_ID: u32 = 4;

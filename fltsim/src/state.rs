@@ -221,6 +221,13 @@ pub(crate) struct Options {
     /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
     /// parked), then waits for the second (released).
     pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    /// `World::hold_next_call`: the API whose next call is held at its entry, the event it
+    /// signals when reached, and the one it waits for.
+    pub(crate) hold_call: Option<(
+        &'static str,
+        Arc<crate::sync::HostEvent>,
+        Arc<crate::sync::HostEvent>,
+    )>,
 }
 
 /// Everything the model knows.
@@ -290,6 +297,7 @@ impl State {
                 async_gate: None,
                 hold_create: None,
                 hold_delays: None,
+                hold_call: None,
             },
             echo: false,
             counters: HashMap::new(),

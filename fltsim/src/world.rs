@@ -230,6 +230,47 @@ impl Drop for DelayHold {
     }
 }
 
+/// One API call held at its entry: see [`World::hold_next_call`].
+pub struct CallHold {
+    kernel: Arc<Kernel>,
+    reached: Arc<crate::sync::HostEvent>,
+    release: Arc<crate::sync::HostEvent>,
+}
+
+impl CallHold {
+    /// Waits (at most `timeout`) until the call has reached the hold; `false` if it has not.
+    #[must_use]
+    pub fn wait_held(&self, timeout: std::time::Duration) -> bool {
+        self.reached.wait(Some(timeout))
+    }
+
+    /// Lets the held call go on; disarms the hold if no call has reached it yet. (Dropping the
+    /// hold does the same.)
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for CallHold {
+    fn drop(&mut self) {
+        {
+            let mut state = self.kernel.lock();
+            let ours = state
+                .options
+                .hold_call
+                .as_ref()
+                .is_some_and(|(_, reached, _)| Arc::ptr_eq(reached, &self.reached));
+            if ours {
+                state.options.hold_call = None;
+                self.kernel
+                    .call_hold_armed
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        self.release.set();
+    }
+}
+
 /// What a counting filter saw, by major function.
 pub use crate::counting::Counts;
 
@@ -399,6 +440,26 @@ impl World {
         DelayHold {
             kernel: Arc::clone(&self.kernel),
             parked,
+            release,
+        }
+    }
+
+    /// Holds the next call of `api`, from any thread, at its entry: before it checks or does
+    /// anything, so the caller is parked mid-way through whatever callback made it. The test
+    /// then does what must happen "in the middle" (an unload, a conflicting I/O) and releases
+    /// the hold. One call is held; arming a new hold replaces one not yet reached.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_next_call(&self, api: &'static str) -> CallHold {
+        let reached = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.hold_call =
+            Some((api, Arc::clone(&reached), Arc::clone(&release)));
+        self.kernel
+            .call_hold_armed
+            .store(true, std::sync::atomic::Ordering::Release);
+        CallHold {
+            kernel: Arc::clone(&self.kernel),
+            reached,
             release,
         }
     }
@@ -1013,6 +1074,27 @@ impl World {
             .collect()
     }
 
+    /// Waits (at most `timeout`) until the trace holds an event that satisfies `pred`, and
+    /// returns the first such event; `None` if none came. For ordering a test's next step after
+    /// something another thread does in the model (a bound on a hang, not a timing assertion).
+    #[must_use]
+    pub fn wait_for_event(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.kernel.lock().trace.iter().find(|e| pred(e)) {
+                return Some(found.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The debugger lines printed so far by the filter called `name`.
     ///
     /// Lines printed by different threads (a worker, a completion, a callback) come in the order
@@ -1087,6 +1169,10 @@ impl World {
             let shown = match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
                 EventKind::User => true,
+                // Filter Manager's own steps inside one of those calls.
+                EventKind::FltMgr => apis
+                    .iter()
+                    .any(|api| event.text.starts_with(&format!("{api}:"))),
                 _ => false,
             };
             if shown {

@@ -1,6 +1,8 @@
-//! `World::hold_delays`: a `KeDelayExecutionThread` that lasts until the test releases it, so
-//! that a test orders "what happens during the pause" by the model's events instead of the clock.
-//! `FltUnregisterFilter` releases a hold itself, since it waits for the workers that pause.
+//! The model's holds, which let a test order "what happens in the middle" by the model's events
+//! instead of the clock:
+//! - `World::hold_delays`: a `KeDelayExecutionThread` that lasts until the test releases it.
+//!   `FltUnregisterFilter` releases it itself, since it waits for the workers that pause.
+//! - `World::hold_next_call`: one call of an API parked at its entry until released.
 
 use std::{sync::mpsc, time::Duration};
 
@@ -88,10 +90,35 @@ fn fltunregisterfilter_releases_a_held_delay() {
     // The hold is spent: a later delay is an ordinary one.
     let interval = -1_i64;
     // SAFETY: a relative interval of 100 ns that lives for the whole call, at PASSIVE_LEVEL.
-    assert_eq!(
-        unsafe { KeDelayExecutionThread(0, false, &raw const interval) },
-        STATUS_SUCCESS
-    );
+    let status = unsafe { KeDelayExecutionThread(0, false, &raw const interval) };
+    assert_eq!(status, STATUS_SUCCESS);
     drop(hold);
+    world.finish();
+}
+
+#[test]
+fn a_held_call_does_nothing_until_released_and_only_one_call_is_held() {
+    let world = World::new();
+    let hold = world.hold_next_call("KeDelayExecutionThread");
+    let (sender, returned) = mpsc::channel();
+    std::thread::spawn(move || {
+        let interval = -1_i64;
+        // SAFETY: a relative interval of 100 ns that lives for the whole call, at PASSIVE_LEVEL.
+        let status = unsafe { KeDelayExecutionThread(0, false, &raw const interval) };
+        let _ = sender.send(status);
+    });
+    assert!(hold.wait_held(BOUND), "the call never reached the hold");
+    // Held at its entry: it has not returned, so it is not in the trace yet.
+    assert_eq!(returned.try_recv(), Err(mpsc::TryRecvError::Empty));
+    assert_eq!(world.calls("KeDelayExecutionThread").len(), 0);
+    hold.release();
+    assert_eq!(returned.recv_timeout(BOUND), Ok(STATUS_SUCCESS));
+    assert_eq!(world.calls("KeDelayExecutionThread").len(), 1);
+    // The hold was for one call: the next one goes straight through.
+    let interval = -1_i64;
+    // SAFETY: as above.
+    let status = unsafe { KeDelayExecutionThread(0, false, &raw const interval) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(world.calls("KeDelayExecutionThread").len(), 2);
     world.finish();
 }
