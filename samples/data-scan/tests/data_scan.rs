@@ -1259,3 +1259,45 @@ fn unload_after_the_scenario_leaks_nothing_and_counts_right() {
     );
     world.finish();
 }
+
+/// `FltUnregisterFilter` waits for callbacks in flight, and those callbacks still use the filter
+/// handle: a post-create parked mid-way while the unload begins must still allocate its section
+/// context with a live handle (`FltAllocateContext`'s Filter "is required and cannot be NULL").
+#[test]
+fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
+    let world = loaded();
+    // Parked before the scan: the name query comes first.
+    let parked = world.hold_next_call("FltGetFileNameInformation");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| open_and_close(&world, CLEAN));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the post-create never got there"
+        );
+        let unloading = s.spawn(|| world.unload(TAG));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| e.kind == EventKind::FltMgr
+                    && e.text.starts_with("instance teardown waits for"))
+                .is_some(),
+            "the unload never waited for the parked post-create"
+        );
+        parked.release();
+        assert_eq!(opener.join().expect("no panic"), Ok(()));
+        unloading.join().expect("no panic").expect("unloads");
+    });
+    for call in world.calls("FltAllocateContext") {
+        assert!(!call.text.contains("not a filter handle"), "{call}");
+    }
+    assert_eq!(
+        world.log_lines(TAG)[2..],
+        [
+            format!(
+                "{TAG}: {}: open: clean: 5400 bytes scanned in 1 window(s)",
+                device_name(CLEAN)
+            ),
+            format!("{TAG}: unloaded: 1 clean, 0 infected, 0 not scanned"),
+        ]
+    );
+    world.finish();
+}

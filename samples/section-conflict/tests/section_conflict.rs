@@ -652,3 +652,51 @@ fn stress_many_threads_conflicting_with_scans_of_the_same_files() {
     assert_eq!(started, complete + aborted + stopped + failed, "{summary}");
     assert_eq!(failed, 0, "{summary}");
 }
+
+/// `FltUnregisterFilter` waits for callbacks in flight, and those callbacks still use the filter
+/// handle: a post-create parked mid-way while the unload begins must still allocate its context
+/// with a live handle (`FltAllocateContext`'s Filter "is required and cannot be NULL").
+#[test]
+fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
+    let world = world_with_files();
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    // Parked just before the context allocation: the scan's pool block comes first.
+    let parked = world.hold_next_call("ExAllocatePool2");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(BIG, Open::read()));
+        assert!(
+            parked.wait_held(PARK_BOUND),
+            "the post-create never got there"
+        );
+        let unloading = s.spawn(|| world.unload(NAME));
+        // FltUnregisterFilter has run the unload callback's first half and waits for us.
+        assert!(
+            world
+                .wait_for_event(PARK_BOUND, |e| e.kind == EventKind::FltMgr
+                    && e.text.starts_with("instance teardown waits for"))
+                .is_some(),
+            "the unload never waited for the parked post-create"
+        );
+        parked.release();
+        let reader = opener.join().expect("no panic").expect("the open succeeds");
+        unloading.join().expect("no panic").expect("unloads");
+        world.close(reader).unwrap();
+    });
+    for call in world.calls("FltAllocateContext") {
+        assert!(!call.text.contains("not a filter handle"), "{call}");
+    }
+    // The parked open went on with a live handle, and the instance, being torn down, refused
+    // the scan its reference: the open is not scanned, and nothing is left behind.
+    assert_eq!(
+        file_lines(&world),
+        [
+            format!(
+                "{NAME}: \\data\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
+            ),
+            format!(
+                "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+            ),
+        ]
+    );
+    world.finish();
+}

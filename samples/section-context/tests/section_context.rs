@@ -440,3 +440,50 @@ fn gets_from_many_threads_racing_the_final_cleanup_never_touch_a_freed_context()
     assert_eq!(found, lines_with(&world, "section found").len());
     world.finish();
 }
+
+/// `FltUnregisterFilter` waits for callbacks in flight, and those callbacks still use the filter
+/// handle: a post-create parked mid-way while the unload begins must still allocate its section
+/// context with a live handle (`FltAllocateContext`'s Filter "is required and cannot be NULL").
+#[test]
+fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let world = loaded();
+    // Parked while it fills in the section context, just before allocating it.
+    let parked = world.hold_next_call("FltGetRequestorProcessId");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(FILE, holder()));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the post-create never got there"
+        );
+        let unloading = s.spawn(|| world.unload(TAG));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| e.kind == fltsim::EventKind::FltMgr
+                    && e.text.starts_with("instance teardown waits for"))
+                .is_some(),
+            "the unload never waited for the parked post-create"
+        );
+        parked.release();
+        let h = opener.join().expect("no panic").expect("the open succeeds");
+        unloading.join().expect("no panic").expect("unloads");
+        world.close(h).unwrap();
+    });
+    for call in world.calls("FltAllocateContext") {
+        assert!(!call.text.contains("not a filter handle"), "{call}");
+    }
+    // The open went on with a live handle: its section was created, and closed as it was
+    // published, since the instance was already being torn down.
+    assert_eq!(
+        world.log_lines(TAG)[1..],
+        [
+            format!(
+                "{TAG}: {NAME}: section created (FltCreateSectionForDataScan), 14 bytes, process 1000"
+            ),
+            format!(
+                "{TAG}: {NAME}: closed as it was published: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+            ),
+        ]
+    );
+    world.finish();
+}
