@@ -45,22 +45,23 @@ use windows_sys::{
             FLT_FILE_NAME_INFORMATION, FLT_INSTANCE_CONTEXT, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
             FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_SET_CONTEXT_OPERATION,
             FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT,
-            FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD, IRP_MJ_OPERATION_END,
-            PFLT_COMPLETED_ASYNC_IO_CALLBACK, PFLT_CONTEXT, PFLT_FILTER, PFLT_GENERIC_WORKITEM,
-            PFLT_GENERIC_WORKITEM_ROUTINE, PFLT_INSTANCE,
+            FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD,
+            IRP_MJ_OPERATION_END, PFLT_COMPLETED_ASYNC_IO_CALLBACK, PFLT_CONTEXT, PFLT_FILTER,
+            PFLT_GENERIC_WORKITEM, PFLT_GENERIC_WORKITEM_ROUTINE, PFLT_INSTANCE,
         },
-        System::SystemServices::{IRP_MJ_CREATE, WORK_QUEUE_TYPE},
+        System::SystemServices::{IRP_MJ_CREATE, IRP_PAGING_IO, WORK_QUEUE_TYPE},
     },
     Win32::{
         Foundation::{
             HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-            STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DELETING_OBJECT,
-            STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST, STATUS_FLT_INVALID_CONTEXT_REGISTRATION,
-            STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
-            STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, STATUS_TIMEOUT,
-            UNICODE_STRING,
+            STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+            STATUS_FLT_DELETING_OBJECT, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
+            STATUS_FLT_INVALID_CONTEXT_REGISTRATION, STATUS_INSUFFICIENT_RESOURCES,
+            STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_8,
+            STATUS_INVALID_PARAMETER_9, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING,
+            STATUS_SUCCESS, STATUS_TIMEOUT, UNICODE_STRING,
         },
-        System::Kernel::EVENT_TYPE,
+        System::{Kernel::EVENT_TYPE, Memory::SEC_COMMIT},
     },
 };
 
@@ -463,25 +464,37 @@ unsafe extern "system" fn FltAllocateContext(
                 k.violation(format!("FltAllocateContext: {filter:#x} is not a filter handle"));
                 return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
             };
-            let registered = state.filters[index].contexts.iter().find(|c| c.ContextType == contexttype).map(|c| c.Size);
-            match registered {
-                None => {
-                    drop(state);
-                    k.violation(format!(
-                        "FltAllocateContext: {} is not in the filter's context registration",
-                        context_type_name(contexttype)
-                    ));
-                    return Shown(STATUS_FLT_INVALID_CONTEXT_REGISTRATION, NtStatus(STATUS_FLT_INVALID_CONTEXT_REGISTRATION).to_string());
-                }
-                Some(size) if size != contextsize => {
-                    drop(state);
-                    k.violation(format!(
-                        "FltAllocateContext: {contextsize} bytes requested but the {} registration says {size}",
-                        context_type_name(contexttype)
-                    ));
-                    return Shown(STATUS_INVALID_PARAMETER, NtStatus(STATUS_INVALID_PARAMETER).to_string());
-                }
-                Some(_) => {}
+            // "Creating Contexts": a type the filter did not register, or a size no registration
+            // of that type serves, fails with STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND. A fixed
+            // Size needs exactly that size, unless the registration has
+            // FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH, which serves any size up to it.
+            // (FLT_VARIABLE_SIZED_CONTEXTS registrations are not modelled: no sample uses one.)
+            let of_type: Vec<(usize, u16)> = state.filters[index]
+                .contexts
+                .iter()
+                .filter(|c| c.ContextType == contexttype)
+                .map(|c| (c.Size, c.Flags))
+                .collect();
+            let served = of_type.iter().any(|&(size, flags)| {
+                size == contextsize
+                    || (u32::from(flags) & FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH != 0
+                        && contextsize <= size)
+            });
+            if !served {
+                drop(state);
+                let why = if of_type.is_empty() {
+                    "the filter registered no context of that type".to_owned()
+                } else {
+                    format!("no registration of that type serves {contextsize} bytes: {of_type:?} (size, flags)")
+                };
+                k.violation(format!(
+                    "FltAllocateContext: {}: {why}",
+                    context_type_name(contexttype)
+                ));
+                return Shown(
+                    STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+                    NtStatus(STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND).to_string(),
+                );
             }
             drop(state);
             if let Some(status) = k.inject("FltAllocateContext", STATUS_INSUFFICIENT_RESOURCES) {
@@ -502,6 +515,9 @@ unsafe extern "system" fn FltAllocateContext(
                     origin,
                     attachments: Vec::new(),
                     section: None,
+                    // PagedPool (1) and its variants have the low bit set; NonPagedPool (0) and
+                    // NonPagedPoolNx (512) do not.
+                    paged: pooltype & 1 != 0,
                 },
             );
             drop(state);
@@ -584,6 +600,12 @@ unsafe extern "system" fn FltReleaseContext(context: PFLT_CONTEXT) {
         || format!("{context:p}"),
         |k| {
             if live_context(k, "FltReleaseContext", context).is_some() {
+                // "IRQL <= DISPATCH_LEVEL for a context allocated from nonpaged pool; <= APC_LEVEL
+                // for one allocated from paged pool" (the FltReleaseContext page).
+                let paged = k.lock().contexts[&(context as usize)].paged;
+                if paged {
+                    k.check_irql("FltReleaseContext (paged-pool context)", APC);
+                }
                 release_reference(k, context as usize, "FltReleaseContext");
             }
             Void
@@ -1171,6 +1193,13 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
                 k.violation("FltPerformAsynchronousIo: no completion routine".into());
                 return Status(STATUS_INVALID_PARAMETER);
             };
+            // "IRQL: PASSIVE_LEVEL; APC_LEVEL only for paging I/O" (the FltPerformAsynchronousIo
+            // page). api_call checked the APC ceiling; a non-paging request needs PASSIVE.
+            // SAFETY: the callback data is known to the model, so its parameter block is valid.
+            let irp_flags = unsafe { (*io::iopb(callbackdata)).IrpFlags };
+            if irp_flags & IRP_PAGING_IO == 0 {
+                k.check_irql("FltPerformAsynchronousIo (not paging I/O)", PASSIVE);
+            }
             let frame = crate::kernel::current_frame();
             let (data, ctx) = (callbackdata as usize, callbackcontext as usize);
             // "The Filter Manager always calls this routine, even when FltPerformAsynchronousIo
@@ -1342,18 +1371,28 @@ unsafe extern "system" fn FltCreateSectionForDataScan(
     sectionobject: *mut *mut c_void,
     sectionfilesize: *mut i64,
 ) -> NTSTATUS {
-    let _ = (
-        desiredaccess,
-        maximumsize,
-        sectionpageprotection,
-        allocationattributes,
-        flags,
-    );
+    let _ = (desiredaccess, maximumsize, flags);
     api_call(
         "FltCreateSectionForDataScan",
         PASSIVE,
         || format!("{}, context {sectioncontext:p}", k_describe(fileobject)),
         |k| {
+            // "SectionPageProtection ... is required and cannot be zero"; "AllocationAttributes
+            // ... is required and cannot be zero", and SEC_COMMIT "is required and cannot be
+            // omitted" (the FltCreateSectionForDataScan page). Checked before anything else, as
+            // parameter validation is: nothing is created, linked or referenced.
+            if sectionpageprotection == 0 {
+                return Shown(
+                    STATUS_INVALID_PARAMETER_8,
+                    NtStatus(STATUS_INVALID_PARAMETER_8).to_string(),
+                );
+            }
+            if allocationattributes & SEC_COMMIT == 0 {
+                return Shown(
+                    STATUS_INVALID_PARAMETER_9,
+                    NtStatus(STATUS_INVALID_PARAMETER_9).to_string(),
+                );
+            }
             create_section(
                 k,
                 instance,
@@ -1625,13 +1664,10 @@ unsafe extern "system" fn FltCloseSectionForDataScan(sectioncontext: PFLT_CONTEX
                 ));
                     Status(STATUS_INVALID_PARAMETER)
                 }
-                Some(_) if !tracked => {
-                    k.violation(format!(
-                    "FltCloseSectionForDataScan called twice for the section context from {origin} \
-                     (the second call returns STATUS_NOT_FOUND)"
-                ));
-                    Status(STATUS_NOT_FOUND)
-                }
+                // Already closed (by this filter, or by Filter Manager at teardown): a documented
+                // result a filter handles, not misuse (the FltCloseSectionForDataScan page lists
+                // STATUS_NOT_FOUND). Not a finding.
+                Some(_) if !tracked => Status(STATUS_NOT_FOUND),
                 Some(object) => {
                     untrack_section(k, sectioncontext as usize, object);
                     Status(STATUS_SUCCESS)

@@ -137,6 +137,8 @@ pub(crate) struct ContextRec {
     pub(crate) attachments: Vec<Attachment>,
     /// The section object created with this (section) context, ever.
     pub(crate) section: Option<usize>,
+    /// Allocated from paged pool: `FltReleaseContext` must then run at `<= APC_LEVEL`.
+    pub(crate) paged: bool,
 }
 
 /// Callback data.

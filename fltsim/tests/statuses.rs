@@ -4,6 +4,12 @@
 
 use std::{ffi::c_void, ptr, sync::Mutex};
 
+use common::bindings::{
+    FLT_CONTEXT_REGISTRATION, FLT_STREAMHANDLE_CONTEXT,
+    FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH, IRP_PAGING_IO, PagedPool,
+    STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND, STATUS_INVALID_PARAMETER_8,
+    STATUS_INVALID_PARAMETER_9,
+};
 use common::{
     NtStatus,
     bindings::{
@@ -26,12 +32,13 @@ use common::{
     },
     context::ContextRef,
     filter::{FilterSlot, RegisteredFilter},
-    irql::DISPATCH_LEVEL,
+    irql::{APC_LEVEL, DISPATCH_LEVEL},
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context,
     },
 };
 use fltsim::{Conflict, Handle, Open, World};
+use windows_sys::Win32::System::Memory::SEC_RESERVE;
 
 const PROBE: &str = "probe";
 /// `IRP_MJ_QUERY_INFORMATION` as the byte `FLT_IO_PARAMETER_BLOCK` holds.
@@ -41,10 +48,27 @@ const SECTION_CONTEXT: u16 = 0x40;
 
 static FILTER: FilterSlot = FilterSlot::new();
 static OPERATIONS: OperationTable<1> = OperationTable::new([OPERATION_END]);
-static CONTEXTS: ContextTable<2> = ContextTable::new([
+/// `FLT_STREAMHANDLE_CONTEXT` as the 16-bit context type `FltAllocateContext` takes.
+const STREAMHANDLE_CONTEXT: u16 = 0x10;
+/// `FLT_INSTANCE_CONTEXT`: a type the probe does not register.
+const INSTANCE_CONTEXT: u16 = 0x02;
+
+static CONTEXTS: ContextTable<3> = ContextTable::new([
     context(FLT_SECTION_CONTEXT, 16, u32::from_le_bytes(*b"prbS"), None),
+    // Any size up to 32 bytes is served (FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH).
+    FLT_CONTEXT_REGISTRATION {
+        Flags: NO_EXACT_SIZE_MATCH,
+        ..context(
+            FLT_STREAMHANDLE_CONTEXT,
+            32,
+            u32::from_le_bytes(*b"prbH"),
+            None,
+        )
+    },
     CONTEXT_END,
 ]);
+#[allow(clippy::cast_possible_truncation)]
+const NO_EXACT_SIZE_MATCH: u16 = FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH as u16;
 static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0202)
     .operations(&OPERATIONS)
     .contexts(&CONTEXTS)
@@ -340,7 +364,7 @@ fn closing_a_context_never_used_is_an_invalid_parameter_and_a_finding() {
 }
 
 #[test]
-fn closing_twice_is_not_found_and_a_finding() {
+fn closing_twice_is_not_found_and_not_a_finding() {
     let world = world();
     let inst = instance(&world, 'C');
     register_for_data_scan(inst);
@@ -348,12 +372,10 @@ fn closing_twice_is_not_found_and_a_finding() {
     let ctx = section_context(&world);
     let created = create_section(inst, world.file_object(h), ctx, true);
     assert_eq!(close_section(&created, ctx), NtStatus::SUCCESS);
+    // A documented result the filter handles (for example when Filter Manager closed it first
+    // at teardown), not misuse.
     assert_eq!(close_for_data_scan(ctx), NtStatus(STATUS_NOT_FOUND));
-    let found = messages(&world);
-    assert!(
-        found.len() == 1 && found[0].contains("called twice"),
-        "{found:?}"
-    );
+    assert_eq!(messages(&world), [] as [String; 0]);
     release(ctx);
     world.close(h).unwrap();
     world.finish();
@@ -794,4 +816,187 @@ fn a_filter_that_leaves_a_leaked_reference_is_reported_as_an_unload_hang() {
     world.finish();
     // SAFETY: unregistering a filter handle twice is reported, not fatal.
     unsafe { FltUnregisterFilter(0) };
+}
+
+// ---- documented statuses of FltAllocateContext and FltCreateSectionForDataScan -----------------
+
+/// `FltAllocateContext(probe, context_type, size, pool)`: the status and the context.
+fn allocate_context(
+    world: &World,
+    context_type: u16,
+    size: usize,
+    pool: i32,
+) -> (NtStatus, PFLT_CONTEXT) {
+    let mut raw: PFLT_CONTEXT = ptr::null_mut();
+    // SAFETY: the probe's filter handle and a valid out pointer; the model checks the rest.
+    let status = unsafe {
+        FltAllocateContext(
+            world.filter_handle(PROBE),
+            context_type,
+            size,
+            pool,
+            &raw mut raw,
+        )
+    };
+    (NtStatus(status), raw)
+}
+
+#[test]
+fn a_context_type_or_size_no_registration_serves_is_allocation_not_found() {
+    let world = world();
+    // A type the probe never registered.
+    let (status, _) = allocate_context(&world, INSTANCE_CONTEXT, 16, NonPagedPoolNx);
+    assert_eq!(status, NtStatus(STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND));
+    let found = messages(&world);
+    assert!(
+        found.len() == 1 && found[0].contains("registered no context of that type"),
+        "{found:?}"
+    );
+    // A fixed size without FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH: that size exactly.
+    for size in [8, 24] {
+        let (status, _) = allocate_context(&world, SECTION_CONTEXT, size, NonPagedPoolNx);
+        assert_eq!(
+            status,
+            NtStatus(STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND),
+            "{size}"
+        );
+        assert_eq!(messages(&world).len(), 1, "{size}");
+    }
+    // With the flag: any size up to the registered one; above it, not found.
+    for size in [1, 20, 32] {
+        let (status, ctx) = allocate_context(&world, STREAMHANDLE_CONTEXT, size, NonPagedPoolNx);
+        assert_eq!(status, NtStatus::SUCCESS, "{size}");
+        release(ctx);
+    }
+    let (status, _) = allocate_context(&world, STREAMHANDLE_CONTEXT, 33, NonPagedPoolNx);
+    assert_eq!(status, NtStatus(STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND));
+    assert_eq!(messages(&world).len(), 1);
+    world.finish();
+}
+
+/// `FltCreateSectionForDataScan` with the given protection and allocation attributes.
+fn create_with(
+    inst: PFLT_INSTANCE,
+    fo: *const FILE_OBJECT,
+    ctx: PFLT_CONTEXT,
+    protection: u32,
+    attributes: u32,
+) -> NtStatus {
+    let object_attributes = OBJECT_ATTRIBUTES {
+        Length: u32::try_from(std::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap(),
+        Attributes: OBJ_KERNEL_HANDLE,
+        ..Default::default()
+    };
+    let (mut handle, mut object, mut size): (HANDLE, *mut c_void, i64) =
+        (ptr::null_mut(), ptr::null_mut(), 0);
+    // SAFETY: valid instance, file object and context; valid out pointers.
+    NtStatus(unsafe {
+        FltCreateSectionForDataScan(
+            inst,
+            fo,
+            ctx,
+            SECTION_MAP_READ,
+            &raw const object_attributes,
+            ptr::null(),
+            protection,
+            attributes,
+            0,
+            &raw mut handle,
+            &raw mut object,
+            &raw mut size,
+        )
+    })
+}
+
+#[test]
+fn a_section_without_protection_or_sec_commit_is_invalid_parameter_8_or_9_and_nothing_is_linked() {
+    let world = world();
+    let inst = instance(&world, 'C');
+    register_for_data_scan(inst);
+    let h = open(&world, "C:\\data\\big.bin");
+    let fo = world.file_object(h);
+    let ctx = section_context(&world);
+    // "SectionPageProtection ... is required and cannot be zero."
+    assert_eq!(
+        create_with(inst, fo, ctx, 0, SEC_COMMIT),
+        NtStatus(STATUS_INVALID_PARAMETER_8)
+    );
+    // "AllocationAttributes ... is required and cannot be zero"; SEC_COMMIT "is required and
+    // cannot be omitted".
+    for attributes in [0, SEC_RESERVE] {
+        assert_eq!(
+            create_with(inst, fo, ctx, PAGE_READONLY, attributes),
+            NtStatus(STATUS_INVALID_PARAMETER_9),
+            "{attributes:#x}"
+        );
+    }
+    // Nothing was linked: no section context on the stream, and the context was never used,
+    // so it is released, not closed.
+    assert_eq!(get_section_context(inst, fo).0, NtStatus(STATUS_NOT_FOUND));
+    assert_eq!(close_for_data_scan(ctx), NtStatus(STATUS_INVALID_PARAMETER));
+    assert_eq!(messages(&world).len(), 1);
+    release(ctx);
+    world.close(h).unwrap();
+    world.finish();
+}
+
+// ---- IRQL ceilings that depend on the call's arguments -------------------------------------------
+
+#[test]
+fn releasing_a_paged_pool_context_above_apc_level_is_a_finding_and_a_nonpaged_one_is_not() {
+    let world = world();
+    let (status, nonpaged) = allocate_context(&world, SECTION_CONTEXT, 16, NonPagedPoolNx);
+    assert_eq!(status, NtStatus::SUCCESS);
+    let (status, paged) = allocate_context(&world, SECTION_CONTEXT, 16, PagedPool);
+    assert_eq!(status, NtStatus::SUCCESS);
+    world.at_irql(DISPATCH_LEVEL, || release(nonpaged));
+    assert_eq!(messages(&world), [] as [String; 0]);
+    world.at_irql(DISPATCH_LEVEL, || release(paged));
+    let found = messages(&world);
+    assert!(
+        found.len() == 1
+            && found[0].contains(
+                "FltReleaseContext (paged-pool context) called at DISPATCH_LEVEL; its documented maximum is APC_LEVEL"
+            ),
+        "{found:?}"
+    );
+    world.finish();
+}
+
+unsafe extern "system" fn ignore_completion(_: *const FLT_CALLBACK_DATA, _: PFLT_CONTEXT) {}
+
+#[test]
+fn asynchronous_io_at_apc_level_is_a_finding_unless_it_is_paging_io() {
+    let world = world();
+    let inst = instance(&world, 'C');
+    let h = open(&world, "C:\\data\\big.bin");
+    for (irp_flags, findings) in [(0, 1), (IRP_PAGING_IO, 0)] {
+        let mut data: *mut FLT_CALLBACK_DATA = ptr::null_mut();
+        // SAFETY: a valid instance and file object, and a valid out pointer.
+        let status = unsafe { FltAllocateCallbackData(inst, world.file_object(h), &raw mut data) };
+        assert_eq!(NtStatus(status), NtStatus::SUCCESS);
+        // SAFETY: freshly allocated callback data, ours alone.
+        let iopb = unsafe { (*data).Iopb.cast_mut() };
+        // SAFETY: its parameter block, ours alone too. Left a create: the model refuses it as
+        // asynchronous I/O after the IRQL check, so nothing is sent down.
+        unsafe { (*iopb).IrpFlags = irp_flags };
+        world.at_irql(APC_LEVEL, || {
+            // SAFETY: our callback data and a routine that does nothing.
+            unsafe { FltPerformAsynchronousIo(data, Some(ignore_completion), ptr::null()) };
+        });
+        let found = messages(&world);
+        assert_eq!(found.len(), findings, "{irp_flags:#x}: {found:?}");
+        if findings == 1 {
+            assert!(
+                found[0].contains(
+                    "FltPerformAsynchronousIo (not paging I/O) called at APC_LEVEL; its documented maximum is PASSIVE_LEVEL"
+                ),
+                "{found:?}"
+            );
+        }
+        // SAFETY: our callback data, completed, freed once.
+        unsafe { FltFreeCallbackData(data) };
+    }
+    world.close(h).unwrap();
+    world.finish();
 }
