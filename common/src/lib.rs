@@ -11,6 +11,7 @@
 //!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
 //!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
 //!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
+//! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place.
 //!
 //! # Three build modes
@@ -23,6 +24,7 @@
 //!   few symbols the compiler expects.
 #![cfg_attr(target_os = "windows", no_std)]
 
+pub mod apc;
 pub mod callback_data;
 pub mod context;
 pub mod filter;

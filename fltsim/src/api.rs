@@ -53,13 +53,14 @@ use windows_sys::{
     },
     Win32::{
         Foundation::{
-            HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-            STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-            STATUS_FLT_DELETING_OBJECT, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
-            STATUS_FLT_INVALID_CONTEXT_REGISTRATION, STATUS_INSUFFICIENT_RESOURCES,
-            STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_8,
-            STATUS_INVALID_PARAMETER_9, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING,
-            STATUS_SUCCESS, STATUS_TIMEOUT, UNICODE_STRING,
+            HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, STATUS_CANCELLED, STATUS_END_OF_FILE,
+            STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+            STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DELETING_OBJECT,
+            STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST, STATUS_FLT_INVALID_CONTEXT_REGISTRATION,
+            STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
+            STATUS_INVALID_PARAMETER_8, STATUS_INVALID_PARAMETER_9, STATUS_NOT_FOUND,
+            STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, STATUS_THREAD_IS_TERMINATING,
+            STATUS_TIMEOUT, UNICODE_STRING,
         },
         System::{Kernel::EVENT_TYPE, Memory::SEC_COMMIT},
     },
@@ -2395,6 +2396,84 @@ unsafe extern "system" fn KeWaitForSingleObject(
     };
     let duration = interval.map(relative_interval);
     if event.wait(duration) {
+        STATUS_SUCCESS
+    } else {
+        STATUS_TIMEOUT
+    }
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeEnterCriticalRegion() {
+    api_call("KeEnterCriticalRegion", APC, String::new, |_| {
+        crate::kernel::set_critical_regions(crate::kernel::critical_regions() + 1);
+        Void
+    });
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeLeaveCriticalRegion() {
+    api_call("KeLeaveCriticalRegion", APC, String::new, |k| {
+        match crate::kernel::critical_regions().checked_sub(1) {
+            Some(depth) => {
+                crate::kernel::set_critical_regions(depth);
+            }
+            None => k.violation(
+                "KeLeaveCriticalRegion (FsRtlLeaveFileSystem) without a matching enter".into(),
+            ),
+        }
+        Void
+    });
+}
+
+/// `FltCancellableWaitForSingleObject`: a wait on a `KEVENT` that the user's cancellation of
+/// `callbackdata`'s I/O, or the thread's termination, ends early.
+///
+/// IRQL: `PASSIVE_LEVEL` with callback data (the page's Remarks: "if the `CallbackData` parameter
+/// represents a valid filter manager IRP"), else `<= APC_LEVEL`. The model cannot cancel a
+/// user's I/O or terminate a thread by itself, so those outcomes, and an early time-out, are
+/// injected (`World::fail_nth_with`): only the documented ones, and only where they can happen
+/// (`STATUS_TIMEOUT` needs a timeout, `STATUS_CANCELLED` callback data).
+#[unsafe(no_mangle)]
+unsafe extern "system" fn FltCancellableWaitForSingleObject(
+    object: *const c_void,
+    timeout: *const i64,
+    callbackdata: *const FLT_CALLBACK_DATA,
+) -> NTSTATUS {
+    let interval = read_in(timeout);
+    let max = if callbackdata.is_null() { APC } else { PASSIVE };
+    let (event, injected) = api_call(
+        "FltCancellableWaitForSingleObject",
+        max,
+        || format!("{object:p}, data {:#x}", callbackdata as usize),
+        |k| {
+            let event = event_of(k, "FltCancellableWaitForSingleObject", object);
+            let injected = k
+                .inject("FltCancellableWaitForSingleObject", STATUS_TIMEOUT)
+                .filter(|&status| {
+                    let possible = match status {
+                        STATUS_TIMEOUT => interval.is_some(),
+                        STATUS_CANCELLED => !callbackdata.is_null(),
+                        STATUS_THREAD_IS_TERMINATING => true,
+                        _ => false,
+                    };
+                    assert!(
+                        possible,
+                        "FltCancellableWaitForSingleObject cannot end with {} here (timeout {interval:?}, data {callbackdata:p})",
+                        NtStatus(status)
+                    );
+                    possible
+                });
+            Shown((event, injected), String::new())
+        },
+    )
+    .0;
+    let Some(event) = event else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if let Some(status) = injected {
+        return status;
+    }
+    if event.wait(interval.map(relative_interval)) {
         STATUS_SUCCESS
     } else {
         STATUS_TIMEOUT

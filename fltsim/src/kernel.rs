@@ -84,6 +84,18 @@ thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static THREAD_ID: Cell<u32> = const { Cell::new(0) };
     static PROCESS_ID: Cell<u32> = const { Cell::new(crate::SYSTEM_PROCESS_ID) };
+    /// `KeEnterCriticalRegion` (`FsRtlEnterFileSystem`) depth of this thread.
+    static CRITICAL_REGIONS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// This thread's critical-region depth.
+pub(crate) fn critical_regions() -> u32 {
+    CRITICAL_REGIONS.with(Cell::get)
+}
+
+/// Sets this thread's critical-region depth; returns the previous one.
+pub(crate) fn set_critical_regions(depth: u32) -> u32 {
+    CRITICAL_REGIONS.with(|c| c.replace(depth))
 }
 
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
@@ -139,8 +151,10 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
     let what = frame.what.clone();
     FRAMES.with(|f| f.borrow_mut().push(frame));
     let previous = set_irql(level);
+    let regions = critical_regions();
     let result = body();
     let after = set_irql(previous);
+    let regions_after = set_critical_regions(regions);
     FRAMES.with(|f| f.borrow_mut().pop());
     if after != level
         && let Some(k) = try_kernel()
@@ -149,6 +163,16 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
             "{who}: {what} was called at {} and returned at {}",
             irql::name(level),
             irql::name(after)
+        ));
+    }
+    // Driver Verifier stops a callback that returns with normal kernel APCs still disabled.
+    if regions_after != regions
+        && let Some(k) = try_kernel()
+    {
+        k.violation(format!(
+            "{who}: {what} returned with {regions_after} critical region(s) entered where it was \
+             called with {regions} (KeEnterCriticalRegion or FsRtlEnterFileSystem without the \
+             matching leave)"
         ));
     }
     result

@@ -10,6 +10,10 @@ use common::bindings::{
     STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND, STATUS_INVALID_PARAMETER_8,
     STATUS_INVALID_PARAMETER_9,
 };
+use common::bindings::{
+    FltCancellableWaitForSingleObject, KEVENT, KeInitializeEvent, KeLeaveCriticalRegion,
+    KeSetEvent, STATUS_THREAD_IS_TERMINATING, STATUS_TIMEOUT,
+};
 use common::{
     NtStatus,
     bindings::{
@@ -32,13 +36,13 @@ use common::{
     },
     context::ContextRef,
     filter::{FilterSlot, RegisteredFilter},
-    irql::{APC_LEVEL, DISPATCH_LEVEL},
+    irql::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL},
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context,
     },
 };
 use fltsim::{Conflict, Handle, Open, World};
-use windows_sys::Win32::System::Memory::SEC_RESERVE;
+use windows_sys::Win32::System::{Kernel::NotificationEvent, Memory::SEC_RESERVE};
 
 const PROBE: &str = "probe";
 /// `IRP_MJ_QUERY_INFORMATION` as the byte `FLT_IO_PARAMETER_BLOCK` holds.
@@ -999,4 +1003,65 @@ fn asynchronous_io_at_apc_level_is_a_finding_unless_it_is_paging_io() {
     }
     world.close(h).unwrap();
     world.finish();
+}
+
+// ---- critical regions and cancellable waits ------------------------------------------------------
+
+#[test]
+fn a_callback_that_returns_inside_a_critical_region_is_a_finding_and_a_stray_leave_too() {
+    let world = world();
+    // Balanced: nothing to say.
+    world.at_irql(PASSIVE_LEVEL, || {
+        let region = common::apc::FileSystemRegion::enter();
+        drop(region);
+    });
+    assert_eq!(messages(&world), [] as [String; 0]);
+    // Entered and never left before the "callback" returned.
+    world.at_irql(PASSIVE_LEVEL, || {
+        std::mem::forget(common::apc::FileSystemRegion::enter());
+    });
+    let found = messages(&world);
+    assert!(
+        found.len() == 1 && found[0].contains("returned with 1 critical region(s) entered"),
+        "{found:?}"
+    );
+    // A leave with nothing entered.
+    // SAFETY: no preconditions; the model reports the imbalance.
+    unsafe { KeLeaveCriticalRegion() };
+    let found = messages(&world);
+    assert!(
+        found.len() == 1 && found[0].contains("without a matching enter"),
+        "{found:?}"
+    );
+    world.finish();
+}
+
+#[test]
+fn a_cancellable_wait_returns_success_timeout_or_an_injected_documented_status() {
+    let world = world();
+    let event = Box::new(KEVENT::default());
+    let raw = Box::into_raw(event);
+    // SAFETY: an event that lives for the whole test.
+    unsafe { KeInitializeEvent(raw, NotificationEvent, false) };
+    let wait = |timeout: Option<i64>| {
+        let timeout_ptr = timeout.as_ref().map_or(ptr::null(), ptr::from_ref);
+        // SAFETY: an initialized event, an optional relative timeout, no callback data.
+        NtStatus(unsafe { FltCancellableWaitForSingleObject(raw.cast(), timeout_ptr, ptr::null()) })
+    };
+    // Not signaled: a zero timeout is a poll.
+    assert_eq!(wait(Some(0)), NtStatus(STATUS_TIMEOUT));
+    // Injected: the thread is terminating.
+    world.fail_nth_with(
+        "FltCancellableWaitForSingleObject",
+        2,
+        STATUS_THREAD_IS_TERMINATING,
+    );
+    assert_eq!(wait(None), NtStatus(STATUS_THREAD_IS_TERMINATING));
+    // SAFETY: as above.
+    unsafe { KeSetEvent(raw, 0, false) };
+    assert_eq!(wait(None), NtStatus::SUCCESS);
+    assert_eq!(messages(&world), [] as [String; 0]);
+    world.finish();
+    // SAFETY: the box leaked above, no longer used.
+    drop(unsafe { Box::from_raw(raw) });
 }

@@ -13,9 +13,10 @@ use std::{
 use common::{
     NtStatus,
     bindings::{
-        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES,
-        STATUS_INVALID_FILE_FOR_SECTION, STATUS_NOT_SUPPORTED, STATUS_PRIVILEGE_NOT_HELD,
+        NTSTATUS, STATUS_CANCELLED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
+        STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_FILE_FOR_SECTION, STATUS_NOT_SUPPORTED,
+        STATUS_PRIVILEGE_NOT_HELD, STATUS_THREAD_IS_TERMINATING, STATUS_TIMEOUT,
         STATUS_VIRUS_INFECTED,
     },
     irql,
@@ -1122,7 +1123,10 @@ fn a_second_open_waits_for_the_scan_in_flight_and_adopts_its_infected_verdict() 
     assert_eq!(creates_linked_and_refused(&world), (1, 1));
     assert_eq!(count(&world, "FltCloseSectionForDataScan"), 1);
     assert_eq!(count(&world, "FltGetSectionContext"), 1);
-    assert_eq!(count(&world, "KeWaitForSingleObject"), 1);
+    assert_eq!(count(&world, "FltCancellableWaitForSingleObject"), 1);
+    // The wait ran inside FsRtlEnterFileSystem / FsRtlLeaveFileSystem.
+    assert_eq!(count(&world, "KeEnterCriticalRegion"), 1);
+    assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
     assert_eq!(count(&world, "FltCancelFileOpen"), 2);
     world.finish();
 }
@@ -1173,7 +1177,7 @@ fn a_clean_verdict_is_adopted_only_from_a_scan_that_started_after_the_waiter_beg
     );
     assert_eq!(creates_linked_and_refused(&world), (2, 3));
     assert_eq!(count(&world, "FltCloseSectionForDataScan"), 2);
-    assert_eq!(count(&world, "KeWaitForSingleObject"), 3);
+    assert_eq!(count(&world, "FltCancellableWaitForSingleObject"), 3);
     world.finish();
 }
 
@@ -1300,4 +1304,69 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
         ]
     );
     world.finish();
+}
+
+/// The second open's wait for the first scan ends without the scan's verdict: how it ended
+/// (injected, since the model cannot cancel a user's I/O, kill a thread or wait 10 s by itself),
+/// the second open's result, and the sample's lines about it.
+fn second_open_whose_wait_ends_with(status: NTSTATUS) -> (World, Result<(), NtStatus>) {
+    let world = loaded();
+    world.fail_nth_with("FltCancellableWaitForSingleObject", 1, status);
+    let hold = world.hold_next_section_create();
+    let second = std::thread::scope(|s| {
+        let first = s.spawn(|| world.open(INFECTED, Open::read()));
+        assert!(hold.wait_held(PATIENCE), "the first create never linked");
+        let second = s.spawn(|| open_and_close(&world, INFECTED));
+        // The second open's wait ends on its own (injected); the first scan goes on after.
+        let second = second.join().expect("no panic");
+        hold.release();
+        assert_eq!(
+            first.join().expect("no panic"),
+            Err(NtStatus(STATUS_VIRUS_INFECTED))
+        );
+        second
+    });
+    (world, second)
+}
+
+#[test]
+fn a_wait_that_times_out_fails_open_with_a_line() {
+    let (world, second) = second_open_whose_wait_ends_with(STATUS_TIMEOUT);
+    // Fail open: the scan in flight is not this open's to wait for forever.
+    assert_eq!(second, Ok(()));
+    assert_eq!(
+        lines_with(
+            &world,
+            "eicar.com: open: not scanned: the scan in flight did not finish"
+        ),
+        [format!(
+            "{TAG}: {}: open: not scanned: the scan in flight did not finish within 10 s (STATUS_TIMEOUT (0x00000102)); the open goes on",
+            device_name(INFECTED)
+        )]
+    );
+    assert_eq!(count(&world, "KeEnterCriticalRegion"), 1);
+    assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
+    world.finish();
+}
+
+#[test]
+fn a_wait_ended_by_cancellation_or_thread_termination_cancels_the_open_with_that_status() {
+    for status in [STATUS_CANCELLED, STATUS_THREAD_IS_TERMINATING] {
+        let (world, second) = second_open_whose_wait_ends_with(status);
+        // The user asked to abandon the open (or its thread is dying): it is cancelled with the
+        // wait's status, as avscan does, and the file system's open is undone first.
+        assert_eq!(second, Err(NtStatus(status)));
+        assert_eq!(
+            lines_with(&world, "eicar.com: open: not scanned: the wait"),
+            [format!(
+                "{TAG}: {}: open: not scanned: the wait for the scan in flight ended with {}; the open is cancelled with it",
+                device_name(INFECTED),
+                NtStatus(status)
+            )]
+        );
+        // Both opens undone: the infected one and the cancelled one.
+        assert_eq!(count(&world, "FltCancelFileOpen"), 2);
+        assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
+        world.finish();
+    }
 }
