@@ -453,6 +453,28 @@ mod tests {
 
     use super::{demo_example, linker_variable, manifest_value, samples, workspace_root};
 
+    /// `!poolused` tells whose memory leaked only if no two samples share a pool tag.
+    #[test]
+    fn no_two_samples_share_a_pool_tag() {
+        let root = workspace_root();
+        let mut owners = std::collections::BTreeMap::<String, String>::new();
+        for sample in samples(&root).unwrap() {
+            let source = root.join("samples").join(&sample.dir).join("src/lib.rs");
+            let text = fs::read_to_string(&source).unwrap();
+            for piece in text.split("tag(b\"").skip(1) {
+                let tag: String = piece.chars().take(4).collect();
+                if let Some(other) = owners.insert(tag.clone(), sample.dir.clone()) {
+                    assert_eq!(
+                        other, sample.dir,
+                        "pool tag {tag} is used by {other} and {}",
+                        sample.dir
+                    );
+                }
+            }
+        }
+        assert!(owners.len() >= 4, "{owners:?}");
+    }
+
     /// `cargo xtask demo` runs `--example <sample>-demo`: every sample must declare it, or the
     /// demo would not run (and a plain `demo` would collide in target/debug/examples/).
     #[test]

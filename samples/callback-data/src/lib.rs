@@ -30,8 +30,10 @@
 //!    no fast I/O, no file system filter (`FsFilter`) callbacks.
 //! 4. **`FltReuseCallbackData(Data)`** (IRQL `<= APC_LEVEL`) resets the callback data for the next
 //!    request and keeps its target instance and file object. The second query (the file ID,
-//!    `FileInternalInformation`) therefore needs no second allocation, and cannot fail for lack
-//!    of memory.
+//!    `FileInternalInformation`) therefore needs no second allocation. It can still fail for lack
+//!    of memory: "the file system or other filters may still fail the I/O request due to low
+//!    memory conditions" (`FltAllocateCallbackDataEx`), and the sample handles that status like
+//!    any other.
 //! 5. **`FltFreeCallbackData(Data)`** (IRQL `<= DISPATCH_LEVEL`) frees the callback data and any
 //!    MDL chain attached to it. `common`'s `OwnedCallbackData` calls it when dropped, so every
 //!    path frees it exactly once.

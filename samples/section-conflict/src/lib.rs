@@ -135,8 +135,9 @@ pub const CHUNK_SIZE: usize = 4096;
 /// for a conflict to meet it.
 const CHUNK_PAUSE: i64 = -20_000;
 
-/// The pool tag of the scan state (`!poolused` shows `RsSc`) and of the section context (`RsCx`).
-const SCAN_TAG: u32 = tag(b"RsSc");
+/// The pool tag of the scan state (`!poolused` shows `RsSf`) and of the section context (`RsCx`).
+/// Each sample has tags of its own, so `!poolused` tells whose memory leaked.
+const SCAN_TAG: u32 = tag(b"RsSf");
 const CONTEXT_TAG: u32 = tag(b"RsCx");
 
 /// The scan state's ownership word (see the module doc).
@@ -291,6 +292,9 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
+    // at zero anyway; the host tests load the same code many times in one process, and the unload
+    // summary must speak of this load only.
     STOPPING.store(false, Ordering::Release);
     for counter in [
         &STARTED, &COMPLETED, &ABORTED, &STOPPED, &FAILED, &CONFLICTS, &RACED,

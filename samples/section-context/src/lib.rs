@@ -15,8 +15,10 @@
 //!   answers on such a volume.
 //! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): the context comes back with
 //!   one reference, the *allocation reference*, and is not zeroed (`ContextRef::allocate` zeroes
-//!   it). It records the opening process (`FltGetRequestorProcessId`), the file's name and, once
-//!   the section exists, the file size at open and the section's handle and object.
+//!   it). It records the requestor's process ID (`FltGetRequestorProcessId`: the process the
+//!   requesting thread is attached to, which is 4, System, for a system thread, and 0 when the
+//!   operation has no thread), the file's name and, once the section exists, the file size at
+//!   open and the section's handle and object.
 //! - **`FltCreateSectionForDataScan`** (call it at `PASSIVE_LEVEL`: post-create runs there):
 //!   read-only (`SECTION_MAP_READ`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
 //!   handle lives in the kernel handle table, not in the opening process. On success the stream
@@ -148,7 +150,8 @@ pub struct StreamSection {
     instance: ContextRef<InstanceState>,
     /// The file, as `FltGetFileNameInformation` named it in post-create.
     name: Name,
-    /// The process that opened the file and caused the section.
+    /// The requestor's process ID at the create that caused the section
+    /// (`FltGetRequestorProcessId`: the process the requesting thread was attached to).
     process: u32,
     /// The file size `FltCreateSectionForDataScan` reported.
     size_at_open: AtomicI64,
