@@ -8,10 +8,12 @@
 //! - A truncating set-end-of-file, a non-cached write and a flush-and-purge
 //!   (`IRP_MJ_FLUSH_BUFFERS` / `IRP_MN_FLUSH_AND_PURGE`) conflict with a data-scan section.
 //!   Filter Manager calls each owning instance's `SectionNotificationCallback` first; if a
-//!   section is still linked to the stream afterwards (not closed with
-//!   `FltCloseSectionForDataScan`), the operation fails with `STATUS_USER_MAPPED_FILE`, which is
-//!   how Windows fails a truncation of a mapped file. The model uses the same status for all
-//!   three.
+//!   section the operation met is still there afterwards, the operation fails with
+//!   `STATUS_USER_MAPPED_FILE`, which is how Windows fails a truncation of a mapped file. "Still
+//!   there" means any of: linked to the stream (not closed with `FltCloseSectionForDataScan`),
+//!   its handle open, its object referenced. The section object is what blocks a truncation
+//!   ("the mapping object must be closed"), so closing only the data-scan link is not enough.
+//!   The model uses the same status for all three operations.
 //! - A truncation that proceeds while a view of a section on the stream is still mapped is a
 //!   verifier finding: on Windows, touching the truncated part of that view raises
 //!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
@@ -530,12 +532,16 @@ pub(crate) fn section_conflict(
             ));
         }
     }
+    // The section object itself is what blocks the operation ("the mapping object must be
+    // closed"): it proceeds only once every section it met is closed for data scan, its handle
+    // closed and its object dereferenced, in whatever order the filter did it.
     let state = k.lock();
-    if state.streams[stream]
-        .sections
-        .iter()
-        .any(|obj| linked.contains(obj))
-    {
+    let blocking = existing.iter().any(|obj| {
+        let section = &state.sections[obj];
+        let still_linked = state.streams[stream].sections.contains(obj) && linked.contains(obj);
+        still_linked || section.handle_open || section.object_refs > 0
+    });
+    if blocking {
         return Err(STATUS_USER_MAPPED_FILE);
     }
     if truncating {

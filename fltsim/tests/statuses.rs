@@ -1065,3 +1065,36 @@ fn a_cancellable_wait_returns_success_timeout_or_an_injected_documented_status()
     // SAFETY: the box leaked above, no longer used.
     drop(unsafe { Box::from_raw(raw) });
 }
+
+// ---- what blocks a conflicting operation ----------------------------------------------------------
+
+#[test]
+fn a_conflicting_truncation_waits_for_the_handle_the_object_and_the_link_to_be_gone() {
+    let world = world();
+    let inst = instance(&world, 'C');
+    register_for_data_scan(inst);
+    let h = open(&world, "C:\\data\\big.bin");
+    let ctx = section_context(&world);
+    let created = create_section(inst, world.file_object(h), ctx, true);
+    assert_eq!(created.status, NtStatus::SUCCESS);
+    let writer = world
+        .open("C:\\data\\big.bin", Open::read_write())
+        .expect("second handle");
+    let truncate = || world.set_end_of_file(writer, 10);
+    // The link alone closed: the section object still blocks the truncation.
+    assert_eq!(close_for_data_scan(ctx), NtStatus::SUCCESS);
+    assert_eq!(truncate(), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
+    // SAFETY: the handle the create returned, closed once.
+    unsafe { ObCloseHandle(created.handle, 0) };
+    assert_eq!(truncate(), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
+    // SAFETY: the object reference the create returned, dropped once.
+    unsafe { ObfDereferenceObject(created.object) };
+    // All three gone: the truncation proceeds.
+    assert_eq!(truncate(), Ok(()));
+    release(ctx);
+    world.close(writer).unwrap();
+    world.close(h).unwrap();
+    // Closing out of the documented order is allowed; it only keeps the operation blocked longer.
+    assert_eq!(messages(&world), [] as [String; 0]);
+    world.finish();
+}

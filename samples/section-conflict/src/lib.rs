@@ -59,18 +59,22 @@
 //! The one exception is the race the documentation warns about: a conflict that arrives while
 //! `FltCreateSectionForDataScan` is still running finds `CREATING`. The callback cannot wait for
 //! the create to return (the creating thread may be waiting on the very I/O that is notifying),
-//! and it does not have the handle or object, so it closes the one thing it holds, the link
-//! (`FltCloseSectionForDataScan`), which is what lets the I/O through. The creator then fails
-//! its `CREATING -> OPEN` exchange, closes the handle and object it was just given, and starts
-//! no scan.
+//! and it does not have the handle or the object. Closing only the link would not help: the
+//! section object is what blocks the I/O, and the documented order closes the link last. So the
+//! callback marks the scan aborted and leaves the close to the creator: the creator fails its
+//! `CREATING -> OPEN` exchange the moment the create returns, closes all three in order, and
+//! starts no scan. The I/O that arrived that early meets a section still open and may fail with
+//! `STATUS_USER_MAPPED_FILE`; a retry a moment later goes through.
 //!
 //! ## What the callback waits for, and why
-//! Never the scan. It waits for at most two short things: the worker's *current chunk* (taking
-//! the push lock exclusive waits for one map, read and unmap), so that no view is mapped when a
-//! truncation proceeds (touching a truncated view raises `STATUS_IN_PAGE_ERROR`, a bugcheck in a
-//! driver without an exception handler); and, when another party already won the exchange, that
-//! party's close (a notification event set after `FltCloseSectionForDataScan`), because the I/O
-//! fails if the section is still linked when the callback returns. Neither does any I/O.
+//! Never the scan, and nothing without a bound. It waits for at most two short things: the
+//! worker's *current chunk* (taking the push lock exclusive waits for one map, read and unmap),
+//! so that no view is mapped when a truncation proceeds (touching a truncated view raises
+//! `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without an exception handler); and, when
+//! another party already won the exchange, that party's close (a notification event set after
+//! `FltCloseSectionForDataScan`), for at most [`CLOSE_WAIT_MS`], because the I/O fails if the
+//! section is still open when the callback returns. The other party may be a creator whose
+//! create has not returned yet, which is why that wait is bounded. Neither does any I/O.
 //!
 //! ## What you see when it is loaded
 //! `fltmc load RsSectionConflict`, then open a large file for reading on an NTFS volume and
@@ -107,7 +111,7 @@ use common::{
         MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS, OBJ_KERNEL_HANDLE,
         OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
         PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
     filter::{FilterSlot, register_and_start},
@@ -141,6 +145,11 @@ const SCAN_TAG: u32 = tag(b"RsSf");
 const CONTEXT_TAG: u32 = tag(b"RsCx");
 
 /// The scan state's ownership word (see the module doc).
+/// How long a notification waits for a close another party is making, in milliseconds. A worker's
+/// close takes microseconds; a creator's waits for its create to return, which can take longer,
+/// and a notification must not hold the conflicting I/O without a bound.
+pub const CLOSE_WAIT_MS: i64 = 100;
+
 const CREATING: u32 = 0;
 const OPEN: u32 = 1;
 const CLOSING: u32 = 2;
@@ -211,17 +220,21 @@ impl Scan {
         unsafe { KeSetEvent(self.closed.get(), 0, false) };
     }
 
-    fn wait_closed(&self) {
-        // SAFETY: as above; an unbounded wait at PASSIVE_LEVEL, for a close already under way.
-        unsafe {
+    /// Waits at most [`CLOSE_WAIT_MS`] for a close another party has taken on; `false` if it
+    /// has not finished by then.
+    fn wait_closed(&self) -> bool {
+        let timeout: i64 = -CLOSE_WAIT_MS * 10_000;
+        // SAFETY: as above; a bounded wait at PASSIVE_LEVEL, holding no lock.
+        let waited = unsafe {
             KeWaitForSingleObject(
                 self.closed.get().cast(),
                 Executive,
                 KERNEL_MODE,
                 false,
-                core::ptr::null(),
+                &raw const timeout,
             )
         };
+        waited == STATUS_SUCCESS
     }
 }
 
@@ -481,12 +494,16 @@ fn hand_to_worker(
         .is_err()
     {
         RACED.fetch_add(1, Ordering::Relaxed);
+        // The documented order, by the one party that may: handle, object, then the link.
         // SAFETY: the kernel handle the create just returned, closed once here.
         unsafe { ObCloseHandle(handle, KERNEL_MODE) };
         // SAFETY: the object reference the create just returned, dropped once here.
         unsafe { ObfDereferenceObject(object) };
+        // SAFETY: the context the create linked; the failed exchange leaves its close to us.
+        let closed = NtStatus(unsafe { FltCloseSectionForDataScan(context.as_raw()) });
+        scan.signal_closed();
         log!(
-            "{TAG}: {name}: the section was closed for a conflicting I/O before FltCreateSectionForDataScan returned: handle and object closed, no scan"
+            "{TAG}: {name}: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it ({closed}), no scan"
         );
         release_worker_resources(item, instance);
         return;
@@ -690,21 +707,24 @@ unsafe extern "system" fn section_conflict(
             log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
         }
         CREATING => {
-            // FltCreateSectionForDataScan has not returned: close the link, the creator closes
-            // the handle and object when it gets them.
+            // FltCreateSectionForDataScan has not returned: the handle and object are not ours
+            // yet, and the link alone is not what blocks the I/O. The creator closes all three,
+            // in order, the moment the create returns.
             scan.aborted.store(true, Ordering::Release);
             log!(
-                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: closing the section context"
+                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
+                NtStatus(STATUS_USER_MAPPED_FILE)
             );
-            // SAFETY: the linked context; the exchange makes this its one close.
-            let closed = NtStatus(unsafe { FltCloseSectionForDataScan(section_context) });
-            scan.signal_closed();
-            log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
         }
         _ => {
-            // Someone else is closing it (the worker that finished, or another conflict): wait
-            // for that close, which is short, so the I/O does not meet a linked section.
-            scan.wait_closed();
+            // Someone else is closing it (the worker that finished, another conflict, or a
+            // creator): wait, bounded, for that close, so the I/O does not meet an open section.
+            if !scan.wait_closed() {
+                log!(
+                    "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
+                    NtStatus(STATUS_USER_MAPPED_FILE)
+                );
+            }
         }
     }
     STATUS_SUCCESS
