@@ -45,6 +45,7 @@ pub mod counting;
 mod fs;
 mod io;
 mod kernel;
+mod params;
 mod state;
 mod sync;
 mod verifier;
