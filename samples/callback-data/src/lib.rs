@@ -386,8 +386,8 @@ fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Fac
     // SAFETY: only computes the field's address inside the local.
     let delete_pending = unsafe { &raw const (*standard).DeletePending };
     Ok(Facts {
-        // SAFETY: both queries succeeded, so the file system filled the
-        // buffers; each read touches one field, through a raw pointer to the local.
+        // SAFETY: both queries succeeded, so the file system filled the buffers; each read
+        // touches one field, through a raw pointer to the local.
         size: unsafe { (*standard).EndOfFile },
         // SAFETY: as above.
         links: unsafe { (*standard).NumberOfLinks },
