@@ -309,10 +309,70 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use windows_sys::Wdk::Storage::FileSystem::{
-        FileStandardInformation, Minifilters::FLT_PARAMETERS,
+        FileEndOfFileInformation, FileStandardInformation, Minifilters::FLT_PARAMETERS,
     };
 
-    use super::QueryFileInformation;
+    use super::{Create, QueryFileInformation, SetFileInformation, Write};
+
+    /// A `Write` filled with the C layout, read back through windows-sys's member: the offset
+    /// lands on `Key` and padding, the buffer pointer on `ByteOffset`.
+    #[test]
+    fn write_view_and_windows_sys_member_disagree() {
+        let mut parameters = FLT_PARAMETERS::default();
+        let mut data = [0u8; 4];
+        // SAFETY: `default()` zeroes the union, so every byte is initialized.
+        let write = unsafe { Write::of_mut(&mut parameters) };
+        write.Length = 4;
+        write.Key = 7;
+        write.ByteOffset = 4096;
+        write.WriteBuffer = data.as_mut_ptr().cast();
+        // SAFETY: all bytes are initialized integers and pointers.
+        let windows_sys = unsafe { parameters.Write };
+        let (key, offset, buffer) = (
+            windows_sys.Key,
+            windows_sys.ByteOffset,
+            windows_sys.WriteBuffer,
+        );
+        assert_eq!((key, offset), (0, 7));
+        assert_eq!(buffer as usize, 4096);
+    }
+
+    /// `SetFileInformation`: windows-sys reads `InfoBuffer` from the union at 24.
+    #[test]
+    fn set_information_view_and_windows_sys_member_disagree() {
+        let mut parameters = FLT_PARAMETERS::default();
+        let mut eof = 0i64;
+        // SAFETY: `default()` zeroes the union, so every byte is initialized.
+        let set = unsafe { SetFileInformation::of_mut(&mut parameters) };
+        set.Length = 8;
+        set.FileInformationClass = FileEndOfFileInformation;
+        set.InfoBuffer = (&raw mut eof).cast();
+        // SAFETY: all bytes are initialized integers and pointers.
+        let windows_sys = unsafe { parameters.SetFileInformation };
+        assert_eq!(windows_sys.FileInformationClass, 0, "C padding");
+        assert!(
+            windows_sys.InfoBuffer.is_null(),
+            "the C union, which is zero"
+        );
+    }
+
+    /// `Create`: `SecurityContext` and `Options` agree, `ShareAccess` does not.
+    #[test]
+    fn create_view_shares_only_its_first_two_fields_with_windows_sys() {
+        let mut parameters = FLT_PARAMETERS::default();
+        // SAFETY: `default()` zeroes the union, so every byte is initialized.
+        let create = unsafe { Create::of_mut(&mut parameters) };
+        create.Options = 0x0100_0040;
+        create.ShareAccess = 3;
+        // SAFETY: all bytes are initialized integers and pointers.
+        let windows_sys = unsafe { parameters.Create };
+        let (options, share) = (windows_sys.Options, windows_sys.ShareAccess);
+        assert_eq!(options, 0x0100_0040);
+        assert_eq!(
+            share, 0,
+            "C padding at 14; the header's ShareAccess is at 18"
+        );
+    }
 
     /// The view writes where the C header puts the fields, which is not where windows-sys's
     /// member reads them: the upstream bug this module exists for.
