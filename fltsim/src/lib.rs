@@ -16,7 +16,12 @@
 //! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every
 //!   finding fails the test at [`World::finish`] (or when the world drops);
 //! - fault injection ([`World::fail_nth`], [`sweep_faults`]) and a [`trace`](World::trace) of
-//!   every call, callback and debugger line.
+//!   every call, callback and debugger line;
+//! - parameters read and written with `fltKernel.h`'s layout, through the model's own
+//!   definitions (`params`), because windows-sys 0.61's `FLT_PARAMETERS` members drop
+//!   `POINTER_ALIGNMENT` (windows-rs #3525). A request filled through windows-sys's members gets
+//!   the wrong answer Windows would give it, and a query or set-information whose C padding holds
+//!   the information class is a verifier finding.
 //!
 //! Set `FLTSIM_ECHO=1` to print the trace as it happens.
 #![allow(
@@ -45,6 +50,7 @@ pub mod counting;
 mod fs;
 mod io;
 mod kernel;
+mod params;
 mod state;
 mod sync;
 mod verifier;

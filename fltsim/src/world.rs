@@ -44,6 +44,7 @@ use crate::{
     kernel::{
         Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
     },
+    params::{self, Member as _},
     state::{
         FileObjectRec, FilterRec, FoState, InstanceRec, State, VolumeRec, filter_handle,
         instance_handle, volume_handle,
@@ -739,9 +740,12 @@ impl World {
             let b = unsafe { &mut *block };
             b.security.DesiredAccess = how.access;
             b.iopb.MajorFunction = u8::try_from(IRP_MJ_CREATE).expect("0");
-            b.iopb.Parameters.Create.SecurityContext = &raw mut b.security;
-            b.iopb.Parameters.Create.Options = (how.disposition << 24) | how.options;
-            b.iopb.Parameters.Create.ShareAccess = u16::try_from(how.share).expect("share bits");
+            let security = &raw mut b.security;
+            // SAFETY: a create's member, in the zeroed block (C layout: `params`).
+            let create = unsafe { params::Create::of_mut(&mut b.iopb.Parameters) };
+            create.security_context = security;
+            create.options = (how.disposition << 24) | how.options;
+            create.share_access = u16::try_from(how.share).expect("share bits");
             b.iopb.OperationFlags = how.operation_flags;
             state.callback_data.insert(data as usize, user_data_rec());
             (fo, data)
@@ -816,9 +820,11 @@ impl World {
         let mut info = 0;
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_READ as u8;
-            b.iopb.Parameters.Read.Length = len;
-            b.iopb.Parameters.Read.ByteOffset = i64::try_from(offset).expect("offset");
-            b.iopb.Parameters.Read.ReadBuffer = buffer.as_mut_ptr().cast::<c_void>();
+            // SAFETY: a read's member, in the zeroed block (C layout: `params`).
+            let read = unsafe { params::ReadWrite::of_mut(&mut b.iopb.Parameters) };
+            read.length = len;
+            read.byte_offset = i64::try_from(offset).expect("offset");
+            read.buffer = buffer.as_mut_ptr().cast::<c_void>();
             info = std::ptr::from_mut(&mut b.data) as usize;
         });
         self.kernel.trace(
@@ -848,9 +854,11 @@ impl World {
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_WRITE as u8;
             b.iopb.IrpFlags = if non_cached { IRP_NOCACHE } else { 0 };
-            b.iopb.Parameters.Write.Length = u32::try_from(copy.len()).expect("short write");
-            b.iopb.Parameters.Write.ByteOffset = i64::try_from(offset).expect("offset");
-            b.iopb.Parameters.Write.WriteBuffer = copy.as_mut_ptr().cast::<c_void>();
+            // SAFETY: a write's member, in the zeroed block (C layout: `params`).
+            let write = unsafe { params::ReadWrite::of_mut(&mut b.iopb.Parameters) };
+            write.length = u32::try_from(copy.len()).expect("short write");
+            write.byte_offset = i64::try_from(offset).expect("offset");
+            write.buffer = copy.as_mut_ptr().cast::<c_void>();
         });
         self.kernel.trace(
             EventKind::User,
@@ -874,10 +882,11 @@ impl World {
         };
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
-            b.iopb.Parameters.SetFileInformation.Length =
-                std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() as u32;
-            b.iopb.Parameters.SetFileInformation.FileInformationClass = FileEndOfFileInformation;
-            b.iopb.Parameters.SetFileInformation.InfoBuffer = std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a set-information's member, in the zeroed block (C layout: `params`).
+            let set = unsafe { params::SetFile::of_mut(&mut b.iopb.Parameters) };
+            set.length = std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() as u32;
+            set.class = FileEndOfFileInformation;
+            set.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         self.kernel.trace(
             EventKind::User,
@@ -909,11 +918,11 @@ impl World {
         let mut info = FILE_STANDARD_INFORMATION::default();
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
-            b.iopb.Parameters.QueryFileInformation.Length =
-                std::mem::size_of::<FILE_STANDARD_INFORMATION>() as u32;
-            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileStandardInformation;
-            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
-                std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a query-information's member, in the zeroed block (C layout: `params`).
+            let query = unsafe { params::QueryFile::of_mut(&mut b.iopb.Parameters) };
+            query.length = std::mem::size_of::<FILE_STANDARD_INFORMATION>() as u32;
+            query.class = FileStandardInformation;
+            query.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         self.kernel.trace(
             EventKind::User,
@@ -930,11 +939,11 @@ impl World {
         let mut info = FILE_INTERNAL_INFORMATION::default();
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
-            b.iopb.Parameters.QueryFileInformation.Length =
-                std::mem::size_of::<FILE_INTERNAL_INFORMATION>() as u32;
-            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileInternalInformation;
-            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
-                std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a query-information's member, in the zeroed block (C layout: `params`).
+            let query = unsafe { params::QueryFile::of_mut(&mut b.iopb.Parameters) };
+            query.length = std::mem::size_of::<FILE_INTERNAL_INFORMATION>() as u32;
+            query.class = FileInternalInformation;
+            query.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         status.ok().map(|()| info.IndexNumber)
     }

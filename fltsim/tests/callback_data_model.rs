@@ -129,9 +129,11 @@ fn query_data(
     // SAFETY: as above.
     let iopb = unsafe { &mut *iopb };
     iopb.MajorFunction = 5; // IRP_MJ_QUERY_INFORMATION
-    iopb.Parameters.QueryFileInformation.Length = 24;
-    iopb.Parameters.QueryFileInformation.FileInformationClass = FileStandardInformation;
-    iopb.Parameters.QueryFileInformation.InfoBuffer = buffer.as_mut_ptr().cast();
+    // SAFETY: the query's member (C layout), in freshly allocated, zeroed callback data.
+    let query = unsafe { common::params::QueryFileInformation::of_mut(&mut iopb.Parameters) };
+    query.Length = 24;
+    query.FileInformationClass = FileStandardInformation;
+    query.InfoBuffer = buffer.as_mut_ptr().cast();
     data
 }
 

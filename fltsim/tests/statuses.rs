@@ -17,8 +17,9 @@ use common::bindings::{
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
-        FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS_5, FLT_REGISTRATION_VERSION_0202,
+        DRIVER_OBJECT, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT,
+        FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, FLT_CALLBACK_DATA,
+        FLT_IO_PARAMETER_BLOCK, FLT_PARAMETERS_5, FLT_REGISTRATION_VERSION_0202,
         FLT_SECTION_CONTEXT, FileStandardInformation, FltAllocateCallbackData,
         FltAllocateCallbackDataEx, FltAllocateContext, FltCloseSectionForDataScan,
         FltCreateSectionForDataScan, FltDeleteContext, FltFreeCallbackData, FltGetSectionContext,
@@ -30,9 +31,9 @@ use common::{
         STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
         STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
         STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST,
-        STATUS_INVALID_FILE_FOR_SECTION, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND,
-        STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_PRIVILEGE_NOT_HELD, STATUS_SUCCESS,
-        STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        STATUS_INVALID_FILE_FOR_SECTION, STATUS_INVALID_INFO_CLASS, STATUS_INVALID_PARAMETER,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_PRIVILEGE_NOT_HELD,
+        STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
     filter::{FilterSlot, RegisteredFilter},
@@ -42,11 +43,18 @@ use common::{
     },
 };
 use fltsim::{Conflict, Handle, Open, World};
-use windows_sys::Win32::System::{Kernel::NotificationEvent, Memory::SEC_RESERVE};
+use windows_sys::{
+    Wdk::Storage::FileSystem::FileEndOfFileInformation,
+    Win32::System::{Kernel::NotificationEvent, Memory::SEC_RESERVE},
+};
 
 const PROBE: &str = "probe";
 /// `IRP_MJ_QUERY_INFORMATION` as the byte `FLT_IO_PARAMETER_BLOCK` holds.
 const QUERY: u8 = 5;
+/// `IRP_MJ_SET_INFORMATION`, likewise.
+const SET_INFORMATION: u8 = 6;
+/// `IRP_MJ_READ`, likewise.
+const READ: u8 = 3;
 /// `FLT_SECTION_CONTEXT` as the 16-bit context type `FltAllocateContext` takes.
 const SECTION_CONTEXT: u16 = 0x40;
 
@@ -578,11 +586,11 @@ fn io_status(data: *const FLT_CALLBACK_DATA) -> NtStatus {
 fn set_query(data: *mut FLT_CALLBACK_DATA, buffer: &mut [u8; 24]) {
     let iopb = iopb_mut(data);
     iopb.MajorFunction = QUERY;
-    iopb.Parameters.QueryFileInformation = FLT_PARAMETERS_5 {
-        Length: 24,
-        FileInformationClass: FileStandardInformation,
-        InfoBuffer: buffer.as_mut_ptr().cast(),
-    };
+    // SAFETY: the query's member (C layout: `common::params`), in the model's zeroed block.
+    let query = unsafe { common::params::QueryFileInformation::of_mut(&mut iopb.Parameters) };
+    query.Length = 24;
+    query.FileInformationClass = FileStandardInformation;
+    query.InfoBuffer = buffer.as_mut_ptr().cast();
 }
 
 /// Issues a `FileStandardInformation` query with the callback data, returning `IoStatus`.
@@ -619,6 +627,127 @@ fn allocate(
 fn free(data: *mut FLT_CALLBACK_DATA) {
     // SAFETY: callback data the test allocated (the model checks double frees).
     unsafe { FltFreeCallbackData(data) };
+}
+
+// ---- parameter layout -----------------------------------------------------------------------
+//
+// fltKernel.h declares `FileInformationClass` (and `Read`/`Write`'s `Key`) `POINTER_ALIGNMENT`:
+// offset 8 on 64-bit Windows. windows-sys 0.61 drops the alignment and puts it at 4
+// (windows-rs #3525). The model reads what Filter Manager and the file system read, so a request
+// filled through windows-sys's members gets Windows's answer: a wrong one, plus a finding.
+
+/// The windows-sys member's fields, as a driver that trusts it would fill them.
+fn set_query_the_windows_sys_way(data: *mut FLT_CALLBACK_DATA, buffer: &mut [u8; 24]) {
+    let iopb = iopb_mut(data);
+    iopb.MajorFunction = QUERY;
+    iopb.Parameters.QueryFileInformation = FLT_PARAMETERS_5 {
+        Length: 24,
+        FileInformationClass: FileStandardInformation,
+        InfoBuffer: buffer.as_mut_ptr().cast(),
+    };
+}
+
+#[test]
+fn a_query_filled_through_windows_sys_members_is_malformed() {
+    let world = world();
+    let h = open(&world, "C:\\data\\big.bin");
+    let (status, data) = allocate(instance(&world, 'C'), world.file_object(h), true);
+    assert_eq!(status, NtStatus::SUCCESS);
+    let mut buffer = [0u8; 24];
+    set_query_the_windows_sys_way(data, &mut buffer);
+    // SAFETY: the callback data is ours and filled in (wrongly, which is the point).
+    unsafe { FltPerformSynchronousIo(data) };
+    // The file system read the class at offset 8, the low half of the buffer pointer (a
+    // multiple of 8, never a valid class here), and wrote nothing.
+    assert_eq!(io_status(data), NtStatus(STATUS_INVALID_INFO_CLASS));
+    assert_eq!(buffer, [0u8; 24]);
+    let found = messages(&world);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("Parameters.QueryFileInformation")
+            && found[0].contains("windows-rs #3525"),
+        "{found:?}"
+    );
+
+    // The same query with the C layout (common::params) succeeds: EndOfFile is at 8.
+    // SAFETY: the data is ours and its request has completed.
+    unsafe { FltReuseCallbackData(data) };
+    assert_eq!(query(data, &mut buffer), NtStatus::SUCCESS);
+    assert_eq!(
+        i64::from_le_bytes(buffer[8..16].try_into().unwrap()),
+        10_000
+    );
+    free(data);
+    world.close(h).unwrap();
+    world.finish();
+}
+
+#[test]
+fn a_set_information_filled_through_windows_sys_members_is_malformed() {
+    let world = world();
+    let h = world
+        .open("C:\\data\\big.bin", Open::read_write())
+        .expect("opens");
+    let (status, data) = allocate(instance(&world, 'C'), world.file_object(h), true);
+    assert_eq!(status, NtStatus::SUCCESS);
+    let mut eof = FILE_END_OF_FILE_INFORMATION { EndOfFile: 100 };
+    let iopb = iopb_mut(data);
+    iopb.MajorFunction = SET_INFORMATION;
+    iopb.Parameters.SetFileInformation.Length = 8;
+    iopb.Parameters.SetFileInformation.FileInformationClass = FileEndOfFileInformation;
+    iopb.Parameters.SetFileInformation.InfoBuffer = (&raw mut eof).cast();
+    // SAFETY: the callback data is ours and filled in (wrongly).
+    unsafe { FltPerformSynchronousIo(data) };
+    // The class was read at 8 (ParentOfTarget's place in windows-sys: zero), so the file was
+    // not truncated.
+    assert_eq!(io_status(data), NtStatus(STATUS_INVALID_INFO_CLASS));
+    assert_eq!(world.contents("C:\\data\\big.bin").unwrap().len(), 10_000);
+    let found = messages(&world);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("Parameters.SetFileInformation"),
+        "{found:?}"
+    );
+
+    // With the C layout, the same request truncates.
+    // SAFETY: the data is ours and its request has completed.
+    unsafe { FltReuseCallbackData(data) };
+    let iopb = iopb_mut(data);
+    iopb.MajorFunction = SET_INFORMATION;
+    // SAFETY: the set-information member (C layout), in the model's zeroed block.
+    let set = unsafe { common::params::SetFileInformation::of_mut(&mut iopb.Parameters) };
+    set.Length = 8;
+    set.FileInformationClass = FileEndOfFileInformation;
+    set.InfoBuffer = (&raw mut eof).cast();
+    // SAFETY: the callback data is ours and filled in.
+    unsafe { FltPerformSynchronousIo(data) };
+    assert_eq!(io_status(data), NtStatus::SUCCESS);
+    assert_eq!(world.contents("C:\\data\\big.bin").unwrap().len(), 100);
+    free(data);
+    world.close(h).unwrap();
+    world.finish();
+}
+
+#[test]
+fn a_read_filled_through_windows_sys_members_reads_the_wrong_offset() {
+    let world = world();
+    let h = open(&world, "C:\\data\\big.bin");
+    let (status, data) = allocate(instance(&world, 'C'), world.file_object(h), true);
+    assert_eq!(status, NtStatus::SUCCESS);
+    let mut buffer = [0u8; 16];
+    let iopb = iopb_mut(data);
+    iopb.MajorFunction = READ;
+    iopb.Parameters.Read.Length = 16;
+    iopb.Parameters.Read.ByteOffset = 0;
+    iopb.Parameters.Read.ReadBuffer = buffer.as_mut_ptr().cast();
+    // SAFETY: the callback data is ours and filled in (wrongly).
+    unsafe { FltPerformSynchronousIo(data) };
+    // C reads `ByteOffset` at 16, where windows-sys put the buffer pointer: far past the end.
+    assert_eq!(io_status(data), NtStatus(STATUS_END_OF_FILE));
+    assert_eq!(buffer, [0u8; 16]);
+    free(data);
+    world.close(h).unwrap();
+    world.finish();
 }
 
 #[test]

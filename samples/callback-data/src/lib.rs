@@ -22,7 +22,10 @@
 //! 2. **Fill `Data->Iopb`**: `MajorFunction = IRP_MJ_QUERY_INFORMATION` and
 //!    `Parameters.QueryFileInformation` (`Length`, `FileInformationClass`, `InfoBuffer`). The
 //!    allocation already set `TargetInstance` and `TargetFileObject`. The buffer is on our stack,
-//!    which is fine because the request is synchronous.
+//!    which is fine because the request is synchronous. The member is filled through `common`'s
+//!    `params::QueryFileInformation`, not windows-sys's `FLT_PARAMETERS_5`: `fltKernel.h`
+//!    declares `FileInformationClass` `POINTER_ALIGNMENT`, so on 64-bit Windows it is at offset
+//!    8 and `InfoBuffer` at 16, where windows-sys 0.61 has 4 and 8 (windows-rs #3525).
 //! 3. **`FltPerformSynchronousIo(Data)`** (IRQL `<= APC_LEVEL`) returns nothing. The result is in
 //!    `Data->IoStatus`: `Status`, and in `Information` the number of bytes written to the buffer.
 //!    Filter Manager sends the request only to the instances *below* ours and then to the file
@@ -112,7 +115,7 @@
 //! `...: async FileStandardInformation query failed with STATUS_...; the open went on (...)`.
 #![cfg_attr(target_os = "windows", no_std)]
 
-use core::{cell::UnsafeCell, ffi::c_void, fmt, ptr};
+use core::{cell::UnsafeCell, ffi::c_void, fmt, mem::MaybeUninit, ptr};
 
 use common::{
     NtStatus,
@@ -132,9 +135,11 @@ use common::{
         STATUS_SUCCESS, UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
+    file_object,
     filter::{FilterSlot, register_and_start},
-    irql, log,
+    irql, layout, log,
     name::{CopiedName, FileName},
+    params,
     pool::{PoolBox, tag},
     registration::{OPERATION_END, OperationTable, Registration, operation},
 };
@@ -272,15 +277,21 @@ fn worth_asking(data: &FLT_CALLBACK_DATA, objects: &FLT_RELATED_OBJECTS, flags: 
         return false;
     }
     // SAFETY: the file object of a successful create is valid while the callback runs.
-    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
+    if unsafe { file_object::flags(objects.FileObject) } & FO_VOLUME_OPEN != 0 {
         return false;
     }
-    let mut is_directory = false;
+    // A BOOLEAN out parameter: a byte, whatever windows-sys's `*mut bool` says.
+    let mut is_directory = 0u8;
     // SAFETY: the file object was opened by this create and the instance is ours; the out
-    // pointer is a local.
-    let status =
-        unsafe { FltIsDirectory(objects.FileObject, objects.Instance, &raw mut is_directory) };
-    NtStatus(status).is_success() && !is_directory
+    // pointer is a local byte.
+    let status = unsafe {
+        FltIsDirectory(
+            objects.FileObject,
+            objects.Instance,
+            (&raw mut is_directory).cast::<bool>(),
+        )
+    };
+    NtStatus(status).is_success() && is_directory == 0
 }
 
 /// The normalized name if Filter Manager can build it, the name as opened otherwise.
@@ -330,9 +341,11 @@ struct Failed {
 
 /// Steps 1 to 5: allocate, query, reuse, query again, free (on every path, when `data` drops).
 fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Facts, Failed> {
-    // Declared before the callback data: the requests point into them.
-    let mut standard = FILE_STANDARD_INFORMATION::default();
-    let mut internal = FILE_INTERNAL_INFORMATION::default();
+    // Declared before the callback data: the requests point into them. The file system writes
+    // them; `MaybeUninit` because `DeletePending` is a BOOLEAN (any byte) that windows-sys types
+    // `bool` (0 or 1 only), so we never hold the answer as a `FILE_STANDARD_INFORMATION` value.
+    let mut standard = MaybeUninit::<FILE_STANDARD_INFORMATION>::zeroed();
+    let mut internal = MaybeUninit::<FILE_INTERNAL_INFORMATION>::zeroed();
 
     // 1. Allocate, with everything the requests will need, so that memory cannot run out mid-I/O.
     let mut raw = ptr::null_mut();
@@ -354,28 +367,36 @@ fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Fac
     let mut data = unsafe { OwnedCallbackData::from_raw(raw) };
 
     // 2 and 3. The first question: size, links, delete pending.
-    query_information(&mut data, FileStandardInformation, &mut standard).map_err(|status| {
-        Failed {
+    query_information(&mut data, FileStandardInformation, standard.as_mut_ptr()).map_err(
+        |status| Failed {
             step: "FileStandardInformation query",
             status,
-        }
-    })?;
+        },
+    )?;
 
     // 4. Reset the same callback data, then the second question: the file ID.
     // SAFETY: the data is ours and idle (the synchronous request above has completed).
     unsafe { FltReuseCallbackData(data.as_ptr()) };
-    query_information(&mut data, FileInternalInformation, &mut internal).map_err(|status| {
-        Failed {
+    query_information(&mut data, FileInternalInformation, internal.as_mut_ptr()).map_err(
+        |status| Failed {
             step: "FileInternalInformation query",
             status,
-        }
-    })?;
+        },
+    )?;
 
+    let (standard, internal) = (standard.as_ptr(), internal.as_ptr());
+    // SAFETY: only computes the field's address inside the local.
+    let delete_pending = unsafe { &raw const (*standard).DeletePending };
     Ok(Facts {
-        size: standard.EndOfFile,
-        links: standard.NumberOfLinks,
-        delete_pending: standard.DeletePending,
-        file_id: internal.IndexNumber,
+        // SAFETY: both queries succeeded, so the file system filled the buffers; each read
+        // touches one field, through a raw pointer to the local.
+        size: unsafe { (*standard).EndOfFile },
+        // SAFETY: as above.
+        links: unsafe { (*standard).NumberOfLinks },
+        // SAFETY: as above; the BOOLEAN is read as the byte it is.
+        delete_pending: unsafe { layout::boolean(delete_pending) },
+        // SAFETY: as above.
+        file_id: unsafe { (*internal).IndexNumber },
     })
     // 5. `data` drops here (and on every early return above): FltFreeCallbackData.
 }
@@ -385,11 +406,12 @@ fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Fac
 fn query_information<T>(
     data: &mut OwnedCallbackData,
     class: FILE_INFORMATION_CLASS,
-    buffer: &mut T,
+    buffer: *mut T,
 ) -> Result<(), NtStatus> {
-    fill_query(data, class, ptr::from_mut(buffer));
+    fill_query(data, class, buffer);
     // SAFETY: the data is ours and idle, its parameter block is filled in for this request, and
-    // `buffer` outlives the call, which does not return before the request has completed.
+    // `buffer` (the caller's local) outlives the call, which does not return before the request
+    // has completed.
     unsafe { FltPerformSynchronousIo(data.as_ptr()) };
     let (status, _written) = data.io_status();
     status.ok()
@@ -407,17 +429,22 @@ fn fill_query<T>(data: &mut OwnedCallbackData, class: FILE_INFORMATION_CLASS, bu
     // The information structures are a few dozen bytes.
     #[allow(clippy::cast_possible_truncation)]
     let length = size_of::<T>() as u32;
-    iopb.Parameters.QueryFileInformation.Length = length;
-    iopb.Parameters.QueryFileInformation.FileInformationClass = class;
-    iopb.Parameters.QueryFileInformation.InfoBuffer = buffer.cast();
+    // The C layout (`FileInformationClass` at 8, `InfoBuffer` at 16 on 64-bit), not
+    // windows-sys's `Parameters.QueryFileInformation`, which puts them at 4 and 8.
+    // SAFETY: IRP_MJ_QUERY_INFORMATION selects this member; callback data from
+    // FltAllocateCallbackDataEx (or reset by FltReuseCallbackData) is initialized memory.
+    let query = unsafe { params::QueryFileInformation::of_mut(&mut iopb.Parameters) };
+    query.Length = length;
+    query.FileInformationClass = class;
+    query.InfoBuffer = buffer.cast();
 }
 
 /// Everything an asynchronous query needs until its completion routine has run, in one block of
 /// non-paged pool: the routine runs at `DISPATCH_LEVEL` after `post_create` has returned, so
 /// nothing of it may live on the stack or in paged memory.
 struct AsyncQuery {
-    /// The buffer the file system writes the answer into.
-    info: FILE_STANDARD_INFORMATION,
+    /// The buffer the file system writes the answer into (never read as a whole: see `query`).
+    info: MaybeUninit<FILE_STANDARD_INFORMATION>,
     /// The name for the log line, copied: no name can be queried or released at
     /// `DISPATCH_LEVEL`.
     name: CopiedName,
@@ -442,7 +469,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
         unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
     };
     let query = AsyncQuery {
-        info: FILE_STANDARD_INFORMATION::default(),
+        info: MaybeUninit::zeroed(),
         name: CopiedName::copy_of(name.0.as_ref().map_err(|status| *status)),
         file_object,
     };
@@ -476,7 +503,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
     // SAFETY: `query` is the live pool block we just gave up; the field pointer stays valid
     // until the completion routine frees the block, after the request has completed.
     fill_query(&mut data, FileStandardInformation, unsafe {
-        &raw mut (*query).info
+        (&raw mut (*query).info).cast::<FILE_STANDARD_INFORMATION>()
     });
 
     // After this call, the completion routine owns the callback data, the pool block, the
@@ -505,12 +532,16 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     let data = unsafe { OwnedCallbackData::from_raw(data.cast_mut()) };
     let (status, _written) = data.io_status();
     let level = irql::name(irql::current());
+    let info = query.info.as_ptr();
     match status.ok() {
         Ok(()) => log!(
             "{TAG}: {}: async FileStandardInformation: size {}, links {} (completion routine at {level})",
             query.name,
-            query.info.EndOfFile,
-            query.info.NumberOfLinks
+            // SAFETY: the request succeeded, so the file system filled the buffer; one field
+            // each, through a raw pointer into our pool block.
+            unsafe { (*info).EndOfFile },
+            // SAFETY: as above.
+            unsafe { (*info).NumberOfLinks }
         ),
         Err(status) => log!(
             "{TAG}: {}: async FileStandardInformation query failed with {status}; the open went on (completion routine at {level})",

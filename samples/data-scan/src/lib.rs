@@ -136,9 +136,11 @@ use common::{
         STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
+    params,
     pool::tag,
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
@@ -378,14 +380,15 @@ unsafe extern "system" fn post_create(
     }
     // SAFETY: the parameter block is valid for the callback's duration.
     let iopb = unsafe { common::callback_data::parameters(data) };
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
-    let create = unsafe { iopb.Parameters.Create };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one
+    // (read with the C layout: see `common::params`).
+    let create = unsafe { params::Create::of(&iopb.Parameters) };
     // SAFETY: a create's security context is valid for the create.
     let access = unsafe { (*create.SecurityContext).DesiredAccess };
     // SAFETY: valid related objects, as above.
     let objects = unsafe { &*objects };
     // SAFETY: the file object of the create, valid for the callback.
-    let volume_open = unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0;
+    let volume_open = unsafe { file_object::flags(objects.FileObject) } & FO_VOLUME_OPEN != 0;
     // Directories have no data; paging files belong to the memory manager (our own page faults
     // would go through them).
     if create.Options & FILE_DIRECTORY_FILE != 0

@@ -114,9 +114,11 @@ use common::{
         STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
+    params,
     pool::{PoolBox, tag},
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
@@ -356,15 +358,16 @@ unsafe extern "system" fn post_create(
     let status = unsafe { io.Anonymous.Status };
     // SAFETY: as above, the parameter block is valid for the callback's duration.
     let iopb = unsafe { common::callback_data::parameters(data) };
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
-    let create = unsafe { iopb.Parameters.Create };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one
+    // (read with the C layout: see `common::params`).
+    let create = unsafe { params::Create::of(&iopb.Parameters) };
     // SAFETY: a create's security context is valid for the create.
     let access = unsafe { (*create.SecurityContext).DesiredAccess };
     // SAFETY: valid related objects, as above.
     let objects = unsafe { &*objects };
     let (instance, file_object) = (objects.Instance, objects.FileObject);
     // SAFETY: the file object of the create, valid for the callback.
-    let volume_open = unsafe { (*file_object).Flags } & FO_VOLUME_OPEN != 0;
+    let volume_open = unsafe { file_object::flags(file_object) } & FO_VOLUME_OPEN != 0;
     // STATUS_SUCCESS exactly: a reparse (STATUS_REPARSE) is a success status but opened nothing.
     let scannable = status == STATUS_SUCCESS
         && access & FILE_READ_DATA != 0
@@ -740,7 +743,9 @@ impl fmt::Display for Conflicting {
         match u32::from(iopb.MajorFunction) {
             IRP_MJ_SET_INFORMATION => {
                 // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is live.
-                let set = unsafe { iopb.Parameters.SetFileInformation };
+                // `common::params` has the C layout: windows-sys's member reads `InfoBuffer` at
+                // 24, where the header's is at 32 (windows-rs #3525).
+                let set = unsafe { params::SetFileInformation::of(&iopb.Parameters) };
                 let fits =
                     set.Length as usize >= core::mem::size_of::<FILE_END_OF_FILE_INFORMATION>();
                 if set.FileInformationClass == FileEndOfFileInformation
@@ -759,8 +764,9 @@ impl fmt::Display for Conflicting {
                 }
             }
             IRP_MJ_WRITE => {
-                // SAFETY: for IRP_MJ_WRITE the `Write` member is live.
-                let write = unsafe { iopb.Parameters.Write };
+                // SAFETY: for IRP_MJ_WRITE the `Write` member is live. With the C layout:
+                // `ByteOffset` follows `ULONG POINTER_ALIGNMENT Key`, at 16, not windows-sys's 8.
+                let write = unsafe { params::Write::of(&iopb.Parameters) };
                 let kind = if iopb.IrpFlags & IRP_NOCACHE != 0 {
                     "non-cached "
                 } else {

@@ -106,6 +106,7 @@ use common::{
         UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
@@ -376,10 +377,14 @@ fn not_supported(objects: &FLT_RELATED_OBJECTS, name: &Name, what: &str) {
 /// Whether this open holds a section: read access, no write access, no write sharing, as the file
 /// system recorded it in the file object when it granted the open.
 fn holds_section(file_object: *const FILE_OBJECT) -> bool {
+    // Field by field through the raw pointer, the BOOLEANs as bytes: the system owns the file
+    // object and other threads update some of its fields (`Flags`) while we look.
     // SAFETY: the file object of the operation in progress, valid for the whole callback; the
-    // share fields are set once, at create, and only read afterwards.
-    let fo = unsafe { &*file_object };
-    fo.ReadAccess && !fo.WriteAccess && !fo.SharedWrite && fo.Flags & FO_VOLUME_OPEN == 0
+    // access fields are set once, at create, and only read afterwards.
+    let access = unsafe { file_object::access(file_object) };
+    // SAFETY: as above.
+    let flags = unsafe { file_object::flags(file_object) };
+    access.read && !access.write && !access.shared_write && flags & FO_VOLUME_OPEN == 0
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
@@ -403,7 +408,7 @@ unsafe extern "system" fn post_create(
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // SAFETY: as above; volume opens have no stream and no name worth a line.
-    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
+    if unsafe { file_object::flags(objects.FileObject) } & FO_VOLUME_OPEN != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     let name = name_of(data);
