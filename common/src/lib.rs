@@ -50,6 +50,7 @@
 pub mod apc;
 pub mod callback_data;
 pub mod context;
+pub mod create;
 pub mod file_object;
 pub mod filter;
 pub mod irql;

@@ -127,15 +127,13 @@ use common::{
         FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
         FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
-        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FileInternalInformation,
-        FileStandardInformation, FltAllocateCallbackDataEx, FltGetFileNameInformation,
-        FltIsDirectory, FltPerformAsynchronousIo, FltPerformSynchronousIo, FltReuseCallbackData,
-        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS, ObfDereferenceObject,
-        ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE,
-        STATUS_SUCCESS, UNICODE_STRING,
+        FileInternalInformation, FileStandardInformation, FltAllocateCallbackDataEx,
+        FltGetFileNameInformation, FltPerformAsynchronousIo, FltPerformSynchronousIo,
+        FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS,
+        ObfDereferenceObject, ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_SUCCESS,
+        UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
-    file_object,
     filter::{FilterSlot, register_and_start},
     irql, layout, log,
     name::{CopiedName, FileName},
@@ -234,8 +232,11 @@ unsafe extern "system" fn post_create(
 ) -> FLT_POSTOP_CALLBACK_STATUS {
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let objects = unsafe { &*objects };
-    // SAFETY: and valid callback data, for as long.
-    if !worth_asking(unsafe { &*data }, objects, flags) {
+    // A file the file system actually opened: not a failed or reparsed create, a paging file, a
+    // volume or a directory, on an instance that is not being torn down (`common::create` says
+    // why for each).
+    // SAFETY: this post-create's callback data, related objects and flags.
+    if !unsafe { common::create::is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // Post-create is documented to run at PASSIVE_LEVEL; everything below needs <= APC_LEVEL.
@@ -257,41 +258,6 @@ unsafe extern "system" fn post_create(
     query_async(objects.Instance, objects.FileObject, &name);
     // Fail open: whatever happened above, the user's open completes as the file system left it.
     FLT_POSTOP_FINISHED_PROCESSING
-}
-
-/// Whether this open is one to ask about: a file (not a directory, volume or paging file) that
-/// the file system actually opened, on an instance that is not being torn down.
-fn worth_asking(data: &FLT_CALLBACK_DATA, objects: &FLT_RELATED_OBJECTS, flags: u32) -> bool {
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
-        return false;
-    }
-    // SAFETY: `Status` is the member Filter Manager sets when the create completes.
-    let status = unsafe { data.IoStatus.Anonymous.Status };
-    // STATUS_REPARSE is a success code, but the I/O manager reissues the open elsewhere.
-    if !NtStatus(status).is_success() || status == STATUS_REPARSE {
-        return false;
-    }
-    // SAFETY: valid callback data points at its parameter block for the whole callback.
-    let operation_flags = unsafe { (*data.Iopb).OperationFlags };
-    if u32::from(operation_flags) & SL_OPEN_PAGING_FILE != 0 {
-        return false;
-    }
-    // SAFETY: the file object of a successful create is valid while the callback runs.
-    if unsafe { file_object::flags(objects.FileObject) } & FO_VOLUME_OPEN != 0 {
-        return false;
-    }
-    // A BOOLEAN out parameter: a byte, whatever windows-sys's `*mut bool` says.
-    let mut is_directory = 0u8;
-    // SAFETY: the file object was opened by this create and the instance is ours; the out
-    // pointer is a local byte.
-    let status = unsafe {
-        FltIsDirectory(
-            objects.FileObject,
-            objects.Instance,
-            (&raw mut is_directory).cast::<bool>(),
-        )
-    };
-    NtStatus(status).is_success() && is_directory == 0
 }
 
 /// The normalized name if Filter Manager can build it, the name as opened otherwise.
