@@ -48,6 +48,7 @@ mod kernel;
 mod state;
 mod sync;
 mod verifier;
+mod views;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
@@ -86,6 +87,8 @@ pub const FALLIBLE_APIS: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpace",
+    "MmMapViewInSystemSpaceEx",
+    "MmCopyMemory",
     "FltGetFileNameInformation",
     "ExAllocatePool2",
     "FltAllocateGenericWorkItem",
