@@ -38,12 +38,17 @@
 //!   reference (`FltReleaseContext`). Never `FltCloseSectionForDataScan` a context whose create
 //!   failed. Microsoft's avscan leaks the context on this path; here the `ContextRef` drop
 //!   releases it on every early return.
-//! - **`MmMapViewInSystemSpace(Object, &Base, &Size)`** (`PASSIVE_LEVEL`) maps the whole file as
-//!   it was when the section was created. The scan runs [`find_signature`] over it in windows of
-//!   [`WINDOW`] bytes. Consecutive windows overlap by `EICAR.len() - 1` bytes, so a signature that
-//!   straddles a boundary lies whole inside one window. The windows bound the work of each
-//!   `memmem` call. They are also the shape a scanner keeps when it maps one window at a time
-//!   (`MmMapViewInSystemSpaceEx` with an offset) on files too large to map whole.
+//! - **`MmMapViewInSystemSpaceEx(Object, &Base, &Size, &Offset, 0)`** (`<= APC_LEVEL`) maps one
+//!   window of the file at a time, never the whole file. The windows are [`WINDOW`] bytes apart
+//!   and overlap by `EICAR.len() - 1` bytes, so a signature that straddles a boundary lies whole
+//!   inside one window ([`find_signature`] is the same search over a slice). A view is never read
+//!   directly: it is the live cache, and touching a page whose paging read fails raises
+//!   `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without SEH. **`MmCopyMemory`** (Windows 8.1,
+//!   `<= APC_LEVEL`) copies each window into one non-paged buffer instead, and returns a failed
+//!   paging read as a status: the scan is then "not scanned" and the open goes on. The reading is
+//!   `common::section::WindowReader`'s. What is scanned is the file size
+//!   `FltCreateSectionForDataScan` reported, never the view's size (whole pages; avscan clamps
+//!   the same way, "The size here may have truncation").
 //!
 //! ## Closing: five releases, in avscan's order
 //! | step | call | undoes |

@@ -32,8 +32,10 @@
 //!      (`FltQueueGenericWorkItem`, `<= DISPATCH_LEVEL`; the routine runs at `PASSIVE_LEVEL`).
 //! 3. **The worker** scans in 4 KiB chunks with a 2 ms pause after each, polling the "aborted"
 //!    flag between chunks. Each chunk is read under the scan's push lock, *shared*:
-//!    `MmMapViewInSystemSpace` (`PASSIVE_LEVEL`), read the chunk, `MmUnmapViewInSystemSpace`. No
-//!    view outlives its chunk, and the pause happens with no view mapped and no lock held.
+//!    `MmMapViewInSystemSpaceEx` of that chunk only (`<= APC_LEVEL`), `MmCopyMemory` into a
+//!    chunk-sized non-paged buffer (a failed paging read comes back as a status, never as an
+//!    exception), `MmUnmapViewInSystemSpace`, then the hash runs over the copy. No view outlives
+//!    its chunk, and the pause happens with no view mapped and no lock held.
 //! 4. **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
 //!    thread of the conflicting I/O; it returns `STATUS_SUCCESS`). It follows the back-pointer,
 //!    takes ownership with an interlocked exchange of the scan state, marks the scan aborted and
