@@ -71,7 +71,7 @@ use crate::{
     kernel::{EventKind, Frame, Kernel, Shown, Status, Void, api_call, current_filter, run_as},
     state::{
         Attachment, CallbackDataRec, ContextRec, HANDLE_TAG, HandleRec, NameRec, PoolRec,
-        SectionRec, State, ViewRec, WORKITEM_TAG, WorkItemRec, filter_handle, instance_handle,
+        SectionRec, State, WORKITEM_TAG, WorkItemRec, filter_handle, instance_handle,
     },
     sync::{HANG_TIMEOUT, HostEvent, HostPushLock, LockMisuse},
 };
@@ -81,13 +81,13 @@ const APC: u8 = irql::APC_LEVEL;
 const DISPATCH: u8 = irql::DISPATCH_LEVEL;
 
 /// Reads an optional in parameter (a size, a timeout), `None` when NULL.
-fn read_in<T: Copy>(ptr: *const T) -> Option<T> {
+pub(crate) fn read_in<T: Copy>(ptr: *const T) -> Option<T> {
     // SAFETY: a non-null in parameter points at a valid `T` (the function's contract).
     (!ptr.is_null()).then(|| unsafe { ptr.read() })
 }
 
 /// Writes an out parameter, reporting a NULL one.
-fn out<T>(k: &Kernel, api: &str, ptr: *mut T, value: T) -> bool {
+pub(crate) fn out<T>(k: &Kernel, api: &str, ptr: *mut T, value: T) -> bool {
     if ptr.is_null() {
         k.violation(format!("{api}: a required out parameter is NULL"));
         return false;
@@ -1510,8 +1510,7 @@ fn create_section(
         {
             return fail(STATUS_FLT_CONTEXT_ALREADY_DEFINED);
         }
-        let snapshot = Arc::new(state.streams[stream].data.clone());
-        let size = i64::try_from(snapshot.len()).expect("file size");
+        let size = i64::try_from(state.streams[stream].data.len()).expect("file size");
         let object = state.arena.alloc(64, 0) as usize;
         let origin = state.origin("FltCreateSectionForDataScan");
         state.sections.insert(
@@ -1525,7 +1524,7 @@ fn create_section(
                 object_refs: 1,
                 views: 0,
                 tracked: true,
-                snapshot,
+                size: size.cast_unsigned(),
                 origin: origin.clone(),
             },
         );
@@ -1814,110 +1813,6 @@ unsafe extern "system" fn ObfReferenceObject(object: *const c_void) -> isize {
     .0
 }
 
-#[unsafe(no_mangle)]
-unsafe extern "system" fn MmMapViewInSystemSpace(
-    section: *const c_void,
-    mappedbase: *mut *mut c_void,
-    viewsize: *mut usize,
-) -> NTSTATUS {
-    api_call(
-        "MmMapViewInSystemSpace",
-        PASSIVE,
-        || format!("{section:p}"),
-        |k| {
-            let snapshot = {
-                let state = k.lock();
-                match state.sections.get(&(section as usize)) {
-                    Some(s) if s.object_refs > 0 => Some(Arc::clone(&s.snapshot)),
-                    _ => None,
-                }
-            };
-            let Some(snapshot) = snapshot else {
-                k.violation(format!(
-                    "MmMapViewInSystemSpace: {section:p} is not a referenced section object"
-                ));
-                return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
-            };
-            if let Some(status) = k.inject("MmMapViewInSystemSpace", STATUS_INSUFFICIENT_RESOURCES)
-            {
-                return Shown(status, NtStatus(status).to_string());
-            }
-            // Zero (or no size) means the whole section.
-            let requested = read_in(viewsize).unwrap_or(0);
-            let len = if requested == 0 {
-                snapshot.len()
-            } else {
-                requested.min(snapshot.len())
-            };
-            let mut state = k.lock();
-            let base = state.arena.alloc(len, 0);
-            // SAFETY: `base` holds `len` bytes; the snapshot has at least `len`.
-            unsafe { std::ptr::copy_nonoverlapping(snapshot.as_ptr(), base, len) };
-            let origin = state.origin("MmMapViewInSystemSpace");
-            let filter = state.sections[&(section as usize)].filter;
-            state
-                .sections
-                .get_mut(&(section as usize))
-                .expect("checked")
-                .views += 1;
-            state.views.insert(
-                base as usize,
-                ViewRec {
-                    section: section as usize,
-                    filter,
-                    len,
-                    unmapped: false,
-                    origin,
-                },
-            );
-            drop(state);
-            out(
-                k,
-                "MmMapViewInSystemSpace",
-                mappedbase,
-                base.cast::<c_void>(),
-            );
-            out(k, "MmMapViewInSystemSpace", viewsize, len);
-            Shown(
-                STATUS_SUCCESS,
-                format!("STATUS_SUCCESS, {len} bytes at {:#x}", base as usize),
-            )
-        },
-    )
-    .0
-}
-
-#[unsafe(no_mangle)]
-unsafe extern "system" fn MmUnmapViewInSystemSpace(mappedbase: *const c_void) -> NTSTATUS {
-    api_call(
-        "MmUnmapViewInSystemSpace",
-        PASSIVE,
-        || format!("{mappedbase:p}"),
-        |k| {
-            let mut state = k.lock();
-            let Some(v) = state.views.get_mut(&(mappedbase as usize)) else {
-                drop(state);
-                k.violation(format!(
-                    "MmUnmapViewInSystemSpace: {mappedbase:p} is not a mapped view"
-                ));
-                return Status(STATUS_INVALID_PARAMETER);
-            };
-            if v.unmapped {
-                drop(state);
-                k.violation("MmUnmapViewInSystemSpace: the view was already unmapped".into());
-                return Status(STATUS_INVALID_PARAMETER);
-            }
-            v.unmapped = true;
-            let (section, len) = (v.section, v.len);
-            state.sections.get_mut(&section).expect("section").views -= 1;
-            let _ = len;
-            state.arena.poison(mappedbase as usize, 0xDF);
-            Status(STATUS_SUCCESS)
-        },
-    )
-    .0
-}
-
 // ==== names, files, requestors ===================================================================
 
 #[unsafe(no_mangle)]
@@ -2153,6 +2048,7 @@ unsafe extern "system" fn ExAllocatePool2(
                     filter: current_filter(),
                     tag,
                     size: numberofbytes,
+                    paged: flags & POOL_FLAG_PAGED != 0,
                     freed: false,
                     origin,
                 },
@@ -2853,8 +2749,6 @@ mod signatures {
         ss::ObCloseHandle(a, a);
         ss::ObfDereferenceObject(a);
         ss::ObfReferenceObject(a);
-        ss::MmMapViewInSystemSpace(a, a, a);
-        ss::MmUnmapViewInSystemSpace(a);
         ss::KeGetCurrentIrql();
         ss::ExInitializeRundownProtection(a);
         ss::ExAcquireRundownProtection(a);

@@ -54,6 +54,7 @@ mod params;
 mod state;
 mod sync;
 mod verifier;
+mod views;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
@@ -92,6 +93,8 @@ pub const FALLIBLE_APIS: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpace",
+    "MmMapViewInSystemSpaceEx",
+    "MmCopyMemory",
     "FltGetFileNameInformation",
     "ExAllocatePool2",
     "FltAllocateGenericWorkItem",

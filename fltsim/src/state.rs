@@ -164,7 +164,8 @@ pub(crate) struct SectionRec {
     pub(crate) views: u32,
     /// Filter Manager still links the section context to the stream.
     pub(crate) tracked: bool,
-    pub(crate) snapshot: Arc<Vec<u8>>,
+    /// The file's size when the section was created: the section's size.
+    pub(crate) size: u64,
     pub(crate) origin: String,
 }
 
@@ -179,7 +180,11 @@ pub(crate) struct HandleRec {
 /// A view mapped into system space.
 pub(crate) struct ViewRec {
     pub(crate) section: usize,
+    /// The stream whose live data the view shows.
+    pub(crate) stream: usize,
     pub(crate) filter: usize,
+    /// The section offset the view starts at.
+    pub(crate) offset: u64,
     pub(crate) len: usize,
     pub(crate) unmapped: bool,
     pub(crate) origin: String,
@@ -197,6 +202,8 @@ pub(crate) struct PoolRec {
     pub(crate) filter: Option<usize>,
     pub(crate) tag: u32,
     pub(crate) size: usize,
+    /// Allocated with `POOL_FLAG_PAGED`.
+    pub(crate) paged: bool,
     pub(crate) freed: bool,
     pub(crate) origin: String,
 }
@@ -235,6 +242,8 @@ pub(crate) struct Options {
 /// Everything the model knows.
 pub(crate) struct State {
     pub(crate) arena: Arena,
+    /// The host pages behind views: reserved with no access (see `views`).
+    pub(crate) no_access: crate::views::NoAccess,
     pub(crate) filters: Vec<FilterRec>,
     pub(crate) instances: Vec<InstanceRec>,
     pub(crate) volumes: Vec<VolumeRec>,
@@ -269,6 +278,7 @@ impl State {
     pub(crate) fn new() -> Self {
         Self {
             arena: Arena::default(),
+            no_access: crate::views::NoAccess::default(),
             filters: Vec::new(),
             instances: Vec::new(),
             volumes: Vec::new(),

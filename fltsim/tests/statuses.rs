@@ -25,15 +25,15 @@ use common::{
         FltCreateSectionForDataScan, FltDeleteContext, FltFreeCallbackData, FltGetSectionContext,
         FltPerformAsynchronousIo, FltPerformSynchronousIo, FltRegisterForDataScan,
         FltReleaseContext, FltReuseCallbackData, FltUnregisterFilter, HANDLE, IRP_MJ_CREATE,
-        IRP_MJ_QUERY_INFORMATION, MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS,
-        NonPagedPoolNx, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject,
-        PAGE_READONLY, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
-        STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST,
-        STATUS_INVALID_FILE_FOR_SECTION, STATUS_INVALID_INFO_CLASS, STATUS_INVALID_PARAMETER,
-        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_PRIVILEGE_NOT_HELD,
-        STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        IRP_MJ_QUERY_INFORMATION, MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL,
+        MmCopyMemory, MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS, NonPagedPoolNx,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, STATUS_END_OF_FILE,
+        STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST, STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_FILE_FOR_SECTION, STATUS_INVALID_INFO_CLASS,
+        STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING,
+        STATUS_PRIVILEGE_NOT_HELD, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
     filter::{FilterSlot, RegisteredFilter},
@@ -277,10 +277,32 @@ fn a_section_maps_the_file_and_closes_in_the_documented_order() {
     let mapped =
         NtStatus(unsafe { MmMapViewInSystemSpace(created.object, &raw mut base, &raw mut size) });
     assert_eq!(mapped, NtStatus::SUCCESS);
-    assert_eq!(size, 10_000);
-    // SAFETY: the model mapped `size` readable bytes at `base`.
-    let bytes = unsafe { std::slice::from_raw_parts(base.cast::<u8>(), size) };
-    assert!(bytes.iter().all(|b| *b == 7));
+    // Whole pages: 10,000 bytes map as 12,288.
+    assert_eq!(size, 12_288);
+    // Read through MmCopyMemory only: the view itself is not readable memory.
+    let mut bytes = vec![0xAAu8; size];
+    let mut copied = 0usize;
+    let source = MM_COPY_ADDRESS {
+        Anonymous: MM_COPY_ADDRESS_0 {
+            VirtualAddress: base,
+        },
+    };
+    // SAFETY: a source in the mapped view, a writable target of `size` bytes, a valid count.
+    let status = NtStatus(unsafe {
+        MmCopyMemory(
+            bytes.as_mut_ptr().cast(),
+            source,
+            size,
+            MM_COPY_MEMORY_VIRTUAL,
+            &raw mut copied,
+        )
+    });
+    assert_eq!((status, copied), (NtStatus::SUCCESS, size));
+    assert!(bytes[..10_000].iter().all(|b| *b == 7));
+    assert!(
+        bytes[10_000..].iter().all(|b| *b == 0),
+        "past the end of the file: zeros"
+    );
     // SAFETY: the view just mapped, unmapped once.
     unsafe { MmUnmapViewInSystemSpace(base) };
 

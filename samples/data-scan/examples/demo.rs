@@ -11,7 +11,8 @@ use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 const SHOWN: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
-    "MmMapViewInSystemSpace",
+    "MmMapViewInSystemSpaceEx",
+    "MmCopyMemory",
     "MmUnmapViewInSystemSpace",
     "ObCloseHandle",
     "ObfDereferenceObject",

@@ -38,12 +38,17 @@
 //!   reference (`FltReleaseContext`). Never `FltCloseSectionForDataScan` a context whose create
 //!   failed. Microsoft's avscan leaks the context on this path; here the `ContextRef` drop
 //!   releases it on every early return.
-//! - **`MmMapViewInSystemSpace(Object, &Base, &Size)`** (`PASSIVE_LEVEL`) maps the whole file as
-//!   it was when the section was created. The scan runs [`find_signature`] over it in windows of
-//!   [`WINDOW`] bytes. Consecutive windows overlap by `EICAR.len() - 1` bytes, so a signature that
-//!   straddles a boundary lies whole inside one window. The windows bound the work of each
-//!   `memmem` call. They are also the shape a scanner keeps when it maps one window at a time
-//!   (`MmMapViewInSystemSpaceEx` with an offset) on files too large to map whole.
+//! - **`MmMapViewInSystemSpaceEx(Object, &Base, &Size, &Offset, 0)`** (`<= APC_LEVEL`) maps one
+//!   window of the file at a time, never the whole file. The windows are [`WINDOW`] bytes apart
+//!   and overlap by `EICAR.len() - 1` bytes, so a signature that straddles a boundary lies whole
+//!   inside one window ([`find_signature`] is the same search over a slice). A view is never read
+//!   directly: it is the live cache, and touching a page whose paging read fails raises
+//!   `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without SEH. **`MmCopyMemory`** (Windows 8.1,
+//!   `<= APC_LEVEL`) copies each window into one non-paged buffer instead, and returns a failed
+//!   paging read as a status: the scan is then "not scanned" and the open goes on. The reading is
+//!   `common::section::WindowReader`'s. What is scanned is the file size
+//!   `FltCreateSectionForDataScan` reported, never the view's size (whole pages; avscan clamps
+//!   the same way, "The size here may have truncation").
 //!
 //! ## Closing: five releases, in avscan's order
 //! | step | call | undoes |
@@ -146,7 +151,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
-    section::DataScanSection,
+    section::{DataScanSection, ReadError, WindowReader},
 };
 use memchr::memmem;
 use windows_sys::{
@@ -681,34 +686,67 @@ fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> At
     // SAFETY: the kernel handle and object the create just returned for `context`, released only
     // by this guard (steps 2 to 5 of the close).
     let section = unsafe { DataScanSection::from_created(handle, object, context, size) };
-    let verdict = match section.map_view() {
-        Ok(view) => {
-            let bytes = view.as_bytes();
-            if let Some(offset) = find_signature(bytes, EICAR, WINDOW) {
-                Verdict::Infected(offset as u64)
-            } else {
-                log!(
-                    "{TAG}: {name}: {what}: clean: {} bytes scanned in {} window(s)",
-                    bytes.len(),
-                    window_count(bytes.len(), EICAR.len(), WINDOW)
-                );
-                Verdict::Clean
-            }
-            // Step 1: `view` drops here, MmUnmapViewInSystemSpace.
-        }
-        Err(status) => {
-            log!(
-                "{TAG}: {name}: {what}: not scanned: MmMapViewInSystemSpace returned {status}; the {what} goes on"
-            );
-            Verdict::NotScanned
-        }
-    };
+    let verdict = scan_section(&section, name, what);
     // Steps 2 to 5: ObCloseHandle, ObDereferenceObject, FltCloseSectionForDataScan,
     // FltReleaseContext. The status can only say the link was already gone, which nobody but this
     // scan could have done: nothing to act on.
     let _ = section.close();
     publish(&keep, verdict);
     Attempt::Done(verdict)
+}
+
+/// Reads the section window by window and searches each window for [`EICAR`]. Each window has
+/// its own view (`MmMapViewInSystemSpaceEx` at the window's offset, through `map_view`), is copied
+/// into one non-paged buffer with `MmCopyMemory`, and is unmapped before it is searched: no view
+/// is ever dereferenced, and none is larger than a window. A failed map or copy (a paging read
+/// that failed) means "not scanned", and the operation goes on.
+fn scan_section(section: &DataScanSection<ScanContext>, name: &CopiedName, what: &str) -> Verdict {
+    // The size FltCreateSectionForDataScan reported, not the view's: views are whole pages, and
+    // the bytes past the end of the file are not the file's.
+    let size = u64::try_from(section.file_size()).unwrap_or(0);
+    let overlap = EICAR.len() - 1;
+    let mut reader = match WindowReader::allocate(WINDOW, overlap, size, POOL_TAG) {
+        Ok(reader) => reader,
+        Err(status) => {
+            log!(
+                "{TAG}: {name}: {what}: not scanned: no window buffer (ExAllocatePool2: {status}); the {what} goes on"
+            );
+            return Verdict::NotScanned;
+        }
+    };
+    let finder = memmem::Finder::new(EICAR);
+    loop {
+        match reader.next_from_views(|offset, len| section.map_view(offset, len)) {
+            Ok(Some((start, window))) => {
+                if let Some(at) = finder.find(window) {
+                    return Verdict::Infected(start + at as u64);
+                }
+            }
+            Ok(None) => {
+                log!(
+                    "{TAG}: {name}: {what}: clean: {size} bytes scanned in {} window(s)",
+                    window_count(
+                        usize::try_from(size).unwrap_or(usize::MAX),
+                        EICAR.len(),
+                        WINDOW
+                    )
+                );
+                return Verdict::Clean;
+            }
+            Err(ReadError::Map(status)) => {
+                log!(
+                    "{TAG}: {name}: {what}: not scanned: MmMapViewInSystemSpaceEx returned {status}; the {what} goes on"
+                );
+                return Verdict::NotScanned;
+            }
+            Err(ReadError::Copy { status, offset }) => {
+                log!(
+                    "{TAG}: {name}: {what}: not scanned: MmCopyMemory returned {status} at offset {offset}; the {what} goes on"
+                );
+                return Verdict::NotScanned;
+            }
+        }
+    }
 }
 
 /// Publishes the verdict in the context and wakes every waiter (`KeSetEvent`, `<= DISPATCH_LEVEL`).

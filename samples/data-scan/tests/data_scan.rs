@@ -14,7 +14,7 @@ use common::{
     NtStatus,
     bindings::{
         NTSTATUS, STATUS_CANCELLED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-        STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_IN_PAGE_ERROR,
         STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_FILE_FOR_SECTION, STATUS_NOT_SUPPORTED,
         STATUS_PRIVILEGE_NOT_HELD, STATUS_THREAD_IS_TERMINATING, STATUS_TIMEOUT,
         STATUS_VIRUS_INFECTED,
@@ -168,11 +168,16 @@ fn a_clean_file_opens_and_its_section_is_closed_in_avscan_order() {
     let trace = world.trace();
     let mut apis = vec![
         "FltCreateSectionForDataScan",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
         "FltCancelFileOpen",
     ];
     apis.extend(CLOSE_ORDER);
-    let mut expected = vec!["FltCreateSectionForDataScan", "MmMapViewInSystemSpace"];
+    let mut expected = vec![
+        "FltCreateSectionForDataScan",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
+    ];
     expected.extend(CLOSE_ORDER);
     expected.push("FltReleaseContext");
     assert_eq!(
@@ -374,14 +379,41 @@ fn a_file_larger_than_one_window_is_scanned_whole() {
             .unwrap()
             .contains(&format!("EICAR signature at offset {}", len - EICAR.len()))
     );
-    // The whole file was mapped: the view is as large as the file.
-    let mapped = world.calls("MmMapViewInSystemSpace");
-    assert!(
-        mapped
-            .iter()
-            .all(|e| e.text.contains(&format!("{len} bytes"))),
-        "{mapped:?}"
-    );
+    // Each window had its own view at its offset, never the whole file; MmCopyMemory copied each
+    // byte once (the overlap is kept from the window before, not copied again).
+    let mapped = world.calls("MmMapViewInSystemSpaceEx");
+    let overlap = EICAR.len() - 1;
+    let view = (WINDOW + overlap).div_ceil(4096) * 4096;
+    let offsets: Vec<String> = (0..4)
+        .map(|k| format!("at offset {}", k * WINDOW))
+        .collect();
+    for (k, call) in mapped.iter().enumerate() {
+        assert!(call.text.contains(&offsets[k % 4]), "{call}");
+        assert!(
+            call.text.contains(&format!("{view} bytes of the section"))
+                || (k % 4 == 3
+                    && call.text.contains(&format!(
+                        "{} bytes of the section",
+                        (len - 3 * WINDOW).div_ceil(4096) * 4096
+                    ))),
+            "{call}"
+        );
+    }
+    assert_eq!(mapped.len(), 8, "four windows for each of the two files");
+    let copied: usize = world
+        .calls("MmCopyMemory")
+        .iter()
+        .map(|e| {
+            e.text
+                .rsplit(", ")
+                .next()
+                .and_then(|t| t.strip_suffix(" bytes transferred"))
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(copied, 2 * len);
     world.finish();
 }
 
@@ -528,7 +560,8 @@ fn an_empty_file_is_clean_end_of_file_and_only_the_context_is_released() {
         "FltCloseSectionForDataScan",
         "ObCloseHandle",
         "ObfDereferenceObject",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
     ] {
         assert_eq!(count(&world, api), 0, "{api}");
     }
@@ -732,12 +765,12 @@ fn a_failed_allocation_or_mapping_fails_open_and_closes_what_was_opened() {
     );
     assert_eq!(count(&world, "FltCreateSectionForDataScan"), 0);
 
-    world.fail_nth("MmMapViewInSystemSpace", 1);
+    world.fail_nth("MmMapViewInSystemSpaceEx", 1);
     assert_eq!(open_and_close(&world, INFECTED), Ok(()));
     assert_eq!(
         world.log_lines(TAG).last().unwrap(),
         &format!(
-            "{TAG}: {}: open: not scanned: MmMapViewInSystemSpace returned {}; the open goes on",
+            "{TAG}: {}: open: not scanned: MmMapViewInSystemSpaceEx returned {}; the open goes on",
             device_name(INFECTED),
             NtStatus(STATUS_INSUFFICIENT_RESOURCES)
         )
@@ -759,6 +792,88 @@ fn a_failed_allocation_or_mapping_fails_open_and_closes_what_was_opened() {
             "FltReleaseContext",
             "FltReleaseContext",
         ]
+    );
+    world.finish();
+}
+
+#[test]
+fn a_copy_that_fails_part_way_is_not_scanned_and_the_open_goes_on() {
+    // The signature sits in the second window; the first window's copy fails part-way (a paging
+    // read that failed: MmCopyMemory returns an error status and a partial count instead of
+    // raising). The scan stops there: "not scanned", the open goes on, everything is closed.
+    let world = loaded();
+    world.create_file("C:\\scan\\large.bin", &large_with(EICAR, WINDOW + 10));
+    world.fail_nth("MmCopyMemory", 1);
+    assert_eq!(open_and_close(&world, "C:\\scan\\large.bin"), Ok(()));
+    let copy = &world.calls("MmCopyMemory")[0];
+    assert!(
+        copy.text.ends_with(&format!(
+            "{}, 32768 bytes transferred",
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )),
+        "{copy}"
+    );
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &format!(
+            "{TAG}: \\Device\\HarddiskVolume1\\scan\\large.bin: open: not scanned: MmCopyMemory returned {} at offset 32768; the open goes on",
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )
+    );
+    // One view, unmapped; the section closed in order; the window buffer freed.
+    assert_eq!(count(&world, "MmMapViewInSystemSpaceEx"), 1);
+    let trace = world.trace();
+    let mut close = vec!["MmCopyMemory"];
+    close.extend(CLOSE_ORDER);
+    assert_eq!(
+        calls_among(&trace, &close),
+        [
+            "MmCopyMemory",
+            "MmUnmapViewInSystemSpace",
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan",
+            "FltReleaseContext",
+            "FltReleaseContext"
+        ]
+    );
+    assert_eq!(
+        count(&world, "ExAllocatePool2"),
+        count(&world, "ExFreePoolWithTag")
+    );
+    // Without the fault the same file is found.
+    assert_eq!(
+        world.open("C:\\scan\\large.bin", Open::read()),
+        Err(NtStatus(STATUS_VIRUS_INFECTED))
+    );
+    world.finish();
+}
+
+#[test]
+fn the_scan_reads_the_file_as_it_is_now_and_only_up_to_its_size() {
+    // A view shows the file's current data (the model's views are live), and a view is whole
+    // pages: 5400 bytes map as 8192. The count logged is the file size the create reported.
+    let world = loaded();
+    assert_eq!(open_and_close(&world, CLEAN), Ok(()));
+    let map = &world.calls("MmMapViewInSystemSpaceEx")[0];
+    assert!(
+        map.text.contains("8192 bytes of the section at offset 0"),
+        "{map}"
+    );
+    assert_eq!(
+        world.calls("MmCopyMemory")[0]
+            .text
+            .rsplit(", ")
+            .next()
+            .unwrap(),
+        "5400 bytes transferred"
+    );
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &format!(
+            "{TAG}: {}: open: clean: 5400 bytes scanned in 1 window(s)",
+            device_name(CLEAN)
+        )
     );
     world.finish();
 }
@@ -820,7 +935,8 @@ fn a_write_of_the_signature_is_found_at_cleanup_and_the_next_open_is_denied() {
     let mut expected_calls = vec![
         "FltReleaseContext",
         "FltCreateSectionForDataScan",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
     ];
     expected_calls.extend(CLOSE_ORDER);
     expected_calls.push("FltReleaseContext");
@@ -1012,8 +1128,10 @@ fn every_fault_at_every_call_site_fails_open_and_leaks_nothing() {
             "FltSetStreamHandleContext",
             "FltRegisterForDataScan",
             "FltCreateSectionForDataScan",
-            "MmMapViewInSystemSpace",
+            "MmMapViewInSystemSpaceEx",
+            "MmCopyMemory",
             "FltGetFileNameInformation",
+            "ExAllocatePool2",
         ]
     );
 }

@@ -32,8 +32,10 @@
 //!      (`FltQueueGenericWorkItem`, `<= DISPATCH_LEVEL`; the routine runs at `PASSIVE_LEVEL`).
 //! 3. **The worker** scans in 4 KiB chunks with a 2 ms pause after each, polling the "aborted"
 //!    flag between chunks. Each chunk is read under the scan's push lock, *shared*:
-//!    `MmMapViewInSystemSpace` (`PASSIVE_LEVEL`), read the chunk, `MmUnmapViewInSystemSpace`. No
-//!    view outlives its chunk, and the pause happens with no view mapped and no lock held.
+//!    `MmMapViewInSystemSpaceEx` of that chunk only (`<= APC_LEVEL`), `MmCopyMemory` into a
+//!    chunk-sized non-paged buffer (a failed paging read comes back as a status, never as an
+//!    exception), `MmUnmapViewInSystemSpace`, then the hash runs over the copy. No view outlives
+//!    its chunk, and the pause happens with no view mapped and no lock held.
 //! 4. **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
 //!    thread of the conflicting I/O; it returns `STATUS_SUCCESS`). It follows the back-pointer,
 //!    takes ownership with an interlocked exchange of the scan state, marks the scan aborted and
@@ -107,10 +109,9 @@ use common::{
         FltFreeGenericWorkItem, FltInitializePushLock, FltObjectDereference, FltObjectReference,
         FltQueueGenericWorkItem, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
         IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, KEVENT,
-        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-        MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS, OBJ_KERNEL_HANDLE,
-        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
-        PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
+        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
         STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
@@ -119,11 +120,12 @@ use common::{
     log,
     log::LineBuffer,
     params,
-    pool::{PoolBox, tag},
+    pool::{PoolBox, PoolBytes, tag},
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
+    section::{ReadError, WindowReader, map_view_of},
 };
 use windows_sys::{
     Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
@@ -187,11 +189,16 @@ struct Scan {
     closed: UnsafeCell<KEVENT>,
     /// The file's name as opened, for log lines.
     name: LineBuffer,
+    /// The worker's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
+    /// calls. Allocated with the scan state, before the section exists (as everything else that
+    /// can fail is); only the worker touches it.
+    reader: UnsafeCell<WindowReader<PoolBytes>>,
 }
 
 impl Scan {
     /// Allocates the scan state in pool and initializes its push lock and event in place.
     fn allocate(instance: PFLT_INSTANCE, name: LineBuffer) -> Result<PoolBox<Self>, NtStatus> {
+        let reader = WindowReader::allocate(CHUNK_SIZE, 0, 0, SCAN_TAG)?;
         let scan = PoolBox::new(
             Self {
                 instance,
@@ -203,6 +210,7 @@ impl Scan {
                 chunk_lock: UnsafeCell::new(0),
                 closed: UnsafeCell::new(KEVENT::default()),
                 name,
+                reader: UnsafeCell::new(reader),
             },
             SCAN_TAG,
         )?;
@@ -572,7 +580,12 @@ unsafe extern "system" fn scan_worker(
 
 /// Reads the file chunk by chunk; returns how many chunks were read and why it stopped.
 fn scan_chunks(scan: &Scan) -> (usize, Ending) {
-    let chunks = chunk_count(scan.size.load(Ordering::Relaxed));
+    let size = scan.size.load(Ordering::Relaxed);
+    let chunks = chunk_count(size);
+    // SAFETY: only this scan's one worker touches the reader, and the scan outlives the worker.
+    let reader = unsafe { &mut *scan.reader.get() };
+    // The size FltCreateSectionForDataScan reported: never the views' (whole pages).
+    reader.restart(u64::try_from(size).unwrap_or(0));
     // FNV-1a, standing in for whatever a real scanner computes.
     let mut hash: u32 = 0x811C_9DC5;
     for done in 0..chunks {
@@ -585,14 +598,14 @@ fn scan_chunks(scan: &Scan) -> (usize, Ending) {
         let result = if scan.aborted.load(Ordering::Acquire) {
             Err(None)
         } else {
-            read_chunk(scan, done, &mut hash).map_err(Some)
+            read_chunk(scan, reader, &mut hash).map_err(Some)
         };
         // SAFETY: acquired above by this thread.
         unsafe { FltReleasePushLock(scan.chunk_lock.get()) };
         match result {
             Ok(()) => {}
             Err(None) => return (done, Ending::Aborted),
-            Err(Some(status)) => return (done, Ending::Failed("MmMapViewInSystemSpace", status)),
+            Err(Some((api, status))) => return (done, Ending::Failed(api, status)),
         }
         let pause = CHUNK_PAUSE;
         // SAFETY: a relative interval at PASSIVE_LEVEL, with no lock held and no view mapped.
@@ -601,25 +614,32 @@ fn scan_chunks(scan: &Scan) -> (usize, Ending) {
     (chunks, Ending::Complete(hash))
 }
 
-/// Maps a view, hashes one chunk, unmaps. Called with the chunk lock held shared, so the
-/// section object stays referenced (closing it needs the lock exclusive).
-fn read_chunk(scan: &Scan, index: usize, hash: &mut u32) -> Result<(), NtStatus> {
+/// Maps the next chunk only (`MmMapViewInSystemSpaceEx` at the chunk's offset), copies it into
+/// the reader's buffer with `MmCopyMemory`, unmaps it, and hashes the copy. The view is never
+/// read directly: a failed paging read would raise `STATUS_IN_PAGE_ERROR` here, a bugcheck in a
+/// driver without an exception handler; `MmCopyMemory` returns it as a status instead. Called
+/// with the chunk lock held shared, so the section object stays referenced (closing it needs the
+/// lock exclusive).
+fn read_chunk(
+    scan: &Scan,
+    reader: &mut WindowReader<PoolBytes>,
+    hash: &mut u32,
+) -> Result<(), (&'static str, NtStatus)> {
     let object = scan.object.load(Ordering::Acquire);
-    let mut base: *mut c_void = core::ptr::null_mut();
-    let mut len: usize = 0;
-    // SAFETY: a live section object reference (see above); valid out pointers; a zero size maps
-    // the whole section. PASSIVE_LEVEL.
-    NtStatus(unsafe { MmMapViewInSystemSpace(object, &raw mut base, &raw mut len) }).ok()?;
-    let start = (index * CHUNK_SIZE).min(len);
-    let end = (start + CHUNK_SIZE).min(len);
-    // SAFETY: the view maps `len` readable bytes at `base` until it is unmapped below.
-    let view = unsafe { core::slice::from_raw_parts(base.cast::<u8>().cast_const(), len) };
-    for byte in &view[start..end] {
-        *hash = (*hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+    // SAFETY: the section object stays referenced while the chunk lock is held shared, and the
+    // view is unmapped before `next_from_views` returns. <= APC_LEVEL.
+    let chunk = reader.next_from_views(|offset, len| unsafe { map_view_of(object, offset, len) });
+    match chunk {
+        Ok(Some((_, bytes))) => {
+            for byte in bytes {
+                *hash = (*hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+            }
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(ReadError::Map(status)) => Err(("MmMapViewInSystemSpaceEx", status)),
+        Err(ReadError::Copy { status, .. }) => Err(("MmCopyMemory", status)),
     }
-    // SAFETY: the base MmMapViewInSystemSpace returned, unmapped once; `view` is not used again.
-    unsafe { MmUnmapViewInSystemSpace(base) };
-    Ok(())
 }
 
 /// The worker's end: if nobody took the section, close it; either way, say how the scan ended.
