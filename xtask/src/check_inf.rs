@@ -1471,6 +1471,70 @@ fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Op
     )))
 }
 
+/// The places outside the INF that name a sample's altitude agree with it: the tests'
+/// `const ALTITUDE: u32 = N;`, the demo's `.load(TAG, N, DriverEntry)` and the root README's
+/// table row for the service (`` `Service`, N ``).
+fn check_altitude_mentions(
+    root: &Path,
+    sample: &Sample,
+    service: Option<&str>,
+    altitude: u32,
+    findings: &mut Vec<Finding>,
+) {
+    let number = |text: &str| -> Option<u32> {
+        let digits: String = text.chars().filter(|c| *c != '_').collect();
+        digits.trim().parse().ok()
+    };
+    let mut mention = |file: String, found: Option<u32>, line: usize| {
+        if let Some(found) = found
+            && found != altitude
+        {
+            findings.push(Finding {
+                file,
+                section: format!("line {line}"),
+                rule: "workspace.altitude-mentions",
+                message: format!("names altitude {found}; the sample's INF says {altitude}"),
+            });
+        }
+    };
+    let dir = root.join("samples").join(&sample.dir);
+    for sub in ["tests", "examples"] {
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let shown = format!(
+                "samples/{}/{sub}/{}",
+                sample.dir,
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            for (i, line) in text.lines().enumerate() {
+                let line_text = line.trim();
+                if let Some(rest) = line_text.strip_prefix("const ALTITUDE: u32 =") {
+                    mention(shown.clone(), number(rest.trim_end_matches(';')), i + 1);
+                }
+                if let Some(rest) = line_text.strip_prefix(".load(TAG,")
+                    && let Some((value, _)) = rest.split_once(',')
+                {
+                    mention(shown.clone(), number(value), i + 1);
+                }
+            }
+        }
+    }
+    if let (Some(service), Ok(readme)) = (service, fs::read_to_string(root.join("README.md"))) {
+        let key = format!("`{service}`, ");
+        for (i, line) in readme.lines().enumerate() {
+            if let Some((_, rest)) = line.split_once(&key) {
+                let value: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                mention("README.md".into(), number(&value), i + 1);
+            }
+        }
+    }
+}
+
 /// Checks every INF source in `inf/` against the samples in `samples/`.
 fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
@@ -1569,13 +1633,20 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
                 message: format!("the INF source of {} must be inf/{want_name}: cargo-make's copy-inx-to-output looks for <crate fs name>.inx", sample.package),
             });
         }
-        if let Some(name) = facts.service_name {
+        if let Some(name) = &facts.service_name {
             services
                 .entry(name.to_ascii_lowercase())
                 .or_default()
                 .push(display.clone());
         }
         if let Some(altitude) = facts.altitude {
+            check_altitude_mentions(
+                root,
+                sample,
+                facts.service_name.as_deref(),
+                altitude,
+                &mut findings,
+            );
             altitudes.entry(altitude).or_default().push(display);
         }
     }
@@ -2250,6 +2321,48 @@ mod tests {
             ("inf/rs_other.inx", &other),
         ]);
         assert!(rules.is_empty(), "{rules:?}");
+    }
+
+    #[test]
+    fn altitude_mentions_must_agree() {
+        let manifest = "[package]\nname = \"rs-passthrough\"\n";
+        let base = [
+            ("samples/passthrough/Cargo.toml", manifest),
+            ("inf/rs_passthrough.inx", GOOD),
+        ];
+        let agree = [
+            base[0],
+            base[1],
+            (
+                "samples/passthrough/tests/t.rs",
+                "const ALTITUDE: u32 = 370_210;\n",
+            ),
+            (
+                "samples/passthrough/examples/demo.rs",
+                "    .load(TAG, 370_210, DriverEntry)\n",
+            ),
+            (
+                "README.md",
+                "| x | y | `RsPassthrough`, 370210 | 10 1903 |\n",
+            ),
+        ];
+        assert_eq!(workspace_rules(&agree), Vec::<&str>::new());
+        for (index, stale) in [
+            "const ALTITUDE: u32 = 370_299;\n",
+            "    .load(TAG, 370_299, DriverEntry)\n",
+            "| x | y | `RsPassthrough`, 370299 | 10 1903 |\n",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut files = agree;
+            files[2 + index].1 = stale;
+            assert_eq!(
+                workspace_rules(&files),
+                ["workspace.altitude-mentions"],
+                "{stale}"
+            );
+        }
     }
 
     #[test]
