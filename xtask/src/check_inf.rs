@@ -15,7 +15,8 @@
 //!   driver needs (`[DefaultInstall.NT$ARCH$.10.0...<build>]`, a `TargetOSVersion`), so that Windows
 //!   refuses the INF on older builds instead of installing a driver that cannot load. The build
 //!   must equal the highest of Windows 10 version 1903 (primitive drivers) and the documented
-//!   minimum of every function the driver imports. check-inf does not build the drivers: it reads
+//!   minimum of every function the driver imports, in either build mode (the WDK-mode runtime's
+//!   imports are `exports::WDK_RUNTIME_IMPORTS`). check-inf does not build the drivers: it reads
 //!   the sample's committed `samples/<dir>/driver-imports.txt`, which `cargo xtask build` keeps
 //!   equal to the real import tables, and the versions in `xtask/src/exports.rs`.
 //! - **altitude**: inside its load order group's range, and not allocated to anyone on
@@ -1293,8 +1294,9 @@ fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts,
                         "install.min-windows",
                         format!(
                             "the INF states {} but the driver needs {needed} (the highest of \
-                             primitive drivers' Windows 10 version 1903 and its imports' \
-                             documented minimums): use [DefaultInstall.NT$ARCH$.10.0...{}]",
+                             primitive drivers' Windows 10 version 1903 and the documented \
+                             minimums of its imports, WDK-mode runtime included): use \
+                             [DefaultInstall.NT$ARCH$.10.0...{}]",
                             WinVer::windows10_build(build),
                             needed.number.2
                         ),
@@ -1435,9 +1437,9 @@ fn find_samples(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<Sample>>
     Ok(samples)
 }
 
-/// The minimum Windows version `sample`'s driver needs: the highest of Windows 10 version 1903
-/// (primitive drivers) and the documented minimums of the functions its committed
-/// `driver-imports.txt` lists. Reports a missing list or an unknown function.
+/// The minimum Windows version `sample`'s driver package needs ([`exports::package_minimum`] of
+/// the functions its committed `driver-imports.txt` lists). Reports a missing list or an unknown
+/// function.
 fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Option<WinVer> {
     let file = format!("samples/{}/{}", sample.dir, exports::LIST_FILE);
     let Ok(text) = fs::read_to_string(root.join(&file)) else {
@@ -1710,7 +1712,7 @@ mod tests {
         let makefile = include_str!("../../Makefile.toml");
         Expected {
             binary: binary.into(),
-            min_windows: Some(WinVer::WIN10_1903),
+            min_windows: Some(WinVer::WIN10_2004),
             wbuild: wbuild_of(makefile),
         }
     }
@@ -1755,27 +1757,27 @@ mod tests {
 
     #[test]
     fn stated_minimum_must_match_the_driver_needs() {
-        // The passthrough INF states 1903; a driver that needs 2004 (ExAllocatePool2) fails.
-        let needs_2004 = Expected {
-            min_windows: Some(WinVer::WIN10_2004),
+        // The passthrough INF states 2004; a driver that needs a later build fails.
+        let needs_more = Expected {
+            min_windows: Some(WinVer::new((10, 0, 22000), "Windows 11")),
             ..expected(BINARY)
         };
-        let findings = check_text("test.inx", GOOD, Some(&needs_2004)).1;
+        let findings = check_text("test.inx", GOOD, Some(&needs_more)).1;
         assert!(
             findings
                 .iter()
-                .any(|f| f.rule == "install.min-windows" && f.message.contains("10.0...19041")),
+                .any(|f| f.rule == "install.min-windows" && f.message.contains("10.0...22000")),
             "{findings:#?}"
         );
         // Stating more than the driver needs refuses Windows versions it could run on.
         assert_fails(
-            "DefaultInstall.NT$ARCH$.10.0...18362",
             "DefaultInstall.NT$ARCH$.10.0...19041",
+            "DefaultInstall.NT$ARCH$.10.0...22000",
             "install.min-windows",
         );
         // Stating nothing installs it anywhere.
         assert_fails(
-            "DefaultInstall.NT$ARCH$.10.0...18362",
+            "DefaultInstall.NT$ARCH$.10.0...19041",
             "DefaultInstall.NT$ARCH$",
             "install.min-windows",
         );
@@ -2041,12 +2043,12 @@ mod tests {
             "install.modern",
         );
         assert_fails(
-            "DefaultInstall.NT$ARCH$.10.0...18362",
+            "DefaultInstall.NT$ARCH$.10.0...19041",
             "DefaultInstall.NT$ARCH$.10.0...30000",
             "install.min-windows",
         );
         assert_fails(
-            "[DefaultInstall.NT$ARCH$.10.0...18362.Services]",
+            "[DefaultInstall.NT$ARCH$.10.0...19041.Services]",
             "[Other2.Services]",
             "install.downlevel",
         );

@@ -157,9 +157,11 @@ const fn e(
 /// sample imports something new: the build fails until then.
 #[rustfmt::skip]
 pub const EXPORTS: &[Export] = &[
+    e("DbgPrint", NT, NT, None, "wdm/nf-wdm-dbgprint"),
     e("DbgPrintEx", NT, NT, Some(WinVer::WINXP), "wdm/nf-wdm-dbgprintex"),
     e("ExAcquireRundownProtection", NT, NT, Some(WinVer::WINXP), "wdm/nf-wdm-exacquirerundownprotection"),
     e("ExAllocatePool2", NT, NT, Some(WinVer::WIN10_2004), "wdm/nf-wdm-exallocatepool2"),
+    e("ExFreePool", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-exfreepool"),
     e("ExFreePoolWithTag", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-exfreepoolwithtag"),
     e("ExInitializeRundownProtection", NT, NT, Some(WinVer::WINXP), "wdm/nf-wdm-exinitializerundownprotection"),
     e("ExReleaseRundownProtection", NT, NT, Some(WinVer::WINXP), "wdm/nf-wdm-exreleaserundownprotection"),
@@ -217,6 +219,26 @@ pub const EXPORTS: &[Export] = &[
     e("memset", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
 ];
 
+/// What the WDK-mode runtime (`common` with the `wdk` feature) adds to every sample's imports,
+/// whatever the sample calls, with where it comes from. The standalone builds `cargo xtask build`
+/// makes cannot show these; the WDK-mode packages of CI's Windows jobs are checked by
+/// `cargo xtask verify`. The INF is shared by both modes, so a package's minimum counts them.
+pub const WDK_RUNTIME_IMPORTS: &[(&str, &str)] = &[
+    (
+        "ExAllocatePool2",
+        "wdk-alloc 0.4.2, the global allocator (src/lib.rs)",
+    ),
+    (
+        "ExFreePool",
+        "wdk-alloc 0.4.2, the global allocator (src/lib.rs)",
+    ),
+    ("DbgPrint", "wdk 0.5.0, println! (src/print.rs)"),
+    (
+        "KeBugCheckEx",
+        "wdk-panic 0.5.0, the panic handler (src/lib.rs)",
+    ),
+];
+
 /// The table row for `name` (case-sensitive, as the loader matches names).
 #[must_use]
 pub fn find(name: &str) -> Option<&'static Export> {
@@ -259,10 +281,16 @@ pub fn minimum<'a>(functions: impl IntoIterator<Item = &'a str>) -> Option<WinVe
 }
 
 /// The minimum Windows version of a sample's driver package: the highest of Windows 10 version
-/// 1903, where primitive drivers (the samples' INF form) begin, and `imports` (see [`minimum`]).
+/// 1903, where primitive drivers (the samples' INF form) begin, `imports` (the standalone
+/// driver's, see [`minimum`]) and the WDK-mode runtime's ([`WDK_RUNTIME_IMPORTS`]): one INF
+/// serves both build modes.
 #[must_use]
 pub fn package_minimum(imports: Option<WinVer>) -> WinVer {
-    imports.map_or(WinVer::WIN10_1903, |min| min.max(WinVer::WIN10_1903))
+    let runtime = minimum(WDK_RUNTIME_IMPORTS.iter().map(|(name, _)| *name));
+    [imports, runtime]
+        .into_iter()
+        .flatten()
+        .fold(WinVer::WIN10_1903, WinVer::max)
 }
 
 /// The committed list of a sample's driver imports: `samples/<dir>/driver-imports.txt`.
@@ -344,6 +372,16 @@ mod tests {
             "Windows 10, version 2004 (10.0.19041)"
         );
         assert_eq!(WinVer::windows10_build(18362), WinVer::WIN10_1903);
+    }
+
+    #[test]
+    fn package_minimum_counts_primitive_drivers_and_the_wdk_runtime() {
+        for (name, _) in WDK_RUNTIME_IMPORTS {
+            assert!(find(name).is_some(), "{name} is not in the table");
+        }
+        // wdk-alloc's ExAllocatePool2 lifts every package to 2004.
+        assert_eq!(package_minimum(None), WinVer::WIN10_2004);
+        assert_eq!(package_minimum(Some(WinVer::WIN8)), WinVer::WIN10_2004);
     }
 
     #[test]

@@ -324,7 +324,8 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     for sample in &samples {
         let imports = exports::minimum(lists[sample.dir.as_str()].iter().map(String::as_str));
         println!(
-            "{}.sys: its imports need {}; its package (a primitive-driver INF) installs from {}",
+            "{}.sys: its imports need {}; its package (a primitive-driver INF, shared with the \
+             WDK-mode build) installs from {}",
             sample.lib,
             describe_minimum(imports),
             exports::package_minimum(imports)
