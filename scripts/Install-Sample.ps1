@@ -121,6 +121,15 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
     $altitude = Get-InfSetting -Path $inx -Key 'Instance1.Altitude'
     $flags = [int](Get-InfSetting -Path $inx -Key 'Instance1.Flags')
     $features = [int](Get-InfSetting -Path $inx -Key 'SupportedFeatures')
+    # The INF's down-level install section states the driver's minimum build
+    # ([DefaultInstall.NT$ARCH$.10.0...<build>]); pnputil would refuse the package below it, so
+    # this path refuses too.
+    $minimumBuild = Select-String -LiteralPath $inx -Pattern '^\s*\[DefaultInstall\.NT\$ARCH\$\.10\.0\.\.\.(\d+)\]' |
+        ForEach-Object { [int]$_.Matches[0].Groups[1].Value } | Sort-Object | Select-Object -First 1
+    $thisBuild = [Environment]::OSVersion.Version.Build
+    if ($minimumBuild -and $thisBuild -lt $minimumBuild) {
+        throw "$inx needs Windows build $minimumBuild or later; this is build $thisBuild. Nothing was changed."
+    }
     $signature = Get-AuthenticodeSignature -LiteralPath $sys
     if ($null -eq $signature.SignerCertificate) {
         throw "$sys is not signed. Sign it with 'cargo xtask sign' on the build machine first. Nothing was changed."
