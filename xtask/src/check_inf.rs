@@ -1026,6 +1026,11 @@ impl<'a> Checker<'a> {
         from_build: u32,
         wbuild: u32,
     ) {
+        let used = if from_build == 0 {
+            "on every build".to_owned()
+        } else {
+            format!("from build {from_build}")
+        };
         for v in values {
             let subkey = v.subkey.to_ascii_lowercase();
             if subkey != "parameters" && !subkey.starts_with("parameters\\") {
@@ -1033,7 +1038,7 @@ impl<'a> Checker<'a> {
                     &v.section,
                     "registry.parameters",
                     format!(
-                        "HKR,\"{}\",\"{}\" (service {service}, used from build {from_build}): \
+                        "HKR,\"{}\",\"{}\" (service section {service}, used {used}): \
                          infverif /w (error 1323) requires service registry values under the \
                          Parameters subkey on builds from /wbuild {wbuild} on",
                         v.subkey, v.name
