@@ -224,7 +224,8 @@ fn check_imports(
                     Rule::Imports,
                     format!(
                         "imports {module}!{function}, which no module exports to {arch} drivers \
-                         (the WDK defines it inline there): the driver would not load"
+                         ({}): the driver would not load",
+                        exports::find(function).map_or("", |e| e.source)
                     ),
                 ),
             }
