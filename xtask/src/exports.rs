@@ -16,8 +16,9 @@
 //!   `NTHALAPI` for `_ARM64_` (a `hal.dll` import) and as an inline CR8 read for `_AMD64_` (no
 //!   import at all);
 //! - minimum version: the page's "Minimum supported client" (`req.target-min-winverclnt`), or
-//!   the availability sentence of its Requirements table. Many Filter Manager pages state none:
-//!   those functions date from Filter Manager's first release, and [`Export::min`] is `None`.
+//!   the availability sentence of its Requirements table. Many pages (most Filter Manager ones
+//!   among them) state none: [`Export::min`] is then `None`, and the function does not raise a
+//!   driver's minimum (a package never goes below Windows 10 version 1903 anyway).
 //! - `memcpy`, `memset`, `memcmp` and `__chkstk` have no DDI page: they are C runtime routines
 //!   that `ntoskrnl.exe` exports (the samples' own runtime imports them from it, see
 //!   `common/src/kernel/runtime.rs`); no minimum is stated. No ARM64 build of the samples
