@@ -3,16 +3,20 @@
 //! - `build`: builds every sample under `samples/` as a standalone kernel driver (no WDK) for
 //!   `x86_64` and `aarch64`, copies each to `target/drivers/<arch>/<profile>/<name>.sys`, and runs
 //!   the PE checks on it.
-//! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]).
+//! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]), including the exact
+//!   import rule of [`exports`]; prints each driver's minimum Windows version (the highest of its
+//!   imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
 
 mod check_inf;
+mod exports;
 mod pe;
 mod sign;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     env, fs,
     path::{Path, PathBuf},
     process::Command,
@@ -262,27 +266,108 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = Vec::new();
+    // Per sample: every function any of its builds imports, and its committed list.
+    let mut imported: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut lists = BTreeMap::new();
+    for sample in &samples {
+        lists.insert(sample.dir.as_str(), import_list(root, sample)?);
+    }
     for arch in arches {
         for &profile in profiles {
             for sample in &samples {
-                let sys = build_one(root, &target_dir, sample, *arch, profile)?;
+                let (sys, summary) = build_one(root, &target_dir, sample, *arch, profile)?;
+                let listed = &lists[sample.dir.as_str()];
+                let unlisted: Vec<&str> = summary
+                    .imports
+                    .iter()
+                    .map(|(_, function)| function.as_str())
+                    .filter(|function| !listed.contains(*function))
+                    .collect();
+                if !unlisted.is_empty() {
+                    bail!(
+                        "sample `{}` ({}, {profile}): {} imports {}, which samples/{}/{} does not \
+                         list: add them (check-inf reads the driver's minimum Windows version \
+                         from that list)",
+                        sample.dir,
+                        arch.name,
+                        sys.display(),
+                        unlisted.join(", "),
+                        sample.dir,
+                        exports::LIST_FILE
+                    );
+                }
+                imported
+                    .entry(sample.dir.as_str())
+                    .or_default()
+                    .extend(summary.imports.into_iter().map(|(_, function)| function));
                 built.push(sys);
             }
         }
     }
+    // Only a build of every architecture and profile sees every import.
+    if profile == ProfileChoice::All && target == TargetChoice::All {
+        for sample in &samples {
+            let listed = &lists[sample.dir.as_str()];
+            let seen = imported.remove(sample.dir.as_str()).unwrap_or_default();
+            let stale: Vec<&String> = listed.difference(&seen).collect();
+            if !stale.is_empty() {
+                bail!(
+                    "sample `{}`: samples/{}/{} lists {stale:?}, which no build of it imports: \
+                     remove them",
+                    sample.dir,
+                    sample.dir,
+                    exports::LIST_FILE
+                );
+            }
+        }
+    }
     println!("{} drivers built and verified.", built.len());
+    for sample in &samples {
+        let imports = exports::minimum(lists[sample.dir.as_str()].iter().map(String::as_str));
+        println!(
+            "{}.sys: its imports need {}; its package (a primitive-driver INF, shared with the \
+             WDK-mode build) installs from {}",
+            sample.lib,
+            describe_minimum(imports),
+            exports::package_minimum(imports)
+        );
+    }
     Ok(())
 }
 
+/// The sample's committed [`exports::LIST_FILE`].
+fn import_list(root: &Path, sample: &Sample) -> Result<BTreeSet<String>> {
+    let path = root
+        .join("samples")
+        .join(&sample.dir)
+        .join(exports::LIST_FILE);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "sample `{}`: reading {} (the committed list of its driver's imports)",
+            sample.dir,
+            path.display()
+        )
+    })?;
+    Ok(exports::parse_list(&text).into_iter().collect())
+}
+
+/// A driver's minimum Windows version for the reports.
+fn describe_minimum(min: Option<exports::WinVer>) -> String {
+    min.map_or_else(
+        || "not stated by any import's documentation".to_owned(),
+        |min| min.to_string(),
+    )
+}
+
 /// Builds one sample for one architecture and profile, copies it to `.sys`, verifies it and
-/// prints it. Returns the `.sys` path.
+/// prints it. Returns the `.sys` path and what the PE check found.
 fn build_one(
     root: &Path,
     target_dir: &Path,
     sample: &Sample,
     arch: Arch,
     profile: &str,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, pe::Summary)> {
     let mut command = cargo();
     command
         .current_dir(root)
@@ -327,12 +412,13 @@ fn build_one(
     match pe::check(&data) {
         Ok(summary) => {
             println!(
-                "{}  {} bytes  imports: {}",
+                "{}  {} bytes  minimum Windows: {}  imports: {}",
                 sys.display(),
                 data.len(),
+                describe_minimum(summary.min_windows),
                 imports_line(&summary)
             );
-            Ok(sys)
+            Ok((sys, summary))
         }
         Err(violations) => {
             for violation in &violations {
@@ -383,9 +469,10 @@ fn verify(files: &[PathBuf]) -> Result<()> {
         let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         match pe::check(&data) {
             Ok(summary) => println!(
-                "{}: ok ({} bytes; imports: {})",
+                "{}: ok ({} bytes; minimum Windows: {}; imports: {})",
                 file.display(),
                 data.len(),
+                describe_minimum(summary.min_windows),
                 imports_line(&summary)
             ),
             Err(violations) => {

@@ -42,7 +42,7 @@ fn main() {
     world.create_file("C:\\scan\\large.bin", &large);
     world.create_file("Z:\\share\\eicar.com", EICAR);
     world
-        .load(TAG, 265_110, DriverEntry)
+        .load(TAG, 265_130, DriverEntry)
         .expect("the sample loads");
 
     println!("== What the application sees");

@@ -102,7 +102,7 @@
 //! section up for such I/O.
 //!
 //! ## What you see when it is loaded
-//! `fltmc load RsDataScan` attaches to every local volume (altitude 265110, `FSFilter Content
+//! `fltmc load RsDataScan` attaches to every local volume (altitude 265130, `FSFilter Content
 //! Screener`). Set the `Debug Print Filter` value `IHVDRIVER` to `0xF` to see its lines. Then
 //! `type eicar.com` fails with "Operation did not complete successfully because the file contains
 //! a virus", and the debugger shows:

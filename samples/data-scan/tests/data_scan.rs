@@ -25,7 +25,7 @@ use fltsim::{Event, EventKind, Open, World, sweep_faults};
 use memchr::memmem;
 use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW, find_signature, window_count};
 
-const ALTITUDE: u32 = 265_110;
+const ALTITUDE: u32 = 265_130;
 const CLEAN: &str = "C:\\scan\\clean.txt";
 const INFECTED: &str = "C:\\scan\\eicar.com";
 

@@ -20,7 +20,7 @@ use fltsim::{Conflict, DelayHold, EventKind, Open, World, sweep_faults};
 use rs_section_conflict::{CHUNK_SIZE, DriverEntry, chunk_count};
 
 const NAME: &str = "rs-section-conflict";
-const ALTITUDE: u32 = 265_120;
+const ALTITUDE: u32 = 265_140;
 const BIG: &str = "C:\\data\\big.bin";
 const SMALL: &str = "C:\\data\\small.bin";
 /// 1 MiB: 256 chunks, at least half a second of scanning, so a conflict meets it in flight.
