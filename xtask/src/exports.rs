@@ -19,7 +19,7 @@
 //!   the availability sentence of its Requirements table. Many pages (most Filter Manager ones
 //!   among them) state none: [`Export::min`] is then `None`, and the function does not raise a
 //!   driver's minimum (a package never goes below Windows 10 version 1903 anyway).
-//! - `memcpy`, `memset`, `memcmp` and `__chkstk` have no DDI page: they are C runtime routines
+//! - `memcpy`, `memmove`, `memset`, `memcmp` and `__chkstk` have no DDI page: they are C runtime routines
 //!   that `ntoskrnl.exe` exports (the samples' own runtime imports them from it, see
 //!   `common/src/kernel/runtime.rs`); no minimum is stated. No ARM64 build of the samples
 //!   imports `__chkstk` (ARM64 kernel drivers link the static `arm64rt.lib`, from the WDK's
@@ -48,6 +48,10 @@ impl WinVer {
     pub const WIN7: Self = Self::new((6, 1, 7600), "Windows 7");
     /// Windows 8 (6.2.9200).
     pub const WIN8: Self = Self::new((6, 2, 9200), "Windows 8");
+    /// Windows 8.1 (6.3.9600).
+    pub const WIN8_1: Self = Self::new((6, 3, 9600), "Windows 8.1");
+    /// Windows Vista (6.0.6000).
+    pub const VISTA: Self = Self::new((6, 0, 6000), "Windows Vista");
     /// Windows 10, version 1903 (10.0.18362): the first release with primitive drivers, the INF
     /// form the samples use (Microsoft's "Creating a primitive driver" page).
     pub const WIN10_1903: Self = Self::new((10, 0, 18362), "Windows 10, version 1903");
@@ -178,6 +182,7 @@ pub const EXPORTS: &[Export] = &[
     e("FltAllocateContext", FLT, FLT, None, "fltkernel/nf-fltkernel-fltallocatecontext"),
     e("FltAllocateGenericWorkItem", FLT, FLT, None, "fltkernel/nf-fltkernel-fltallocategenericworkitem"),
     e("FltCancelFileOpen", FLT, FLT, None, "fltkernel/nf-fltkernel-fltcancelfileopen"),
+    e("FltCancellableWaitForSingleObject", FLT, FLT, Some(WinVer::VISTA), "fltkernel/nf-fltkernel-fltcancellablewaitforsingleobject"),
     e("FltCloseSectionForDataScan", FLT, FLT, Some(WinVer::WIN8), "fltkernel/nf-fltkernel-fltclosesectionfordatascan"),
     e("FltCreateSectionForDataScan", FLT, FLT, Some(WinVer::WIN8), "fltkernel/nf-fltkernel-fltcreatesectionfordatascan"),
     e("FltDeletePushLock", FLT, FLT, Some(WinVer::WINXP_SP2), "fltkernel/nf-fltkernel-fltdeletepushlock"),
@@ -208,12 +213,19 @@ pub const EXPORTS: &[Export] = &[
     e("FltUnregisterFilter", FLT, FLT, None, "fltkernel/nf-fltkernel-fltunregisterfilter"),
     e("KeBugCheckEx", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-kebugcheckex"),
     e("KeDelayExecutionThread", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-kedelayexecutionthread"),
+    // FsRtlEnterFileSystem / FsRtlLeaveFileSystem are ntifs.h macros for these two.
+    e("KeEnterCriticalRegion", NT, NT, Some(WinVer::WIN2000), "ntddk/nf-ntddk-keentercriticalregion"),
     // x86_64: wdm.h defines it inline (a read of CR8); ARM64: NTHALAPI, a hal.dll export.
     e("KeGetCurrentIrql", None, HAL, Some(WinVer::WIN2000), "wdm/nf-wdm-kegetcurrentirql; wdm.h (_ARM64_: NTHALAPI)"),
     e("KeInitializeEvent", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-keinitializeevent"),
+    e("KeLeaveCriticalRegion", NT, NT, Some(WinVer::WIN2000), "ntddk/nf-ntddk-keleavecriticalregion"),
     e("KeSetEvent", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-kesetevent"),
     e("KeWaitForSingleObject", NT, NT, None, "wdm/nf-wdm-kewaitforsingleobject"),
+    e("MmCopyMemory", NT, NT, Some(WinVer::WIN8_1), "ntddk/nf-ntddk-mmcopymemory"),
     e("MmMapViewInSystemSpace", NT, NT, None, "ntddk/nf-ntddk-mmmapviewinsystemspace"),
+    // No DDI page: declared in the WDK's ntddk.h (`_IRQL_requires_max_(APC_LEVEL)`); exported
+    // by ntoskrnl.exe from Windows 8 (NT 6.2) on.
+    e("MmMapViewInSystemSpaceEx", NT, NT, Some(WinVer::WIN8), "WDK ntddk.h; no DDI page"),
     e("MmUnmapViewInSystemSpace", NT, NT, None, "ntddk/nf-ntddk-mmunmapviewinsystemspace"),
     e("ObCloseHandle", NT, NT, None, "wdm/nf-wdm-obclosehandle"),
     // wdm.h: `#define ObDereferenceObject(a) ObfDereferenceObject(a)`.
@@ -223,6 +235,7 @@ pub const EXPORTS: &[Export] = &[
     e("__chkstk", NT, None, None, "C runtime stack probe, exported by ntoskrnl.exe on x86_64"),
     e("memcmp", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memcpy", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
+    e("memmove", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memset", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
 ];
 
