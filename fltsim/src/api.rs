@@ -1724,6 +1724,20 @@ unsafe extern "system" fn ObCloseHandle(handle: HANDLE, previousmode: i8) -> NTS
 unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
     api_call("ObfDereferenceObject", DISPATCH, || format!("{object:p}"), |k| {
         if let Some(refs) = file_object_reference(k, object, false) {
+            // If the user has closed the handle meanwhile, this was the last reference, and
+            // ObfDereferenceObject deletes the file object inline: IRP_MJ_CLOSE goes down the
+            // stack from inside I/O completion. Whether it is the last cannot be known in
+            // advance, so the model flags the call itself in a completion routine (a choice: on
+            // Windows it is a deadlock only when it is the last reference).
+            let in_completion = crate::kernel::current_frame()
+                .is_some_and(|f| f.what == "async I/O completion");
+            if in_completion {
+                k.violation(format!(
+                    "ObfDereferenceObject({object:p}) on a file object in an I/O completion routine: if \
+                     it drops the last reference, the file object is deleted inline and IRP_MJ_CLOSE is \
+                     sent from inside I/O completion. Use ObDereferenceObjectDeferDelete"
+                ));
+            }
             return Shown(refs, String::new());
         }
         let mut state = k.lock();
@@ -1744,6 +1758,27 @@ unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
         Shown(isize::try_from(s.object_refs).unwrap_or(0), String::new())
     })
     .0
+}
+
+/// `ObDereferenceObjectDeferDelete` (Windows Vista, `<= DISPATCH_LEVEL`): drops a reference;
+/// should it be the last, the object is deleted later on a worker thread, never inline. The
+/// model counts it like `ObfDereferenceObject` (its close already waits for the references on a
+/// thread of its own).
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ObDereferenceObjectDeferDelete(object: *const c_void) {
+    api_call(
+        "ObDereferenceObjectDeferDelete",
+        DISPATCH,
+        || format!("{object:p}"),
+        |k| {
+            if file_object_reference(k, object, false).is_none() {
+                k.violation(format!(
+                "ObDereferenceObjectDeferDelete: {object:p} is not a file object the model handed out"
+            ));
+            }
+            Void
+        },
+    );
 }
 
 /// `ObfReferenceObject` / `ObfDereferenceObject` on a file object: `None` if `object` is not

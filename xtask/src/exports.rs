@@ -228,6 +228,7 @@ pub const EXPORTS: &[Export] = &[
     e("MmMapViewInSystemSpaceEx", NT, NT, Some(WinVer::WIN8), "WDK ntddk.h; no DDI page"),
     e("MmUnmapViewInSystemSpace", NT, NT, None, "ntddk/nf-ntddk-mmunmapviewinsystemspace"),
     e("ObCloseHandle", NT, NT, None, "wdm/nf-wdm-obclosehandle"),
+    e("ObDereferenceObjectDeferDelete", NT, NT, Some(WinVer::VISTA), "wdm/nf-wdm-obdereferenceobjectdeferdelete"),
     // wdm.h: `#define ObDereferenceObject(a) ObfDereferenceObject(a)`.
     e("ObfDereferenceObject", NT, NT, None, "wdm/nf-wdm-obdereferenceobject; wdm.h"),
     e("ObfReferenceObject", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-obfreferenceobject"),

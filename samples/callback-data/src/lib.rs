@@ -69,7 +69,9 @@
 //!   owns it finalizes, exactly once).
 //! - **The routine** does only DISPATCH-safe work: it reads `IoStatus`, logs (`log!` formats on
 //!   the stack and calls `DbgPrintEx` / `DbgPrint` with `%s`, allowed up to `DIRQL`), calls
-//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObfDereferenceObject`, and, last,
+//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObDereferenceObjectDeferDelete` (never a
+//!   plain `ObfDereferenceObject` here: it could drop the last reference and close the file
+//!   inline, from inside I/O completion), and, last,
 //!   `ExReleaseRundownProtection`.
 //! - **Unload** calls `ExWaitForRundownProtectionRelease` *before* `FltUnregisterFilter`: the
 //!   callback data targets our instances and the routine is our code, so every completion must
@@ -130,8 +132,8 @@ use common::{
         FileInternalInformation, FileStandardInformation, FltAllocateCallbackDataEx,
         FltGetFileNameInformation, FltPerformAsynchronousIo, FltPerformSynchronousIo,
         FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS,
-        ObfDereferenceObject, ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_SUCCESS,
-        UNICODE_STRING,
+        ObDereferenceObjectDeferDelete, ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE,
+        STATUS_SUCCESS, UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
     filter::{FilterSlot, register_and_start},
@@ -487,7 +489,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
 /// The completion routine of step 6 (`PFLT_COMPLETED_ASYNC_IO_CALLBACK`): called once per
 /// `FltPerformAsynchronousIo` call, at `<= DISPATCH_LEVEL`, in an arbitrary thread. Only
 /// DISPATCH-safe work here: read `IoStatus`, log (`DbgPrintEx` of a line formatted on the
-/// stack), `FltFreeCallbackData`, `ExFreePoolWithTag`, `ObfDereferenceObject`, and last
+/// stack), `FltFreeCallbackData`, `ExFreePoolWithTag`, `ObDereferenceObjectDeferDelete`, and last
 /// `ExReleaseRundownProtection`.
 unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, context: PFLT_CONTEXT) {
     // SAFETY: `context` is the block `query_async` gave up with `into_raw` and POOL_TAG; this
@@ -517,8 +519,13 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     let file_object = query.file_object;
     drop(data); // FltFreeCallbackData
     drop(query); // ExFreePoolWithTag
+    // If the user closed the handle meanwhile, this is the file object's last reference, and a
+    // plain ObfDereferenceObject would delete it right here, sending IRP_MJ_CLOSE down the stack
+    // from inside I/O completion. ObDereferenceObjectDeferDelete (Vista, <= DISPATCH_LEVEL)
+    // leaves that deletion to a worker thread, as its documentation advises "when the immediate
+    // deletion by the current thread ... might result in a deadlock".
     // SAFETY: the reference `query_async` took for this request, dropped once.
-    unsafe { ObfDereferenceObject(file_object.cast()) };
+    unsafe { ObDereferenceObjectDeferDelete(file_object.cast()) };
     // Last: once released, unload may go on and unmap this code; only the return is left.
     // SAFETY: the rundown reference `query_async` acquired for this request, released once.
     unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };

@@ -191,7 +191,7 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
         [
             "FltFreeCallbackData",
             "ExFreePoolWithTag",
-            "ObfDereferenceObject",
+            "ObDereferenceObjectDeferDelete",
             "ExReleaseRundownProtection",
         ]
     );
@@ -358,7 +358,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
             [
                 "FltFreeCallbackData",
                 "ExFreePoolWithTag",
-                "ObfDereferenceObject",
+                "ObDereferenceObjectDeferDelete",
                 "ExReleaseRundownProtection",
             ]
         );
@@ -571,7 +571,7 @@ fn nothing_runs_above_apc_level_and_every_callback_data_is_freed() {
     let dispatch_safe = [
         "FltFreeCallbackData",
         "ExFreePoolWithTag",
-        "ObfDereferenceObject",
+        "ObDereferenceObjectDeferDelete",
         "ExReleaseRundownProtection",
     ];
     for call in &calls {
@@ -727,7 +727,7 @@ fn the_completion_runs_even_when_flt_perform_asynchronous_io_fails() {
             [
                 "FltFreeCallbackData",
                 "ExFreePoolWithTag",
-                "ObfDereferenceObject",
+                "ObDereferenceObjectDeferDelete",
                 "ExReleaseRundownProtection",
                 "FltPerformAsynchronousIo",
                 "FltReleaseFileNameInformation",
@@ -847,7 +847,7 @@ fn unload_waits_for_completions_in_flight_and_leaks_nothing() {
         world.calls("ExReleaseRundownProtection").len(),
         THREADS * OPENS
     );
-    let dereferenced = world.calls("ObfDereferenceObject");
+    let dereferenced = world.calls("ObDereferenceObjectDeferDelete");
     assert_eq!(dereferenced.len(), THREADS * OPENS);
     assert!(dereferenced.iter().all(|e| e.seq < unregistered));
     let freed = world.calls("FltFreeCallbackData");
