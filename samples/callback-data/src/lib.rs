@@ -526,7 +526,18 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     // deletion by the current thread ... might result in a deadlock".
     // SAFETY: the reference `query_async` took for this request, dropped once.
     unsafe { ObDereferenceObjectDeferDelete(file_object.cast()) };
-    // Last: once released, unload may go on and unmap this code; only the return is left.
+    // Last: once released, unload may go on and unmap this code, so nothing of ours may run
+    // after it. Rust cannot promise that: there is no guaranteed tail call, so the function's
+    // epilogue runs after ExReleaseRundownProtection returns. In the x86_64 release build that is
+    // 6 instructions, 16 bytes (`nop; add rsp, 0x90; pop rbx; pop rdi; pop rsi; ret`), executed at
+    // the completion's IRQL (DISPATCH_LEVEL when the I/O completes in a DPC, where the thread
+    // cannot be preempted; but the routine may also run at PASSIVE_LEVEL). The unload it races
+    // must first wake from ExWaitForRundownProtectionRelease, run FltUnregisterFilter (which
+    // tears down every instance) and return before the image is unmapped. A C driver has the
+    // same window unless its compiler turns the call into a jump (MSVC often does); the way to
+    // close it for certain is to let the system hold the image instead of a rundown reference:
+    // finish in a work item (FltQueueGenericWorkItem; FltUnregisterFilter waits until every
+    // queued routine has returned), at the cost of a worker thread per completion.
     // SAFETY: the rundown reference `query_async` acquired for this request, released once.
     unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
 }
