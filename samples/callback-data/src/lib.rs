@@ -534,10 +534,11 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     // cannot be preempted; but the routine may also run at PASSIVE_LEVEL). The unload it races
     // must first wake from ExWaitForRundownProtectionRelease, run FltUnregisterFilter (which
     // tears down every instance) and return before the image is unmapped. A C driver has the
-    // same window unless its compiler turns the call into a jump (MSVC often does); the way to
-    // close it for certain is to let the system hold the image instead of a rundown reference:
-    // finish in a work item (FltQueueGenericWorkItem; FltUnregisterFilter waits until every
-    // queued routine has returned), at the cost of a worker thread per completion.
+    // same window unless its compiler turns the call into a jump. The documented way to close it
+    // is to let the system hold the image: IoQueueWorkItem keeps the driver's device object, and
+    // so the driver, referenced until the routine returns (the reason its documentation gives
+    // for preferring it to ExQueueWorkItem). A minifilter has no device object of its own, and
+    // no Filter Manager routine documents that guarantee, so this sample states the window.
     // SAFETY: the rundown reference `query_async` acquired for this request, released once.
     unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
 }
