@@ -23,6 +23,34 @@
 //!   the wrong answer Windows would give it, and a query or set-information whose C padding holds
 //!   the information class is a verifier finding.
 //!
+//! Holds let a test order "what happens in the middle" by the model's events instead of the
+//! clock: [`World::hold_next_call`] parks one call of an API at its entry,
+//! [`World::hold_delays`] holds every `KeDelayExecutionThread` (`FltUnregisterFilter` releases
+//! it, since it waits for the workers that pause), [`World::hold_next_section_create`] holds a
+//! create after it has linked its section, and [`World::wait_for_event`] waits (bounded) for a
+//! trace event such as Filter Manager's own [`EventKind::FltMgr`] steps. Lines that different
+//! threads print are ordered by nothing: compare them per thread ([`World::log_events`]).
+//!
+//! # Where the documentation is silent, the model chooses
+//! Each choice below is what Windows does as far as we know, or the stricter reading:
+//! - **A conflicting operation** (truncation, non-cached write, flush-and-purge) fails with
+//!   `STATUS_USER_MAPPED_FILE` while any data-scan section it met is still linked, has its handle
+//!   open or its object referenced: the section object is what blocks it.
+//! - **A second `FltCloseSectionForDataScan`** returns `STATUS_NOT_FOUND` and is not a finding.
+//! - **`FltAllocateContext`** of an unregistered type, or of a size no registration serves,
+//!   returns `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND` and is a finding (a filter bug).
+//! - **`FltCancellableWaitForSingleObject`** cannot be cancelled by a user or a dying thread in
+//!   the model; those outcomes, and an early time-out, are injected (`World::fail_nth_with`),
+//!   and only where they can happen.
+//! - **A callback that returns inside a critical region** (`KeEnterCriticalRegion` /
+//!   `FsRtlEnterFileSystem` without the leave) is a finding, as Driver Verifier stops on it.
+//! - **`ObfDereferenceObject` on a file object in an I/O completion routine** is a finding: if it
+//!   is the last reference, the file object is deleted inline and `IRP_MJ_CLOSE` goes down from
+//!   inside completion. Whether it is the last cannot be known in advance, so the call is
+//!   flagged; `ObDereferenceObjectDeferDelete` is not.
+//! - **`FltReleaseContext`** of a context from paged pool above `APC_LEVEL`, and
+//!   **`FltPerformAsynchronousIo`** of non-paging I/O above `PASSIVE_LEVEL`, are findings.
+//!
 //! Set `FLTSIM_ECHO=1` to print the trace as it happens.
 #![allow(
     clippy::cast_possible_truncation,
