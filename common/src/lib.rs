@@ -99,7 +99,7 @@ pub mod bindings {
                 },
                 InstallableFileSystems::FLT_FILESYSTEM_TYPE,
             },
-            System::Memory::{PAGE_READONLY, SEC_COMMIT, SECTION_MAP_READ},
+            System::Memory::{PAGE_READONLY, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY},
         },
     };
 }

@@ -18,7 +18,7 @@
 //!   one reference, the *allocation reference*. It is not zeroed, so `ContextRef::allocate` zeroes
 //!   it before writing the body. The body holds a notification event and the verdict, so that a
 //!   second scanner of the same stream can wait for this one (see below).
-//! - **`FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ,
+//! - **`FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ | SECTION_QUERY,
 //!   &Attributes, NULL, PAGE_READONLY, SEC_COMMIT, 0, &Handle, &Object, &Size)`**. It is callable
 //!   at `<= APC_LEVEL`, but call it at `PASSIVE_LEVEL`: post-create and pre-cleanup run there. The
 //!   section is read-only, and the attributes say `OBJ_KERNEL_HANDLE`, so the handle lives in the
@@ -136,9 +136,9 @@ use common::{
         FltRegisterForDataScan, FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
         IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, NTSTATUS,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT,
-        SECTION_MAP_READ, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
-        STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
+        SECTION_MAP_READ, SECTION_QUERY, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE,
+        STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH,
+        STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
     context::ContextRef,
     file_object,
@@ -645,7 +645,9 @@ fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> At
             objects.Instance,
             objects.FileObject,
             context.as_raw(),
-            SECTION_MAP_READ,
+            // SECTION_QUERY too: the FltCreateSectionForDataScan page says "Drivers should set
+            // this flag".
+            SECTION_MAP_READ | SECTION_QUERY,
             &raw const attributes,
             core::ptr::null(),
             PAGE_READONLY,

@@ -17,7 +17,7 @@
 //!    - everything else that can fail comes before the section exists: a work item
 //!      (`FltAllocateGenericWorkItem`, NULL on failure) and a rundown reference on the instance
 //!      (`FltObjectReference`, so instance teardown waits for the scan);
-//!    - `FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ,
+//!    - `FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ | SECTION_QUERY,
 //!      OBJ_KERNEL_HANDLE, NULL, PAGE_READONLY, SEC_COMMIT, 0, &Handle, &Object, &Size)` (call it
 //!      at `PASSIVE_LEVEL`). The creator owns the kernel handle (`ObCloseHandle`) and the object
 //!      reference (`ObDereferenceObject`); Filter Manager keeps the context linked to the stream
@@ -112,7 +112,8 @@ use common::{
         KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, NTSTATUS,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
         PFLT_CONTEXT, PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
+        UNICODE_STRING,
     },
     context::ContextRef,
     file_object,
@@ -461,7 +462,9 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
             instance,
             file_object,
             context.as_raw(),
-            SECTION_MAP_READ,
+            // SECTION_QUERY too: the FltCreateSectionForDataScan page says "Drivers should set
+            // this flag".
+            SECTION_MAP_READ | SECTION_QUERY,
             &raw const attributes,
             core::ptr::null(),
             PAGE_READONLY,

@@ -20,7 +20,7 @@
 //!   operation has no thread), the file's name and, once the section exists, the file size at
 //!   open and the section's handle and object.
 //! - **`FltCreateSectionForDataScan`** (call it at `PASSIVE_LEVEL`: post-create runs there):
-//!   read-only (`SECTION_MAP_READ`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
+//!   read-only (`SECTION_MAP_READ | SECTION_QUERY`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
 //!   handle lives in the kernel handle table, not in the opening process. On success the stream
 //!   holds a *link* to the context (a second reference, dropped by `FltCloseSectionForDataScan`)
 //!   and the caller owns the handle and a reference on the section object. One section per stream
@@ -102,8 +102,8 @@ use common::{
         FltRegisterForDataScan, FltSetInstanceContext, FltSetStreamHandleContext, IRP_MJ_CLEANUP,
         IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
-        SEC_COMMIT, SECTION_MAP_READ, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
-        STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
+        SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     file_object,
@@ -595,7 +595,9 @@ fn create_section(
             objects.Instance,
             objects.FileObject,
             context.as_raw(),
-            SECTION_MAP_READ,
+            // SECTION_QUERY too: the FltCreateSectionForDataScan page says "Drivers should set
+            // this flag".
+            SECTION_MAP_READ | SECTION_QUERY,
             &raw const attributes,
             core::ptr::null(),
             PAGE_READONLY,
