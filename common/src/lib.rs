@@ -57,6 +57,7 @@ pub mod irql;
 pub mod layout;
 pub mod log;
 pub mod name;
+pub mod once;
 pub mod params;
 pub mod pool;
 pub mod registration;

@@ -19,12 +19,12 @@
 //!   the availability sentence of its Requirements table. Many pages (most Filter Manager ones
 //!   among them) state none: [`Export::min`] is then `None`, and the function does not raise a
 //!   driver's minimum (a package never goes below Windows 10 version 1903 anyway).
-//! - `memcpy`, `memmove`, `memset`, `memcmp` and `__chkstk` have no DDI page: they are C runtime routines
+//! - `memcpy`, `memmove`, `memset` and `memcmp` have no DDI page: they are C runtime routines
 //!   that `ntoskrnl.exe` exports (the samples' own runtime imports them from it, see
-//!   `common/src/kernel/runtime.rs`); no minimum is stated. No ARM64 build of the samples
-//!   imports `__chkstk` (ARM64 kernel drivers link the static `arm64rt.lib`, from the WDK's
-//!   `WindowsDriver.arm64.props`, as wdk-build does), so the table does not accept it as an ARM64
-//!   import until a build and a source show that one is right.
+//!   `common/src/kernel/runtime.rs`); no minimum is stated.
+//! - `__chkstk`, the stack probe, is not in the table: no driver may import it (the PE check's
+//!   `NoStackProbe` rule, which reports it instead of this table). The compiler calls it only
+//!   for a frame larger than a 4 KiB page, and the frame budget is 2 KiB.
 
 use std::fmt;
 
@@ -232,8 +232,6 @@ pub const EXPORTS: &[Export] = &[
     // wdm.h: `#define ObDereferenceObject(a) ObfDereferenceObject(a)`.
     e("ObfDereferenceObject", NT, NT, None, "wdm/nf-wdm-obdereferenceobject; wdm.h"),
     e("ObfReferenceObject", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-obfreferenceobject"),
-    // Not imported by any ARM64 build (ARM64 kernel drivers link the static arm64rt.lib).
-    e("__chkstk", NT, None, None, "C runtime stack probe, exported by ntoskrnl.exe on x86_64"),
     e("memcmp", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memcpy", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memmove", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),

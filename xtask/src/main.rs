@@ -12,6 +12,7 @@
 
 mod check_inf;
 mod exports;
+mod frames;
 mod pe;
 mod sign;
 
@@ -359,6 +360,11 @@ fn describe_minimum(min: Option<exports::WinVer>) -> String {
     )
 }
 
+/// A driver's largest stack frame for the reports.
+fn describe_frame(frame: Option<frames::Frame>) -> String {
+    frame.map_or_else(|| "none".to_owned(), |frame| frame.to_string())
+}
+
 /// Builds one sample for one architecture and profile, copies it to `.sys`, verifies it and
 /// prints it. Returns the `.sys` path and what the PE check found.
 fn build_one(
@@ -412,9 +418,10 @@ fn build_one(
     match pe::check(&data) {
         Ok(summary) => {
             println!(
-                "{}  {} bytes  minimum Windows: {}  imports: {}",
+                "{}  {} bytes  largest stack frame: {}  minimum Windows: {}  imports: {}",
                 sys.display(),
                 data.len(),
+                describe_frame(summary.largest_frame),
                 describe_minimum(summary.min_windows),
                 imports_line(&summary)
             );
@@ -469,9 +476,10 @@ fn verify(files: &[PathBuf]) -> Result<()> {
         let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         match pe::check(&data) {
             Ok(summary) => println!(
-                "{}: ok ({} bytes; minimum Windows: {}; imports: {})",
+                "{}: ok ({} bytes; largest stack frame: {}; minimum Windows: {}; imports: {})",
                 file.display(),
                 data.len(),
+                describe_frame(summary.largest_frame),
                 describe_minimum(summary.min_windows),
                 imports_line(&summary)
             ),

@@ -145,6 +145,7 @@ use common::{
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
+    once::InitOnce,
     params,
     pool::tag,
     registration::{
@@ -279,6 +280,13 @@ static FILTER: FilterSlot = FilterSlot::new();
 /// waiting for another can tell whether that one started after it began.
 static SCANS_STARTED: AtomicU64 = AtomicU64::new(0);
 
+/// The EICAR searcher, built once in `DriverEntry`, before any callback can run, and only read
+/// by the scans. `memmem::Finder::new` picks its algorithm and builds its tables: work, and in an
+/// unoptimised x64 build a stack frame of 3,840 bytes, that a scan would otherwise repeat on
+/// every open, on the kernel stack that the page faults of the scan then share with the file
+/// system and the storage stack.
+static SEARCHER: InitOnce<memmem::Finder<'static>> = InitOnce::new();
+
 /// Verdict counters for the unload summary.
 static CLEAN_COUNT: AtomicU32 = AtomicU32::new(0);
 static INFECTED_COUNT: AtomicU32 = AtomicU32::new(0);
@@ -321,6 +329,9 @@ pub unsafe extern "system" fn DriverEntry(
     for counter in [&CLEAN_COUNT, &INFECTED_COUNT, &NOT_SCANNED_COUNT] {
         counter.store(0, Ordering::Relaxed);
     }
+    // Before FltStartFiltering: no callback runs before the searcher is there. (A second load in
+    // the same process, as in the host tests, keeps the first one: the same needle.)
+    SEARCHER.init(|| memmem::Finder::new(EICAR));
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }
@@ -706,6 +717,11 @@ fn scan_section(section: &DataScanSection<ScanContext>, name: &CopiedName, what:
     // The size FltCreateSectionForDataScan reported, not the view's: views are whole pages, and
     // the bytes past the end of the file are not the file's.
     let size = u64::try_from(section.file_size()).unwrap_or(0);
+    let Some(finder) = SEARCHER.get() else {
+        // Only if a callback ran before DriverEntry built it, which Filter Manager rules out.
+        log!("{TAG}: {name}: {what}: not scanned: no searcher yet; the {what} goes on");
+        return Verdict::NotScanned;
+    };
     let overlap = EICAR.len() - 1;
     let mut reader = match WindowReader::allocate(WINDOW, overlap, size, POOL_TAG) {
         Ok(reader) => reader,
@@ -716,7 +732,6 @@ fn scan_section(section: &DataScanSection<ScanContext>, name: &CopiedName, what:
             return Verdict::NotScanned;
         }
     };
-    let finder = memmem::Finder::new(EICAR);
     loop {
         match reader.next_from_views(|offset, len| section.map_view(offset, len)) {
             Ok(Some((start, window))) => {

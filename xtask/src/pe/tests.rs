@@ -22,6 +22,9 @@ struct Spec {
     relocs: bool,
     fix_checksum: bool,
     machine: pe::Machine,
+    /// One function per entry, with this frame size (a multiple of 16), in `.pdata`; `None`:
+    /// no exception directory.
+    frames: Option<Vec<u32>>,
 }
 
 impl Default for Spec {
@@ -41,6 +44,7 @@ impl Default for Spec {
             relocs: true,
             fix_checksum: true,
             machine: pe::IMAGE_FILE_MACHINE_AMD64,
+            frames: Some(vec![48, 1024]),
         }
     }
 }
@@ -67,7 +71,12 @@ fn put_u32(buf: &mut [u8], at: u32, value: u32) {
 
 /// The `.rdata` contents (import and export directories) at RVA `base`, with the directories'
 /// `(offset, size)`.
-fn rdata(spec: &Spec, base: u32, entry: u32) -> (Vec<u8>, Directory, Option<Directory>) {
+#[allow(clippy::type_complexity, reason = "a test helper's three directories")]
+fn rdata(
+    spec: &Spec,
+    base: u32,
+    entry: u32,
+) -> (Vec<u8>, Directory, Option<Directory>, Option<Directory>) {
     let mut buf = vec![0u8; (spec.imports.len() + 1) * 20];
     for (index, (module, functions)) in spec.imports.iter().enumerate() {
         let name = push(&mut buf, 2, &[module.as_bytes(), b"\0"].concat());
@@ -106,9 +115,28 @@ fn rdata(spec: &Spec, base: u32, entry: u32) -> (Vec<u8>, Directory, Option<Dire
         let end = u32::try_from(buf.len()).unwrap();
         (directory, end - directory)
     });
+    let pdata = spec.frames.as_ref().map(|frames| {
+        let mut table = Vec::new();
+        for &size in frames {
+            if spec.machine == pe::IMAGE_FILE_MACHINE_ARM64 {
+                // Packed unwind data: flag 1, FrameSize / 16 in bits 23..31.
+                table.extend_from_slice(&entry.to_le_bytes());
+                table.extend_from_slice(&(1 | ((size / 16) << 23)).to_le_bytes());
+            } else {
+                // UNWIND_INFO version 1: UWOP_ALLOC_LARGE (size / 8 in the next slot).
+                let slot = u16::try_from(size / 8).unwrap().to_le_bytes();
+                let info = push(&mut buf, 4, &[1, 4, 2, 0, 4, 0x01, slot[0], slot[1]]);
+                table.extend_from_slice(&entry.to_le_bytes());
+                table.extend_from_slice(&(entry + 1).to_le_bytes());
+                table.extend_from_slice(&(base + info).to_le_bytes());
+            }
+        }
+        let at = push(&mut buf, 4, &table);
+        (at, u32::try_from(table.len()).unwrap())
+    });
     assert!(buf.len() <= RDATA_SIZE as usize);
     buf.resize(RDATA_SIZE as usize, 0);
-    (buf, imports, exports)
+    (buf, imports, exports, pdata)
 }
 
 /// Builds the driver image `spec` describes.
@@ -130,7 +158,14 @@ fn build(spec: &Spec) -> Vec<u8> {
     let text = writer.reserve_section(*b".text\0\0\0", pe::SectionFlags(text_flags), 16, 16);
     let rdata_range = writer.reserve_rdata_section(RDATA_SIZE);
     let entry = text.virtual_address;
-    let (rdata, imports, exports) = rdata(spec, rdata_range.virtual_address, entry);
+    let (rdata, imports, exports, pdata) = rdata(spec, rdata_range.virtual_address, entry);
+    if let Some((offset, size)) = pdata {
+        writer.set_data_directory(
+            pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION,
+            rdata_range.virtual_address + offset,
+            size,
+        );
+    }
     writer.set_data_directory(
         pe::IMAGE_DIRECTORY_ENTRY_IMPORT,
         rdata_range.virtual_address + imports.0,
@@ -428,4 +463,51 @@ fn missing_relocations_fail() {
 fn not_a_pe_fails_as_format() {
     assert_eq!(failed(b"MZ but nothing else"), [Rule::Format]);
     assert_eq!(failed(&[]), [Rule::Format]);
+}
+
+#[test]
+fn largest_frame_is_reported() {
+    for machine in [pe::IMAGE_FILE_MACHINE_AMD64, pe::IMAGE_FILE_MACHINE_ARM64] {
+        let image = build(&Spec {
+            frames: Some(vec![64, 2048, 512]),
+            imports: vec![("ntoskrnl.exe", vec!["memcpy"])],
+            machine,
+            ..Spec::default()
+        });
+        let summary = check(&image).unwrap_or_else(|v| panic!("{v:?}"));
+        assert_eq!(summary.largest_frame.map(|f| f.size), Some(2048));
+    }
+}
+
+#[test]
+fn a_frame_over_the_budget_fails() {
+    for machine in [pe::IMAGE_FILE_MACHINE_AMD64, pe::IMAGE_FILE_MACHINE_ARM64] {
+        let image = build(&Spec {
+            frames: Some(vec![64, super::FRAME_BUDGET + 16, 32]),
+            imports: vec![("ntoskrnl.exe", vec!["memcpy"])],
+            machine,
+            ..Spec::default()
+        });
+        assert_eq!(failed(&image), [Rule::StackFrames]);
+        let detail = &check(&image).unwrap_err()[0].detail;
+        assert!(detail.contains("2064 bytes"), "{detail}");
+    }
+}
+
+#[test]
+fn no_unwind_data_fails() {
+    let image = build(&Spec {
+        frames: None,
+        ..Spec::default()
+    });
+    assert_eq!(failed(&image), [Rule::StackFrames]);
+}
+
+#[test]
+fn a_chkstk_import_fails_its_own_rule_only() {
+    let image = build(&Spec {
+        imports: vec![("ntoskrnl.exe", vec!["memcpy", "__chkstk"])],
+        ..Spec::default()
+    });
+    assert_eq!(failed(&image), [Rule::NoStackProbe]);
 }
