@@ -284,10 +284,7 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
     // A delay held by World::hold_delays would keep a worker from ever finishing, and this call
     // waits for the workers: unregistration releases the hold. The filter's unload callback has
     // already run up to here, so a worker released now sees whatever it set before unregistering.
-    let held = k.lock().options.hold_delays.take();
-    if let Some((_, release)) = held {
-        release.set();
-    }
+    release_delay_hold(k);
     let instances: Vec<usize> = {
         let state = k.lock();
         (0..state.instances.len())
@@ -1685,6 +1682,9 @@ unsafe extern "system" fn ObCloseHandle(handle: HANDLE, previousmode: i8) -> NTS
         PASSIVE,
         || format!("{:#x}", handle as usize),
         |k| {
+            if let Some(status) = crate::threads::close_thread_handle(k, handle as usize) {
+                return Status(status);
+            }
             let mut state = k.lock();
             let Some(h) = state.handles.get_mut(&(handle as usize)) else {
                 drop(state);
@@ -1738,6 +1738,9 @@ unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
                      sent from inside I/O completion. Use ObDereferenceObjectDeferDelete"
                 ));
             }
+            return Shown(refs, String::new());
+        }
+        if let Some(refs) = crate::threads::dereference_thread(k, object as usize) {
             return Shown(refs, String::new());
         }
         let mut state = k.lock();
@@ -2315,21 +2318,52 @@ unsafe extern "system" fn KeWaitForSingleObject(
     let interval = read_in(timeout);
     // A zero timeout (a poll) is allowed up to DISPATCH_LEVEL; a real wait needs <= APC_LEVEL.
     let max = if interval == Some(0) { DISPATCH } else { APC };
-    let Some(event) = api_call(
+    let Some((event, duration)) = api_call(
         "KeWaitForSingleObject",
         max,
         || format!("{object:p}"),
-        |k| Shown(event_of(k, "KeWaitForSingleObject", object), String::new()),
+        |k| {
+            let event = event_of(k, "KeWaitForSingleObject", object);
+            let (duration, shown) = tick_rounded(k, interval);
+            // A wait for a system thread to end waits for whatever the thread waits for: a delay
+            // held by World::hold_delays would never end, so the wait releases the hold (as
+            // FltUnregisterFilter does for the work items it waits for).
+            if crate::threads::is_thread_object(k, object as usize) {
+                release_delay_hold(k);
+            }
+            Shown(event.map(|e| (e, duration)), shown)
+        },
     )
     .0
     else {
         return STATUS_INVALID_PARAMETER;
     };
-    let duration = interval.map(relative_interval);
     if event.wait(duration) {
         STATUS_SUCCESS
     } else {
         STATUS_TIMEOUT
+    }
+}
+
+/// A relative wait timeout or delay, rounded up to the clock tick, and how the trace shows it
+/// ("" for no timeout).
+fn tick_rounded(k: &Kernel, interval: Option<i64>) -> (Option<Duration>, String) {
+    let Some(interval) = interval else {
+        return (None, String::new());
+    };
+    let tick = k.lock().options.clock_tick;
+    let rounded = crate::threads::round_to_tick(relative_interval(interval), tick);
+    (
+        Some(rounded),
+        format!("at most {}", crate::threads::describe_ticks(rounded, tick)),
+    )
+}
+
+/// Lets every delay held by `World::hold_delays` go, and stops holding new ones.
+fn release_delay_hold(k: &Kernel) {
+    let held = k.lock().options.hold_delays.take();
+    if let Some((_, release)) = held {
+        release.set();
     }
 }
 
@@ -2404,7 +2438,8 @@ unsafe extern "system" fn FltCancellableWaitForSingleObject(
     if let Some(status) = injected {
         return status;
     }
-    if event.wait(interval.map(relative_interval)) {
+    let duration = tick_rounded(&crate::kernel::kernel(), interval).0;
+    if event.wait(duration) {
         STATUS_SUCCESS
     } else {
         STATUS_TIMEOUT
@@ -2429,13 +2464,16 @@ unsafe extern "system" fn KeDelayExecutionThread(
 ) -> NTSTATUS {
     let _ = (waitmode, alertable);
     let value = read_in(interval).unwrap_or(0);
-    let (hold, k) = api_call(
+    let (hold, k, duration) = api_call(
         "KeDelayExecutionThread",
         APC,
         || format!("{value}"),
         |k| {
             let hold = k.lock().options.hold_delays.clone();
-            Shown((hold, Arc::clone(k)), String::new())
+            // The delay ends on a clock interrupt: at least the interval rounded up to a tick.
+            let (duration, shown) = tick_rounded(k, Some(value));
+            let shown = shown.replacen("at most ", "", 1);
+            Shown((hold, Arc::clone(k), duration), shown)
         },
     )
     .0;
@@ -2450,7 +2488,7 @@ unsafe extern "system" fn KeDelayExecutionThread(
                 ));
             }
         }
-        None => std::thread::sleep(relative_interval(value)),
+        None => std::thread::sleep(duration.unwrap_or_default()),
     }
     STATUS_SUCCESS
 }
@@ -2609,20 +2647,38 @@ unsafe extern "system" fn FltQueueGenericWorkItem(
             k.violation("FltQueueGenericWorkItem: no worker routine".into());
             return Status(STATUS_INVALID_PARAMETER);
         };
-        let name = k.lock().filters[filter].name.clone();
+        let (name, limit) = {
+            let state = k.lock();
+            (state.filters[filter].name.clone(), state.options.work_item_limit)
+        };
         let kernel = Arc::clone(k);
         let (object, ctx) = (fltobject as usize, context as usize);
-        std::thread::spawn(move || {
+        // One of the few system worker threads runs it, once one is free (crate::threads).
+        k.workers.submit(Box::new(move || {
             if let Some(w) = kernel.lock().work_items.get_mut(&fltworkitem) {
                 w.queued = false;
             }
-            let frame = Frame { filter: Some(filter), who: name, what: "work item".into() };
+            let frame = Frame { filter: Some(filter), who: name.clone(), what: "work item".into() };
             kernel.trace(EventKind::Callback("WorkItem"), format!("work item {fltworkitem:#x} runs"));
+            let start = Instant::now();
             // SAFETY: the filter's worker routine, called once at PASSIVE_LEVEL with the work
             // item, the referenced filter object and the context it queued.
             run_as(frame, PASSIVE, || unsafe { routine(fltworkitem, object as *const c_void, ctx as *const c_void) });
+            let ran = start.elapsed();
+            kernel.trace(EventKind::Callback("WorkItem"), format!("work item {fltworkitem:#x} returns"));
+            if ran > limit {
+                kernel.violation(format!(
+                    "{name}: the generic work item {fltworkitem:#x} ran for {} ms, past the model's \
+                     limit of {} ms: it held one of the few system worker threads, and the work \
+                     items queued behind it waited (IO_WORKITEM_ROUTINE: the routine \"must run \
+                     for a limited amount of time; otherwise, the system can deadlock\"). Long \
+                     work belongs on a thread of the driver's own (PsCreateSystemThread)",
+                    ran.as_millis(),
+                    limit.as_millis()
+                ));
+            }
             kernel.lock().filters[filter].work_items_running -= 1;
-        });
+        }));
         Status(STATUS_SUCCESS)
     })
     .0

@@ -27,6 +27,8 @@ pub(crate) struct Kernel {
     /// Whether `World::hold_next_call` is armed: the one check every API call makes, so that an
     /// unarmed model pays no lock for it.
     pub(crate) call_hold_armed: std::sync::atomic::AtomicBool,
+    /// The system worker threads that run generic work items.
+    pub(crate) workers: crate::threads::WorkerPool,
 }
 
 static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
@@ -270,6 +272,7 @@ impl Kernel {
             state: Mutex::new(state),
             seq: AtomicU64::new(1),
             call_hold_armed: std::sync::atomic::AtomicBool::new(false),
+            workers: crate::threads::WorkerPool::new(crate::threads::DEFAULT_WORKER_THREADS),
         })
     }
 
@@ -350,6 +353,12 @@ pub(crate) fn api_call<R: std::fmt::Display>(
     body: impl FnOnce(&Arc<Kernel>) -> R,
 ) -> R {
     let k = kernel();
+    if crate::threads::terminated() {
+        k.violation(format!(
+            "{api} called after PsTerminateSystemThread: on Windows that call does not return, so \
+             this code never runs"
+        ));
+    }
     k.check_irql(api, max_irql);
     if k.call_hold_armed.load(Ordering::Acquire) {
         hold_call(&k, api);

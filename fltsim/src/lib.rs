@@ -81,6 +81,7 @@ mod kernel;
 mod params;
 mod state;
 mod sync;
+mod threads;
 mod verifier;
 mod views;
 mod world;
@@ -126,6 +127,7 @@ pub const FALLIBLE_APIS: &[&str] = &[
     "FltGetFileNameInformation",
     "ExAllocatePool2",
     "FltAllocateGenericWorkItem",
+    "PsCreateSystemThread",
 ];
 
 /// One injected fault: the `nth` call of `api` failed.

@@ -232,6 +232,11 @@ pub(crate) struct Options {
     pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
     /// `World::hold_next_call`: the API whose next call is held at its entry, the event it
     /// signals when reached, and the one it waits for.
+    /// How long a generic work item routine may run before it is a finding
+    /// (`World::set_work_item_limit`).
+    pub(crate) work_item_limit: std::time::Duration,
+    /// The clock tick delays and wait timeouts round up to (`World::set_clock_tick`).
+    pub(crate) clock_tick: std::time::Duration,
     pub(crate) hold_call: Option<(
         &'static str,
         Arc<crate::sync::HostEvent>,
@@ -257,6 +262,8 @@ pub(crate) struct State {
     pub(crate) names: HashMap<usize, NameRec>,
     pub(crate) pool: HashMap<usize, PoolRec>,
     pub(crate) work_items: HashMap<isize, WorkItemRec>,
+    /// Threads from `PsCreateSystemThread`, by thread object.
+    pub(crate) threads: HashMap<usize, crate::threads::ThreadRec>,
     pub(crate) events: HashMap<usize, Arc<HostEvent>>,
     pub(crate) push_locks: HashMap<usize, Arc<HostPushLock>>,
     /// `EX_RUNDOWN_REF`s by address, from `ExInitializeRundownProtection`.
@@ -292,6 +299,7 @@ impl State {
             names: HashMap::new(),
             pool: HashMap::new(),
             work_items: HashMap::new(),
+            threads: HashMap::new(),
             events: HashMap::new(),
             push_locks: HashMap::new(),
             rundowns: HashMap::new(),
@@ -310,6 +318,8 @@ impl State {
                 hold_create: None,
                 hold_delays: None,
                 hold_call: None,
+                work_item_limit: crate::threads::DEFAULT_WORK_ITEM_LIMIT,
+                clock_tick: crate::threads::DEFAULT_CLOCK_TICK,
             },
             echo: false,
             counters: HashMap::new(),

@@ -88,6 +88,29 @@ pub(crate) fn check_leaks(k: &Kernel, filter: usize) {
                 w.origin
             ));
         }
+        for t in state.threads.values().filter(|t| t.filter == Some(filter)) {
+            if !t.exited {
+                findings.push(format!(
+                    "{name}: the system thread from {} is still running after the driver \
+                     unloaded: its code is unmapped under it (wait for the thread object in the \
+                     unload callback)",
+                    t.origin
+                ));
+            }
+            if !t.handle_closed {
+                findings.push(format!(
+                    "{name}: the thread handle from {} was never closed (ZwClose / ObCloseHandle)",
+                    t.origin
+                ));
+            }
+            if t.object_refs > 0 {
+                findings.push(format!(
+                    "{name}: the thread object from {} was referenced and never dereferenced \
+                     (ObDereferenceObject)",
+                    t.origin
+                ));
+            }
+        }
     }
     for finding in findings {
         k.violation(finding);

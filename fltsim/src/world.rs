@@ -426,9 +426,31 @@ impl World {
         }
     }
 
+    /// Sets how many system worker threads run generic work items (default 2, at least 1).
+    /// Items beyond the free threads wait for one, as on Windows, where a driver can count on
+    /// none of the few being free.
+    pub fn set_worker_threads(&self, threads: usize) {
+        self.kernel.workers.set_size(threads);
+    }
+
+    /// Sets how long a generic work item routine may run (wall time) before the model reports it
+    /// (default 1 s; see the crate's `threads` notes for why).
+    pub fn set_work_item_limit(&self, limit: std::time::Duration) {
+        self.kernel.lock().options.work_item_limit = limit;
+    }
+
+    /// Sets the clock tick that `KeDelayExecutionThread` intervals and relative wait timeouts
+    /// round up to (default 15.625 ms, Windows' default timer resolution; zero turns rounding
+    /// off).
+    pub fn set_clock_tick(&self, tick: std::time::Duration) {
+        self.kernel.lock().options.clock_tick = tick;
+    }
+
     /// Holds every `KeDelayExecutionThread` from now on until the returned [`DelayHold`] is
-    /// released or dropped, or until a filter calls `FltUnregisterFilter` (which waits for the
-    /// workers that are pausing, so it releases the hold itself).
+    /// released or dropped, until a filter calls `FltUnregisterFilter` (which waits for the
+    /// workers that are pausing, so it releases the hold itself), or until a filter waits for a
+    /// system thread to end (`KeWaitForSingleObject` on a thread object: that thread may be the
+    /// one pausing, so the wait releases the hold too).
     ///
     /// A filter that paces a background scan with delays then stops at a point the test knows:
     /// after [`DelayHold::wait_parked`], the scan has done its current step and is pausing, and

@@ -229,9 +229,12 @@ pub const EXPORTS: &[Export] = &[
     e("MmUnmapViewInSystemSpace", NT, NT, None, "ntddk/nf-ntddk-mmunmapviewinsystemspace"),
     e("ObCloseHandle", NT, NT, None, "wdm/nf-wdm-obclosehandle"),
     e("ObDereferenceObjectDeferDelete", NT, NT, Some(WinVer::VISTA), "wdm/nf-wdm-obdereferenceobjectdeferdelete"),
+    e("ObReferenceObjectByHandle", NT, NT, None, "wdm/nf-wdm-obreferenceobjectbyhandle"),
     // wdm.h: `#define ObDereferenceObject(a) ObfDereferenceObject(a)`.
     e("ObfDereferenceObject", NT, NT, None, "wdm/nf-wdm-obdereferenceobject; wdm.h"),
     e("ObfReferenceObject", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-obfreferenceobject"),
+    e("PsCreateSystemThread", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-pscreatesystemthread"),
+    e("PsTerminateSystemThread", NT, NT, None, "wdm/nf-wdm-psterminatesystemthread"),
     e("memcmp", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memcpy", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memmove", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),

@@ -100,20 +100,19 @@ use core::{
 use common::{
     KERNEL_MODE, NtStatus,
     bindings::{
-        DRIVER_OBJECT, DelayedWorkQueue, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT,
-        FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        DRIVER_OBJECT, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT, FILE_READ_DATA,
+        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
         FLT_SECTION_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
-        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltAllocateGenericWorkItem,
-        FltCloseSectionForDataScan, FltCreateSectionForDataScan, FltDeletePushLock,
-        FltFreeGenericWorkItem, FltInitializePushLock, FltObjectDereference, FltObjectReference,
-        FltQueueGenericWorkItem, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
-        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, KEVENT,
-        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
-        UNICODE_STRING,
+        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltCloseSectionForDataScan,
+        FltCreateSectionForDataScan, FltDeletePushLock, FltInitializePushLock,
+        FltObjectDereference, FltObjectReference, FltReferenceContext, FltRegisterForDataScan,
+        FltReleasePushLock, HANDLE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION,
+        IRP_MJ_WRITE, IRP_NOCACHE, KEVENT, KeDelayExecutionThread, KeInitializeEvent, KeSetEvent,
+        KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle,
+        ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT,
+        SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
+        STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
     file_object,
@@ -129,8 +128,16 @@ use common::{
     section::{ReadError, WindowReader, map_view_of},
 };
 use windows_sys::{
-    Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
-    Win32::System::Kernel::NotificationEvent,
+    Wdk::{
+        Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
+        System::SystemServices::{
+            ObReferenceObjectByHandle, PsCreateSystemThread, PsTerminateSystemThread,
+        },
+    },
+    Win32::System::{
+        Kernel::{NotificationEvent, SynchronizationEvent},
+        Threading::THREAD_ALL_ACCESS,
+    },
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -139,10 +146,22 @@ pub const TAG: &str = "rs-section-conflict";
 /// How much the worker reads per chunk; it polls the "aborted" flag between chunks.
 pub const CHUNK_SIZE: usize = 4096;
 
-/// The pause after each chunk: 2 ms, as a relative `KeDelayExecutionThread` interval (100 ns
-/// units, negative). It stands in for real scanning work, and keeps a scan in flight long enough
-/// for a conflict to meet it.
-const CHUNK_PAUSE: i64 = -20_000;
+/// The pause after each chunk of a *paced* scan (a file in the demo folder, see [`is_paced`]):
+/// one clock tick, 15.625 ms, as a relative `KeDelayExecutionThread` interval (100 ns units,
+/// negative). A shorter pause would last a tick anyway: delays end on a clock interrupt. It
+/// stands in for slow scanning work, and keeps the demo's scan in flight long enough for a
+/// conflict to meet it (a 64 MiB file: about 4 minutes). Every other file is scanned at memory
+/// speed, with no pause.
+const CHUNK_PAUSE: i64 = -156_250;
+
+/// The folder whose files are scanned slowly: a path component of this name, matched without
+/// regard to case (the demo's `%TEMP%\rs-minifilter-demo`). The decision is made per file, in
+/// [`is_paced`], so that a configurable scope can replace this default later.
+pub const DEMO_FOLDER: &str = "rs-minifilter-demo";
+
+/// How many scans may wait for the scan thread. A read-open beyond that is not scanned (the
+/// sample fails open): the queue, and the sections its scans hold open, stay bounded.
+pub const QUEUE_DEPTH: usize = 16;
 
 /// The pool tag of the scan state (`!poolused` shows `RsSf`) and of the section context (`RsCx`).
 /// Each sample has tags of its own, so `!poolused` tells whose memory leaked.
@@ -157,7 +176,20 @@ pub const CLOSE_WAIT_MS: i64 = 100;
 
 const CREATING: u32 = 0;
 const OPEN: u32 = 1;
-const CLOSING: u32 = 2;
+/// Taken by a `SectionNotificationCallback` (a conflicting I/O).
+const CONFLICT: u32 = 2;
+/// Taken by the scan thread, which finished or stopped.
+const FINISHING: u32 = 3;
+/// Taken by `InstanceTeardownStart`.
+const TEARDOWN: u32 = 4;
+
+/// Whether the scan of `name` (as opened, e.g. `\Users\me\AppData\Local\Temp\rs-minifilter-demo\big.bin`)
+/// pauses after each chunk: only inside the demo folder.
+#[must_use]
+pub fn is_paced(name: &str) -> bool {
+    name.split('\\')
+        .any(|component| component.eq_ignore_ascii_case(DEMO_FOLDER))
+}
 
 /// The number of chunks a file of `size` bytes is scanned in.
 #[must_use]
@@ -172,10 +204,13 @@ pub fn chunk_count(size: i64) -> usize {
 struct Scan {
     /// The instance the section belongs to; the scan holds a rundown reference on it.
     instance: PFLT_INSTANCE,
-    /// `CREATING`, `OPEN` or `CLOSING`: who may close the section.
+    /// `CREATING`, `OPEN`, or who took it (`CONFLICT`, `FINISHING`, `TEARDOWN`): who may close
+    /// the section.
     state: AtomicU32,
-    /// Set by the callback that aborts the scan; the worker polls it between chunks.
+    /// Set by whoever aborts the scan; the scan thread polls it between chunks.
     aborted: AtomicBool,
+    /// Whether the scan pauses after each chunk ([`is_paced`]).
+    paced: bool,
     /// The kernel handle and object `FltCreateSectionForDataScan` returned, published before
     /// `state` becomes `OPEN`.
     handle: AtomicPtr<c_void>,
@@ -205,6 +240,7 @@ impl Scan {
                 instance,
                 state: AtomicU32::new(CREATING),
                 aborted: AtomicBool::new(false),
+                paced: is_paced(name.as_str()),
                 handle: AtomicPtr::new(core::ptr::null_mut()),
                 object: AtomicPtr::new(core::ptr::null_mut()),
                 size: AtomicI64::new(0),
@@ -289,6 +325,292 @@ static FAILED: AtomicU32 = AtomicU32::new(0);
 static CONFLICTS: AtomicU32 = AtomicU32::new(0);
 static RACED: AtomicU32 = AtomicU32::new(0);
 
+static TORN_DOWN: AtomicU32 = AtomicU32::new(0);
+
+// ---- the scan queue and the scan thread ----------------------------------------------------
+
+/// The scans waiting for the scan thread, and the one it is working on. Each entry is a section
+/// context reference the queue owns (with the scan's instance reference).
+struct Queue {
+    slots: [PFLT_CONTEXT; QUEUE_DEPTH],
+    head: usize,
+    len: usize,
+    /// Slots promised to creates in flight, so a scan never finds the queue full after its
+    /// section exists.
+    reserved: usize,
+    /// Set when the thread stops: nothing is queued any more.
+    closed: bool,
+    /// The scan the thread is working on (NULL between scans).
+    current: PFLT_CONTEXT,
+}
+
+/// The queue behind its push lock, and the synchronization event that wakes the thread.
+struct ScanQueue {
+    lock: UnsafeCell<usize>,
+    work: UnsafeCell<KEVENT>,
+    inner: UnsafeCell<Queue>,
+}
+
+// SAFETY: `inner` is only touched with `lock` held exclusive (`ScanQueue::with`); the lock and
+// the event are kernel objects made for concurrent use.
+unsafe impl Sync for ScanQueue {}
+
+static QUEUE: ScanQueue = ScanQueue {
+    lock: UnsafeCell::new(0),
+    // SAFETY: all-zero bytes are a valid (uninitialized) KEVENT; DriverEntry initializes it.
+    work: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+    inner: UnsafeCell::new(Queue {
+        slots: [core::ptr::null_mut(); QUEUE_DEPTH],
+        head: 0,
+        len: 0,
+        reserved: 0,
+        closed: false,
+        current: core::ptr::null_mut(),
+    }),
+};
+
+/// The scan thread's object (referenced), waited for at unload.
+static THREAD: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+impl ScanQueue {
+    /// Resets the queue and initializes its lock and event (`DriverEntry`, before any user).
+    fn init(&self) {
+        // SAFETY: no other user yet: the thread and the callbacks start after this.
+        unsafe {
+            *self.inner.get() = Queue {
+                slots: [core::ptr::null_mut(); QUEUE_DEPTH],
+                head: 0,
+                len: 0,
+                reserved: 0,
+                closed: false,
+                current: core::ptr::null_mut(),
+            };
+        }
+        // SAFETY: a static push lock, initialized before use; deleted at unload.
+        unsafe { FltInitializePushLock(self.lock.get()) };
+        // SAFETY: a static event; synchronization: one wait is satisfied per set.
+        unsafe { KeInitializeEvent(self.work.get(), SynchronizationEvent, false) };
+    }
+
+    /// Runs `f` on the queue with its lock held exclusive (`<= APC_LEVEL`).
+    fn with<R>(&self, f: impl FnOnce(&mut Queue) -> R) -> R {
+        // SAFETY: the push lock DriverEntry initialized; released below.
+        unsafe { FltAcquirePushLockExclusive(self.lock.get()) };
+        // SAFETY: the lock is held exclusive: nobody else touches `inner`.
+        let result = f(unsafe { &mut *self.inner.get() });
+        // SAFETY: acquired above by this thread.
+        unsafe { FltReleasePushLock(self.lock.get()) };
+        result
+    }
+
+    fn wake(&self) {
+        // SAFETY: the event DriverEntry initialized.
+        unsafe { KeSetEvent(self.work.get(), 0, false) };
+    }
+
+    /// Promises a slot to a create; `false` when the queue is full or closed.
+    fn reserve(&self) -> bool {
+        self.with(|q| {
+            let free = !q.closed && q.len + q.reserved < QUEUE_DEPTH;
+            if free {
+                q.reserved += 1;
+            }
+            free
+        })
+    }
+
+    fn unreserve(&self) {
+        self.with(|q| q.reserved -= 1);
+    }
+
+    /// Queues a reserved scan; `false` if the thread has stopped meanwhile (the caller keeps it).
+    fn push(&self, context: PFLT_CONTEXT) -> bool {
+        let queued = self.with(|q| {
+            q.reserved -= 1;
+            if q.closed {
+                return false;
+            }
+            q.slots[(q.head + q.len) % QUEUE_DEPTH] = context;
+            q.len += 1;
+            true
+        });
+        if queued {
+            self.wake();
+        }
+        queued
+    }
+
+    /// The next scan, which becomes the current one (the thread only).
+    fn take_next(&self) -> Option<PFLT_CONTEXT> {
+        self.with(|q| {
+            if q.len == 0 {
+                return None;
+            }
+            let context = q.slots[q.head];
+            q.head = (q.head + 1) % QUEUE_DEPTH;
+            q.len -= 1;
+            q.current = context;
+            Some(context)
+        })
+    }
+
+    /// The thread is done with its current scan (before it drops its reference).
+    fn done_with_current(&self) {
+        self.with(|q| q.current = core::ptr::null_mut());
+    }
+
+    fn close(&self) {
+        self.with(|q| q.closed = true);
+    }
+
+    /// Removes every queued scan of `instance` into `taken` (how many: the return's first
+    /// value), and returns a new reference to the current scan if it is one of `instance`'s.
+    fn take_instance(
+        &self,
+        instance: PFLT_INSTANCE,
+        taken: &mut [PFLT_CONTEXT; QUEUE_DEPTH],
+    ) -> (usize, Option<ContextRef<SectionContext>>) {
+        self.with(|q| {
+            let of_instance = |context: PFLT_CONTEXT| {
+                // SAFETY: a context the queue holds a reference to; its body is a SectionContext.
+                let body = unsafe { &*context.cast::<SectionContext>() };
+                body.scan.instance == instance
+            };
+            let (mut count, mut kept) = (0, 0);
+            for i in 0..q.len {
+                let context = q.slots[(q.head + i) % QUEUE_DEPTH];
+                if of_instance(context) {
+                    taken[count] = context;
+                    count += 1;
+                } else {
+                    q.slots[(q.head + kept) % QUEUE_DEPTH] = context;
+                    kept += 1;
+                }
+            }
+            q.len = kept;
+            let current = (!q.current.is_null() && of_instance(q.current)).then(|| {
+                // SAFETY: the current scan's context stays referenced while the lock is held
+                // (the thread clears `current` under it before dropping its reference).
+                unsafe { FltReferenceContext(q.current) };
+                // SAFETY: the reference just taken, owned by the returned value.
+                unsafe { ContextRef::<SectionContext>::from_raw(q.current) }
+            });
+            (count, current)
+        })
+    }
+}
+
+/// Creates the scan thread and keeps a reference to its object, to wait for it at unload.
+fn start_thread() -> Result<(), NtStatus> {
+    let attributes = OBJECT_ATTRIBUTES {
+        Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(0),
+        Attributes: OBJ_KERNEL_HANDLE,
+        ..OBJECT_ATTRIBUTES::default()
+    };
+    let mut handle: HANDLE = core::ptr::null_mut();
+    // SAFETY: valid out pointer and attributes (a kernel handle); no process (the system
+    // process) and no client id, as the page asks of a driver-created thread. PASSIVE_LEVEL.
+    // windows-sys declares PKSTART_ROUTINE without its StartContext parameter; the thread needs
+    // none (its work is the static queue), so the routine takes none and NULL is passed.
+    let status = NtStatus(unsafe {
+        PsCreateSystemThread(
+            &raw mut handle,
+            THREAD_ALL_ACCESS,
+            &raw const attributes,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            Some(scan_thread),
+            core::ptr::null(),
+        )
+    });
+    status.ok()?;
+    let mut object: *mut c_void = core::ptr::null_mut();
+    // SAFETY: the kernel handle just returned. KernelMode with no object type is allowed, and
+    // with a handle this driver just created none of the documented failures applies.
+    let referenced = NtStatus(unsafe {
+        ObReferenceObjectByHandle(
+            handle,
+            THREAD_ALL_ACCESS,
+            0,
+            KERNEL_MODE,
+            &raw mut object,
+            core::ptr::null_mut(),
+        )
+    });
+    // SAFETY: the handle PsCreateSystemThread returned, closed once; the object reference (if
+    // taken) keeps the thread object.
+    unsafe { ObCloseHandle(handle, KERNEL_MODE) };
+    if !referenced.is_success() {
+        // Not expected (see above). Tell the thread to stop; it ends within microseconds, but
+        // nothing can wait for it: a real driver that meets this may prefer to stay loaded.
+        log!("{TAG}: ObReferenceObjectByHandle of the scan thread returned {referenced}");
+        STOPPING.store(true, Ordering::Release);
+        QUEUE.wake();
+        return Err(referenced);
+    }
+    THREAD.store(object, Ordering::Release);
+    Ok(())
+}
+
+/// Stops the scan thread and waits for it to end (unload, or a failed `DriverEntry`).
+fn stop_thread() {
+    STOPPING.store(true, Ordering::Release);
+    QUEUE.wake();
+    let object = THREAD.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if object.is_null() {
+        return;
+    }
+    // SAFETY: the referenced thread object, a dispatcher object signalled when the thread ends;
+    // PASSIVE_LEVEL, no timeout: the thread ends after its current chunk.
+    unsafe { KeWaitForSingleObject(object, Executive, KERNEL_MODE, false, core::ptr::null()) };
+    // SAFETY: the reference ObReferenceObjectByHandle took, dropped once.
+    unsafe { ObfDereferenceObject(object) };
+}
+
+/// The scan thread (`PASSIVE_LEVEL`, the system process): scans queued files one after another,
+/// sleeping on the queue's event in between. It holds no system worker thread, however long a
+/// paced scan takes.
+unsafe extern "system" fn scan_thread() {
+    loop {
+        drain_queue();
+        if STOPPING.load(Ordering::Acquire) {
+            break;
+        }
+        // SAFETY: the queue's event; PASSIVE_LEVEL, no timeout: set for every queued scan and
+        // at unload.
+        unsafe {
+            KeWaitForSingleObject(
+                QUEUE.work.get().cast(),
+                Executive,
+                KERNEL_MODE,
+                false,
+                core::ptr::null(),
+            )
+        };
+    }
+    // Nothing is queued from now on; what is queued stops at once (STOPPING is set).
+    QUEUE.close();
+    drain_queue();
+    // SAFETY: this is a system thread of this driver; it does not return.
+    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+}
+
+/// Scans every queued file, finalizes it, and drops the queue's references.
+fn drain_queue() {
+    while let Some(raw) = QUEUE.take_next() {
+        // SAFETY: the reference the creator gave the queue, adopted once here.
+        let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
+        let instance = context.scan.instance;
+        let (done, ending) = scan_chunks(&context.scan);
+        finish(&context, done, &ending);
+        // Before our reference goes: InstanceTeardownStart takes its own under the lock.
+        QUEUE.done_with_current();
+        drop(context);
+        // SAFETY: the instance reference start_scan took for this scan, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
+    }
+}
+
 static CONTEXTS: ContextTable<2> = ContextTable::new([
     context_of::<SectionContext>(FLT_SECTION_CONTEXT, CONTEXT_TAG),
     CONTEXT_END,
@@ -304,6 +626,7 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .contexts(&CONTEXTS)
     .operations(&OPERATIONS)
     .instance_setup(Some(instance_setup))
+    .instance_teardown_start(Some(instance_teardown_start))
     .unload(Some(unload))
     .section_notification(Some(section_conflict));
 
@@ -321,12 +644,26 @@ pub unsafe extern "system" fn DriverEntry(
     // summary must speak of this load only.
     STOPPING.store(false, Ordering::Release);
     for counter in [
-        &STARTED, &COMPLETED, &ABORTED, &STOPPED, &FAILED, &CONFLICTS, &RACED,
+        &STARTED, &COMPLETED, &ABORTED, &TORN_DOWN, &STOPPED, &FAILED, &CONFLICTS, &RACED,
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    QUEUE.init();
+    // The thread first: once filtering starts, post-creates queue scans for it.
+    if let Err(status) = start_thread() {
+        log!("{TAG}: PsCreateSystemThread failed: {status}");
+        // SAFETY: initialized above; nobody else uses it.
+        unsafe { FltDeletePushLock(QUEUE.lock.get()) };
+        return status.0;
+    }
     // SAFETY: `driver` is the driver object this entry point was called with.
-    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
+    let status = unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) };
+    if !status.is_success() {
+        stop_thread();
+        // SAFETY: as above; the thread has ended.
+        unsafe { FltDeletePushLock(QUEUE.lock.get()) };
+    }
+    status.0
 }
 
 /// `InstanceSetup` (`PASSIVE_LEVEL`): attach only where sections for data scan can be created.
@@ -346,6 +683,50 @@ unsafe extern "system" fn instance_setup(
     }
     log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
     STATUS_FLT_DO_NOT_ATTACH
+}
+
+/// `InstanceTeardownStart` (`PASSIVE_LEVEL`): the instance is going (a dismount, a detach, an
+/// unload). Abort every scan on it, as avscan does, so teardown does not wait for them: the
+/// queued ones are taken out of the queue and closed here; the one in flight is closed here too
+/// (after its current chunk) and stops at its next chunk.
+unsafe extern "system" fn instance_teardown_start(
+    objects: *const FLT_RELATED_OBJECTS,
+    _reason: u32,
+) {
+    common::paged_code!();
+    // SAFETY: Filter Manager passes valid related objects for the callback's duration.
+    let instance = unsafe { (*objects).Instance };
+    let mut taken = [core::ptr::null_mut(); QUEUE_DEPTH];
+    let (count, current) = QUEUE.take_instance(instance, &mut taken);
+    if let Some(context) = current {
+        abort_for_teardown(&context, "in flight");
+    }
+    for raw in &taken[..count] {
+        // SAFETY: the queue's reference, which take_instance handed over.
+        let context = unsafe { ContextRef::<SectionContext>::from_raw(*raw) };
+        abort_for_teardown(&context, "queued");
+        finish(&context, 0, &Ending::Aborted);
+        drop(context);
+        // SAFETY: the instance reference start_scan took for this scan, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
+    }
+}
+
+/// Takes the section for instance teardown, if nobody has, and closes it in order.
+fn abort_for_teardown(context: &ContextRef<SectionContext>, what: &str) {
+    let scan = &context.scan;
+    if scan
+        .state
+        .compare_exchange(OPEN, TEARDOWN, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        scan.aborted.store(true, Ordering::Release);
+        let closed = close_section(scan, context.as_raw());
+        log!(
+            "{TAG}: {}: instance teardown: the {what} scan is aborted; section closed ({closed})",
+            scan.name()
+        );
+    }
 }
 
 // ---- post-create: start a scan -------------------------------------------------------------
@@ -406,7 +787,7 @@ fn opened_name(file_object: *const FILE_OBJECT) -> LineBuffer {
     line
 }
 
-/// Creates the section and hands the scan to a work item. Every failure leaves the open alone.
+/// Creates the section and queues the scan for the scan thread. Every failure leaves the open alone.
 fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
     let name = opened_name(file_object);
     let scan = match Scan::allocate(instance, name) {
@@ -433,18 +814,16 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
         };
     let name = context.scan.name();
     // What can fail comes before the section exists, so a failure never has a section to undo.
-    // SAFETY: no preconditions (<= DISPATCH_LEVEL); NULL on failure.
-    let item = unsafe { FltAllocateGenericWorkItem() };
-    if item == 0 {
-        log!("{TAG}: {name}: not scanned: FltAllocateGenericWorkItem failed");
-        return;
-    }
     // SAFETY: the instance from the related objects, valid during the callback.
     let referenced = NtStatus(unsafe { FltObjectReference(instance as *mut c_void) });
     if !referenced.is_success() {
         log!("{TAG}: {name}: not scanned: FltObjectReference failed: {referenced}");
-        // SAFETY: allocated above, never queued, freed once.
-        unsafe { FltFreeGenericWorkItem(item) };
+        return;
+    }
+    if !QUEUE.reserve() {
+        log!("{TAG}: {name}: not scanned: {QUEUE_DEPTH} scans are already waiting");
+        // SAFETY: the reference taken above, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
     let attributes = OBJECT_ATTRIBUTES {
@@ -478,18 +857,19 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
     if !status.is_success() {
         // The context was never linked: dropping `context` releases it (never close it).
         log!("{TAG}: {name}: not scanned: FltCreateSectionForDataScan returned {status}");
-        release_worker_resources(item, instance);
+        QUEUE.unreserve();
+        // SAFETY: the instance reference taken above, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
-    hand_to_worker(context, item, handle, object, size);
+    hand_to_thread(context, handle, object, size);
 }
 
 /// Publishes the handle and object (unless a conflict already took the section during the
-/// create), then queues the worker, which adopts the context reference, the work item and the
+/// create), then queues the scan for the scan thread, which adopts the context reference and the
 /// instance reference.
-fn hand_to_worker(
+fn hand_to_thread(
     context: ContextRef<SectionContext>,
-    item: PFLT_GENERIC_WORKITEM,
     handle: HANDLE,
     object: *mut c_void,
     size: i64,
@@ -519,7 +899,10 @@ fn hand_to_worker(
         log!(
             "{TAG}: {name}: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it ({closed}), no scan"
         );
-        release_worker_resources(item, instance);
+        QUEUE.unreserve();
+        drop(context);
+        // SAFETY: the instance reference start_scan took, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
     STARTED.fetch_add(1, Ordering::Relaxed);
@@ -527,59 +910,21 @@ fn hand_to_worker(
         "{TAG}: {name}: scanning {size} bytes in {} chunks",
         chunk_count(size)
     );
-    // The worker adopts this reference (and the work item, and the instance reference).
+    // The queue adopts this reference (and the instance reference).
     let raw = context.into_raw();
-    // SAFETY: an allocated, unqueued work item; the referenced instance; a worker routine that
-    // adopts `raw` exactly once.
-    let queued = NtStatus(unsafe {
-        FltQueueGenericWorkItem(
-            item,
-            instance as *const c_void,
-            Some(scan_worker),
-            DelayedWorkQueue,
-            raw.cast_const(),
-        )
-    });
-    if !queued.is_success() {
-        // SAFETY: the queue failed, so the worker will never adopt `raw`: take it back.
+    if !QUEUE.push(raw) {
+        // The scan thread has stopped (an unload began while this create was in flight): the
+        // scan stops before it starts, and the creator finalizes it.
+        // SAFETY: the queue refused `raw`, so it is still ours: take it back.
         let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
-        finish(
-            &context,
-            0,
-            &Ending::Failed("FltQueueGenericWorkItem", queued),
-        );
+        finish(&context, 0, &Ending::Stopped);
         drop(context);
-        release_worker_resources(item, instance);
+        // SAFETY: the instance reference start_scan took, dropped once.
+        unsafe { FltObjectDereference(instance as *mut c_void) };
     }
 }
 
-/// Frees the work item and drops the instance reference (the worker's last act).
-fn release_worker_resources(item: PFLT_GENERIC_WORKITEM, instance: PFLT_INSTANCE) {
-    // SAFETY: allocated by start_scan, not queued now (or its routine is running), freed once.
-    unsafe { FltFreeGenericWorkItem(item) };
-    // SAFETY: the reference start_scan took, dropped once.
-    unsafe { FltObjectDereference(instance as *mut c_void) };
-}
-
-// ---- the worker ----------------------------------------------------------------------------
-
-/// The work item routine (`PASSIVE_LEVEL`, a system worker thread): scan, then finalize if the
-/// section is still ours.
-unsafe extern "system" fn scan_worker(
-    item: PFLT_GENERIC_WORKITEM,
-    _object: *const c_void,
-    context: *const c_void,
-) {
-    common::paged_code!();
-    // SAFETY: `context` is the reference start_scan gave away with `into_raw`, adopted once here.
-    let context = unsafe { ContextRef::<SectionContext>::from_raw(context.cast_mut()) };
-    let instance = context.scan.instance;
-    let (done, ending) = scan_chunks(&context.scan);
-    finish(&context, done, &ending);
-    // Our context reference goes before the instance reference, so teardown finds it released.
-    drop(context);
-    release_worker_resources(item, instance);
-}
+// ---- the scan ----------------------------------------------------------------------------
 
 /// Reads the file chunk by chunk; returns how many chunks were read and why it stopped.
 fn scan_chunks(scan: &Scan) -> (usize, Ending) {
@@ -610,9 +955,11 @@ fn scan_chunks(scan: &Scan) -> (usize, Ending) {
             Err(None) => return (done, Ending::Aborted),
             Err(Some((api, status))) => return (done, Ending::Failed(api, status)),
         }
-        let pause = CHUNK_PAUSE;
-        // SAFETY: a relative interval at PASSIVE_LEVEL, with no lock held and no view mapped.
-        unsafe { KeDelayExecutionThread(KERNEL_MODE, false, &raw const pause) };
+        if scan.paced {
+            let pause = CHUNK_PAUSE;
+            // SAFETY: a relative interval at PASSIVE_LEVEL, with no lock held and no view mapped.
+            unsafe { KeDelayExecutionThread(KERNEL_MODE, false, &raw const pause) };
+        }
     }
     (chunks, Ending::Complete(hash))
 }
@@ -650,13 +997,26 @@ fn finish(context: &ContextRef<SectionContext>, done: usize, ending: &Ending) {
     let scan = &context.scan;
     let name = scan.name();
     let chunks = chunk_count(scan.size.load(Ordering::Relaxed));
-    if scan.state.swap(CLOSING, Ordering::AcqRel) != OPEN {
-        // A notification callback won the exchange and closed the section.
-        ABORTED.fetch_add(1, Ordering::Relaxed);
-        log!(
-            "{TAG}: {name}: scan aborted after {done} of {chunks} chunks: the section was closed for a conflicting I/O"
-        );
-        return;
+    match scan
+        .state
+        .compare_exchange(OPEN, FINISHING, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {}
+        Err(TEARDOWN) => {
+            TORN_DOWN.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan aborted after {done} of {chunks} chunks: the section was closed for instance teardown"
+            );
+            return;
+        }
+        Err(_) => {
+            // A notification callback won the exchange and closed the section.
+            ABORTED.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "{TAG}: {name}: scan aborted after {done} of {chunks} chunks: the section was closed for a conflicting I/O"
+            );
+            return;
+        }
     }
     let closed = close_section(scan, context.as_raw());
     match ending {
@@ -722,36 +1082,48 @@ unsafe extern "system" fn section_conflict(
     let name = scan.name();
     let io = Conflicting(data);
     CONFLICTS.fetch_add(1, Ordering::Relaxed);
-    match scan.state.swap(CLOSING, Ordering::AcqRel) {
-        OPEN => {
-            // Ours: abort first, so the worker stops at its next chunk, then close in order.
-            scan.aborted.store(true, Ordering::Release);
-            log!(
-                "{TAG}: {name}: {io} conflicts with the scan's section: aborting the scan and closing the section"
-            );
-            let closed = close_section(scan, section_context);
-            log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
-        }
-        CREATING => {
-            // FltCreateSectionForDataScan has not returned: the handle and object are not ours
-            // yet, and the link alone is not what blocks the I/O. The creator closes all three,
-            // in order, the moment the create returns.
-            scan.aborted.store(true, Ordering::Release);
-            log!(
-                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
-                NtStatus(STATUS_USER_MAPPED_FILE)
-            );
-        }
-        _ => {
-            // Someone else is closing it (the worker that finished, another conflict, or a
-            // creator): wait, bounded, for that close, so the I/O does not meet an open section.
-            if !scan.wait_closed() {
+    loop {
+        let state = scan.state.load(Ordering::Acquire);
+        let taken = (state == OPEN || state == CREATING)
+            && scan
+                .state
+                .compare_exchange(state, CONFLICT, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        match state {
+            OPEN if taken => {
+                // Ours: abort first, so the scan stops at its next chunk, then close in order.
+                scan.aborted.store(true, Ordering::Release);
                 log!(
-                    "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
+                    "{TAG}: {name}: {io} conflicts with the scan's section: aborting the scan and closing the section"
+                );
+                let closed = close_section(scan, section_context);
+                log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
+            }
+            CREATING if taken => {
+                // FltCreateSectionForDataScan has not returned: the handle and object are not
+                // ours yet, and the link alone is not what blocks the I/O. The creator closes all
+                // three, in order, the moment the create returns.
+                scan.aborted.store(true, Ordering::Release);
+                log!(
+                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
                     NtStatus(STATUS_USER_MAPPED_FILE)
                 );
             }
+            // The state moved between the load and the exchange: look again.
+            OPEN | CREATING => continue,
+            _ => {
+                // Someone else is closing it (the scan thread, another conflict, a teardown or
+                // a creator): wait, bounded, for that close, so the I/O does not meet an open
+                // section.
+                if !scan.wait_closed() {
+                    log!(
+                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
+                        NtStatus(STATUS_USER_MAPPED_FILE)
+                    );
+                }
+            }
         }
+        break;
     }
     STATUS_SUCCESS
 }
@@ -807,19 +1179,24 @@ impl fmt::Display for Conflicting {
 
 // ---- unload --------------------------------------------------------------------------------
 
-/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): stop the workers, unregister (which waits for
-/// them), report.
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): stop the scan thread and wait for it, then
+/// unregister, then report.
 unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
     common::paged_code!();
-    STOPPING.store(true, Ordering::Release);
-    // Waits for the instances' rundown (each scan holds a reference until its worker is done),
-    // for the work items, and for every context reference.
+    // The thread stops the scan in flight at its next chunk, stops what is queued, closes the
+    // queue (a post-create still in flight then finalizes its own scan) and ends. The wait is
+    // bounded by one chunk and one pause.
+    stop_thread();
+    // Waits for the callbacks in flight, the instances' rundown and every context reference.
     FILTER.unregister();
+    // SAFETY: initialized in DriverEntry; the thread and every callback are gone.
+    unsafe { FltDeletePushLock(QUEUE.lock.get()) };
     log!(
-        "{TAG}: unloaded: {} scans: {} complete, {} aborted by conflicting I/O, {} stopped for unload, {} failed; {} section conflicts, {} before FltCreateSectionForDataScan returned",
+        "{TAG}: unloaded: {} scans: {} complete, {} aborted by conflicting I/O, {} aborted by instance teardown, {} stopped for unload, {} failed; {} section conflicts, {} before FltCreateSectionForDataScan returned",
         STARTED.load(Ordering::Relaxed),
         COMPLETED.load(Ordering::Relaxed),
         ABORTED.load(Ordering::Relaxed),
+        TORN_DOWN.load(Ordering::Relaxed),
         STOPPED.load(Ordering::Relaxed),
         FAILED.load(Ordering::Relaxed),
         CONFLICTS.load(Ordering::Relaxed),

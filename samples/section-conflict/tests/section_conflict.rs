@@ -21,8 +21,8 @@ use rs_section_conflict::{CHUNK_SIZE, DriverEntry, chunk_count};
 
 const NAME: &str = "rs-section-conflict";
 const ALTITUDE: u32 = 265_140;
-const BIG: &str = "C:\\data\\big.bin";
-const SMALL: &str = "C:\\data\\small.bin";
+const BIG: &str = "C:\\rs-minifilter-demo\\big.bin";
+const SMALL: &str = "C:\\rs-minifilter-demo\\small.bin";
 /// 1 MiB: 256 chunks, at least half a second of scanning, so a conflict meets it in flight.
 const BIG_SIZE: usize = 1 << 20;
 /// Three chunks: a scan that finishes in a few milliseconds.
@@ -107,7 +107,7 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus
     assert_eq!(
         file_lines(world),
         [format!(
-            "{NAME}: \\data\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
+            "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
     );
     assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
@@ -151,10 +151,10 @@ fn assert_gives_way(conflict: Conflict) {
         callback_lines(&world),
         [
             format!(
-                "{NAME}: \\data\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
             ),
             format!(
-                "{NAME}: \\data\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
             ),
         ],
     );
@@ -162,12 +162,13 @@ fn assert_gives_way(conflict: Conflict) {
     assert_eq!(
         aborted,
         format!(
-            "{NAME}: \\data\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
+            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
         )
     );
     assert_eq!(callbacks(&world), 1);
     assert_eq!(world.calls("FltCloseSectionForDataScan").len(), 1);
-    assert_eq!(world.calls("ObCloseHandle").len(), 1);
+    // Plus DriverEntry's close of the scan thread's handle.
+    assert_eq!(world.calls("ObCloseHandle").len(), 2);
     assert_eq!(world.calls("ObfDereferenceObject").len(), 1);
     assert_callback_closes_in_order(&world);
     match conflict {
@@ -182,7 +183,7 @@ fn assert_gives_way(conflict: Conflict) {
     assert_eq!(
         file_lines(&world).last().unwrap(),
         &format!(
-            "{NAME}: unloaded: 1 scans: 0 complete, 1 aborted by conflicting I/O, 0 stopped for unload, 0 failed; 1 section conflicts, 0 before FltCreateSectionForDataScan returned"
+            "{NAME}: unloaded: 1 scans: 0 complete, 1 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 1 section conflicts, 0 before FltCreateSectionForDataScan returned"
         )
     );
     world.finish();
@@ -259,10 +260,10 @@ fn without_the_notification_the_same_io_fails_with_user_mapped_file() {
             file_lines(&world)[1..],
             [
                 format!(
-                    "{NAME}: \\data\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+                    "{NAME}: \\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
                 ),
                 format!(
-                    "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+                    "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
                 ),
             ],
             "{conflict:?}"
@@ -283,7 +284,7 @@ fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
     assert_eq!(
         line,
         format!(
-            "{NAME}: \\data\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\rs-minifilter-demo\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
         )
     );
     let writer = world.open(SMALL, Open::write()).unwrap();
@@ -302,7 +303,7 @@ fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
         file_lines(&world)
             .last()
             .unwrap()
-            .contains("1 scans: 1 complete, 0 aborted by conflicting I/O, 0 stopped for unload, 0 failed; 0 section conflicts")
+            .contains("1 scans: 1 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts")
     );
     world.finish();
 }
@@ -330,10 +331,10 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
         let lines = file_lines(&world);
         let expected = [
             format!(
-                "{NAME}: \\data\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with STATUS_USER_MAPPED_FILE (0xC0000243) meanwhile"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with STATUS_USER_MAPPED_FILE (0xC0000243) meanwhile"
             ),
             format!(
-                "{NAME}: \\data\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
             ),
         ];
         for line in &expected {
@@ -383,7 +384,7 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
             file_lines(&world)
                 .last()
                 .unwrap()
-                .ends_with("0 scans: 0 complete, 0 aborted by conflicting I/O, 0 stopped for unload, 0 failed; 1 section conflicts, 1 before FltCreateSectionForDataScan returned")
+                .ends_with("0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 1 section conflicts, 1 before FltCreateSectionForDataScan returned")
         );
         world.finish();
     }
@@ -411,12 +412,15 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         .unwrap();
     let lines = file_lines(&world);
     for (file, status) in [
-        ("empty.bin", STATUS_END_OF_FILE),
-        ("big.bin", STATUS_FLT_CONTEXT_ALREADY_DEFINED),
-        ("dir", STATUS_FILE_IS_A_DIRECTORY),
+        ("data\\empty.bin", STATUS_END_OF_FILE),
+        (
+            "rs-minifilter-demo\\big.bin",
+            STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        ),
+        ("data\\dir", STATUS_FILE_IS_A_DIRECTORY),
     ] {
         let line = format!(
-            "{NAME}: \\data\\{file}: not scanned: FltCreateSectionForDataScan returned {}",
+            "{NAME}: \\{file}: not scanned: FltCreateSectionForDataScan returned {}",
             NtStatus(status)
         );
         assert!(lines.contains(&line), "{line}\n{lines:#?}");
@@ -446,7 +450,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         assert_eq!(
             file_lines(&world),
             [format!(
-                "{NAME}: \\data\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
+                "{NAME}: \\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
                 NtStatus(status)
             )]
         );
@@ -497,12 +501,14 @@ fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
     assert_eq!(
         file_lines(&world),
         [
-            format!("{NAME}: \\data\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"),
             format!(
-                "{NAME}: \\data\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"
             ),
             format!(
-                "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+            ),
+            format!(
+                "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
             ),
         ]
     );
@@ -545,7 +551,7 @@ fn fault_scenario(world: &World) -> Result<(), NtStatus> {
 #[test]
 fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
     let faults = sweep_faults(fault_scenario, |world, fault, result| match fault.api {
-        "FltRegisterFilter" | "FltStartFiltering" => {
+        "FltRegisterFilter" | "FltStartFiltering" | "PsCreateSystemThread" => {
             assert!(result.is_err(), "{fault:?}: DriverEntry must fail");
         }
         _ => {
@@ -566,7 +572,6 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 "FltAllocateContext" => {
                     "not scanned: FltAllocateContext failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
-                "FltAllocateGenericWorkItem" => "not scanned: FltAllocateGenericWorkItem failed",
                 "FltCreateSectionForDataScan" => {
                     "not scanned: FltCreateSectionForDataScan returned STATUS_INSUFFICIENT_RESOURCES"
                 }
@@ -602,7 +607,7 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
         "FltRegisterForDataScan",
         "ExAllocatePool2",
         "FltAllocateContext",
-        "FltAllocateGenericWorkItem",
+        "PsCreateSystemThread",
         "FltCreateSectionForDataScan",
         "MmMapViewInSystemSpaceEx",
         "MmCopyMemory",
@@ -647,7 +652,10 @@ fn stress_many_threads_conflicting_with_scans_of_the_same_files() {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
         let world = World::new();
-        let files = ["C:\\data\\one.bin", "C:\\data\\two.bin"];
+        let files = [
+            "C:\\rs-minifilter-demo\\one.bin",
+            "C:\\rs-minifilter-demo\\two.bin",
+        ];
         for file in files {
             world.create_file(file, &bytes(SIZE));
         }
@@ -757,10 +765,10 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\data\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
+                "{NAME}: \\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
             ),
             format!(
-                "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+                "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
             ),
         ]
     );
