@@ -7,8 +7,11 @@
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
+//! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
+//!   (see [`make_members`]).
 
 mod check_inf;
+mod make_members;
 mod pe;
 mod sign;
 
@@ -57,6 +60,9 @@ enum Task {
     CheckInf,
     /// Test-sign the built drivers.
     Sign,
+    /// Check that every workspace member the cargo-make flow builds compiles for both Windows
+    /// targets (standalone mode).
+    CheckMakeMembers,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,6 +121,7 @@ fn main() -> Result<()> {
         Task::Bench => bench(&root),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
+        Task::CheckMakeMembers => make_members::run_check(&root),
     }
 }
 
