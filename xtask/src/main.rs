@@ -282,7 +282,9 @@ fn ensure_toolchain(rustup: &mut dyn FnMut() -> Command, root: &Path) -> Result<
         KernelTargets::Unknown => println!("installing the toolchain rust-toolchain.toml pins"),
     }
     let mut command = rustup_command(rustup, root);
-    command.args(["toolchain", "install"]);
+    // `--no-self-update`: installing the pinned toolchain must not replace the rustup binary
+    // itself, which rustup otherwise does when its self-update setting allows.
+    command.args(["toolchain", "install", "--no-self-update"]);
     run(command, "rustup toolchain install")?;
     match kernel_targets(rustup, root) {
         KernelTargets::Missing(missing) if missing.is_empty() => Ok(()),
@@ -511,6 +513,8 @@ case "$1 $2" in
     cat "$STATE"
     ;;
 "toolchain install")
+    # Never a self-update from here.
+    [ "$3" = "--no-self-update" ] || exit 3
     if [ -n "$RUSTUP_TOOLCHAIN" ]; then
         echo "info: using existing install for $RUSTUP_TOOLCHAIN" >&2
     else
