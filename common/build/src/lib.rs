@@ -15,7 +15,7 @@
 //! | target | `wdk` feature | mode | what [`configure`] does |
 //! |---|---|---|---|
 //! | Windows | on (default) | kernel, WDK | calls `wdk_build::configure_wdk_binary_build()`, which finds the WDK and sets the driver's libraries and linker flags |
-//! | Windows | off (`--no-default-features`) | kernel, standalone | emits [`STANDALONE_LINK_ARGS`] as `cargo::rustc-cdylib-link-arg=` lines for rust-lld; off Windows, with no linker configured, makes rustc's default `link.exe` the toolchain's rust-lld (`rust_lld_as_link_exe`) |
+//! | Windows | off (`--no-default-features`) | kernel, standalone | emits [`STANDALONE_LINK_ARGS`] as `cargo::rustc-cdylib-link-arg=` lines for rust-lld; off Windows, makes rustc's default `link.exe` the toolchain's rust-lld (`rust_lld_as_link_exe`) |
 //! | anything else | either | host | nothing: the crate is an ordinary `std` library tested against `fltsim` |
 //!
 //! A build script is compiled for, and runs on, the *host*, so whether `wdk-build` is available
@@ -151,7 +151,7 @@ pub fn configure() -> Result<(), Box<dyn Error>> {
             for line in standalone_directives() {
                 println!("{line}");
             }
-            if !cfg!(windows) && env::var_os("RUSTC_LINKER").is_none() {
+            if !cfg!(windows) {
                 for line in rust_lld_as_link_exe()? {
                     println!("{line}");
                 }
@@ -162,8 +162,8 @@ pub fn configure() -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Standalone mode on a non-Windows host, when no linker is configured for the target: lets the
-/// compiler's default MSVC linker, `link.exe`, be the toolchain's `rust-lld`, so that the plain
+/// Standalone mode on a non-Windows host: lets the compiler's default MSVC linker, `link.exe`, be
+/// the toolchain's `rust-lld`, so that the plain
 /// `cargo build -p <sample> --no-default-features --target x86_64-pc-windows-msvc` links.
 ///
 /// rustc links `*-windows-msvc` targets with `link.exe`. Off Windows there is none, and the
@@ -173,10 +173,11 @@ pub fn configure() -> Result<(), Box<dyn Error>> {
 /// linker either (`cargo::rustc-link-arg` only adds arguments), but it can set the environment of
 /// the rustc that links (`cargo::rustc-env`). So this puts a directory first on that rustc's
 /// `PATH` holding `link.exe`, a symbolic link to the toolchain's `rust-lld`, which acts as
-/// `lld-link` when called by that name. Only here: never in WDK mode, never on a Windows host
-/// (where rustc finds the installed `link.exe` itself), never when a linker is configured
-/// (`RUSTC_LINKER`, set by Cargo from `target.<triple>.linker` or `CARGO_TARGET_<TRIPLE>_LINKER`;
-/// `cargo xtask build` sets `rust-lld` that way).
+/// `lld-link` when called by that name. Only here: never in WDK mode, and never on a Windows host
+/// (where rustc finds the installed `link.exe` itself). A configured linker (`cargo xtask build`
+/// sets `rust-lld` through `CARGO_TARGET_<TRIPLE>_LINKER`) still wins: rustc then never looks up
+/// `link.exe`. The output does not depend on that setting, because Cargo does not rerun a build
+/// script when only the linker changes.
 ///
 /// Returns the build-script lines; the link itself lives in `OUT_DIR`.
 fn rust_lld_as_link_exe() -> Result<Vec<String>, Box<dyn Error>> {
@@ -216,6 +217,8 @@ fn rust_lld_as_link_exe() -> Result<Vec<String>, Box<dyn Error>> {
         .ok_or("PATH is not valid UTF-8, which cargo::rustc-env needs")?;
     Ok(vec![
         "cargo::rerun-if-env-changed=PATH".to_owned(),
+        // A different toolchain (or none left at that path) makes a new link.
+        format!("cargo::rerun-if-changed={}", rust_lld.display()),
         format!("cargo::rustc-env=PATH={path}"),
     ])
 }
