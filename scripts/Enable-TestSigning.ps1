@@ -5,21 +5,24 @@
 
 .DESCRIPTION
     Windows loads a test-signed driver, such as the samples built here, only when test signing is
-    on. This script:
-    - explains what it is about to do and shows the current state (test signing in the running
-      boot, Secure Boot);
-    - asks for confirmation (nothing happens without it; -Confirm:$false skips the question);
-    - runs bcdedit /set testsigning on (or off).
+    on. Microsoft's BCDEdit /set page: "Before setting BCDEdit options you might need to disable or
+    suspend BitLocker and Secure Boot on the computer." So the order is: Secure Boot off, BitLocker
+    suspended, then this script, then a reboot. This script:
+    - refuses, changing nothing, while Secure Boot is on (Confirm-SecureBootUEFI says $true):
+      Secure Boot policy protects the testsigning value, and Windows ignores it while Secure Boot
+      is on. Turn Secure Boot off first in the firmware (UEFI) settings, or in the VM's settings
+      (Hyper-V: Settings > Security > clear "Enable Secure Boot"), boot, and run it again;
+    - warns when BitLocker protects the system drive and is not suspended (changing the boot
+      configuration makes it ask for the recovery key): Suspend-BitLocker -MountPoint C:
+      -RebootCount 1;
+    - explains what it is about to do and asks for confirmation (nothing happens without it;
+      -Confirm:$false skips the question);
+    - runs bcdedit /set {current} testsigning on (or off).
     It does not reboot: the setting takes effect at the next boot, and the desktop then shows
     "Test Mode".
 
-    Secure Boot: while Secure Boot is on, Windows ignores the test signing setting (and bcdedit
-    may refuse to change it). Turn Secure Boot off in the firmware (UEFI) settings, or in the VM's
-    settings (Hyper-V: Settings > Security > Enable Secure Boot), before you reboot.
-
-    BitLocker: changing the boot configuration can make BitLocker ask for the recovery key at the
-    next boot. Suspend BitLocker first (Suspend-BitLocker -MountPoint C: -RebootCount 1) or have
-    the recovery key at hand.
+    -Disable (test signing off) is not refused while Secure Boot is on: Secure Boot already
+    ignores test signing, and if bcdedit cannot change the value it says so.
 
     Use a test machine or a VM, never a production machine.
 
@@ -52,11 +55,19 @@ $secureBoot = Get-SecureBootState
 
 Write-Host "Test signing in the running boot: $(if ($active) { 'on' } else { 'off' })"
 Write-Host "Secure Boot: $secureBoot"
-Write-Host "This will run: bcdedit /set testsigning $want (takes effect at the next boot; no reboot is started)."
 if (-not $Disable -and $secureBoot -eq 'On') {
-    Write-Warning 'Secure Boot is on: Windows ignores test signing while it is. Turn it off in the firmware or VM settings before rebooting.'
+    throw ('Refusing to continue; nothing was changed: Secure Boot is on (Confirm-SecureBootUEFI). ' +
+        'Its policy protects the testsigning setting and Windows ignores test signing while it is on. ' +
+        'Turn Secure Boot off in the firmware (UEFI) or VM settings, suspend BitLocker if it protects the system drive, boot, and run this script again.')
 }
-Write-Warning 'If BitLocker protects the system drive, suspend it first (Suspend-BitLocker -MountPoint C: -RebootCount 1) or have the recovery key ready.'
+$bitLocker = $null
+if (Get-Command -Name Get-BitLockerVolume -ErrorAction SilentlyContinue) {
+    $bitLocker = Get-BitLockerVolume -MountPoint $env:SystemDrive -ErrorAction SilentlyContinue
+}
+if ($null -ne $bitLocker -and "$($bitLocker.ProtectionStatus)" -eq 'On') {
+    Write-Warning "BitLocker protects $env:SystemDrive and is not suspended: after this change it asks for the recovery key at boot. Suspend it first: Suspend-BitLocker -MountPoint $env:SystemDrive -RebootCount 1"
+}
+Write-Host "This will run: bcdedit /set {current} testsigning $want (takes effect at the next boot; no reboot is started)."
 
 if ($PSCmdlet.ShouldProcess('boot configuration {current}', "bcdedit /set testsigning $want")) {
     Invoke-NativeTool -FilePath 'bcdedit.exe' -ArgumentList @('/set', '{current}', 'testsigning', $want)

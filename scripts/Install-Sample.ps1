@@ -18,7 +18,12 @@
       describes it instead: it copies the .sys to %windir%\System32\drivers, creates the file
       system driver service (demand start, group and FltMgr dependency from the INF) and writes the
       instance configuration (DefaultInstance, Altitude, Flags from the INF) under both Instances
-      and Parameters\Instances, so that it works before and after Windows 11 24H2.
+      and Parameters\Instances, and SupportedFeatures at the service key and under Parameters, so
+      that it works before and after Windows 11 24H2.
+
+    pnputil exit code 3010 (ERROR_SUCCESS_REBOOT_REQUIRED) is a success: the package is installed
+    and Windows asks for a reboot; the script says so. With -WhatIf the script changes nothing and
+    describes each step, including the ones after the certificate step.
 
     Either way, nothing is loaded: run Start-SampleDemo.ps1 next. The script refuses, changing
     nothing, when it is not elevated, when test signing is off or Secure Boot is on, or when the
@@ -95,11 +100,14 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
     if ($PSCmdlet.ShouldProcess('LocalMachine Root and TrustedPublisher certificate stores', "Trust the test certificate $cert")) {
         Import-Certificate -FilePath $cert -CertStoreLocation Cert:\LocalMachine\Root | Out-Null
         Import-Certificate -FilePath $cert -CertStoreLocation Cert:\LocalMachine\TrustedPublisher | Out-Null
-    } else {
+    } elseif (-not $WhatIfPreference) {
+        # Declined at the confirmation prompt. Under -WhatIf ShouldProcess has only described the
+        # step; the simulation goes on to describe the next one.
         throw 'The test certificate was not trusted, so the package cannot be installed. Nothing was changed.'
     }
     if ($PSCmdlet.ShouldProcess($inf, 'Install the driver package (pnputil /add-driver /install)')) {
-        Invoke-NativeTool -FilePath 'pnputil.exe' -ArgumentList @('/add-driver', $inf, '/install')
+        # 3010 (reboot required) is a success: Invoke-PnpUtil says so.
+        Invoke-PnpUtil -ArgumentList @('/add-driver', $inf, '/install')
     }
 } elseif (Test-Path -LiteralPath $inx) {
     # A Linux-built, test-signed driver: no catalog, so no driver store. Register the service as the
@@ -112,6 +120,16 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
     $instance = Get-InfSetting -Path $inx -Key 'DefaultInstance'
     $altitude = Get-InfSetting -Path $inx -Key 'Instance1.Altitude'
     $flags = [int](Get-InfSetting -Path $inx -Key 'Instance1.Flags')
+    $features = [int](Get-InfSetting -Path $inx -Key 'SupportedFeatures')
+    # The INF's down-level install section states the driver's minimum build
+    # ([DefaultInstall.NT$ARCH$.10.0...<build>]); pnputil would refuse the package below it, so
+    # this path refuses too.
+    $minimumBuild = Select-String -LiteralPath $inx -Pattern '^\s*\[DefaultInstall\.NT\$ARCH\$\.10\.0\.\.\.(\d+)\]' |
+        ForEach-Object { [int]$_.Matches[0].Groups[1].Value } | Sort-Object | Select-Object -First 1
+    $thisBuild = [Environment]::OSVersion.Version.Build
+    if ($minimumBuild -and $thisBuild -lt $minimumBuild) {
+        throw "$inx needs Windows build $minimumBuild or later; this is build $thisBuild. Nothing was changed."
+    }
     $signature = Get-AuthenticodeSignature -LiteralPath $sys
     if ($null -eq $signature.SignerCertificate) {
         throw "$sys is not signed. Sign it with 'cargo xtask sign' on the build machine first. Nothing was changed."
@@ -122,6 +140,11 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
         Invoke-NativeTool -FilePath 'sc.exe' -ArgumentList @('create', $sample.Service, 'type=', 'filesys', 'start=', 'demand',
             'error=', 'normal', 'binPath=', "System32\drivers\$($sample.DriverFile)", 'group=', $group, 'depend=', 'FltMgr',
             'DisplayName=', $sample.Service)
+        # SupportedFeatures where Filter Manager reads it before 24H2 (the service key) and after.
+        New-Item -Path (Join-Path $sample.ServiceKey 'Parameters') -Force | Out-Null
+        foreach ($key in @($sample.ServiceKey, (Join-Path $sample.ServiceKey 'Parameters'))) {
+            New-ItemProperty -Path $key -Name SupportedFeatures -PropertyType DWord -Value $features -Force | Out-Null
+        }
         foreach ($instances in @('Instances', 'Parameters\Instances')) {
             $instancesKey = Join-Path $sample.ServiceKey $instances
             $instanceKey = Join-Path $instancesKey $instance

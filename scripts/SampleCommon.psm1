@@ -217,6 +217,24 @@ function Test-FilterLoaded {
     return [bool]($lines | Where-Object { $_ -match $pattern })
 }
 
+function Invoke-PnpUtil {
+    <#
+    .SYNOPSIS
+        Runs pnputil.exe through Invoke-NativeTool. Exit code 3010 (ERROR_SUCCESS_REBOOT_REQUIRED)
+        is success: "the requested operation completed successfully and a system reboot is
+        required" (Microsoft's "PnPUtil Return Values"); the function says so and returns.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string[]]$ArgumentList
+    )
+    Invoke-NativeTool -FilePath 'pnputil.exe' -ArgumentList $ArgumentList -AllowedExitCodes @(0, 3010)
+    if ($LASTEXITCODE -eq 3010) {
+        Write-Warning 'pnputil succeeded and reports that Windows needs a reboot to finish (exit code 3010, ERROR_SUCCESS_REBOOT_REQUIRED). Reboot before the next step.'
+    }
+}
+
 function Get-InfSetting {
     <#
     .SYNOPSIS
@@ -307,7 +325,7 @@ function Write-DebugOutputHowTo {
 
 $exported = @(
     'Get-SampleInfo', 'Get-RepositoryRoot', 'Test-IsElevated', 'Test-TestSigningActive',
-    'Get-SecureBootState', 'Test-SampleInstalled', 'Get-LoadRefusal', 'Assert-CanProceed',
+    'Get-SecureBootState', 'Invoke-PnpUtil', 'Test-SampleInstalled', 'Get-LoadRefusal', 'Assert-CanProceed',
     'Assert-Elevated', 'Invoke-NativeTool', 'Test-FilterLoaded', 'Get-InfSetting',
     'Find-SampleOemInf', 'Get-DebugPrintFilterLevel', 'Write-DebugOutputHowTo'
 )

@@ -46,7 +46,8 @@ if ($PSCmdlet.ShouldProcess($sample.Service, "Unload and uninstall $($sample.Pac
         Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('unload', $sample.Service)
     }
     if ($oemInf) {
-        Invoke-NativeTool -FilePath 'pnputil.exe' -ArgumentList @('/delete-driver', $oemInf, '/uninstall')
+        # 3010 (reboot required) is a success: Invoke-PnpUtil says so.
+        Invoke-PnpUtil -ArgumentList @('/delete-driver', $oemInf, '/uninstall')
     }
     if (Test-SampleInstalled -Sample $sample) {
         # Registered directly by Install-Sample.ps1 for a Linux-built driver.

@@ -14,7 +14,9 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
 
 use crate::NtStatus;
 
-/// The I/O parameter block of callback data that Filter Manager passed to a callback.
+/// The I/O parameter block of callback data that Filter Manager passed to a callback. Read its
+/// `Parameters` through [`params`](crate::params): windows-sys's members of that union have the
+/// wrong layout on 64-bit Windows.
 ///
 /// # Safety
 /// `data` must be valid callback data for all of `'a`, as it is for the duration of the pre- or
@@ -57,7 +59,8 @@ impl OwnedCallbackData {
         self.0.as_ptr()
     }
 
-    /// The I/O parameter block, for filling in the request.
+    /// The I/O parameter block, for filling in the request (its `Parameters` through
+    /// [`params`](crate::params), which has the C layout).
     ///
     /// windows-sys types `Iopb` as `*const`, but the header declares it
     /// `PFLT_IO_PARAMETER_BLOCK CONST` (a constant pointer to a writable block): the issuer of

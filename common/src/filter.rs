@@ -5,7 +5,7 @@
 //! `DriverEntry`, so it lives in a [`FilterSlot`] static; until filtering has started it is held by
 //! a [`RegisteredFilter`] guard, so that a failure in `DriverEntry` unregisters it.
 
-use core::sync::atomic::{AtomicIsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 use windows_sys::Wdk::{
     Foundation::DRIVER_OBJECT,
@@ -17,30 +17,48 @@ use windows_sys::Wdk::{
 use crate::{NtStatus, log, registration::Registration};
 
 /// Where the filter handle lives between `DriverEntry` and the unload callback.
-pub struct FilterSlot(AtomicIsize);
+pub struct FilterSlot {
+    handle: AtomicIsize,
+    /// Set by the first [`unregister`](Self::unregister), so that `FltUnregisterFilter` is
+    /// called at most once while the handle itself stays readable.
+    unregistering: AtomicBool,
+}
 
 impl FilterSlot {
     /// An empty slot, for a `static`.
     #[must_use]
     pub const fn new() -> Self {
-        Self(AtomicIsize::new(0))
+        Self {
+            handle: AtomicIsize::new(0),
+            unregistering: AtomicBool::new(false),
+        }
     }
 
-    /// The filter handle (0 before registration and after unregistration).
+    /// The filter handle: valid from `FltStartFiltering` until `FltUnregisterFilter` has
+    /// returned (so in every callback, work item and completion), 0 before and after.
     #[must_use]
     pub fn get(&self) -> PFLT_FILTER {
-        self.0.load(Ordering::Acquire)
+        self.handle.load(Ordering::Acquire)
     }
 
     /// `FltUnregisterFilter`, at most once. Call it from the filter unload callback, at
     /// `PASSIVE_LEVEL`. It tears down every instance and waits for every outstanding reference
     /// and queued work item, so a leaked context reference makes it wait forever.
+    ///
+    /// The handle is cleared only *after* `FltUnregisterFilter` returns: while it waits, the
+    /// callbacks already running go on, and they still need the handle (`FltAllocateContext`'s
+    /// Filter "is required and cannot be NULL"). Once it has returned, none of them is left.
     pub fn unregister(&self) {
-        let filter = self.0.swap(0, Ordering::AcqRel);
+        if self.unregistering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let filter = self.handle.load(Ordering::Acquire);
         if filter != 0 {
-            // SAFETY: `filter` came from FltRegisterFilter and the swap makes this the only call.
+            // SAFETY: `filter` came from FltRegisterFilter, and the `unregistering` swap makes
+            // this the only call.
             unsafe { FltUnregisterFilter(filter) };
         }
+        self.handle.store(0, Ordering::Release);
     }
 }
 
@@ -87,13 +105,19 @@ impl RegisteredFilter {
     /// # Errors
     /// `FltStartFiltering`'s status.
     pub fn start_filtering(self, slot: &FilterSlot) -> Result<(), NtStatus> {
-        slot.0.store(self.0, Ordering::Release);
+        // A new registration re-arms the slot. On Windows every load maps a fresh image with
+        // fresh statics; the host tests load the same code many times in one process.
+        slot.unregistering.store(false, Ordering::Release);
+        slot.handle.store(self.0, Ordering::Release);
         // SAFETY: the handle came from FltRegisterFilter and has not been unregistered.
         let status = NtStatus(unsafe { FltStartFiltering(self.0) });
         if status.is_success() {
             core::mem::forget(self);
         } else {
-            slot.0.store(0, Ordering::Release);
+            // Unregister first (dropping the guard), clear after: instance setup callbacks may
+            // still be using the handle until FltUnregisterFilter returns.
+            drop(self);
+            slot.handle.store(0, Ordering::Release);
         }
         status.ok()
     }

@@ -11,7 +11,31 @@
 //!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
 //!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
 //!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
-//! - [`bindings`]: the windows-sys declarations the samples use, in one place.
+//! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
+//! - [`bindings`]: the windows-sys declarations the samples use, in one place;
+//! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
+//!   them out wrong on 64-bit targets; [`layout`]: compile-time checks of every other
+//!   windows-sys structure the project touches, and [`file_object`]: `FILE_OBJECT` fields read
+//!   without a reference and `BOOLEAN`s read as bytes.
+//!
+//! # Where windows-sys is wrong, and what the project does about it
+//! - **`FLT_PARAMETERS`**: the metadata drops `fltKernel.h`'s per-member `POINTER_ALIGNMENT`
+//!   (8-byte alignment on 64-bit targets), so `Create`, `Read`, `Write`,
+//!   `QueryFileInformation`, `SetFileInformation` and other members put fields at the wrong
+//!   offsets on `x86_64` and `aarch64`. Reported upstream as windows-rs issue #3525
+//!   (<https://github.com/microsoft/windows-rs/issues/3525>) and wdkmetadata issue #88
+//!   (<https://github.com/microsoft/wdkmetadata/issues/88>), both open. The samples use the
+//!   views in [`params`] and never the windows-sys members; the table of offsets is there.
+//! - **`BOOLEAN` as `bool`**: windows-sys types C `BOOLEAN` fields (`FILE_OBJECT.ReadAccess`,
+//!   `FILE_STANDARD_INFORMATION.DeletePending`, ...) as Rust `bool`, which makes any byte but 0
+//!   and 1 undefined behaviour. The samples read them as bytes ([`layout::boolean`],
+//!   [`file_object::access`]).
+//! - **`FLT_CALLBACK_DATA.Iopb`** is `*const`, though the header declares a constant pointer to a
+//!   writable block; [`callback_data::OwnedCallbackData::iopb_mut`] says why writing is right.
+//! - **`DbgPrintEx` and `Zw*`** are placed in `ntdll.dll`; see the `kernel` module.
+//!
+//! Every other structure the project reads or writes field by field matches the C layout; the
+//! checks in [`layout`] prove it at compile time.
 //!
 //! # Three build modes
 //! - **Host** (any non-Windows target, `cargo test`): an ordinary `std` crate. The kernel
@@ -23,12 +47,17 @@
 //!   few symbols the compiler expects.
 #![cfg_attr(target_os = "windows", no_std)]
 
+pub mod apc;
 pub mod callback_data;
 pub mod context;
+pub mod create;
+pub mod file_object;
 pub mod filter;
 pub mod irql;
+pub mod layout;
 pub mod log;
 pub mod name;
+pub mod params;
 pub mod pool;
 pub mod registration;
 pub mod section;

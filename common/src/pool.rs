@@ -5,7 +5,10 @@
 //! tag. The tag, four characters read backwards in memory, is what `!poolused` and Driver
 //! Verifier show for a leak, so each sample uses its own.
 
-use core::{ops::Deref, ptr::NonNull};
+use core::{
+    ops::{Deref, DerefMut},
+    ptr::NonNull,
+};
 
 use windows_sys::{
     Wdk::System::SystemServices::{ExAllocatePool2, ExFreePoolWithTag},
@@ -88,6 +91,56 @@ impl<T> Drop for PoolBox<T> {
     fn drop(&mut self) {
         // SAFETY: the value is initialised and dropped exactly once, here.
         unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
+        // SAFETY: the block came from ExAllocatePool2 with `self.tag` and is freed once.
+        unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), self.tag) };
+    }
+}
+
+/// `len` zeroed bytes of tagged non-paged pool, freed with `ExFreePoolWithTag` on drop: a buffer
+/// that may be the target of `MmCopyMemory` ("This buffer must be in nonpageable memory").
+pub struct PoolBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+    tag: u32,
+}
+
+// SAFETY: the allocation is owned uniquely, like a `Box<[u8]>`.
+unsafe impl Send for PoolBytes {}
+// SAFETY: `&PoolBytes` only gives out `&[u8]`.
+unsafe impl Sync for PoolBytes {}
+
+impl PoolBytes {
+    /// Allocates `len` bytes (at least one) of non-paged pool with `tag`. `ExAllocatePool2`
+    /// zeroes them.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` when the pool allocation fails.
+    pub fn zeroed(len: usize, tag: u32) -> Result<Self, NtStatus> {
+        // SAFETY: a plain allocation request of at least one byte.
+        let raw = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, len.max(1), tag) };
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(NtStatus(STATUS_INSUFFICIENT_RESOURCES))?;
+        Ok(Self { ptr, len, tag })
+    }
+}
+
+impl Deref for PoolBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` initialised (zeroed) bytes, live while we own them.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for PoolBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only borrow.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PoolBytes {
+    fn drop(&mut self) {
         // SAFETY: the block came from ExAllocatePool2 with `self.tag` and is freed once.
         unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), self.tag) };
     }

@@ -14,20 +14,40 @@
 //! This is the order Microsoft's avscan sample uses. Steps 2 to 5 are [`DataScanSection`]'s drop;
 //! all of them need IRQL `PASSIVE_LEVEL` (`ObCloseHandle`) or `<= APC_LEVEL`.
 //! If `FltCreateSectionForDataScan` fails, only step 5 applies: release the context you allocated.
+//!
+//! ## Reading a view: never directly
+//! A view of a file section is the file's cache, live: other handles' writes show through while
+//! it is read, and touching a page whose paging read fails (a disk error, a removed device, a
+//! dropped network connection) raises `STATUS_IN_PAGE_ERROR` in the touching thread. A C driver
+//! wraps the access in `__try/__except`; Rust has no SEH, so the same fault bugchecks the machine.
+//! A `&[u8]` over a view would also break Rust's aliasing rules (the bytes change under it).
+//! So this module hands out no slice of a view. [`MappedView`] is an address range, read only by
+//! [`WindowReader`] through `MmCopyMemory` (Windows 8.1, `<= APC_LEVEL`), which "will not cause a
+//! system crash": it makes the pages resident, and on a failed paging read returns an error
+//! status and the count it copied. The target is a bounded buffer of non-paged pool
+//! ([`PoolBytes`]), as `MmCopyMemory` requires.
+//!
+//! Views are bounded: [`DataScanSection::map_view`] maps `len` bytes at a section offset with
+//! `MmMapViewInSystemSpaceEx` (`<= APC_LEVEL`; exported by ntoskrnl since Windows 8, below the
+//! Windows 10 2004 the samples need for `ExAllocatePool2`). A view is page-granular, so its size
+//! can exceed the file's: what is read is bounded by the file size `FltCreateSectionForDataScan`
+//! reported, never by the view's size.
 
-use core::ffi::c_void;
+use core::{ffi::c_void, ops::DerefMut};
 
 use windows_sys::{
     Wdk::{
         Storage::FileSystem::Minifilters::FltCloseSectionForDataScan,
         System::SystemServices::{
-            MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, ObCloseHandle, ObfDereferenceObject,
+            MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL, MmCopyMemory,
+            MmMapViewInSystemSpaceEx, MmUnmapViewInSystemSpace, ObCloseHandle,
+            ObfDereferenceObject,
         },
     },
-    Win32::Foundation::HANDLE,
+    Win32::Foundation::{HANDLE, STATUS_INVALID_PARAMETER},
 };
 
-use crate::{KERNEL_MODE, NtStatus, context::ContextRef};
+use crate::{KERNEL_MODE, NtStatus, context::ContextRef, pool::PoolBytes};
 
 /// An open data-scan section: its kernel handle, its object reference and its section context.
 pub struct DataScanSection<T> {
@@ -79,22 +99,15 @@ impl<T> DataScanSection<T> {
         self.file_size
     }
 
-    /// Maps the whole section into system space (`MmMapViewInSystemSpace`, IRQL `PASSIVE_LEVEL`).
+    /// Maps `len` bytes of the section from `offset` into system space
+    /// (`MmMapViewInSystemSpaceEx`, `<= APC_LEVEL`). See [`map_view_of`].
     ///
     /// # Errors
-    /// The status `MmMapViewInSystemSpace` returned.
-    pub fn map_view(&self) -> Result<MappedView<'_>, NtStatus> {
-        let mut base: *mut c_void = core::ptr::null_mut();
-        let mut size: usize = 0;
-        // SAFETY: `object` is a live section object reference we own; `base` and `size` are
-        // valid out pointers; a zero size asks for the whole section.
-        NtStatus(unsafe { MmMapViewInSystemSpace(self.object, &raw mut base, &raw mut size) })
-            .ok()?;
-        Ok(MappedView {
-            base: base.cast(),
-            len: size,
-            _section: core::marker::PhantomData,
-        })
+    /// The status `MmMapViewInSystemSpaceEx` returned.
+    pub fn map_view(&self, offset: u64, len: usize) -> Result<MappedView<'_>, NtStatus> {
+        // SAFETY: `object` is a live section object reference that `self` owns until it drops,
+        // and the view borrows `self`.
+        unsafe { map_view_of(self.object, offset, len) }
     }
 
     /// Releases everything in the documented order and returns what
@@ -127,29 +140,274 @@ impl<T> Drop for DataScanSection<T> {
     }
 }
 
-/// A view of a data-scan section in system space, unmapped on drop.
+/// Maps `len` bytes of a section from `offset` into system space with
+/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset, 0)` (`<= APC_LEVEL`). The kernel
+/// may round the offset down (to the 64 KiB allocation granularity) and the size up (to whole
+/// pages); the view remembers where it really starts.
+///
+/// # Safety
+/// `object` must be a referenced section object that stays referenced until the view drops
+/// (the returned lifetime is the caller's promise).
+///
+/// # Errors
+/// The status `MmMapViewInSystemSpaceEx` returned; `STATUS_INVALID_PARAMETER` for an offset
+/// beyond `i64::MAX`.
+pub unsafe fn map_view_of<'a>(
+    object: *mut c_void,
+    offset: u64,
+    len: usize,
+) -> Result<MappedView<'a>, NtStatus> {
+    let mut start = i64::try_from(offset).map_err(|_| NtStatus(STATUS_INVALID_PARAMETER))?;
+    let mut base: *mut c_void = core::ptr::null_mut();
+    let mut size: usize = len;
+    // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; no
+    // flags.
+    NtStatus(unsafe {
+        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut start, 0)
+    })
+    .ok()?;
+    Ok(MappedView {
+        base: base.cast_const().cast(),
+        len: size,
+        offset: start.cast_unsigned(),
+        _section: core::marker::PhantomData,
+    })
+}
+
+/// A view of a section in system space, unmapped on drop (`MmUnmapViewInSystemSpace`). It is an
+/// address range, never a slice: read it with a [`WindowReader`].
 pub struct MappedView<'a> {
     base: *const u8,
     len: usize,
+    offset: u64,
     _section: core::marker::PhantomData<&'a ()>,
 }
 
 impl MappedView<'_> {
-    /// The mapped bytes. The view covers the file as it was when the section was created.
+    /// The section offset the view starts at.
     #[must_use]
-    pub fn as_bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The view's size in bytes (whole pages: it may reach past the end of the file).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view maps nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the view's bytes at section offset `from` into `target` with
+    /// `MmCopyMemory(MM_COPY_MEMORY_VIRTUAL)`. `target` lies in non-paged pool (a [`PoolBytes`]).
+    fn copy(&self, from: u64, target: &mut [u8]) -> Result<(), ReadError> {
+        let inside = from
+            .checked_sub(self.offset)
+            .and_then(|at| usize::try_from(at).ok())
+            .filter(|at| at.saturating_add(target.len()) <= self.len);
+        let Some(at) = inside else {
+            return Err(ReadError::Copy {
+                status: NtStatus(STATUS_INVALID_PARAMETER),
+                offset: from,
+            });
+        };
+        let source = MM_COPY_ADDRESS {
+            Anonymous: MM_COPY_ADDRESS_0 {
+                // An address, never dereferenced here: MmCopyMemory reads it.
+                VirtualAddress: self.base.wrapping_add(at).cast_mut().cast(),
+            },
+        };
+        let mut copied: usize = 0;
+        // SAFETY: the source lies inside this mapped view (checked above), the target is a
+        // writable non-paged buffer of `target.len()` bytes, the flag says "virtual", and the
+        // count is a valid out pointer. `<= APC_LEVEL` (the caller's, as for the map).
+        let status = NtStatus(unsafe {
+            MmCopyMemory(
+                target.as_mut_ptr().cast_const().cast(),
+                source,
+                target.len(),
+                MM_COPY_MEMORY_VIRTUAL,
+                &raw mut copied,
+            )
+        });
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ReadError::Copy {
+                status,
+                offset: from + copied as u64,
+            })
         }
-        // SAFETY: MmMapViewInSystemSpace mapped `len` readable bytes at `base`, and they stay
-        // mapped until this value drops. The borrow of the section keeps the section alive.
-        unsafe { core::slice::from_raw_parts(self.base, self.len) }
     }
 }
 
 impl Drop for MappedView<'_> {
     fn drop(&mut self) {
-        // SAFETY: step 1. `base` is the address MmMapViewInSystemSpace returned, unmapped once.
+        // SAFETY: step 1. `base` is the address MmMapViewInSystemSpaceEx returned, unmapped once.
         unsafe { MmUnmapViewInSystemSpace(self.base.cast()) };
+    }
+}
+
+/// Why a [`WindowReader`] stopped before the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// Mapping the window's view failed with this status.
+    Map(NtStatus),
+    /// `MmCopyMemory` failed with `status`; the bytes before section offset `offset` were
+    /// copied.
+    Copy {
+        /// What `MmCopyMemory` returned.
+        status: NtStatus,
+        /// The section offset of the first byte not copied.
+        offset: u64,
+    },
+}
+
+/// Reads the first `size` bytes of a section in windows, each copied into one bounded buffer:
+/// window `k` holds the bytes `[k * window, k * window + window + overlap)` (cut at `size`), so
+/// consecutive windows share `overlap` bytes. A pattern of up to `overlap + 1` bytes lies whole
+/// inside some window, and windows come in order, so the first match found is the leftmost.
+///
+/// The shared bytes are kept from the previous window (moved to the front of the buffer), not
+/// read again: each byte of the file is copied once. The buffer is `window + overlap` bytes,
+/// allocated once per reader.
+pub struct WindowReader<B> {
+    buffer: B,
+    window: usize,
+    overlap: usize,
+    size: u64,
+    /// The section offset of the next window.
+    next: u64,
+    /// How many bytes the next window shares with the last one, at the end of the last one.
+    kept: usize,
+    /// The length of the last window.
+    last_len: usize,
+    done: bool,
+}
+
+/// A buffer in non-paged memory: a valid `MmCopyMemory` target.
+///
+/// # Safety
+/// The bytes the buffer derefs to must be non-paged memory.
+pub unsafe trait NonPagedBuffer: DerefMut<Target = [u8]> {}
+
+// SAFETY: ExAllocatePool2(POOL_FLAG_NON_PAGED) memory.
+unsafe impl NonPagedBuffer for PoolBytes {}
+
+impl WindowReader<PoolBytes> {
+    /// A reader of `size` bytes (the file size `FltCreateSectionForDataScan` reported) in windows
+    /// of `window` bytes plus `overlap`, its buffer in non-paged pool with `tag`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` when the buffer cannot be allocated;
+    /// `STATUS_INVALID_PARAMETER` for an empty window.
+    pub fn allocate(window: usize, overlap: usize, size: u64, tag: u32) -> Result<Self, NtStatus> {
+        let len = window
+            .checked_add(overlap)
+            .filter(|_| window > 0)
+            .ok_or(NtStatus(STATUS_INVALID_PARAMETER))?;
+        Ok(Self::with_buffer(
+            PoolBytes::zeroed(len, tag)?,
+            window,
+            overlap,
+            size,
+        ))
+    }
+}
+
+impl<B: NonPagedBuffer> WindowReader<B> {
+    /// The next window, read through its own view: `map(offset, len)` maps the window's bytes
+    /// (`map_view` or `map_view_of`), `MmCopyMemory` copies the bytes the window does not share
+    /// with the last one into the buffer, and the view is unmapped before this returns. `None`
+    /// after the last window.
+    ///
+    /// # Errors
+    /// [`ReadError::Map`] from `map`, [`ReadError::Copy`] from `MmCopyMemory`. The reader is
+    /// then done: a window is either read whole or not at all.
+    pub fn next_from_views<'v>(
+        &mut self,
+        map: impl FnOnce(u64, usize) -> Result<MappedView<'v>, NtStatus>,
+    ) -> Result<Option<(u64, &[u8])>, ReadError> {
+        self.next_window(|offset, target| {
+            let view = map(offset, target.len()).map_err(ReadError::Map)?;
+            view.copy(offset, target)
+        })
+    }
+}
+
+impl<B: DerefMut<Target = [u8]>> WindowReader<B> {
+    /// A reader over a buffer of at least `window + overlap` bytes (the host tests and the bench
+    /// use a `Vec<u8>`; a driver uses [`allocate`](WindowReader::allocate)).
+    ///
+    /// # Panics
+    /// If the buffer is smaller than `window + overlap`, or `window` is zero.
+    pub fn with_buffer(buffer: B, window: usize, overlap: usize, size: u64) -> Self {
+        assert!(
+            window > 0 && buffer.len() >= window.saturating_add(overlap),
+            "a window reader needs a buffer of window + overlap bytes"
+        );
+        Self {
+            buffer,
+            window,
+            overlap,
+            size,
+            next: 0,
+            kept: 0,
+            last_len: 0,
+            done: false,
+        }
+    }
+
+    /// Starts over: the next window is the first of `size` bytes (a reader allocated before the
+    /// size was known, or reused for another section).
+    pub fn restart(&mut self, size: u64) {
+        self.size = size;
+        self.next = 0;
+        self.kept = 0;
+        self.last_len = 0;
+        self.done = false;
+    }
+
+    /// The next window: `fill(offset, target)` fills `target` with the section's bytes from
+    /// `offset` (the bytes this window does not share with the last one). Returns the window's
+    /// section offset and its bytes, or `None` after the last window.
+    ///
+    /// # Errors
+    /// Whatever `fill` returned; the reader is then done.
+    pub fn next_window(
+        &mut self,
+        fill: impl FnOnce(u64, &mut [u8]) -> Result<(), ReadError>,
+    ) -> Result<Option<(u64, &[u8])>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        // The bytes the last window shares with this one move to the front of the buffer.
+        self.buffer
+            .copy_within(self.last_len - self.kept..self.last_len, 0);
+        let start = self.next;
+        let end = self
+            .size
+            .min(start.saturating_add((self.window + self.overlap) as u64));
+        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        if len > self.kept
+            && let Err(error) = fill(start + self.kept as u64, &mut self.buffer[self.kept..len])
+        {
+            self.done = true;
+            return Err(error);
+        }
+        if end >= self.size {
+            self.done = true;
+        } else {
+            // Not the last window, so it is `window + overlap` bytes long: the next one starts
+            // `window` bytes on and shares this one's last `overlap`.
+            self.next = start + self.window as u64;
+            self.kept = len - self.window;
+            self.last_len = len;
+        }
+        Ok(Some((start, &self.buffer[..len])))
     }
 }

@@ -45,22 +45,24 @@ use windows_sys::{
             FLT_FILE_NAME_INFORMATION, FLT_INSTANCE_CONTEXT, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
             FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_SET_CONTEXT_OPERATION,
             FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT,
-            FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD, IRP_MJ_OPERATION_END,
-            PFLT_COMPLETED_ASYNC_IO_CALLBACK, PFLT_CONTEXT, PFLT_FILTER, PFLT_GENERIC_WORKITEM,
-            PFLT_GENERIC_WORKITEM_ROUTINE, PFLT_INSTANCE,
+            FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD,
+            IRP_MJ_OPERATION_END, PFLT_COMPLETED_ASYNC_IO_CALLBACK, PFLT_CONTEXT, PFLT_FILTER,
+            PFLT_GENERIC_WORKITEM, PFLT_GENERIC_WORKITEM_ROUTINE, PFLT_INSTANCE,
         },
-        System::SystemServices::{IRP_MJ_CREATE, WORK_QUEUE_TYPE},
+        System::SystemServices::{IRP_MJ_CREATE, IRP_PAGING_IO, WORK_QUEUE_TYPE},
     },
     Win32::{
         Foundation::{
-            HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
+            HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, STATUS_CANCELLED, STATUS_END_OF_FILE,
+            STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
             STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DELETING_OBJECT,
             STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST, STATUS_FLT_INVALID_CONTEXT_REGISTRATION,
             STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
-            STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, STATUS_TIMEOUT,
-            UNICODE_STRING,
+            STATUS_INVALID_PARAMETER_8, STATUS_INVALID_PARAMETER_9, STATUS_NOT_FOUND,
+            STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, STATUS_THREAD_IS_TERMINATING,
+            STATUS_TIMEOUT, UNICODE_STRING,
         },
-        System::Kernel::EVENT_TYPE,
+        System::{Kernel::EVENT_TYPE, Memory::SEC_COMMIT},
     },
 };
 
@@ -69,7 +71,7 @@ use crate::{
     kernel::{EventKind, Frame, Kernel, Shown, Status, Void, api_call, current_filter, run_as},
     state::{
         Attachment, CallbackDataRec, ContextRec, HANDLE_TAG, HandleRec, NameRec, PoolRec,
-        SectionRec, State, ViewRec, WORKITEM_TAG, WorkItemRec, filter_handle, instance_handle,
+        SectionRec, State, WORKITEM_TAG, WorkItemRec, filter_handle, instance_handle,
     },
     sync::{HANG_TIMEOUT, HostEvent, HostPushLock, LockMisuse},
 };
@@ -79,13 +81,13 @@ const APC: u8 = irql::APC_LEVEL;
 const DISPATCH: u8 = irql::DISPATCH_LEVEL;
 
 /// Reads an optional in parameter (a size, a timeout), `None` when NULL.
-fn read_in<T: Copy>(ptr: *const T) -> Option<T> {
+pub(crate) fn read_in<T: Copy>(ptr: *const T) -> Option<T> {
     // SAFETY: a non-null in parameter points at a valid `T` (the function's contract).
     (!ptr.is_null()).then(|| unsafe { ptr.read() })
 }
 
 /// Writes an out parameter, reporting a NULL one.
-fn out<T>(k: &Kernel, api: &str, ptr: *mut T, value: T) -> bool {
+pub(crate) fn out<T>(k: &Kernel, api: &str, ptr: *mut T, value: T) -> bool {
     if ptr.is_null() {
         k.violation(format!("{api}: a required out parameter is NULL"));
         return false;
@@ -279,6 +281,13 @@ unsafe extern "system" fn FltUnregisterFilter(filter: PFLT_FILTER) {
 }
 
 fn unregister(k: &Arc<Kernel>, filter: usize) {
+    // A delay held by World::hold_delays would keep a worker from ever finishing, and this call
+    // waits for the workers: unregistration releases the hold. The filter's unload callback has
+    // already run up to here, so a worker released now sees whatever it set before unregistering.
+    let held = k.lock().options.hold_delays.take();
+    if let Some((_, release)) = held {
+        release.set();
+    }
     let instances: Vec<usize> = {
         let state = k.lock();
         (0..state.instances.len())
@@ -357,7 +366,17 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         });
     }
     // No new operations reach the instance; wait for the ones in flight (rundown).
-    k.lock().instances[instance].torn_down = true;
+    let in_flight = {
+        let mut state = k.lock();
+        state.instances[instance].torn_down = true;
+        state.instances[instance].in_flight
+    };
+    if in_flight > 0 {
+        k.trace(
+            EventKind::FltMgr,
+            format!("instance teardown waits for {in_flight} operation(s) in flight"),
+        );
+    }
     let start = Instant::now();
     while k.lock().instances[instance].in_flight > 0 || k.lock().instances[instance].object_refs > 0
     {
@@ -446,25 +465,37 @@ unsafe extern "system" fn FltAllocateContext(
                 k.violation(format!("FltAllocateContext: {filter:#x} is not a filter handle"));
                 return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
             };
-            let registered = state.filters[index].contexts.iter().find(|c| c.ContextType == contexttype).map(|c| c.Size);
-            match registered {
-                None => {
-                    drop(state);
-                    k.violation(format!(
-                        "FltAllocateContext: {} is not in the filter's context registration",
-                        context_type_name(contexttype)
-                    ));
-                    return Shown(STATUS_FLT_INVALID_CONTEXT_REGISTRATION, NtStatus(STATUS_FLT_INVALID_CONTEXT_REGISTRATION).to_string());
-                }
-                Some(size) if size != contextsize => {
-                    drop(state);
-                    k.violation(format!(
-                        "FltAllocateContext: {contextsize} bytes requested but the {} registration says {size}",
-                        context_type_name(contexttype)
-                    ));
-                    return Shown(STATUS_INVALID_PARAMETER, NtStatus(STATUS_INVALID_PARAMETER).to_string());
-                }
-                Some(_) => {}
+            // "Creating Contexts": a type the filter did not register, or a size no registration
+            // of that type serves, fails with STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND. A fixed
+            // Size needs exactly that size, unless the registration has
+            // FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH, which serves any size up to it.
+            // (FLT_VARIABLE_SIZED_CONTEXTS registrations are not modelled: no sample uses one.)
+            let of_type: Vec<(usize, u16)> = state.filters[index]
+                .contexts
+                .iter()
+                .filter(|c| c.ContextType == contexttype)
+                .map(|c| (c.Size, c.Flags))
+                .collect();
+            let served = of_type.iter().any(|&(size, flags)| {
+                size == contextsize
+                    || (u32::from(flags) & FLTFL_CONTEXT_REGISTRATION_NO_EXACT_SIZE_MATCH != 0
+                        && contextsize <= size)
+            });
+            if !served {
+                drop(state);
+                let why = if of_type.is_empty() {
+                    "the filter registered no context of that type".to_owned()
+                } else {
+                    format!("no registration of that type serves {contextsize} bytes: {of_type:?} (size, flags)")
+                };
+                k.violation(format!(
+                    "FltAllocateContext: {}: {why}",
+                    context_type_name(contexttype)
+                ));
+                return Shown(
+                    STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+                    NtStatus(STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND).to_string(),
+                );
             }
             drop(state);
             if let Some(status) = k.inject("FltAllocateContext", STATUS_INSUFFICIENT_RESOURCES) {
@@ -485,6 +516,9 @@ unsafe extern "system" fn FltAllocateContext(
                     origin,
                     attachments: Vec::new(),
                     section: None,
+                    // PagedPool (1) and its variants have the low bit set; NonPagedPool (0) and
+                    // NonPagedPoolNx (512) do not.
+                    paged: pooltype & 1 != 0,
                 },
             );
             drop(state);
@@ -567,6 +601,12 @@ unsafe extern "system" fn FltReleaseContext(context: PFLT_CONTEXT) {
         || format!("{context:p}"),
         |k| {
             if live_context(k, "FltReleaseContext", context).is_some() {
+                // "IRQL <= DISPATCH_LEVEL for a context allocated from nonpaged pool; <= APC_LEVEL
+                // for one allocated from paged pool" (the FltReleaseContext page).
+                let paged = k.lock().contexts[&(context as usize)].paged;
+                if paged {
+                    k.check_irql("FltReleaseContext (paged-pool context)", APC);
+                }
                 release_reference(k, context as usize, "FltReleaseContext");
             }
             Void
@@ -1106,7 +1146,7 @@ fn perform(k: &Arc<Kernel>, api: &'static str, data: *mut FLT_CALLBACK_DATA) -> 
         status
     } else {
         k.trace(
-            EventKind::Call(api),
+            EventKind::FltMgr,
             format!(
                 "{api}: {} goes to the instances below altitude {altitude}",
                 io::major_name(major)
@@ -1154,6 +1194,13 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
                 k.violation("FltPerformAsynchronousIo: no completion routine".into());
                 return Status(STATUS_INVALID_PARAMETER);
             };
+            // "IRQL: PASSIVE_LEVEL; APC_LEVEL only for paging I/O" (the FltPerformAsynchronousIo
+            // page). api_call checked the APC ceiling; a non-paging request needs PASSIVE.
+            // SAFETY: the callback data is known to the model, so its parameter block is valid.
+            let irp_flags = unsafe { (*io::iopb(callbackdata)).IrpFlags };
+            if irp_flags & IRP_PAGING_IO == 0 {
+                k.check_irql("FltPerformAsynchronousIo (not paging I/O)", PASSIVE);
+            }
             let frame = crate::kernel::current_frame();
             let (data, ctx) = (callbackdata as usize, callbackcontext as usize);
             // "The Filter Manager always calls this routine, even when FltPerformAsynchronousIo
@@ -1325,18 +1372,28 @@ unsafe extern "system" fn FltCreateSectionForDataScan(
     sectionobject: *mut *mut c_void,
     sectionfilesize: *mut i64,
 ) -> NTSTATUS {
-    let _ = (
-        desiredaccess,
-        maximumsize,
-        sectionpageprotection,
-        allocationattributes,
-        flags,
-    );
+    let _ = (desiredaccess, maximumsize, flags);
     api_call(
         "FltCreateSectionForDataScan",
         PASSIVE,
         || format!("{}, context {sectioncontext:p}", k_describe(fileobject)),
         |k| {
+            // "SectionPageProtection ... is required and cannot be zero"; "AllocationAttributes
+            // ... is required and cannot be zero", and SEC_COMMIT "is required and cannot be
+            // omitted" (the FltCreateSectionForDataScan page). Checked before anything else, as
+            // parameter validation is: nothing is created, linked or referenced.
+            if sectionpageprotection == 0 {
+                return Shown(
+                    STATUS_INVALID_PARAMETER_8,
+                    NtStatus(STATUS_INVALID_PARAMETER_8).to_string(),
+                );
+            }
+            if allocationattributes & SEC_COMMIT == 0 {
+                return Shown(
+                    STATUS_INVALID_PARAMETER_9,
+                    NtStatus(STATUS_INVALID_PARAMETER_9).to_string(),
+                );
+            }
             create_section(
                 k,
                 instance,
@@ -1453,8 +1510,7 @@ fn create_section(
         {
             return fail(STATUS_FLT_CONTEXT_ALREADY_DEFINED);
         }
-        let snapshot = Arc::new(state.streams[stream].data.clone());
-        let size = i64::try_from(snapshot.len()).expect("file size");
+        let size = i64::try_from(state.streams[stream].data.len()).expect("file size");
         let object = state.arena.alloc(64, 0) as usize;
         let origin = state.origin("FltCreateSectionForDataScan");
         state.sections.insert(
@@ -1468,7 +1524,7 @@ fn create_section(
                 object_refs: 1,
                 views: 0,
                 tracked: true,
-                snapshot,
+                size: size.cast_unsigned(),
                 origin: origin.clone(),
             },
         );
@@ -1608,13 +1664,10 @@ unsafe extern "system" fn FltCloseSectionForDataScan(sectioncontext: PFLT_CONTEX
                 ));
                     Status(STATUS_INVALID_PARAMETER)
                 }
-                Some(_) if !tracked => {
-                    k.violation(format!(
-                    "FltCloseSectionForDataScan called twice for the section context from {origin} \
-                     (the second call returns STATUS_NOT_FOUND)"
-                ));
-                    Status(STATUS_NOT_FOUND)
-                }
+                // Already closed (by this filter, or by Filter Manager at teardown): a documented
+                // result a filter handles, not misuse (the FltCloseSectionForDataScan page lists
+                // STATUS_NOT_FOUND). Not a finding.
+                Some(_) if !tracked => Status(STATUS_NOT_FOUND),
                 Some(object) => {
                     untrack_section(k, sectioncontext as usize, object);
                     Status(STATUS_SUCCESS)
@@ -1671,6 +1724,20 @@ unsafe extern "system" fn ObCloseHandle(handle: HANDLE, previousmode: i8) -> NTS
 unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
     api_call("ObfDereferenceObject", DISPATCH, || format!("{object:p}"), |k| {
         if let Some(refs) = file_object_reference(k, object, false) {
+            // If the user has closed the handle meanwhile, this was the last reference, and
+            // ObfDereferenceObject deletes the file object inline: IRP_MJ_CLOSE goes down the
+            // stack from inside I/O completion. Whether it is the last cannot be known in
+            // advance, so the model flags the call itself in a completion routine (a choice: on
+            // Windows it is a deadlock only when it is the last reference).
+            let in_completion = crate::kernel::current_frame()
+                .is_some_and(|f| f.what == "async I/O completion");
+            if in_completion {
+                k.violation(format!(
+                    "ObfDereferenceObject({object:p}) on a file object in an I/O completion routine: if \
+                     it drops the last reference, the file object is deleted inline and IRP_MJ_CLOSE is \
+                     sent from inside I/O completion. Use ObDereferenceObjectDeferDelete"
+                ));
+            }
             return Shown(refs, String::new());
         }
         let mut state = k.lock();
@@ -1691,6 +1758,27 @@ unsafe extern "system" fn ObfDereferenceObject(object: *const c_void) -> isize {
         Shown(isize::try_from(s.object_refs).unwrap_or(0), String::new())
     })
     .0
+}
+
+/// `ObDereferenceObjectDeferDelete` (Windows Vista, `<= DISPATCH_LEVEL`): drops a reference;
+/// should it be the last, the object is deleted later on a worker thread, never inline. The
+/// model counts it like `ObfDereferenceObject` (its close already waits for the references on a
+/// thread of its own).
+#[unsafe(no_mangle)]
+unsafe extern "system" fn ObDereferenceObjectDeferDelete(object: *const c_void) {
+    api_call(
+        "ObDereferenceObjectDeferDelete",
+        DISPATCH,
+        || format!("{object:p}"),
+        |k| {
+            if file_object_reference(k, object, false).is_none() {
+                k.violation(format!(
+                "ObDereferenceObjectDeferDelete: {object:p} is not a file object the model handed out"
+            ));
+            }
+            Void
+        },
+    );
 }
 
 /// `ObfReferenceObject` / `ObfDereferenceObject` on a file object: `None` if `object` is not
@@ -1755,110 +1843,6 @@ unsafe extern "system" fn ObfReferenceObject(object: *const c_void) -> isize {
             }
             s.object_refs += 1;
             Shown(isize::try_from(s.object_refs).unwrap_or(0), String::new())
-        },
-    )
-    .0
-}
-
-#[unsafe(no_mangle)]
-unsafe extern "system" fn MmMapViewInSystemSpace(
-    section: *const c_void,
-    mappedbase: *mut *mut c_void,
-    viewsize: *mut usize,
-) -> NTSTATUS {
-    api_call(
-        "MmMapViewInSystemSpace",
-        PASSIVE,
-        || format!("{section:p}"),
-        |k| {
-            let snapshot = {
-                let state = k.lock();
-                match state.sections.get(&(section as usize)) {
-                    Some(s) if s.object_refs > 0 => Some(Arc::clone(&s.snapshot)),
-                    _ => None,
-                }
-            };
-            let Some(snapshot) = snapshot else {
-                k.violation(format!(
-                    "MmMapViewInSystemSpace: {section:p} is not a referenced section object"
-                ));
-                return Shown(STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER".into());
-            };
-            if let Some(status) = k.inject("MmMapViewInSystemSpace", STATUS_INSUFFICIENT_RESOURCES)
-            {
-                return Shown(status, NtStatus(status).to_string());
-            }
-            // Zero (or no size) means the whole section.
-            let requested = read_in(viewsize).unwrap_or(0);
-            let len = if requested == 0 {
-                snapshot.len()
-            } else {
-                requested.min(snapshot.len())
-            };
-            let mut state = k.lock();
-            let base = state.arena.alloc(len, 0);
-            // SAFETY: `base` holds `len` bytes; the snapshot has at least `len`.
-            unsafe { std::ptr::copy_nonoverlapping(snapshot.as_ptr(), base, len) };
-            let origin = state.origin("MmMapViewInSystemSpace");
-            let filter = state.sections[&(section as usize)].filter;
-            state
-                .sections
-                .get_mut(&(section as usize))
-                .expect("checked")
-                .views += 1;
-            state.views.insert(
-                base as usize,
-                ViewRec {
-                    section: section as usize,
-                    filter,
-                    len,
-                    unmapped: false,
-                    origin,
-                },
-            );
-            drop(state);
-            out(
-                k,
-                "MmMapViewInSystemSpace",
-                mappedbase,
-                base.cast::<c_void>(),
-            );
-            out(k, "MmMapViewInSystemSpace", viewsize, len);
-            Shown(
-                STATUS_SUCCESS,
-                format!("STATUS_SUCCESS, {len} bytes at {:#x}", base as usize),
-            )
-        },
-    )
-    .0
-}
-
-#[unsafe(no_mangle)]
-unsafe extern "system" fn MmUnmapViewInSystemSpace(mappedbase: *const c_void) -> NTSTATUS {
-    api_call(
-        "MmUnmapViewInSystemSpace",
-        PASSIVE,
-        || format!("{mappedbase:p}"),
-        |k| {
-            let mut state = k.lock();
-            let Some(v) = state.views.get_mut(&(mappedbase as usize)) else {
-                drop(state);
-                k.violation(format!(
-                    "MmUnmapViewInSystemSpace: {mappedbase:p} is not a mapped view"
-                ));
-                return Status(STATUS_INVALID_PARAMETER);
-            };
-            if v.unmapped {
-                drop(state);
-                k.violation("MmUnmapViewInSystemSpace: the view was already unmapped".into());
-                return Status(STATUS_INVALID_PARAMETER);
-            }
-            v.unmapped = true;
-            let (section, len) = (v.section, v.len);
-            state.sections.get_mut(&section).expect("section").views -= 1;
-            let _ = len;
-            state.arena.poison(mappedbase as usize, 0xDF);
-            Status(STATUS_SUCCESS)
         },
     )
     .0
@@ -2099,6 +2083,7 @@ unsafe extern "system" fn ExAllocatePool2(
                     filter: current_filter(),
                     tag,
                     size: numberofbytes,
+                    paged: flags & POOL_FLAG_PAGED != 0,
                     freed: false,
                     origin,
                 },
@@ -2348,6 +2333,84 @@ unsafe extern "system" fn KeWaitForSingleObject(
     }
 }
 
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeEnterCriticalRegion() {
+    api_call("KeEnterCriticalRegion", APC, String::new, |_| {
+        crate::kernel::set_critical_regions(crate::kernel::critical_regions() + 1);
+        Void
+    });
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "system" fn KeLeaveCriticalRegion() {
+    api_call("KeLeaveCriticalRegion", APC, String::new, |k| {
+        match crate::kernel::critical_regions().checked_sub(1) {
+            Some(depth) => {
+                crate::kernel::set_critical_regions(depth);
+            }
+            None => k.violation(
+                "KeLeaveCriticalRegion (FsRtlLeaveFileSystem) without a matching enter".into(),
+            ),
+        }
+        Void
+    });
+}
+
+/// `FltCancellableWaitForSingleObject`: a wait on a `KEVENT` that the user's cancellation of
+/// `callbackdata`'s I/O, or the thread's termination, ends early.
+///
+/// IRQL: `PASSIVE_LEVEL` with callback data (the page's Remarks: "if the `CallbackData` parameter
+/// represents a valid filter manager IRP"), else `<= APC_LEVEL`. The model cannot cancel a
+/// user's I/O or terminate a thread by itself, so those outcomes, and an early time-out, are
+/// injected (`World::fail_nth_with`): only the documented ones, and only where they can happen
+/// (`STATUS_TIMEOUT` needs a timeout, `STATUS_CANCELLED` callback data).
+#[unsafe(no_mangle)]
+unsafe extern "system" fn FltCancellableWaitForSingleObject(
+    object: *const c_void,
+    timeout: *const i64,
+    callbackdata: *const FLT_CALLBACK_DATA,
+) -> NTSTATUS {
+    let interval = read_in(timeout);
+    let max = if callbackdata.is_null() { APC } else { PASSIVE };
+    let (event, injected) = api_call(
+        "FltCancellableWaitForSingleObject",
+        max,
+        || format!("{object:p}, data {:#x}", callbackdata as usize),
+        |k| {
+            let event = event_of(k, "FltCancellableWaitForSingleObject", object);
+            let injected = k
+                .inject("FltCancellableWaitForSingleObject", STATUS_TIMEOUT)
+                .filter(|&status| {
+                    let possible = match status {
+                        STATUS_TIMEOUT => interval.is_some(),
+                        STATUS_CANCELLED => !callbackdata.is_null(),
+                        STATUS_THREAD_IS_TERMINATING => true,
+                        _ => false,
+                    };
+                    assert!(
+                        possible,
+                        "FltCancellableWaitForSingleObject cannot end with {} here (timeout {interval:?}, data {callbackdata:p})",
+                        NtStatus(status)
+                    );
+                    possible
+                });
+            Shown((event, injected), String::new())
+        },
+    )
+    .0;
+    let Some(event) = event else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if let Some(status) = injected {
+        return status;
+    }
+    if event.wait(interval.map(relative_interval)) {
+        STATUS_SUCCESS
+    } else {
+        STATUS_TIMEOUT
+    }
+}
+
 /// A relative interval in 100 ns units (negative) as a duration; absolute times are treated as
 /// "now".
 fn relative_interval(interval: i64) -> Duration {
@@ -2366,15 +2429,34 @@ unsafe extern "system" fn KeDelayExecutionThread(
 ) -> NTSTATUS {
     let _ = (waitmode, alertable);
     let value = read_in(interval).unwrap_or(0);
-    api_call(
+    let (hold, k) = api_call(
         "KeDelayExecutionThread",
         APC,
         || format!("{value}"),
-        |_| Void,
-    );
-    std::thread::sleep(relative_interval(value));
+        |k| {
+            let hold = k.lock().options.hold_delays.clone();
+            Shown((hold, Arc::clone(k)), String::new())
+        },
+    )
+    .0;
+    match hold {
+        // World::hold_delays: the delay lasts until the test (or an unregistration) releases it,
+        // so that what happens "during the pause" is ordered by the test, not by the clock.
+        Some((parked, release)) => {
+            parked.set();
+            if !release.wait(Some(DELAY_HOLD_LIMIT)) {
+                k.violation(format!(
+                    "KeDelayExecutionThread was held for {DELAY_HOLD_LIMIT:?}: the test never released World::hold_delays"
+                ));
+            }
+        }
+        None => std::thread::sleep(relative_interval(value)),
+    }
     STATUS_SUCCESS
 }
+
+/// How long a delay held by `World::hold_delays` waits before the model calls it a hang.
+const DELAY_HOLD_LIMIT: Duration = Duration::from_mins(1);
 
 fn push_lock(k: &Kernel, api: &str, lock: *const usize) -> Option<Arc<HostPushLock>> {
     let found = k.lock().push_locks.get(&(lock as usize)).cloned();
@@ -2702,8 +2784,6 @@ mod signatures {
         ss::ObCloseHandle(a, a);
         ss::ObfDereferenceObject(a);
         ss::ObfReferenceObject(a);
-        ss::MmMapViewInSystemSpace(a, a, a);
-        ss::MmUnmapViewInSystemSpace(a);
         ss::KeGetCurrentIrql();
         ss::ExInitializeRundownProtection(a);
         ss::ExAcquireRundownProtection(a);

@@ -8,10 +8,12 @@
 //! - A truncating set-end-of-file, a non-cached write and a flush-and-purge
 //!   (`IRP_MJ_FLUSH_BUFFERS` / `IRP_MN_FLUSH_AND_PURGE`) conflict with a data-scan section.
 //!   Filter Manager calls each owning instance's `SectionNotificationCallback` first; if a
-//!   section is still linked to the stream afterwards (not closed with
-//!   `FltCloseSectionForDataScan`), the operation fails with `STATUS_USER_MAPPED_FILE`, which is
-//!   how Windows fails a truncation of a mapped file. The model uses the same status for all
-//!   three.
+//!   section the operation met is still there afterwards, the operation fails with
+//!   `STATUS_USER_MAPPED_FILE`, which is how Windows fails a truncation of a mapped file. "Still
+//!   there" means any of: linked to the stream (not closed with `FltCloseSectionForDataScan`),
+//!   its handle open, its object referenced. The section object is what blocks a truncation
+//!   ("the mapping object must be closed"), so closing only the data-scan link is not enough.
+//!   The model uses the same status for all three operations.
 //! - A truncation that proceeds while a view of a section on the stream is still mapped is a
 //!   verifier finding: on Windows, touching the truncated part of that view raises
 //!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
@@ -61,6 +63,7 @@ use windows_sys::{
 use crate::{
     io::{self, major_name},
     kernel::{EventKind, Frame, Kernel, run_as},
+    params::{self, Member as _},
     state::{FoState, State, StreamRec, instance_handle},
 };
 
@@ -192,13 +195,14 @@ fn create(
     data: *mut FLT_CALLBACK_DATA,
     iopb: &FLT_IO_PARAMETER_BLOCK,
 ) -> (NTSTATUS, usize) {
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
-    let params = unsafe { iopb.Parameters.Create };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one;
+    // the model's parameter blocks are zeroed when allocated.
+    let params = unsafe { params::Create::of(&iopb.Parameters) };
     // SAFETY: the model points SecurityContext at the callback block's security context.
-    let access = unsafe { (*params.SecurityContext).DesiredAccess };
-    let disposition = params.Options >> 24;
-    let options = params.Options & 0x00FF_FFFF;
-    let share = u32::from(params.ShareAccess);
+    let access = unsafe { (*params.security_context).DesiredAccess };
+    let disposition = params.options >> 24;
+    let options = params.options & 0x00FF_FFFF;
+    let share = u32::from(params.share_access);
     let fo = iopb.TargetFileObject as usize;
     let mut state = k.lock();
     let Some(rec) = state.file_objects.get(&fo) else {
@@ -284,8 +288,8 @@ fn stream_of(state: &State, fo: usize) -> Result<usize, NTSTATUS> {
 }
 
 fn read(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
-    // SAFETY: for IRP_MJ_READ the `Read` member is the live one.
-    let params = unsafe { iopb.Parameters.Read };
+    // SAFETY: for IRP_MJ_READ the `Read` member is the live one; the block is initialized.
+    let params = unsafe { params::ReadWrite::of(&iopb.Parameters) };
     let state = k.lock();
     let stream = match stream_of(&state, iopb.TargetFileObject as usize) {
         Ok(s) => &state.streams[s],
@@ -294,19 +298,19 @@ fn read(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     if stream.is_dir {
         return (STATUS_INVALID_DEVICE_REQUEST, 0);
     }
-    let Ok(offset) = usize::try_from(params.ByteOffset) else {
+    let Ok(offset) = usize::try_from(params.byte_offset) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     if offset >= stream.data.len() {
         return (STATUS_END_OF_FILE, 0);
     }
-    let n = (stream.data.len() - offset).min(params.Length as usize);
-    if n > 0 && params.ReadBuffer.is_null() {
+    let n = (stream.data.len() - offset).min(params.length as usize);
+    if n > 0 && params.buffer.is_null() {
         return (STATUS_INVALID_PARAMETER, 0);
     }
     // SAFETY: the issuer provided `Length` writable bytes at ReadBuffer; `n <= Length`.
     unsafe {
-        std::ptr::copy_nonoverlapping(stream.data[offset..].as_ptr(), params.ReadBuffer.cast(), n);
+        std::ptr::copy_nonoverlapping(stream.data[offset..].as_ptr(), params.buffer.cast(), n);
     };
     (STATUS_SUCCESS, n)
 }
@@ -316,8 +320,8 @@ fn write(
     data: *mut FLT_CALLBACK_DATA,
     iopb: &FLT_IO_PARAMETER_BLOCK,
 ) -> (NTSTATUS, usize) {
-    // SAFETY: for IRP_MJ_WRITE the `Write` member is the live one.
-    let params = unsafe { iopb.Parameters.Write };
+    // SAFETY: for IRP_MJ_WRITE the `Write` member is the live one; the block is initialized.
+    let params = unsafe { params::ReadWrite::of(&iopb.Parameters) };
     let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
@@ -326,15 +330,26 @@ fn write(
     {
         return (status, 0);
     }
-    let Ok(offset) = usize::try_from(params.ByteOffset) else {
+    let Ok(offset) = usize::try_from(params.byte_offset) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
-    let len = params.Length as usize;
+    let len = params.length as usize;
+    // Model files are small; an offset beyond any of them is a malformed request (for example
+    // a write filled through windows-sys's layout, whose buffer pointer lands on `ByteOffset`).
+    if offset
+        .checked_add(len)
+        .is_none_or(|end| end > MAX_FILE_SIZE)
+    {
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
+    if len > 0 && params.buffer.is_null() {
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
     let mut bytes = vec![0u8; len];
     if len > 0 {
         // SAFETY: the issuer provided `Length` readable bytes at WriteBuffer.
         unsafe {
-            std::ptr::copy_nonoverlapping(params.WriteBuffer.cast::<u8>(), bytes.as_mut_ptr(), len);
+            std::ptr::copy_nonoverlapping(params.buffer.cast::<u8>(), bytes.as_mut_ptr(), len);
         };
     }
     let mut state = k.lock();
@@ -347,14 +362,21 @@ fn write(
 }
 
 fn query_information(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
-    // SAFETY: for IRP_MJ_QUERY_INFORMATION the `QueryFileInformation` member is the live one.
-    let params = unsafe { iopb.Parameters.QueryFileInformation };
+    // SAFETY: for IRP_MJ_QUERY_INFORMATION the `QueryFileInformation` member is the live one;
+    // the block is initialized.
+    let params = unsafe { params::QueryFile::of(&iopb.Parameters) };
+    if params.pad_before_class != 0 {
+        k.violation(windows_sys_layout(
+            "IRP_MJ_QUERY_INFORMATION",
+            "QueryFileInformation",
+        ));
+    }
     let state = k.lock();
     let stream = match stream_of(&state, iopb.TargetFileObject as usize) {
         Ok(s) => &state.streams[s],
         Err(status) => return (status, 0),
     };
-    match params.FileInformationClass {
+    match params.class {
         class if class == FileStandardInformation => {
             let info = FILE_STANDARD_INFORMATION {
                 AllocationSize: (stream.data.len() as i64 + 4095) & !4095,
@@ -363,17 +385,34 @@ fn query_information(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, us
                 DeletePending: stream.delete_pending,
                 Directory: stream.is_dir,
             };
-            copy_out(params.InfoBuffer, params.Length, &info)
+            copy_out(params.info_buffer, params.length, &info)
         }
         class if class == FileInternalInformation => copy_out(
-            params.InfoBuffer,
-            params.Length,
+            params.info_buffer,
+            params.length,
             &FILE_INTERNAL_INFORMATION {
                 IndexNumber: stream.file_id,
             },
         ),
         _ => (STATUS_INVALID_INFO_CLASS, 0),
     }
+}
+
+/// The largest file the model keeps (1 GiB); a request beyond it is malformed.
+const MAX_FILE_SIZE: usize = 1 << 30;
+
+/// The finding for a set- or query-information request whose bytes 4..8 are not zero: in C they
+/// are padding (`FileInformationClass` is `POINTER_ALIGNMENT`, at 8), and windows-sys 0.61's
+/// member puts the information class there.
+fn windows_sys_layout(major: &str, member: &str) -> String {
+    format!(
+        "{major}: bytes 4..8 of Parameters.{member} are not zero. fltKernel.h declares \
+         FileInformationClass POINTER_ALIGNMENT, so on 64-bit Windows it is at offset 8 and \
+         InfoBuffer at 16; bytes 4..8 are padding. The request was filled through windows-sys \
+         0.61's member, which drops that alignment (windows-rs #3525): Filter Manager and the \
+         file system read the class from the buffer pointer. Fill it through \
+         common::params::{member}."
+    )
 }
 
 fn copy_out<T>(buffer: *mut std::ffi::c_void, length: u32, value: &T) -> (NTSTATUS, usize) {
@@ -398,24 +437,36 @@ fn set_information(
     data: *mut FLT_CALLBACK_DATA,
     iopb: &FLT_IO_PARAMETER_BLOCK,
 ) -> (NTSTATUS, usize) {
-    // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is the live one.
-    let params = unsafe { iopb.Parameters.SetFileInformation };
-    if params.FileInformationClass != FileEndOfFileInformation {
+    // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is the live one; the
+    // block is initialized.
+    let params = unsafe { params::SetFile::of(&iopb.Parameters) };
+    if params.pad_before_class != 0 {
+        k.violation(windows_sys_layout(
+            "IRP_MJ_SET_INFORMATION",
+            "SetFileInformation",
+        ));
+    }
+    if params.class != FileEndOfFileInformation {
         return (STATUS_INVALID_INFO_CLASS, 0);
     }
-    if (params.Length as usize) < std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() {
+    if (params.length as usize) < std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>()
+        || params.info_buffer.is_null()
+    {
         return (STATUS_INFO_LENGTH_MISMATCH, 0);
     }
     // SAFETY: the buffer holds a FILE_END_OF_FILE_INFORMATION (length checked); read unaligned.
     let eof = unsafe {
         params
-            .InfoBuffer
+            .info_buffer
             .cast::<FILE_END_OF_FILE_INFORMATION>()
             .read_unaligned()
     };
     let Ok(new_len) = usize::try_from(eof.EndOfFile) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
+    if new_len > MAX_FILE_SIZE {
+        return (STATUS_INVALID_PARAMETER, 0);
+    }
     let (stream, access, old_len) = {
         let state = k.lock();
         let fo = iopb.TargetFileObject as usize;
@@ -530,12 +581,16 @@ pub(crate) fn section_conflict(
             ));
         }
     }
+    // The section object itself is what blocks the operation ("the mapping object must be
+    // closed"): it proceeds only once every section it met is closed for data scan, its handle
+    // closed and its object dereferenced, in whatever order the filter did it.
     let state = k.lock();
-    if state.streams[stream]
-        .sections
-        .iter()
-        .any(|obj| linked.contains(obj))
-    {
+    let blocking = existing.iter().any(|obj| {
+        let section = &state.sections[obj];
+        let still_linked = state.streams[stream].sections.contains(obj) && linked.contains(obj);
+        still_linked || section.handle_open || section.object_refs > 0
+    });
+    if blocking {
         return Err(STATUS_USER_MAPPED_FILE);
     }
     if truncating {

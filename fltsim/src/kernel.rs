@@ -24,6 +24,9 @@ use crate::state::State;
 pub(crate) struct Kernel {
     pub(crate) state: Mutex<State>,
     seq: AtomicU64,
+    /// Whether `World::hold_next_call` is armed: the one check every API call makes, so that an
+    /// unarmed model pays no lock for it.
+    pub(crate) call_hold_armed: std::sync::atomic::AtomicBool,
 }
 
 static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
@@ -81,6 +84,18 @@ thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static THREAD_ID: Cell<u32> = const { Cell::new(0) };
     static PROCESS_ID: Cell<u32> = const { Cell::new(crate::SYSTEM_PROCESS_ID) };
+    /// `KeEnterCriticalRegion` (`FsRtlEnterFileSystem`) depth of this thread.
+    static CRITICAL_REGIONS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// This thread's critical-region depth.
+pub(crate) fn critical_regions() -> u32 {
+    CRITICAL_REGIONS.with(Cell::get)
+}
+
+/// Sets this thread's critical-region depth; returns the previous one.
+pub(crate) fn set_critical_regions(depth: u32) -> u32 {
+    CRITICAL_REGIONS.with(|c| c.replace(depth))
 }
 
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
@@ -136,8 +151,10 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
     let what = frame.what.clone();
     FRAMES.with(|f| f.borrow_mut().push(frame));
     let previous = set_irql(level);
+    let regions = critical_regions();
     let result = body();
     let after = set_irql(previous);
+    let regions_after = set_critical_regions(regions);
     FRAMES.with(|f| f.borrow_mut().pop());
     if after != level
         && let Some(k) = try_kernel()
@@ -146,6 +163,16 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
             "{who}: {what} was called at {} and returned at {}",
             irql::name(level),
             irql::name(after)
+        ));
+    }
+    // Driver Verifier stops a callback that returns with normal kernel APCs still disabled.
+    if regions_after != regions
+        && let Some(k) = try_kernel()
+    {
+        k.violation(format!(
+            "{who}: {what} returned with {regions_after} critical region(s) entered where it was \
+             called with {regions} (KeEnterCriticalRegion or FsRtlEnterFileSystem without the \
+             matching leave)"
         ));
     }
     result
@@ -164,8 +191,13 @@ pub enum EventKind {
     Log,
     /// An operation a user-mode program issued (the test's scripted I/O).
     User,
-    /// A verifier finding.
+    /// A verifier finding, or a note of the model's own test machinery (an injected fault, a
+    /// hold).
     Verifier,
+    /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
+    /// starting to wait for the operations in flight. Calls are traced when they return; this
+    /// marks the moment inside one, so a test can order its next step after it.
+    FltMgr,
 }
 
 /// One line of the trace.
@@ -199,6 +231,7 @@ impl std::fmt::Display for Event {
             EventKind::Log => "log ",
             EventKind::User => "user",
             EventKind::Verifier => "VERIFIER",
+            EventKind::FltMgr => "fltmgr",
         };
         write!(
             f,
@@ -236,6 +269,7 @@ impl Kernel {
         Arc::new(Self {
             state: Mutex::new(state),
             seq: AtomicU64::new(1),
+            call_hold_armed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -317,6 +351,9 @@ pub(crate) fn api_call<R: std::fmt::Display>(
 ) -> R {
     let k = kernel();
     k.check_irql(api, max_irql);
+    if k.call_hold_armed.load(Ordering::Acquire) {
+        hold_call(&k, api);
+    }
     let args = args();
     let result = body(&k);
     let mut text = format!("{api}({args})");
@@ -327,6 +364,37 @@ pub(crate) fn api_call<R: std::fmt::Display>(
     k.trace(EventKind::Call(api), text);
     result
 }
+
+/// `World::hold_next_call`: if the hold is for `api`, takes it (it holds one call), says the call
+/// was reached, and waits for the release before the call does anything.
+fn hold_call(k: &Kernel, api: &'static str) {
+    let hold = {
+        let mut state = k.lock();
+        match &state.options.hold_call {
+            Some((name, _, _)) if *name == api => {
+                k.call_hold_armed.store(false, Ordering::Release);
+                state.options.hold_call.take()
+            }
+            _ => None,
+        }
+    };
+    let Some((_, reached, release)) = hold else {
+        return;
+    };
+    k.trace(
+        EventKind::Verifier,
+        format!("{api} held at its entry (World::hold_next_call)"),
+    );
+    reached.set();
+    if !release.wait(Some(CALL_HOLD_LIMIT)) {
+        k.violation(format!(
+            "{api} was held for {CALL_HOLD_LIMIT:?}: the test never released World::hold_next_call"
+        ));
+    }
+}
+
+/// How long a call held by `World::hold_next_call` waits before the model calls it a hang.
+const CALL_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// A status as an API result, for the trace.
 pub(crate) struct Status(pub(crate) NTSTATUS);

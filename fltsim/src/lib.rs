@@ -16,7 +16,40 @@
 //! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every
 //!   finding fails the test at [`World::finish`] (or when the world drops);
 //! - fault injection ([`World::fail_nth`], [`sweep_faults`]) and a [`trace`](World::trace) of
-//!   every call, callback and debugger line.
+//!   every call, callback and debugger line;
+//! - parameters read and written with `fltKernel.h`'s layout, through the model's own
+//!   definitions (`params`), because windows-sys 0.61's `FLT_PARAMETERS` members drop
+//!   `POINTER_ALIGNMENT` (windows-rs #3525). A request filled through windows-sys's members gets
+//!   the wrong answer Windows would give it, and a query or set-information whose C padding holds
+//!   the information class is a verifier finding.
+//!
+//! Holds let a test order "what happens in the middle" by the model's events instead of the
+//! clock: [`World::hold_next_call`] parks one call of an API at its entry,
+//! [`World::hold_delays`] holds every `KeDelayExecutionThread` (`FltUnregisterFilter` releases
+//! it, since it waits for the workers that pause), [`World::hold_next_section_create`] holds a
+//! create after it has linked its section, and [`World::wait_for_event`] waits (bounded) for a
+//! trace event such as Filter Manager's own [`EventKind::FltMgr`] steps. Lines that different
+//! threads print are ordered by nothing: compare them per thread ([`World::log_events`]).
+//!
+//! # Where the documentation is silent, the model chooses
+//! Each choice below is what Windows does as far as we know, or the stricter reading:
+//! - **A conflicting operation** (truncation, non-cached write, flush-and-purge) fails with
+//!   `STATUS_USER_MAPPED_FILE` while any data-scan section it met is still linked, has its handle
+//!   open or its object referenced: the section object is what blocks it.
+//! - **A second `FltCloseSectionForDataScan`** returns `STATUS_NOT_FOUND` and is not a finding.
+//! - **`FltAllocateContext`** of an unregistered type, or of a size no registration serves,
+//!   returns `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND` and is a finding (a filter bug).
+//! - **`FltCancellableWaitForSingleObject`** cannot be cancelled by a user or a dying thread in
+//!   the model; those outcomes, and an early time-out, are injected (`World::fail_nth_with`),
+//!   and only where they can happen.
+//! - **A callback that returns inside a critical region** (`KeEnterCriticalRegion` /
+//!   `FsRtlEnterFileSystem` without the leave) is a finding, as Driver Verifier stops on it.
+//! - **`ObfDereferenceObject` on a file object in an I/O completion routine** is a finding: if it
+//!   is the last reference, the file object is deleted inline and `IRP_MJ_CLOSE` goes down from
+//!   inside completion. Whether it is the last cannot be known in advance, so the call is
+//!   flagged; `ObDereferenceObjectDeferDelete` is not.
+//! - **`FltReleaseContext`** of a context from paged pool above `APC_LEVEL`, and
+//!   **`FltPerformAsynchronousIo`** of non-paging I/O above `PASSIVE_LEVEL`, are findings.
 //!
 //! Set `FLTSIM_ECHO=1` to print the trace as it happens.
 #![allow(
@@ -45,13 +78,17 @@ pub mod counting;
 mod fs;
 mod io;
 mod kernel;
+mod params;
 mod state;
 mod sync;
 mod verifier;
+mod views;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
-pub use world::{DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World};
+pub use world::{
+    CallHold, DelayHold, DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World,
+};
 
 /// The process id of the System process, which owns I/O that no user process requested.
 pub const SYSTEM_PROCESS_ID: u32 = 4;
@@ -84,6 +121,8 @@ pub const FALLIBLE_APIS: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpace",
+    "MmMapViewInSystemSpaceEx",
+    "MmCopyMemory",
     "FltGetFileNameInformation",
     "ExAllocatePool2",
     "FltAllocateGenericWorkItem",

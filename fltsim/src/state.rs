@@ -137,6 +137,8 @@ pub(crate) struct ContextRec {
     pub(crate) attachments: Vec<Attachment>,
     /// The section object created with this (section) context, ever.
     pub(crate) section: Option<usize>,
+    /// Allocated from paged pool: `FltReleaseContext` must then run at `<= APC_LEVEL`.
+    pub(crate) paged: bool,
 }
 
 /// Callback data.
@@ -162,7 +164,8 @@ pub(crate) struct SectionRec {
     pub(crate) views: u32,
     /// Filter Manager still links the section context to the stream.
     pub(crate) tracked: bool,
-    pub(crate) snapshot: Arc<Vec<u8>>,
+    /// The file's size when the section was created: the section's size.
+    pub(crate) size: u64,
     pub(crate) origin: String,
 }
 
@@ -177,7 +180,11 @@ pub(crate) struct HandleRec {
 /// A view mapped into system space.
 pub(crate) struct ViewRec {
     pub(crate) section: usize,
+    /// The stream whose live data the view shows.
+    pub(crate) stream: usize,
     pub(crate) filter: usize,
+    /// The section offset the view starts at.
+    pub(crate) offset: u64,
     pub(crate) len: usize,
     pub(crate) unmapped: bool,
     pub(crate) origin: String,
@@ -195,6 +202,8 @@ pub(crate) struct PoolRec {
     pub(crate) filter: Option<usize>,
     pub(crate) tag: u32,
     pub(crate) size: usize,
+    /// Allocated with `POOL_FLAG_PAGED`.
+    pub(crate) paged: bool,
     pub(crate) freed: bool,
     pub(crate) origin: String,
 }
@@ -218,11 +227,23 @@ pub(crate) struct Options {
     /// `World::hold_next_section_create`: the next successful `FltCreateSectionForDataScan`
     /// signals the first event once its section is linked, then waits for the second.
     pub(crate) hold_create: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
+    /// parked), then waits for the second (released).
+    pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    /// `World::hold_next_call`: the API whose next call is held at its entry, the event it
+    /// signals when reached, and the one it waits for.
+    pub(crate) hold_call: Option<(
+        &'static str,
+        Arc<crate::sync::HostEvent>,
+        Arc<crate::sync::HostEvent>,
+    )>,
 }
 
 /// Everything the model knows.
 pub(crate) struct State {
     pub(crate) arena: Arena,
+    /// The host pages behind views: reserved with no access (see `views`).
+    pub(crate) no_access: crate::views::NoAccess,
     pub(crate) filters: Vec<FilterRec>,
     pub(crate) instances: Vec<InstanceRec>,
     pub(crate) volumes: Vec<VolumeRec>,
@@ -257,6 +278,7 @@ impl State {
     pub(crate) fn new() -> Self {
         Self {
             arena: Arena::default(),
+            no_access: crate::views::NoAccess::default(),
             filters: Vec::new(),
             instances: Vec::new(),
             volumes: Vec::new(),
@@ -286,6 +308,8 @@ impl State {
                 race_on_create: None,
                 async_gate: None,
                 hold_create: None,
+                hold_delays: None,
+                hold_call: None,
             },
             echo: false,
             counters: HashMap::new(),

@@ -44,6 +44,7 @@ use crate::{
     kernel::{
         Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
     },
+    params::{self, Member as _},
     state::{
         FileObjectRec, FilterRec, FoState, InstanceRec, State, VolumeRec, filter_handle,
         instance_handle, volume_handle,
@@ -186,6 +187,85 @@ impl Drop for SectionHold {
                 .is_some_and(|(linked, _)| Arc::ptr_eq(linked, &self.linked));
             if ours {
                 state.options.hold_create = None;
+            }
+        }
+        self.release.set();
+    }
+}
+
+/// `KeDelayExecutionThread` calls held until released: see [`World::hold_delays`].
+pub struct DelayHold {
+    kernel: Arc<Kernel>,
+    parked: Arc<crate::sync::HostEvent>,
+    release: Arc<crate::sync::HostEvent>,
+}
+
+impl DelayHold {
+    /// Waits (at most `timeout`) until a thread is parked in a held delay; `false` if none is.
+    #[must_use]
+    pub fn wait_parked(&self, timeout: std::time::Duration) -> bool {
+        self.parked.wait(Some(timeout))
+    }
+
+    /// Lets every held delay return, and stops holding new ones. (Dropping the hold does the
+    /// same.)
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DelayHold {
+    fn drop(&mut self) {
+        {
+            let mut state = self.kernel.lock();
+            let ours = state
+                .options
+                .hold_delays
+                .as_ref()
+                .is_some_and(|(parked, _)| Arc::ptr_eq(parked, &self.parked));
+            if ours {
+                state.options.hold_delays = None;
+            }
+        }
+        self.release.set();
+    }
+}
+
+/// One API call held at its entry: see [`World::hold_next_call`].
+pub struct CallHold {
+    kernel: Arc<Kernel>,
+    reached: Arc<crate::sync::HostEvent>,
+    release: Arc<crate::sync::HostEvent>,
+}
+
+impl CallHold {
+    /// Waits (at most `timeout`) until the call has reached the hold; `false` if it has not.
+    #[must_use]
+    pub fn wait_held(&self, timeout: std::time::Duration) -> bool {
+        self.reached.wait(Some(timeout))
+    }
+
+    /// Lets the held call go on; disarms the hold if no call has reached it yet. (Dropping the
+    /// hold does the same.)
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for CallHold {
+    fn drop(&mut self) {
+        {
+            let mut state = self.kernel.lock();
+            let ours = state
+                .options
+                .hold_call
+                .as_ref()
+                .is_some_and(|(_, reached, _)| Arc::ptr_eq(reached, &self.reached));
+            if ours {
+                state.options.hold_call = None;
+                self.kernel
+                    .call_hold_armed
+                    .store(false, std::sync::atomic::Ordering::Release);
             }
         }
         self.release.set();
@@ -342,6 +422,45 @@ impl World {
         SectionHold {
             kernel: Arc::clone(&self.kernel),
             linked,
+            release,
+        }
+    }
+
+    /// Holds every `KeDelayExecutionThread` from now on until the returned [`DelayHold`] is
+    /// released or dropped, or until a filter calls `FltUnregisterFilter` (which waits for the
+    /// workers that are pausing, so it releases the hold itself).
+    ///
+    /// A filter that paces a background scan with delays then stops at a point the test knows:
+    /// after [`DelayHold::wait_parked`], the scan has done its current step and is pausing, and
+    /// whatever the test does next happens "during the pause", whatever the machine's load.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_delays(&self) -> DelayHold {
+        let parked = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.hold_delays = Some((Arc::clone(&parked), Arc::clone(&release)));
+        DelayHold {
+            kernel: Arc::clone(&self.kernel),
+            parked,
+            release,
+        }
+    }
+
+    /// Holds the next call of `api`, from any thread, at its entry: before it checks or does
+    /// anything, so the caller is parked mid-way through whatever callback made it. The test
+    /// then does what must happen "in the middle" (an unload, a conflicting I/O) and releases
+    /// the hold. One call is held; arming a new hold replaces one not yet reached.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_next_call(&self, api: &'static str) -> CallHold {
+        let reached = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        self.kernel.lock().options.hold_call =
+            Some((api, Arc::clone(&reached), Arc::clone(&release)));
+        self.kernel
+            .call_hold_armed
+            .store(true, std::sync::atomic::Ordering::Release);
+        CallHold {
+            kernel: Arc::clone(&self.kernel),
+            reached,
             release,
         }
     }
@@ -621,9 +740,12 @@ impl World {
             let b = unsafe { &mut *block };
             b.security.DesiredAccess = how.access;
             b.iopb.MajorFunction = u8::try_from(IRP_MJ_CREATE).expect("0");
-            b.iopb.Parameters.Create.SecurityContext = &raw mut b.security;
-            b.iopb.Parameters.Create.Options = (how.disposition << 24) | how.options;
-            b.iopb.Parameters.Create.ShareAccess = u16::try_from(how.share).expect("share bits");
+            let security = &raw mut b.security;
+            // SAFETY: a create's member, in the zeroed block (C layout: `params`).
+            let create = unsafe { params::Create::of_mut(&mut b.iopb.Parameters) };
+            create.security_context = security;
+            create.options = (how.disposition << 24) | how.options;
+            create.share_access = u16::try_from(how.share).expect("share bits");
             b.iopb.OperationFlags = how.operation_flags;
             state.callback_data.insert(data as usize, user_data_rec());
             (fo, data)
@@ -698,9 +820,11 @@ impl World {
         let mut info = 0;
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_READ as u8;
-            b.iopb.Parameters.Read.Length = len;
-            b.iopb.Parameters.Read.ByteOffset = i64::try_from(offset).expect("offset");
-            b.iopb.Parameters.Read.ReadBuffer = buffer.as_mut_ptr().cast::<c_void>();
+            // SAFETY: a read's member, in the zeroed block (C layout: `params`).
+            let read = unsafe { params::ReadWrite::of_mut(&mut b.iopb.Parameters) };
+            read.length = len;
+            read.byte_offset = i64::try_from(offset).expect("offset");
+            read.buffer = buffer.as_mut_ptr().cast::<c_void>();
             info = std::ptr::from_mut(&mut b.data) as usize;
         });
         self.kernel.trace(
@@ -730,9 +854,11 @@ impl World {
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_WRITE as u8;
             b.iopb.IrpFlags = if non_cached { IRP_NOCACHE } else { 0 };
-            b.iopb.Parameters.Write.Length = u32::try_from(copy.len()).expect("short write");
-            b.iopb.Parameters.Write.ByteOffset = i64::try_from(offset).expect("offset");
-            b.iopb.Parameters.Write.WriteBuffer = copy.as_mut_ptr().cast::<c_void>();
+            // SAFETY: a write's member, in the zeroed block (C layout: `params`).
+            let write = unsafe { params::ReadWrite::of_mut(&mut b.iopb.Parameters) };
+            write.length = u32::try_from(copy.len()).expect("short write");
+            write.byte_offset = i64::try_from(offset).expect("offset");
+            write.buffer = copy.as_mut_ptr().cast::<c_void>();
         });
         self.kernel.trace(
             EventKind::User,
@@ -756,10 +882,11 @@ impl World {
         };
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
-            b.iopb.Parameters.SetFileInformation.Length =
-                std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() as u32;
-            b.iopb.Parameters.SetFileInformation.FileInformationClass = FileEndOfFileInformation;
-            b.iopb.Parameters.SetFileInformation.InfoBuffer = std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a set-information's member, in the zeroed block (C layout: `params`).
+            let set = unsafe { params::SetFile::of_mut(&mut b.iopb.Parameters) };
+            set.length = std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>() as u32;
+            set.class = FileEndOfFileInformation;
+            set.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         self.kernel.trace(
             EventKind::User,
@@ -791,11 +918,11 @@ impl World {
         let mut info = FILE_STANDARD_INFORMATION::default();
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
-            b.iopb.Parameters.QueryFileInformation.Length =
-                std::mem::size_of::<FILE_STANDARD_INFORMATION>() as u32;
-            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileStandardInformation;
-            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
-                std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a query-information's member, in the zeroed block (C layout: `params`).
+            let query = unsafe { params::QueryFile::of_mut(&mut b.iopb.Parameters) };
+            query.length = std::mem::size_of::<FILE_STANDARD_INFORMATION>() as u32;
+            query.class = FileStandardInformation;
+            query.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         self.kernel.trace(
             EventKind::User,
@@ -812,11 +939,11 @@ impl World {
         let mut info = FILE_INTERNAL_INFORMATION::default();
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_QUERY_INFORMATION as u8;
-            b.iopb.Parameters.QueryFileInformation.Length =
-                std::mem::size_of::<FILE_INTERNAL_INFORMATION>() as u32;
-            b.iopb.Parameters.QueryFileInformation.FileInformationClass = FileInternalInformation;
-            b.iopb.Parameters.QueryFileInformation.InfoBuffer =
-                std::ptr::from_mut(&mut info).cast();
+            // SAFETY: a query-information's member, in the zeroed block (C layout: `params`).
+            let query = unsafe { params::QueryFile::of_mut(&mut b.iopb.Parameters) };
+            query.length = std::mem::size_of::<FILE_INTERNAL_INFORMATION>() as u32;
+            query.class = FileInternalInformation;
+            query.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
         status.ok().map(|()| info.IndexNumber)
     }
@@ -956,13 +1083,44 @@ impl World {
             .collect()
     }
 
+    /// Waits (at most `timeout`) until the trace holds an event that satisfies `pred`, and
+    /// returns the first such event; `None` if none came. For ordering a test's next step after
+    /// something another thread does in the model (a bound on a hang, not a timing assertion).
+    #[must_use]
+    pub fn wait_for_event(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.kernel.lock().trace.iter().find(|e| pred(e)) {
+                return Some(found.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The debugger lines printed so far by the filter called `name`.
+    ///
+    /// Lines printed by different threads (a worker, a completion, a callback) come in the order
+    /// they happened to be printed, which nothing guarantees: compare such lines as a set, or per
+    /// thread with [`log_events`](Self::log_events).
     #[must_use]
     pub fn log_lines(&self, name: &str) -> Vec<String> {
+        self.log_events(name).into_iter().map(|e| e.text).collect()
+    }
+
+    /// The debugger lines printed so far by the filter called `name`, as trace events: each
+    /// names the model thread that printed it ([`Event::thread`]).
+    #[must_use]
+    pub fn log_events(&self, name: &str) -> Vec<Event> {
         self.trace()
             .into_iter()
             .filter(|e| e.kind == EventKind::Log && e.who == name)
-            .map(|e| e.text)
             .collect()
     }
 
@@ -1020,6 +1178,10 @@ impl World {
             let shown = match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
                 EventKind::User => true,
+                // Filter Manager's own steps inside one of those calls.
+                EventKind::FltMgr => apis
+                    .iter()
+                    .any(|api| event.text.starts_with(&format!("{api}:"))),
                 _ => false,
             };
             if shown {

@@ -129,9 +129,11 @@ fn query_data(
     // SAFETY: as above.
     let iopb = unsafe { &mut *iopb };
     iopb.MajorFunction = 5; // IRP_MJ_QUERY_INFORMATION
-    iopb.Parameters.QueryFileInformation.Length = 24;
-    iopb.Parameters.QueryFileInformation.FileInformationClass = FileStandardInformation;
-    iopb.Parameters.QueryFileInformation.InfoBuffer = buffer.as_mut_ptr().cast();
+    // SAFETY: the query's member (C layout), in freshly allocated, zeroed callback data.
+    let query = unsafe { common::params::QueryFileInformation::of_mut(&mut iopb.Parameters) };
+    query.Length = 24;
+    query.FileInformationClass = FileStandardInformation;
+    query.InfoBuffer = buffer.as_mut_ptr().cast();
     data
 }
 
@@ -320,5 +322,71 @@ fn rundown_protection_waits_for_holders_and_refuses_new_ones_once_the_wait_began
         found[1].contains("ExWaitForRundownProtectionRelease called at DISPATCH_LEVEL"),
         "{found:?}"
     );
+    world.finish();
+}
+
+// ---- the file-object reference a completion routine drops ------------------------------------------
+
+/// A completion routine that drops a file-object reference whose object is its context, the
+/// plain way (`ObfDereferenceObject`) or the deferred way.
+unsafe extern "system" fn completed_dropping_plain(
+    data: *const common::bindings::FLT_CALLBACK_DATA,
+    context: common::bindings::PFLT_CONTEXT,
+) {
+    // SAFETY: the routine owns the callback data now; freed once, here.
+    unsafe { common::bindings::FltFreeCallbackData(data) };
+    // SAFETY: the reference the test took for this request, dropped once.
+    unsafe { common::bindings::ObfDereferenceObject(context.cast_const()) };
+}
+
+unsafe extern "system" fn completed_dropping_deferred(
+    data: *const common::bindings::FLT_CALLBACK_DATA,
+    context: common::bindings::PFLT_CONTEXT,
+) {
+    // SAFETY: as above.
+    unsafe { common::bindings::FltFreeCallbackData(data) };
+    // SAFETY: as above.
+    unsafe { common::bindings::ObDereferenceObjectDeferDelete(context.cast_const()) };
+}
+
+#[test]
+fn a_completion_routine_that_drops_a_file_object_reference_must_defer_the_delete() {
+    use common::bindings::{FltPerformAsynchronousIo, ObfReferenceObject};
+    let world = World::new();
+    world.create_file("C:\\a.txt", b"abc");
+    world.load(PROBE, 365_000, driver_entry).unwrap();
+    let h = world.open("C:\\a.txt", Open::read()).unwrap();
+    let mut buffer = [0u8; 24];
+    for (nth, routine, findings) in [
+        (
+            1,
+            completed_dropping_deferred as unsafe extern "system" fn(_, _),
+            0,
+        ),
+        (2, completed_dropping_plain, 1),
+    ] {
+        let fo = world.file_object(h);
+        // SAFETY: an open file object; the routine drops this reference.
+        unsafe { ObfReferenceObject(fo.cast()) };
+        let data = query_data(&world, h, &mut buffer);
+        // Injected failure: the routine runs before the call returns, so the test can look at
+        // what it did without waiting for another thread.
+        world.fail_nth("FltPerformAsynchronousIo", nth);
+        // SAFETY: set-up callback data, a routine that frees it, and the referenced object.
+        unsafe { FltPerformAsynchronousIo(data, Some(routine), fo.cast_mut().cast()) };
+        let found: Vec<String> = world
+            .take_violations()
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        assert_eq!(found.len(), findings, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .all(|m| m.contains("Use ObDereferenceObjectDeferDelete")),
+            "{found:?}"
+        );
+    }
+    world.close(h).unwrap();
     world.finish();
 }

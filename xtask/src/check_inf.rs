@@ -9,6 +9,22 @@
 //!
 //! Every failure names the file, the section and the rule; all failures are collected before
 //! the command fails.
+//!
+//! Beyond the INF form, three facts are checked against data:
+//! - **minimum Windows version**: the down-level install section is decorated with the build the
+//!   driver needs (`[DefaultInstall.NT$ARCH$.10.0...<build>]`, a `TargetOSVersion`), so that Windows
+//!   refuses the INF on older builds instead of installing a driver that cannot load. The build
+//!   must equal the highest of Windows 10 version 1903 (primitive drivers) and the documented
+//!   minimum of every function the driver imports, in either build mode (the WDK-mode runtime's
+//!   imports are `exports::WDK_RUNTIME_IMPORTS`). check-inf does not build the drivers: it reads
+//!   the sample's committed `samples/<dir>/driver-imports.txt`, which `cargo xtask build` keeps
+//!   equal to the real import tables, and the versions in `xtask/src/exports.rs`.
+//! - **altitude**: inside its load order group's range, and not allocated to anyone on
+//!   Microsoft's "Allocated filter altitudes" page (`xtask/data/allocated-altitudes.tsv`).
+//! - **driver package isolation, as `infverif /w` enforces it** (error 1323: "Service registry
+//!   key must be under the Parameters subkey"): every install section used on builds at or above
+//!   the `/wbuild` build (10.0.17763 unless `WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS` in
+//!   `Makefile.toml` says otherwise) writes service registry values under `Parameters` only.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,10 +34,20 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use crate::exports::{self, WinVer};
+
 /// The install section for Windows 11 24H2 (build 25952) and later.
 const MODERN_INSTALL: &str = "DefaultInstall.NT$ARCH$.10.0...25952";
-/// The down-level install section (builds before 25952).
+/// The build of [`MODERN_INSTALL`]: Windows 11 24H2's.
+const MODERN_BUILD: u32 = 25952;
+/// How every down-level install section name starts (builds before 25952); the decoration after
+/// it, `.10.0...<build>`, states the driver's minimum Windows build.
 const DOWNLEVEL_INSTALL: &str = "DefaultInstall.NT$ARCH$";
+/// `infverif /wbuild`'s default: the build from which `/w` enforces the Windows Driver rules
+/// (Microsoft's page "Running `InfVerif` from the Command Line").
+const DEFAULT_WBUILD: u32 = 17763;
+/// Microsoft's "Allocated filter altitudes" page as data (its source is in its first line).
+const ALLOCATED_ALTITUDES: &str = include_str!("../data/allocated-altitudes.tsv");
 /// Where the instance configuration lives for the modern section (24H2 and later).
 const MODERN_INSTANCES_KEY: &str = "Parameters\\Instances";
 /// Where the instance configuration lives for the down-level section.
@@ -39,7 +65,8 @@ struct Group {
     altitudes: std::ops::RangeInclusive<u32>,
 }
 
-/// The load order groups the samples may use (REFERENCE.md §2).
+/// The load order groups the samples may use, with the ranges of Microsoft's "Allocated filter
+/// altitudes" page (a test checks them against `xtask/data/allocated-altitudes.tsv`).
 const GROUPS: &[Group] = &[
     Group {
         name: "FSFilter Activity Monitor",
@@ -51,13 +78,13 @@ const GROUPS: &[Group] = &[
         name: "FSFilter Anti-Virus",
         class: "AntiVirus",
         class_guid: "{b1d1a169-c54f-4379-81db-bee7d88d7454}",
-        altitudes: 320_000..=329_999,
+        altitudes: 320_000..=329_998,
     },
     Group {
         name: "FSFilter Content Screener",
         class: "ContentScreener",
         class_guid: "{3e3f0674-c83c-4558-bb26-9820e1eba5c5}",
-        altitudes: 260_000..=269_999,
+        altitudes: 260_000..=269_998,
     },
 ];
 
@@ -413,6 +440,8 @@ struct InfFacts {
     service_name: Option<String>,
     binary: Option<String>,
     altitude: Option<u32>,
+    /// The build the down-level install section is decorated with.
+    min_build: Option<u32>,
 }
 
 /// Collects the findings of one file.
@@ -450,6 +479,75 @@ fn parse_altitude(text: &str) -> Option<u32> {
     } else {
         None
     }
+}
+
+/// An altitude in a canonical form for comparison: no leading zeros, no trailing fractional
+/// zeros ("0370210.50" and "370210.5" are the same altitude).
+fn canonical_altitude(text: &str) -> Option<String> {
+    parse_altitude(text.trim())?;
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    Some(if fraction.is_empty() {
+        whole.to_owned()
+    } else {
+        format!("{whole}.{fraction}")
+    })
+}
+
+/// The rows of [`ALLOCATED_ALTITUDES`]: `(altitude, load order group, minifilter, company)`.
+fn allocations() -> impl Iterator<Item = [&'static str; 4]> {
+    ALLOCATED_ALTITUDES
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            Some([
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            ])
+        })
+}
+
+/// Who `altitude` is allocated to, `(minifilter, company)`, if anyone.
+fn allocated_to(altitude: &str) -> Option<(&'static str, &'static str)> {
+    let wanted = canonical_altitude(altitude)?;
+    allocations()
+        .find(|[allocated, ..]| canonical_altitude(allocated).as_deref() == Some(wanted.as_str()))
+        .map(|[_, _, minifilter, company]| (minifilter, company))
+}
+
+/// The build a `DefaultInstall.NT$ARCH$.10.0...<build>` section name is decorated with (the
+/// `TargetOSVersion` `NT<arch>.<major>.<minor>.<product type>.<suite mask>.<build>`); `None` when it
+/// states no build.
+fn install_build(name: &str) -> Option<u32> {
+    let decoration = name.get(DOWNLEVEL_INSTALL.len()..)?.strip_prefix('.')?;
+    let parts: Vec<&str> = decoration.split('.').collect();
+    match parts[..] {
+        ["10", "0", _, _, build] => build.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The `/wbuild <major.minor.build>` of `WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS` in the root
+/// `Makefile.toml` text (the flags the cargo-make flow passes to infverif), or infverif's default.
+fn wbuild_of(makefile: &str) -> u32 {
+    makefile
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS")
+        })
+        .filter_map(|rest| rest.trim().strip_prefix('='))
+        .find_map(|flags| {
+            let flags = flags.trim().trim_matches('"');
+            let mut words = flags.split_whitespace();
+            words.find(|w| w.eq_ignore_ascii_case("/wbuild"))?;
+            words.next()?.rsplit('.').next()?.parse().ok()
+        })
+        .unwrap_or(DEFAULT_WBUILD)
 }
 
 /// The `.sys` file named by `ServiceBinary = %13%\name.sys`.
@@ -918,6 +1016,54 @@ impl<'a> Checker<'a> {
         values
     }
 
+    /// Driver package isolation as `infverif /w` enforces it (error 1323): the service install
+    /// section of an install section used on builds from `from_build` on, when those reach the
+    /// `/wbuild` build, writes its service registry values under `Parameters` only.
+    fn check_isolation(
+        &mut self,
+        values: &[RegValue],
+        service: &str,
+        from_build: u32,
+        wbuild: u32,
+    ) {
+        let used = if from_build == 0 {
+            "on every build".to_owned()
+        } else {
+            format!("from build {from_build}")
+        };
+        for v in values {
+            let subkey = v.subkey.to_ascii_lowercase();
+            if subkey != "parameters" && !subkey.starts_with("parameters\\") {
+                self.fail(
+                    &v.section,
+                    "registry.parameters",
+                    format!(
+                        "HKR,\"{}\",\"{}\" (service section {service}, used {used}): \
+                         infverif /w (error 1323) requires service registry values under the \
+                         Parameters subkey on builds from /wbuild {wbuild} on",
+                        v.subkey, v.name
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `SupportedFeatures` (a DWORD) is where Filter Manager reads it: under `Parameters` from
+    /// 24H2 on, at the service key before, as Microsoft's minifilter INFs write it.
+    fn check_supported_features(&mut self, values: &[RegValue], service: &str, subkey: &str) {
+        let found = values.iter().any(|v| {
+            v.subkey.eq_ignore_ascii_case(subkey)
+                && v.name.eq_ignore_ascii_case("SupportedFeatures")
+        });
+        if !found {
+            self.fail(
+                service,
+                "registry.supportedfeatures",
+                format!("no HKR,\"{subkey}\",\"SupportedFeatures\" value in its AddReg"),
+            );
+        }
+    }
+
     /// Checks the instance configuration under `instances_key`. Returns the default instance's
     /// altitude.
     #[expect(
@@ -1026,6 +1172,18 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
+        if let Some((minifilter, company)) = allocated_to(&altitude.value) {
+            self.fail(
+                &altitude.section,
+                "altitude.allocated",
+                format!(
+                    "Altitude {} is allocated to {minifilter} ({company}) on Microsoft's \
+                     \"Allocated filter altitudes\" page: instances of two filters at one \
+                     altitude fail to attach; choose an unallocated one",
+                    altitude.value
+                ),
+            );
+        }
         if let Some(g) = group
             && !g.altitudes.contains(&number)
         {
@@ -1048,9 +1206,17 @@ impl<'a> Checker<'a> {
 #[derive(Debug, Clone)]
 struct Expected {
     binary: String,
+    /// The minimum Windows version the driver needs, if known.
+    min_windows: Option<WinVer>,
+    /// The build from which infverif /w enforces driver package isolation.
+    wbuild: u32,
 }
 
 /// Checks one INF's text. `expected` is the sample it belongs to, if known.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one rule after another, in the order of the INF"
+)]
 fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts, Vec<Finding>) {
     let (inf, syntax) = parse(text);
     let mut c = Checker {
@@ -1062,6 +1228,7 @@ fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts,
         c.fail(&format!("line {}", e.line), "syntax", e.message);
     }
     let binary = expected.map(|e| e.binary.as_str());
+    let wbuild = expected.map_or(DEFAULT_WBUILD, |e| e.wbuild);
     let group = c.check_version(binary);
     c.check_structure();
 
@@ -1078,16 +1245,77 @@ fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts,
         }
     }
     let service_name = facts.service_name.clone();
+
+    // The down-level install section: the one other DefaultInstall.NT$ARCH$ section.
+    let downlevel_names: Vec<&str> = inf
+        .sections
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|name| {
+            let lower = name.to_ascii_lowercase();
+            lower.starts_with(&DOWNLEVEL_INSTALL.to_ascii_lowercase())
+                && !lower.ends_with(".services")
+                && !name.eq_ignore_ascii_case(MODERN_INSTALL)
+        })
+        .collect();
+    let downlevel_name = match downlevel_names[..] {
+        [name] => name.to_owned(),
+        [] => DOWNLEVEL_INSTALL.to_owned(),
+        _ => {
+            c.fail(
+                DOWNLEVEL_INSTALL,
+                "install.downlevel",
+                format!("one down-level install section, not {downlevel_names:?}"),
+            );
+            downlevel_names[0].to_owned()
+        }
+    };
     let downlevel = c.check_install(
-        DOWNLEVEL_INSTALL,
+        &downlevel_name,
         "install.downlevel",
         binary,
         service_name.as_deref(),
     );
+    if downlevel.is_some() {
+        match install_build(&downlevel_name) {
+            None => c.fail(
+                &downlevel_name,
+                "install.min-windows",
+                "the down-level install section states no minimum Windows build: decorate it \
+                 [DefaultInstall.NT$ARCH$.10.0...<build>] with the build the driver needs",
+            ),
+            Some(build) if build >= MODERN_BUILD => c.fail(
+                &downlevel_name,
+                "install.min-windows",
+                format!("the down-level section's build {build} is not below {MODERN_BUILD}"),
+            ),
+            Some(build) => {
+                facts.min_build = Some(build);
+                if let Some(needed) = expected.and_then(|e| e.min_windows)
+                    && needed.number != (10, 0, build)
+                {
+                    c.fail(
+                        &downlevel_name,
+                        "install.min-windows",
+                        format!(
+                            "the INF states {} but the driver needs {needed} (the highest of \
+                             primitive drivers' Windows 10 version 1903 and the documented \
+                             minimums of its imports, WDK-mode runtime included): use \
+                             [DefaultInstall.NT$ARCH$.10.0...{}]",
+                            WinVer::windows10_build(build),
+                            needed.number.2
+                        ),
+                    );
+                }
+            }
+        }
+    }
 
     let mut altitudes = Vec::new();
     if let Some(service) = modern {
         let values = c.check_service(service, group, binary);
+        c.check_isolation(&values, &service.name, MODERN_BUILD, wbuild);
+        c.check_supported_features(&values, &service.name, "Parameters");
         altitudes.push(c.check_instances(
             &service.name,
             &values,
@@ -1101,6 +1329,12 @@ fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts,
             c.fail(&service.name, "registry.24h2", "the modern and down-level sections need separate service install sections: the instance configuration is under Parameters\\Instances from 24H2 on, under Instances before");
         } else {
             let values = c.check_service(service, group, binary);
+            let build = install_build(&downlevel_name).unwrap_or(0);
+            // Used from its build up to (not including) the modern section's.
+            if MODERN_BUILD > wbuild {
+                c.check_isolation(&values, &service.name, build, wbuild);
+            }
+            c.check_supported_features(&values, &service.name, "");
             altitudes.push(c.check_instances(
                 &service.name,
                 &values,
@@ -1125,7 +1359,7 @@ fn check_text(file: &str, text: &str, expected: Option<&Expected>) -> (InfFacts,
         && a != b
     {
         c.fail(
-            DOWNLEVEL_INSTALL,
+            &downlevel_name,
             "install.consistent",
             format!("altitude {b} differs from the modern section's {a}"),
         );
@@ -1208,6 +1442,106 @@ fn find_samples(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<Sample>>
     Ok(samples)
 }
 
+/// The minimum Windows version `sample`'s driver package needs ([`exports::package_minimum`] of
+/// the functions its committed `driver-imports.txt` lists). Reports a missing list or an unknown
+/// function.
+fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Option<WinVer> {
+    let file = format!("samples/{}/{}", sample.dir, exports::LIST_FILE);
+    let Ok(text) = fs::read_to_string(root.join(&file)) else {
+        findings.push(Finding {
+            file,
+            section: "-".into(),
+            rule: "workspace.driver-imports",
+            message: "missing: the committed list of the driver's imports (`cargo xtask build` \
+                      checks it against the built drivers)"
+                .into(),
+        });
+        return None;
+    };
+    let functions = exports::parse_list(&text);
+    let unknown: Vec<&str> = functions
+        .iter()
+        .map(String::as_str)
+        .filter(|f| exports::find(f).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        findings.push(Finding {
+            file,
+            section: "-".into(),
+            rule: "workspace.driver-imports",
+            message: format!("{unknown:?} are not in xtask/src/exports.rs's table of exports"),
+        });
+        return None;
+    }
+    Some(exports::package_minimum(exports::minimum(
+        functions.iter().map(String::as_str),
+    )))
+}
+
+/// The places outside the INF that name a sample's altitude agree with it: the tests'
+/// `const ALTITUDE: u32 = N;`, the demo's `.load(TAG, N, DriverEntry)` and the root README's
+/// table row for the service (`` `Service`, N ``).
+fn check_altitude_mentions(
+    root: &Path,
+    sample: &Sample,
+    service: Option<&str>,
+    altitude: u32,
+    findings: &mut Vec<Finding>,
+) {
+    let number = |text: &str| -> Option<u32> {
+        let digits: String = text.chars().filter(|c| *c != '_').collect();
+        digits.trim().parse().ok()
+    };
+    let mut mention = |file: String, found: Option<u32>, line: usize| {
+        if let Some(found) = found
+            && found != altitude
+        {
+            findings.push(Finding {
+                file,
+                section: format!("line {line}"),
+                rule: "workspace.altitude-mentions",
+                message: format!("names altitude {found}; the sample's INF says {altitude}"),
+            });
+        }
+    };
+    let dir = root.join("samples").join(&sample.dir);
+    for sub in ["tests", "examples"] {
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let shown = format!(
+                "samples/{}/{sub}/{}",
+                sample.dir,
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            for (i, line) in text.lines().enumerate() {
+                let line_text = line.trim();
+                if let Some(rest) = line_text.strip_prefix("const ALTITUDE: u32 =") {
+                    mention(shown.clone(), number(rest.trim_end_matches(';')), i + 1);
+                }
+                if let Some(rest) = line_text.strip_prefix(".load(TAG,")
+                    && let Some((value, _)) = rest.split_once(',')
+                {
+                    mention(shown.clone(), number(value), i + 1);
+                }
+            }
+        }
+    }
+    if let (Some(service), Ok(readme)) = (service, fs::read_to_string(root.join("README.md"))) {
+        let key = format!("`{service}`, ");
+        for (i, line) in readme.lines().enumerate() {
+            if let Some((_, rest)) = line.split_once(&key) {
+                let value: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                mention("README.md".into(), number(&value), i + 1);
+            }
+        }
+    }
+}
+
 /// Checks every INF source in `inf/` against the samples in `samples/`.
 fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
@@ -1216,6 +1550,9 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
         .iter()
         .map(|s| (format!("{}.sys", s.fs_name()), s))
         .collect();
+    // The flags the cargo-make flow passes to infverif (no Makefile.toml: infverif's defaults).
+    let wbuild = fs::read_to_string(root.join("Makefile.toml"))
+        .map_or(DEFAULT_WBUILD, |text| wbuild_of(&text));
 
     let inf_dir = root.join("inf");
     let mut files: Vec<PathBuf> = fs::read_dir(&inf_dir)
@@ -1267,6 +1604,8 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
             .or_else(|| by_binary.get(&format!("{stem}.sys")).copied());
         let expected = sample.map(|s| Expected {
             binary: format!("{}.sys", s.fs_name()),
+            min_windows: driver_needs(root, s, &mut findings),
+            wbuild,
         });
         let (facts, file_findings) = check_text(&display, &text, expected.as_ref());
         findings.extend(file_findings);
@@ -1301,13 +1640,20 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
                 message: format!("the INF source of {} must be inf/{want_name}: cargo-make's copy-inx-to-output looks for <crate fs name>.inx", sample.package),
             });
         }
-        if let Some(name) = facts.service_name {
+        if let Some(name) = &facts.service_name {
             services
                 .entry(name.to_ascii_lowercase())
                 .or_default()
                 .push(display.clone());
         }
         if let Some(altitude) = facts.altitude {
+            check_altitude_mentions(
+                root,
+                sample,
+                facts.service_name.as_deref(),
+                altitude,
+                &mut findings,
+            );
             altitudes.entry(altitude).or_default().push(display);
         }
     }
@@ -1365,15 +1711,19 @@ mod tests {
     const GOOD: &str = include_str!("../../inf/rs_passthrough.inx");
     const BINARY: &str = "rs_passthrough.sys";
 
+    /// What the workspace expects of the passthrough INF (its driver needs 1903), with the
+    /// infverif flags of the root Makefile.toml.
+    fn expected(binary: &str) -> Expected {
+        let makefile = include_str!("../../Makefile.toml");
+        Expected {
+            binary: binary.into(),
+            min_windows: Some(WinVer::WIN10_2004),
+            wbuild: wbuild_of(makefile),
+        }
+    }
+
     fn check(text: &str) -> Vec<Finding> {
-        check_text(
-            "test.inx",
-            text,
-            Some(&Expected {
-                binary: BINARY.into(),
-            }),
-        )
-        .1
+        check_text("test.inx", text, Some(&expected(BINARY))).1
     }
 
     /// Replaces `from` (which must occur) with `to` in the good INF and returns the rules that fail.
@@ -1398,31 +1748,128 @@ mod tests {
     #[test]
     fn every_workspace_inf_is_clean() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let findings = check_workspace(&root).unwrap();
+        assert!(findings.is_empty(), "{findings:#?}");
         for entry in fs::read_dir(root.join("inf")).unwrap() {
             let path = entry.unwrap().path();
             let text = decode(&fs::read(&path).unwrap()).unwrap();
             let binary = format!("{}.sys", path.file_stem().unwrap().to_string_lossy());
-            let (facts, findings) = check_text(
-                &path.display().to_string(),
-                &text,
-                Some(&Expected {
-                    binary: binary.clone(),
-                }),
-            );
-            assert!(findings.is_empty(), "{findings:#?}");
+            let (facts, _) = check_text(&path.display().to_string(), &text, None);
             assert_eq!(facts.binary.as_deref(), Some(binary.as_str()));
+            assert!(facts.min_build.is_some(), "{}", path.display());
         }
     }
 
     #[test]
-    fn good_inf_facts() {
-        let (facts, findings) = check_text(
-            "test.inx",
-            GOOD,
-            Some(&Expected {
-                binary: BINARY.into(),
-            }),
+    fn stated_minimum_must_match_the_driver_needs() {
+        // The passthrough INF states 2004; a driver that needs a later build fails.
+        let needs_more = Expected {
+            min_windows: Some(WinVer::new((10, 0, 22000), "Windows 11")),
+            ..expected(BINARY)
+        };
+        let findings = check_text("test.inx", GOOD, Some(&needs_more)).1;
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == "install.min-windows" && f.message.contains("10.0...22000")),
+            "{findings:#?}"
         );
+        // Stating more than the driver needs refuses Windows versions it could run on.
+        assert_fails(
+            "DefaultInstall.NT$ARCH$.10.0...19041",
+            "DefaultInstall.NT$ARCH$.10.0...22000",
+            "install.min-windows",
+        );
+        // Stating nothing installs it anywhere.
+        assert_fails(
+            "DefaultInstall.NT$ARCH$.10.0...19041",
+            "DefaultInstall.NT$ARCH$",
+            "install.min-windows",
+        );
+    }
+
+    #[test]
+    fn allocated_altitude_fails() {
+        // 265110: PrintDriver.sys on Microsoft's page; also outside this group's range.
+        assert_fails(
+            "Instance1.Altitude = \"370210\"",
+            "Instance1.Altitude = \"370030\"",
+            "altitude.allocated",
+        );
+        assert_eq!(
+            allocated_to("265110.0"),
+            Some(("PrintDriver.sys", "Beijing Shu Yan Science"))
+        );
+        assert_eq!(allocated_to("370210"), None);
+        assert_eq!(
+            canonical_altitude("0370210.50").as_deref(),
+            Some("370210.5")
+        );
+    }
+
+    #[test]
+    fn group_ranges_are_microsofts() {
+        for group in GROUPS {
+            let stated = format!(
+                "{} ({}-{})",
+                group.name,
+                group.altitudes.start(),
+                group.altitudes.end()
+            );
+            assert!(
+                allocations().any(|[_, g, ..]| g == stated),
+                "no row of the data says {stated}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_values_outside_parameters_fail_from_wbuild_on() {
+        // With infverif's default /wbuild (17763), the down-level section's Instances fail.
+        let default_wbuild = Expected {
+            wbuild: DEFAULT_WBUILD,
+            ..expected(BINARY)
+        };
+        let findings = check_text("test.inx", GOOD, Some(&default_wbuild)).1;
+        assert!(
+            findings.iter().any(|f| f.rule == "registry.parameters"),
+            "{findings:#?}"
+        );
+        // With /wbuild 10.0.25952 only the modern section is held to it.
+        assert_fails(
+            "HKR,\"Parameters\",\"SupportedFeatures\"",
+            "HKR,,\"SupportedFeatures\"",
+            "registry.parameters",
+        );
+        assert_eq!(
+            wbuild_of("WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS = \"/wbuild 10.0.25952\""),
+            25952
+        );
+        assert_eq!(wbuild_of("[env]\n"), DEFAULT_WBUILD);
+        assert_eq!(
+            wbuild_of(include_str!("../../Makefile.toml")),
+            MODERN_BUILD,
+            "the cargo-make flow's infverif must enforce /w from the modern section's build"
+        );
+    }
+
+    #[test]
+    fn supported_features_is_required() {
+        assert_fails(
+            "HKR,\"Parameters\",\"SupportedFeatures\",0x00010001,%SupportedFeatures%\r\n",
+            "",
+            "registry.supportedfeatures",
+        );
+        assert_fails(
+            "HKR,,\"SupportedFeatures\",0x00010001,%SupportedFeatures%\r\n",
+            "",
+            "registry.supportedfeatures",
+        );
+    }
+
+    #[test]
+    fn good_inf_facts() {
+        let (facts, findings) = check_text("test.inx", GOOD, Some(&expected(BINARY)));
         assert!(findings.is_empty(), "{findings:#?}");
         assert_eq!(facts.service_name.as_deref(), Some("RsPassthrough"));
         assert_eq!(facts.altitude, Some(370_210));
@@ -1601,12 +2048,12 @@ mod tests {
             "install.modern",
         );
         assert_fails(
-            "[DefaultInstall.NT$ARCH$]",
-            "[DefaultInstall.NT$ARCH$.10.0...1]",
-            "install.downlevel",
+            "DefaultInstall.NT$ARCH$.10.0...19041",
+            "DefaultInstall.NT$ARCH$.10.0...30000",
+            "install.min-windows",
         );
         assert_fails(
-            "[DefaultInstall.NT$ARCH$.Services]",
+            "[DefaultInstall.NT$ARCH$.10.0...19041.Services]",
             "[Other2.Services]",
             "install.downlevel",
         );
@@ -1789,7 +2236,24 @@ mod tests {
     }
 
     fn workspace_rules(files: &[(&str, &str)]) -> Vec<&'static str> {
-        let dir = workspace(files);
+        // What every workspace has: the root Makefile.toml (infverif's flags) and, beside each
+        // sample's Cargo.toml, its driver-imports.txt.
+        let mut all: Vec<(String, String)> = vec![(
+            "Makefile.toml".into(),
+            include_str!("../../Makefile.toml").into(),
+        )];
+        for (path, text) in files {
+            all.push(((*path).into(), (*text).into()));
+            if let Some(dir) = path.strip_suffix("/Cargo.toml") {
+                all.push((
+                    format!("{dir}/driver-imports.txt"),
+                    "FltRegisterFilter\n".into(),
+                ));
+            }
+        }
+        let borrowed: Vec<(&str, &str)> =
+            all.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let dir = workspace(&borrowed);
         check_workspace(dir.path())
             .unwrap()
             .iter()
@@ -1864,6 +2328,48 @@ mod tests {
             ("inf/rs_other.inx", &other),
         ]);
         assert!(rules.is_empty(), "{rules:?}");
+    }
+
+    #[test]
+    fn altitude_mentions_must_agree() {
+        let manifest = "[package]\nname = \"rs-passthrough\"\n";
+        let base = [
+            ("samples/passthrough/Cargo.toml", manifest),
+            ("inf/rs_passthrough.inx", GOOD),
+        ];
+        let agree = [
+            base[0],
+            base[1],
+            (
+                "samples/passthrough/tests/t.rs",
+                "const ALTITUDE: u32 = 370_210;\n",
+            ),
+            (
+                "samples/passthrough/examples/demo.rs",
+                "    .load(TAG, 370_210, DriverEntry)\n",
+            ),
+            (
+                "README.md",
+                "| x | y | `RsPassthrough`, 370210 | 10 1903 |\n",
+            ),
+        ];
+        assert_eq!(workspace_rules(&agree), Vec::<&str>::new());
+        for (index, stale) in [
+            "const ALTITUDE: u32 = 370_299;\n",
+            "    .load(TAG, 370_299, DriverEntry)\n",
+            "| x | y | `RsPassthrough`, 370299 | 10 1903 |\n",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut files = agree;
+            files[2 + index].1 = stale;
+            assert_eq!(
+                workspace_rules(&files),
+                ["workspace.altitude-mentions"],
+                "{stale}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! - `build`: builds every sample under `samples/` as a standalone kernel driver (no WDK) for
 //!   `x86_64` and `aarch64`, copies each to `target/drivers/<arch>/<profile>/<name>.sys`, and runs
 //!   the PE checks on it.
-//! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]).
+//! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]), including the exact
+//!   import rule of [`exports`]; prints each driver's minimum Windows version (the highest of its
+//!   imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
@@ -11,11 +13,13 @@
 //!   (see [`make_members`]).
 
 mod check_inf;
+mod exports;
 mod make_members;
 mod pe;
 mod sign;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     env, fs,
     path::{Path, PathBuf},
     process::Command,
@@ -49,7 +53,8 @@ enum Task {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run a sample's demo scenario in the Filter Manager model (`examples/demo.rs`).
+    /// Run a sample's demo scenario in the Filter Manager model (`examples/demo.rs`, the example
+    /// `<sample>-demo`).
     Demo {
         /// The sample's directory name under samples/, e.g. `passthrough`.
         sample: String,
@@ -321,27 +326,108 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = Vec::new();
+    // Per sample: every function any of its builds imports, and its committed list.
+    let mut imported: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut lists = BTreeMap::new();
+    for sample in &samples {
+        lists.insert(sample.dir.as_str(), import_list(root, sample)?);
+    }
     for arch in arches {
         for &profile in profiles {
             for sample in &samples {
-                let sys = build_one(root, &target_dir, sample, *arch, profile)?;
+                let (sys, summary) = build_one(root, &target_dir, sample, *arch, profile)?;
+                let listed = &lists[sample.dir.as_str()];
+                let unlisted: Vec<&str> = summary
+                    .imports
+                    .iter()
+                    .map(|(_, function)| function.as_str())
+                    .filter(|function| !listed.contains(*function))
+                    .collect();
+                if !unlisted.is_empty() {
+                    bail!(
+                        "sample `{}` ({}, {profile}): {} imports {}, which samples/{}/{} does not \
+                         list: add them (check-inf reads the driver's minimum Windows version \
+                         from that list)",
+                        sample.dir,
+                        arch.name,
+                        sys.display(),
+                        unlisted.join(", "),
+                        sample.dir,
+                        exports::LIST_FILE
+                    );
+                }
+                imported
+                    .entry(sample.dir.as_str())
+                    .or_default()
+                    .extend(summary.imports.into_iter().map(|(_, function)| function));
                 built.push(sys);
             }
         }
     }
+    // Only a build of every architecture and profile sees every import.
+    if profile == ProfileChoice::All && target == TargetChoice::All {
+        for sample in &samples {
+            let listed = &lists[sample.dir.as_str()];
+            let seen = imported.remove(sample.dir.as_str()).unwrap_or_default();
+            let stale: Vec<&String> = listed.difference(&seen).collect();
+            if !stale.is_empty() {
+                bail!(
+                    "sample `{}`: samples/{}/{} lists {stale:?}, which no build of it imports: \
+                     remove them",
+                    sample.dir,
+                    sample.dir,
+                    exports::LIST_FILE
+                );
+            }
+        }
+    }
     println!("{} drivers built and verified.", built.len());
+    for sample in &samples {
+        let imports = exports::minimum(lists[sample.dir.as_str()].iter().map(String::as_str));
+        println!(
+            "{}.sys: its imports need {}; its package (a primitive-driver INF, shared with the \
+             WDK-mode build) installs from {}",
+            sample.lib,
+            describe_minimum(imports),
+            exports::package_minimum(imports)
+        );
+    }
     Ok(())
 }
 
+/// The sample's committed [`exports::LIST_FILE`].
+fn import_list(root: &Path, sample: &Sample) -> Result<BTreeSet<String>> {
+    let path = root
+        .join("samples")
+        .join(&sample.dir)
+        .join(exports::LIST_FILE);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "sample `{}`: reading {} (the committed list of its driver's imports)",
+            sample.dir,
+            path.display()
+        )
+    })?;
+    Ok(exports::parse_list(&text).into_iter().collect())
+}
+
+/// A driver's minimum Windows version for the reports.
+fn describe_minimum(min: Option<exports::WinVer>) -> String {
+    min.map_or_else(
+        || "not stated by any import's documentation".to_owned(),
+        |min| min.to_string(),
+    )
+}
+
 /// Builds one sample for one architecture and profile, copies it to `.sys`, verifies it and
-/// prints it. Returns the `.sys` path.
+/// prints it. Returns the `.sys` path and what the PE check found.
 fn build_one(
     root: &Path,
     target_dir: &Path,
     sample: &Sample,
     arch: Arch,
     profile: &str,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, pe::Summary)> {
     let mut command = cargo();
     command
         .current_dir(root)
@@ -383,12 +469,13 @@ fn build_one(
     match pe::check(&data) {
         Ok(summary) => {
             println!(
-                "{}  {} bytes  imports: {}",
+                "{}  {} bytes  minimum Windows: {}  imports: {}",
                 sys.display(),
                 data.len(),
+                describe_minimum(summary.min_windows),
                 imports_line(&summary)
             );
-            Ok(sys)
+            Ok((sys, summary))
         }
         Err(violations) => {
             for violation in &violations {
@@ -439,9 +526,10 @@ fn verify(files: &[PathBuf]) -> Result<()> {
         let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         match pe::check(&data) {
             Ok(summary) => println!(
-                "{}: ok ({} bytes; imports: {})",
+                "{}: ok ({} bytes; minimum Windows: {}; imports: {})",
                 file.display(),
                 data.len(),
+                describe_minimum(summary.min_windows),
                 imports_line(&summary)
             ),
             Err(violations) => {
@@ -458,14 +546,24 @@ fn verify(files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask demo <sample>`.
+/// `cargo xtask demo <sample>`: runs the example `<sample>-demo` of package `rs-<sample>`. Each
+/// demo has its own example name, since all examples share one output directory.
 fn demo(root: &Path, sample: &str) -> Result<()> {
-    let package = format!("rs-{sample}");
+    let Some(found) = samples(root)?.into_iter().find(|s| s.dir == sample) else {
+        let known: Vec<String> = samples(root)?.into_iter().map(|s| s.dir).collect();
+        bail!("no sample `{sample}`: choose one of {}", known.join(", "));
+    };
+    let example = demo_example(&found.dir);
     let mut command = cargo();
     command
         .current_dir(root)
-        .args(["run", "-q", "-p", &package, "--example", "demo"]);
+        .args(["run", "-q", "-p", &found.package, "--example", &example]);
     run(command, &format!("demo of sample `{sample}`"))
+}
+
+/// The example name of a sample's demo (see each sample's `[[example]]` table).
+fn demo_example(sample_dir: &str) -> String {
+    format!("{sample_dir}-demo")
 }
 
 /// `cargo xtask bench`.
@@ -495,7 +593,54 @@ fn bench(root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{linker_variable, manifest_value};
+    use std::fs;
+
+    use super::{demo_example, linker_variable, manifest_value, samples, workspace_root};
+
+    /// `!poolused` tells whose memory leaked only if no two samples share a pool tag.
+    #[test]
+    fn no_two_samples_share_a_pool_tag() {
+        let root = workspace_root();
+        let mut owners = std::collections::BTreeMap::<String, String>::new();
+        for sample in samples(&root).unwrap() {
+            let source = root.join("samples").join(&sample.dir).join("src/lib.rs");
+            let text = fs::read_to_string(&source).unwrap();
+            for piece in text.split("tag(b\"").skip(1) {
+                let tag: String = piece.chars().take(4).collect();
+                if let Some(other) = owners.insert(tag.clone(), sample.dir.clone()) {
+                    assert_eq!(
+                        other, sample.dir,
+                        "pool tag {tag} is used by {other} and {}",
+                        sample.dir
+                    );
+                }
+            }
+        }
+        assert!(owners.len() >= 4, "{owners:?}");
+    }
+
+    /// `cargo xtask demo` runs `--example <sample>-demo`: every sample must declare it, or the
+    /// demo would not run (and a plain `demo` would collide in target/debug/examples/).
+    #[test]
+    fn every_sample_declares_its_uniquely_named_demo() {
+        let root = workspace_root();
+        let samples = samples(&root).unwrap();
+        assert!(!samples.is_empty());
+        for sample in samples {
+            let manifest = root.join("samples").join(&sample.dir).join("Cargo.toml");
+            let text = fs::read_to_string(&manifest).unwrap();
+            let expected = format!(
+                "name = \"{}\"\npath = \"examples/demo.rs\"",
+                demo_example(&sample.dir)
+            );
+            assert!(
+                text.contains(&expected),
+                "{}: no [[example]] named {} with path examples/demo.rs",
+                manifest.display(),
+                demo_example(&sample.dir)
+            );
+        }
+    }
 
     /// A stand-in for rustup, as a shell script, that behaves as rustup does when it matters
     /// here: `rustup toolchain install` with `RUSTUP_TOOLCHAIN` set "uses the existing install"

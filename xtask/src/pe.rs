@@ -11,8 +11,7 @@ use object::{
     read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile},
 };
 
-/// The modules a minifilter may import from. Compared case-insensitively.
-pub const ALLOWED_IMPORT_MODULES: &[&str] = &["ntoskrnl.exe", "hal.dll", "fltmgr.sys"];
+use crate::exports::{self, Arch, Refusal, WinVer};
 
 /// The name of the export the image entry point must be.
 pub const ENTRY_EXPORT: &str = "DriverEntry";
@@ -26,7 +25,8 @@ pub enum Rule {
     NativeSubsystem,
     /// The entry point is the address of the `DriverEntry` export.
     EntryPoint,
-    /// Every import comes from `ntoskrnl.exe`, `hal.dll` or `fltmgr.sys`, and nothing is
+    /// Every import is a function of [`exports::EXPORTS`], imported from the module that exports
+    /// it on the image's architecture (`ntoskrnl.exe`, `hal.dll` or `fltmgr.sys`), and nothing is
     /// delay-loaded.
     Imports,
     /// No section is both writable and executable.
@@ -47,7 +47,7 @@ impl fmt::Display for Rule {
             Self::Format => "PE format",
             Self::NativeSubsystem => "NATIVE subsystem",
             Self::EntryPoint => "entry point is DriverEntry",
-            Self::Imports => "imports only from ntoskrnl.exe, hal.dll, fltmgr.sys",
+            Self::Imports => "every import is a known export of its module",
             Self::NoWritableExecutableSection => "no writable and executable section",
             Self::NxCompat => "NX compatible",
             Self::DynamicBase => "dynamic base",
@@ -77,6 +77,10 @@ impl fmt::Display for Violation {
 pub struct Summary {
     /// `(module, function)` for every import, in table order; ordinal imports as `#N`.
     pub imports: Vec<(String, String)>,
+    /// The architecture the image is for.
+    pub arch: Option<Arch>,
+    /// The highest minimum Windows version its imports' pages state (`None`: none states one).
+    pub min_windows: Option<WinVer>,
 }
 
 /// Checks `data` (a whole `.sys` file) against every [`Rule`].
@@ -113,13 +117,28 @@ pub fn check(data: &[u8]) -> Result<Summary, Vec<Violation>> {
     let mut fail = |rule, detail: String| violations.push(Violation { rule, detail });
     check_subsystem(&file, &mut fail);
     check_entry_point(&file, &mut fail);
-    let imports = check_imports(&file, &mut fail);
+    let arch = image_arch(&file);
+    if arch.is_none() {
+        fail(
+            Rule::Format,
+            format!(
+                "machine {:#06x} is neither AMD64 nor ARM64",
+                file.nt_headers().file_header().machine.get(LE)
+            ),
+        );
+    }
+    let imports = check_imports(&file, arch, &mut fail);
     check_sections(&file, &mut fail);
     check_dll_characteristics(&file, &mut fail);
     check_checksum(&file, data, &mut fail);
     check_relocations(&file, &mut fail);
     if violations.is_empty() {
-        Ok(Summary { imports })
+        let min_windows = exports::minimum(imports.iter().map(|(_, f)| f.as_str()));
+        Ok(Summary {
+            imports,
+            arch,
+            min_windows,
+        })
     } else {
         violations.sort_by_key(|v| v.rule);
         Err(violations)
@@ -157,9 +176,19 @@ fn check_entry_point(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_
     }
 }
 
+/// The architecture of the image, from its machine type.
+fn image_arch(file: &PeFile<'_, pe::ImageNtHeaders64>) -> Option<Arch> {
+    match file.nt_headers().file_header().machine.get(LE) {
+        pe::IMAGE_FILE_MACHINE_AMD64 => Some(Arch::X86_64),
+        pe::IMAGE_FILE_MACHINE_ARM64 => Some(Arch::Aarch64),
+        _ => None,
+    }
+}
+
 /// [`Rule::Imports`]. Returns the imports (empty if unreadable).
 fn check_imports(
     file: &PeFile<'_, pe::ImageNtHeaders64>,
+    arch: Option<Arch>,
     fail: &mut Fail<'_>,
 ) -> Vec<(String, String)> {
     let imports = match import_list(file) {
@@ -169,24 +198,38 @@ fn check_imports(
             Vec::new()
         }
     };
-    let allowed = |module: &str| {
-        ALLOWED_IMPORT_MODULES
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(module))
-    };
-    let bad: Vec<String> = imports
-        .iter()
-        .filter(|(module, _)| !allowed(module))
-        .map(|(module, function)| format!("{module}!{function}"))
-        .collect();
-    if !bad.is_empty() {
-        fail(
-            Rule::Imports,
-            format!(
-                "imports from a module a driver cannot use: {}",
-                bad.join(", ")
-            ),
-        );
+    if let Some(arch) = arch {
+        for (module, function) in &imports {
+            match exports::check_import(arch, module, function) {
+                Ok(_) => {}
+                Err(Refusal::Unknown) => fail(
+                    Rule::Imports,
+                    format!(
+                        "imports {module}!{function}, which is not in xtask's table of known \
+                         exports (xtask/src/exports.rs): add it with its module and minimum \
+                         Windows version from its documentation page, or do not import it"
+                    ),
+                ),
+                Err(Refusal::WrongModule {
+                    expected: Some(expected),
+                }) => fail(
+                    Rule::Imports,
+                    format!(
+                        "imports {module}!{function}, but on {arch} {function} is exported by \
+                         {expected} ({}): the driver would not load",
+                        exports::find(function).map_or("", |e| e.source)
+                    ),
+                ),
+                Err(Refusal::WrongModule { expected: None }) => fail(
+                    Rule::Imports,
+                    format!(
+                        "imports {module}!{function}, which no module exports to {arch} drivers \
+                         ({}): the driver would not load",
+                        exports::find(function).map_or("", |e| e.source)
+                    ),
+                ),
+            }
+        }
     }
     if file
         .data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)

@@ -22,7 +22,10 @@
 //! 2. **Fill `Data->Iopb`**: `MajorFunction = IRP_MJ_QUERY_INFORMATION` and
 //!    `Parameters.QueryFileInformation` (`Length`, `FileInformationClass`, `InfoBuffer`). The
 //!    allocation already set `TargetInstance` and `TargetFileObject`. The buffer is on our stack,
-//!    which is fine because the request is synchronous.
+//!    which is fine because the request is synchronous. The member is filled through `common`'s
+//!    `params::QueryFileInformation`, not windows-sys's `FLT_PARAMETERS_5`: `fltKernel.h`
+//!    declares `FileInformationClass` `POINTER_ALIGNMENT`, so on 64-bit Windows it is at offset
+//!    8 and `InfoBuffer` at 16, where windows-sys 0.61 has 4 and 8 (windows-rs #3525).
 //! 3. **`FltPerformSynchronousIo(Data)`** (IRQL `<= APC_LEVEL`) returns nothing. The result is in
 //!    `Data->IoStatus`: `Status`, and in `Information` the number of bytes written to the buffer.
 //!    Filter Manager sends the request only to the instances *below* ours and then to the file
@@ -30,8 +33,10 @@
 //!    no fast I/O, no file system filter (`FsFilter`) callbacks.
 //! 4. **`FltReuseCallbackData(Data)`** (IRQL `<= APC_LEVEL`) resets the callback data for the next
 //!    request and keeps its target instance and file object. The second query (the file ID,
-//!    `FileInternalInformation`) therefore needs no second allocation, and cannot fail for lack
-//!    of memory.
+//!    `FileInternalInformation`) therefore needs no second allocation. It can still fail for lack
+//!    of memory: "the file system or other filters may still fail the I/O request due to low
+//!    memory conditions" (`FltAllocateCallbackDataEx`), and the sample handles that status like
+//!    any other.
 //! 5. **`FltFreeCallbackData(Data)`** (IRQL `<= DISPATCH_LEVEL`) frees the callback data and any
 //!    MDL chain attached to it. `common`'s `OwnedCallbackData` calls it when dropped, so every
 //!    path frees it exactly once.
@@ -64,7 +69,9 @@
 //!   owns it finalizes, exactly once).
 //! - **The routine** does only DISPATCH-safe work: it reads `IoStatus`, logs (`log!` formats on
 //!   the stack and calls `DbgPrintEx` / `DbgPrint` with `%s`, allowed up to `DIRQL`), calls
-//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObfDereferenceObject`, and, last,
+//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObDereferenceObjectDeferDelete` (never a
+//!   plain `ObfDereferenceObject` here: it could drop the last reference and close the file
+//!   inline, from inside I/O completion), and, last,
 //!   `ExReleaseRundownProtection`.
 //! - **Unload** calls `ExWaitForRundownProtectionRelease` *before* `FltUnregisterFilter`: the
 //!   callback data targets our instances and the routine is our code, so every completion must
@@ -110,7 +117,7 @@
 //! `...: async FileStandardInformation query failed with STATUS_...; the open went on (...)`.
 #![cfg_attr(target_os = "windows", no_std)]
 
-use core::{cell::UnsafeCell, ffi::c_void, fmt, ptr};
+use core::{cell::UnsafeCell, ffi::c_void, fmt, mem::MaybeUninit, ptr};
 
 use common::{
     NtStatus,
@@ -122,17 +129,17 @@ use common::{
         FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
         FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
-        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FileInternalInformation,
-        FileStandardInformation, FltAllocateCallbackDataEx, FltGetFileNameInformation,
-        FltIsDirectory, FltPerformAsynchronousIo, FltPerformSynchronousIo, FltReuseCallbackData,
-        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS, ObfDereferenceObject,
-        ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE, SL_OPEN_PAGING_FILE, STATUS_REPARSE,
+        FileInternalInformation, FileStandardInformation, FltAllocateCallbackDataEx,
+        FltGetFileNameInformation, FltPerformAsynchronousIo, FltPerformSynchronousIo,
+        FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS,
+        ObDereferenceObjectDeferDelete, ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE,
         STATUS_SUCCESS, UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
     filter::{FilterSlot, register_and_start},
-    irql, log,
+    irql, layout, log,
     name::{CopiedName, FileName},
+    params,
     pool::{PoolBox, tag},
     registration::{OPERATION_END, OperationTable, Registration, operation},
 };
@@ -227,8 +234,11 @@ unsafe extern "system" fn post_create(
 ) -> FLT_POSTOP_CALLBACK_STATUS {
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let objects = unsafe { &*objects };
-    // SAFETY: and valid callback data, for as long.
-    if !worth_asking(unsafe { &*data }, objects, flags) {
+    // A file the file system actually opened: not a failed or reparsed create, a paging file, a
+    // volume or a directory, on an instance that is not being torn down (`common::create` says
+    // why for each).
+    // SAFETY: this post-create's callback data, related objects and flags.
+    if !unsafe { common::create::is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // Post-create is documented to run at PASSIVE_LEVEL; everything below needs <= APC_LEVEL.
@@ -250,35 +260,6 @@ unsafe extern "system" fn post_create(
     query_async(objects.Instance, objects.FileObject, &name);
     // Fail open: whatever happened above, the user's open completes as the file system left it.
     FLT_POSTOP_FINISHED_PROCESSING
-}
-
-/// Whether this open is one to ask about: a file (not a directory, volume or paging file) that
-/// the file system actually opened, on an instance that is not being torn down.
-fn worth_asking(data: &FLT_CALLBACK_DATA, objects: &FLT_RELATED_OBJECTS, flags: u32) -> bool {
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
-        return false;
-    }
-    // SAFETY: `Status` is the member Filter Manager sets when the create completes.
-    let status = unsafe { data.IoStatus.Anonymous.Status };
-    // STATUS_REPARSE is a success code, but the I/O manager reissues the open elsewhere.
-    if !NtStatus(status).is_success() || status == STATUS_REPARSE {
-        return false;
-    }
-    // SAFETY: valid callback data points at its parameter block for the whole callback.
-    let operation_flags = unsafe { (*data.Iopb).OperationFlags };
-    if u32::from(operation_flags) & SL_OPEN_PAGING_FILE != 0 {
-        return false;
-    }
-    // SAFETY: the file object of a successful create is valid while the callback runs.
-    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
-        return false;
-    }
-    let mut is_directory = false;
-    // SAFETY: the file object was opened by this create and the instance is ours; the out
-    // pointer is a local.
-    let status =
-        unsafe { FltIsDirectory(objects.FileObject, objects.Instance, &raw mut is_directory) };
-    NtStatus(status).is_success() && !is_directory
 }
 
 /// The normalized name if Filter Manager can build it, the name as opened otherwise.
@@ -328,9 +309,11 @@ struct Failed {
 
 /// Steps 1 to 5: allocate, query, reuse, query again, free (on every path, when `data` drops).
 fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Facts, Failed> {
-    // Declared before the callback data: the requests point into them.
-    let mut standard = FILE_STANDARD_INFORMATION::default();
-    let mut internal = FILE_INTERNAL_INFORMATION::default();
+    // Declared before the callback data: the requests point into them. The file system writes
+    // them; `MaybeUninit` because `DeletePending` is a BOOLEAN (any byte) that windows-sys types
+    // `bool` (0 or 1 only), so we never hold the answer as a `FILE_STANDARD_INFORMATION` value.
+    let mut standard = MaybeUninit::<FILE_STANDARD_INFORMATION>::zeroed();
+    let mut internal = MaybeUninit::<FILE_INTERNAL_INFORMATION>::zeroed();
 
     // 1. Allocate, with everything the requests will need, so that memory cannot run out mid-I/O.
     let mut raw = ptr::null_mut();
@@ -352,28 +335,36 @@ fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Fac
     let mut data = unsafe { OwnedCallbackData::from_raw(raw) };
 
     // 2 and 3. The first question: size, links, delete pending.
-    query_information(&mut data, FileStandardInformation, &mut standard).map_err(|status| {
-        Failed {
+    query_information(&mut data, FileStandardInformation, standard.as_mut_ptr()).map_err(
+        |status| Failed {
             step: "FileStandardInformation query",
             status,
-        }
-    })?;
+        },
+    )?;
 
     // 4. Reset the same callback data, then the second question: the file ID.
     // SAFETY: the data is ours and idle (the synchronous request above has completed).
     unsafe { FltReuseCallbackData(data.as_ptr()) };
-    query_information(&mut data, FileInternalInformation, &mut internal).map_err(|status| {
-        Failed {
+    query_information(&mut data, FileInternalInformation, internal.as_mut_ptr()).map_err(
+        |status| Failed {
             step: "FileInternalInformation query",
             status,
-        }
-    })?;
+        },
+    )?;
 
+    let (standard, internal) = (standard.as_ptr(), internal.as_ptr());
+    // SAFETY: only computes the field's address inside the local.
+    let delete_pending = unsafe { &raw const (*standard).DeletePending };
     Ok(Facts {
-        size: standard.EndOfFile,
-        links: standard.NumberOfLinks,
-        delete_pending: standard.DeletePending,
-        file_id: internal.IndexNumber,
+        // SAFETY: both queries succeeded, so the file system filled the buffers; each read
+        // touches one field, through a raw pointer to the local.
+        size: unsafe { (*standard).EndOfFile },
+        // SAFETY: as above.
+        links: unsafe { (*standard).NumberOfLinks },
+        // SAFETY: as above; the BOOLEAN is read as the byte it is.
+        delete_pending: unsafe { layout::boolean(delete_pending) },
+        // SAFETY: as above.
+        file_id: unsafe { (*internal).IndexNumber },
     })
     // 5. `data` drops here (and on every early return above): FltFreeCallbackData.
 }
@@ -383,11 +374,12 @@ fn query(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) -> Result<Fac
 fn query_information<T>(
     data: &mut OwnedCallbackData,
     class: FILE_INFORMATION_CLASS,
-    buffer: &mut T,
+    buffer: *mut T,
 ) -> Result<(), NtStatus> {
-    fill_query(data, class, ptr::from_mut(buffer));
+    fill_query(data, class, buffer);
     // SAFETY: the data is ours and idle, its parameter block is filled in for this request, and
-    // `buffer` outlives the call, which does not return before the request has completed.
+    // `buffer` (the caller's local) outlives the call, which does not return before the request
+    // has completed.
     unsafe { FltPerformSynchronousIo(data.as_ptr()) };
     let (status, _written) = data.io_status();
     status.ok()
@@ -405,17 +397,22 @@ fn fill_query<T>(data: &mut OwnedCallbackData, class: FILE_INFORMATION_CLASS, bu
     // The information structures are a few dozen bytes.
     #[allow(clippy::cast_possible_truncation)]
     let length = size_of::<T>() as u32;
-    iopb.Parameters.QueryFileInformation.Length = length;
-    iopb.Parameters.QueryFileInformation.FileInformationClass = class;
-    iopb.Parameters.QueryFileInformation.InfoBuffer = buffer.cast();
+    // The C layout (`FileInformationClass` at 8, `InfoBuffer` at 16 on 64-bit), not
+    // windows-sys's `Parameters.QueryFileInformation`, which puts them at 4 and 8.
+    // SAFETY: IRP_MJ_QUERY_INFORMATION selects this member; callback data from
+    // FltAllocateCallbackDataEx (or reset by FltReuseCallbackData) is initialized memory.
+    let query = unsafe { params::QueryFileInformation::of_mut(&mut iopb.Parameters) };
+    query.Length = length;
+    query.FileInformationClass = class;
+    query.InfoBuffer = buffer.cast();
 }
 
 /// Everything an asynchronous query needs until its completion routine has run, in one block of
 /// non-paged pool: the routine runs at `DISPATCH_LEVEL` after `post_create` has returned, so
 /// nothing of it may live on the stack or in paged memory.
 struct AsyncQuery {
-    /// The buffer the file system writes the answer into.
-    info: FILE_STANDARD_INFORMATION,
+    /// The buffer the file system writes the answer into (never read as a whole: see `query`).
+    info: MaybeUninit<FILE_STANDARD_INFORMATION>,
     /// The name for the log line, copied: no name can be queried or released at
     /// `DISPATCH_LEVEL`.
     name: CopiedName,
@@ -440,7 +437,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
         unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
     };
     let query = AsyncQuery {
-        info: FILE_STANDARD_INFORMATION::default(),
+        info: MaybeUninit::zeroed(),
         name: CopiedName::copy_of(name.0.as_ref().map_err(|status| *status)),
         file_object,
     };
@@ -474,7 +471,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
     // SAFETY: `query` is the live pool block we just gave up; the field pointer stays valid
     // until the completion routine frees the block, after the request has completed.
     fill_query(&mut data, FileStandardInformation, unsafe {
-        &raw mut (*query).info
+        (&raw mut (*query).info).cast::<FILE_STANDARD_INFORMATION>()
     });
 
     // After this call, the completion routine owns the callback data, the pool block, the
@@ -492,7 +489,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
 /// The completion routine of step 6 (`PFLT_COMPLETED_ASYNC_IO_CALLBACK`): called once per
 /// `FltPerformAsynchronousIo` call, at `<= DISPATCH_LEVEL`, in an arbitrary thread. Only
 /// DISPATCH-safe work here: read `IoStatus`, log (`DbgPrintEx` of a line formatted on the
-/// stack), `FltFreeCallbackData`, `ExFreePoolWithTag`, `ObfDereferenceObject`, and last
+/// stack), `FltFreeCallbackData`, `ExFreePoolWithTag`, `ObDereferenceObjectDeferDelete`, and last
 /// `ExReleaseRundownProtection`.
 unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, context: PFLT_CONTEXT) {
     // SAFETY: `context` is the block `query_async` gave up with `into_raw` and POOL_TAG; this
@@ -503,12 +500,16 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     let data = unsafe { OwnedCallbackData::from_raw(data.cast_mut()) };
     let (status, _written) = data.io_status();
     let level = irql::name(irql::current());
+    let info = query.info.as_ptr();
     match status.ok() {
         Ok(()) => log!(
             "{TAG}: {}: async FileStandardInformation: size {}, links {} (completion routine at {level})",
             query.name,
-            query.info.EndOfFile,
-            query.info.NumberOfLinks
+            // SAFETY: the request succeeded, so the file system filled the buffer; one field
+            // each, through a raw pointer into our pool block.
+            unsafe { (*info).EndOfFile },
+            // SAFETY: as above.
+            unsafe { (*info).NumberOfLinks }
         ),
         Err(status) => log!(
             "{TAG}: {}: async FileStandardInformation query failed with {status}; the open went on (completion routine at {level})",
@@ -518,9 +519,26 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     let file_object = query.file_object;
     drop(data); // FltFreeCallbackData
     drop(query); // ExFreePoolWithTag
+    // If the user closed the handle meanwhile, this is the file object's last reference, and a
+    // plain ObfDereferenceObject would delete it right here, sending IRP_MJ_CLOSE down the stack
+    // from inside I/O completion. ObDereferenceObjectDeferDelete (Vista, <= DISPATCH_LEVEL)
+    // leaves that deletion to a worker thread, as its documentation advises "when the immediate
+    // deletion by the current thread ... might result in a deadlock".
     // SAFETY: the reference `query_async` took for this request, dropped once.
-    unsafe { ObfDereferenceObject(file_object.cast()) };
-    // Last: once released, unload may go on and unmap this code; only the return is left.
+    unsafe { ObDereferenceObjectDeferDelete(file_object.cast()) };
+    // Last: once released, unload may go on and unmap this code, so nothing of ours may run
+    // after it. Rust cannot promise that: there is no guaranteed tail call, so the function's
+    // epilogue runs after ExReleaseRundownProtection returns. In the x86_64 release build that is
+    // 6 instructions, 16 bytes (`nop; add rsp, 0x90; pop rbx; pop rdi; pop rsi; ret`), executed at
+    // the completion's IRQL (DISPATCH_LEVEL when the I/O completes in a DPC, where the thread
+    // cannot be preempted; but the routine may also run at PASSIVE_LEVEL). The unload it races
+    // must first wake from ExWaitForRundownProtectionRelease, run FltUnregisterFilter (which
+    // tears down every instance) and return before the image is unmapped. A C driver has the
+    // same window unless its compiler turns the call into a jump. The documented way to close it
+    // is to let the system hold the image: IoQueueWorkItem keeps the driver's device object, and
+    // so the driver, referenced until the routine returns (the reason its documentation gives
+    // for preferring it to ExQueueWorkItem). A minifilter has no device object of its own, and
+    // no Filter Manager routine documents that guarantee, so this sample states the window.
     // SAFETY: the rundown reference `query_async` acquired for this request, released once.
     unsafe { ExReleaseRundownProtection(IN_FLIGHT.get()) };
 }

@@ -1,13 +1,19 @@
 //! `cargo xtask bench` (that is, `cargo run --release -p rs-data-scan --example bench`): the
-//! windowed scan against raw `memchr::memmem` over the same buffer, and a `memcpy` of it, in one
-//! run.
+//! driver's copy-and-scan path against its physical floor, on the same bytes.
 //!
-//! Each measurement takes the best of several rounds over a
-//! 64 MiB buffer with no signature in it (the worst case: every byte is searched), and prints
-//! GB/s. The windowed scan should cost little over raw `memmem`: the target is at least 90 %.
+//! - **copy and scan**: what the driver does per window: `common::section::WindowReader` copies
+//!   each window's new bytes into one bounded buffer (a `memcpy` standing in for `MmCopyMemory`,
+//!   which is a kernel copy from the cache), keeps the 67-byte overlap, and runs one `memmem`
+//!   `Finder` over the window;
+//! - **floor**: one `memcpy` of the whole file into a buffer, then one `memmem` pass over it.
+//!
+//! Each measurement takes the best of several rounds over a 64 MiB buffer with no signature in
+//! it (the worst case: every byte is copied and searched), and prints GB/s. The target is at least
+//! 90 % of the floor.
 
 use std::{hint::black_box, time::Instant};
 
+use common::section::WindowReader;
 use memchr::memmem;
 use rs_data_scan::{EICAR, WINDOW, find_signature};
 
@@ -37,8 +43,31 @@ fn main() {
     let finder = memmem::Finder::new(EICAR);
     let mut copy = vec![0u8; SIZE];
 
-    let windowed = best_gbps(|| {
-        black_box(find_signature(black_box(&haystack), EICAR, WINDOW));
+    let overlap = EICAR.len() - 1;
+    let mut window_buffer = vec![0u8; WINDOW + overlap];
+    let size = SIZE as u64;
+
+    let copy_and_scan = best_gbps(|| {
+        let mut reader = WindowReader::with_buffer(&mut window_buffer[..], WINDOW, overlap, size);
+        let mut found = None;
+        while let Some((start, window)) = reader
+            .next_window(|offset, target| {
+                let from = usize::try_from(offset).unwrap();
+                target.copy_from_slice(&black_box(&haystack)[from..from + target.len()]);
+                Ok(())
+            })
+            .unwrap()
+        {
+            if let Some(at) = finder.find(window) {
+                found = Some(start + at as u64);
+                break;
+            }
+        }
+        black_box(found);
+    });
+    let floor = best_gbps(|| {
+        copy.copy_from_slice(black_box(&haystack));
+        black_box(finder.find(black_box(&copy)));
     });
     let raw = best_gbps(|| {
         black_box(finder.find(black_box(&haystack)));
@@ -49,13 +78,14 @@ fn main() {
     });
     println!("data-scan bench: {SIZE_MIB} MiB, no signature, best of {ROUNDS}");
     println!(
-        "  windowed scan ({} KiB windows): {windowed:6.2} GB/s",
+        "  copy and scan ({} KiB windows, the driver's path): {copy_and_scan:6.2} GB/s",
         WINDOW >> 10
     );
-    println!("  raw memmem (one Finder):      {raw:6.2} GB/s");
-    println!("  memcpy (copy_from_slice):     {memcpy:6.2} GB/s");
+    println!("  floor (one memcpy of the file + one memmem):    {floor:6.2} GB/s");
+    println!("  memmem alone:                                   {raw:6.2} GB/s");
+    println!("  memcpy alone:                                   {memcpy:6.2} GB/s");
     println!(
-        "  windowed / raw memmem: {:.1} %  (target: at least 90 %)",
-        windowed / raw * 100.0
+        "  copy and scan / floor: {:.1} %  (target: at least 90 %)",
+        copy_and_scan / floor * 100.0
     );
 }

@@ -11,7 +11,8 @@ use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 const SHOWN: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
-    "MmMapViewInSystemSpace",
+    "MmMapViewInSystemSpaceEx",
+    "MmCopyMemory",
     "MmUnmapViewInSystemSpace",
     "ObCloseHandle",
     "ObfDereferenceObject",
@@ -41,7 +42,7 @@ fn main() {
     world.create_file("C:\\scan\\large.bin", &large);
     world.create_file("Z:\\share\\eicar.com", EICAR);
     world
-        .load(TAG, 265_110, DriverEntry)
+        .load(TAG, 265_130, DriverEntry)
         .expect("the sample loads");
 
     println!("== What the application sees");

@@ -38,12 +38,17 @@
 //!   reference (`FltReleaseContext`). Never `FltCloseSectionForDataScan` a context whose create
 //!   failed. Microsoft's avscan leaks the context on this path; here the `ContextRef` drop
 //!   releases it on every early return.
-//! - **`MmMapViewInSystemSpace(Object, &Base, &Size)`** (`PASSIVE_LEVEL`) maps the whole file as
-//!   it was when the section was created. The scan runs [`find_signature`] over it in windows of
-//!   [`WINDOW`] bytes. Consecutive windows overlap by `EICAR.len() - 1` bytes, so a signature that
-//!   straddles a boundary lies whole inside one window. The windows bound the work of each
-//!   `memmem` call. They are also the shape a scanner keeps when it maps one window at a time
-//!   (`MmMapViewInSystemSpaceEx` with an offset) on files too large to map whole.
+//! - **`MmMapViewInSystemSpaceEx(Object, &Base, &Size, &Offset, 0)`** (`<= APC_LEVEL`) maps one
+//!   window of the file at a time, never the whole file. The windows are [`WINDOW`] bytes apart
+//!   and overlap by `EICAR.len() - 1` bytes, so a signature that straddles a boundary lies whole
+//!   inside one window ([`find_signature`] is the same search over a slice). A view is never read
+//!   directly: it is the live cache, and touching a page whose paging read fails raises
+//!   `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without SEH. **`MmCopyMemory`** (Windows 8.1,
+//!   `<= APC_LEVEL`) copies each window into one non-paged buffer instead, and returns a failed
+//!   paging read as a status: the scan is then "not scanned" and the open goes on. The reading is
+//!   `common::section::WindowReader`'s. What is scanned is the file size
+//!   `FltCreateSectionForDataScan` reported, never the view's size (whole pages; avscan clamps
+//!   the same way, "The size here may have truncation").
 //!
 //! ## Closing: five releases, in avscan's order
 //! | step | call | undoes |
@@ -67,8 +72,13 @@
 //! 2. finds the other scan's context with `FltGetSectionContext` (`<= APC_LEVEL`; every success
 //!    adds a reference, dropped with `FltReleaseContext`; `STATUS_NOT_FOUND` means that scan just
 //!    finished, so it tries again);
-//! 3. waits on the context's event (`KeWaitForSingleObject`, `PASSIVE_LEVEL`, bounded by
-//!    [`WAIT_SECONDS`]). The scanner sets the event after its section is closed;
+//! 3. waits on the context's event, inside `FsRtlEnterFileSystem` (normal kernel APCs off),
+//!    with `FltCancellableWaitForSingleObject(Event, Timeout, Data)` (`PASSIVE_LEVEL` with callback
+//!    data), bounded by [`WAIT_SECONDS`]. The scanner sets the event after its section is closed.
+//!    Passing the operation's callback data makes the wait end with `STATUS_CANCELLED` when the
+//!    user cancels the open (`CancelSynchronousIo`), or `STATUS_THREAD_IS_TERMINATING` when the
+//!    thread is killed: the open is then cancelled with that status (`FltCancelFileOpen`), as
+//!    avscan does, instead of holding a dying thread for up to 40 s;
 //! 4. adopts an *infected* verdict, the safe direction. It adopts a *clean* verdict only from a
 //!    scan that **started after this one began**: that scan created its section after this open
 //!    reached the file system (or after this handle's last write), so it read everything this scan
@@ -92,7 +102,7 @@
 //! section up for such I/O.
 //!
 //! ## What you see when it is loaded
-//! `fltmc load RsDataScan` attaches to every local volume (altitude 265110, `FSFilter Content
+//! `fltmc load RsDataScan` attaches to every local volume (altitude 265130, `FSFilter Content
 //! Screener`). Set the `Debug Print Filter` value `IHVDRIVER` to `0xF` to see its lines. Then
 //! `type eicar.com` fails with "Operation did not complete successfully because the file contains
 //! a virus", and the debugger shows:
@@ -113,31 +123,35 @@ use core::{
 };
 
 use common::{
-    KERNEL_MODE, NtStatus,
+    NtStatus,
+    apc::FileSystemRegion,
     bindings::{
-        DRIVER_OBJECT, Executive, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_WRITE_DATA,
+        DRIVER_OBJECT, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_WRITE_DATA,
         FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
         FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
         FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FLTFL_POST_OPERATION_DRAINING,
-        FO_VOLUME_OPEN, FltCancelFileOpen, FltCreateSectionForDataScan, FltGetSectionContext,
-        FltGetStreamHandleContext, FltRegisterForDataScan, FltSetStreamHandleContext,
-        IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent,
-        KeSetEvent, KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-        PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT, SECTION_MAP_READ, SL_OPEN_PAGING_FILE,
-        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_VIRUS_INFECTED, UNICODE_STRING,
+        FO_VOLUME_OPEN, FltCancelFileOpen, FltCancellableWaitForSingleObject,
+        FltCreateSectionForDataScan, FltGetSectionContext, FltGetStreamHandleContext,
+        FltRegisterForDataScan, FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
+        IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT,
+        SECTION_MAP_READ, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
+        STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
+    params,
     pool::tag,
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
-    section::DataScanSection,
+    section::{DataScanSection, ReadError, WindowReader},
 };
 use memchr::memmem;
 use windows_sys::{
@@ -214,7 +228,8 @@ pub struct ScanContext {
 }
 
 // SAFETY: the event is only touched through KeInitializeEvent (once, before the context is
-// shared), KeSetEvent and KeWaitForSingleObject, which the kernel synchronizes; the rest is atomic.
+// shared), KeSetEvent and FltCancellableWaitForSingleObject, which the kernel synchronizes; the
+// rest is atomic.
 unsafe impl Sync for ScanContext {}
 
 const PENDING: u32 = 0;
@@ -234,6 +249,9 @@ enum Verdict {
     Infected(u64),
     /// Not scanned (a directory, or a failure): the operation goes on. Already logged.
     NotScanned,
+    /// The wait for another scan was ended by the user cancelling the operation, or by the
+    /// thread terminating (the status says which): an open is cancelled with it. Already logged.
+    Cancelled(NtStatus),
 }
 
 /// When the scan runs, for log lines.
@@ -297,6 +315,9 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
+    // at zero anyway; the host tests load the same code many times in one process, and the unload
+    // summary must speak of this load only.
     for counter in [&CLEAN_COUNT, &INFECTED_COUNT, &NOT_SCANNED_COUNT] {
         counter.store(0, Ordering::Relaxed);
     }
@@ -364,14 +385,15 @@ unsafe extern "system" fn post_create(
     }
     // SAFETY: the parameter block is valid for the callback's duration.
     let iopb = unsafe { common::callback_data::parameters(data) };
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
-    let create = unsafe { iopb.Parameters.Create };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one
+    // (read with the C layout: see `common::params`).
+    let create = unsafe { params::Create::of(&iopb.Parameters) };
     // SAFETY: a create's security context is valid for the create.
     let access = unsafe { (*create.SecurityContext).DesiredAccess };
     // SAFETY: valid related objects, as above.
     let objects = unsafe { &*objects };
     // SAFETY: the file object of the create, valid for the callback.
-    let volume_open = unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0;
+    let volume_open = unsafe { file_object::flags(objects.FileObject) } & FO_VOLUME_OPEN != 0;
     // Directories have no data; paging files belong to the memory manager (our own page faults
     // would go through them).
     if create.Options & FILE_DIRECTORY_FILE != 0
@@ -387,7 +409,12 @@ unsafe extern "system" fn post_create(
     }
     // SAFETY: the callback data of the create in progress.
     let name = unsafe { CopiedName::query(data) };
-    if reads && let Verdict::Infected(_) = scan(objects, &name, When::Open) {
+    let denied = match reads.then(|| scan(data, objects, &name, When::Open)) {
+        Some(Verdict::Infected(_)) => Some(STATUS_VIRUS_INFECTED),
+        Some(Verdict::Cancelled(status)) => Some(status.0),
+        _ => None,
+    };
+    if let Some(status) = denied {
         // The file system has opened the file: undo that first (FltCancelFileOpen, PASSIVE,
         // post-create only), then fail the create with the status the user sees.
         // SAFETY: the instance and file object of this post-create.
@@ -395,7 +422,7 @@ unsafe extern "system" fn post_create(
         // SAFETY: the callback data is ours to complete in the post-create, and valid for the
         // callback's duration; nothing else writes its IoStatus meanwhile.
         let io = unsafe { &mut (*data).IoStatus };
-        io.Anonymous.Status = STATUS_VIRUS_INFECTED;
+        io.Anonymous.Status = status;
         io.Information = 0;
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
@@ -486,7 +513,7 @@ unsafe extern "system" fn pre_cleanup(
         common::paged_code!();
         // SAFETY: the callback data of the cleanup in progress.
         let name = unsafe { CopiedName::query(data) };
-        let _ = scan(objects, &name, When::Cleanup);
+        let _ = scan(data, objects, &name, When::Cleanup);
     }
     FLT_PREOP_SUCCESS_NO_CALLBACK
 }
@@ -509,11 +536,18 @@ enum Waited {
     Retry,
     /// It did not finish within `WAIT_SECONDS`.
     GaveUp,
+    /// The wait was cancelled with the operation, or the thread is terminating.
+    Cancelled(NtStatus),
 }
 
 /// Scans the file behind `objects.FileObject` (`PASSIVE_LEVEL`), waiting for a scan of the same
 /// stream already in flight. Logs the verdict with the file's name.
-fn scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Verdict {
+fn scan(
+    data: *const FLT_CALLBACK_DATA,
+    objects: &FLT_RELATED_OBJECTS,
+    name: &CopiedName,
+    when: When,
+) -> Verdict {
     // A scan numbered above this one started after this point, after the open reached the file
     // system or the handle's last write: its clean verdict covers ours.
     let began = SCANS_STARTED.load(Ordering::SeqCst);
@@ -521,7 +555,7 @@ fn scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Verdict
         for _ in 0..MAX_ATTEMPTS {
             match scan_once(objects, name, when) {
                 Attempt::Done(verdict) => break 'attempts verdict,
-                Attempt::InFlight => match wait_for_other_scan(objects, name, when, began) {
+                Attempt::InFlight => match wait_for_other_scan(data, objects, name, when, began) {
                     Waited::Infected(offset) => {
                         log!(
                             "{TAG}: {name}: {}: INFECTED: the scan in flight found the EICAR signature at offset {offset}",
@@ -539,6 +573,7 @@ fn scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Verdict
                     }
                     Waited::Retry => {}
                     Waited::GaveUp => break 'attempts Verdict::NotScanned,
+                    Waited::Cancelled(status) => break 'attempts Verdict::Cancelled(status),
                 },
             }
         }
@@ -564,7 +599,7 @@ fn scan(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Verdict
             }
             &INFECTED_COUNT
         }
-        Verdict::NotScanned => &NOT_SCANNED_COUNT,
+        Verdict::NotScanned | Verdict::Cancelled(_) => &NOT_SCANNED_COUNT,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     verdict
@@ -651,34 +686,67 @@ fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> At
     // SAFETY: the kernel handle and object the create just returned for `context`, released only
     // by this guard (steps 2 to 5 of the close).
     let section = unsafe { DataScanSection::from_created(handle, object, context, size) };
-    let verdict = match section.map_view() {
-        Ok(view) => {
-            let bytes = view.as_bytes();
-            if let Some(offset) = find_signature(bytes, EICAR, WINDOW) {
-                Verdict::Infected(offset as u64)
-            } else {
-                log!(
-                    "{TAG}: {name}: {what}: clean: {} bytes scanned in {} window(s)",
-                    bytes.len(),
-                    window_count(bytes.len(), EICAR.len(), WINDOW)
-                );
-                Verdict::Clean
-            }
-            // Step 1: `view` drops here, MmUnmapViewInSystemSpace.
-        }
-        Err(status) => {
-            log!(
-                "{TAG}: {name}: {what}: not scanned: MmMapViewInSystemSpace returned {status}; the {what} goes on"
-            );
-            Verdict::NotScanned
-        }
-    };
+    let verdict = scan_section(&section, name, what);
     // Steps 2 to 5: ObCloseHandle, ObDereferenceObject, FltCloseSectionForDataScan,
     // FltReleaseContext. The status can only say the link was already gone, which nobody but this
     // scan could have done: nothing to act on.
     let _ = section.close();
     publish(&keep, verdict);
     Attempt::Done(verdict)
+}
+
+/// Reads the section window by window and searches each window for [`EICAR`]. Each window has
+/// its own view (`MmMapViewInSystemSpaceEx` at the window's offset, through `map_view`), is copied
+/// into one non-paged buffer with `MmCopyMemory`, and is unmapped before it is searched: no view
+/// is ever dereferenced, and none is larger than a window. A failed map or copy (a paging read
+/// that failed) means "not scanned", and the operation goes on.
+fn scan_section(section: &DataScanSection<ScanContext>, name: &CopiedName, what: &str) -> Verdict {
+    // The size FltCreateSectionForDataScan reported, not the view's: views are whole pages, and
+    // the bytes past the end of the file are not the file's.
+    let size = u64::try_from(section.file_size()).unwrap_or(0);
+    let overlap = EICAR.len() - 1;
+    let mut reader = match WindowReader::allocate(WINDOW, overlap, size, POOL_TAG) {
+        Ok(reader) => reader,
+        Err(status) => {
+            log!(
+                "{TAG}: {name}: {what}: not scanned: no window buffer (ExAllocatePool2: {status}); the {what} goes on"
+            );
+            return Verdict::NotScanned;
+        }
+    };
+    let finder = memmem::Finder::new(EICAR);
+    loop {
+        match reader.next_from_views(|offset, len| section.map_view(offset, len)) {
+            Ok(Some((start, window))) => {
+                if let Some(at) = finder.find(window) {
+                    return Verdict::Infected(start + at as u64);
+                }
+            }
+            Ok(None) => {
+                log!(
+                    "{TAG}: {name}: {what}: clean: {size} bytes scanned in {} window(s)",
+                    window_count(
+                        usize::try_from(size).unwrap_or(usize::MAX),
+                        EICAR.len(),
+                        WINDOW
+                    )
+                );
+                return Verdict::Clean;
+            }
+            Err(ReadError::Map(status)) => {
+                log!(
+                    "{TAG}: {name}: {what}: not scanned: MmMapViewInSystemSpaceEx returned {status}; the {what} goes on"
+                );
+                return Verdict::NotScanned;
+            }
+            Err(ReadError::Copy { status, offset }) => {
+                log!(
+                    "{TAG}: {name}: {what}: not scanned: MmCopyMemory returned {status} at offset {offset}; the {what} goes on"
+                );
+                return Verdict::NotScanned;
+            }
+        }
+    }
 }
 
 /// Publishes the verdict in the context and wakes every waiter (`KeSetEvent`, `<= DISPATCH_LEVEL`).
@@ -689,7 +757,8 @@ fn publish(context: &ScanContext, verdict: Verdict) {
             context.offset.store(offset, Ordering::Relaxed);
             INFECTED
         }
-        Verdict::NotScanned => NOT_SCANNED,
+        // (A scan that ran never ends cancelled: only a waiter does.)
+        Verdict::NotScanned | Verdict::Cancelled(_) => NOT_SCANNED,
     };
     context.verdict.store(code, Ordering::Release);
     // SAFETY: the event was initialized before the context was linked, and lives as long as our
@@ -699,6 +768,7 @@ fn publish(context: &ScanContext, verdict: Verdict) {
 
 /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED`: find the scan in flight and wait for its verdict.
 fn wait_for_other_scan(
+    data: *const FLT_CALLBACK_DATA,
     objects: &FLT_RELATED_OBJECTS,
     name: &CopiedName,
     when: When,
@@ -722,25 +792,36 @@ fn wait_for_other_scan(
         NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED)
     );
     let timeout: i64 = -WAIT_SECONDS * 10_000_000;
-    // SAFETY: the event in a context we hold a reference on; a bounded, non-alertable kernel-mode
-    // wait at PASSIVE_LEVEL, holding no lock.
-    let waited = unsafe {
-        KeWaitForSingleObject(
+    // FsRtlEnterFileSystem: normal kernel APCs stay off while this thread waits in the I/O path,
+    // so it cannot be suspended mid-wait; left when `region` drops, before the callback returns.
+    let region = FileSystemRegion::enter();
+    // SAFETY: the event in a context we hold a reference on; a bounded kernel-mode wait at
+    // PASSIVE_LEVEL, holding no lock, on behalf of this operation's callback data, which stays
+    // valid for the whole callback and has no cancel routine of ours.
+    let waited = NtStatus(unsafe {
+        FltCancellableWaitForSingleObject(
             other.done.get().cast_const().cast(),
-            Executive,
-            KERNEL_MODE,
-            false,
             &raw const timeout,
+            data,
         )
-    };
-    if waited != STATUS_SUCCESS {
+    });
+    drop(region);
+    if waited.0 == STATUS_TIMEOUT {
         log!(
-            "{TAG}: {name}: {}: not scanned: the scan in flight did not finish within {WAIT_SECONDS} s ({}); the {} goes on",
+            "{TAG}: {name}: {}: not scanned: the scan in flight did not finish within {WAIT_SECONDS} s ({waited}); the {} goes on",
             when.as_str(),
-            NtStatus(waited),
             when.as_str()
         );
         return Waited::GaveUp;
+    }
+    // STATUS_CANCELLED or STATUS_THREAD_IS_TERMINATING: NT_SUCCESS is false for both.
+    if !waited.is_success() {
+        log!(
+            "{TAG}: {name}: {}: not scanned: the wait for the scan in flight ended with {waited}; the {} is cancelled with it",
+            when.as_str(),
+            when.as_str()
+        );
+        return Waited::Cancelled(waited);
     }
     match other.verdict.load(Ordering::Acquire) {
         INFECTED => Waited::Infected(other.offset.load(Ordering::Relaxed)),

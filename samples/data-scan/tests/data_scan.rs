@@ -13,9 +13,10 @@ use std::{
 use common::{
     NtStatus,
     bindings::{
-        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES,
-        STATUS_INVALID_FILE_FOR_SECTION, STATUS_NOT_SUPPORTED, STATUS_PRIVILEGE_NOT_HELD,
+        NTSTATUS, STATUS_CANCELLED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
+        STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_IN_PAGE_ERROR,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_FILE_FOR_SECTION, STATUS_NOT_SUPPORTED,
+        STATUS_PRIVILEGE_NOT_HELD, STATUS_THREAD_IS_TERMINATING, STATUS_TIMEOUT,
         STATUS_VIRUS_INFECTED,
     },
     irql,
@@ -24,7 +25,7 @@ use fltsim::{Event, EventKind, Open, World, sweep_faults};
 use memchr::memmem;
 use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW, find_signature, window_count};
 
-const ALTITUDE: u32 = 265_110;
+const ALTITUDE: u32 = 265_130;
 const CLEAN: &str = "C:\\scan\\clean.txt";
 const INFECTED: &str = "C:\\scan\\eicar.com";
 
@@ -167,11 +168,16 @@ fn a_clean_file_opens_and_its_section_is_closed_in_avscan_order() {
     let trace = world.trace();
     let mut apis = vec![
         "FltCreateSectionForDataScan",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
         "FltCancelFileOpen",
     ];
     apis.extend(CLOSE_ORDER);
-    let mut expected = vec!["FltCreateSectionForDataScan", "MmMapViewInSystemSpace"];
+    let mut expected = vec![
+        "FltCreateSectionForDataScan",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
+    ];
     expected.extend(CLOSE_ORDER);
     expected.push("FltReleaseContext");
     assert_eq!(
@@ -373,14 +379,41 @@ fn a_file_larger_than_one_window_is_scanned_whole() {
             .unwrap()
             .contains(&format!("EICAR signature at offset {}", len - EICAR.len()))
     );
-    // The whole file was mapped: the view is as large as the file.
-    let mapped = world.calls("MmMapViewInSystemSpace");
-    assert!(
-        mapped
-            .iter()
-            .all(|e| e.text.contains(&format!("{len} bytes"))),
-        "{mapped:?}"
-    );
+    // Each window had its own view at its offset, never the whole file; MmCopyMemory copied each
+    // byte once (the overlap is kept from the window before, not copied again).
+    let mapped = world.calls("MmMapViewInSystemSpaceEx");
+    let overlap = EICAR.len() - 1;
+    let view = (WINDOW + overlap).div_ceil(4096) * 4096;
+    let offsets: Vec<String> = (0..4)
+        .map(|k| format!("at offset {}", k * WINDOW))
+        .collect();
+    for (k, call) in mapped.iter().enumerate() {
+        assert!(call.text.contains(&offsets[k % 4]), "{call}");
+        assert!(
+            call.text.contains(&format!("{view} bytes of the section"))
+                || (k % 4 == 3
+                    && call.text.contains(&format!(
+                        "{} bytes of the section",
+                        (len - 3 * WINDOW).div_ceil(4096) * 4096
+                    ))),
+            "{call}"
+        );
+    }
+    assert_eq!(mapped.len(), 8, "four windows for each of the two files");
+    let copied: usize = world
+        .calls("MmCopyMemory")
+        .iter()
+        .map(|e| {
+            e.text
+                .rsplit(", ")
+                .next()
+                .and_then(|t| t.strip_suffix(" bytes transferred"))
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(copied, 2 * len);
     world.finish();
 }
 
@@ -527,7 +560,8 @@ fn an_empty_file_is_clean_end_of_file_and_only_the_context_is_released() {
         "FltCloseSectionForDataScan",
         "ObCloseHandle",
         "ObfDereferenceObject",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
     ] {
         assert_eq!(count(&world, api), 0, "{api}");
     }
@@ -731,12 +765,12 @@ fn a_failed_allocation_or_mapping_fails_open_and_closes_what_was_opened() {
     );
     assert_eq!(count(&world, "FltCreateSectionForDataScan"), 0);
 
-    world.fail_nth("MmMapViewInSystemSpace", 1);
+    world.fail_nth("MmMapViewInSystemSpaceEx", 1);
     assert_eq!(open_and_close(&world, INFECTED), Ok(()));
     assert_eq!(
         world.log_lines(TAG).last().unwrap(),
         &format!(
-            "{TAG}: {}: open: not scanned: MmMapViewInSystemSpace returned {}; the open goes on",
+            "{TAG}: {}: open: not scanned: MmMapViewInSystemSpaceEx returned {}; the open goes on",
             device_name(INFECTED),
             NtStatus(STATUS_INSUFFICIENT_RESOURCES)
         )
@@ -758,6 +792,88 @@ fn a_failed_allocation_or_mapping_fails_open_and_closes_what_was_opened() {
             "FltReleaseContext",
             "FltReleaseContext",
         ]
+    );
+    world.finish();
+}
+
+#[test]
+fn a_copy_that_fails_part_way_is_not_scanned_and_the_open_goes_on() {
+    // The signature sits in the second window; the first window's copy fails part-way (a paging
+    // read that failed: MmCopyMemory returns an error status and a partial count instead of
+    // raising). The scan stops there: "not scanned", the open goes on, everything is closed.
+    let world = loaded();
+    world.create_file("C:\\scan\\large.bin", &large_with(EICAR, WINDOW + 10));
+    world.fail_nth("MmCopyMemory", 1);
+    assert_eq!(open_and_close(&world, "C:\\scan\\large.bin"), Ok(()));
+    let copy = &world.calls("MmCopyMemory")[0];
+    assert!(
+        copy.text.ends_with(&format!(
+            "{}, 32768 bytes transferred",
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )),
+        "{copy}"
+    );
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &format!(
+            "{TAG}: \\Device\\HarddiskVolume1\\scan\\large.bin: open: not scanned: MmCopyMemory returned {} at offset 32768; the open goes on",
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )
+    );
+    // One view, unmapped; the section closed in order; the window buffer freed.
+    assert_eq!(count(&world, "MmMapViewInSystemSpaceEx"), 1);
+    let trace = world.trace();
+    let mut close = vec!["MmCopyMemory"];
+    close.extend(CLOSE_ORDER);
+    assert_eq!(
+        calls_among(&trace, &close),
+        [
+            "MmCopyMemory",
+            "MmUnmapViewInSystemSpace",
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan",
+            "FltReleaseContext",
+            "FltReleaseContext"
+        ]
+    );
+    assert_eq!(
+        count(&world, "ExAllocatePool2"),
+        count(&world, "ExFreePoolWithTag")
+    );
+    // Without the fault the same file is found.
+    assert_eq!(
+        world.open("C:\\scan\\large.bin", Open::read()),
+        Err(NtStatus(STATUS_VIRUS_INFECTED))
+    );
+    world.finish();
+}
+
+#[test]
+fn the_scan_reads_the_file_as_it_is_now_and_only_up_to_its_size() {
+    // A view shows the file's current data (the model's views are live), and a view is whole
+    // pages: 5400 bytes map as 8192. The count logged is the file size the create reported.
+    let world = loaded();
+    assert_eq!(open_and_close(&world, CLEAN), Ok(()));
+    let map = &world.calls("MmMapViewInSystemSpaceEx")[0];
+    assert!(
+        map.text.contains("8192 bytes of the section at offset 0"),
+        "{map}"
+    );
+    assert_eq!(
+        world.calls("MmCopyMemory")[0]
+            .text
+            .rsplit(", ")
+            .next()
+            .unwrap(),
+        "5400 bytes transferred"
+    );
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &format!(
+            "{TAG}: {}: open: clean: 5400 bytes scanned in 1 window(s)",
+            device_name(CLEAN)
+        )
     );
     world.finish();
 }
@@ -819,7 +935,8 @@ fn a_write_of_the_signature_is_found_at_cleanup_and_the_next_open_is_denied() {
     let mut expected_calls = vec![
         "FltReleaseContext",
         "FltCreateSectionForDataScan",
-        "MmMapViewInSystemSpace",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
     ];
     expected_calls.extend(CLOSE_ORDER);
     expected_calls.push("FltReleaseContext");
@@ -1011,8 +1128,10 @@ fn every_fault_at_every_call_site_fails_open_and_leaks_nothing() {
             "FltSetStreamHandleContext",
             "FltRegisterForDataScan",
             "FltCreateSectionForDataScan",
-            "MmMapViewInSystemSpace",
+            "MmMapViewInSystemSpaceEx",
+            "MmCopyMemory",
             "FltGetFileNameInformation",
+            "ExAllocatePool2",
         ]
     );
 }
@@ -1122,7 +1241,10 @@ fn a_second_open_waits_for_the_scan_in_flight_and_adopts_its_infected_verdict() 
     assert_eq!(creates_linked_and_refused(&world), (1, 1));
     assert_eq!(count(&world, "FltCloseSectionForDataScan"), 1);
     assert_eq!(count(&world, "FltGetSectionContext"), 1);
-    assert_eq!(count(&world, "KeWaitForSingleObject"), 1);
+    assert_eq!(count(&world, "FltCancellableWaitForSingleObject"), 1);
+    // The wait ran inside FsRtlEnterFileSystem / FsRtlLeaveFileSystem.
+    assert_eq!(count(&world, "KeEnterCriticalRegion"), 1);
+    assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
     assert_eq!(count(&world, "FltCancelFileOpen"), 2);
     world.finish();
 }
@@ -1173,7 +1295,7 @@ fn a_clean_verdict_is_adopted_only_from_a_scan_that_started_after_the_waiter_beg
     );
     assert_eq!(creates_linked_and_refused(&world), (2, 3));
     assert_eq!(count(&world, "FltCloseSectionForDataScan"), 2);
-    assert_eq!(count(&world, "KeWaitForSingleObject"), 3);
+    assert_eq!(count(&world, "FltCancellableWaitForSingleObject"), 3);
     world.finish();
 }
 
@@ -1258,4 +1380,111 @@ fn unload_after_the_scenario_leaks_nothing_and_counts_right() {
         &format!("{TAG}: unloaded: 1 clean, 0 infected, 0 not scanned")
     );
     world.finish();
+}
+
+/// `FltUnregisterFilter` waits for callbacks in flight, and those callbacks still use the filter
+/// handle: a post-create parked mid-way while the unload begins must still allocate its section
+/// context with a live handle (`FltAllocateContext`'s Filter "is required and cannot be NULL").
+#[test]
+fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
+    let world = loaded();
+    // Parked before the scan: the name query comes first.
+    let parked = world.hold_next_call("FltGetFileNameInformation");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| open_and_close(&world, CLEAN));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the post-create never got there"
+        );
+        let unloading = s.spawn(|| world.unload(TAG));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| e.kind == EventKind::FltMgr
+                    && e.text.starts_with("instance teardown waits for"))
+                .is_some(),
+            "the unload never waited for the parked post-create"
+        );
+        parked.release();
+        assert_eq!(opener.join().expect("no panic"), Ok(()));
+        unloading.join().expect("no panic").expect("unloads");
+    });
+    for call in world.calls("FltAllocateContext") {
+        assert!(!call.text.contains("not a filter handle"), "{call}");
+    }
+    assert_eq!(
+        world.log_lines(TAG)[2..],
+        [
+            format!(
+                "{TAG}: {}: open: clean: 5400 bytes scanned in 1 window(s)",
+                device_name(CLEAN)
+            ),
+            format!("{TAG}: unloaded: 1 clean, 0 infected, 0 not scanned"),
+        ]
+    );
+    world.finish();
+}
+
+/// The second open's wait for the first scan ends without the scan's verdict: how it ended
+/// (injected, since the model cannot cancel a user's I/O, kill a thread or wait 10 s by itself),
+/// the second open's result, and the sample's lines about it.
+fn second_open_whose_wait_ends_with(status: NTSTATUS) -> (World, Result<(), NtStatus>) {
+    let world = loaded();
+    world.fail_nth_with("FltCancellableWaitForSingleObject", 1, status);
+    let hold = world.hold_next_section_create();
+    let second = std::thread::scope(|s| {
+        let first = s.spawn(|| world.open(INFECTED, Open::read()));
+        assert!(hold.wait_held(PATIENCE), "the first create never linked");
+        let second = s.spawn(|| open_and_close(&world, INFECTED));
+        // The second open's wait ends on its own (injected); the first scan goes on after.
+        let second = second.join().expect("no panic");
+        hold.release();
+        assert_eq!(
+            first.join().expect("no panic"),
+            Err(NtStatus(STATUS_VIRUS_INFECTED))
+        );
+        second
+    });
+    (world, second)
+}
+
+#[test]
+fn a_wait_that_times_out_fails_open_with_a_line() {
+    let (world, second) = second_open_whose_wait_ends_with(STATUS_TIMEOUT);
+    // Fail open: the scan in flight is not this open's to wait for forever.
+    assert_eq!(second, Ok(()));
+    assert_eq!(
+        lines_with(
+            &world,
+            "eicar.com: open: not scanned: the scan in flight did not finish"
+        ),
+        [format!(
+            "{TAG}: {}: open: not scanned: the scan in flight did not finish within 10 s (STATUS_TIMEOUT (0x00000102)); the open goes on",
+            device_name(INFECTED)
+        )]
+    );
+    assert_eq!(count(&world, "KeEnterCriticalRegion"), 1);
+    assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
+    world.finish();
+}
+
+#[test]
+fn a_wait_ended_by_cancellation_or_thread_termination_cancels_the_open_with_that_status() {
+    for status in [STATUS_CANCELLED, STATUS_THREAD_IS_TERMINATING] {
+        let (world, second) = second_open_whose_wait_ends_with(status);
+        // The user asked to abandon the open (or its thread is dying): it is cancelled with the
+        // wait's status, as avscan does, and the file system's open is undone first.
+        assert_eq!(second, Err(NtStatus(status)));
+        assert_eq!(
+            lines_with(&world, "eicar.com: open: not scanned: the wait"),
+            [format!(
+                "{TAG}: {}: open: not scanned: the wait for the scan in flight ended with {}; the open is cancelled with it",
+                device_name(INFECTED),
+                NtStatus(status)
+            )]
+        );
+        // Both opens undone: the infected one and the cancelled one.
+        assert_eq!(count(&world, "FltCancelFileOpen"), 2);
+        assert_eq!(count(&world, "KeLeaveCriticalRegion"), 1);
+        world.finish();
+    }
 }

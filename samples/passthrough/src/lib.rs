@@ -86,6 +86,9 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
+    // at zero anyway; the host tests load the same code many times in one process, and the unload
+    // summary must speak of this load only.
     for counter in PRE.iter().chain(&POST) {
         counter.store(0, Ordering::Relaxed);
     }

@@ -17,7 +17,7 @@ fn scenario(notify: bool) {
         .collect();
     world.create_file(FILE, &contents);
     world
-        .load(TAG, 265_120, DriverEntry)
+        .load(TAG, 265_140, DriverEntry)
         .expect("the sample loads");
     let start = world.trace_len();
     let reader = world.open(FILE, Open::read()).expect("open for read");

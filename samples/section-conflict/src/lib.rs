@@ -32,8 +32,10 @@
 //!      (`FltQueueGenericWorkItem`, `<= DISPATCH_LEVEL`; the routine runs at `PASSIVE_LEVEL`).
 //! 3. **The worker** scans in 4 KiB chunks with a 2 ms pause after each, polling the "aborted"
 //!    flag between chunks. Each chunk is read under the scan's push lock, *shared*:
-//!    `MmMapViewInSystemSpace` (`PASSIVE_LEVEL`), read the chunk, `MmUnmapViewInSystemSpace`. No
-//!    view outlives its chunk, and the pause happens with no view mapped and no lock held.
+//!    `MmMapViewInSystemSpaceEx` of that chunk only (`<= APC_LEVEL`), `MmCopyMemory` into a
+//!    chunk-sized non-paged buffer (a failed paging read comes back as a status, never as an
+//!    exception), `MmUnmapViewInSystemSpace`, then the hash runs over the copy. No view outlives
+//!    its chunk, and the pause happens with no view mapped and no lock held.
 //! 4. **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
 //!    thread of the conflicting I/O; it returns `STATUS_SUCCESS`). It follows the back-pointer,
 //!    takes ownership with an interlocked exchange of the scan state, marks the scan aborted and
@@ -59,18 +61,22 @@
 //! The one exception is the race the documentation warns about: a conflict that arrives while
 //! `FltCreateSectionForDataScan` is still running finds `CREATING`. The callback cannot wait for
 //! the create to return (the creating thread may be waiting on the very I/O that is notifying),
-//! and it does not have the handle or object, so it closes the one thing it holds, the link
-//! (`FltCloseSectionForDataScan`), which is what lets the I/O through. The creator then fails
-//! its `CREATING -> OPEN` exchange, closes the handle and object it was just given, and starts
-//! no scan.
+//! and it does not have the handle or the object. Closing only the link would not help: the
+//! section object is what blocks the I/O, and the documented order closes the link last. So the
+//! callback marks the scan aborted and leaves the close to the creator: the creator fails its
+//! `CREATING -> OPEN` exchange the moment the create returns, closes all three in order, and
+//! starts no scan. The I/O that arrived that early meets a section still open and may fail with
+//! `STATUS_USER_MAPPED_FILE`; a retry a moment later goes through.
 //!
 //! ## What the callback waits for, and why
-//! Never the scan. It waits for at most two short things: the worker's *current chunk* (taking
-//! the push lock exclusive waits for one map, read and unmap), so that no view is mapped when a
-//! truncation proceeds (touching a truncated view raises `STATUS_IN_PAGE_ERROR`, a bugcheck in a
-//! driver without an exception handler); and, when another party already won the exchange, that
-//! party's close (a notification event set after `FltCloseSectionForDataScan`), because the I/O
-//! fails if the section is still linked when the callback returns. Neither does any I/O.
+//! Never the scan, and nothing without a bound. It waits for at most two short things: the
+//! worker's *current chunk* (taking the push lock exclusive waits for one map, read and unmap),
+//! so that no view is mapped when a truncation proceeds (touching a truncated view raises
+//! `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without an exception handler); and, when
+//! another party already won the exchange, that party's close (a notification event set after
+//! `FltCloseSectionForDataScan`), for at most [`CLOSE_WAIT_MS`], because the I/O fails if the
+//! section is still open when the callback returns. The other party may be a creator whose
+//! create has not returned yet, which is why that wait is bounded. Neither does any I/O.
 //!
 //! ## What you see when it is loaded
 //! `fltmc load RsSectionConflict`, then open a large file for reading on an NTFS volume and
@@ -103,21 +109,23 @@ use common::{
         FltFreeGenericWorkItem, FltInitializePushLock, FltObjectDereference, FltObjectReference,
         FltQueueGenericWorkItem, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
         IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE, KEVENT,
-        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-        MmMapViewInSystemSpace, MmUnmapViewInSystemSpace, NTSTATUS, OBJ_KERNEL_HANDLE,
-        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
-        PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
+        KeDelayExecutionThread, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_GENERIC_WORKITEM, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
-    pool::{PoolBox, tag},
+    params,
+    pool::{PoolBox, PoolBytes, tag},
     registration::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
+    section::{ReadError, WindowReader, map_view_of},
 };
 use windows_sys::{
     Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
@@ -135,11 +143,17 @@ pub const CHUNK_SIZE: usize = 4096;
 /// for a conflict to meet it.
 const CHUNK_PAUSE: i64 = -20_000;
 
-/// The pool tag of the scan state (`!poolused` shows `RsSc`) and of the section context (`RsCx`).
-const SCAN_TAG: u32 = tag(b"RsSc");
+/// The pool tag of the scan state (`!poolused` shows `RsSf`) and of the section context (`RsCx`).
+/// Each sample has tags of its own, so `!poolused` tells whose memory leaked.
+const SCAN_TAG: u32 = tag(b"RsSf");
 const CONTEXT_TAG: u32 = tag(b"RsCx");
 
 /// The scan state's ownership word (see the module doc).
+/// How long a notification waits for a close another party is making, in milliseconds. A worker's
+/// close takes microseconds; a creator's waits for its create to return, which can take longer,
+/// and a notification must not hold the conflicting I/O without a bound.
+pub const CLOSE_WAIT_MS: i64 = 100;
+
 const CREATING: u32 = 0;
 const OPEN: u32 = 1;
 const CLOSING: u32 = 2;
@@ -175,11 +189,16 @@ struct Scan {
     closed: UnsafeCell<KEVENT>,
     /// The file's name as opened, for log lines.
     name: LineBuffer,
+    /// The worker's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
+    /// calls. Allocated with the scan state, before the section exists (as everything else that
+    /// can fail is); only the worker touches it.
+    reader: UnsafeCell<WindowReader<PoolBytes>>,
 }
 
 impl Scan {
     /// Allocates the scan state in pool and initializes its push lock and event in place.
     fn allocate(instance: PFLT_INSTANCE, name: LineBuffer) -> Result<PoolBox<Self>, NtStatus> {
+        let reader = WindowReader::allocate(CHUNK_SIZE, 0, 0, SCAN_TAG)?;
         let scan = PoolBox::new(
             Self {
                 instance,
@@ -191,6 +210,7 @@ impl Scan {
                 chunk_lock: UnsafeCell::new(0),
                 closed: UnsafeCell::new(KEVENT::default()),
                 name,
+                reader: UnsafeCell::new(reader),
             },
             SCAN_TAG,
         )?;
@@ -210,17 +230,21 @@ impl Scan {
         unsafe { KeSetEvent(self.closed.get(), 0, false) };
     }
 
-    fn wait_closed(&self) {
-        // SAFETY: as above; an unbounded wait at PASSIVE_LEVEL, for a close already under way.
-        unsafe {
+    /// Waits at most [`CLOSE_WAIT_MS`] for a close another party has taken on; `false` if it
+    /// has not finished by then.
+    fn wait_closed(&self) -> bool {
+        let timeout: i64 = -CLOSE_WAIT_MS * 10_000;
+        // SAFETY: as above; a bounded wait at PASSIVE_LEVEL, holding no lock.
+        let waited = unsafe {
             KeWaitForSingleObject(
                 self.closed.get().cast(),
                 Executive,
                 KERNEL_MODE,
                 false,
-                core::ptr::null(),
+                &raw const timeout,
             )
         };
+        waited == STATUS_SUCCESS
     }
 }
 
@@ -291,6 +315,9 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
+    // at zero anyway; the host tests load the same code many times in one process, and the unload
+    // summary must speak of this load only.
     STOPPING.store(false, Ordering::Release);
     for counter in [
         &STARTED, &COMPLETED, &ABORTED, &STOPPED, &FAILED, &CONFLICTS, &RACED,
@@ -339,15 +366,16 @@ unsafe extern "system" fn post_create(
     let status = unsafe { io.Anonymous.Status };
     // SAFETY: as above, the parameter block is valid for the callback's duration.
     let iopb = unsafe { common::callback_data::parameters(data) };
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one.
-    let create = unsafe { iopb.Parameters.Create };
+    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one
+    // (read with the C layout: see `common::params`).
+    let create = unsafe { params::Create::of(&iopb.Parameters) };
     // SAFETY: a create's security context is valid for the create.
     let access = unsafe { (*create.SecurityContext).DesiredAccess };
     // SAFETY: valid related objects, as above.
     let objects = unsafe { &*objects };
     let (instance, file_object) = (objects.Instance, objects.FileObject);
     // SAFETY: the file object of the create, valid for the callback.
-    let volume_open = unsafe { (*file_object).Flags } & FO_VOLUME_OPEN != 0;
+    let volume_open = unsafe { file_object::flags(file_object) } & FO_VOLUME_OPEN != 0;
     // STATUS_SUCCESS exactly: a reparse (STATUS_REPARSE) is a success status but opened nothing.
     let scannable = status == STATUS_SUCCESS
         && access & FILE_READ_DATA != 0
@@ -477,12 +505,16 @@ fn hand_to_worker(
         .is_err()
     {
         RACED.fetch_add(1, Ordering::Relaxed);
+        // The documented order, by the one party that may: handle, object, then the link.
         // SAFETY: the kernel handle the create just returned, closed once here.
         unsafe { ObCloseHandle(handle, KERNEL_MODE) };
         // SAFETY: the object reference the create just returned, dropped once here.
         unsafe { ObfDereferenceObject(object) };
+        // SAFETY: the context the create linked; the failed exchange leaves its close to us.
+        let closed = NtStatus(unsafe { FltCloseSectionForDataScan(context.as_raw()) });
+        scan.signal_closed();
         log!(
-            "{TAG}: {name}: the section was closed for a conflicting I/O before FltCreateSectionForDataScan returned: handle and object closed, no scan"
+            "{TAG}: {name}: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it ({closed}), no scan"
         );
         release_worker_resources(item, instance);
         return;
@@ -548,7 +580,12 @@ unsafe extern "system" fn scan_worker(
 
 /// Reads the file chunk by chunk; returns how many chunks were read and why it stopped.
 fn scan_chunks(scan: &Scan) -> (usize, Ending) {
-    let chunks = chunk_count(scan.size.load(Ordering::Relaxed));
+    let size = scan.size.load(Ordering::Relaxed);
+    let chunks = chunk_count(size);
+    // SAFETY: only this scan's one worker touches the reader, and the scan outlives the worker.
+    let reader = unsafe { &mut *scan.reader.get() };
+    // The size FltCreateSectionForDataScan reported: never the views' (whole pages).
+    reader.restart(u64::try_from(size).unwrap_or(0));
     // FNV-1a, standing in for whatever a real scanner computes.
     let mut hash: u32 = 0x811C_9DC5;
     for done in 0..chunks {
@@ -561,14 +598,14 @@ fn scan_chunks(scan: &Scan) -> (usize, Ending) {
         let result = if scan.aborted.load(Ordering::Acquire) {
             Err(None)
         } else {
-            read_chunk(scan, done, &mut hash).map_err(Some)
+            read_chunk(scan, reader, &mut hash).map_err(Some)
         };
         // SAFETY: acquired above by this thread.
         unsafe { FltReleasePushLock(scan.chunk_lock.get()) };
         match result {
             Ok(()) => {}
             Err(None) => return (done, Ending::Aborted),
-            Err(Some(status)) => return (done, Ending::Failed("MmMapViewInSystemSpace", status)),
+            Err(Some((api, status))) => return (done, Ending::Failed(api, status)),
         }
         let pause = CHUNK_PAUSE;
         // SAFETY: a relative interval at PASSIVE_LEVEL, with no lock held and no view mapped.
@@ -577,25 +614,32 @@ fn scan_chunks(scan: &Scan) -> (usize, Ending) {
     (chunks, Ending::Complete(hash))
 }
 
-/// Maps a view, hashes one chunk, unmaps. Called with the chunk lock held shared, so the
-/// section object stays referenced (closing it needs the lock exclusive).
-fn read_chunk(scan: &Scan, index: usize, hash: &mut u32) -> Result<(), NtStatus> {
+/// Maps the next chunk only (`MmMapViewInSystemSpaceEx` at the chunk's offset), copies it into
+/// the reader's buffer with `MmCopyMemory`, unmaps it, and hashes the copy. The view is never
+/// read directly: a failed paging read would raise `STATUS_IN_PAGE_ERROR` here, a bugcheck in a
+/// driver without an exception handler; `MmCopyMemory` returns it as a status instead. Called
+/// with the chunk lock held shared, so the section object stays referenced (closing it needs the
+/// lock exclusive).
+fn read_chunk(
+    scan: &Scan,
+    reader: &mut WindowReader<PoolBytes>,
+    hash: &mut u32,
+) -> Result<(), (&'static str, NtStatus)> {
     let object = scan.object.load(Ordering::Acquire);
-    let mut base: *mut c_void = core::ptr::null_mut();
-    let mut len: usize = 0;
-    // SAFETY: a live section object reference (see above); valid out pointers; a zero size maps
-    // the whole section. PASSIVE_LEVEL.
-    NtStatus(unsafe { MmMapViewInSystemSpace(object, &raw mut base, &raw mut len) }).ok()?;
-    let start = (index * CHUNK_SIZE).min(len);
-    let end = (start + CHUNK_SIZE).min(len);
-    // SAFETY: the view maps `len` readable bytes at `base` until it is unmapped below.
-    let view = unsafe { core::slice::from_raw_parts(base.cast::<u8>().cast_const(), len) };
-    for byte in &view[start..end] {
-        *hash = (*hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+    // SAFETY: the section object stays referenced while the chunk lock is held shared, and the
+    // view is unmapped before `next_from_views` returns. <= APC_LEVEL.
+    let chunk = reader.next_from_views(|offset, len| unsafe { map_view_of(object, offset, len) });
+    match chunk {
+        Ok(Some((_, bytes))) => {
+            for byte in bytes {
+                *hash = (*hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+            }
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(ReadError::Map(status)) => Err(("MmMapViewInSystemSpaceEx", status)),
+        Err(ReadError::Copy { status, .. }) => Err(("MmCopyMemory", status)),
     }
-    // SAFETY: the base MmMapViewInSystemSpace returned, unmapped once; `view` is not used again.
-    unsafe { MmUnmapViewInSystemSpace(base) };
-    Ok(())
 }
 
 /// The worker's end: if nobody took the section, close it; either way, say how the scan ended.
@@ -686,21 +730,24 @@ unsafe extern "system" fn section_conflict(
             log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
         }
         CREATING => {
-            // FltCreateSectionForDataScan has not returned: close the link, the creator closes
-            // the handle and object when it gets them.
+            // FltCreateSectionForDataScan has not returned: the handle and object are not ours
+            // yet, and the link alone is not what blocks the I/O. The creator closes all three,
+            // in order, the moment the create returns.
             scan.aborted.store(true, Ordering::Release);
             log!(
-                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: closing the section context"
+                "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
+                NtStatus(STATUS_USER_MAPPED_FILE)
             );
-            // SAFETY: the linked context; the exchange makes this its one close.
-            let closed = NtStatus(unsafe { FltCloseSectionForDataScan(section_context) });
-            scan.signal_closed();
-            log!("{TAG}: {name}: section closed ({closed}): {io} proceeds");
         }
         _ => {
-            // Someone else is closing it (the worker that finished, or another conflict): wait
-            // for that close, which is short, so the I/O does not meet a linked section.
-            scan.wait_closed();
+            // Someone else is closing it (the worker that finished, another conflict, or a
+            // creator): wait, bounded, for that close, so the I/O does not meet an open section.
+            if !scan.wait_closed() {
+                log!(
+                    "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
+                    NtStatus(STATUS_USER_MAPPED_FILE)
+                );
+            }
         }
     }
     STATUS_SUCCESS
@@ -716,7 +763,9 @@ impl fmt::Display for Conflicting {
         match u32::from(iopb.MajorFunction) {
             IRP_MJ_SET_INFORMATION => {
                 // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is live.
-                let set = unsafe { iopb.Parameters.SetFileInformation };
+                // `common::params` has the C layout: windows-sys's member reads `InfoBuffer` at
+                // 24, where the header's is at 32 (windows-rs #3525).
+                let set = unsafe { params::SetFileInformation::of(&iopb.Parameters) };
                 let fits =
                     set.Length as usize >= core::mem::size_of::<FILE_END_OF_FILE_INFORMATION>();
                 if set.FileInformationClass == FileEndOfFileInformation
@@ -735,8 +784,9 @@ impl fmt::Display for Conflicting {
                 }
             }
             IRP_MJ_WRITE => {
-                // SAFETY: for IRP_MJ_WRITE the `Write` member is live.
-                let write = unsafe { iopb.Parameters.Write };
+                // SAFETY: for IRP_MJ_WRITE the `Write` member is live. With the C layout:
+                // `ByteOffset` follows `ULONG POINTER_ALIGNMENT Key`, at 16, not windows-sys's 8.
+                let write = unsafe { params::Write::of(&iopb.Parameters) };
                 let kind = if iopb.IrpFlags & IRP_NOCACHE != 0 {
                     "non-cached "
                 } else {

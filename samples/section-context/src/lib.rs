@@ -15,8 +15,10 @@
 //!   answers on such a volume.
 //! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): the context comes back with
 //!   one reference, the *allocation reference*, and is not zeroed (`ContextRef::allocate` zeroes
-//!   it). It records the opening process (`FltGetRequestorProcessId`), the file's name and, once
-//!   the section exists, the file size at open and the section's handle and object.
+//!   it). It records the requestor's process ID (`FltGetRequestorProcessId`: the process the
+//!   requesting thread is attached to, which is 4, System, for a system thread, and 0 when the
+//!   operation has no thread), the file's name and, once the section exists, the file size at
+//!   open and the section's handle and object.
 //! - **`FltCreateSectionForDataScan`** (call it at `PASSIVE_LEVEL`: post-create runs there):
 //!   read-only (`SECTION_MAP_READ`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
 //!   handle lives in the kernel handle table, not in the opening process. On success the stream
@@ -91,19 +93,20 @@ use core::{
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
-        FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
-        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
-        FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLTFL_POST_OPERATION_DRAINING,
-        FO_VOLUME_OPEN, FltCreateSectionForDataScan, FltGetInstanceContext,
-        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        UNICODE_STRING,
+        DRIVER_OBJECT, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
+        FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
+        FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
+        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+        FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
+        FltGetRequestorProcessId, FltGetSectionContext, FltGetStreamHandleContext,
+        FltRegisterForDataScan, FltSetInstanceContext, FltSetStreamHandleContext, IRP_MJ_CLEANUP,
+        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        SEC_COMMIT, SECTION_MAP_READ, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
+        STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
+    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     name::CopiedName,
@@ -148,7 +151,8 @@ pub struct StreamSection {
     instance: ContextRef<InstanceState>,
     /// The file, as `FltGetFileNameInformation` named it in post-create.
     name: Name,
-    /// The process that opened the file and caused the section.
+    /// The requestor's process ID at the create that caused the section
+    /// (`FltGetRequestorProcessId`: the process the requesting thread was attached to).
     process: u32,
     /// The file size `FltCreateSectionForDataScan` reported.
     size_at_open: AtomicI64,
@@ -185,6 +189,67 @@ impl StreamSection {
     }
 }
 
+/// The stream-handle context of a handle that holds its stream's section. Its cleanup finds it
+/// with `FltGetStreamHandleContext` and leaves the section. The create's desired access, which
+/// decided it, is gone by then, and the file object cannot tell `FILE_READ_DATA` from
+/// `FILE_EXECUTE` (`ReadAccess` is set for both).
+pub struct HolderMark {
+    _marked: u8,
+}
+
+/// Marks this handle as a holder (`FltAllocateContext`, `FltSetStreamHandleContext`, both
+/// `<= APC_LEVEL`). `false` if it cannot be marked: the caller then leaves the section at once,
+/// since the handle's cleanup would not know to.
+fn mark_holder(objects: &FLT_RELATED_OBJECTS, name: &Name) -> bool {
+    let mark = match ContextRef::allocate(
+        FILTER.get(),
+        FLT_STREAMHANDLE_CONTEXT,
+        HolderMark { _marked: 1 },
+    ) {
+        Ok(mark) => mark,
+        Err(status) => {
+            log!(
+                "{TAG}: {name}: FltAllocateContext(FLT_STREAMHANDLE_CONTEXT): {status}: this open does not hold the section"
+            );
+            return false;
+        }
+    };
+    // SAFETY: this post-create's instance and file object, our own stream-handle context, and no
+    // old-context out pointer. Our allocation reference drops with `mark`; on success the
+    // handle's link keeps the context until the file object closes.
+    let status = NtStatus(unsafe {
+        FltSetStreamHandleContext(
+            objects.Instance,
+            objects.FileObject,
+            FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+            mark.as_raw(),
+            core::ptr::null_mut(),
+        )
+    });
+    if !status.is_success() {
+        log!(
+            "{TAG}: {name}: FltSetStreamHandleContext: {status}: this open does not hold the section"
+        );
+    }
+    status.is_success()
+}
+
+/// Whether this handle holds its stream's section: it carries a [`HolderMark`]
+/// (`FltGetStreamHandleContext`, `<= APC_LEVEL`; a success adds a reference, released here).
+fn is_holder(objects: &FLT_RELATED_OBJECTS) -> bool {
+    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+    // SAFETY: the operation's instance and file object, and a valid out pointer.
+    let status =
+        unsafe { FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw) };
+    if status != STATUS_SUCCESS || raw.is_null() {
+        return false;
+    }
+    // SAFETY: success returned one reference to our only stream-handle context type, a
+    // `HolderMark`; dropping it is the matching FltReleaseContext.
+    drop(unsafe { ContextRef::<HolderMark>::from_raw(raw) });
+    true
+}
+
 /// The name of the file an operation targets, copied (onto the stack, or into a context), or why
 /// there is none: `common`'s `CopiedName`, which queries it with `FltGetFileNameInformation`
 /// (`<= APC_LEVEL`, never for paging I/O) and releases it at once.
@@ -202,9 +267,10 @@ fn name_of(data: *mut FLT_CALLBACK_DATA) -> Name {
 /// The filter handle, from `FltRegisterFilter` to `FltUnregisterFilter`.
 static FILTER: FilterSlot = FilterSlot::new();
 
-static CONTEXTS: ContextTable<3> = ContextTable::new([
+static CONTEXTS: ContextTable<4> = ContextTable::new([
     context_of::<InstanceState>(FLT_INSTANCE_CONTEXT, POOL_TAG),
     context_of::<StreamSection>(FLT_SECTION_CONTEXT, POOL_TAG),
+    context_of::<HolderMark>(FLT_STREAMHANDLE_CONTEXT, POOL_TAG),
     CONTEXT_END,
 ]);
 
@@ -370,13 +436,35 @@ fn not_supported(objects: &FLT_RELATED_OBJECTS, name: &Name, what: &str) {
     }
 }
 
-/// Whether this open holds a section: read access, no write access, no write sharing, as the file
-/// system recorded it in the file object when it granted the open.
-fn holds_section(file_object: *const FILE_OBJECT) -> bool {
+/// What an open is to the sample.
+enum Holder {
+    /// Opened to read data, with no write access and no write sharing: it holds a section.
+    Reader,
+    /// Not opened to read data (execute only, attributes only, ...): a section would serve
+    /// nothing. `FILE_OBJECT.ReadAccess` cannot tell this apart, since the I/O manager sets it for
+    /// `FILE_EXECUTE` too, and every image load would get a section.
+    NoDataRead,
+    /// Opened with write access, or sharing write: a writer could conflict with a section.
+    Writer,
+}
+
+/// Whether this open holds a section: `FILE_READ_DATA` in the access the opener asked for, and
+/// no write access and no write sharing as the file system granted them.
+fn holder(data: *const FLT_CALLBACK_DATA, file_object: *const FILE_OBJECT) -> Holder {
+    // SAFETY: the callback data of the create in progress.
+    if unsafe { common::create::desired_access(data) } & FILE_READ_DATA == 0 {
+        return Holder::NoDataRead;
+    }
+    // Field by field through the raw pointer, the BOOLEANs as bytes: the system owns the file
+    // object and other threads update some of its fields (`Flags`) while we look.
     // SAFETY: the file object of the operation in progress, valid for the whole callback; the
-    // share fields are set once, at create, and only read afterwards.
-    let fo = unsafe { &*file_object };
-    fo.ReadAccess && !fo.WriteAccess && !fo.SharedWrite && fo.Flags & FO_VOLUME_OPEN == 0
+    // access fields are set once, at create, and only read afterwards.
+    let access = unsafe { file_object::access(file_object) };
+    if access.write || access.shared_write {
+        Holder::Writer
+    } else {
+        Holder::Reader
+    }
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
@@ -392,33 +480,43 @@ unsafe extern "system" fn post_create(
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let objects = unsafe { &*objects };
-    // SAFETY: the callback data is valid for the duration of the callback too.
-    let io_status = unsafe { &(*data).IoStatus };
-    // SAFETY: in a post-operation callback the union holds `Status`, the final status of the open.
-    let status = unsafe { io_status.Anonymous.Status };
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 || !NtStatus(status).is_success() {
+    // A file the file system actually opened: not a failed or reparsed create, a paging file, a
+    // volume or a directory, on an instance that is not being torn down (`common::create` says
+    // why for each). None of those gets a section, or a line.
+    // SAFETY: this post-create's callback data, related objects and flags.
+    if !unsafe { common::create::is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    // SAFETY: as above; volume opens have no stream and no name worth a line.
-    if unsafe { (*objects.FileObject).Flags } & FO_VOLUME_OPEN != 0 {
-        return FLT_POSTOP_FINISHED_PROCESSING;
+    match holder(data, objects.FileObject) {
+        Holder::Reader => {}
+        Holder::NoDataRead => return FLT_POSTOP_FINISHED_PROCESSING,
+        Holder::Writer => {
+            log!(
+                "{TAG}: {}: opened with write access or write sharing: no section (a writer could conflict with it)",
+                name_of(data)
+            );
+            return FLT_POSTOP_FINISHED_PROCESSING;
+        }
     }
     let name = name_of(data);
-    if !holds_section(objects.FileObject) {
-        log!(
-            "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
-        );
-        return FLT_POSTOP_FINISHED_PROCESSING;
-    }
     // Twice at most: a holder that loses the creation race to another gets
     // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
     for _ in 0..2 {
         match get_section(objects) {
             Lookup::Found(section) => {
                 match section.join() {
-                    Some(holders) => log!(
-                        "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
-                    ),
+                    Some(holders) => {
+                        log!(
+                            "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
+                        );
+                        if !mark_holder(objects, &name) && section.leave() {
+                            request_close(
+                                &section,
+                                section.as_raw(),
+                                "a holder could not be marked",
+                            );
+                        }
+                    }
                     None => log!("{TAG}: {name}: the section is closing: this open goes without"),
                 }
                 return FLT_POSTOP_FINISHED_PROCESSING;
@@ -433,9 +531,16 @@ unsafe extern "system" fn post_create(
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
         }
-        if create_section(data, objects, &name) != Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED))
-        {
-            break;
+        match create_section(data, objects, &name) {
+            Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED)) => {}
+            Ok(Some(section)) => {
+                // The creator is the first holder.
+                if !mark_holder(objects, &name) && section.leave() {
+                    request_close(&section, section.as_raw(), "a holder could not be marked");
+                }
+                break;
+            }
+            Ok(None) | Err(_) => break,
         }
     }
     FLT_POSTOP_FINISHED_PROCESSING
@@ -446,13 +551,13 @@ fn create_section(
     data: *mut FLT_CALLBACK_DATA,
     objects: &FLT_RELATED_OBJECTS,
     name: &Name,
-) -> Result<(), NtStatus> {
+) -> Result<Option<ContextRef<StreamSection>>, NtStatus> {
     let Some(instance) = instance_context(objects.Instance) else {
         log!("{TAG}: {name}: the instance has no context: no section");
-        return Ok(());
+        return Ok(None);
     };
     if instance.tearing_down.load(Ordering::SeqCst) {
-        return Ok(());
+        return Ok(None);
     }
     let body = StreamSection {
         instance,
@@ -513,8 +618,10 @@ fn create_section(
         "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {}",
         context.process
     );
+    // A reference for the caller, who marks its handle as the first holder.
+    let creator = context.add_ref();
     publish(context);
-    Ok(())
+    Ok(Some(creator))
 }
 
 /// Hands the allocation reference to a free slot of the instance table, where any closer can take
@@ -634,7 +741,7 @@ unsafe extern "system" fn pre_operation(
                 section.process,
                 section.size_at_open.load(Ordering::Relaxed)
             );
-            if major == IRP_MJ_CLEANUP && holds_section(objects.FileObject) && section.leave() {
+            if major == IRP_MJ_CLEANUP && is_holder(objects) && section.leave() {
                 request_close(&section, section.as_raw(), "last cleanup");
             }
             // `section` drops here: the one FltReleaseContext for this successful get.

@@ -5,7 +5,7 @@
 use common::{
     NtStatus,
     bindings::{
-        FILE_SHARE_READ, STATUS_END_OF_FILE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        FILE_EXECUTE, FILE_SHARE_READ, STATUS_END_OF_FILE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
         STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
     },
 };
@@ -389,6 +389,7 @@ fn every_fault_at_every_call_site_leaves_the_user_io_working_and_nothing_leaked(
             "FltRegisterFilter",
             "FltStartFiltering",
             "FltAllocateContext",
+            "FltSetStreamHandleContext",
             "FltSetInstanceContext",
             "FltGetSectionContext",
             "FltRegisterForDataScan",
@@ -438,5 +439,109 @@ fn gets_from_many_threads_racing_the_final_cleanup_never_touch_a_freed_context()
         .filter(|e| e.text.contains("STATUS_SUCCESS"))
         .count();
     assert_eq!(found, lines_with(&world, "section found").len());
+    world.finish();
+}
+
+/// `FltUnregisterFilter` waits for callbacks in flight, and those callbacks still use the filter
+/// handle: a post-create parked mid-way while the unload begins must still allocate its section
+/// context with a live handle (`FltAllocateContext`'s Filter "is required and cannot be NULL").
+#[test]
+fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let world = loaded();
+    // Parked while it fills in the section context, just before allocating it.
+    let parked = world.hold_next_call("FltGetRequestorProcessId");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(FILE, holder()));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the post-create never got there"
+        );
+        let unloading = s.spawn(|| world.unload(TAG));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| e.kind == fltsim::EventKind::FltMgr
+                    && e.text.starts_with("instance teardown waits for"))
+                .is_some(),
+            "the unload never waited for the parked post-create"
+        );
+        parked.release();
+        let h = opener.join().expect("no panic").expect("the open succeeds");
+        unloading.join().expect("no panic").expect("unloads");
+        world.close(h).unwrap();
+    });
+    for call in world.calls("FltAllocateContext") {
+        assert!(!call.text.contains("not a filter handle"), "{call}");
+    }
+    // The open went on with a live handle: its section was created, and closed as it was
+    // published, since the instance was already being torn down.
+    assert_eq!(
+        world.log_lines(TAG)[1..],
+        [
+            format!(
+                "{TAG}: {NAME}: section created (FltCreateSectionForDataScan), 14 bytes, process 1000"
+            ),
+            format!(
+                "{TAG}: {NAME}: closed as it was published: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+            ),
+        ]
+    );
+    world.finish();
+}
+
+/// Only an open that reads data holds a section. An execute-only open (every image load) has
+/// `FILE_OBJECT.ReadAccess` set too, but gets no section and no line, and its cleanup leaves the
+/// holders' section alone. Directories, paging files and volume opens are not files to hold.
+#[test]
+fn only_opens_that_read_data_hold_a_section_and_directories_and_paging_files_are_left_alone() {
+    let world = loaded();
+    world.create_dir("C:\\docs\\dir");
+    world.create_file("C:\\pagefile.sys", &[0; 4096]);
+    let holder_handle = world.open(FILE, holder()).unwrap();
+    let since = world.log_lines(TAG).len();
+    let execute_only = Open {
+        access: FILE_EXECUTE | windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE,
+        ..holder()
+    };
+    let image = world.open(FILE, execute_only).unwrap();
+    world.close(image).unwrap();
+    let dir = world
+        .open(
+            "C:\\docs\\dir",
+            Open {
+                options: 0,
+                ..holder()
+            },
+        )
+        .unwrap();
+    world.close(dir).unwrap();
+    let paging = world
+        .open("C:\\pagefile.sys", Open::read().paging_file())
+        .unwrap();
+    world.close(paging).unwrap();
+    // None of the three creates said anything or created anything. Cleanups are logged (each
+    // looks the section up); the execute-only one found the holder's section and did not leave
+    // it: the holder still holds it.
+    let lines = world.log_lines(TAG)[since..].to_vec();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{TAG}: {NAME}: cleanup: section found (FltGetSectionContext), read 0, query 0, opened by process {} with 14 bytes",
+                fltsim::USER_PROCESS_ID
+            ),
+            format!(
+                "{TAG}: \\Device\\HarddiskVolume1\\docs\\dir: cleanup: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
+            ),
+            format!(
+                "{TAG}: \\Device\\HarddiskVolume1\\pagefile.sys: cleanup: no section (FltGetSectionContext STATUS_NOT_FOUND (0xC0000225))"
+            ),
+        ],
+    );
+    assert_eq!(world.calls("FltCreateSectionForDataScan").len(), 1);
+    assert!(lines_with(&world, "section closed").is_empty());
+    // The holder's own cleanup is the last one: it closes the section.
+    world.close(holder_handle).unwrap();
+    assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
     world.finish();
 }

@@ -5,6 +5,7 @@
 use object::{pe, write::pe::Writer};
 
 use super::{Rule, check, fix_checksum, pe_checksum};
+use crate::exports::{Arch, WinVer};
 
 /// What the synthetic driver looks like.
 #[allow(
@@ -20,6 +21,7 @@ struct Spec {
     text_writable: bool,
     relocs: bool,
     fix_checksum: bool,
+    machine: pe::Machine,
 }
 
 impl Default for Spec {
@@ -38,6 +40,7 @@ impl Default for Spec {
             text_writable: false,
             relocs: true,
             fix_checksum: true,
+            machine: pe::IMAGE_FILE_MACHINE_AMD64,
         }
     }
 }
@@ -147,7 +150,7 @@ fn build(spec: &Spec) -> Vec<u8> {
 
     writer.write_dos_header_and_stub().unwrap();
     writer.write_nt_headers(object::write::pe::NtHeaders {
-        machine: pe::IMAGE_FILE_MACHINE_AMD64,
+        machine: spec.machine,
         time_date_stamp: 0,
         characteristics: pe::FileFlags(
             pe::IMAGE_FILE_EXECUTABLE_IMAGE.0
@@ -218,16 +221,94 @@ fn good_driver_passes_every_rule() {
 }
 
 #[test]
-fn hal_and_any_case_are_allowed() {
+fn modules_compare_without_case() {
     let image = build(&Spec {
         imports: vec![
             ("NTOSKRNL.EXE", vec!["KeBugCheckEx"]),
-            ("Hal.dll", vec!["KeStallExecutionProcessor"]),
             ("fltmgr.sys", vec!["FltStartFiltering"]),
         ],
         ..Spec::default()
     });
     assert_eq!(failed(&image), []);
+}
+
+/// The violations' details of `spec`'s image.
+fn import_details(spec: &Spec) -> Vec<String> {
+    let violations = check(&build(spec)).unwrap_err();
+    assert!(
+        violations.iter().all(|v| v.rule == Rule::Imports),
+        "{violations:?}"
+    );
+    violations.into_iter().map(|v| v.detail).collect()
+}
+
+#[test]
+fn unknown_import_fails_and_is_named() {
+    let details = import_details(&Spec {
+        imports: vec![("ntoskrnl.exe", vec!["memcpy", "ExAllocatePoolWithTag"])],
+        ..Spec::default()
+    });
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(
+        details[0].contains("ntoskrnl.exe!ExAllocatePoolWithTag") && details[0].contains("table"),
+        "{details:?}"
+    );
+}
+
+#[test]
+fn import_from_the_wrong_module_fails() {
+    // A real export, from a module that does not export it.
+    let details = import_details(&Spec {
+        imports: vec![("hal.dll", vec!["KeBugCheckEx"])],
+        ..Spec::default()
+    });
+    assert!(
+        details[0].contains("hal.dll!KeBugCheckEx") && details[0].contains("ntoskrnl.exe"),
+        "{details:?}"
+    );
+}
+
+#[test]
+fn ke_get_current_irql_is_a_hal_import_on_arm64_only() {
+    let arm64 = |module| Spec {
+        imports: vec![(module, vec!["KeGetCurrentIrql"])],
+        machine: pe::IMAGE_FILE_MACHINE_ARM64,
+        ..Spec::default()
+    };
+    let summary = check(&build(&arm64("hal.dll"))).unwrap_or_else(|v| panic!("{v:?}"));
+    assert_eq!(summary.arch, Some(Arch::Aarch64));
+    let details = import_details(&arm64("ntoskrnl.exe"));
+    assert!(details[0].contains("hal.dll"), "{details:?}");
+    // x86_64: inline in wdm.h, no module exports it to drivers.
+    let details = import_details(&Spec {
+        imports: vec![("hal.dll", vec!["KeGetCurrentIrql"])],
+        ..Spec::default()
+    });
+    assert!(details[0].contains("no module exports"), "{details:?}");
+}
+
+#[test]
+fn minimum_windows_is_the_highest_import_minimum() {
+    let summary = check(&build(&Spec::default())).unwrap_or_else(|v| panic!("{v:?}"));
+    assert_eq!(summary.min_windows, Some(WinVer::WINXP));
+    let summary = check(&build(&Spec {
+        imports: vec![
+            ("ntoskrnl.exe", vec!["ExAllocatePool2", "KeBugCheckEx"]),
+            ("fltmgr.sys", vec!["FltCreateSectionForDataScan"]),
+        ],
+        ..Spec::default()
+    }))
+    .unwrap_or_else(|v| panic!("{v:?}"));
+    assert_eq!(summary.min_windows, Some(WinVer::WIN10_2004));
+}
+
+#[test]
+fn other_machine_fails_as_format() {
+    let image = build(&Spec {
+        machine: pe::IMAGE_FILE_MACHINE_I386,
+        ..Spec::default()
+    });
+    assert_eq!(failed(&image), [Rule::Format]);
 }
 
 #[test]
