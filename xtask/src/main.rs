@@ -9,10 +9,13 @@
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
+//! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
+//!   (see [`make_members`]).
 
 mod check_inf;
 mod exports;
 mod frames;
+mod make_members;
 mod pe;
 mod sign;
 
@@ -63,6 +66,9 @@ enum Task {
     CheckInf,
     /// Test-sign the built drivers.
     Sign,
+    /// Check that every workspace member the cargo-make flow builds compiles for both Windows
+    /// targets (standalone mode).
+    CheckMakeMembers,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,24 +91,23 @@ enum TargetChoice {
 struct Arch {
     /// The name used in `target/drivers/<arch>/`.
     name: &'static str,
-    /// The Rust target triple.
+    /// The Rust target triple. Its prebuilt `core` comes from rustup (`rust-toolchain.toml` lists
+    /// both triples).
     triple: &'static str,
-    /// Whether `core` must be built from source (`-Zbuild-std=core`). aarch64's prebuilt `core`
-    /// cannot be installed on our build hosts (see `rust-toolchain.toml`).
-    build_std: bool,
 }
 
 const X86_64: Arch = Arch {
     name: "x86_64",
     triple: "x86_64-pc-windows-msvc",
-    build_std: false,
 };
 
 const AARCH64: Arch = Arch {
     name: "aarch64",
     triple: "aarch64-pc-windows-msvc",
-    build_std: true,
 };
+
+/// Every kernel architecture, in build order.
+const ARCHES: [Arch; 2] = [X86_64, AARCH64];
 
 /// The benchmarks `cargo xtask bench` runs: package, the directory that must exist, and the
 /// example that measures. Add a row when a sample gets one.
@@ -122,6 +127,7 @@ fn main() -> Result<()> {
         Task::Bench => bench(&root),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
+        Task::CheckMakeMembers => make_members::run_check(&root),
     }
 }
 
@@ -211,40 +217,94 @@ fn manifest_value(text: &str, table: &str, key: &str) -> Option<String> {
     None
 }
 
-/// Makes sure the pinned toolchain has what a standalone build needs: the
-/// `x86_64-pc-windows-msvc` standard library and `rust-src` (aarch64's `core` is built from it).
-/// rustup installs what `rust-toolchain.toml` lists only when asked, so a fresh machine gets one
-/// `rustup toolchain install` here, and a prepared one none. Without rustup, nothing is checked.
-fn ensure_toolchain(root: &Path) -> Result<()> {
-    let listed = |args: &[&str]| -> Option<String> {
-        let output = Command::new("rustup")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    };
-    let (Some(targets), Some(components)) = (
-        listed(&["target", "list", "--installed"]),
-        listed(&["component", "list", "--installed"]),
-    ) else {
-        return Ok(());
-    };
-    let has_target = targets.lines().any(|t| t.trim() == X86_64.triple);
-    let has_source = components.lines().any(|c| c.trim().starts_with("rust-src"));
-    if has_target && has_source {
-        return Ok(());
+/// Environment variables a rustup proxy sets for the process it starts (here: cargo, then this
+/// xtask), which must not reach the `rustup` that [`ensure_toolchain`] runs.
+///
+/// With `RUSTUP_TOOLCHAIN` set, `rustup toolchain install` without arguments installs *that*
+/// toolchain as an override ("using existing install") and ignores `rust-toolchain.toml`, so the
+/// targets it lists are never added. `RUSTUP_TOOLCHAIN_SOURCE` says where that override came from.
+/// Without them, rustup resolves the toolchain from `rust-toolchain.toml` in the working directory
+/// and installs its targets and components.
+const RUSTUP_PROXY_VARIABLES: [&str; 2] = ["RUSTUP_TOOLCHAIN", "RUSTUP_TOOLCHAIN_SOURCE"];
+
+/// A `rustup` command run in `root`, without the proxy variables of [`RUSTUP_PROXY_VARIABLES`]:
+/// it sees the toolchain `rust-toolchain.toml` pins, as a shell in `root` would.
+fn rustup_command(rustup: &mut dyn FnMut() -> Command, root: &Path) -> Command {
+    let mut command = rustup();
+    command.current_dir(root);
+    for variable in RUSTUP_PROXY_VARIABLES {
+        command.env_remove(variable);
     }
-    println!(
-        "installing the toolchain rust-toolchain.toml pins (target {}, rust-src)",
-        X86_64.triple
-    );
-    let mut command = Command::new("rustup");
-    command.current_dir(root).args(["toolchain", "install"]);
-    run(command, "rustup toolchain install")
+    command
+}
+
+/// What rustup says about the kernel targets of the toolchain `rust-toolchain.toml` pins.
+#[derive(Debug, PartialEq, Eq)]
+enum KernelTargets {
+    /// No `rustup` to ask: the toolchain is managed some other way, and nothing is checked.
+    NoRustup,
+    /// rustup could not list the targets (typically: the pinned toolchain is not installed).
+    Unknown,
+    /// The kernel targets the toolchain lacks (empty: none).
+    Missing(Vec<&'static str>),
+}
+
+/// Asks rustup which kernel targets the pinned toolchain lacks.
+fn kernel_targets(rustup: &mut dyn FnMut() -> Command, root: &Path) -> KernelTargets {
+    let Ok(output) = rustup_command(rustup, root)
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return KernelTargets::NoRustup;
+    };
+    if !output.status.success() {
+        return KernelTargets::Unknown;
+    }
+    let installed = String::from_utf8_lossy(&output.stdout);
+    KernelTargets::Missing(
+        ARCHES
+            .iter()
+            .map(|arch| arch.triple)
+            .filter(|triple| !installed.lines().any(|line| line.trim() == *triple))
+            .collect(),
+    )
+}
+
+/// Makes sure the toolchain `rust-toolchain.toml` pins has the standard library of both kernel
+/// targets. rustup installs what `rust-toolchain.toml` lists only when asked, so a machine where
+/// the pinned toolchain lacks a target gets one `rustup toolchain install` here, and a prepared
+/// one none. Afterwards the targets are checked again: a build that would fail with "can't find
+/// crate for `core`" fails here instead, saying what to run. Without rustup, nothing is checked.
+///
+/// `rustup` makes the `rustup` command (a parameter so that tests can stand in for rustup).
+fn ensure_toolchain(rustup: &mut dyn FnMut() -> Command, root: &Path) -> Result<()> {
+    match kernel_targets(rustup, root) {
+        KernelTargets::NoRustup => return Ok(()),
+        KernelTargets::Missing(missing) if missing.is_empty() => return Ok(()),
+        KernelTargets::Missing(missing) => println!(
+            "installing the toolchain rust-toolchain.toml pins, with its targets (missing: {})",
+            missing.join(", ")
+        ),
+        KernelTargets::Unknown => println!("installing the toolchain rust-toolchain.toml pins"),
+    }
+    let mut command = rustup_command(rustup, root);
+    // `--no-self-update`: installing the pinned toolchain must not replace the rustup binary
+    // itself, which rustup otherwise does when its self-update setting allows.
+    command.args(["toolchain", "install", "--no-self-update"]);
+    run(command, "rustup toolchain install")?;
+    match kernel_targets(rustup, root) {
+        KernelTargets::Missing(missing) if missing.is_empty() => Ok(()),
+        KernelTargets::Missing(missing) => bail!(
+            "`rustup toolchain install` left the pinned toolchain without {}: run `rustup target \
+             add {}` in {}",
+            missing.join(", "),
+            missing.join(" "),
+            root.display()
+        ),
+        KernelTargets::NoRustup | KernelTargets::Unknown => {
+            bail!("`rustup target list --installed` fails after `rustup toolchain install`")
+        }
+    }
 }
 
 /// `cargo xtask build`.
@@ -257,13 +317,13 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     let arches: &[Arch] = match target {
         TargetChoice::X86_64 => &[X86_64],
         TargetChoice::Aarch64 => &[AARCH64],
-        TargetChoice::All => &[X86_64, AARCH64],
+        TargetChoice::All => &ARCHES,
     };
     let samples = samples(root)?;
     if samples.is_empty() {
         bail!("no sample crates under {}", root.join("samples").display());
     }
-    ensure_toolchain(root)?;
+    ensure_toolchain(&mut || Command::new("rustup"), root)?;
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = Vec::new();
@@ -387,9 +447,6 @@ fn build_one(
             profile,
         ])
         .env(linker_variable(arch.triple), "rust-lld");
-    if arch.build_std {
-        command.arg("-Zbuild-std=core").env("RUSTC_BOOTSTRAP", "1");
-    }
     run(
         command,
         &format!(
@@ -590,6 +647,114 @@ mod tests {
                 manifest.display(),
                 demo_example(&sample.dir)
             );
+        }
+    }
+
+    /// A stand-in for rustup, as a shell script, that behaves as rustup does when it matters
+    /// here: `rustup toolchain install` with `RUSTUP_TOOLCHAIN` set "uses the existing install"
+    /// and adds nothing; without it, it installs the targets `rust-toolchain.toml` lists.
+    #[cfg(unix)]
+    mod fake_rustup {
+        use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
+
+        use crate::{ARCHES, KernelTargets, ensure_toolchain, kernel_targets};
+
+        const SCRIPT: &str = r#"#!/bin/sh
+# $STATE holds the installed targets, one a line.
+case "$1 $2" in
+"target list")
+    cat "$STATE"
+    ;;
+"toolchain install")
+    # Never a self-update from here.
+    [ "$3" = "--no-self-update" ] || exit 3
+    if [ -n "$RUSTUP_TOOLCHAIN" ]; then
+        echo "info: using existing install for $RUSTUP_TOOLCHAIN" >&2
+    else
+        sed -n 's/^targets = \[\(.*\)\]$/\1/p' rust-toolchain.toml | tr -d '" ' | tr ',' '\n' >> "$STATE"
+    fi
+    ;;
+*)
+    exit 2
+    ;;
+esac
+"#;
+
+        /// A directory with the fake rustup, its state (only the host target installed) and a
+        /// `rust-toolchain.toml` listing both kernel targets.
+        fn machine(name: &str) -> std::path::PathBuf {
+            let dir = std::env::temp_dir()
+                .join(format!("xtask-fake-rustup-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let rustup = dir.join("rustup");
+            fs::write(&rustup, SCRIPT).unwrap();
+            fs::set_permissions(&rustup, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::write(dir.join("state"), "x86_64-unknown-linux-gnu\n").unwrap();
+            let triples: Vec<String> = ARCHES.iter().map(|a| format!("\"{}\"", a.triple)).collect();
+            fs::write(
+                dir.join("rust-toolchain.toml"),
+                format!(
+                    "[toolchain]\nchannel = \"1.95.0\"\ntargets = [{}]\n",
+                    triples.join(", ")
+                ),
+            )
+            .unwrap();
+            dir
+        }
+
+        /// The fake rustup as cargo's child sees it: with the `RUSTUP_TOOLCHAIN` and
+        /// `RUSTUP_TOOLCHAIN_SOURCE` a rustup proxy sets.
+        fn rustup_inside_cargo(dir: &Path) -> impl FnMut() -> Command {
+            let dir = dir.to_path_buf();
+            move || {
+                let mut command = Command::new(dir.join("rustup"));
+                command
+                    .env("STATE", dir.join("state"))
+                    .env("RUSTUP_TOOLCHAIN", "1.95.0-x86_64-unknown-linux-gnu")
+                    .env("RUSTUP_TOOLCHAIN_SOURCE", "toolchain-file");
+                command
+            }
+        }
+
+        #[test]
+        fn a_toolchain_without_the_kernel_targets_gets_them() {
+            let dir = machine("install");
+            let mut rustup = rustup_inside_cargo(&dir);
+            assert_eq!(
+                kernel_targets(&mut rustup, &dir),
+                KernelTargets::Missing(ARCHES.iter().map(|a| a.triple).collect())
+            );
+            ensure_toolchain(&mut rustup, &dir).expect("the targets are installed");
+            assert_eq!(
+                kernel_targets(&mut rustup, &dir),
+                KernelTargets::Missing(Vec::new())
+            );
+            fs::remove_dir_all(&dir).unwrap();
+        }
+
+        #[test]
+        fn a_prepared_toolchain_is_left_alone() {
+            let dir = machine("prepared");
+            let mut state = String::from("x86_64-unknown-linux-gnu\n");
+            for arch in ARCHES {
+                state.push_str(arch.triple);
+                state.push('\n');
+            }
+            fs::write(dir.join("state"), &state).unwrap();
+            let mut rustup = rustup_inside_cargo(&dir);
+            ensure_toolchain(&mut rustup, &dir).expect("nothing to do");
+            // `toolchain install` would have appended the targets again.
+            assert_eq!(fs::read_to_string(dir.join("state")).unwrap(), state);
+            fs::remove_dir_all(&dir).unwrap();
+        }
+
+        #[test]
+        fn no_rustup_means_nothing_is_checked() {
+            let dir = machine("none");
+            let mut rustup = || Command::new(dir.join("no-such-rustup"));
+            ensure_toolchain(&mut rustup, &dir).expect("no rustup, no check");
+            fs::remove_dir_all(&dir).unwrap();
         }
     }
 

@@ -15,7 +15,7 @@
 //! | target | `wdk` feature | mode | what [`configure`] does |
 //! |---|---|---|---|
 //! | Windows | on (default) | kernel, WDK | calls `wdk_build::configure_wdk_binary_build()`, which finds the WDK and sets the driver's libraries and linker flags |
-//! | Windows | off (`--no-default-features`) | kernel, standalone | emits [`STANDALONE_LINK_ARGS`] as `cargo::rustc-cdylib-link-arg=` lines for rust-lld |
+//! | Windows | off (`--no-default-features`) | kernel, standalone | emits [`STANDALONE_LINK_ARGS`] as `cargo::rustc-cdylib-link-arg=` lines for rust-lld; off Windows, makes rustc's default `link.exe` the toolchain's rust-lld (`rust_lld_as_link_exe`) |
 //! | anything else | either | host | nothing: the crate is an ordinary `std` library tested against `fltsim` |
 //!
 //! A build script is compiled for, and runs on, the *host*, so whether `wdk-build` is available
@@ -151,10 +151,88 @@ pub fn configure() -> Result<(), Box<dyn Error>> {
             for line in standalone_directives() {
                 println!("{line}");
             }
+            if !cfg!(windows) {
+                for line in rust_lld_as_link_exe()? {
+                    println!("{line}");
+                }
+            }
             Ok(())
         }
         Mode::Wdk => configure_wdk(),
     }
+}
+
+/// Standalone mode on a non-Windows host: lets the compiler's default MSVC linker, `link.exe`, be
+/// the toolchain's `rust-lld`, so that the plain
+/// `cargo build -p <sample> --no-default-features --target x86_64-pc-windows-msvc` links.
+///
+/// rustc links `*-windows-msvc` targets with `link.exe`. Off Windows there is none, and the
+/// usual fix, `[target.x86_64-pc-windows-msvc] linker = "rust-lld"` in `.cargo/config.toml`,
+/// cannot be scoped to a host: it would also replace the MSVC linker of WDK builds on Windows (and
+/// wdk-build's `/KERNEL`, `/MAPINFO` flags are `link.exe`'s). A build script cannot choose the
+/// linker either (`cargo::rustc-link-arg` only adds arguments), but it can set the environment of
+/// the rustc that links (`cargo::rustc-env`). So this puts a directory first on that rustc's
+/// `PATH` holding `link.exe`, a symbolic link to the toolchain's `rust-lld`, which acts as
+/// `lld-link` when called by that name. Only here: never in WDK mode, and never on a Windows host
+/// (where rustc finds the installed `link.exe` itself). A configured linker (`cargo xtask build`
+/// sets `rust-lld` through `CARGO_TARGET_<TRIPLE>_LINKER`) still wins: rustc then never looks up
+/// `link.exe`. The output does not depend on that setting, because Cargo does not rerun a build
+/// script when only the linker changes.
+///
+/// Returns the build-script lines; the link itself lives in `OUT_DIR`.
+fn rust_lld_as_link_exe() -> Result<Vec<String>, Box<dyn Error>> {
+    let rustc = env::var_os("RUSTC").ok_or("RUSTC is not set")?;
+    let host = env::var("HOST")?;
+    let out_dir = std::path::PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    let output = std::process::Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("`{} --print sysroot` failed", rustc.to_string_lossy()).into());
+    }
+    let sysroot = String::from_utf8(output.stdout)?;
+    let rust_lld = std::path::Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(&host)
+        .join("bin/rust-lld");
+    if !rust_lld.is_file() {
+        return Err(format!(
+            "the toolchain has no rust-lld at {}: standalone builds need it",
+            rust_lld.display()
+        )
+        .into());
+    }
+    let dir = out_dir.join("link-exe");
+    std::fs::create_dir_all(&dir)?;
+    let link_exe = dir.join("link.exe");
+    if std::fs::symlink_metadata(&link_exe).is_ok() {
+        std::fs::remove_file(&link_exe)?;
+    }
+    symlink(&rust_lld, &link_exe)?;
+    let mut path = vec![dir];
+    path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
+    let path = env::join_paths(path)?;
+    let path = path
+        .to_str()
+        .ok_or("PATH is not valid UTF-8, which cargo::rustc-env needs")?;
+    Ok(vec![
+        "cargo::rerun-if-env-changed=PATH".to_owned(),
+        // A different toolchain (or none left at that path) makes a new link.
+        format!("cargo::rerun-if-changed={}", rust_lld.display()),
+        format!("cargo::rustc-env=PATH={path}"),
+    ])
+}
+
+/// A symbolic link at `link` to `target`.
+#[cfg(unix)]
+fn symlink(target: &std::path::Path, link: &std::path::Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// A symbolic link at `link` to `target` (not reached: Windows hosts keep their `link.exe`).
+#[cfg(not(unix))]
+fn symlink(target: &std::path::Path, link: &std::path::Path) -> std::io::Result<()> {
+    std::fs::copy(target, link).map(drop)
 }
 
 /// The WDK mode on a Windows host with wdk-build: wdk-build does everything.

@@ -11,8 +11,11 @@
 //! | [`current_irql`] | the same code in both modes | |
 //!
 //! The `ntoskrnl.exe` redeclarations in [`ntoskrnl`] are used in both kernel modes: they keep
-//! windows-sys's `ntdll.dll` placements out of the driver's import table.
+//! windows-sys's `ntdll.dll` placements out of the driver's import table. On `aarch64`, `hal`
+//! declares `KeGetCurrentIrql` against `hal.dll`, where the WDK places it on that architecture.
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod hal;
 pub(crate) mod ntoskrnl;
 
 #[cfg(not(feature = "wdk"))]
@@ -81,13 +84,15 @@ fn nul_terminated(line: &str, buffer: &mut [u8]) -> *const u8 {
 
 /// The current IRQL of this processor, as `KeGetCurrentIrql` returns it.
 ///
-/// - `x86_64`: `KeGetCurrentIrql` *is* a read of CR8 (the task-priority register, which the kernel
-///   keeps equal to the IRQL), and that is what this does, with no call.
-/// - `aarch64`: the IRQL lives in the processor control region (reached through X18), whose
-///   layout is not part of any documented contract, so this calls `KeGetCurrentIrql`, which the
-///   WDK's `wdm.h` declares for `_ARM64_` as `NTHALAPI`: a `hal.dll` export (through `hal.lib`),
-///   not an `ntoskrnl.exe` one as windows-sys's metadata says. It is imported from `hal.dll`, as a
-///   C driver built with the WDK imports it.
+/// This does what a C driver built with the WDK does, which differs by architecture (`wdm.h`):
+///
+/// - `x86_64`: `wdm.h` defines `KeGetCurrentIrql` inline, as `(KIRQL)ReadCR8()` (CR8 is the
+///   task-priority register, which the kernel keeps equal to the IRQL). This reads CR8 the same
+///   way: no call, no import.
+/// - `aarch64`: `wdm.h` declares it `NTHALAPI`, a function exported by `hal.dll`, so this calls
+///   `hal.dll!KeGetCurrentIrql` (declared in `hal`; windows-sys places it in `ntoskrnl.exe`, which
+///   does not export it on Arm64). The IRQL itself lives in the processor control region, whose
+///   layout is no documented contract, so reading it directly is not an option.
 ///
 /// IRQL: any.
 #[must_use]
@@ -101,26 +106,16 @@ pub fn current_irql() -> u8 {
         unsafe {
             core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags));
         }
-        // The IRQL is CR8's low four bits; the rest are reserved and read as zero.
+        // The IRQL is CR8's low four bits; the rest are reserved and read as zero, so this is the
+        // same value as the WDK's `(KIRQL)ReadCR8()`.
         (cr8 & 0xF) as u8
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
     {
         // SAFETY: `KeGetCurrentIrql` takes no arguments, may be called at any IRQL, and only reads
         // the current processor's state.
         unsafe { hal::KeGetCurrentIrql() }
     }
-}
-
-/// `hal.dll` exports (ARM64 only: on `x86_64`, `KeGetCurrentIrql` is inline in `wdm.h`).
-#[cfg(not(target_arch = "x86_64"))]
-mod hal {
-    #[cfg_attr(
-        target_os = "windows",
-        link(name = "hal.dll", kind = "raw-dylib", modifiers = "+verbatim")
-    )]
-    unsafe extern "system" {
-        /// `KeGetCurrentIrql()`: the current processor's IRQL. Any IRQL.
-        pub fn KeGetCurrentIrql() -> u8;
-    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    compile_error!("the kernel drivers are built for x86_64 and aarch64 only")
 }
