@@ -17,8 +17,9 @@
          opens it again with write sharing;
        - data-scan: writes a clean file and a file holding the EICAR test string, then opens both:
          the clean one opens, the EICAR one is denied;
-       - section-conflict: creates a 64 MiB file, opens it for reading (the scan starts), then
-         truncates it to 1 MiB from a second handle while the first is still open.
+       - section-conflict: creates a 64 MiB file, opens it for reading (the scan starts, slowly:
+         the file is in the demo folder), then truncates it to 1 MiB from a second handle while
+         the first is still open.
     4. Prints the DbgPrint lines to expect (they start with the sample's tag, e.g. rs-data-scan:)
        and how to see them (DebugView or WinDbg, Debug Print Filter).
     5. fltmc unload <service>, also when the scenario fails.
@@ -87,7 +88,8 @@ $expected = @{
         "$tag \<path>\big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds",
         "$tag \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O",
         "and at fltmc unload: $tag unloaded: <n> scans: ... aborted by conflicting I/O ...; <n> section conflicts, ...",
-        "(a line 'not attaching to this volume' is normal for volumes that cannot create sections for data scan)"
+        "(a line 'not attaching to this volume' is normal for volumes that cannot create sections for data scan)",
+        "(the sample scans every file opened for reading on the machine, without pauses outside the demo folder, so expect 'scanning' and 'scan complete' lines for other files too)"
     )
 }
 

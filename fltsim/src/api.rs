@@ -208,6 +208,7 @@ fn register(
     f.contexts = contexts;
     f.unload = r.FilterUnloadCallback;
     f.instance_setup = r.InstanceSetupCallback;
+    f.query_teardown = r.InstanceQueryTeardownCallback;
     f.teardown_start = r.InstanceTeardownStartCallback;
     f.teardown_complete = r.InstanceTeardownCompleteCallback;
     // Filter Manager reads only the fields of the version it was given.
@@ -292,7 +293,7 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
             .collect()
     };
     for instance in instances {
-        teardown_instance(k, instance);
+        teardown_instance(k, instance, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD);
     }
     // FltUnregisterFilter waits for queued work items and for every context reference.
     let name = k.lock().filters[filter].name.clone();
@@ -325,7 +326,11 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
     k.lock().filters[filter].unregistered = true;
 }
 
-fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
+/// Tears `instance` down, as Filter Manager does for an unload (`reason`
+/// `FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD`) or a manual detach (`FLTFL_INSTANCE_TEARDOWN_MANUAL`):
+/// `InstanceTeardownStart`, then the wait for the operations in flight and the instance's
+/// `FltObjectReference` references, then `InstanceTeardownComplete`, then the instance's contexts.
+pub(crate) fn teardown_instance(k: &Arc<Kernel>, instance: usize, reason: u32) {
     let (filter, name, start_cb, complete_cb, volume) = {
         let state = k.lock();
         let i = &state.instances[instance];
@@ -359,19 +364,30 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         );
         // SAFETY: calling the registered teardown callback with valid related objects.
         run_as(frame, PASSIVE, || unsafe {
-            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD);
+            cb(&raw const objects, reason);
         });
     }
     // No new operations reach the instance; wait for the ones in flight (rundown).
-    let in_flight = {
+    let (in_flight, refs) = {
         let mut state = k.lock();
         state.instances[instance].torn_down = true;
-        state.instances[instance].in_flight
+        (
+            state.instances[instance].in_flight,
+            state.instances[instance].object_refs,
+        )
     };
     if in_flight > 0 {
         k.trace(
             EventKind::FltMgr,
             format!("instance teardown waits for {in_flight} operation(s) in flight"),
+        );
+    }
+    if refs > 0 {
+        k.trace(
+            EventKind::FltMgr,
+            format!(
+                "instance teardown: the rundown waits for {refs} FltObjectReference reference(s)"
+            ),
         );
     }
     let start = Instant::now();
@@ -395,7 +411,7 @@ fn teardown_instance(k: &Arc<Kernel>, instance: usize) {
         );
         // SAFETY: as above.
         run_as(frame, PASSIVE, || unsafe {
-            cb(&raw const objects, FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD);
+            cb(&raw const objects, reason);
         });
     }
     detach_instance_contexts(k, instance);

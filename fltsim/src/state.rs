@@ -12,7 +12,8 @@ use windows_sys::{
     Wdk::{
         Foundation::{DRIVER_OBJECT, FILE_OBJECT},
         Storage::FileSystem::Minifilters::{
-            FLT_CONTEXT_REGISTRATION, PFLT_FILTER_UNLOAD_CALLBACK, PFLT_INSTANCE_SETUP_CALLBACK,
+            FLT_CONTEXT_REGISTRATION, PFLT_FILTER_UNLOAD_CALLBACK,
+            PFLT_INSTANCE_QUERY_TEARDOWN_CALLBACK, PFLT_INSTANCE_SETUP_CALLBACK,
             PFLT_INSTANCE_TEARDOWN_CALLBACK, PFLT_POST_OPERATION_CALLBACK,
             PFLT_PRE_OPERATION_CALLBACK, PFLT_SECTION_CONFLICT_NOTIFICATION_CALLBACK,
         },
@@ -46,6 +47,7 @@ pub(crate) struct FilterRec {
     pub(crate) contexts: Vec<FLT_CONTEXT_REGISTRATION>,
     pub(crate) unload: PFLT_FILTER_UNLOAD_CALLBACK,
     pub(crate) instance_setup: PFLT_INSTANCE_SETUP_CALLBACK,
+    pub(crate) query_teardown: PFLT_INSTANCE_QUERY_TEARDOWN_CALLBACK,
     pub(crate) teardown_start: PFLT_INSTANCE_TEARDOWN_CALLBACK,
     pub(crate) teardown_complete: PFLT_INSTANCE_TEARDOWN_CALLBACK,
     pub(crate) section_notification: PFLT_SECTION_CONFLICT_NOTIFICATION_CALLBACK,

@@ -13,6 +13,7 @@ use windows_sys::{
             FileStandardInformation,
             Minifilters::{
                 FLT_CALLBACK_DATA, FLT_RELATED_OBJECTS, FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
+                FLTFL_INSTANCE_TEARDOWN_MANUAL,
             },
         },
         System::SystemServices::{
@@ -24,8 +25,8 @@ use windows_sys::{
     },
     Win32::{
         Foundation::{
-            NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
-            UNICODE_STRING,
+            NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_FLT_INSTANCE_NOT_FOUND,
+            STATUS_INVALID_HANDLE, STATUS_SUCCESS, UNICODE_STRING,
         },
         Storage::{
             FileSystem::{
@@ -565,6 +566,7 @@ impl World {
                 contexts: Vec::new(),
                 unload: None,
                 instance_setup: None,
+                query_teardown: None,
                 teardown_start: None,
                 teardown_complete: None,
                 section_notification: None,
@@ -624,6 +626,83 @@ impl World {
             crate::verifier::check_leaks(&self.kernel, index);
             Err(NtStatus(status))
         }
+    }
+
+    /// Detaches filter `name`'s instance from volume `letter` while the filter stays loaded, as
+    /// `FltDetachVolume` (or `fltmc detach`) does. Filter Manager first asks the filter's
+    /// `InstanceQueryTeardown` (`PASSIVE_LEVEL`); a filter that registered none cannot be detached
+    /// manually ("If a minifilter driver does not define an `InstanceQueryTeardownCallback` routine,
+    /// its instances cannot be detached manually"), and an error status from it keeps the instance.
+    /// Otherwise the instance is torn down as at unload, with reason
+    /// `FLTFL_INSTANCE_TEARDOWN_MANUAL`: `InstanceTeardownStart`; no new operation reaches the
+    /// instance; a wait for the operations in flight and for the instance's `FltObjectReference`
+    /// references (traced as `instance teardown waits for ...` and `instance teardown: the rundown
+    /// waits for ...`); `InstanceTeardownComplete`; the instance's contexts go. Returns when the
+    /// teardown is complete.
+    ///
+    /// Unlike `FltUnregisterFilter`, a detach does not release [`World::hold_delays`]: a test that
+    /// parked a worker in a held delay releases it itself, for instance once the rundown wait
+    /// is traced (the worker then runs on after `InstanceTeardownStart` has returned).
+    ///
+    /// # Errors
+    /// `STATUS_FLT_INSTANCE_NOT_FOUND` when `name` has no live instance on `letter` (documented for
+    /// `FltDetachVolume`); `STATUS_FLT_DO_NOT_DETACH` when the filter has no
+    /// `InstanceQueryTeardown`; the status `InstanceQueryTeardown` returned when it refuses.
+    pub fn detach(&self, name: &str, letter: char) -> Result<(), NtStatus> {
+        let found = {
+            let state = self.kernel.lock();
+            state
+                .instances
+                .iter()
+                .position(|i| {
+                    !i.torn_down
+                        && state.filters[i.filter].loaded
+                        && state.filters[i.filter].name == name
+                        && state.volumes[i.volume].letter == letter
+                })
+                .map(|i| {
+                    let filter = state.instances[i].filter;
+                    (i, filter, state.filters[filter].query_teardown)
+                })
+        };
+        self.kernel
+            .trace(EventKind::User, format!("fltmc detach {name} {letter}:"));
+        let Some((instance, filter, query)) = found else {
+            return Err(NtStatus(STATUS_FLT_INSTANCE_NOT_FOUND));
+        };
+        let Some(query) = query else {
+            return Err(NtStatus(STATUS_FLT_DO_NOT_DETACH));
+        };
+        let volume = self.kernel.lock().instances[instance].volume;
+        let objects = FLT_RELATED_OBJECTS {
+            Size: u16::try_from(std::mem::size_of::<FLT_RELATED_OBJECTS>()).expect("small"),
+            TransactionContext: 0,
+            Filter: filter_handle(filter),
+            Volume: volume_handle(volume),
+            Instance: instance_handle(instance),
+            FileObject: std::ptr::null(),
+            Transaction: std::ptr::null(),
+        };
+        self.kernel.trace(
+            EventKind::Callback("InstanceQueryTeardown"),
+            format!("InstanceQueryTeardown -> {name} volume {letter}:"),
+        );
+        let frame = Frame {
+            filter: Some(filter),
+            who: name.to_owned(),
+            what: "InstanceQueryTeardown".into(),
+        };
+        // SAFETY: calling the registered query-teardown callback with valid related objects and
+        // no flags ("No flags are currently defined"), as Filter Manager does for a manual detach.
+        let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            query(&raw const objects, 0)
+        });
+        // "If this routine returns an error or warning NTSTATUS code", both negative.
+        if !NtStatus(status).is_success() {
+            return Err(NtStatus(status));
+        }
+        crate::api::teardown_instance(&self.kernel, instance, FLTFL_INSTANCE_TEARDOWN_MANUAL);
+        Ok(())
     }
 
     /// Unloads a filter, as `fltmc unload` does: calls its `FilterUnloadCallback` at

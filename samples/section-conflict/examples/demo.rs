@@ -1,13 +1,22 @@
-//! `cargo xtask demo section-conflict`: open a large file so a scan starts, truncate it from a
-//! second handle, and watch the scan give way. Then the same truncation with the notification
-//! withheld, which fails with `STATUS_USER_MAPPED_FILE`.
+//! `cargo xtask demo section-conflict`: a file outside the demo folder is scanned at once; a file
+//! in the demo folder is scanned slowly, and a truncation from a second handle makes that scan
+//! give way. Then the same truncation with the notification withheld, which fails with
+//! `STATUS_USER_MAPPED_FILE`.
+//!
+//! The demo stops the slow scan at a known point (fltsim's `hold_delays`: the scan is parked in
+//! the pause after its first chunk), so its output is the same on every run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fltsim::{Open, World};
+use fltsim::{EventKind, Open, World};
 use rs_section_conflict::{DriverEntry, TAG};
 
-const FILE: &str = "C:\\data\\big.bin";
+/// Outside the demo folder: scanned without pauses.
+const OTHER: &str = "C:\\data\\report.bin";
+/// In the demo folder (a path component `rs-minifilter-demo`): one clock tick of pause per chunk.
+const DEMO: &str = "C:\\rs-minifilter-demo\\big.bin";
+/// A bound on a hang, not a timing: each wait below ends within milliseconds.
+const BOUND: Duration = Duration::from_secs(20);
 
 fn scenario(notify: bool) {
     let world = World::new();
@@ -15,40 +24,44 @@ fn scenario(notify: bool) {
     let contents: Vec<u8> = (0..1usize << 20)
         .map(|i| u8::try_from(i % 251).expect("below 251"))
         .collect();
-    world.create_file(FILE, &contents);
+    world.create_file(OTHER, &contents);
+    world.create_file(DEMO, &contents);
     world
         .load(TAG, 265_140, DriverEntry)
         .expect("the sample loads");
+    // 1. A read-open outside the demo folder: the scan thread reads all 256 chunks at once.
+    let other = world.open(OTHER, Open::read()).expect("open for read");
+    world
+        .wait_for_event(BOUND, |e| {
+            e.kind == EventKind::Log && e.text.contains("report.bin: scan complete")
+        })
+        .expect("the scan of report.bin completes");
+    world.close(other).expect("close");
+    // 2. A read-open in the demo folder: the scan pauses after each chunk; hold it in its first
+    //    pause, so the conflict meets it in flight.
     let start = world.trace_len();
-    let reader = world.open(FILE, Open::read()).expect("open for read");
-    // Let the scan read a few chunks first (bounded), so the conflict meets it mid-file.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while world.calls("MmUnmapViewInSystemSpace").len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let writer = world.open(FILE, Open::write()).expect("open for write");
+    let paused = world.hold_delays();
+    let reader = world.open(DEMO, Open::read()).expect("open for read");
+    assert!(
+        paused.wait_parked(BOUND),
+        "the scan of big.bin never paused"
+    );
+    // 3. Truncate it from a second handle (write-only: this open starts no scan).
+    let writer = world.open(DEMO, Open::write()).expect("open for write");
     let result = world.set_end_of_file(writer, 10);
-    if notify {
-        // Let the worker notice the abort (bounded).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !world
-            .log_lines(TAG)
-            .iter()
-            .any(|l| l.contains("scan aborted"))
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
     world.close(writer).expect("close");
     world.close(reader).expect("close");
+    // 4. Unload: the scan thread stops the scan of big.bin, if it is still running, and ends. The
+    //    unload's wait for the thread lets the held pause go, so the scan ends after its first
+    //    chunk in both runs.
     world.unload(TAG).expect("unloads");
+    drop(paused);
     println!("--- debugger output ---");
     for line in world.log_lines(TAG) {
         println!("{line}");
     }
     println!("--- the truncation from the second handle: {result:?}");
-    println!("--- Filter Manager trace ---");
+    println!("--- Filter Manager trace, from the open of big.bin ---");
     world.print_trace(start);
     world.finish();
 }

@@ -1,93 +1,59 @@
 //! # section-conflict: give way to conflicting I/O in the `SectionNotificationCallback`
 //!
-//! A background scanner holds a data-scan section open while it works through a file, and gives
-//! the section up the moment I/O that needs the cache purged arrives: a truncating
-//! set-end-of-file, a non-cached write, a flush-and-purge. Without that, the I/O fails with
-//! `STATUS_USER_MAPPED_FILE` for as long as the scan runs.
+//! A background scanner holds a data-scan section open while it reads a file, and gives the
+//! section up the moment I/O that needs the cache purged arrives (a truncating set-end-of-file, a
+//! non-cached write, a flush-and-purge). Without that, the I/O fails with
+//! `STATUS_USER_MAPPED_FILE` for as long as the scan runs. The README has each call's contract.
 //!
 //! ## The flow
-//! 1. **`InstanceSetup`** (`PASSIVE_LEVEL`): `FltRegisterForDataScan(Instance)`. File systems
-//!    that cannot scan answer `STATUS_NOT_SUPPORTED`; the sample then returns
-//!    `STATUS_FLT_DO_NOT_ATTACH`, as the documentation advises.
-//! 2. **Post-create** of a file opened for `FILE_READ_DATA` (`PASSIVE_LEVEL` for creates):
-//!    - the scan state goes in pool (`ExAllocatePool2`);
-//!    - a section context (`FltAllocateContext(FLT_SECTION_CONTEXT)`) is allocated **with its
-//!      back-pointer to the scan already set**, because the notification callback can run before
-//!      `FltCreateSectionForDataScan` returns, and it only ever sees the context;
-//!    - everything else that can fail comes before the section exists: a work item
-//!      (`FltAllocateGenericWorkItem`, NULL on failure) and a rundown reference on the instance
-//!      (`FltObjectReference`, so instance teardown waits for the scan);
-//!    - `FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ | SECTION_QUERY,
-//!      OBJ_KERNEL_HANDLE, NULL, PAGE_READONLY, SEC_COMMIT, 0, &Handle, &Object, &Size)` (call it
-//!      at `PASSIVE_LEVEL`). The creator owns the kernel handle (`ObCloseHandle`) and the object
-//!      reference (`ObDereferenceObject`); Filter Manager keeps the context linked to the stream
-//!      until `FltCloseSectionForDataScan`. Failure statuses: `STATUS_END_OF_FILE` (empty file),
-//!      `STATUS_FLT_CONTEXT_ALREADY_DEFINED` (this instance already has a section on the stream:
-//!      a scan is in flight), `STATUS_FILE_IS_A_DIRECTORY`, `STATUS_FILE_LOCK_CONFLICT`,
-//!      `STATUS_INVALID_FILE_FOR_SECTION`, `STATUS_NOT_SUPPORTED`, `STATUS_PRIVILEGE_NOT_HELD`,
-//!      `STATUS_INSUFFICIENT_RESOURCES`, `STATUS_INVALID_PARAMETER` (instance not registered for
-//!      data scan). Each is logged and the open goes on untouched: the sample fails open. The
-//!      unused context is released with `FltReleaseContext`, never closed.
-//!    - the handle and object are published in the scan state, and the work item is queued
-//!      (`FltQueueGenericWorkItem`, `<= DISPATCH_LEVEL`; the routine runs at `PASSIVE_LEVEL`).
-//! 3. **The worker** scans in 4 KiB chunks with a 2 ms pause after each, polling the "aborted"
-//!    flag between chunks. Each chunk is read under the scan's push lock, *shared*:
-//!    `MmMapViewInSystemSpaceEx` of that chunk only (`<= APC_LEVEL`), `MmCopyMemory` into a
-//!    chunk-sized non-paged buffer (a failed paging read comes back as a status, never as an
-//!    exception), `MmUnmapViewInSystemSpace`, then the hash runs over the copy. No view outlives
-//!    its chunk, and the pause happens with no view mapped and no lock held.
-//! 4. **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
-//!    thread of the conflicting I/O; it returns `STATUS_SUCCESS`). It follows the back-pointer,
-//!    takes ownership with an interlocked exchange of the scan state, marks the scan aborted and
-//!    closes the section in the documented order, then logs which I/O caused it (from `Data`).
-//!    When it returns, the conflicting I/O proceeds.
-//! 5. **Unload** (`PASSIVE_LEVEL`): tells the workers to stop, then `FltUnregisterFilter`, which
-//!    waits for the instance references, the work items and every context reference.
+//! 1. **`DriverEntry`** starts one scan thread (`PsCreateSystemThread`), keeps a reference to its
+//!    object (`ObReferenceObjectByHandle`), then registers and starts filtering.
+//! 2. **`InstanceSetup`**: `FltRegisterForDataScan`; where it fails (network volumes), the sample
+//!    returns `STATUS_FLT_DO_NOT_ATTACH`.
+//! 3. **Post-create** of a file opened for `FILE_READ_DATA`: everything that can fail comes first
+//!    (the scan state, a section context whose back-pointer to it is set *before* the create, an
+//!    instance reference, a slot in the queue of [`QUEUE_DEPTH`] scans). Then
+//!    `FltCreateSectionForDataScan`, and the scan goes to the queue. Any failure is logged and the
+//!    open goes on: the sample fails open.
+//! 4. **The scan thread** reads each queued file in [`CHUNK_SIZE`] chunks: it maps that chunk only
+//!    (`MmMapViewInSystemSpaceEx`), copies it out (`MmCopyMemory`), unmaps it, and hashes the copy.
+//!    A file in the demo folder ([`is_paced`]) pauses one clock tick after each chunk, so the demo
+//!    can meet a scan in flight; every other file is read without pauses.
+//! 5. **`SectionNotificationCallback`**, on the conflicting I/O's thread, closes the section, and
+//!    the I/O proceeds. **`InstanceTeardownStart`** does the same for the instance's scans, so a
+//!    dismount or detach never waits for a scan. **Unload** stops the thread and waits for it.
 //!
 //! ## Exactly one party finalizes
-//! The scan state holds one word that says who may close: `CREATING` (the create has not
-//! returned, so nobody has the handle or the object yet), `OPEN` (published; the worker scans),
-//! `CLOSING` (taken). Whoever exchanges it away from `OPEN` finalizes: the worker when it
-//! finishes, or the callback when it aborts. That party closes in the documented order:
+//! The scan's ownership word starts at `CREATING` (the create has not returned) and becomes `OPEN`
+//! once the handle and object are published. Whoever exchanges it away from `OPEN` closes the
+//! section: `CONFLICT` (a notification), `FINISHING` (the scan thread) or `TEARDOWN`
+//! (`InstanceTeardownStart`). The winner closes in the documented order: the scan's push lock held
+//! exclusive (no view stays mapped), `ObCloseHandle`, `ObDereferenceObject`,
+//! `FltCloseSectionForDataScan`. A notification that finds `CREATING` cannot close anything (it has
+//! neither the handle nor the object): it marks the scan aborted, and the creator, whose
+//! `CREATING -> OPEN` exchange then fails, closes all three right after the create returns.
 //!
-//! | step | call | why |
-//! |---|---|---|
-//! | 1 | (no view mapped) | the push lock, held exclusive, waits for the worker's current chunk |
-//! | 2 | `ObCloseHandle(Handle, KernelMode)` | the kernel handle the creator owns |
-//! | 3 | `ObDereferenceObject(Object)` | the object reference the creator owns |
-//! | 4 | `FltCloseSectionForDataScan(Context)` | unlinks the context: Filter Manager stops synchronizing conflicting I/O against it |
-//! | 5 | `FltReleaseContext(Context)` | each holder drops its own reference (the worker's goes when it exits) |
+//! ## Why a thread of its own
+//! A scan can last minutes (a large file in the demo folder). A work item runs on one of the few
+//! system worker threads, and its routine "must run for a limited amount of time; otherwise, the
+//! system can deadlock" (`IO_WORKITEM_ROUTINE`). A dedicated thread may block for as long as it
+//! likes; the bounded queue keeps the waiting scans, and the sections they hold, few.
 //!
-//! The one exception is the race the documentation warns about: a conflict that arrives while
-//! `FltCreateSectionForDataScan` is still running finds `CREATING`. The callback cannot wait for
-//! the create to return (the creating thread may be waiting on the very I/O that is notifying),
-//! and it does not have the handle or the object. Closing only the link would not help: the
-//! section object is what blocks the I/O, and the documented order closes the link last. So the
-//! callback marks the scan aborted and leaves the close to the creator: the creator fails its
-//! `CREATING -> OPEN` exchange the moment the create returns, closes all three in order, and
-//! starts no scan. The I/O that arrived that early meets a section still open and may fail with
-//! `STATUS_USER_MAPPED_FILE`; a retry a moment later goes through.
-//!
-//! ## What the callback waits for, and why
-//! Never the scan, and nothing without a bound. It waits for at most two short things: the
-//! worker's *current chunk* (taking the push lock exclusive waits for one map, read and unmap),
-//! so that no view is mapped when a truncation proceeds (touching a truncated view raises
-//! `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without an exception handler); and, when
-//! another party already won the exchange, that party's close (a notification event set after
-//! `FltCloseSectionForDataScan`), for at most [`CLOSE_WAIT_MS`], because the I/O fails if the
-//! section is still open when the callback returns. The other party may be a creator whose
-//! create has not returned yet, which is why that wait is bounded. Neither does any I/O.
+//! ## What the callback waits for
+//! Never the scan, and nothing without a bound: the scan thread's current chunk (one map, copy and
+//! unmap), or, when another party is already closing, that close, for at most [`CLOSE_WAIT_MS`].
 //!
 //! ## What you see when it is loaded
-//! `fltmc load RsSectionConflict`, then open a large file for reading on an NTFS volume and
-//! truncate it from another handle (`fsutil file seteof big.bin 10`). The debugger shows:
+//! `Start-SampleDemo.ps1 -Name section-conflict` opens a 64 MiB file in the demo folder for
+//! reading and truncates it to 1 MiB from a second handle. The debugger shows:
 //! ```text
-//! rs-section-conflict: \big.bin: scanning 1048576 bytes in 256 chunks
-//! rs-section-conflict: \big.bin: a set-end-of-file to 10 bytes conflicts with the scan's section: aborting the scan and closing the section
-//! rs-section-conflict: \big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 10 bytes proceeds
-//! rs-section-conflict: \big.bin: scan aborted after 3 of 256 chunks: the section was closed for a conflicting I/O
+//! rs-section-conflict: \<path>\big.bin: scanning 67108864 bytes in 16384 chunks
+//! rs-section-conflict: \<path>\big.bin: a set-end-of-file to 1048576 bytes conflicts with the scan's section: aborting the scan and closing the section
+//! rs-section-conflict: \<path>\big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds
+//! rs-section-conflict: \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O
 //! ```
-//! and `fltmc unload RsSectionConflict` prints a summary line. Network volumes are not attached.
+//! Other files opened for reading are scanned too, without pauses (`scan complete` lines), and
+//! `fltmc unload RsSectionConflict` prints a summary line.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
@@ -143,7 +109,7 @@ use windows_sys::{
 /// The tag in front of every debugger line this driver prints.
 pub const TAG: &str = "rs-section-conflict";
 
-/// How much the worker reads per chunk; it polls the "aborted" flag between chunks.
+/// How much the scan thread reads per chunk; it polls the "aborted" flag between chunks.
 pub const CHUNK_SIZE: usize = 4096;
 
 /// The pause after each chunk of a *paced* scan (a file in the demo folder, see [`is_paced`]):
@@ -168,13 +134,15 @@ pub const QUEUE_DEPTH: usize = 16;
 const SCAN_TAG: u32 = tag(b"RsSf");
 const CONTEXT_TAG: u32 = tag(b"RsCx");
 
-/// The scan state's ownership word (see the module doc).
-/// How long a notification waits for a close another party is making, in milliseconds. A worker's
-/// close takes microseconds; a creator's waits for its create to return, which can take longer,
-/// and a notification must not hold the conflicting I/O without a bound.
+/// How long a notification waits for a close another party is making, in milliseconds. The scan
+/// thread's or a teardown's close takes microseconds; a creator's waits for its create to return,
+/// which can take longer, and a notification must not hold the conflicting I/O without a bound.
 pub const CLOSE_WAIT_MS: i64 = 100;
 
+// The scan state's ownership word (see the module doc).
+/// `FltCreateSectionForDataScan` has not returned: nobody has the handle or the object yet.
 const CREATING: u32 = 0;
+/// Published: the scan is queued or running, and whoever takes the word first closes.
 const OPEN: u32 = 1;
 /// Taken by a `SectionNotificationCallback` (a conflicting I/O).
 const CONFLICT: u32 = 2;
@@ -199,7 +167,7 @@ pub fn chunk_count(size: i64) -> usize {
 
 // ---- state ---------------------------------------------------------------------------------
 
-/// One background scan, in non-paged pool. Shared by the creator, the worker and any number of
+/// One background scan, in non-paged pool. Shared by the creator, the scan thread, `InstanceTeardownStart` and any number of
 /// notification callbacks; it lives as long as the section context that owns it.
 struct Scan {
     /// The instance the section belongs to; the scan holds a rundown reference on it.
@@ -217,7 +185,7 @@ struct Scan {
     object: AtomicPtr<c_void>,
     /// The file size the create reported.
     size: AtomicI64,
-    /// Push lock: the worker holds it shared for one chunk (while a view is mapped); the closer
+    /// Push lock: the scan thread holds it shared for one chunk (while a view is mapped); the closer
     /// holds it exclusive while it closes, so no view is ever mapped across the close.
     chunk_lock: UnsafeCell<usize>,
     /// Notification event, set once the section context is unlinked; a callback that lost the
@@ -225,9 +193,9 @@ struct Scan {
     closed: UnsafeCell<KEVENT>,
     /// The file's name as opened, for log lines.
     name: LineBuffer,
-    /// The worker's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
+    /// The scan thread's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
     /// calls. Allocated with the scan state, before the section exists (as everything else that
-    /// can fail is); only the worker touches it.
+    /// can fail is); only the scan thread touches it.
     reader: UnsafeCell<WindowReader<PoolBytes>>,
 }
 
@@ -301,7 +269,7 @@ impl Drop for SectionContext {
     }
 }
 
-/// How a worker's scan ended.
+/// How a scan ended.
 enum Ending {
     Complete(u32),
     Aborted,
@@ -313,7 +281,7 @@ enum Ending {
 
 static FILTER: FilterSlot = FilterSlot::new();
 
-/// Set by the unload callback: workers stop at their next chunk, no new scans start.
+/// Set by the unload callback: the scan in flight stops at its next chunk, no new scans start.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// Counters for the unload summary.
@@ -626,6 +594,7 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .contexts(&CONTEXTS)
     .operations(&OPERATIONS)
     .instance_setup(Some(instance_setup))
+    .instance_query_teardown(Some(instance_query_teardown))
     .instance_teardown_start(Some(instance_teardown_start))
     .unload(Some(unload))
     .section_notification(Some(section_conflict));
@@ -685,6 +654,17 @@ unsafe extern "system" fn instance_setup(
     STATUS_FLT_DO_NOT_ATTACH
 }
 
+/// `InstanceQueryTeardown` (`PASSIVE_LEVEL`): allow a manual detach (`fltmc detach`,
+/// `FltDetachVolume`). Without this callback an instance cannot be detached manually; with it, a
+/// detach is one more teardown that `InstanceTeardownStart` handles.
+unsafe extern "system" fn instance_query_teardown(
+    _objects: *const FLT_RELATED_OBJECTS,
+    _flags: u32,
+) -> NTSTATUS {
+    common::paged_code!();
+    STATUS_SUCCESS
+}
+
 /// `InstanceTeardownStart` (`PASSIVE_LEVEL`): the instance is going (a dismount, a detach, an
 /// unload). Abort every scan on it, as avscan does, so teardown does not wait for them: the
 /// queued ones are taken out of the queue and closed here; the one in flight is closed here too
@@ -699,7 +679,7 @@ unsafe extern "system" fn instance_teardown_start(
     let mut taken = [core::ptr::null_mut(); QUEUE_DEPTH];
     let (count, current) = QUEUE.take_instance(instance, &mut taken);
     if let Some(context) = current {
-        abort_for_teardown(&context, "in flight");
+        abort_for_teardown(&context, "in-flight");
     }
     for raw in &taken[..count] {
         // SAFETY: the queue's reference, which take_instance handed over.
@@ -880,8 +860,8 @@ fn hand_to_thread(
     scan.handle.store(handle, Ordering::Relaxed);
     scan.object.store(object, Ordering::Relaxed);
     scan.size.store(size, Ordering::Relaxed);
-    // Publish. If this fails, a conflict arrived during the create and already unlinked the
-    // context: the handle and object are all that is left, and they are ours.
+    // Publish. If this fails, a conflict arrived during the create and left the close to us: the
+    // handle, the object and the link, in that order.
     if scan
         .state
         .compare_exchange(CREATING, OPEN, Ordering::AcqRel, Ordering::Acquire)
@@ -930,7 +910,7 @@ fn hand_to_thread(
 fn scan_chunks(scan: &Scan) -> (usize, Ending) {
     let size = scan.size.load(Ordering::Relaxed);
     let chunks = chunk_count(size);
-    // SAFETY: only this scan's one worker touches the reader, and the scan outlives the worker.
+    // SAFETY: only the scan thread touches the reader, and the scan outlives this call.
     let reader = unsafe { &mut *scan.reader.get() };
     // The size FltCreateSectionForDataScan reported: never the views' (whole pages).
     reader.restart(u64::try_from(size).unwrap_or(0));
@@ -992,7 +972,7 @@ fn read_chunk(
     }
 }
 
-/// The worker's end: if nobody took the section, close it; either way, say how the scan ended.
+/// The end of a scan: if nobody took the section, close it; either way, say how the scan ended.
 fn finish(context: &ContextRef<SectionContext>, done: usize, ending: &Ending) {
     let scan = &context.scan;
     let name = scan.name();
@@ -1032,7 +1012,8 @@ fn finish(context: &ContextRef<SectionContext>, done: usize, ending: &Ending) {
                 "{TAG}: {name}: scan stopped for unload after {done} of {chunks} chunks; section closed ({closed})"
             );
         }
-        // Only a callback sets `aborted`, and it takes the state first; kept for completeness.
+        // Whoever sets `aborted` (a notification, a teardown) takes the state first, so the
+        // exchange above fails before this is reached; kept for completeness.
         Ending::Aborted => {
             ABORTED.fetch_add(1, Ordering::Relaxed);
             log!(
@@ -1051,7 +1032,7 @@ fn finish(context: &ContextRef<SectionContext>, done: usize, ending: &Ending) {
 /// Steps 1 to 4 of the documented order, by the party that won the exchange from `OPEN`.
 /// Returns what `FltCloseSectionForDataScan` said.
 fn close_section(scan: &Scan, context: PFLT_CONTEXT) -> NtStatus {
-    // Step 1: exclusive waits for the worker's current chunk, so no view is mapped from here on.
+    // Step 1: exclusive waits for the scan thread's current chunk, so no view is mapped from here on.
     // SAFETY: the scan's initialized push lock, released below.
     unsafe { FltAcquirePushLockExclusive(scan.chunk_lock.get()) };
     // SAFETY: step 2. The kernel handle published before `OPEN`; the exchange makes us its one closer.

@@ -774,3 +774,164 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
     );
     world.finish();
 }
+
+/// A file outside the demo folder: scanned at memory speed, with no pause.
+const OUTSIDE: &str = "C:\\data\\large.bin";
+/// A paced file of 16 chunks: 16 ticks of pause, 250 ms, longer than the work-item limit below.
+const PACED: &str = "C:\\Users\\me\\RS-MINIFILTER-DEMO\\paced.bin";
+const PACED_SIZE: usize = 16 * CHUNK_SIZE;
+
+/// The scans run on the sample's own system thread, never on a system worker thread: a 1 MiB
+/// file outside the demo folder and a paced one inside it (250 ms of pauses) both finish with
+/// the model's work-item limit at 100 ms and no finding, no generic work item is queued, and the
+/// only pauses are the paced file's, one per chunk, all on the scan thread.
+#[test]
+fn scans_hold_no_system_worker_thread_and_only_the_demo_folder_is_paced() {
+    let world = World::new();
+    world.set_work_item_limit(Duration::from_millis(100));
+    world.create_file(OUTSIDE, &bytes(BIG_SIZE));
+    world.create_file(PACED, &bytes(PACED_SIZE));
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let outside = world.open(OUTSIDE, Open::read()).unwrap();
+    let paced = world.open(PACED, Open::read()).unwrap();
+    wait_for_line(&world, |l| l.contains("large.bin: scan complete"));
+    wait_for_line(&world, |l| l.contains("paced.bin: scan complete"));
+    world.close(paced).unwrap();
+    world.close(outside).unwrap();
+    for api in ["FltAllocateGenericWorkItem", "FltQueueGenericWorkItem"] {
+        assert!(
+            world.calls(api).is_empty(),
+            "{api}: {:#?}",
+            world.calls(api)
+        );
+    }
+    let thread = world
+        .trace()
+        .into_iter()
+        .find(|e| e.kind == EventKind::Callback("SystemThread"))
+        .expect("the scan thread started")
+        .thread;
+    let delays = world.calls("KeDelayExecutionThread");
+    assert_eq!(delays.len(), PACED_SIZE / CHUNK_SIZE, "{delays:#?}");
+    assert!(delays.iter().all(|d| d.thread == thread), "{delays:#?}");
+    // Both scans were read on the scan thread.
+    assert!(
+        world
+            .calls("MmCopyMemory")
+            .iter()
+            .all(|c| c.thread == thread)
+    );
+    world.unload(NAME).unwrap();
+    assert_eq!(
+        file_lines(&world).last().unwrap(),
+        &format!(
+            "{NAME}: unloaded: 2 scans: 2 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+        )
+    );
+    // No finding: no work item ran past the limit, nothing leaked.
+    world.finish();
+}
+
+/// A manual detach (`FltDetachVolume`) while a scan is in flight: `InstanceTeardownStart` closes
+/// the scan's section itself, in the documented order, while the scan is parked in its first
+/// pause; the scan then stops at its next chunk, and the detach, which waits for the scan's
+/// instance reference, does not wait for the rest of the file. The filter stays loaded.
+#[test]
+fn instance_teardown_aborts_a_scan_in_flight() {
+    let world = world_with_files();
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let hold = world.hold_delays();
+    let reader = world.open(BIG, Open::read()).unwrap();
+    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
+    std::thread::scope(|s| {
+        let detaching = s.spawn(|| world.detach(NAME, 'C'));
+        // InstanceTeardownStart has returned; the teardown waits for the scan's reference.
+        assert!(
+            world
+                .wait_for_event(PARK_BOUND, |e| e.kind == EventKind::FltMgr
+                    && e.text
+                        .starts_with("instance teardown: the rundown waits for"))
+                .is_some(),
+            "the detach never waited for the scan's instance reference"
+        );
+        // The section was closed while the scan was still parked: the scan read one chunk.
+        assert_eq!(world.calls("FltCloseSectionForDataScan").len(), 1);
+        hold.release();
+        detaching.join().expect("no panic").expect("detaches");
+    });
+    // On the detaching thread, inside InstanceTeardownStart: handle, object, link, in that order,
+    // and the line that says so.
+    let trace = world.trace();
+    let start = trace
+        .iter()
+        .position(|e| e.kind == EventKind::Callback("InstanceTeardownStart"))
+        .expect("InstanceTeardownStart ran");
+    let teardown = trace[start].thread;
+    let on_teardown: Vec<_> = trace[start..]
+        .iter()
+        .filter(|e| e.thread == teardown)
+        .take_while(|e| e.kind != EventKind::FltMgr)
+        .collect();
+    let closes: Vec<&str> = on_teardown
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Call(
+                api @ ("FltAcquirePushLockExclusive"
+                | "ObCloseHandle"
+                | "ObfDereferenceObject"
+                | "FltCloseSectionForDataScan"),
+            ) => Some(api),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closes,
+        [
+            // The queue's lock (take_instance), then the scan's chunk lock.
+            "FltAcquirePushLockExclusive",
+            "FltAcquirePushLockExclusive",
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan",
+        ]
+    );
+    let teardown_lines: Vec<&str> = on_teardown
+        .iter()
+        .filter(|e| e.kind == EventKind::Log)
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(
+        teardown_lines,
+        [format!(
+            "{NAME}: \\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+        )]
+    );
+    // The scan thread's line: the detach waited for the scan's instance reference, which the
+    // thread drops after it, so it is in the log by now.
+    assert!(
+        file_lines(&world).contains(&format!(
+            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
+        )),
+        "{:#?}",
+        file_lines(&world)
+    );
+    // The instance is gone, the filter is not: a new open starts no scan, and a truncation
+    // meets no section.
+    assert_eq!(world.instance_handle(NAME, 'C'), None);
+    let again = world.open(BIG, Open::read()).unwrap();
+    let writer = world.open(BIG, Open::write()).unwrap();
+    world.set_end_of_file(writer, 10).expect("truncates");
+    assert_eq!(world.calls("FltCreateSectionForDataScan").len(), 1);
+    assert_eq!(callbacks(&world), 0);
+    world.close(writer).unwrap();
+    world.close(again).unwrap();
+    world.close(reader).unwrap();
+    world.unload(NAME).unwrap();
+    assert_eq!(
+        file_lines(&world).last().unwrap(),
+        &format!(
+            "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+        )
+    );
+    world.finish();
+}
