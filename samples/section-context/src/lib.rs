@@ -81,6 +81,21 @@
 //! so the callback leaves its request and returns; that operation may fail, and the creator
 //! closes all three (handle, object, link) the moment the create returns.
 //!
+//! ## A held section and a co-opener's delete
+//! The section does not stop another open from deleting the file, so the sample does not close it
+//! for a delete. A delete disposition (`FileDispositionInformation`, or
+//! `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) is refused with
+//! `STATUS_CANNOT_DELETE` when the file is read-only "or there is an existing mapped view to the
+//! file" (the `FILE_DISPOSITION_INFORMATION_EX` page). The file systems' check is
+//! `MmFlushImageSection(MmFlushForDelete)` (`FatSetDispositionInfo` in the FAT sample: "Make sure there is
+//! no process mapping this file as an image"); its page says it fails for an image section that
+//! cannot be flushed, or for "outstanding write probes on the file's data section". This sample's
+//! section is a read-only data section (`SEC_COMMIT`, `PAGE_READONLY`) and maps no view, so it is
+//! none of these. Nor is a delete one of the conflicts Filter Manager notifies: those are I/O
+//! "that triggers a cache purge". The file is deleted when its last handle closes, and the holders
+//! are among those handles. A filter that *maps* views of its section must unmap them before a
+//! delete can succeed. NTFS's sources are not public; these are the documented rules.
+//!
 //! ## What you see when it is loaded
 //! `fltmc load RsSectionContext`, then (with the `Debug Print Filter` value `IHVDRIVER` = `0xF`)
 //! open a file with `FileShare.Read` and read it, query its size and close it. The debugger shows:

@@ -11,6 +11,7 @@ use common::{
 };
 use fltsim::{Open, World, sweep_faults};
 use rs_section_context::{CLOSE_WAIT_MS, DriverEntry, TAG};
+use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_SHARE_DELETE, SYNCHRONIZE};
 
 const ALTITUDE: u32 = 370_230;
 const FILE: &str = "C:\\docs\\a.txt";
@@ -500,7 +501,7 @@ fn only_opens_that_read_data_hold_a_section_and_directories_and_paging_files_are
     let holder_handle = world.open(FILE, holder()).unwrap();
     let since = world.log_lines(TAG).len();
     let execute_only = Open {
-        access: FILE_EXECUTE | windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE,
+        access: FILE_EXECUTE | SYNCHRONIZE,
         ..holder()
     };
     let image = world.open(FILE, execute_only).unwrap();
@@ -775,5 +776,44 @@ fn a_notification_waits_for_another_partys_close_no_longer_than_close_wait_ms() 
     );
     world.purge(reader).expect("closed now: the purge goes on");
     world.close(reader).unwrap();
+    world.finish();
+}
+
+/// A held section does not stop a co-opener's delete: the section maps no view, and the delete
+/// is refused (`STATUS_CANNOT_DELETE`) only for a mapped view, nor is a delete a conflict that
+/// Filter Manager notifies. The holder shares delete; the deleter's disposition goes through while
+/// the section is open, the callback is never called, and the holder's close still closes the
+/// section.
+#[test]
+fn a_co_openers_delete_goes_through_while_a_holder_holds_the_section() {
+    let world = loaded();
+    let h = world
+        .open(FILE, holder().share(FILE_SHARE_READ | FILE_SHARE_DELETE))
+        .unwrap();
+    assert_eq!(lines_with(&world, "section created").len(), 1);
+    let deleter = world
+        .open(
+            FILE,
+            Open {
+                access: DELETE | SYNCHRONIZE,
+                ..Open::read()
+            },
+        )
+        .unwrap();
+    world
+        .set_disposition(deleter, true)
+        .expect("the delete goes through while the section is open");
+    assert!(world.query_standard(h).unwrap().DeletePending);
+    assert!(
+        world
+            .trace()
+            .iter()
+            .all(|e| e.kind != fltsim::EventKind::Callback("SectionNotificationCallback"))
+    );
+    // The section was open all along, and the holder's last cleanup closes it.
+    assert!(lines_with(&world, ": section closed (").is_empty());
+    world.close(deleter).unwrap();
+    world.close(h).unwrap();
+    assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
     world.finish();
 }
