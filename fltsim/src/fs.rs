@@ -21,6 +21,19 @@
 //! - Filter Manager holds a reference on the section context it passes to a
 //!   `SectionNotificationCallback` until the callback returns, so the context stays valid even if
 //!   another thread closes the section meanwhile.
+//! - A delete disposition (`FileDispositionInformation` with `DeleteFile`, or
+//!   `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) needs `DELETE` access and fails
+//!   with `STATUS_CANNOT_DELETE` while a view of a data-scan section on the stream is mapped. The
+//!   `FILE_DISPOSITION_INFORMATION_EX` page: "A return value of `STATUS_CANNOT_DELETE` indicates that
+//!   either the file is read-only, or there is an existing mapped view to the file." A section
+//!   with no view mapped does not block it: the file systems' check is
+//!   `MmFlushImageSection(MmFlushForDelete)` (`FastFAT`'s `FatSetDispositionInfo`: "Make sure there
+//!   is no process mapping this file as an image"), whose page names only an image section that
+//!   cannot be flushed and "outstanding write probes on the file's data section", and a read-only
+//!   data-scan section has neither. Nor is it a conflict that Filter Manager notifies: the
+//!   documented conflicts are I/O "that triggers a cache purge", and setting the disposition does
+//!   not. The model records the disposition (`DeletePending` in the standard information); it
+//!   does not remove the file when the last handle closes.
 //! - A conflicting operation is judged against the sections on the stream when it starts. A
 //!   section created while the callbacks run is ordered after the operation (as the file
 //!   system's locks order them on Windows): it neither fails the operation nor counts as mapped
@@ -32,10 +45,11 @@ use common::{NtStatus, irql};
 use windows_sys::{
     Wdk::{
         Storage::FileSystem::{
-            FILE_CREATE, FILE_DIRECTORY_FILE, FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE,
+            FILE_CREATE, FILE_DIRECTORY_FILE, FILE_DISPOSITION_DELETE,
+            FILE_DISPOSITION_INFORMATION_EX, FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE,
             FILE_OPEN, FILE_OPEN_IF, FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_STANDARD_INFORMATION,
-            FILE_SUPERSEDE, FileEndOfFileInformation, FileInternalInformation,
-            FileStandardInformation,
+            FILE_SUPERSEDE, FileDispositionInformation, FileDispositionInformationEx,
+            FileEndOfFileInformation, FileInternalInformation, FileStandardInformation,
             Minifilters::{FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK},
         },
         System::SystemServices::{
@@ -46,11 +60,12 @@ use windows_sys::{
     },
     Win32::{
         Foundation::{
-            NTSTATUS, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
-            STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_INFO_CLASS,
-            STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY, STATUS_OBJECT_NAME_COLLISION,
-            STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND, STATUS_SHARING_VIOLATION,
-            STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
+            NTSTATUS, STATUS_ACCESS_DENIED, STATUS_CANNOT_DELETE, STATUS_END_OF_FILE,
+            STATUS_FILE_IS_A_DIRECTORY, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
+            STATUS_INVALID_INFO_CLASS, STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY,
+            STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND,
+            STATUS_OBJECT_PATH_NOT_FOUND, STATUS_SHARING_VIOLATION, STATUS_SUCCESS,
+            STATUS_USER_MAPPED_FILE,
         },
         Storage::FileSystem::{
             DELETE, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_SHARE_DELETE,
@@ -446,9 +461,74 @@ fn set_information(
             "SetFileInformation",
         ));
     }
-    if params.class != FileEndOfFileInformation {
-        return (STATUS_INVALID_INFO_CLASS, 0);
+    match params.class {
+        class if class == FileEndOfFileInformation => end_of_file(k, data, iopb, params),
+        class if class == FileDispositionInformation || class == FileDispositionInformationEx => {
+            disposition(k, iopb, params)
+        }
+        _ => (STATUS_INVALID_INFO_CLASS, 0),
     }
+}
+
+/// `FileDispositionInformation(Ex)`: sets or clears the delete disposition (see the module notes
+/// for when a delete is refused).
+fn disposition(
+    k: &Kernel,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+    params: &params::SetFile,
+) -> (NTSTATUS, usize) {
+    let ex = params.class == FileDispositionInformationEx;
+    let needed = if ex {
+        std::mem::size_of::<FILE_DISPOSITION_INFORMATION_EX>()
+    } else {
+        // FILE_DISPOSITION_INFORMATION: one BOOLEAN.
+        1
+    };
+    if (params.length as usize) < needed || params.info_buffer.is_null() {
+        return (STATUS_INFO_LENGTH_MISMATCH, 0);
+    }
+    let delete = if ex {
+        // SAFETY: the buffer holds a FILE_DISPOSITION_INFORMATION_EX (length checked).
+        let info = unsafe {
+            params
+                .info_buffer
+                .cast::<FILE_DISPOSITION_INFORMATION_EX>()
+                .read_unaligned()
+        };
+        info.Flags & FILE_DISPOSITION_DELETE != 0
+    } else {
+        // SAFETY: the buffer holds at least the one-byte BOOLEAN `DeleteFile` (length checked);
+        // read as a byte, since the caller may have put any value there.
+        unsafe { params.info_buffer.cast::<u8>().read() != 0 }
+    };
+    let mut state = k.lock();
+    let fo = iopb.TargetFileObject as usize;
+    let Ok(stream) = stream_of(&state, fo) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    // "The caller must have DELETE access to a given file" (FILE_DISPOSITION_INFORMATION_EX).
+    if state.file_objects[&fo].access & DELETE == 0 {
+        return (STATUS_ACCESS_DENIED, 0);
+    }
+    if delete
+        && state
+            .sections
+            .values()
+            .any(|section| section.stream == stream && section.views > 0)
+    {
+        return (STATUS_CANNOT_DELETE, 0);
+    }
+    state.streams[stream].delete_pending = delete;
+    (STATUS_SUCCESS, 0)
+}
+
+/// `FileEndOfFileInformation`: a truncation conflicts with a data-scan section.
+fn end_of_file(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    iopb: &FLT_IO_PARAMETER_BLOCK,
+    params: &params::SetFile,
+) -> (NTSTATUS, usize) {
     if (params.length as usize) < std::mem::size_of::<FILE_END_OF_FILE_INFORMATION>()
         || params.info_buffer.is_null()
     {

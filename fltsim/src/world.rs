@@ -8,9 +8,10 @@ use windows_sys::{
     Wdk::{
         Foundation::{DRIVER_OBJECT, FILE_OBJECT},
         Storage::FileSystem::{
-            FILE_DIRECTORY_FILE, FILE_INTERNAL_INFORMATION, FILE_NON_DIRECTORY_FILE, FILE_OPEN,
-            FILE_STANDARD_INFORMATION, FileEndOfFileInformation, FileInternalInformation,
-            FileStandardInformation,
+            FILE_DIRECTORY_FILE, FILE_DISPOSITION_INFORMATION_EX, FILE_INTERNAL_INFORMATION,
+            FILE_NON_DIRECTORY_FILE, FILE_OPEN, FILE_STANDARD_INFORMATION,
+            FileDispositionInformation, FileDispositionInformationEx, FileEndOfFileInformation,
+            FileInternalInformation, FileStandardInformation,
             Minifilters::{
                 FLT_CALLBACK_DATA, FLT_RELATED_OBJECTS, FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
                 FLTFL_INSTANCE_TEARDOWN_MANUAL,
@@ -992,6 +993,52 @@ impl World {
         self.kernel.trace(
             EventKind::User,
             format!("set end of file to {size} -> {status}"),
+        );
+        status.ok()
+    }
+
+    /// `NtSetInformationFile(FileDispositionInformation)`: `DeleteFile` set marks the file for
+    /// deletion (delete pending), clear unmarks it. Needs `DELETE` access; refused with
+    /// `STATUS_CANNOT_DELETE` while a view of a data-scan section on the stream is mapped.
+    ///
+    /// # Errors
+    /// The status of the set-information.
+    pub fn set_disposition(&self, handle: Handle, delete: bool) -> Result<(), NtStatus> {
+        // FILE_DISPOSITION_INFORMATION is one BOOLEAN.
+        let mut info = u8::from(delete);
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
+            // SAFETY: a set-information's member, in the zeroed block (C layout: `params`).
+            let set = unsafe { params::SetFile::of_mut(&mut b.iopb.Parameters) };
+            set.length = 1;
+            set.class = FileDispositionInformation;
+            set.info_buffer = std::ptr::from_mut(&mut info).cast();
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("set disposition: delete {delete} -> {status}"),
+        );
+        status.ok()
+    }
+
+    /// `NtSetInformationFile(FileDispositionInformationEx)` with `flags`
+    /// (`FILE_DISPOSITION_DELETE`, ...), judged as [`set_disposition`](Self::set_disposition).
+    ///
+    /// # Errors
+    /// The status of the set-information.
+    pub fn set_disposition_ex(&self, handle: Handle, flags: u32) -> Result<(), NtStatus> {
+        let mut info = FILE_DISPOSITION_INFORMATION_EX { Flags: flags };
+        let status = self.send(handle, |b| {
+            b.iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
+            // SAFETY: a set-information's member, in the zeroed block (C layout: `params`).
+            let set = unsafe { params::SetFile::of_mut(&mut b.iopb.Parameters) };
+            set.length = std::mem::size_of::<FILE_DISPOSITION_INFORMATION_EX>() as u32;
+            set.class = FileDispositionInformationEx;
+            set.info_buffer = std::ptr::from_mut(&mut info).cast();
+        });
+        self.kernel.trace(
+            EventKind::User,
+            format!("set disposition (ex): flags {flags:#x} -> {status}"),
         );
         status.ok()
     }

@@ -15,15 +15,20 @@ use common::{
         MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL, MmCopyMemory, MmMapViewInSystemSpace,
         MmMapViewInSystemSpaceEx, MmUnmapViewInSystemSpace, NTSTATUS, NonPagedPoolNx,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, STATUS_ACCESS_VIOLATION,
-        STATUS_DEVICE_NOT_CONNECTED, STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4,
-        STATUS_INVALID_VIEW_SIZE, STATUS_SUCCESS, UNICODE_STRING,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, STATUS_ACCESS_DENIED,
+        STATUS_ACCESS_VIOLATION, STATUS_CANNOT_DELETE, STATUS_DEVICE_NOT_CONNECTED,
+        STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE, STATUS_SUCCESS,
+        UNICODE_STRING,
     },
     filter::{FilterSlot, RegisteredFilter},
     irql::APC_LEVEL,
     registration::{CONTEXT_END, ContextTable, Registration, context},
 };
 use fltsim::{Handle, Open, World};
+use windows_sys::{
+    Wdk::Storage::FileSystem::FILE_DISPOSITION_DELETE,
+    Win32::Storage::FileSystem::{DELETE, SYNCHRONIZE},
+};
 
 const PROBE: &str = "views-probe";
 const FILE: &str = "C:\\views\\data.bin";
@@ -355,4 +360,53 @@ fn a_direct_read_of_a_view_crashes_the_process() {
         Some(0xC000_0005_u32 as i32),
         "an access violation"
     );
+}
+
+/// A delete disposition from another handle is refused with `STATUS_CANNOT_DELETE` while a view
+/// of a data-scan section on the stream is mapped ("there is an existing mapped view to the
+/// file"), through either information class, and goes through when only the section exists or
+/// once the view is unmapped. It needs `DELETE` access.
+#[test]
+fn a_delete_disposition_fails_with_cannot_delete_while_a_view_is_mapped() {
+    let (world, s) = world_with_section(8192);
+    let deleter = world
+        .open(
+            FILE,
+            Open {
+                access: DELETE | SYNCHRONIZE,
+                ..Open::read()
+            },
+        )
+        .unwrap();
+    // The section alone (no view): the delete goes through, and can be taken back.
+    world.set_disposition(deleter, true).unwrap();
+    assert!(world.query_standard(s.handle).unwrap().DeletePending);
+    world.set_disposition(deleter, false).unwrap();
+    assert!(!world.query_standard(s.handle).unwrap().DeletePending);
+
+    let (status, base, _, _) = map_at(s.object, 0, 4096);
+    assert_eq!(status, NtStatus::SUCCESS);
+    let cannot = Err(NtStatus(STATUS_CANNOT_DELETE));
+    assert_eq!(world.set_disposition(deleter, true), cannot);
+    assert_eq!(
+        world.set_disposition_ex(deleter, FILE_DISPOSITION_DELETE),
+        cannot
+    );
+    assert!(!world.query_standard(s.handle).unwrap().DeletePending);
+    // Clearing the disposition is not a delete: never refused.
+    world.set_disposition_ex(deleter, 0).unwrap();
+    unmap(base);
+
+    world
+        .set_disposition_ex(deleter, FILE_DISPOSITION_DELETE)
+        .unwrap();
+    assert!(world.query_standard(s.handle).unwrap().DeletePending);
+    // Without DELETE access, whatever the sections.
+    assert_eq!(
+        world.set_disposition(s.handle, true),
+        Err(NtStatus(STATUS_ACCESS_DENIED))
+    );
+    world.close(deleter).unwrap();
+    close(&world, &s);
+    world.finish();
 }

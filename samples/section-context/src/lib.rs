@@ -69,6 +69,33 @@
 //! exchange finalizes", as in Microsoft's avscan). A closer that runs before the creator has
 //! filled the slot leaves a request the creator honours.
 //!
+//! The conflict callback must do more than ask: the conflicting operation fails with
+//! `STATUS_USER_MAPPED_FILE` if the section is still open when the callback returns (linked, its
+//! handle open or its object referenced: the section object is what blocks a purge or a
+//! truncation). So when it loses the exchange it waits for the winner's close, signalled by a
+//! notification event that the closer sets after `FltCloseSectionForDataScan`, for at most
+//! [`CLOSE_WAIT_MS`]: the callback holds up the conflicting I/O and must never wait without a
+//! bound. One case it does not wait for: a notification that arrives before
+//! `FltCreateSectionForDataScan` has returned (the page warns that it can, while "`SectionHandle`
+//! and `SectionObject` are not yet valid"). The creator's thread may be waiting on that very I/O,
+//! so the callback leaves its request and returns; that operation may fail, and the creator
+//! closes all three (handle, object, link) the moment the create returns.
+//!
+//! ## A held section and a co-opener's delete
+//! The section does not stop another open from deleting the file, so the sample does not close it
+//! for a delete. A delete disposition (`FileDispositionInformation`, or
+//! `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) is refused with
+//! `STATUS_CANNOT_DELETE` when the file is read-only "or there is an existing mapped view to the
+//! file" (the `FILE_DISPOSITION_INFORMATION_EX` page). The file systems' check is
+//! `MmFlushImageSection(MmFlushForDelete)` (`FatSetDispositionInfo` in the FAT sample: "Make sure there is
+//! no process mapping this file as an image"); its page says it fails for an image section that
+//! cannot be flushed, or for "outstanding write probes on the file's data section". This sample's
+//! section is a read-only data section (`SEC_COMMIT`, `PAGE_READONLY`) and maps no view, so it is
+//! none of these. Nor is a delete one of the conflicts Filter Manager notifies: those are I/O
+//! "that triggers a cache purge". The file is deleted when its last handle closes, and the holders
+//! are among those handles. A filter that *maps* views of its section must unmap them before a
+//! delete can succeed. NTFS's sources are not public; these are the documented rules.
+//!
 //! ## What you see when it is loaded
 //! `fltmc load RsSectionContext`, then (with the `Debug Print Filter` value `IHVDRIVER` = `0xF`)
 //! open a file with `FileShare.Read` and read it, query its size and close it. The debugger shows:
@@ -86,24 +113,27 @@
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
+    cell::UnsafeCell,
     ffi::c_void,
     sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
 };
 
 use common::{
-    NtStatus,
+    KERNEL_MODE, NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
-        FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-        FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
-        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-        FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
-        FltGetRequestorProcessId, FltGetSectionContext, FltGetStreamHandleContext,
-        FltRegisterForDataScan, FltSetInstanceContext, FltSetStreamHandleContext, IRP_MJ_CLEANUP,
-        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        DRIVER_OBJECT, Executive, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA,
+        FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
+        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan,
+        FltGetInstanceContext, FltGetRequestorProcessId, FltGetSectionContext,
+        FltGetStreamHandleContext, FltRegisterForDataScan, FltSetInstanceContext,
+        FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_READ, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
+        NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
         SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
+        UNICODE_STRING,
     },
     context::ContextRef,
     file_object,
@@ -117,6 +147,7 @@ use common::{
     },
     section::DataScanSection,
 };
+use windows_sys::Win32::System::Kernel::NotificationEvent;
 
 /// The tag in front of every debugger line this driver prints.
 pub const TAG: &str = "rs-section-context";
@@ -130,6 +161,11 @@ const SLOTS: usize = 64;
 
 /// `StreamSection::slot` before the section is in the instance's table.
 const NO_SLOT: usize = usize::MAX;
+
+/// How long a `SectionNotificationCallback` that lost the close to another party waits for that
+/// party's close, in milliseconds. A close takes microseconds; the bound is there because the
+/// conflicting I/O waits for the callback, and a callback must never hold it without one.
+pub const CLOSE_WAIT_MS: i64 = 100;
 
 // ---- the two contexts ---------------------------------------------------------------------------
 
@@ -163,6 +199,12 @@ pub struct StreamSection {
     slot: AtomicUsize,
     /// A closer came before the creator published the section: the creator closes it.
     close_requested: AtomicBool,
+    /// `FltCreateSectionForDataScan` has returned and `handle` and `object` are stored: from
+    /// here on the creator publishes the section, and closes it at once if a close was asked for.
+    created: AtomicBool,
+    /// Notification event, set by whoever closes the section, after `FltCloseSectionForDataScan`.
+    /// A `SectionNotificationCallback` that lost the close to another party waits for it.
+    closed: UnsafeCell<KEVENT>,
     /// The opens that hold the section (read-only, no write sharing). 0 once it is closing.
     holders: AtomicU32,
     /// What later operations report.
@@ -170,7 +212,38 @@ pub struct StreamSection {
     queries: AtomicU32,
 }
 
+// SAFETY: every field but `closed` is atomic or written once before the context is shared;
+// `closed` is a KEVENT, a kernel object made for concurrent use, touched only through
+// KeSetEvent and KeWaitForSingleObject once KeInitializeEvent has run.
+unsafe impl Sync for StreamSection {}
+
 impl StreamSection {
+    /// Tells a waiting notification that the section is closed (`KeSetEvent`, `<= DISPATCH_LEVEL`).
+    fn signal_closed(&self) {
+        // SAFETY: `create_section` initialized the event in place before the section existed,
+        // and it lives as long as this context.
+        unsafe { KeSetEvent(self.closed.get(), 0, false) };
+    }
+
+    /// Waits at most [`CLOSE_WAIT_MS`] for the close another party is making
+    /// (`KeWaitForSingleObject`, `PASSIVE_LEVEL` here); `false` if it is not done by then.
+    fn wait_closed(&self) -> bool {
+        // Relative, in 100 ns units.
+        let timeout: i64 = -CLOSE_WAIT_MS * 10_000;
+        // SAFETY: the initialized event (see `signal_closed`); a bounded, non-alertable kernel
+        // wait at PASSIVE_LEVEL, holding no lock.
+        let waited = unsafe {
+            KeWaitForSingleObject(
+                self.closed.get().cast(),
+                Executive,
+                KERNEL_MODE,
+                false,
+                &raw const timeout,
+            )
+        };
+        waited == STATUS_SUCCESS
+    }
+
     /// One more holder, unless the section is already closing (the count reached zero).
     fn join(&self) -> Option<u32> {
         self.holders
@@ -569,6 +642,8 @@ fn create_section(
         object: AtomicUsize::new(0),
         slot: AtomicUsize::new(NO_SLOT),
         close_requested: AtomicBool::new(false),
+        created: AtomicBool::new(false),
+        closed: UnsafeCell::new(KEVENT::default()),
         holders: AtomicU32::new(1),
         reads: AtomicU32::new(0),
         queries: AtomicU32::new(0),
@@ -577,6 +652,11 @@ fn create_section(
         ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, body).inspect_err(|status| {
             log!("{TAG}: {name}: FltAllocateContext(FLT_SECTION_CONTEXT): {status}: no section");
         })?;
+    // The event a losing notification waits on exists before the section does: the notification
+    // can come before FltCreateSectionForDataScan returns.
+    // SAFETY: the event lives in the context's pool block, which does not move; a notification
+    // event, not set. `<= DISPATCH_LEVEL`.
+    unsafe { KeInitializeEvent(context.closed.get(), NotificationEvent, false) };
     // InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL).
     let attributes = OBJECT_ATTRIBUTES {
         Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(u32::MAX),
@@ -616,6 +696,9 @@ fn create_section(
     context.handle.store(handle as isize, Ordering::Relaxed);
     context.object.store(object as usize, Ordering::Relaxed);
     context.size_at_open.store(size, Ordering::Relaxed);
+    // From here a notification knows the close will come soon (from us in `publish`, or from
+    // whoever takes the slot), and waits for it.
+    context.created.store(true, Ordering::SeqCst);
     log!(
         "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {}",
         context.process
@@ -683,6 +766,9 @@ unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     common::paged_code!();
     // SAFETY: the caller hands us the allocation reference.
     let context = unsafe { ContextRef::<StreamSection>::from_raw(raw) };
+    // The close below releases the allocation reference, which may be the last one (teardown has
+    // no other): keep the body alive until the waiters are told.
+    let keep = context.add_ref();
     let name = context.name;
     let handle = context.handle.load(Ordering::Relaxed) as *mut c_void;
     let object = context.object.load(Ordering::Relaxed) as *mut c_void;
@@ -691,6 +777,7 @@ unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     // released: only the owner of the allocation reference closes, and we are it.
     let section = unsafe { DataScanSection::from_created(handle, object, context, size) };
     let status = section.close();
+    keep.signal_closed();
     log!(
         "{TAG}: {name}: {why}: section closed (FltCloseSectionForDataScan {status}), context released"
     );
@@ -764,9 +851,12 @@ unsafe extern "system" fn pre_operation(
     FLT_PREOP_SUCCESS_NO_CALLBACK
 }
 
-/// `SectionNotificationCallback` (`PASSIVE_LEVEL`): an operation that cannot coexist with the
-/// section (a truncation, a non-cached write, a purge) met it. Close it so the operation goes on.
-/// Filter Manager holds a reference on the context for the duration of the call.
+/// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): an
+/// operation that cannot coexist with the section (a truncation, a non-cached write, a purge) met
+/// it. The operation fails with `STATUS_USER_MAPPED_FILE` if the section is still open (linked,
+/// its handle open or its object referenced) when this returns, so the section must be closed,
+/// all three, by then. Filter Manager holds a reference on the context for the duration of the
+/// call. Always returns `STATUS_SUCCESS`.
 unsafe extern "system" fn section_conflict(
     _instance: PFLT_INSTANCE,
     section_context: PFLT_CONTEXT,
@@ -776,10 +866,30 @@ unsafe extern "system" fn section_conflict(
     // SAFETY: Filter Manager passes one of our section contexts and keeps it referenced until we
     // return.
     let section = unsafe { &*section_context.cast::<StreamSection>() };
+    let name = section.name;
     log!(
-        "{TAG}: {}: a conflicting operation needs the section closed (SectionNotificationCallback)",
-        section.name
+        "{TAG}: {name}: a conflicting operation needs the section closed (SectionNotificationCallback)"
     );
-    request_close(section, section_context, "section conflict");
+    // Ask first, then try to take the slot: a creator that publishes after this sees the request.
+    section.close_requested.store(true, Ordering::SeqCst);
+    if take(section, section_context) {
+        // SAFETY: the exchange gave us the allocation reference.
+        unsafe { close_section(section_context, "section conflict") };
+    } else if !section.created.load(Ordering::SeqCst) {
+        // FltCreateSectionForDataScan has not returned: the handle and object are not known yet,
+        // and the creator's thread may be waiting for this very I/O, so waiting for it could
+        // only time out. The creator closes all three the moment the create returns.
+        log!(
+            "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; the operation may fail with {} meanwhile",
+            NtStatus(STATUS_USER_MAPPED_FILE)
+        );
+    } else if !section.wait_closed() {
+        // Another party owns the close (the last cleanup, teardown, or the creator about to
+        // publish): wait, bounded, for it, so the operation does not meet an open section.
+        log!(
+            "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; the operation may fail with {}",
+            NtStatus(STATUS_USER_MAPPED_FILE)
+        );
+    }
     STATUS_SUCCESS
 }

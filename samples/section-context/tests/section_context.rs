@@ -6,11 +6,12 @@ use common::{
     NtStatus,
     bindings::{
         FILE_EXECUTE, FILE_SHARE_READ, STATUS_END_OF_FILE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_USER_MAPPED_FILE,
     },
 };
 use fltsim::{Open, World, sweep_faults};
-use rs_section_context::{DriverEntry, TAG};
+use rs_section_context::{CLOSE_WAIT_MS, DriverEntry, TAG};
+use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_SHARE_DELETE, SYNCHRONIZE};
 
 const ALTITUDE: u32 = 370_230;
 const FILE: &str = "C:\\docs\\a.txt";
@@ -500,7 +501,7 @@ fn only_opens_that_read_data_hold_a_section_and_directories_and_paging_files_are
     let holder_handle = world.open(FILE, holder()).unwrap();
     let since = world.log_lines(TAG).len();
     let execute_only = Open {
-        access: FILE_EXECUTE | windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE,
+        access: FILE_EXECUTE | SYNCHRONIZE,
         ..holder()
     };
     let image = world.open(FILE, execute_only).unwrap();
@@ -542,6 +543,277 @@ fn only_opens_that_read_data_hold_a_section_and_directories_and_paging_files_are
     assert!(lines_with(&world, "section closed").is_empty());
     // The holder's own cleanup is the last one: it closes the section.
     world.close(holder_handle).unwrap();
+    assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
+    world.finish();
+}
+
+// ---- the close race: who closes when a conflict meets the section --------------------------------
+
+/// How long a test waits for another thread to reach a point: a bound on a hang, not a timing.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The calls to `apis` made on model thread `thread`, in that thread's order.
+fn calls_on(world: &World, thread: u32, apis: &[&str]) -> Vec<&'static str> {
+    world
+        .trace()
+        .iter()
+        .filter(|e| e.thread == thread)
+        .filter_map(|e| match e.kind {
+            fltsim::EventKind::Call(api) if apis.contains(&api) => Some(api),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first event that satisfies `pred`, which must have happened.
+fn event(world: &World, what: &str, pred: impl Fn(&fltsim::Event) -> bool) -> fltsim::Event {
+    world
+        .trace()
+        .into_iter()
+        .find(|e| pred(e))
+        .unwrap_or_else(|| panic!("no {what} in the trace"))
+}
+
+fn is_call(e: &fltsim::Event, api: &str) -> bool {
+    matches!(e.kind, fltsim::EventKind::Call(name) if name == api)
+}
+
+/// The close of the section, in the documented order, then the signal to waiting notifications.
+const CLOSE: [&str; 4] = [
+    "ObCloseHandle",
+    "ObfDereferenceObject",
+    "FltCloseSectionForDataScan",
+    "KeSetEvent",
+];
+
+/// The last cleanup of the holder has taken the section and is closing it when a purge (from a
+/// reader that shares write, so holds nothing) meets it. The notification lost the exchange: it
+/// waits for the closer's signal, and the purge goes through. Before the fix, the callback returned
+/// at once with the section fully open, and the purge failed with `STATUS_USER_MAPPED_FILE`.
+#[test]
+fn a_conflict_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then_goes_on() {
+    let world = loaded();
+    // Relative wait timeouts round up to the clock tick: with a tick as long as the test's
+    // patience, the notification's bound cannot end its wait first, however loaded the machine.
+    world.set_clock_tick(PATIENCE);
+    let reader = world.open(FILE, Open::read()).unwrap();
+    let h = world.open(FILE, holder()).unwrap();
+    // The last cleanup's close, parked after it won the slot and before it closed anything.
+    let parked = world.hold_next_call("ObCloseHandle");
+    std::thread::scope(|s| {
+        let closer = s.spawn(|| world.close(h));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the cleanup never began the close"
+        );
+        let purger = s.spawn(|| world.purge(reader));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| is_call(e, "KeWaitForSingleObject"))
+                .is_some(),
+            "the notification never waited for the close"
+        );
+        parked.release();
+        closer.join().expect("no panic").expect("close");
+        purger
+            .join()
+            .expect("no panic")
+            .expect("the purge goes on: the section was closed before the notification returned");
+    });
+    let closed = event(&world, "FltCloseSectionForDataScan", |e| {
+        is_call(e, "FltCloseSectionForDataScan")
+    });
+    assert_eq!(calls_on(&world, closed.thread, &CLOSE), CLOSE);
+    let waited = event(&world, "wait", |e| is_call(e, "KeWaitForSingleObject"));
+    let returned = event(&world, "the notification's return", |e| {
+        e.thread == waited.thread && e.text.starts_with("SectionNotificationCallback <-")
+    });
+    // (A call's event is traced when it returns, so KeSetEvent's may come after the waiter's
+    // return; the close's own event is the one that must precede it.)
+    assert!(
+        closed.seq < returned.seq,
+        "the notification returned before the section was closed"
+    );
+    assert_eq!(
+        lines_with(&world, ": section closed ("),
+        [format!(
+            "{TAG}: {NAME}: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    world.close(reader).unwrap();
+    world.finish();
+}
+
+/// The creator's `FltCreateSectionForDataScan` has returned, and the creator is parked before it
+/// publishes the section in its slot, when a purge meets the section. The notification cannot take
+/// the slot yet; it leaves the request and waits, and the creator closes the section as it
+/// publishes it. Before the fix, the callback returned with the section fully open.
+#[test]
+fn a_conflict_after_the_create_returned_but_before_the_section_is_published_waits_for_the_creator()
+{
+    let world = loaded();
+    world.set_clock_tick(PATIENCE);
+    let reader = world.open(FILE, Open::read()).unwrap();
+    // The creator's first reference after the create returned (its own, for the first holder).
+    let parked = world.hold_next_call("FltReferenceContext");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(FILE, holder()));
+        assert!(parked.wait_held(PATIENCE), "the creator never got there");
+        assert_eq!(world.calls("FltCreateSectionForDataScan").len(), 1);
+        let purger = s.spawn(|| world.purge(reader));
+        assert!(
+            world
+                .wait_for_event(PATIENCE, |e| is_call(e, "KeWaitForSingleObject"))
+                .is_some(),
+            "the notification never waited for the creator"
+        );
+        parked.release();
+        let h = opener.join().expect("no panic").expect("the open succeeds");
+        purger
+            .join()
+            .expect("no panic")
+            .expect("the purge goes on: the creator closed the section first");
+        world.close(h).unwrap();
+    });
+    let created = event(&world, "the create", |e| {
+        is_call(e, "FltCreateSectionForDataScan")
+    });
+    assert_eq!(calls_on(&world, created.thread, &CLOSE), CLOSE);
+    assert_eq!(
+        lines_with(&world, ": section closed ("),
+        [format!(
+            "{TAG}: {NAME}: closed as it was published: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    world.close(reader).unwrap();
+    world.finish();
+}
+
+/// A purge meets the section while `FltCreateSectionForDataScan` is still running (it has linked
+/// the section and not returned). The notification does not wait for the creator, whose thread
+/// may be waiting on that very I/O: it leaves the close to the creator and returns at once, and
+/// that purge fails with `STATUS_USER_MAPPED_FILE`, as the sample says it may. The creator closes
+/// the handle, the object and the link, in that order, right after the create returns; the next
+/// purge goes through.
+#[test]
+fn a_conflict_during_the_create_is_honoured_by_the_creator_right_after_the_create_returns() {
+    let world = loaded();
+    world.set_clock_tick(PATIENCE);
+    let reader = world.open(FILE, Open::read()).unwrap();
+    let held = world.hold_next_section_create();
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(FILE, holder()));
+        assert!(
+            held.wait_held(PATIENCE),
+            "the create never linked its section"
+        );
+        // On this thread, while the create is held: the callback returned without waiting.
+        assert_eq!(world.purge(reader), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
+        assert!(world.calls("KeWaitForSingleObject").is_empty());
+        held.release();
+        let h = opener.join().expect("no panic").expect("the open succeeds");
+        world.close(h).unwrap();
+    });
+    let created = event(&world, "the create", |e| {
+        is_call(e, "FltCreateSectionForDataScan")
+    });
+    assert_eq!(
+        calls_on(
+            &world,
+            created.thread,
+            &["FltCreateSectionForDataScan", CLOSE[0], CLOSE[1], CLOSE[2]]
+        ),
+        [
+            "FltCreateSectionForDataScan",
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan"
+        ]
+    );
+    assert_eq!(
+        lines_with(&world, "before FltCreateSectionForDataScan returned"),
+        [format!(
+            "{TAG}: {NAME}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; the operation may fail with STATUS_USER_MAPPED_FILE (0xC0000243) meanwhile"
+        )]
+    );
+    world
+        .purge(reader)
+        .expect("the section is gone: the purge goes on");
+    world.close(reader).unwrap();
+    world.finish();
+}
+
+/// The wait for another party's close is bounded: with the last cleanup's close parked for as
+/// long as the test likes, the notification gives up after `CLOSE_WAIT_MS`, says so, and the purge
+/// fails with `STATUS_USER_MAPPED_FILE`; the close then completes normally.
+#[test]
+fn a_notification_waits_for_another_partys_close_no_longer_than_close_wait_ms() {
+    let world = loaded();
+    let reader = world.open(FILE, Open::read()).unwrap();
+    let h = world.open(FILE, holder()).unwrap();
+    let parked = world.hold_next_call("ObCloseHandle");
+    std::thread::scope(|s| {
+        let closer = s.spawn(|| world.close(h));
+        assert!(
+            parked.wait_held(PATIENCE),
+            "the cleanup never began the close"
+        );
+        // The closer stays parked until the purge has returned: only the bound ends the wait.
+        assert_eq!(world.purge(reader), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
+        parked.release();
+        closer.join().expect("no panic").expect("close");
+    });
+    assert_eq!(
+        lines_with(&world, "still being closed"),
+        [format!(
+            "{TAG}: {NAME}: the section was still being closed after {CLOSE_WAIT_MS} ms; the operation may fail with STATUS_USER_MAPPED_FILE (0xC0000243)"
+        )]
+    );
+    assert!(
+        world.calls("KeWaitForSingleObject")[0]
+            .text
+            .contains("at most")
+    );
+    world.purge(reader).expect("closed now: the purge goes on");
+    world.close(reader).unwrap();
+    world.finish();
+}
+
+/// A held section does not stop a co-opener's delete: the section maps no view, and the delete
+/// is refused (`STATUS_CANNOT_DELETE`) only for a mapped view, nor is a delete a conflict that
+/// Filter Manager notifies. The holder shares delete; the deleter's disposition goes through while
+/// the section is open, the callback is never called, and the holder's close still closes the
+/// section.
+#[test]
+fn a_co_openers_delete_goes_through_while_a_holder_holds_the_section() {
+    let world = loaded();
+    let h = world
+        .open(FILE, holder().share(FILE_SHARE_READ | FILE_SHARE_DELETE))
+        .unwrap();
+    assert_eq!(lines_with(&world, "section created").len(), 1);
+    let deleter = world
+        .open(
+            FILE,
+            Open {
+                access: DELETE | SYNCHRONIZE,
+                ..Open::read()
+            },
+        )
+        .unwrap();
+    world
+        .set_disposition(deleter, true)
+        .expect("the delete goes through while the section is open");
+    assert!(world.query_standard(h).unwrap().DeletePending);
+    assert!(
+        world
+            .trace()
+            .iter()
+            .all(|e| e.kind != fltsim::EventKind::Callback("SectionNotificationCallback"))
+    );
+    // The section was open all along, and the holder's last cleanup closes it.
+    assert!(lines_with(&world, ": section closed (").is_empty());
+    world.close(deleter).unwrap();
+    world.close(h).unwrap();
     assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
     world.finish();
 }
