@@ -156,120 +156,61 @@ impl Open {
     }
 }
 
-/// A `FltCreateSectionForDataScan` held after linking its section: see
-/// [`World::hold_next_section_create`].
-pub struct SectionHold {
-    kernel: Arc<Kernel>,
-    linked: Arc<crate::sync::HostEvent>,
-    release: Arc<crate::sync::HostEvent>,
-}
-
-impl SectionHold {
-    /// Waits (at most `timeout`) until a create has reached the hold; `false` if none did.
-    #[must_use]
-    pub fn wait_held(&self, timeout: std::time::Duration) -> bool {
-        self.linked.wait(Some(timeout))
-    }
-
-    /// Lets the held create return; disarms the hold if no create has reached it yet. (Dropping
-    /// the hold does the same.)
-    pub fn release(self) {
-        drop(self);
-    }
-}
-
-impl Drop for SectionHold {
-    fn drop(&mut self) {
-        {
-            let mut state = self.kernel.lock();
-            let ours = state
-                .options
-                .hold_create
-                .as_ref()
-                .is_some_and(|(linked, _)| Arc::ptr_eq(linked, &self.linked));
-            if ours {
-                state.options.hold_create = None;
-            }
-        }
-        self.release.set();
-    }
-}
-
-/// `KeDelayExecutionThread` calls held until released: see [`World::hold_delays`].
-pub struct DelayHold {
-    kernel: Arc<Kernel>,
-    parked: Arc<crate::sync::HostEvent>,
-    release: Arc<crate::sync::HostEvent>,
-}
-
-impl DelayHold {
-    /// Waits (at most `timeout`) until a thread is parked in a held delay; `false` if none is.
-    #[must_use]
-    pub fn wait_parked(&self, timeout: std::time::Duration) -> bool {
-        self.parked.wait(Some(timeout))
-    }
-
-    /// Lets every held delay return, and stops holding new ones. (Dropping the hold does the
-    /// same.)
-    pub fn release(self) {
-        drop(self);
-    }
-}
-
-impl Drop for DelayHold {
-    fn drop(&mut self) {
-        {
-            let mut state = self.kernel.lock();
-            let ours = state
-                .options
-                .hold_delays
-                .as_ref()
-                .is_some_and(|(parked, _)| Arc::ptr_eq(parked, &self.parked));
-            if ours {
-                state.options.hold_delays = None;
-            }
-        }
-        self.release.set();
-    }
-}
-
-/// One API call held at its entry: see [`World::hold_next_call`].
-pub struct CallHold {
+/// A hold the test armed in the model: something (a call, a delay, a section create) stops at
+/// a known point until the test releases it. [`World::hold_next_section_create`],
+/// [`World::hold_delays`] and [`World::hold_next_call`] return one.
+pub struct Hold {
     kernel: Arc<Kernel>,
     reached: Arc<crate::sync::HostEvent>,
     release: Arc<crate::sync::HostEvent>,
+    /// Takes this hold out of the model's options if it is still armed there.
+    disarm: fn(&Kernel, &Arc<crate::sync::HostEvent>),
 }
 
-impl CallHold {
-    /// Waits (at most `timeout`) until the call has reached the hold; `false` if it has not.
+/// A `FltCreateSectionForDataScan` held after linking its section.
+pub type SectionHold = Hold;
+/// `KeDelayExecutionThread` calls held until released.
+pub type DelayHold = Hold;
+/// One API call held at its entry.
+pub type CallHold = Hold;
+
+impl Hold {
+    fn new(
+        kernel: &Arc<Kernel>,
+        disarm: fn(&Kernel, &Arc<crate::sync::HostEvent>),
+    ) -> (
+        Self,
+        Arc<crate::sync::HostEvent>,
+        Arc<crate::sync::HostEvent>,
+    ) {
+        let reached = Arc::new(crate::sync::HostEvent::new(false, false));
+        let release = Arc::new(crate::sync::HostEvent::new(false, false));
+        let hold = Self {
+            kernel: Arc::clone(kernel),
+            reached: Arc::clone(&reached),
+            release: Arc::clone(&release),
+            disarm,
+        };
+        (hold, reached, release)
+    }
+
+    /// Waits (at most `timeout`) until something has reached the hold (the create linked its
+    /// section, a thread is parked in a delay, the call arrived); `false` if nothing did.
     #[must_use]
     pub fn wait_held(&self, timeout: std::time::Duration) -> bool {
         self.reached.wait(Some(timeout))
     }
 
-    /// Lets the held call go on; disarms the hold if no call has reached it yet. (Dropping the
+    /// Lets what is held go on, and disarms the hold if nothing reached it yet. (Dropping the
     /// hold does the same.)
     pub fn release(self) {
         drop(self);
     }
 }
 
-impl Drop for CallHold {
+impl Drop for Hold {
     fn drop(&mut self) {
-        {
-            let mut state = self.kernel.lock();
-            let ours = state
-                .options
-                .hold_call
-                .as_ref()
-                .is_some_and(|(_, reached, _)| Arc::ptr_eq(reached, &self.reached));
-            if ours {
-                state.options.hold_call = None;
-                self.kernel
-                    .call_hold_armed
-                    .store(false, std::sync::atomic::Ordering::Release);
-            }
-        }
+        (self.disarm)(&self.kernel, &self.reached);
         self.release.set();
     }
 }
@@ -418,14 +359,19 @@ impl World {
     /// finds it. Arming a new hold replaces one that has not been reached yet.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_next_section_create(&self) -> SectionHold {
-        let linked = Arc::new(crate::sync::HostEvent::new(false, false));
-        let release = Arc::new(crate::sync::HostEvent::new(false, false));
-        self.kernel.lock().options.hold_create = Some((Arc::clone(&linked), Arc::clone(&release)));
-        SectionHold {
-            kernel: Arc::clone(&self.kernel),
-            linked,
-            release,
-        }
+        let (hold, linked, release) = Hold::new(&self.kernel, |k, reached| {
+            let mut state = k.lock();
+            if state
+                .options
+                .hold_create
+                .as_ref()
+                .is_some_and(|(linked, _)| Arc::ptr_eq(linked, reached))
+            {
+                state.options.hold_create = None;
+            }
+        });
+        self.kernel.lock().options.hold_create = Some((linked, release));
+        hold
     }
 
     /// Sets how many system worker threads run generic work items (default 2, at least 1).
@@ -459,14 +405,19 @@ impl World {
     /// whatever the test does next happens "during the pause", whatever the machine's load.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_delays(&self) -> DelayHold {
-        let parked = Arc::new(crate::sync::HostEvent::new(false, false));
-        let release = Arc::new(crate::sync::HostEvent::new(false, false));
-        self.kernel.lock().options.hold_delays = Some((Arc::clone(&parked), Arc::clone(&release)));
-        DelayHold {
-            kernel: Arc::clone(&self.kernel),
-            parked,
-            release,
-        }
+        let (hold, parked, release) = Hold::new(&self.kernel, |k, reached| {
+            let mut state = k.lock();
+            if state
+                .options
+                .hold_delays
+                .as_ref()
+                .is_some_and(|(parked, _)| Arc::ptr_eq(parked, reached))
+            {
+                state.options.hold_delays = None;
+            }
+        });
+        self.kernel.lock().options.hold_delays = Some((parked, release));
+        hold
     }
 
     /// Holds the next call of `api`, from any thread, at its entry: before it checks or does
@@ -475,18 +426,24 @@ impl World {
     /// the hold. One call is held; arming a new hold replaces one not yet reached.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_next_call(&self, api: &'static str) -> CallHold {
-        let reached = Arc::new(crate::sync::HostEvent::new(false, false));
-        let release = Arc::new(crate::sync::HostEvent::new(false, false));
-        self.kernel.lock().options.hold_call =
-            Some((api, Arc::clone(&reached), Arc::clone(&release)));
+        let (hold, reached, release) = Hold::new(&self.kernel, |k, reached| {
+            let mut state = k.lock();
+            if state
+                .options
+                .hold_call
+                .as_ref()
+                .is_some_and(|(_, ours, _)| Arc::ptr_eq(ours, reached))
+            {
+                state.options.hold_call = None;
+                k.call_hold_armed
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        });
+        self.kernel.lock().options.hold_call = Some((api, reached, release));
         self.kernel
             .call_hold_armed
             .store(true, std::sync::atomic::Ordering::Release);
-        CallHold {
-            kernel: Arc::clone(&self.kernel),
-            reached,
-            release,
-        }
+        hold
     }
 
     /// The results of conflicts delivered by [`race_conflict_on_next_section`](Self::race_conflict_on_next_section).

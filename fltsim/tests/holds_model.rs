@@ -68,7 +68,7 @@ fn a_held_delay_returns_when_the_hold_is_released_and_not_before() {
     let world = World::new();
     let hold = world.hold_delays();
     let returned = delay_on_a_thread();
-    assert!(hold.wait_parked(BOUND), "the delay never reached the hold");
+    assert!(hold.wait_held(BOUND), "the delay never reached the hold");
     // Parked, and it cannot return on its own while held.
     assert_eq!(returned.try_recv(), Err(mpsc::TryRecvError::Empty));
     hold.release();
@@ -84,7 +84,7 @@ fn fltunregisterfilter_releases_a_held_delay() {
     world.load(NAME, 365_000, driver_entry).unwrap();
     let hold = world.hold_delays();
     let returned = delay_on_a_thread();
-    assert!(hold.wait_parked(BOUND), "the delay never reached the hold");
+    assert!(hold.wait_held(BOUND), "the delay never reached the hold");
     world.unload(NAME).unwrap();
     assert_eq!(returned.recv_timeout(BOUND), Ok(STATUS_SUCCESS));
     // The hold is spent: a later delay is an ordinary one.

@@ -407,7 +407,7 @@ fn a_system_thread_joined_at_unload_is_clean_even_while_its_delay_is_held() {
     let hold = world.hold_delays();
     // SAFETY: the static event: the thread goes on to its pause.
     unsafe { KeSetEvent(event(), 0, false) };
-    assert!(hold.wait_parked(BOUND), "the thread never paused");
+    assert!(hold.wait_held(BOUND), "the thread never paused");
     // The unload's wait for the thread object releases the held pause.
     world.unload(NAME).unwrap();
     let trace = world.trace();

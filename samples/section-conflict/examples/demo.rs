@@ -42,10 +42,7 @@ fn scenario(notify: bool) {
     let start = world.trace_len();
     let paused = world.hold_delays();
     let reader = world.open(DEMO, Open::read()).expect("open for read");
-    assert!(
-        paused.wait_parked(BOUND),
-        "the scan of big.bin never paused"
-    );
+    assert!(paused.wait_held(BOUND), "the scan of big.bin never paused");
     // 3. Truncate it from a second handle (write-only: this open starts no scan).
     let writer = world.open(DEMO, Open::write()).expect("open for write");
     let result = world.set_end_of_file(writer, 10);

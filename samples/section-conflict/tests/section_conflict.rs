@@ -110,7 +110,7 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus
             "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
     );
-    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
+    assert!(hold.wait_held(PARK_BOUND), "the scan never paused");
     // Write-only, so this open starts no scan of its own.
     let writer = world.open(BIG, Open::write()).expect("second handle");
     let result = run(world, writer, conflict);
@@ -494,7 +494,7 @@ fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
     // pause once the unload callback has asked the scan to stop.
     let hold = world.hold_delays();
     let reader = world.open(BIG, Open::read()).unwrap();
-    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
+    assert!(hold.wait_held(PARK_BOUND), "the scan never paused");
     world.unload(NAME).unwrap();
     // The worker's line comes after the opener's (which queued it) and before the unload's
     // summary (FltUnregisterFilter waits for it): this order is guaranteed.
@@ -842,7 +842,7 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let hold = world.hold_delays();
     let reader = world.open(BIG, Open::read()).unwrap();
-    assert!(hold.wait_parked(PARK_BOUND), "the scan never paused");
+    assert!(hold.wait_held(PARK_BOUND), "the scan never paused");
     std::thread::scope(|s| {
         let detaching = s.spawn(|| world.detach(NAME, 'C'));
         // InstanceTeardownStart has returned; the teardown waits for the scan's reference.
