@@ -73,17 +73,19 @@
     reason = "records mirror kernel object state flags; the I/O path reads best as one function"
 )]
 
-mod api;
+mod abi;
+mod context_refs;
 pub mod counting;
 mod fs;
 mod io;
 mod kernel;
+mod pages;
 mod params;
+mod request;
 mod state;
 mod sync;
 mod threads;
 mod verifier;
-mod views;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};

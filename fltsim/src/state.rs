@@ -247,8 +247,8 @@ pub(crate) struct Options {
 /// Everything the model knows.
 pub(crate) struct State {
     pub(crate) arena: Arena,
-    /// The host pages behind views: reserved with no access (see `views`).
-    pub(crate) no_access: crate::views::NoAccess,
+    /// The host pages behind views: reserved with no access (see `pages`).
+    pub(crate) no_access: crate::pages::NoAccess,
     pub(crate) filters: Vec<FilterRec>,
     pub(crate) instances: Vec<InstanceRec>,
     pub(crate) volumes: Vec<VolumeRec>,
@@ -285,7 +285,7 @@ impl State {
     pub(crate) fn new() -> Self {
         Self {
             arena: Arena::default(),
-            no_access: crate::views::NoAccess::default(),
+            no_access: crate::pages::NoAccess::default(),
             filters: Vec::new(),
             instances: Vec::new(),
             volumes: Vec::new(),

@@ -39,12 +39,12 @@ use windows_sys::{
 };
 
 use crate::{
-    Conflict,
-    io::{self, CallbackBlock},
+    Conflict, io,
     kernel::{
         Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
     },
     params::{self, Member as _},
+    request::{self, CallbackBlock},
     state::{
         FileObjectRec, FilterRec, FoState, InstanceRec, State, VolumeRec, filter_handle,
         instance_handle, volume_handle,
@@ -756,8 +756,8 @@ impl World {
                     refs: 0,
                 },
             );
-            let data = io::new_callback_data(&mut state, 0, fo, false);
-            let block = io::block(data);
+            let data = request::new_callback_data(&mut state, 0, fo, false);
+            let block = request::block(data);
             // SAFETY: the block was just allocated and is ours.
             let b = unsafe { &mut *block };
             b.security.DesiredAccess = how.access;
@@ -804,7 +804,7 @@ impl World {
                 NtStatus(status)
             ));
         }
-        crate::api::release_file_object(&self.kernel, fo as usize);
+        crate::context_refs::release_file_object(&self.kernel, fo as usize);
         self.kernel.trace(
             EventKind::User,
             format!("open {path} -> {}", NtStatus(status)),
@@ -822,12 +822,12 @@ impl World {
                 return NtStatus(STATUS_INVALID_HANDLE);
             }
             let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
-            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            let data = request::new_callback_data(&mut state, 0, ptr, false);
             state.callback_data.insert(data as usize, user_data_rec());
             (volume, process, data)
         };
         // SAFETY: freshly allocated callback data owned by this operation.
-        fill(unsafe { &mut *io::block(data) });
+        fill(unsafe { &mut *request::block(data) });
         NtStatus(Self::user_op(process, || {
             io::send(&self.kernel, data, volume, None)
         }))
@@ -987,14 +987,14 @@ impl World {
             let mut state = self.kernel.lock();
             let rec = &state.file_objects[&handle.0];
             let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
-            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            let data = request::new_callback_data(&mut state, 0, ptr, false);
             state.callback_data.insert(data as usize, user_data_rec());
             // SAFETY: freshly allocated callback data owned by this operation.
-            unsafe { (*io::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
+            unsafe { (*request::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
             (volume, process, data)
         };
         Self::user_op(process, || io::send(&self.kernel, data, volume, None));
-        crate::api::release_file_object(&self.kernel, handle.0);
+        crate::context_refs::release_file_object(&self.kernel, handle.0);
         Ok(())
     }
 
@@ -1336,7 +1336,7 @@ pub(crate) fn attach_instances(k: &Arc<Kernel>, filter: usize) {
         if NtStatus(status).is_success() {
             k.lock().instances[instance].torn_down = false;
         } else {
-            crate::api::detach_instance_contexts(k, instance);
+            crate::context_refs::detach_instance_contexts(k, instance);
         }
     }
 }
