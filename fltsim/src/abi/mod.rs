@@ -1,9 +1,10 @@
-//! The kernel functions the samples call, defined with windows-sys's exact signatures.
+//! The kernel functions the samples call, defined with windows-sys's exact signatures, one file
+//! per API family (the list is in the crate's "Layout").
 //!
 //! Each definition checks the documented IRQL ceiling, validates its arguments the way Filter
 //! Manager or Driver Verifier would, consults the fault plan where the function can fail, and
 //! records the call in the trace. The signatures are checked against windows-sys's declarations
-//! at compile time (`signatures` below).
+//! at compile time: each file ends with `signatures!` (below) over its definitions.
 //!
 //! Choices where the documentation is silent (Windows behaviour where known):
 //! - `FltCloseSectionForDataScan` on a context that was already closed returns
