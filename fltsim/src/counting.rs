@@ -24,16 +24,7 @@ use windows_sys::{
     Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING},
 };
 
-/// What one counting filter saw.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Pre-operation callbacks, by major function.
-    pub pre: [u32; 28],
-    /// Post-operation callbacks, by major function.
-    pub post: [u32; 28],
-    /// Pre-operation callbacks for I/O another filter generated, by major function.
-    pub generated: [u32; 28],
-}
+pub use crate::state::Counts;
 
 unsafe extern "system" fn pre(
     data: *mut FLT_CALLBACK_DATA,

@@ -76,9 +76,9 @@ use windows_sys::{
 };
 
 use crate::{
-    io::{self, major_name},
     kernel::{EventKind, Frame, Kernel, run_as},
     params::{self, Member as _},
+    request::{self, major_name},
     state::{FoState, State, StreamRec, instance_handle},
 };
 
@@ -151,7 +151,7 @@ fn share_conflict(state: &State, stream: usize, fo: usize, access: u32, share: u
 
 /// Runs the operation in `data` against the file system and sets its status.
 pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
-    let p = io::iopb(data);
+    let p = request::iopb(data);
     // SAFETY: the parameter block is valid for the whole operation and not written concurrently
     // (the filters have finished their pre-operation callbacks).
     let iopb = unsafe { *p };
@@ -195,7 +195,7 @@ pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
             _ => (STATUS_INVALID_DEVICE_REQUEST, 0),
         }
     };
-    io::set_status(data, status, information);
+    request::set_status(data, status, information);
 }
 
 fn transition(k: &Kernel, fo: usize, to: FoState) -> (NTSTATUS, usize) {
@@ -653,7 +653,7 @@ pub(crate) fn section_conflict(
             EventKind::Callback(what),
             format!("{what} <- {name} {}", NtStatus(status)),
         );
-        crate::api::release_reference(k, context, "SectionNotificationCallback returned");
+        crate::context_refs::release_reference(k, context, "SectionNotificationCallback returned");
         if status != STATUS_SUCCESS {
             k.violation(format!(
                 "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",

@@ -10,13 +10,11 @@ use std::{ffi::c_void, ptr, sync::Arc};
 use common::{NtStatus, irql};
 use windows_sys::{
     Wdk::{
-        Foundation::{FILE_OBJECT, IO_SECURITY_CONTEXT},
+        Foundation::FILE_OBJECT,
         Storage::FileSystem::Minifilters::{
-            FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_POSTOP_FINISHED_PROCESSING,
-            FLT_PREOP_COMPLETE, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK,
-            FLT_PREOP_SYNCHRONIZE, FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_GENERATED_IO,
-            FLTFL_CALLBACK_DATA_IRP_OPERATION, PFLT_POST_OPERATION_CALLBACK,
-            PFLT_PRE_OPERATION_CALLBACK,
+            FLT_CALLBACK_DATA, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_COMPLETE,
+            FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
+            FLT_RELATED_OBJECTS, PFLT_POST_OPERATION_CALLBACK, PFLT_PRE_OPERATION_CALLBACK,
         },
         System::SystemServices::IRP_MJ_CREATE,
     },
@@ -25,104 +23,9 @@ use windows_sys::{
 
 use crate::{
     kernel::{EventKind, Frame, Kernel, run_as},
-    state::{State, filter_handle, instance_handle, volume_handle},
+    request::{iopb, status},
+    state::{filter_handle, instance_handle, volume_handle},
 };
-
-/// Callback data and everything it points at, in one arena block.
-#[repr(C)]
-pub(crate) struct CallbackBlock {
-    pub(crate) data: FLT_CALLBACK_DATA,
-    pub(crate) iopb: FLT_IO_PARAMETER_BLOCK,
-    pub(crate) security: IO_SECURITY_CONTEXT,
-}
-
-/// Allocates zeroed callback data in the arena, wired to its own parameter block.
-pub(crate) fn new_callback_data(
-    state: &mut State,
-    instance: isize,
-    file_object: *mut FILE_OBJECT,
-    generated: bool,
-) -> *mut FLT_CALLBACK_DATA {
-    let block = state
-        .arena
-        .alloc(std::mem::size_of::<CallbackBlock>(), 0)
-        .cast::<CallbackBlock>();
-    // SAFETY: the arena block is large enough, 16-byte aligned, zeroed and exclusively ours.
-    let b = unsafe { &mut *block };
-    b.iopb.TargetInstance = instance;
-    b.iopb.TargetFileObject = file_object;
-    b.data.Iopb = &raw const b.iopb;
-    b.data.Flags = FLTFL_CALLBACK_DATA_IRP_OPERATION
-        | if generated {
-            FLTFL_CALLBACK_DATA_GENERATED_IO
-        } else {
-            0
-        };
-    &raw mut b.data
-}
-
-/// The block behind callback data the model allocated.
-pub(crate) fn block(data: *mut FLT_CALLBACK_DATA) -> *mut CallbackBlock {
-    // `data` is the first field of a `#[repr(C)]` block.
-    data.cast()
-}
-
-/// Reads the parameter block of callback data.
-pub(crate) fn iopb(data: *const FLT_CALLBACK_DATA) -> *mut FLT_IO_PARAMETER_BLOCK {
-    // SAFETY: `data` is model-allocated callback data, valid while the operation runs.
-    unsafe { (*data).Iopb.cast_mut() }
-}
-
-/// Sets the final status of the operation.
-pub(crate) fn set_status(data: *mut FLT_CALLBACK_DATA, status: NTSTATUS, information: usize) {
-    // SAFETY: `data` is model-allocated callback data, exclusively used by this operation now.
-    let d = unsafe { &mut *data };
-    d.IoStatus.Anonymous.Status = status;
-    d.IoStatus.Information = information;
-}
-
-/// The final status of the operation.
-pub(crate) fn status(data: *const FLT_CALLBACK_DATA) -> NTSTATUS {
-    // SAFETY: `data` is valid callback data.
-    let io = unsafe { (*data).IoStatus };
-    // SAFETY: `Status` is the member the model and filters write.
-    unsafe { io.Anonymous.Status }
-}
-
-/// A printable name for a major function.
-pub(crate) fn major_name(major: u8) -> &'static str {
-    const NAMES: [&str; 28] = [
-        "Create",
-        "CreateNamedPipe",
-        "Close",
-        "Read",
-        "Write",
-        "QueryInformation",
-        "SetInformation",
-        "QueryEa",
-        "SetEa",
-        "FlushBuffers",
-        "QueryVolumeInformation",
-        "SetVolumeInformation",
-        "DirectoryControl",
-        "FileSystemControl",
-        "DeviceControl",
-        "InternalDeviceControl",
-        "Shutdown",
-        "LockControl",
-        "Cleanup",
-        "CreateMailslot",
-        "QuerySecurity",
-        "SetSecurity",
-        "Power",
-        "SystemControl",
-        "DeviceChange",
-        "QueryQuota",
-        "SetQuota",
-        "Pnp",
-    ];
-    NAMES.get(usize::from(major)).copied().unwrap_or("Other")
-}
 
 fn callback_name(pre: bool, major: u8) -> &'static str {
     const PRE: [&str; 28] = [

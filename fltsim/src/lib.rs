@@ -31,6 +31,33 @@
 //! trace event such as Filter Manager's own [`EventKind::FltMgr`] steps. Lines that different
 //! threads print are ordered by nothing: compare them per thread ([`World::log_events`]).
 //!
+//! # Layout
+//! The model is layered; a module names (`crate::...`) only modules of its own layer or below,
+//! and the test in `layering.rs` checks it. From the top:
+//!
+//! 1. **The C ABI** (`abi/`): the kernel functions the drivers call, one file per API family.
+//!    `abi/mod.rs` has what they share (argument helpers, the signature check against
+//!    windows-sys) and the choices they make; then `registration.rs` (`FltRegisterFilter`,
+//!    `FltStartFiltering`, `FltUnregisterFilter`), `contexts.rs` (allocate, reference, release,
+//!    get and set contexts), `callback_data.rs` (allocate, perform, reuse, free),
+//!    `sections.rs` (data-scan sections), `views.rs` (`MmMapViewInSystemSpace(Ex)`,
+//!    `MmCopyMemory`), `objects.rs` (`Ob*` references and handles, `FltObjectReference`),
+//!    `names.rs` (file names, `FltIsDirectory`, `FltCancelFileOpen`, requestors), `irql.rs`
+//!    (`KeGetCurrentIrql`, critical regions), `pool.rs`, `rundown.rs`, `waits.rs` (events, waits,
+//!    delays), `push_locks.rs`, `work_items.rs`, `system_threads.rs` (`PsCreateSystemThread`),
+//!    and `host.rs` (the hooks `common::host` calls).
+//! 2. **The machine**: `world.rs` ([`World`]: volumes, user operations, load and unload,
+//!    instance attachment) and `counting.rs` (its built-in filter). The C ABI calls down into it
+//!    to attach instances when filtering starts and to run a racing user operation.
+//! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
+//! 4. **The file system**: `fs.rs`; `context_refs.rs`, the context references that the C ABI,
+//!    the file system and the machine all release (cleanup callbacks run here); `verifier.rs`.
+//! 5. **State and kernel**: `kernel.rs` (the model's lock, trace, IRQL, fault plan), `state.rs`
+//!    (every record), `request.rs` (the callback-data block and its accessors), `sync.rs`
+//!    (events, push locks, rundown), `threads.rs` (the worker pool, the clock tick, thread
+//!    records), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
+//!    parameter layout).
+//!
 //! # Where the documentation is silent, the model chooses
 //! Each choice below is what Windows does as far as we know, or the stricter reading:
 //! - **A conflicting operation** (truncation, non-cached write, flush-and-purge) fails with
@@ -73,17 +100,21 @@
     reason = "records mirror kernel object state flags; the I/O path reads best as one function"
 )]
 
-mod api;
+mod abi;
+mod context_refs;
 pub mod counting;
 mod fs;
 mod io;
 mod kernel;
+#[cfg(test)]
+mod layering;
+mod pages;
 mod params;
+mod request;
 mod state;
 mod sync;
 mod threads;
 mod verifier;
-mod views;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};

@@ -246,11 +246,24 @@ pub(crate) struct Options {
     )>,
 }
 
+// Defined with the state that keeps it, so that the state does not depend on a filter;
+// `counting` re-exports it (`fltsim::counting::Counts`).
+/// What one counting filter saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Pre-operation callbacks, by major function.
+    pub pre: [u32; 28],
+    /// Post-operation callbacks, by major function.
+    pub post: [u32; 28],
+    /// Pre-operation callbacks for I/O another filter generated, by major function.
+    pub generated: [u32; 28],
+}
+
 /// Everything the model knows.
 pub(crate) struct State {
     pub(crate) arena: Arena,
-    /// The host pages behind views: reserved with no access (see `views`).
-    pub(crate) no_access: crate::views::NoAccess,
+    /// The host pages behind views: reserved with no access (see `pages`).
+    pub(crate) no_access: crate::pages::NoAccess,
     pub(crate) filters: Vec<FilterRec>,
     pub(crate) instances: Vec<InstanceRec>,
     pub(crate) volumes: Vec<VolumeRec>,
@@ -279,7 +292,7 @@ pub(crate) struct State {
     pub(crate) call_counts: HashMap<&'static str, u32>,
     pub(crate) options: Options,
     pub(crate) echo: bool,
-    pub(crate) counters: HashMap<usize, crate::counting::Counts>,
+    pub(crate) counters: HashMap<usize, Counts>,
     pub(crate) race_results: Vec<Result<(), common::NtStatus>>,
 }
 
@@ -287,7 +300,7 @@ impl State {
     pub(crate) fn new() -> Self {
         Self {
             arena: Arena::default(),
-            no_access: crate::views::NoAccess::default(),
+            no_access: crate::pages::NoAccess::default(),
             filters: Vec::new(),
             instances: Vec::new(),
             volumes: Vec::new(),

@@ -41,12 +41,12 @@ use windows_sys::{
 };
 
 use crate::{
-    Conflict,
-    io::{self, CallbackBlock},
+    Conflict, io,
     kernel::{
         Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
     },
     params::{self, Member as _},
+    request::{self, CallbackBlock},
     state::{
         FileObjectRec, FilterRec, FoState, InstanceRec, State, VolumeRec, filter_handle,
         instance_handle, volume_handle,
@@ -659,7 +659,7 @@ impl World {
         if !NtStatus(status).is_success() {
             return Err(NtStatus(status));
         }
-        crate::api::teardown_instance(&self.kernel, instance, FLTFL_INSTANCE_TEARDOWN_MANUAL);
+        teardown_instance(&self.kernel, instance, FLTFL_INSTANCE_TEARDOWN_MANUAL);
         Ok(())
     }
 
@@ -793,8 +793,8 @@ impl World {
                     refs: 0,
                 },
             );
-            let data = io::new_callback_data(&mut state, 0, fo, false);
-            let block = io::block(data);
+            let data = request::new_callback_data(&mut state, 0, fo, false);
+            let block = request::block(data);
             // SAFETY: the block was just allocated and is ours.
             let b = unsafe { &mut *block };
             b.security.DesiredAccess = how.access;
@@ -841,7 +841,7 @@ impl World {
                 NtStatus(status)
             ));
         }
-        crate::api::release_file_object(&self.kernel, fo as usize);
+        crate::context_refs::release_file_object(&self.kernel, fo as usize);
         self.kernel.trace(
             EventKind::User,
             format!("open {path} -> {}", NtStatus(status)),
@@ -859,12 +859,12 @@ impl World {
                 return NtStatus(STATUS_INVALID_HANDLE);
             }
             let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
-            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            let data = request::new_callback_data(&mut state, 0, ptr, false);
             state.callback_data.insert(data as usize, user_data_rec());
             (volume, process, data)
         };
         // SAFETY: freshly allocated callback data owned by this operation.
-        fill(unsafe { &mut *io::block(data) });
+        fill(unsafe { &mut *request::block(data) });
         NtStatus(Self::user_op(process, || {
             io::send(&self.kernel, data, volume, None)
         }))
@@ -1070,14 +1070,14 @@ impl World {
             let mut state = self.kernel.lock();
             let rec = &state.file_objects[&handle.0];
             let (volume, process, ptr) = (rec.volume, rec.process, rec.ptr);
-            let data = io::new_callback_data(&mut state, 0, ptr, false);
+            let data = request::new_callback_data(&mut state, 0, ptr, false);
             state.callback_data.insert(data as usize, user_data_rec());
             // SAFETY: freshly allocated callback data owned by this operation.
-            unsafe { (*io::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
+            unsafe { (*request::block(data)).iopb.MajorFunction = IRP_MJ_CLOSE as u8 };
             (volume, process, data)
         };
         Self::user_op(process, || io::send(&self.kernel, data, volume, None));
-        crate::api::release_file_object(&self.kernel, handle.0);
+        crate::context_refs::release_file_object(&self.kernel, handle.0);
         Ok(())
     }
 
@@ -1085,7 +1085,7 @@ impl World {
     /// may be after the handle closed if a filter took one with `ObfReferenceObject` (an
     /// asynchronous request in flight, for example). The model sends it from the closing thread,
     /// once those references are gone: it waits for them (a leaked one is a finding after
-    /// `HANG_TIMEOUT`, and the close goes on).
+    /// `crate::sync::HANG_TIMEOUT`, and the close goes on).
     fn wait_for_file_object_references(&self, fo: usize) {
         let start = std::time::Instant::now();
         loop {
@@ -1419,7 +1419,7 @@ pub(crate) fn attach_instances(k: &Arc<Kernel>, filter: usize) {
         if NtStatus(status).is_success() {
             k.lock().instances[instance].torn_down = false;
         } else {
-            crate::api::detach_instance_contexts(k, instance);
+            crate::context_refs::detach_instance_contexts(k, instance);
         }
     }
 }
@@ -1460,4 +1460,98 @@ impl RaceWorld {
         let _ = world.close(handle);
         result
     }
+}
+
+/// Tears `instance` down, as Filter Manager does for an unload (`reason`
+/// `FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD`) or a manual detach (`FLTFL_INSTANCE_TEARDOWN_MANUAL`):
+/// `InstanceTeardownStart`, then the wait for the operations in flight and the instance's
+/// `FltObjectReference` references, then `InstanceTeardownComplete`, then the instance's contexts.
+pub(crate) fn teardown_instance(k: &Arc<Kernel>, instance: usize, reason: u32) {
+    let (filter, name, start_cb, complete_cb, volume) = {
+        let state = k.lock();
+        let i = &state.instances[instance];
+        let f = &state.filters[i.filter];
+        (
+            i.filter,
+            f.name.clone(),
+            f.teardown_start,
+            f.teardown_complete,
+            i.volume,
+        )
+    };
+    let objects = FLT_RELATED_OBJECTS {
+        Size: std::mem::size_of::<FLT_RELATED_OBJECTS>() as u16,
+        TransactionContext: 0,
+        Filter: filter_handle(filter),
+        Volume: crate::state::volume_handle(volume),
+        Instance: instance_handle(instance),
+        FileObject: std::ptr::null(),
+        Transaction: std::ptr::null(),
+    };
+    if let Some(cb) = start_cb {
+        let frame = Frame {
+            filter: Some(filter),
+            who: name.clone(),
+            what: "InstanceTeardownStart".into(),
+        };
+        k.trace(
+            EventKind::Callback("InstanceTeardownStart"),
+            format!("InstanceTeardownStart -> {name}"),
+        );
+        // SAFETY: calling the registered teardown callback with valid related objects.
+        run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            cb(&raw const objects, reason);
+        });
+    }
+    // No new operations reach the instance; wait for the ones in flight (rundown).
+    let (in_flight, refs) = {
+        let mut state = k.lock();
+        state.instances[instance].torn_down = true;
+        (
+            state.instances[instance].in_flight,
+            state.instances[instance].object_refs,
+        )
+    };
+    if in_flight > 0 {
+        k.trace(
+            EventKind::FltMgr,
+            format!("instance teardown waits for {in_flight} operation(s) in flight"),
+        );
+    }
+    if refs > 0 {
+        k.trace(
+            EventKind::FltMgr,
+            format!(
+                "instance teardown: the rundown waits for {refs} FltObjectReference reference(s)"
+            ),
+        );
+    }
+    let start = Instant::now();
+    while k.lock().instances[instance].in_flight > 0 || k.lock().instances[instance].object_refs > 0
+    {
+        if start.elapsed() > crate::sync::HANG_TIMEOUT {
+            let limit = crate::sync::HANG_TIMEOUT;
+            k.violation(format!(
+                "{name}: instance teardown waited {limit:?} for in-flight I/O or FltObjectReference references"
+            ));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if let Some(cb) = complete_cb {
+        let frame = Frame {
+            filter: Some(filter),
+            who: name.clone(),
+            what: "InstanceTeardownComplete".into(),
+        };
+        k.trace(
+            EventKind::Callback("InstanceTeardownComplete"),
+            format!("InstanceTeardownComplete -> {name}"),
+        );
+        // SAFETY: as above.
+        run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            cb(&raw const objects, reason);
+        });
+    }
+    crate::context_refs::detach_instance_contexts(k, instance);
 }

@@ -1,6 +1,6 @@
-//! The model change made for the data-scan sample (`api.rs`, `create_section`): one data-scan
-//! section per stream per instance, checked again under the lock that links the section. Two
-//! `FltCreateSectionForDataScan` calls on different threads can both pass the first check
+//! The model change made for the data-scan sample (`abi/sections.rs`, `create_section`): one
+//! data-scan section per stream per instance, checked again under the lock that links the section.
+//! Two `FltCreateSectionForDataScan` calls on different threads can both pass the first check
 //! (nothing linked yet); only one may link, and the other gets
 //! `STATUS_FLT_CONTEXT_ALREADY_DEFINED`, as Filter Manager's own lock guarantees on Windows.
 //!

@@ -1,4 +1,5 @@
-//! Kernel services with their real limits (see `fltsim/src/threads.rs`):
+//! Kernel services with their real limits (see `fltsim/src/threads.rs`,
+//! `fltsim/src/abi/system_threads.rs`, `fltsim/src/abi/work_items.rs`):
 //! - generic work items run on a small, fixed pool of system worker threads (2 by default): an
 //!   item that blocks holds one, and the items queued behind it wait;
 //! - a generic work item that runs past the model's limit (1 s by default) is a finding;

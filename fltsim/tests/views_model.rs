@@ -1,8 +1,8 @@
-//! The model's rules for views of data-scan sections (`src/views.rs`): views are live, a view is
-//! not readable memory (a direct read crashes the process, shown in a child process), views are
+//! The model's rules for views of data-scan sections (`src/abi/views.rs`): views are live, a view
+//! is not readable memory (a direct read crashes the process, shown in a child process), views are
 //! whole pages at an allocation-granularity offset (`MmMapViewInSystemSpaceEx`), `MmCopyMemory`
-//! copies the live data and fails part-way when a fault is injected, and its misuse is a
-//! finding. A probe filter provides the instance; the test thread calls the kernel directly.
+//! copies the live data and fails part-way when a fault is injected, and its misuse is a finding. A
+//! probe filter provides the instance; the test thread calls the kernel directly.
 
 use std::{ffi::c_void, ptr};
 

@@ -1,0 +1,25 @@
+//! Host hooks `common::host` calls on a host build: debugger output and assertion failures.
+
+use crate::kernel::EventKind;
+
+// ==== host hooks (see common::host) ==============================================================
+
+#[unsafe(no_mangle)]
+extern "C" fn fltsim_dbg_print(line: *const u8, len: usize) {
+    // SAFETY: `common` passes a valid UTF-8 buffer of `len` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(line, len) };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    if let Some(k) = crate::kernel::try_kernel() {
+        k.trace(EventKind::Log, text);
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn fltsim_assertion_failure(message: *const u8, len: usize) {
+    // SAFETY: as above.
+    let bytes = unsafe { std::slice::from_raw_parts(message, len) };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    if let Some(k) = crate::kernel::try_kernel() {
+        k.violation(text);
+    }
+}
