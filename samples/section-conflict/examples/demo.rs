@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use fltsim::{Open, World};
+use fltsim::{Open, RegValue, World};
 use rs_section_conflict::{DriverEntry, TAG};
 
-const FILE: &str = "C:\\data\\big.bin";
+const FILE: &str = "C:\\rs-minifilter-demo\\big.bin";
 
 fn scenario(notify: bool) {
     let world = World::new();
@@ -16,6 +16,8 @@ fn scenario(notify: bool) {
         .map(|i| u8::try_from(i % 251).expect("below 251"))
         .collect();
     world.create_file(FILE, &contents);
+    // As the INF writes it at install: the sample acts in this folder only.
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
     world
         .load(TAG, 265_140, DriverEntry)
         .expect("the sample loads");
