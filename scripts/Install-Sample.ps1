@@ -19,7 +19,8 @@
       system driver service (demand start, group and FltMgr dependency from the INF) and writes the
       instance configuration (DefaultInstance, Altitude, Flags from the INF) under both Instances
       and Parameters\Instances, and SupportedFeatures at the service key and under Parameters, so
-      that it works before and after Windows 11 24H2.
+      that it works before and after Windows 11 24H2; and, as the INF does, Parameters\DemoFolder,
+      the folder name the sample acts in (passthrough has none).
 
     pnputil exit code 3010 (ERROR_SUCCESS_REBOOT_REQUIRED) is a success: the package is installed
     and Windows asks for a reboot; the script says so. With -WhatIf the script changes nothing and
@@ -121,6 +122,10 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
     $altitude = Get-InfSetting -Path $inx -Key 'Instance1.Altitude'
     $flags = [int](Get-InfSetting -Path $inx -Key 'Instance1.Flags')
     $features = [int](Get-InfSetting -Path $inx -Key 'SupportedFeatures')
+    # The folder name the driver acts in (Parameters\DemoFolder, read in DriverEntry); passthrough,
+    # which acts on every file, has none.
+    $demoFolder = Select-String -LiteralPath $inx -Pattern '^\s*DemoFolder\s*=\s*"([^"]*)"' |
+        ForEach-Object { $_.Matches[0].Groups[1].Value } | Select-Object -First 1
     # The INF's down-level install section states the driver's minimum build
     # ([DefaultInstall.NT$ARCH$.10.0...<build>]); pnputil would refuse the package below it, so
     # this path refuses too.
@@ -144,6 +149,9 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
         New-Item -Path (Join-Path $sample.ServiceKey 'Parameters') -Force | Out-Null
         foreach ($key in @($sample.ServiceKey, (Join-Path $sample.ServiceKey 'Parameters'))) {
             New-ItemProperty -Path $key -Name SupportedFeatures -PropertyType DWord -Value $features -Force | Out-Null
+        }
+        if ($demoFolder) {
+            New-ItemProperty -Path (Join-Path $sample.ServiceKey 'Parameters') -Name DemoFolder -PropertyType String -Value $demoFolder -Force | Out-Null
         }
         foreach ($instances in @('Instances', 'Parameters\Instances')) {
             $instancesKey = Join-Path $sample.ServiceKey $instances

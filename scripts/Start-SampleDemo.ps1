@@ -9,7 +9,8 @@
        fails it lists every reason and stops, having changed nothing.
     2. fltmc load <service>, then fltmc filters and fltmc instances -f <service>.
     3. Runs the sample's scenario, the same one as `cargo xtask demo <sample>`, in a scratch folder
-       under %TEMP%\rs-minifilter-demo:
+       under %TEMP%\rs-minifilter-demo (or the folder name the service's Parameters\DemoFolder
+       holds): the samples act only on files in a folder of that name:
        - passthrough: creates, writes, reads and deletes a few files;
        - callback-data: opens a few files and a directory;
        - section-context: opens a file read-only without write sharing
@@ -89,7 +90,7 @@ $expected = @{
         "$tag \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O",
         "and at fltmc unload: $tag unloaded: <n> scans: ... aborted by conflicting I/O ...; <n> section conflicts, ...",
         "(a line 'not attaching to this volume' is normal for volumes that cannot create sections for data scan)",
-        "(the sample scans every file opened for reading on the machine, without pauses outside the demo folder, so expect 'scanning' and 'scan complete' lines for other files too)"
+        "(the sample scans only files opened for reading inside its demo folder, Parameters\DemoFolder, so other programs' files print nothing)"
     )
 }
 
@@ -101,7 +102,15 @@ function Write-Expected {
     }
 }
 
-$demoDir = Join-Path $env:TEMP (Join-Path 'rs-minifilter-demo' $Name)
+# The samples act only on files in a folder of this name (Parameters\DemoFolder, written by the
+# INF, read by the driver in DriverEntry; rs-minifilter-demo when the value is missing). The
+# scenario works in a folder of that name, so whatever the value says, the demo is in scope.
+$demoFolder = 'rs-minifilter-demo'
+$parameters = Get-ItemProperty -Path (Join-Path $sample.ServiceKey 'Parameters') -Name DemoFolder -ErrorAction SilentlyContinue
+if ($parameters -and $parameters.DemoFolder) {
+    $demoFolder = $parameters.DemoFolder
+}
+$demoDir = Join-Path $env:TEMP (Join-Path $demoFolder $Name)
 
 function Invoke-Scenario {
     New-Item -ItemType Directory -Path $demoDir -Force | Out-Null

@@ -11,6 +11,8 @@
 //!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
 //!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
 //!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
+//! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
+//!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
 //! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
@@ -61,6 +63,7 @@ pub mod once;
 pub mod params;
 pub mod pool;
 pub mod registration;
+pub mod scope;
 pub mod section;
 pub mod status;
 pub mod volume;

@@ -11,6 +11,8 @@
 //! - user operations ([`World::open`], [`World::read`], [`World::write`],
 //!   [`World::set_end_of_file`], [`World::purge`], [`World::query_standard`], [`World::close`]),
 //!   each sent through every loaded filter's callbacks in altitude order, on the calling thread;
+//! - each service's `Parameters` registry key ([`World::set_parameter`], read with `ZwOpenKey`
+//!   and `ZwQueryValueKey`);
 //! - filters loaded with their real `DriverEntry` ([`World::load`]) and unloaded through their
 //!   unload callback ([`World::unload`]), plus a [`counting`] filter to place above or below;
 //! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every
@@ -110,6 +112,7 @@ mod kernel;
 mod layering;
 mod pages;
 mod params;
+mod registry;
 mod request;
 mod state;
 mod sync;
@@ -118,6 +121,7 @@ mod verifier;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
+pub use registry::RegValue;
 pub use world::{
     CallHold, DelayHold, DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World,
 };

@@ -257,6 +257,7 @@ impl World {
         state.echo = std::env::var_os("FLTSIM_ECHO").is_some();
         let kernel = Kernel::new(state);
         let active = Activation::activate(&kernel);
+        crate::registry::reset();
         Self {
             kernel,
             loaded: std::sync::Mutex::new(Vec::new()),
@@ -582,6 +583,7 @@ impl World {
                 ));
             }
             crate::verifier::check_leaks(&self.kernel, index);
+            crate::registry::check_leaks(&self.kernel, index, name);
             Err(NtStatus(status))
         }
     }
@@ -710,6 +712,7 @@ impl World {
             ));
         }
         crate::verifier::check_leaks(&self.kernel, index);
+        crate::registry::check_leaks(&self.kernel, index, name);
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Kernel exports that windows-sys declares against the wrong module, redeclared against
 //! `ntoskrnl.exe`, plus a few it does not declare under the workspace's features.
 //!
-//! windows-sys's metadata places `DbgPrintEx`, `ZwClose`, `ZwMapViewOfSection`,
+//! windows-sys's metadata places `DbgPrintEx`, `ZwClose`, `ZwOpenKey`, `ZwQueryValueKey`,
+//! `ZwMapViewOfSection`,
 //! `ZwUnmapViewOfSection` (and many other `Zw*`, `Dbg*`, `Rtl*` functions) in `ntdll.dll`. A driver
 //! that imports from `ntdll.dll` does not load. These declarations name the same symbols against
 //! `ntoskrnl.exe`. Because `common` depends on windows-sys, its import library comes first on the
@@ -81,6 +82,35 @@ unsafe extern "system" {
     ///
     /// `base_address` is the base of a view mapped in that process and not yet unmapped.
     pub fn ZwUnmapViewOfSection(process_handle: HANDLE, base_address: *const c_void) -> NTSTATUS;
+
+    /// `ZwOpenKey(KeyHandle, DesiredAccess, ObjectAttributes)`: opens a registry key.
+    /// `PASSIVE_LEVEL`.
+    ///
+    /// # Safety
+    ///
+    /// `key_handle` points to writable memory; `object_attributes` is valid, with a valid name
+    /// and, if set, an open root key handle.
+    pub fn ZwOpenKey(
+        key_handle: *mut HANDLE,
+        desired_access: u32,
+        object_attributes: *const windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES,
+    ) -> NTSTATUS;
+
+    /// `ZwQueryValueKey(KeyHandle, ValueName, KeyValueInformationClass, KeyValueInformation,
+    /// Length, ResultLength)`: reads one value of an open key. `PASSIVE_LEVEL`.
+    ///
+    /// # Safety
+    ///
+    /// `key_handle` is an open key; `value_name` is valid; `key_value_information` is `length`
+    /// writable bytes; `result_length` points to a writable `u32`.
+    pub fn ZwQueryValueKey(
+        key_handle: HANDLE,
+        value_name: *const windows_sys::Win32::Foundation::UNICODE_STRING,
+        key_value_information_class: i32,
+        key_value_information: *mut c_void,
+        length: u32,
+        result_length: *mut u32,
+    ) -> NTSTATUS;
 
     /// `KeBugCheckEx(BugCheckCode, P1, P2, P3, P4)`: stops the system with a bug check. Never
     /// returns. windows-sys declares it only under a feature the workspace does not enable.

@@ -4,34 +4,39 @@
 //! another thread) for the first file and for the failing one.
 
 use common::bindings::{IRP_MJ_QUERY_INFORMATION, STATUS_INVALID_DEVICE_REQUEST};
-use fltsim::{EventKind, Open, World};
+use fltsim::{EventKind, Open, RegValue, World};
 use rs_callback_data::{DriverEntry, TAG};
 
 fn main() {
     let world = World::new();
-    world.create_file("C:\\docs\\readme.txt", b"Read me first.\r\n");
-    world.create_file("C:\\docs\\report.pdf", &vec![0x25; 48 * 1024]);
-    world.create_file("C:\\docs\\empty.log", b"");
-    world.create_dir("C:\\docs\\photos");
-    world.create_file("C:\\docs\\odd.dat", b"a file system that will not say");
+    world.create_file("C:\\rs-minifilter-demo\\readme.txt", b"Read me first.\r\n");
+    world.create_file("C:\\rs-minifilter-demo\\report.pdf", &vec![0x25; 48 * 1024]);
+    world.create_file("C:\\rs-minifilter-demo\\empty.log", b"");
+    world.create_dir("C:\\rs-minifilter-demo\\photos");
+    world.create_file(
+        "C:\\rs-minifilter-demo\\odd.dat",
+        b"a file system that will not say",
+    );
     world.fail_file_operation(
-        "C:\\docs\\odd.dat",
+        "C:\\rs-minifilter-demo\\odd.dat",
         IRP_MJ_QUERY_INFORMATION,
         STATUS_INVALID_DEVICE_REQUEST,
     );
 
     world.load_counting_filter("below", 360_000);
+    // As the INF writes it at install: the sample acts in this folder only.
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
     world
         .load(TAG, 370_220, DriverEntry)
         .expect("the sample loads");
 
     let mut traces = Vec::new();
     for (path, how) in [
-        ("C:\\docs\\readme.txt", Open::read()),
-        ("C:\\docs\\report.pdf", Open::read()),
-        ("C:\\docs\\empty.log", Open::read_write()),
-        ("C:\\docs\\photos", Open::directory()),
-        ("C:\\docs\\odd.dat", Open::read()),
+        ("C:\\rs-minifilter-demo\\readme.txt", Open::read()),
+        ("C:\\rs-minifilter-demo\\report.pdf", Open::read()),
+        ("C:\\rs-minifilter-demo\\empty.log", Open::read_write()),
+        ("C:\\rs-minifilter-demo\\photos", Open::directory()),
+        ("C:\\rs-minifilter-demo\\odd.dat", Open::read()),
     ] {
         let start = world.trace_len();
         let handle = world.open(path, how).expect("the open succeeds");

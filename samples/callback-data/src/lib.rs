@@ -142,6 +142,7 @@ use common::{
     params,
     pool::{PoolBox, tag},
     registration::{OPERATION_END, OperationTable, Registration, operation},
+    scope::{self, SCOPE},
 };
 use windows_sys::Wdk::Storage::FileSystem::FILE_INFORMATION_CLASS;
 
@@ -153,7 +154,7 @@ static FILTER: FilterSlot = FilterSlot::new();
 
 /// Only creates, and only after the file system has opened the file.
 static OPERATIONS: OperationTable<2> = OperationTable::new([
-    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     OPERATION_END,
 ]);
 
@@ -193,8 +194,12 @@ static IN_FLIGHT: InFlight = InFlight(UnsafeCell::new(EX_RUNDOWN_REF {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The demo folder, from the service's `Parameters` key, before filtering starts: the
+    // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
+    // SAFETY: `registry_path` is the one this entry point was called with.
+    unsafe { SCOPE.load(registry_path, TAG) };
     // Before filtering starts: post-create acquires it from the first open on.
     // SAFETY: nothing uses the rundown reference yet (the filter is not registered).
     unsafe { ExInitializeRundownProtection(IN_FLIGHT.get()) };

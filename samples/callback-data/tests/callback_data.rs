@@ -10,7 +10,7 @@ use common::{
     },
     irql,
 };
-use fltsim::{EventKind, Open, World, sweep_faults};
+use fltsim::{EventKind, Open, RegValue, World, sweep_faults};
 use rs_callback_data::DriverEntry;
 
 const NAME: &str = "rs-callback-data";
@@ -114,6 +114,7 @@ fn open_and_read(world: &World, path: &str) -> Result<Vec<u8>, NtStatus> {
 fn logs_size_links_delete_pending_and_file_id_for_each_open() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
 
     assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
@@ -162,6 +163,7 @@ fn logs_size_links_delete_pending_and_file_id_for_each_open() {
 fn one_callback_data_serves_both_queries_and_is_freed_after() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let since = world.trace_len();
     open_and_read(&world, "C:\\docs\\a.txt").unwrap();
@@ -215,6 +217,7 @@ fn the_queries_reach_filters_below_and_never_those_above() {
     files(&world);
     world.load_counting_filter("above", 380_000);
     world.load_counting_filter("below", 360_000);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
 
     for path in [
@@ -251,6 +254,7 @@ fn skips_directories_volume_opens_paging_files_and_failed_opens() {
     let world = World::new();
     files(&world);
     world.create_file("C:\\pagefile.sys", &[0; 4096]);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
 
     let dir = world.open("C:\\docs\\photos", Open::directory()).unwrap();
@@ -281,6 +285,7 @@ fn allocation_failure_is_logged_by_name_and_the_open_succeeds() {
     let world = World::new();
     files(&world);
     world.load_counting_filter("below", 360_000);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     world.fail_nth_with(
         "FltAllocateCallbackDataEx",
@@ -312,6 +317,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
         let world = World::new();
         files(&world);
         world.fail_file_operation("C:\\docs\\a.txt", IRP_MJ_QUERY_INFORMATION, status);
+        world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         let since = world.trace_len();
 
@@ -370,6 +376,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
 fn preallocated_callback_data_never_fails_for_memory_mid_io() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     // Every mid-I/O allocation Filter Manager would make fails...
     world.fail_always("FltPerformSynchronousIo.allocation", None);
@@ -390,6 +397,7 @@ fn preallocated_callback_data_never_fails_for_memory_mid_io() {
 fn falls_back_to_the_opened_name_then_to_no_name() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
 
     // The normalized name cannot be had: the opened name will do.
@@ -435,6 +443,7 @@ fn falls_back_to_the_opened_name_then_to_no_name() {
 /// The scenario the fault sweep runs: three files opened and read, one directory opened.
 fn scenario(world: &World) -> Result<Vec<Vec<u8>>, NtStatus> {
     files(world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry)?;
     let mut read = Vec::new();
     for path in [
@@ -548,6 +557,7 @@ fn nothing_runs_above_apc_level_and_every_callback_data_is_freed() {
         STATUS_ACCESS_DENIED,
     );
     world.load_counting_filter("below", 360_000);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     world.fail_nth("FltAllocateCallbackDataEx", 3);
     for path in [
@@ -600,6 +610,7 @@ fn nothing_runs_above_apc_level_and_every_callback_data_is_freed() {
 fn unloads_cleanly_and_stops_asking() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let held = world.open("C:\\docs\\a.txt", Open::read()).unwrap();
     world.unload(NAME).unwrap();
@@ -618,6 +629,7 @@ fn many_threads_opening_files_at_once() {
     let world = World::new();
     files(&world);
     world.load_counting_filter("below", 360_000);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let paths = [
         "C:\\docs\\a.txt",
@@ -663,6 +675,7 @@ fn many_threads_opening_files_at_once() {
 fn a_pending_request_completes_on_another_thread_which_frees_it() {
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let since = world.trace_len();
     open_and_read(&world, "C:\\docs\\big.bin").unwrap();
@@ -704,6 +717,7 @@ fn the_completion_runs_even_when_flt_perform_asynchronous_io_fails() {
     ] {
         let world = World::new();
         files(&world);
+        world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         world.fail_nth_with("FltPerformAsynchronousIo", 1, status);
         let since = world.trace_len();
@@ -750,6 +764,7 @@ fn when_the_async_request_cannot_be_built_nothing_is_issued_and_the_reason_is_lo
         let world = World::new();
         files(&world);
         world.load_counting_filter("below", 360_000);
+        world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         world.fail_nth(api, nth);
         assert_eq!(open_and_read(&world, "C:\\docs\\a.txt").unwrap(), b"hello");
@@ -777,6 +792,7 @@ fn unload_waits_for_completions_in_flight_and_leaks_nothing() {
     const OPENS: usize = 4;
     let world = World::new();
     files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     // Completions wait until released: every request stays in flight.
     world.hold_async_completions();

@@ -4,7 +4,7 @@
 //! signature into the clean file through a handle and close it: the cleanup scan finds it, and the
 //! next open is denied. Prints what the debugger would show, then the calls the sample made.
 
-use fltsim::{Open, World};
+use fltsim::{Open, RegValue, World};
 use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 
 /// The calls worth seeing in the trace: the API this sample teaches and its neighbours.
@@ -36,34 +36,39 @@ fn main() {
     let world = World::new();
     let mut large = b"large file line\r\n".repeat(3 * WINDOW / 17);
     large.extend_from_slice(EICAR);
-    world.create_file("C:\\scan\\clean.txt", &b"a clean line\r\n".repeat(400));
-    world.create_file("C:\\scan\\eicar.com", EICAR);
-    world.create_file("C:\\scan\\empty.txt", b"");
-    world.create_file("C:\\scan\\large.bin", &large);
+    world.create_file(
+        "C:\\rs-minifilter-demo\\clean.txt",
+        &b"a clean line\r\n".repeat(400),
+    );
+    world.create_file("C:\\rs-minifilter-demo\\eicar.com", EICAR);
+    world.create_file("C:\\rs-minifilter-demo\\empty.txt", b"");
+    world.create_file("C:\\rs-minifilter-demo\\large.bin", &large);
     world.create_file("Z:\\share\\eicar.com", EICAR);
+    // As the INF writes it at install: the sample acts in this folder only.
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
     world
         .load(TAG, 265_130, DriverEntry)
         .expect("the sample loads");
 
     println!("== What the application sees");
     for path in [
-        "C:\\scan\\clean.txt",
-        "C:\\scan\\eicar.com",
-        "C:\\scan\\empty.txt",
-        "C:\\scan\\large.bin",
+        "C:\\rs-minifilter-demo\\clean.txt",
+        "C:\\rs-minifilter-demo\\eicar.com",
+        "C:\\rs-minifilter-demo\\empty.txt",
+        "C:\\rs-minifilter-demo\\large.bin",
         "Z:\\share\\eicar.com",
     ] {
         open_and_close(&world, path);
     }
     let writer = world
-        .open("C:\\scan\\clean.txt", Open::write())
+        .open("C:\\rs-minifilter-demo\\clean.txt", Open::write())
         .expect("open the clean file for write");
     world
         .write(writer, 0, EICAR, false)
         .expect("write the signature");
     world.close(writer).expect("close: the cleanup scan runs");
-    println!("write EICAR into C:\\scan\\clean.txt and close: ok");
-    open_and_close(&world, "C:\\scan\\clean.txt");
+    println!("write EICAR into C:\\rs-minifilter-demo\\clean.txt and close: ok");
+    open_and_close(&world, "C:\\rs-minifilter-demo\\clean.txt");
     world.unload(TAG).expect("the sample unloads");
 
     println!();

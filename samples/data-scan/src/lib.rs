@@ -152,6 +152,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
+    scope::{self, SCOPE},
     section::{DataScanSection, ReadError, WindowReader},
 };
 use memchr::memmem;
@@ -302,7 +303,7 @@ static CONTEXTS: ContextTable<3> = ContextTable::new([
 static OPERATIONS: OperationTable<4> = OperationTable::new([
     // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
     // post-operation one, which is where the file is open and can be inspected.
-    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_WRITE, Some(pre_write), None),
     operation(IRP_MJ_CLEANUP, Some(pre_cleanup), None),
     OPERATION_END,
@@ -321,8 +322,12 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The demo folder, from the service's `Parameters` key, before filtering starts: the
+    // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
+    // SAFETY: `registry_path` is the one this entry point was called with.
+    unsafe { SCOPE.load(registry_path, TAG) };
     // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
     // at zero anyway; the host tests load the same code many times in one process, and the unload
     // summary must speak of this load only.

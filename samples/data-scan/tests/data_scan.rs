@@ -21,7 +21,7 @@ use common::{
     },
     irql,
 };
-use fltsim::{Event, EventKind, Open, World, sweep_faults};
+use fltsim::{Event, EventKind, Open, RegValue, World, sweep_faults};
 use memchr::memmem;
 use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW, find_signature, window_count};
 
@@ -45,6 +45,7 @@ fn loaded() -> World {
     let world = World::new();
     world.create_file(CLEAN, &clean_text());
     world.create_file(INFECTED, EICAR);
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("scan".into()));
     world.load(TAG, ALTITUDE, DriverEntry).expect("loads");
     world
 }
@@ -882,6 +883,7 @@ fn the_scan_reads_the_file_as_it_is_now_and_only_up_to_its_size() {
 fn the_network_share_gets_no_instance_and_its_files_open_normally() {
     let world = World::new();
     world.create_file("Z:\\share\\eicar.com", EICAR);
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("scan".into()));
     world.load(TAG, ALTITUDE, DriverEntry).expect("loads");
     assert!(world.instance_handle(TAG, 'C').is_some());
     assert_eq!(world.instance_handle(TAG, 'Z'), None);
@@ -1057,6 +1059,7 @@ fn scenario(world: &World) -> Result<Seen, NtStatus> {
     world.create_file(CLEAN, &clean_text());
     world.create_file(INFECTED, EICAR);
     world.create_file("C:\\scan\\target.txt", b"will be overwritten");
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("scan".into()));
     world.load(TAG, ALTITUDE, DriverEntry)?;
     let clean = open_and_close(world, CLEAN);
     let eicar = open_and_close(world, INFECTED);
@@ -1372,6 +1375,7 @@ fn unload_after_the_scenario_leaks_nothing_and_counts_right() {
     );
     world.assert_clean();
     // Loaded again, the counters start from zero.
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("scan".into()));
     world.load(TAG, ALTITUDE, DriverEntry).expect("loads again");
     assert_eq!(open_and_close(&world, CLEAN), Ok(()));
     world.unload(TAG).unwrap();

@@ -18,7 +18,9 @@
 //! 4. **The scan thread** reads each queued file in [`CHUNK_SIZE`] chunks: it maps that chunk only
 //!    (`MmMapViewInSystemSpaceEx`), copies it out (`MmCopyMemory`), unmaps it, and hashes the copy.
 //!    A file in the demo folder ([`is_paced`]) pauses one clock tick after each chunk, so the demo
-//!    can meet a scan in flight; every other file is read without pauses.
+//!    can meet a scan in flight. Only files in the sample's scope are scanned at all (a folder named
+//!    by `Parameters\DemoFolder`, `common::scope`); if that names another folder, its files are
+//!    read without pauses.
 //! 5. **`SectionNotificationCallback`**, on the conflicting I/O's thread, closes the section, and
 //!    the I/O proceeds. **`InstanceTeardownStart`** does the same for the instance's scans, so a
 //!    dismount or detach never waits for a scan. **Unload** stops the thread and waits for it.
@@ -52,8 +54,8 @@
 //! rs-section-conflict: \<path>\big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds
 //! rs-section-conflict: \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O
 //! ```
-//! Other files opened for reading are scanned too, without pauses (`scan complete` lines), and
-//! `fltmc unload RsSectionConflict` prints a summary line.
+//! Files outside the demo folder are not scanned (no line), and `fltmc unload RsSectionConflict`
+//! prints a summary line.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
@@ -91,6 +93,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
+    scope::{self, SCOPE},
     section::{ReadError, WindowReader, map_view_of},
 };
 use windows_sys::{
@@ -585,7 +588,7 @@ static CONTEXTS: ContextTable<2> = ContextTable::new([
 ]);
 
 static OPERATIONS: OperationTable<2> = OperationTable::new([
-    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     OPERATION_END,
 ]);
 
@@ -606,8 +609,12 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The demo folder, from the service's `Parameters` key, before filtering starts: the
+    // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
+    // SAFETY: `registry_path` is the one this entry point was called with.
+    unsafe { SCOPE.load(registry_path, TAG) };
     // Each load starts from zero. On Windows every load maps a fresh image, so the statics start
     // at zero anyway; the host tests load the same code many times in one process, and the unload
     // summary must speak of this load only.

@@ -16,7 +16,7 @@ use common::{
     },
     irql::PASSIVE_LEVEL,
 };
-use fltsim::{Conflict, DelayHold, EventKind, Open, World, sweep_faults};
+use fltsim::{Conflict, DelayHold, EventKind, Open, RegValue, World, sweep_faults};
 use rs_section_conflict::{CHUNK_SIZE, DriverEntry, chunk_count};
 
 const NAME: &str = "rs-section-conflict";
@@ -99,6 +99,11 @@ const PARK_BOUND: Duration = Duration::from_secs(20);
 /// `conflict` from a second handle; returns the I/O's result and the hold. The scan is
 /// in flight by construction, not by the clock: it cannot finish while its delay is held.
 fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus>, DelayHold) {
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).expect("loads");
     let hold = world.hold_delays();
     let reader = world.open(BIG, Open::read()).expect("open for read");
@@ -275,6 +280,11 @@ fn without_the_notification_the_same_io_fails_with_user_mapped_file() {
 #[test]
 fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
     let world = world_with_files();
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let reader = world.open(SMALL, Open::read()).unwrap();
     let hash = bytes(SMALL_SIZE).iter().fold(0x811C_9DC5_u32, |h, b| {
@@ -316,6 +326,11 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
         Conflict::Purge,
     ] {
         let world = world_with_files();
+        world.set_parameter(
+            NAME,
+            "DemoFolder",
+            RegValue::Sz("rs-minifilter-demo".into()),
+        );
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         // The conflict runs to its end while FltCreateSectionForDataScan has linked the section
         // and not returned: nobody holds the handle or object yet, so the section object is still
@@ -395,15 +410,22 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
     // Natural ones: an empty file, a second open while a scan is in flight, a directory opened
     // without FILE_DIRECTORY_FILE.
     let world = world_with_files();
-    world.create_file("C:\\data\\empty.bin", b"");
-    world.create_dir("C:\\data\\dir");
+    world.create_file("C:\\rs-minifilter-demo\\empty.bin", b"");
+    world.create_dir("C:\\rs-minifilter-demo\\dir");
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
-    let empty = world.open("C:\\data\\empty.bin", Open::read()).unwrap();
+    let empty = world
+        .open("C:\\rs-minifilter-demo\\empty.bin", Open::read())
+        .unwrap();
     let first = world.open(BIG, Open::read()).unwrap();
     let second = world.open(BIG, Open::read()).unwrap();
     let dir = world
         .open(
-            "C:\\data\\dir",
+            "C:\\rs-minifilter-demo\\dir",
             Open {
                 options: 0,
                 ..Open::read()
@@ -412,12 +434,12 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         .unwrap();
     let lines = file_lines(&world);
     for (file, status) in [
-        ("data\\empty.bin", STATUS_END_OF_FILE),
+        ("rs-minifilter-demo\\empty.bin", STATUS_END_OF_FILE),
         (
             "rs-minifilter-demo\\big.bin",
             STATUS_FLT_CONTEXT_ALREADY_DEFINED,
         ),
-        ("data\\dir", STATUS_FILE_IS_A_DIRECTORY),
+        ("rs-minifilter-demo\\dir", STATUS_FILE_IS_A_DIRECTORY),
     ] {
         let line = format!(
             "{NAME}: \\{file}: not scanned: FltCreateSectionForDataScan returned {}",
@@ -443,6 +465,11 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         STATUS_INVALID_PARAMETER,
     ] {
         let world = world_with_files();
+        world.set_parameter(
+            NAME,
+            "DemoFolder",
+            RegValue::Sz("rs-minifilter-demo".into()),
+        );
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         world.fail_nth_with("FltCreateSectionForDataScan", 1, status);
         let h = world.open(SMALL, Open::read()).expect("the open succeeds");
@@ -464,6 +491,11 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
 fn network_volumes_are_not_attached_and_writers_are_not_scanned() {
     let world = world_with_files();
     world.create_file("Z:\\share.bin", &bytes(100));
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     assert_eq!(
         world.log_lines(NAME),
@@ -489,6 +521,11 @@ fn network_volumes_are_not_attached_and_writers_are_not_scanned() {
 #[test]
 fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
     let world = world_with_files();
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     // Paused after its first chunk: in flight by construction. FltUnregisterFilter releases the
     // pause once the unload callback has asked the scan to stop.
@@ -524,6 +561,11 @@ fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
 fn fault_scenario(world: &World) -> Result<(), NtStatus> {
     world.create_file(BIG, &bytes(BIG_SIZE));
     world.create_file(SMALL, &bytes(SMALL_SIZE));
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry)?;
     // A scan that completes...
     let small = world.open(SMALL, Open::read()).expect("open small");
@@ -659,6 +701,11 @@ fn stress_many_threads_conflicting_with_scans_of_the_same_files() {
         for file in files {
             world.create_file(file, &bytes(SIZE));
         }
+        world.set_parameter(
+            NAME,
+            "DemoFolder",
+            RegValue::Sz("rs-minifilter-demo".into()),
+        );
         world.load(NAME, ALTITUDE, DriverEntry).unwrap();
         let refused: usize = std::thread::scope(|s| {
             let threads: Vec<_> = (0..THREADS)
@@ -733,6 +780,11 @@ fn stress_many_threads_conflicting_with_scans_of_the_same_files() {
 #[test]
 fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_handle() {
     let world = world_with_files();
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     // Parked just before the context allocation: the scan's pool block comes first.
     let parked = world.hold_next_call("ExAllocatePool2");
@@ -775,10 +827,12 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
     world.finish();
 }
 
-/// A file outside the demo folder: scanned at memory speed, with no pause.
+/// A file in scope (the test's scope is the folder name `data`) but outside the demo folder:
+/// scanned at memory speed, with no pause.
 const OUTSIDE: &str = "C:\\data\\large.bin";
-/// A paced file of 16 chunks: 16 ticks of pause, 250 ms, longer than the work-item limit below.
-const PACED: &str = "C:\\Users\\me\\RS-MINIFILTER-DEMO\\paced.bin";
+/// A paced file of 16 chunks, in scope and in a demo folder: 16 ticks of pause, 250 ms, longer
+/// than the work-item limit below.
+const PACED: &str = "C:\\data\\RS-MINIFILTER-DEMO\\paced.bin";
 const PACED_SIZE: usize = 16 * CHUNK_SIZE;
 
 /// The scans run on the sample's own system thread, never on a system worker thread: a 1 MiB
@@ -789,6 +843,8 @@ const PACED_SIZE: usize = 16 * CHUNK_SIZE;
 fn scans_hold_no_system_worker_thread_and_only_the_demo_folder_is_paced() {
     let world = World::new();
     world.set_work_item_limit(Duration::from_millis(100));
+    // The sample acts in folders named `data`; pacing still goes by the demo folder's name.
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("data".into()));
     world.create_file(OUTSIDE, &bytes(BIG_SIZE));
     world.create_file(PACED, &bytes(PACED_SIZE));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();

@@ -5,7 +5,7 @@
 //! show, then the calls the sample made.
 
 use common::bindings::FILE_SHARE_READ;
-use fltsim::{Open, World};
+use fltsim::{Open, RegValue, World};
 use rs_section_context::{DriverEntry, TAG};
 
 /// The calls worth seeing in the trace: the API this sample teaches and its neighbours.
@@ -23,23 +23,28 @@ const SHOWN: &[&str] = &[
 fn main() {
     let world = World::new();
     world.create_file(
-        "C:\\demo\\section.txt",
+        "C:\\rs-minifilter-demo\\section.txt",
         &b"section-context demo line\r\n".repeat(200),
     );
     world.create_file("Z:\\remote.txt", b"on the network share");
+    // As the INF writes it at install: the sample acts in this folder only.
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
     world
         .load(TAG, 370_230, DriverEntry)
         .expect("the sample loads");
 
     let h = world
-        .open("C:\\demo\\section.txt", Open::read().share(FILE_SHARE_READ))
+        .open(
+            "C:\\rs-minifilter-demo\\section.txt",
+            Open::read().share(FILE_SHARE_READ),
+        )
         .expect("open read-only, sharing read only");
     world.read(h, 0, 4096).expect("read");
     world.query_standard(h).expect("query");
     world.close(h).expect("close");
 
     let h = world
-        .open("C:\\demo\\section.txt", Open::read())
+        .open("C:\\rs-minifilter-demo\\section.txt", Open::read())
         .expect("open with write sharing");
     world.read(h, 0, 4096).expect("read");
     world.close(h).expect("close");

@@ -145,6 +145,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
+    scope::{self, SCOPE},
     section::DataScanSection,
 };
 use windows_sys::Win32::System::Kernel::NotificationEvent;
@@ -350,7 +351,7 @@ static CONTEXTS: ContextTable<4> = ContextTable::new([
 static OPERATIONS: OperationTable<5> = OperationTable::new([
     // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
     // post-operation one, which is where the file is open and can be inspected.
-    operation(IRP_MJ_CREATE, None, Some(post_create)),
+    operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
@@ -373,8 +374,12 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The demo folder, from the service's `Parameters` key, before filtering starts: the
+    // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
+    // SAFETY: `registry_path` is the one this entry point was called with.
+    unsafe { SCOPE.load(registry_path, TAG) };
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }

@@ -9,7 +9,7 @@ use common::{
         STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_USER_MAPPED_FILE,
     },
 };
-use fltsim::{Open, World, sweep_faults};
+use fltsim::{Open, RegValue, World, sweep_faults};
 use rs_section_context::{CLOSE_WAIT_MS, DriverEntry, TAG};
 use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_SHARE_DELETE, SYNCHRONIZE};
 
@@ -26,6 +26,7 @@ fn loaded() -> World {
     let world = World::new();
     world.create_file(FILE, b"hello, section");
     world.create_file("C:\\docs\\b.txt", b"another stream");
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(TAG, ALTITUDE, DriverEntry).expect("loads");
     world
 }
@@ -199,9 +200,9 @@ fn closing_one_stream_leaves_the_other_streams_section_untouched() {
 #[test]
 fn not_supported_is_logged_once_per_instance_and_the_io_goes_on() {
     let world = loaded();
-    world.create_file("Z:\\remote.txt", b"remote");
+    world.create_file("Z:\\docs\\remote.txt", b"remote");
     for _ in 0..3 {
-        let h = world.open("Z:\\remote.txt", holder()).unwrap();
+        let h = world.open("Z:\\docs\\remote.txt", holder()).unwrap();
         assert_eq!(world.read(h, 0, 6).unwrap(), b"remote");
         world.query_standard(h).unwrap();
         world.close(h).unwrap();
@@ -219,7 +220,7 @@ fn not_supported_is_logged_once_per_instance_and_the_io_goes_on() {
                 "{TAG}: network (MUP) volume: FltRegisterForDataScan: STATUS_NOT_SUPPORTED (0xC00000BB); attaching anyway"
             ),
             format!(
-                "{TAG}: \\Device\\Mup\\server\\share\\remote.txt: create: FltGetSectionContext: STATUS_NOT_SUPPORTED (0xC00000BB): this volume has no section contexts (logged once per instance)"
+                "{TAG}: \\Device\\Mup\\server\\share\\docs\\remote.txt: create: FltGetSectionContext: STATUS_NOT_SUPPORTED (0xC00000BB): this volume has no section contexts (logged once per instance)"
             ),
         ]
     );
@@ -350,7 +351,8 @@ fn post_operations_at_dispatch_level_change_nothing() {
 
 fn scenario(world: &World) -> Result<(), NtStatus> {
     world.create_file(FILE, b"hello, section");
-    world.create_file("Z:\\remote.txt", b"remote");
+    world.create_file("Z:\\docs\\remote.txt", b"remote");
+    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("docs".into()));
     world.load(TAG, ALTITUDE, DriverEntry)?;
     let h = world.open(FILE, holder()).expect("holder open");
     let joined = world.open(FILE, holder()).expect("second holder");
@@ -362,7 +364,9 @@ fn scenario(world: &World) -> Result<(), NtStatus> {
     let w = world.open(FILE, Open::read_write()).expect("writer");
     world.set_end_of_file(w, 5).expect("truncate");
     world.close(w).expect("close");
-    let z = world.open("Z:\\remote.txt", holder()).expect("remote open");
+    let z = world
+        .open("Z:\\docs\\remote.txt", holder())
+        .expect("remote open");
     assert_eq!(world.read(z, 0, 6).expect("remote read"), b"remote");
     world.close(z).expect("close");
     // Left open across the unload that `finish` does.
