@@ -1212,6 +1212,44 @@ impl World {
         }
     }
 
+    /// Asserts that nothing the filter `name` did from trace position `since` on cost anything:
+    /// no name query, no allocation, no section, no log line, in any callback, and no
+    /// post-create; and that Filter Manager did call the filter (its pre-create), so the silence
+    /// is the filter's choice. For the samples' scope: I/O outside the demo folder.
+    ///
+    /// # Panics
+    /// With the first event that cost something.
+    pub fn assert_out_of_scope_is_free(&self, since: usize, name: &str) {
+        let events: Vec<Event> = self.trace()[since..]
+            .iter()
+            .filter(|e| e.who == name)
+            .cloned()
+            .collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::Callback(c) if c == "PreCreate")),
+            "the filter's pre-create ran: {events:#?}"
+        );
+        for event in &events {
+            match event.kind {
+                EventKind::Log => panic!("a log line for an out-of-scope file: {event}"),
+                EventKind::Call(api) => assert!(
+                    !api.contains("FileName")
+                        && !api.contains("Allocate")
+                        && !api.contains("Section")
+                        && !api.starts_with("ExAllocate"),
+                    "a name query or an allocation for an out-of-scope file: {event}"
+                ),
+                EventKind::Callback(callback) => assert!(
+                    callback != "PostCreate",
+                    "post-create ran for an out-of-scope open: {event}"
+                ),
+                _ => {}
+            }
+        }
+    }
+
     /// The debugger lines printed so far by the filter called `name`.
     ///
     /// Lines printed by different threads (a worker, a completion, a callback) come in the order

@@ -4,47 +4,13 @@
 //! no log line, in any callback.
 
 use common::scope::{DEFAULT_FOLDER, MAX_FOLDER_CHARS};
-use fltsim::{Event, EventKind, Open, RegValue, World};
+use fltsim::{EventKind, Open, RegValue, World};
 use rs_callback_data::DriverEntry;
 
 const NAME: &str = "rs-callback-data";
 const ALTITUDE: u32 = 370_220;
 const INSIDE: &str = "C:\\Users\\me\\AppData\\Local\\Temp\\rs-minifilter-demo\\a.txt";
 const OUTSIDE: &str = "C:\\docs\\a.txt";
-
-/// Asserts that nothing `name` did from trace position `since` on cost anything: no name query,
-/// no allocation, no section, no log line, in any callback; and that Filter Manager did call the
-/// filter (its pre-create), so the silence is the filter's choice.
-fn assert_out_of_scope_is_free(world: &World, since: usize, name: &str) {
-    let events: Vec<Event> = world.trace()[since..]
-        .iter()
-        .filter(|e| e.who == name)
-        .cloned()
-        .collect();
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::Callback(c) if c == "PreCreate")),
-        "the filter's pre-create ran: {events:#?}"
-    );
-    for event in &events {
-        match event.kind {
-            EventKind::Log => panic!("a log line for an out-of-scope file: {event}"),
-            EventKind::Call(api) => assert!(
-                !api.contains("FileName")
-                    && !api.contains("Allocate")
-                    && !api.contains("Section")
-                    && !api.starts_with("ExAllocate"),
-                "a name query or an allocation for an out-of-scope file: {event}"
-            ),
-            EventKind::Callback(callback) => assert!(
-                callback != "PostCreate",
-                "post-create ran for an out-of-scope open: {event}"
-            ),
-            _ => {}
-        }
-    }
-}
 
 fn files(world: &World) {
     world.create_file(INSIDE, b"inside");
@@ -79,7 +45,7 @@ fn an_out_of_scope_open_costs_no_name_query_no_allocation_and_no_line() {
 
     let since = world.trace_len();
     assert_eq!(use_file(&world, OUTSIDE), b"outside");
-    assert_out_of_scope_is_free(&world, since, NAME);
+    world.assert_out_of_scope_is_free(since, NAME);
 
     // The same open inside the folder does all of it: the check above is not vacuous.
     let since = world.trace_len();
@@ -105,7 +71,7 @@ fn a_configured_folder_replaces_the_default() {
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let since = world.trace_len();
     use_file(&world, INSIDE);
-    assert_out_of_scope_is_free(&world, since, NAME);
+    world.assert_out_of_scope_is_free(since, NAME);
     use_file(&world, OUTSIDE);
     assert!(acted_on(&world, "\\docs\\a.txt"), "case-insensitive match");
     // Both keys were opened and closed again (a leak would be a finding at `finish`).
@@ -125,7 +91,7 @@ fn load_with(value: Option<(&str, RegValue)>) -> Vec<String> {
     let lines = world.log_lines(NAME);
     let since = world.trace_len();
     use_file(&world, OUTSIDE);
-    assert_out_of_scope_is_free(&world, since, NAME);
+    world.assert_out_of_scope_is_free(since, NAME);
     use_file(&world, INSIDE);
     assert!(acted_on(&world, "\\rs-minifilter-demo\\a.txt"));
     world.finish();

@@ -263,27 +263,29 @@ impl StreamSection {
     }
 }
 
-/// The stream-handle context of a handle that holds its stream's section. Its cleanup finds it
-/// with `FltGetStreamHandleContext` and leaves the section. The create's desired access, which
+/// The stream-handle context of every handle post-create looked at (an in-scope open of a
+/// file): later operations on a handle without one return at once, with no name query and no
+/// line, which is what keeps out-of-scope I/O free. `holder` says whether the handle holds its
+/// stream's section, so that its cleanup knows to leave it: the create's desired access, which
 /// decided it, is gone by then, and the file object cannot tell `FILE_READ_DATA` from
 /// `FILE_EXECUTE` (`ReadAccess` is set for both).
-pub struct HolderMark {
-    _marked: u8,
+pub struct HandleMark {
+    holder: bool,
 }
 
-/// Marks this handle as a holder (`FltAllocateContext`, `FltSetStreamHandleContext`, both
-/// `<= APC_LEVEL`). `false` if it cannot be marked: the caller then leaves the section at once,
-/// since the handle's cleanup would not know to.
-fn mark_holder(objects: &FLT_RELATED_OBJECTS, name: &Name) -> bool {
+/// Marks this handle (`FltAllocateContext`, `FltSetStreamHandleContext`, both `<= APC_LEVEL`).
+/// `false` if it cannot be marked: a holder then leaves the section at once, since the handle's
+/// cleanup would not know to, and the handle's later operations go unreported.
+fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holder: bool) -> bool {
     let mark = match ContextRef::allocate(
         FILTER.get(),
         FLT_STREAMHANDLE_CONTEXT,
-        HolderMark { _marked: 1 },
+        HandleMark { holder },
     ) {
         Ok(mark) => mark,
         Err(status) => {
             log!(
-                "{TAG}: {name}: FltAllocateContext(FLT_STREAMHANDLE_CONTEXT): {status}: this open does not hold the section"
+                "{TAG}: {name}: FltAllocateContext(FLT_STREAMHANDLE_CONTEXT): {status}: this open is not tracked"
             );
             return false;
         }
@@ -301,27 +303,21 @@ fn mark_holder(objects: &FLT_RELATED_OBJECTS, name: &Name) -> bool {
         )
     });
     if !status.is_success() {
-        log!(
-            "{TAG}: {name}: FltSetStreamHandleContext: {status}: this open does not hold the section"
-        );
+        log!("{TAG}: {name}: FltSetStreamHandleContext: {status}: this open is not tracked");
     }
     status.is_success()
 }
 
-/// Whether this handle holds its stream's section: it carries a [`HolderMark`]
-/// (`FltGetStreamHandleContext`, `<= APC_LEVEL`; a success adds a reference, released here).
-fn is_holder(objects: &FLT_RELATED_OBJECTS) -> bool {
+/// This handle's [`HandleMark`], if post-create gave it one (`FltGetStreamHandleContext`,
+/// `<= APC_LEVEL`; a success adds a reference, which the returned value releases).
+fn handle_mark(objects: &FLT_RELATED_OBJECTS) -> Option<ContextRef<HandleMark>> {
     let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
     // SAFETY: the operation's instance and file object, and a valid out pointer.
     let status =
         unsafe { FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw) };
-    if status != STATUS_SUCCESS || raw.is_null() {
-        return false;
-    }
     // SAFETY: success returned one reference to our only stream-handle context type, a
-    // `HolderMark`; dropping it is the matching FltReleaseContext.
-    drop(unsafe { ContextRef::<HolderMark>::from_raw(raw) });
-    true
+    // `HandleMark`, owned from here on.
+    (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { ContextRef::from_raw(raw) })
 }
 
 /// The name of the file an operation targets, copied (onto the stack, or into a context), or why
@@ -344,7 +340,7 @@ static FILTER: FilterSlot = FilterSlot::new();
 static CONTEXTS: ContextTable<4> = ContextTable::new([
     context_of::<InstanceState>(FLT_INSTANCE_CONTEXT, POOL_TAG),
     context_of::<StreamSection>(FLT_SECTION_CONTEXT, POOL_TAG),
-    context_of::<HolderMark>(FLT_STREAMHANDLE_CONTEXT, POOL_TAG),
+    context_of::<HandleMark>(FLT_STREAMHANDLE_CONTEXT, POOL_TAG),
     CONTEXT_END,
 ]);
 
@@ -565,47 +561,46 @@ unsafe extern "system" fn post_create(
     if !unsafe { common::create::is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
+    let name = name_of(data);
     match holder(data, objects.FileObject) {
         Holder::Reader => {}
-        Holder::NoDataRead => return FLT_POSTOP_FINISHED_PROCESSING,
+        Holder::NoDataRead => {
+            mark_handle(objects, &name, false);
+            return FLT_POSTOP_FINISHED_PROCESSING;
+        }
         Holder::Writer => {
             log!(
-                "{TAG}: {}: opened with write access or write sharing: no section (a writer could conflict with it)",
-                name_of(data)
+                "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
             );
+            mark_handle(objects, &name, false);
             return FLT_POSTOP_FINISHED_PROCESSING;
         }
     }
-    let name = name_of(data);
     // Twice at most: a holder that loses the creation race to another gets
     // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
     for _ in 0..2 {
         match get_section(objects) {
             Lookup::Found(section) => {
-                match section.join() {
-                    Some(holders) => {
-                        log!(
-                            "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
-                        );
-                        if !mark_holder(objects, &name) && section.leave() {
-                            request_close(
-                                &section,
-                                section.as_raw(),
-                                "a holder could not be marked",
-                            );
-                        }
-                    }
-                    None => log!("{TAG}: {name}: the section is closing: this open goes without"),
+                if let Some(holders) = section.join() {
+                    log!(
+                        "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
+                    );
+                    hold(objects, &name, &section);
+                } else {
+                    log!("{TAG}: {name}: the section is closing: this open goes without");
+                    mark_handle(objects, &name, false);
                 }
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
             Lookup::NotFound => {}
             Lookup::NotSupported => {
                 not_supported(objects, &name, "create");
+                mark_handle(objects, &name, false);
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
             Lookup::Failed(status) => {
                 log!("{TAG}: {name}: create: FltGetSectionContext: {status}");
+                mark_handle(objects, &name, false);
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
         }
@@ -613,15 +608,23 @@ unsafe extern "system" fn post_create(
             Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED)) => {}
             Ok(Some(section)) => {
                 // The creator is the first holder.
-                if !mark_holder(objects, &name) && section.leave() {
-                    request_close(&section, section.as_raw(), "a holder could not be marked");
-                }
-                break;
+                hold(objects, &name, &section);
+                return FLT_POSTOP_FINISHED_PROCESSING;
             }
             Ok(None) | Err(_) => break,
         }
     }
+    // No section for this open (none could be created): its later operations still report.
+    mark_handle(objects, &name, false);
     FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// Marks this handle as one of `section`'s holders; if it cannot be marked, it leaves at once
+/// (closing the section if it was the last holder), since its cleanup would not know to.
+fn hold(objects: &FLT_RELATED_OBJECTS, name: &Name, section: &ContextRef<StreamSection>) {
+    if !mark_handle(objects, name, true) && section.leave() {
+        request_close(section, section.as_raw(), "a holder could not be marked");
+    }
 }
 
 /// Allocates the section context, creates the section, and publishes it in the instance's table.
@@ -808,6 +811,11 @@ unsafe extern "system" fn pre_operation(
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
+    // Only handles post-create marked: an out-of-scope open (its pre-create passed it by) or one
+    // that is not a file has no mark, and costs one context lookup here, no name query, no line.
+    let Some(mark) = handle_mark(objects) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
     let what = match major {
         IRP_MJ_READ => "read",
         IRP_MJ_QUERY_INFORMATION => "query information",
@@ -835,7 +843,7 @@ unsafe extern "system" fn pre_operation(
                 section.process,
                 section.size_at_open.load(Ordering::Relaxed)
             );
-            if major == IRP_MJ_CLEANUP && is_holder(objects) && section.leave() {
+            if major == IRP_MJ_CLEANUP && mark.holder && section.leave() {
                 request_close(&section, section.as_raw(), "last cleanup");
             }
             // `section` drops here: the one FltReleaseContext for this successful get.
