@@ -123,7 +123,7 @@ mod world;
 pub use kernel::{Event, EventKind, Violation};
 pub use registry::RegValue;
 pub use world::{
-    CallHold, DelayHold, DriverEntry, Handle, Open, SectionHold, USER_PROCESS_ID, World,
+    CallHold, DelayHold, DriverEntry, Handle, Hold, Open, SectionHold, USER_PROCESS_ID, World,
 };
 
 /// The process id of the System process, which owns I/O that no user process requested.

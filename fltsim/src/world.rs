@@ -402,7 +402,7 @@ impl World {
     /// one pausing, so the wait releases the hold too).
     ///
     /// A filter that paces a background scan with delays then stops at a point the test knows:
-    /// after [`DelayHold::wait_parked`], the scan has done its current step and is pausing, and
+    /// after [`Hold::wait_held`](crate::Hold::wait_held), the scan has done its current step and is pausing, and
     /// whatever the test does next happens "during the pause", whatever the machine's load.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_delays(&self) -> DelayHold {
