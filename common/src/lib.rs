@@ -13,6 +13,7 @@
 //!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
 //! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
 //!   `DriverEntry` and decided in pre-create without a name query;
+//! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
 //! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
@@ -53,6 +54,7 @@ pub mod apc;
 pub mod callback_data;
 pub mod context;
 pub mod create;
+pub mod event;
 pub mod file_object;
 pub mod filter;
 pub mod irql;

@@ -117,7 +117,6 @@
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
-    cell::UnsafeCell,
     ffi::c_void,
     sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
@@ -134,13 +133,14 @@ use common::{
         FO_VOLUME_OPEN, FltCancelFileOpen, FltCancellableWaitForSingleObject,
         FltCreateSectionForDataScan, FltGetSectionContext, FltGetStreamHandleContext,
         FltRegisterForDataScan, FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
-        IRP_MJ_WRITE, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT,
-        SECTION_MAP_READ, SECTION_QUERY, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE,
-        STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH,
-        STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
+        IRP_MJ_WRITE, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
+        PFLT_CONTEXT, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, SL_OPEN_PAGING_FILE,
+        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_VIRUS_INFECTED,
+        UNICODE_STRING,
     },
     context::ContextRef,
+    event::Event,
     file_object,
     filter::{FilterSlot, register_and_start},
     log,
@@ -220,7 +220,7 @@ pub fn window_count(len: usize, needle_len: usize, window: usize) -> usize {
 pub struct ScanContext {
     /// Notification event, set once the scan is over and its section closed. A second scanner
     /// of the stream waits on it.
-    done: UnsafeCell<KEVENT>,
+    done: Event,
     /// `PENDING`, then `CLEAN`, `INFECTED` or `NOT_SCANNED`, published before `done` is set.
     verdict: AtomicU32,
     /// The signature's offset when `verdict` is `INFECTED`.
@@ -228,11 +228,6 @@ pub struct ScanContext {
     /// This scan's number from [`SCANS_STARTED`], taken before its section was created.
     started: u64,
 }
-
-// SAFETY: the event is only touched through KeInitializeEvent (once, before the context is
-// shared), KeSetEvent and FltCancellableWaitForSingleObject, which the kernel synchronizes; the
-// rest is atomic.
-unsafe impl Sync for ScanContext {}
 
 const PENDING: u32 = 0;
 const CLEAN: u32 = 1;
@@ -625,7 +620,7 @@ fn scan(
 fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> Attempt {
     let what = when.as_str();
     let body = ScanContext {
-        done: UnsafeCell::new(KEVENT::default()),
+        done: Event::new(),
         verdict: AtomicU32::new(PENDING),
         offset: AtomicU64::new(0),
         started: SCANS_STARTED.fetch_add(1, Ordering::SeqCst) + 1,
@@ -643,7 +638,7 @@ fn scan_once(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, when: When) -> At
     // The event must work before the create links the context: a waiter can find it right away.
     // SAFETY: the event lives in the context's non-paged pool, which does not move, and nobody
     // else can see the context yet.
-    unsafe { KeInitializeEvent(context.done.get(), NotificationEvent, false) };
+    unsafe { context.done.init(NotificationEvent) };
     // InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL).
     let attributes = OBJECT_ATTRIBUTES {
         Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(0),
@@ -783,9 +778,8 @@ fn publish(context: &ScanContext, verdict: Verdict) {
         Verdict::NotScanned | Verdict::Cancelled(_) => NOT_SCANNED,
     };
     context.verdict.store(code, Ordering::Release);
-    // SAFETY: the event was initialized before the context was linked, and lives as long as our
-    // reference.
-    unsafe { KeSetEvent(context.done.get(), 0, false) };
+    // Initialized before the context was linked; it lives as long as our reference.
+    context.done.set();
 }
 
 /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED`: find the scan in flight and wait for its verdict.
@@ -822,7 +816,7 @@ fn wait_for_other_scan(
     // valid for the whole callback and has no cancel routine of ours.
     let waited = NtStatus(unsafe {
         FltCancellableWaitForSingleObject(
-            other.done.get().cast_const().cast(),
+            other.done.as_ptr().cast_const().cast(),
             &raw const timeout,
             data,
         )

@@ -76,13 +76,13 @@ use common::{
         FltCreateSectionForDataScan, FltDeletePushLock, FltInitializePushLock,
         FltObjectDereference, FltObjectReference, FltReferenceContext, FltRegisterForDataScan,
         FltReleasePushLock, HANDLE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION,
-        IRP_MJ_WRITE, IRP_NOCACHE, KEVENT, KeDelayExecutionThread, KeInitializeEvent, KeSetEvent,
-        KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle,
-        ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT,
-        SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS,
-        STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        IRP_MJ_WRITE, IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
+    event::Event,
     file_object,
     filter::{FilterSlot, register_and_start},
     log,
@@ -193,7 +193,7 @@ struct Scan {
     chunk_lock: UnsafeCell<usize>,
     /// Notification event, set once the section context is unlinked; a callback that lost the
     /// exchange waits for it.
-    closed: UnsafeCell<KEVENT>,
+    closed: Event,
     /// The file's name as opened, for log lines.
     name: LineBuffer,
     /// The scan thread's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
@@ -216,7 +216,7 @@ impl Scan {
                 object: AtomicPtr::new(core::ptr::null_mut()),
                 size: AtomicI64::new(0),
                 chunk_lock: UnsafeCell::new(0),
-                closed: UnsafeCell::new(KEVENT::default()),
+                closed: Event::new(),
                 name,
                 reader: UnsafeCell::new(reader),
             },
@@ -224,8 +224,9 @@ impl Scan {
         )?;
         // SAFETY: the push lock lives in the pool block, which does not move; deleted in `drop`.
         unsafe { FltInitializePushLock(scan.chunk_lock.get()) };
-        // SAFETY: the event lives in the same block; a notification event, initially not set.
-        unsafe { KeInitializeEvent(scan.closed.get(), NotificationEvent, false) };
+        // SAFETY: the event lives in the same block, which does not move, and nobody else can
+        // reach the scan yet; a notification event, initially not set.
+        unsafe { scan.closed.init(NotificationEvent) };
         Ok(scan)
     }
 
@@ -234,25 +235,13 @@ impl Scan {
     }
 
     fn signal_closed(&self) {
-        // SAFETY: the event was initialized in `allocate` and lives as long as `self`.
-        unsafe { KeSetEvent(self.closed.get(), 0, false) };
+        self.closed.set();
     }
 
     /// Waits at most [`CLOSE_WAIT_MS`] for a close another party has taken on; `false` if it
-    /// has not finished by then.
+    /// has not finished by then. `PASSIVE_LEVEL`, holding no lock.
     fn wait_closed(&self) -> bool {
-        let timeout: i64 = -CLOSE_WAIT_MS * 10_000;
-        // SAFETY: as above; a bounded wait at PASSIVE_LEVEL, holding no lock.
-        let waited = unsafe {
-            KeWaitForSingleObject(
-                self.closed.get().cast(),
-                Executive,
-                KERNEL_MODE,
-                false,
-                &raw const timeout,
-            )
-        };
-        waited == STATUS_SUCCESS
+        self.closed.wait(Some(CLOSE_WAIT_MS))
     }
 }
 
@@ -318,7 +307,7 @@ struct Queue {
 /// The queue behind its push lock, and the synchronization event that wakes the thread.
 struct ScanQueue {
     lock: UnsafeCell<usize>,
-    work: UnsafeCell<KEVENT>,
+    work: Event,
     inner: UnsafeCell<Queue>,
 }
 
@@ -328,8 +317,8 @@ unsafe impl Sync for ScanQueue {}
 
 static QUEUE: ScanQueue = ScanQueue {
     lock: UnsafeCell::new(0),
-    // SAFETY: all-zero bytes are a valid (uninitialized) KEVENT; DriverEntry initializes it.
-    work: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+    // DriverEntry initializes it.
+    work: Event::new(),
     inner: UnsafeCell::new(Queue {
         slots: [core::ptr::null_mut(); QUEUE_DEPTH],
         head: 0,
@@ -359,8 +348,9 @@ impl ScanQueue {
         }
         // SAFETY: a static push lock, initialized before use; deleted at unload.
         unsafe { FltInitializePushLock(self.lock.get()) };
-        // SAFETY: a static event; synchronization: one wait is satisfied per set.
-        unsafe { KeInitializeEvent(self.work.get(), SynchronizationEvent, false) };
+        // SAFETY: a static event, which does not move, and no other user yet (see above);
+        // synchronization: one wait is satisfied per set.
+        unsafe { self.work.init(SynchronizationEvent) };
     }
 
     /// Runs `f` on the queue with its lock held exclusive (`<= APC_LEVEL`).
@@ -375,8 +365,7 @@ impl ScanQueue {
     }
 
     fn wake(&self) {
-        // SAFETY: the event DriverEntry initialized.
-        unsafe { KeSetEvent(self.work.get(), 0, false) };
+        self.work.set();
     }
 
     /// Promises a slot to a create; `false` when the queue is full or closed.
@@ -547,17 +536,8 @@ unsafe extern "system" fn scan_thread() {
         if STOPPING.load(Ordering::Acquire) {
             break;
         }
-        // SAFETY: the queue's event; PASSIVE_LEVEL, no timeout: set for every queued scan and
-        // at unload.
-        unsafe {
-            KeWaitForSingleObject(
-                QUEUE.work.get().cast(),
-                Executive,
-                KERNEL_MODE,
-                false,
-                core::ptr::null(),
-            )
-        };
+        // PASSIVE_LEVEL, no timeout: the event is set for every queued scan and at unload.
+        let _ = QUEUE.work.wait(None);
     }
     // Nothing is queued from now on; what is queued stops at once (STOPPING is set).
     QUEUE.close();

@@ -113,29 +113,28 @@
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
-    cell::UnsafeCell,
     ffi::c_void,
     sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
 };
 
 use common::{
-    KERNEL_MODE, NtStatus,
+    NtStatus,
     bindings::{
-        DRIVER_OBJECT, Executive, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA,
-        FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
-        FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
-        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
-        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan,
-        FltGetInstanceContext, FltGetRequestorProcessId, FltGetSectionContext,
-        FltGetStreamHandleContext, FltRegisterForDataScan, FltSetInstanceContext,
-        FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, KEVENT, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject,
-        NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        DRIVER_OBJECT, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
+        FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
+        FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
+        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+        FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
+        FltGetRequestorProcessId, FltGetSectionContext, FltGetStreamHandleContext,
+        FltRegisterForDataScan, FltSetInstanceContext, FltSetStreamHandleContext, IRP_MJ_CLEANUP,
+        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
         SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
         STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
         UNICODE_STRING,
     },
     context::ContextRef,
+    event::Event,
     file_object,
     filter::{FilterSlot, register_and_start},
     log,
@@ -205,7 +204,7 @@ pub struct StreamSection {
     created: AtomicBool,
     /// Notification event, set by whoever closes the section, after `FltCloseSectionForDataScan`.
     /// A `SectionNotificationCallback` that lost the close to another party waits for it.
-    closed: UnsafeCell<KEVENT>,
+    closed: Event,
     /// The opens that hold the section (read-only, no write sharing). 0 once it is closing.
     holders: AtomicU32,
     /// What later operations report.
@@ -213,36 +212,16 @@ pub struct StreamSection {
     queries: AtomicU32,
 }
 
-// SAFETY: every field but `closed` is atomic or written once before the context is shared;
-// `closed` is a KEVENT, a kernel object made for concurrent use, touched only through
-// KeSetEvent and KeWaitForSingleObject once KeInitializeEvent has run.
-unsafe impl Sync for StreamSection {}
-
 impl StreamSection {
     /// Tells a waiting notification that the section is closed (`KeSetEvent`, `<= DISPATCH_LEVEL`).
     fn signal_closed(&self) {
-        // SAFETY: `create_section` initialized the event in place before the section existed,
-        // and it lives as long as this context.
-        unsafe { KeSetEvent(self.closed.get(), 0, false) };
+        self.closed.set();
     }
 
-    /// Waits at most [`CLOSE_WAIT_MS`] for the close another party is making
-    /// (`KeWaitForSingleObject`, `PASSIVE_LEVEL` here); `false` if it is not done by then.
+    /// Waits at most [`CLOSE_WAIT_MS`] for the close another party is making (`PASSIVE_LEVEL`
+    /// here, holding no lock); `false` if it is not done by then.
     fn wait_closed(&self) -> bool {
-        // Relative, in 100 ns units.
-        let timeout: i64 = -CLOSE_WAIT_MS * 10_000;
-        // SAFETY: the initialized event (see `signal_closed`); a bounded, non-alertable kernel
-        // wait at PASSIVE_LEVEL, holding no lock.
-        let waited = unsafe {
-            KeWaitForSingleObject(
-                self.closed.get().cast(),
-                Executive,
-                KERNEL_MODE,
-                false,
-                &raw const timeout,
-            )
-        };
-        waited == STATUS_SUCCESS
+        self.closed.wait(Some(CLOSE_WAIT_MS))
     }
 
     /// One more holder, unless the section is already closing (the count reached zero).
@@ -651,7 +630,7 @@ fn create_section(
         slot: AtomicUsize::new(NO_SLOT),
         close_requested: AtomicBool::new(false),
         created: AtomicBool::new(false),
-        closed: UnsafeCell::new(KEVENT::default()),
+        closed: Event::new(),
         holders: AtomicU32::new(1),
         reads: AtomicU32::new(0),
         queries: AtomicU32::new(0),
@@ -662,9 +641,10 @@ fn create_section(
         })?;
     // The event a losing notification waits on exists before the section does: the notification
     // can come before FltCreateSectionForDataScan returns.
-    // SAFETY: the event lives in the context's pool block, which does not move; a notification
-    // event, not set. `<= DISPATCH_LEVEL`.
-    unsafe { KeInitializeEvent(context.closed.get(), NotificationEvent, false) };
+    // SAFETY: the event lives in the context's pool block, which does not move, and no other
+    // thread can reach the context before the create links it; a notification event, not set.
+    // `<= DISPATCH_LEVEL`.
+    unsafe { context.closed.init(NotificationEvent) };
     // InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL).
     let attributes = OBJECT_ATTRIBUTES {
         Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(u32::MAX),
