@@ -17,10 +17,12 @@ use windows_sys::{
     Wdk::{
         Foundation::NonPagedPoolNx,
         Storage::FileSystem::Minifilters::{
-            FltAllocateContext, FltReferenceContext, FltReleaseContext, PFLT_CONTEXT, PFLT_FILTER,
+            FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FltAllocateContext,
+            FltGetStreamHandleContext, FltReferenceContext, FltReleaseContext,
+            FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER,
         },
     },
-    Win32::Foundation::STATUS_INVALID_PARAMETER,
+    Win32::Foundation::{STATUS_INVALID_PARAMETER, STATUS_SUCCESS},
 };
 
 use crate::NtStatus;
@@ -108,6 +110,43 @@ impl<T> ContextRef<T> {
     #[must_use]
     pub fn as_raw(&self) -> PFLT_CONTEXT {
         self.ptr.as_ptr().cast()
+    }
+
+    /// `FltSetStreamHandleContext(Instance, FileObject, FLT_SET_CONTEXT_KEEP_IF_EXISTS, self,
+    /// NULL)` (`<= APC_LEVEL`): links this context to the handle of `objects.FileObject` until the
+    /// file object closes. The link holds a reference of its own; this value keeps its own.
+    /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED` if the handle has one already.
+    #[must_use]
+    pub fn set_on_stream_handle(&self, objects: &FLT_RELATED_OBJECTS) -> NtStatus {
+        // SAFETY: the operation's instance and file object, a context we hold a reference on,
+        // and no old-context out pointer (Filter Manager releases any it replaces itself).
+        NtStatus(unsafe {
+            FltSetStreamHandleContext(
+                objects.Instance,
+                objects.FileObject,
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                self.as_raw(),
+                core::ptr::null_mut(),
+            )
+        })
+    }
+
+    /// `FltGetStreamHandleContext` (`<= APC_LEVEL`): the context of the handle of
+    /// `objects.FileObject`, if it has one. A success adds a reference, which the returned value
+    /// releases.
+    ///
+    /// # Safety
+    /// Every stream-handle context the filter sets must have a body of type `T`.
+    #[must_use]
+    pub unsafe fn of_stream_handle(objects: &FLT_RELATED_OBJECTS) -> Option<Self> {
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: the operation's instance and file object, and a valid out pointer.
+        let status = unsafe {
+            FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw)
+        };
+        // SAFETY: success returned one reference to one of the filter's stream-handle contexts,
+        // whose body is a `T` (the caller's guarantee), owned from here on.
+        (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
     }
 
     /// Takes a second reference (`FltReferenceContext`), released by the returned value.

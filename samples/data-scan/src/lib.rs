@@ -129,15 +129,13 @@ use common::{
         FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
         FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
-        FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAMHANDLE_CONTEXT, FLTFL_POST_OPERATION_DRAINING,
-        FO_VOLUME_OPEN, FltCancelFileOpen, FltCancellableWaitForSingleObject,
-        FltCreateSectionForDataScan, FltGetSectionContext, FltGetStreamHandleContext,
-        FltRegisterForDataScan, FltSetStreamHandleContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
-        IRP_MJ_WRITE, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, SL_OPEN_PAGING_FILE,
-        STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_VIRUS_INFECTED,
-        UNICODE_STRING,
+        FLT_STREAMHANDLE_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltCancelFileOpen,
+        FltCancellableWaitForSingleObject, FltCreateSectionForDataScan, FltGetSectionContext,
+        FltRegisterForDataScan, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO,
+        NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, SEC_COMMIT,
+        SECTION_MAP_READ, SECTION_QUERY, SL_OPEN_PAGING_FILE, STATUS_END_OF_FILE,
+        STATUS_FILE_IS_A_DIRECTORY, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_FLT_DO_NOT_ATTACH,
+        STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_VIRUS_INFECTED, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -458,17 +456,8 @@ fn track_writes(objects: &FLT_RELATED_OBJECTS, name: &CopiedName) {
             return;
         }
     };
-    // SAFETY: this post-create's instance and file object, our own stream-handle context, and no
-    // old-context out pointer (Filter Manager releases any existing one itself).
-    let status = NtStatus(unsafe {
-        FltSetStreamHandleContext(
-            objects.Instance,
-            objects.FileObject,
-            FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-            context.as_raw(),
-            core::ptr::null_mut(),
-        )
-    });
+    // FltSetStreamHandleContext: the handle's own copy of the state.
+    let status = context.set_on_stream_handle(objects);
     if !status.is_success() {
         log!(
             "{TAG}: {name}: writes through this handle are not tracked: FltSetStreamHandleContext returned {status}"
@@ -481,13 +470,8 @@ fn track_writes(objects: &FLT_RELATED_OBJECTS, name: &CopiedName) {
 /// The stream-handle context of this handle, if it has one (`FltGetStreamHandleContext`,
 /// `<= APC_LEVEL`; a success adds a reference, which the returned value releases).
 fn handle_state(objects: &FLT_RELATED_OBJECTS) -> Option<ContextRef<HandleState>> {
-    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
-    // SAFETY: the operation's instance and file object, and a valid out pointer.
-    let status =
-        unsafe { FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw) };
-    // SAFETY: success returned one reference to a context whose body is a `HandleState` (the only
-    // stream-handle context this driver sets), owned from here on.
-    (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { ContextRef::from_raw(raw) })
+    // SAFETY: `HandleState` is the only stream-handle context this driver sets.
+    unsafe { ContextRef::of_stream_handle(objects) }
 }
 
 /// Pre-write (`<= APC_LEVEL`): remember that this handle wrote. Marked before the write, so a

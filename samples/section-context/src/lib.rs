@@ -125,13 +125,12 @@ use common::{
         FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
         FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
         FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
-        FltGetRequestorProcessId, FltGetSectionContext, FltGetStreamHandleContext,
-        FltRegisterForDataScan, FltSetInstanceContext, FltSetStreamHandleContext, IRP_MJ_CLEANUP,
-        IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
-        SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
-        UNICODE_STRING,
+        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+        STATUS_USER_MAPPED_FILE, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -269,18 +268,9 @@ fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holder: bool) -> bool
             return false;
         }
     };
-    // SAFETY: this post-create's instance and file object, our own stream-handle context, and no
-    // old-context out pointer. Our allocation reference drops with `mark`; on success the
+    // FltSetStreamHandleContext. Our allocation reference drops with `mark`; on success the
     // handle's link keeps the context until the file object closes.
-    let status = NtStatus(unsafe {
-        FltSetStreamHandleContext(
-            objects.Instance,
-            objects.FileObject,
-            FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-            mark.as_raw(),
-            core::ptr::null_mut(),
-        )
-    });
+    let status = mark.set_on_stream_handle(objects);
     if !status.is_success() {
         log!("{TAG}: {name}: FltSetStreamHandleContext: {status}: this open is not tracked");
     }
@@ -290,13 +280,8 @@ fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holder: bool) -> bool
 /// This handle's [`HandleMark`], if post-create gave it one (`FltGetStreamHandleContext`,
 /// `<= APC_LEVEL`; a success adds a reference, which the returned value releases).
 fn handle_mark(objects: &FLT_RELATED_OBJECTS) -> Option<ContextRef<HandleMark>> {
-    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
-    // SAFETY: the operation's instance and file object, and a valid out pointer.
-    let status =
-        unsafe { FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw) };
-    // SAFETY: success returned one reference to our only stream-handle context type, a
-    // `HandleMark`, owned from here on.
-    (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { ContextRef::from_raw(raw) })
+    // SAFETY: `HandleMark` is the only stream-handle context this driver sets.
+    unsafe { ContextRef::of_stream_handle(objects) }
 }
 
 /// The name of the file an operation targets, copied (onto the stack, or into a context), or why
