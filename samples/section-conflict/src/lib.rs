@@ -2,9 +2,9 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
-//! non-cached write, a flush-and-purge). Without that, the I/O fails with
-//! `STATUS_USER_MAPPED_FILE` for as long as the scan runs. It scans only files opened for reading
-//! in its demo folder (`common::scope`). The README has each call's contract in full.
+//! non-cached write, a flush-and-purge). Without that, the I/O cannot purge while the scan runs
+//! (`fltsim` fails it with `STATUS_USER_MAPPED_FILE`). It scans only files opened for reading in
+//! its demo folder (`common::scope`). The README has each call's contract in full.
 //!
 //! ## The calls it teaches
 //! - **`FLT_REGISTRATION` version `0x0203`**, the first with a `SectionNotificationCallback`.
@@ -18,8 +18,8 @@
 //!   `PASSIVE_LEVEL`). A failure is logged and the open goes on.
 //! - **The scan thread**, per [`CHUNK_SIZE`] chunk: `MmMapViewInSystemSpaceEx` of that chunk,
 //!   `MmCopyMemory`, `MmUnmapViewInSystemSpace` (`<= APC_LEVEL`); [`is_paced`] files pause.
-//! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`, on the
-//!   conflicting I/O's thread; returns `STATUS_SUCCESS`): close the section, and the I/O goes on.
+//! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`; `Data` is
+//!   the conflicting I/O; returns `STATUS_SUCCESS`): close the section, and the I/O goes on.
 //!   It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
 //!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
 //!   too, so a dismount or detach never waits for a scan.
