@@ -105,7 +105,7 @@ const PROVEN: &[(&str, &str)] = &[
     ),
 ];
 
-// ---- the probe filter ----------------------------------------------------------------------------
+// ---- the probe filter ---------------------------------------------------------------------------
 
 /// What the probe's callbacks get wrong.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -271,7 +271,7 @@ unsafe extern "system" fn section_notification(
     }
 }
 
-// ---- helpers -------------------------------------------------------------------------------------
+// ---- helpers ------------------------------------------------------------------------------------
 
 /// A world with the probe loaded, data scan registered on `C:`, the test file, and the probe's
 /// mode set.
@@ -364,7 +364,7 @@ fn findings(world: &World) -> Vec<String> {
         .collect()
 }
 
-// ---- passthrough ---------------------------------------------------------------------------------
+// ---- passthrough --------------------------------------------------------------------------------
 
 static LEAKY_REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0202);
 
@@ -428,7 +428,7 @@ fn unload_without_unregister() {
     world.finish();
 }
 
-// ---- callback-data -------------------------------------------------------------------------------
+// ---- callback-data ------------------------------------------------------------------------------
 
 #[test]
 fn callback_data_freed_twice() {
@@ -440,7 +440,7 @@ fn callback_data_freed_twice() {
     world.finish();
 }
 
-// ---- data-scan -----------------------------------------------------------------------------------
+// ---- data-scan ----------------------------------------------------------------------------------
 
 #[test]
 fn closing_a_context_never_used_for_a_section() {
@@ -514,7 +514,7 @@ fn reading_a_mapped_view_directly() {
     let _ = stderr;
 }
 
-// ---- section-context -----------------------------------------------------------------------------
+// ---- section-context ----------------------------------------------------------------------------
 
 #[test]
 fn forgotten_release_of_a_section_context() {
@@ -547,7 +547,7 @@ fn a_section_context_released_twice() {
     world.finish();
 }
 
-// ---- section-conflict ----------------------------------------------------------------------------
+// ---- section-conflict ---------------------------------------------------------------------------
 
 #[test]
 fn section_notification_returning_an_error() {
@@ -565,7 +565,7 @@ fn section_notification_returning_an_error() {
     world.finish();
 }
 
-// ---- the page ------------------------------------------------------------------------------------
+// ---- the page -----------------------------------------------------------------------------------
 
 /// The messages `docs/common-mistakes.md` quotes: every line of a ```` ```text ```` block.
 fn quoted_on_the_page() -> Vec<String> {

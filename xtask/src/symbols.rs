@@ -1,6 +1,6 @@
 //! The `.pdb` beside each driver. A debugger loads symbols for a driver only from a PDB whose
-//! GUID and age are the ones the driver's `CodeView` record names ([`pe::PdbRef`]); this module
-//! checks that the file beside the `.sys` is that PDB.
+//! GUID and age are the ones the driver's `CodeView` record names ([`crate::pe::PdbRef`]); this
+//! module checks that the file beside the `.sys` is that PDB.
 
 use std::{
     fmt::{self, Write as _},
