@@ -66,6 +66,10 @@ const PASSIVE_ONLY_IN_POST_OP: &str = "ObCloseHandle called at DISPATCH_LEVEL; i
 /// data-scan: a view read directly instead of through `MmCopyMemory`.
 /// [`reading_a_mapped_view_directly`]
 const DIRECT_READ: &str = fltsim::DIRECT_READ;
+/// data-scan: the section handle never closed; the rest released.
+/// [`section_handle_never_closed`]
+const SECTION_HANDLE_LEAKED: &str = "mistake-probe: the section handle from \
+    FltCreateSectionForDataScan (trace #9) was never closed (ObCloseHandle/ZwClose)";
 /// section-context: the reference `FltGetSectionContext` returned, never released.
 /// [`forgotten_release_of_a_section_context`]
 const LEAKED_CONTEXT: &str = "mistake-probe: leaked context (16 bytes, type 0x40) from \
@@ -97,6 +101,7 @@ const PROVEN: &[(&str, &str)] = &[
         "passive_only_work_in_a_post_operation_callback",
     ),
     (DIRECT_READ, "reading_a_mapped_view_directly"),
+    (SECTION_HANDLE_LEAKED, "section_handle_never_closed"),
     (LEAKED_CONTEXT, "forgotten_release_of_a_section_context"),
     (RELEASED_TWICE, "a_section_context_released_twice"),
     (
@@ -512,6 +517,20 @@ fn reading_a_mapped_view_directly() {
     );
     #[cfg(not(target_os = "linux"))]
     let _ = stderr;
+}
+
+#[test]
+fn section_handle_never_closed() {
+    let world = probe_world(Mode::Correct);
+    let handle = world.open(FILE, Open::read()).unwrap();
+    let section = create_section(&world, handle);
+    // Everything but ObCloseHandle(section.handle): the mistake.
+    release_section(&section, false);
+    world.close(handle).unwrap();
+    assert_eq!(findings(&world), Vec::<String>::new());
+    world.unload(PROBE).unwrap();
+    assert_eq!(findings(&world), [SECTION_HANDLE_LEAKED]);
+    world.finish();
 }
 
 // ---- section-context ----------------------------------------------------------------------------
