@@ -10,11 +10,6 @@ use std::{
 /// contract of each call it teaches and what you see when it runs; details go to its README.
 const MODULE_DOC_LIMIT: usize = 45;
 
-/// Pages linked from `docs/` that are written on another branch. A link to one of them may be
-/// dangling until that branch is merged; once the page exists, its entry must go (the test
-/// below fails until it does), so the exemption cannot outlive its reason.
-const PENDING_PAGES: &[&str] = &["docs/common-mistakes.md"];
-
 /// The workspace root: this crate is `xtask/`.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -125,7 +120,7 @@ fn anchors(markdown: &str) -> Vec<String> {
 }
 
 /// What is wrong with one link of `file`, if anything.
-fn check_link(root: &Path, file: &Path, target: &str) -> Option<String> {
+fn check_link(file: &Path, target: &str) -> Option<String> {
     if target.is_empty() {
         return Some("an empty link".into());
     }
@@ -142,17 +137,7 @@ fn check_link(root: &Path, file: &Path, target: &str) -> Option<String> {
         file.parent().expect("a file has a parent").join(path)
     };
     if !resolved.exists() {
-        let pending = resolved
-            .canonicalize()
-            .ok()
-            .or_else(|| {
-                // The file does not exist, so canonicalize its directory instead.
-                let dir = resolved.parent()?.canonicalize().ok()?;
-                Some(dir.join(resolved.file_name()?))
-            })
-            .and_then(|full| full.strip_prefix(root).ok().map(Path::to_path_buf))
-            .is_some_and(|relative| PENDING_PAGES.iter().any(|page| relative == Path::new(page)));
-        return (!pending).then(|| format!("{target}: no such file"));
+        return Some(format!("{target}: no such file"));
     }
     if fragment.is_empty() || resolved.extension().is_none_or(|ext| ext != "md") {
         return None;
@@ -201,24 +186,12 @@ fn every_relative_link_in_the_docs_and_readmes_resolves() {
     for file in &files {
         let text = fs::read_to_string(file).expect("a Markdown file is readable");
         for target in link_targets(&text) {
-            if let Some(problem) = check_link(&root, file, &target) {
+            if let Some(problem) = check_link(file, &target) {
                 broken.push(format!("{}: {problem}", file.display()));
             }
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-}
-
-#[test]
-fn pending_pages_do_not_exist_yet() {
-    let root = root();
-    for page in PENDING_PAGES {
-        assert!(
-            !root.join(page).exists(),
-            "{page} exists now: remove it from PENDING_PAGES in {}",
-            file!()
-        );
-    }
 }
 
 #[test]
@@ -254,18 +227,15 @@ fn anchors_follow_github() {
 fn the_link_checker_reports_missing_files_and_anchors() {
     let root = root();
     let file = root.join("docs/README.md");
-    assert_eq!(check_link(&root, &file, "https://example.com"), None);
-    assert_eq!(check_link(&root, &file, "irql.md"), None);
+    assert_eq!(check_link(&file, "https://example.com"), None);
+    assert_eq!(check_link(&file, "irql.md"), None);
+    assert_eq!(check_link(&file, "debugging.md#reading-a-bugcheck"), None);
     assert_eq!(
-        check_link(&root, &file, "debugging.md#reading-a-bugcheck"),
-        None
-    );
-    assert_eq!(
-        check_link(&root, &file, "common-mistakes.md"),
+        check_link(&file, "common-mistakes.md"),
         None,
-        "a pending page"
+        "a page that exists"
     );
-    assert!(check_link(&root, &file, "no-such-page.md").is_some());
-    assert!(check_link(&root, &file, "irql.md#no-such-heading").is_some());
-    assert!(check_link(&root, &file, "../samples/no-such-sample").is_some());
+    assert!(check_link(&file, "no-such-page.md").is_some());
+    assert!(check_link(&file, "irql.md#no-such-heading").is_some());
+    assert!(check_link(&file, "../samples/no-such-sample").is_some());
 }
