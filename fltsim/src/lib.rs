@@ -105,6 +105,7 @@
 mod abi;
 mod context_refs;
 pub mod counting;
+pub mod diagram;
 mod fs;
 mod io;
 mod kernel;
@@ -120,7 +121,7 @@ mod threads;
 mod verifier;
 mod world;
 
-pub use kernel::{Event, EventKind, Violation};
+pub use kernel::{Event, EventKind, LEGEND, Violation, who};
 pub use registry::RegValue;
 pub use world::{
     CallHold, DelayHold, DriverEntry, Handle, Hold, Open, SectionHold, USER_PROCESS_ID, World,

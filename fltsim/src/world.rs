@@ -550,7 +550,7 @@ impl World {
             entry(driver, path)
         });
         self.kernel.trace(
-            EventKind::User,
+            EventKind::IoManager,
             format!("DriverEntry of {name} returned {}", NtStatus(status)),
         );
         if NtStatus(status).is_success() {
@@ -1318,8 +1318,11 @@ impl World {
     }
 
     /// Prints what the user did and the calls to the APIs in `apis`, in trace order, for demos
-    /// that show only the API they teach.
+    /// that show only the API they teach. Every release shown brings its acquires
+    /// ([`diagram::with_acquires`](crate::diagram::with_acquires)): a `FltReleaseContext` line
+    /// never appears without the `FltAllocateContext` or `FltGet*Context` that took the reference.
     pub fn print_calls(&self, apis: &[&str]) {
+        let apis = crate::diagram::with_acquires(apis);
         for event in self.trace() {
             let shown = match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
@@ -1334,6 +1337,12 @@ impl World {
                 println!("{event}");
             }
         }
+    }
+
+    /// Prints the key to the trace's columns ([`LEGEND`](crate::LEGEND)), for demos: once,
+    /// above the first trace they print.
+    pub fn print_legend(&self) {
+        println!("{}", crate::LEGEND);
     }
 
     /// Prints the trace, for demos.

@@ -20,7 +20,7 @@ use windows_sys::{
 
 use crate::{
     abi::{out, read_in},
-    kernel::{EventKind, Frame, Status, api_call, current_filter, run_as},
+    kernel::{EventKind, Frame, Status, api_call, current_filter, run_as, who},
     state::HANDLE_TAG,
     sync::HostEvent,
     threads::{SYSTEM_THREAD, ThreadRec, set_terminated, terminated},
@@ -102,7 +102,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                 // with normal kernel APCs disabled."
                 crate::kernel::set_critical_regions(1);
                 let frame = Frame { filter, who: name.clone(), what: "system thread".into() };
-                kernel.trace(EventKind::Callback("SystemThread"), format!("thread {object:#x} starts"));
+                kernel.trace_as(who::KERNEL.into(), EventKind::Callback("SystemThread"), format!("thread {object:#x} starts"));
                 // SAFETY: the driver's start routine, called once on its own thread at
                 // PASSIVE_LEVEL, as PsCreateSystemThread does.
                 run_as(frame, irql::PASSIVE_LEVEL, || unsafe { routine() });
@@ -121,7 +121,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                     }
                     state.events.get(&object).cloned()
                 };
-                kernel.trace(EventKind::Callback("SystemThread"), format!("thread {object:#x} exits"));
+                kernel.trace_as(who::KERNEL.into(), EventKind::Callback("SystemThread"), format!("thread {object:#x} exits"));
                 if let Some(event) = event {
                     event.set();
                 }
