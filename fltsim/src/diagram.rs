@@ -398,15 +398,7 @@ impl Diagram<'_> {
             }
             EventKind::User if text.contains(" -> ") => reply(Lane::IoManager, Lane::User, text),
             EventKind::User => one(Lane::User, Lane::IoManager, text),
-            // The loader called `DriverEntry`; the trace has its return.
-            EventKind::IoManager if text.starts_with("DriverEntry of ") => {
-                let status = text.rsplit(" returned ").next().unwrap_or_default();
-                reply(
-                    Lane::Filter,
-                    Lane::IoManager,
-                    format!("DriverEntry returns {status}"),
-                )
-            }
+
             EventKind::IoManager => one(Lane::IoManager, Lane::FilterManager, text),
             EventKind::FileSystem => {
                 let Some((request, status)) = text.split_once(" -> ") else {
@@ -416,6 +408,15 @@ impl Diagram<'_> {
                     Arrow::call(Lane::FilterManager, Lane::FileSystem, request.to_owned()),
                     Arrow::reply(Lane::FileSystem, Lane::FilterManager, status.to_owned()),
                 ])
+            }
+            // Filter Manager's load reports what `DriverEntry` returned.
+            EventKind::FltMgr if text.starts_with("DriverEntry of ") => {
+                let status = text.rsplit(" returned ").next().unwrap_or_default();
+                reply(
+                    Lane::Filter,
+                    Lane::FilterManager,
+                    format!("DriverEntry returns {status}"),
+                )
             }
             EventKind::FltMgr => one(Lane::FilterManager, Lane::FilterManager, text),
             EventKind::Callback(_) => {

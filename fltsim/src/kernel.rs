@@ -200,8 +200,7 @@ pub enum EventKind {
     /// starting to wait for the operations in flight. Calls are traced when they return; this
     /// marks the moment inside one, so a test can order its next step after it.
     FltMgr,
-    /// The I/O manager's part: a user operation's request handed to Filter Manager, a driver's
-    /// `DriverEntry` returning to the loader.
+    /// The I/O manager handing a user operation's request to Filter Manager.
     IoManager,
     /// The file system below every filter: the request it completed, and with what status.
     FileSystem,
@@ -255,11 +254,12 @@ Each line: seq, thread, IRQL, who, kind, what happened.
   who       user: the user-mode program and fltmc; IoMgr: the I/O manager; FltMgr: Filter
             Manager; FS: the file system; kernel: the kernel's own threads; verifier: the
             model's checks; any other name: that filter's code, by its service name
-  kind      user: an operation the program issued; io: the I/O manager's step; cb: a callback
-            entered or returning; call: a function the filter called, with its arguments and
-            result (traced when it returns); fltmgr: a step Filter Manager takes on its own;
-            fs: the file system completing a request; log: a line the filter printed to the
-            debugger (DbgPrint); VERIFIER: a finding or a note of the model's test machinery
+  kind      user: an operation the program issued; io: the I/O manager sending its request
+            to Filter Manager (IRP_MJ_*); cb: a callback entered or returning; call: a function
+            the filter called, with its arguments and result (traced when it returns); fltmgr:
+            a step Filter Manager takes on its own (DriverEntry's result, the filters below a
+            filter's own I/O); fs: the file system completing a request; log: a line the filter
+            printed to the debugger (DbgPrint); VERIFIER: a finding or a note of the model
   0x...     pointers and handles: they differ from run to run";
 
 /// One line of the trace.

@@ -550,7 +550,9 @@ impl World {
             entry(driver, path)
         });
         self.kernel.trace(
-            EventKind::IoManager,
+            // `fltmc load` is `FilterLoad`, the user-mode `FltLoadFilter`, which reports what the
+            // filter's `DriverEntry` returned (`STATUS_FAILED_DRIVER_ENTRY` on a failure).
+            EventKind::FltMgr,
             format!("DriverEntry of {name} returned {}", NtStatus(status)),
         );
         if NtStatus(status).is_success() {
@@ -1327,10 +1329,13 @@ impl World {
             let shown = match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
                 EventKind::User => true,
-                // Filter Manager's own steps inside one of those calls.
-                EventKind::FltMgr => apis
-                    .iter()
-                    .any(|api| event.text.starts_with(&format!("{api}:"))),
+                // Filter Manager's own steps inside one of those calls, and the load's result.
+                EventKind::FltMgr => {
+                    event.text.starts_with("DriverEntry of ")
+                        || apis
+                            .iter()
+                            .any(|api| event.text.starts_with(&format!("{api}:")))
+                }
                 _ => false,
             };
             if shown {
