@@ -103,7 +103,7 @@ fn main() {
 
     world.print_legend();
     println!();
-    println!("== What the debugger shows (service {SERVICE}, lines prefixed {TAG})");
+    println!("== What the debugger shows ({TAG})");
     for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
@@ -118,10 +118,7 @@ fn main() {
         .filter(|(p, ..)| p.ends_with("readme.txt") || p.ends_with("odd.dat"))
     {
         println!();
-        println!(
-            "== The trace of open {path} to its close (the sample's calls, Filter Manager's steps, \
-             the callbacks below it, the file system, the lines it printed)"
-        );
+        println!("== The trace of {path}, open to close (all but the user's own lines)");
         for event in trace[range]
             .iter()
             .filter(|e| e.who != who::USER || e.kind != EventKind::User)

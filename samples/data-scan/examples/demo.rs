@@ -127,13 +127,14 @@ fn main() {
         println!("{line}");
     }
     println!();
-    println!("== What the debugger shows (service {SERVICE}, lines prefixed {TAG})");
+    println!("== What the debugger shows ({TAG})");
     for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
     println!();
     println!(
-        "== The trace: what the user did, the calls the sample made (those of SHOWN and what took each reference they give back)"
+        "== The trace: the user's operations, the calls of the API this sample teaches, and what \
+         took each reference they give back"
     );
     world.print_calls(SHOWN);
     world.finish();

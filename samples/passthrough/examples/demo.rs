@@ -57,12 +57,12 @@ fn main() {
 
     world.print_legend();
     println!();
-    println!("== What the debugger shows (service {SERVICE}, lines prefixed {TAG})");
+    println!("== What the debugger shows ({TAG})");
     for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
     println!();
-    println!("== The Filter Manager trace");
+    println!("== The trace");
     world.print_trace(0);
     world.finish();
 }

@@ -112,14 +112,16 @@ pub(crate) fn diagram() -> String {
 fn run(title: &str, notify: bool) {
     let world = World::new();
     let (result, slice) = scenario(&world, notify);
-    println!("== {title}: what the debugger shows (service {SERVICE}, lines prefixed {TAG})");
+    println!("== {title}");
+    println!();
+    println!("== What the debugger shows ({TAG})");
     for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
     println!();
-    println!("== {title}: the truncation from the second handle: {result:?}");
+    println!("== The truncation from the second handle: {result:?}");
     println!();
-    println!("== {title}: the trace, from the open of big.bin");
+    println!("== The trace, from the open of big.bin");
     world.print_trace(slice.start);
     world.finish();
 }
@@ -132,12 +134,12 @@ fn main() {
     println!("{}", fltsim::LEGEND);
     println!();
     run(
-        "Run 1, SectionNotificationCallback registered (the scan gives way)",
+        "Run 1: SectionNotificationCallback registered, the scan gives way",
         true,
     );
     println!();
     run(
-        "Run 2, the notification withheld (control run: the truncation fails)",
+        "Run 2: the notification withheld (control run), the truncation fails",
         false,
     );
 }
