@@ -120,6 +120,53 @@ pub fn with_acquires<'a>(apis: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
+/// The releases in `events` whose acquire is not among the events before them: a trace that
+/// shows them would show a reference given back that it never showed taken. A release is
+/// matched by the first pointer or handle in its arguments (a value of more than eight hex
+/// digits), which the text of an earlier call of one of its [`acquires_of`] must name; a release
+/// with no such argument (`FltReleaseFileNameInformation`) is not checked.
+#[must_use]
+pub fn unmatched_releases(events: &[Event]) -> Vec<Event> {
+    let mut unmatched = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let EventKind::Call(api) = event.kind else {
+            continue;
+        };
+        let acquires = acquires_of(api);
+        if acquires.is_empty() {
+            continue;
+        }
+        let arguments = event.text.split(" -> ").next().unwrap_or_default();
+        let Some(value) = pointers(arguments).into_iter().next() else {
+            continue;
+        };
+        let taken = events[..index].iter().any(|earlier| {
+            matches!(earlier.kind, EventKind::Call(a) if acquires.contains(&a))
+                && pointers(&earlier.text).contains(&value)
+        });
+        if !taken {
+            unmatched.push(event.clone());
+        }
+    }
+    unmatched
+}
+
+/// The values of more than eight hex digits in `text` (pointers and handles), in order.
+fn pointers(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("0x") {
+        let digits = rest[at + 2..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - at - 2);
+        if digits > 8 {
+            found.push(&rest[at..at + 2 + digits]);
+        }
+        rest = &rest[at + 2 + digits..];
+    }
+    found
+}
+
 /// Whether `api` takes or gives back a reference. Push locks are held, not referenced: their
 /// acquire and release are paired in a trace but not marked as references.
 fn reference(api: &str) -> Option<Reference> {
@@ -206,6 +253,8 @@ impl Diagram<'_> {
         let calls = with_acquires(self.calls);
         let events = self.ordered(events);
         let mut names = Vec::new();
+        // What the drawn calls took: (call, pointer or handle).
+        let mut taken: Vec<(&'static str, String)> = Vec::new();
         let mut arrows: Vec<Arrow> = Vec::new();
         let mut notes: Vec<(usize, String)> = Vec::new();
         let main_thread = events.first().map(|e| e.thread);
@@ -218,7 +267,7 @@ impl Diagram<'_> {
                 other_thread = None;
                 notes.push((arrows.len(), "back on the first thread".to_owned()));
             }
-            if let Some(arrow) = self.arrow(event, &calls, &mut names) {
+            if let Some(arrow) = self.arrow(event, &calls, &mut names, &mut taken) {
                 arrows.extend(arrow);
             }
         }
@@ -371,7 +420,13 @@ impl Diagram<'_> {
     }
 
     /// The arrows one event draws (none: left out).
-    fn arrow(&self, event: &Event, calls: &[&str], names: &mut Vec<String>) -> Option<Vec<Arrow>> {
+    fn arrow(
+        &self,
+        event: &Event,
+        calls: &[&str],
+        names: &mut Vec<String>,
+        taken: &mut Vec<(&'static str, String)>,
+    ) -> Option<Vec<Arrow>> {
         // What is left out is left out before any value is named, so that `@n` counts only
         // what the diagram shows.
         let drawn = match event.kind {
@@ -457,9 +512,26 @@ impl Diagram<'_> {
                     Some(Reference::Taken)
                         if !text.contains("-> STATUS_") || text.contains("-> STATUS_SUCCESS") =>
                     {
+                        taken.extend(
+                            pointers(&event.text)
+                                .into_iter()
+                                .map(|value| (api, value.to_owned())),
+                        );
                         format!("{text} (+ref)")
                     }
-                    Some(Reference::Released) => format!("{text} (-ref)"),
+                    Some(Reference::Released) => {
+                        let arguments = event.text.split(" -> ").next().unwrap_or_default();
+                        let seen = pointers(arguments).first().is_none_or(|value| {
+                            taken.iter().any(|(acquire, earlier)| {
+                                acquires_of(api).contains(acquire) && earlier == value
+                            })
+                        });
+                        if seen {
+                            format!("{text} (-ref)")
+                        } else {
+                            format!("{text} (-ref, taken before this part)")
+                        }
+                    }
                     _ => text,
                 };
                 one(lane, to, text)
@@ -602,7 +674,11 @@ pub fn check_readme(readme: &str, block: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BEGIN, END, acquires_of, anonymize, check_readme, replace_block, with_acquires};
+    use super::{
+        BEGIN, END, acquires_of, anonymize, check_readme, replace_block, unmatched_releases,
+        with_acquires,
+    };
+    use crate::kernel::{Event, EventKind};
 
     fn readme(block: &str) -> String {
         format!("# sample\n\nIntro.\n\n## The flow\n\n{BEGIN}\n{block}{END}\n\n## More\n")
@@ -655,6 +731,51 @@ mod tests {
         );
         assert_eq!(b, "FltGetSectionContext -> context @1");
         assert_eq!(c, "handle @2");
+    }
+
+    fn call(api: &'static str, text: &str) -> Event {
+        Event {
+            seq: 0,
+            thread: 1,
+            irql: 0,
+            who: "RsX".into(),
+            kind: EventKind::Call(api),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_release_without_its_acquire_is_found() {
+        let allocate = call(
+            "FltAllocateContext",
+            "FltAllocateContext(FLT_SECTION_CONTEXT, 16 bytes) -> STATUS_SUCCESS, context 0x55f10ad88a80",
+        );
+        let release = call("FltReleaseContext", "FltReleaseContext(0x55f10ad88a80)");
+        let other = call("FltReleaseContext", "FltReleaseContext(0x55f10ad99990)");
+        assert!(unmatched_releases(&[allocate.clone(), release.clone()]).is_empty());
+        // The acquire after the release, or of another context, does not count.
+        assert_eq!(
+            unmatched_releases(&[release.clone(), allocate.clone()]).len(),
+            1
+        );
+        let found = unmatched_releases(&[allocate, release, other]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].text, "FltReleaseContext(0x55f10ad99990)");
+        // A section's handle and object: both named by the create.
+        let create = call(
+            "FltCreateSectionForDataScan",
+            "FltCreateSectionForDataScan(fo 0x55e150de94c0 C:\\a, context 0x55e150dee6f0) -> \
+             STATUS_SUCCESS, handle 0xffff800000000010, object 0x55e150deea50, size 5600",
+        );
+        let close = call(
+            "ObCloseHandle",
+            "ObCloseHandle(0xffff800000000010) -> STATUS_SUCCESS",
+        );
+        let deref = call(
+            "ObfDereferenceObject",
+            "ObfDereferenceObject(0x55e150deea50)",
+        );
+        assert!(unmatched_releases(&[create, close, deref]).is_empty());
     }
 
     #[test]

@@ -1319,14 +1319,16 @@ impl World {
         self.assert_clean();
     }
 
-    /// Prints what the user did and the calls to the APIs in `apis`, in trace order, for demos
-    /// that show only the API they teach. Every release shown brings its acquires
+    /// What the user did and the calls to the APIs in `apis`, in trace order, for demos that
+    /// show only the API they teach. Every release shown brings its acquires
     /// ([`diagram::with_acquires`](crate::diagram::with_acquires)): a `FltReleaseContext` line
     /// never appears without the `FltAllocateContext` or `FltGet*Context` that took the reference.
-    pub fn print_calls(&self, apis: &[&str]) {
+    #[must_use]
+    pub fn shown_calls(&self, apis: &[&str]) -> Vec<Event> {
         let apis = crate::diagram::with_acquires(apis);
-        for event in self.trace() {
-            let shown = match event.kind {
+        self.trace()
+            .into_iter()
+            .filter(|event| match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
                 EventKind::User => true,
                 // Filter Manager's own steps inside one of those calls, and the load's result.
@@ -1337,10 +1339,14 @@ impl World {
                             .any(|api| event.text.starts_with(&format!("{api}:")))
                 }
                 _ => false,
-            };
-            if shown {
-                println!("{event}");
-            }
+            })
+            .collect()
+    }
+
+    /// Prints [`shown_calls`](Self::shown_calls).
+    pub fn print_calls(&self, apis: &[&str]) {
+        for event in self.shown_calls(apis) {
+            println!("{event}");
         }
     }
 

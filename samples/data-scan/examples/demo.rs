@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use fltsim::{Open, RegValue, World, diagram::Diagram};
+use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
 use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 
 /// The service name (`ServiceName` in `inf/rs_data_scan.inx`): what `fltmc load` takes and
@@ -25,7 +25,7 @@ pub(crate) const DIAGRAM: Diagram<'static> = Diagram {
 };
 
 /// The calls worth seeing in the trace: the API this sample teaches and its neighbours.
-const SHOWN: &[&str] = &[
+pub(crate) const SHOWN: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpaceEx",
@@ -103,6 +103,12 @@ pub(crate) fn scenario(world: &World) -> (Vec<String>, Range<usize>) {
     (seen, slice)
 }
 
+/// The traces the demo prints once the scenario has run: the user's operations and the calls of
+/// [`SHOWN`], with what took each reference they give back.
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.shown_calls(SHOWN)]
+}
+
 /// The README's diagram: the scenario, run in a new world, drawn.
 pub(crate) fn diagram() -> String {
     let world = World::new();
@@ -136,6 +142,10 @@ fn main() {
         "== The trace: the user's operations, the calls of the API this sample teaches, and what \
          took each reference they give back"
     );
-    world.print_calls(SHOWN);
+    for trace in printed(&world) {
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use fltsim::{Open, World, diagram::Diagram};
+use fltsim::{Event, Open, World, diagram::Diagram};
 use rs_passthrough::{DriverEntry, TAG};
 
 /// The service name (`ServiceName` in `inf/rs_passthrough.inx`): what `fltmc load` takes and
@@ -38,6 +38,11 @@ pub(crate) fn scenario(world: &World) -> Range<usize> {
     0..world.trace_len()
 }
 
+/// The traces the demo prints once the scenario has run: all of it.
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.trace()]
+}
+
 /// The README's diagram: the scenario, run in a new world, drawn.
 pub(crate) fn diagram() -> String {
     let world = World::new();
@@ -62,7 +67,11 @@ fn main() {
         println!("{line}");
     }
     println!();
-    println!("== The trace");
-    world.print_trace(0);
+    for trace in printed(&world) {
+        println!("== The trace");
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }

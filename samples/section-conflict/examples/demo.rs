@@ -8,7 +8,7 @@
 
 use std::{ops::Range, time::Duration};
 
-use fltsim::{Open, RegValue, World, diagram::Diagram};
+use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
 use rs_section_conflict::{DriverEntry, TAG};
 
 /// The service name (`ServiceName` in `inf/rs_section_conflict.inx`): what `fltmc load` takes and
@@ -99,6 +99,12 @@ pub(crate) fn scenario(
     (result, start..world.trace_len())
 }
 
+/// The traces the demo prints once a run has ended: all of it, from the load, so that the thread
+/// object the unload dereferences is seen taken (`ObReferenceObjectByHandle` in `DriverEntry`).
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.trace()]
+}
+
 /// The README's diagram: the first run, in a new world, drawn.
 pub(crate) fn diagram() -> String {
     let world = World::new();
@@ -111,7 +117,7 @@ pub(crate) fn diagram() -> String {
 /// One run, printed.
 fn run(title: &str, notify: bool) {
     let world = World::new();
-    let (result, slice) = scenario(&world, notify);
+    let (result, _) = scenario(&world, notify);
     println!("== {title}");
     println!();
     println!("== What the debugger shows ({TAG})");
@@ -121,8 +127,12 @@ fn run(title: &str, notify: bool) {
     println!();
     println!("== The truncation from the second handle: {result:?}");
     println!();
-    println!("== The trace, from the open of big.bin");
-    world.print_trace(slice.start);
+    for trace in printed(&world) {
+        println!("== The trace");
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }
 
