@@ -310,11 +310,16 @@ impl Diagram<'_> {
             );
         }
         out.push_str("```\n\n");
+        let references = if arrows.iter().any(|arrow| arrow.text.contains("-ref")) {
+            " `(+ref)` marks a reference (or a mapping, an allocation) taken, `(-ref)` one given \
+             back."
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "_{} Generated from the model's trace by `cargo xtask diagrams`; do not edit by hand. \
-             `@1`, `@2`, ... stand for pointers and handles; `(+ref)` marks a reference (or a \
-             mapping, an allocation) taken, `(-ref)` one given back._",
+             `@1`, `@2`, ... stand for pointers and handles.{references}_",
             self.covers
         );
         out
@@ -675,8 +680,8 @@ pub fn check_readme(readme: &str, block: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        BEGIN, END, acquires_of, anonymize, check_readme, replace_block, unmatched_releases,
-        with_acquires,
+        BEGIN, Diagram, END, acquires_of, anonymize, check_readme, replace_block,
+        unmatched_releases, with_acquires,
     };
     use crate::kernel::{Event, EventKind};
 
@@ -742,6 +747,119 @@ mod tests {
             kind: EventKind::Call(api),
             text: text.into(),
         }
+    }
+
+    fn event(thread: u32, who: &str, kind: EventKind, text: &str) -> Event {
+        Event {
+            seq: 0,
+            thread,
+            irql: 0,
+            who: who.into(),
+            kind,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_slice_is_drawn_with_its_participants_references_and_statuses() {
+        let events = [
+            event(1, "user", EventKind::User, "open C:\\a.txt access 0x100001"),
+            event(
+                1,
+                "IoMgr",
+                EventKind::IoManager,
+                "IRP_MJ_CREATE fo 0x55f10ad80000 C:\\a.txt",
+            ),
+            event(
+                1,
+                "RsX",
+                EventKind::Callback("PreCreate"),
+                "PreCreate fo 0x55f10ad80000 C:\\a.txt",
+            ),
+            event(
+                1,
+                "RsX",
+                EventKind::Callback("PreCreate"),
+                "PreCreate returned FLT_PREOP_SUCCESS_WITH_CALLBACK",
+            ),
+            event(
+                1,
+                "FS",
+                EventKind::FileSystem,
+                "IRP_MJ_CREATE -> STATUS_SUCCESS (0x00000000)",
+            ),
+            event(
+                1,
+                "RsX",
+                EventKind::Call("FltAllocateContext"),
+                "FltAllocateContext(FLT_SECTION_CONTEXT) -> STATUS_SUCCESS, context 0x55f10ad88a80",
+            ),
+            event(
+                1,
+                "RsX",
+                EventKind::Call("FltQueueGenericWorkItem"),
+                "FltQueueGenericWorkItem() -> STATUS_SUCCESS (0x00000000)",
+            ),
+            // Another thread's event, traced before the first thread's next one: drawn after it
+            // all the same, as `forks` says.
+            event(
+                2,
+                "RsX",
+                EventKind::Call("FltReleaseContext"),
+                "FltReleaseContext(0x55f10ad88a80)",
+            ),
+            event(1, "RsX", EventKind::Log, "rs-x: a line"),
+            event(
+                1,
+                "RsX",
+                EventKind::Call("ObfDereferenceObject"),
+                "ObfDereferenceObject(0x55f10ad80000)",
+            ),
+            event(
+                1,
+                "user",
+                EventKind::User,
+                "open C:\\a.txt -> STATUS_SUCCESS (0x00000000)",
+            ),
+        ];
+        let diagram = Diagram {
+            filter: "RsX",
+            others: &[],
+            calls: &[],
+            forks: &[("FltQueueGenericWorkItem", "")],
+            covers: "A test.",
+        };
+        let drawn = diagram.render(&events);
+        let expected = "\
+```mermaid
+sequenceDiagram
+    participant U as user
+    participant IO as I/O manager
+    participant FM as Filter Manager
+    participant F as RsX callbacks
+    participant FS as file system
+    participant K as kernel
+    U->>IO: open C:#92;a.txt access 0x100001
+    IO->>FM: IRP_MJ_CREATE fo @1 C:#92;a.txt
+    FM->>F: PreCreate fo @1 C:#92;a.txt
+    F-->>FM: PreCreate returns FLT_PREOP_SUCCESS_WITH_CALLBACK
+    FM->>FS: IRP_MJ_CREATE
+    FS-->>FM: STATUS_SUCCESS
+    F->>FM: FltAllocateContext(FLT_SECTION_CONTEXT) → STATUS_SUCCESS, context @2 (+ref)
+    F->>FM: FltQueueGenericWorkItem() → STATUS_SUCCESS
+    Note over FM,F: on another thread
+    F->>FM: FltReleaseContext(@2) (-ref)
+    Note over FM,F: back on the first thread
+    F->>K: ObfDereferenceObject(@1) (-ref, taken before this part)
+    IO-->>U: open C:#92;a.txt → STATUS_SUCCESS
+```
+";
+        assert!(drawn.starts_with(expected), "{drawn}");
+        assert!(
+            drawn.contains("_A test. Generated from the model's trace"),
+            "{drawn}"
+        );
+        assert!(!drawn.contains("0x55f1"), "no pointer is drawn: {drawn}");
     }
 
     #[test]
