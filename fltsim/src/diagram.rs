@@ -255,24 +255,16 @@ impl Diagram<'_> {
         let mut names = Vec::new();
         // What the drawn calls took: (call, pointer or handle).
         let mut taken: Vec<(&'static str, String)> = Vec::new();
-        let mut arrows: Vec<Arrow> = Vec::new();
-        let mut notes: Vec<(usize, String)> = Vec::new();
-        let main_thread = events.first().map(|e| e.thread);
-        let mut other_thread = None;
+        // Each arrow with the thread of its event.
+        let mut arrows: Vec<(u32, Arrow)> = Vec::new();
         for event in &events {
-            if Some(event.thread) != main_thread && other_thread != Some(event.thread) {
-                other_thread = Some(event.thread);
-                notes.push((arrows.len(), "on another thread".to_owned()));
-            } else if Some(event.thread) == main_thread && other_thread.is_some() {
-                other_thread = None;
-                notes.push((arrows.len(), "back on the first thread".to_owned()));
-            }
-            if let Some(arrow) = self.arrow(event, &calls, &mut names, &mut taken) {
-                arrows.extend(arrow);
+            if let Some(drawn) = self.arrow(event, &calls, &mut names, &mut taken) {
+                arrows.extend(drawn.into_iter().map(|arrow| (event.thread, arrow)));
             }
         }
+        let main_thread = events.first().map(|e| e.thread);
         let mut used: Vec<Lane> = Vec::new();
-        for arrow in &arrows {
+        for (_, arrow) in &arrows {
             for lane in [arrow.from, arrow.to] {
                 if !used.contains(&lane) {
                     used.push(lane);
@@ -290,15 +282,21 @@ impl Diagram<'_> {
                 );
             }
         }
-        let mut notes = notes.into_iter().peekable();
-        for (index, arrow) in arrows.iter().enumerate() {
-            while let Some((_, note)) = notes.next_if(|(at, _)| *at == index) {
+        let mut thread = main_thread;
+        for (on, arrow) in &arrows {
+            if thread != Some(*on) {
+                let note = if Some(*on) == main_thread {
+                    "back on the first thread"
+                } else {
+                    "on another thread"
+                };
                 let _ = writeln!(
                     out,
                     "    Note over {},{}: {note}",
                     Self::id(Lane::FilterManager),
                     Self::id(Lane::Filter)
                 );
+                thread = Some(*on);
             }
             let _ = writeln!(
                 out,
@@ -310,7 +308,7 @@ impl Diagram<'_> {
             );
         }
         out.push_str("```\n\n");
-        let references = if arrows.iter().any(|arrow| arrow.text.contains("-ref")) {
+        let references = if arrows.iter().any(|(_, arrow)| arrow.text.contains("-ref")) {
             " `(+ref)` marks a reference (or a mapping, an allocation) taken, `(-ref)` one given \
              back."
         } else {
