@@ -259,7 +259,8 @@ Each line: seq, thread, IRQL, who, kind, what happened.
             the filter called, with its arguments and result (traced when it returns); fltmgr:
             a step Filter Manager takes on its own (DriverEntry's result, the filters below a
             filter's own I/O); fs: the file system completing a request; log: a line the filter
-            printed to the debugger (DbgPrint); VERIFIER: a finding or a note of the model
+            printed to the debugger (DbgPrint); VERIFIER: a finding, or a note of the
+            model's test machinery (an injected fault, a hold)
   0x...     pointers and handles: they differ from run to run";
 
 /// One line of the trace.
