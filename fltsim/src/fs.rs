@@ -174,7 +174,7 @@ pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
     };
     let (status, information) = if let Some(status) = scripted {
         k.trace(
-            EventKind::User,
+            EventKind::FileSystem,
             format!(
                 "file system fails {} with {} (scripted)",
                 major_name(iopb.MajorFunction),

@@ -95,6 +95,18 @@ fn callback_name(pre: bool, major: u8) -> &'static str {
         .unwrap_or(if pre { "PreOther" } else { "PostOther" })
 }
 
+/// `IRP_MJ_QUERY_INFORMATION` for `QueryInformation`: the request's name as `wdm.h` spells it.
+pub(crate) fn irp_name(major: u8) -> String {
+    let mut name = String::from("IRP_MJ_");
+    for (i, c) in crate::request::major_name(major).chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 fn preop_name(result: i32) -> String {
     match result {
         FLT_PREOP_SUCCESS_WITH_CALLBACK => "FLT_PREOP_SUCCESS_WITH_CALLBACK".into(),
@@ -132,6 +144,14 @@ pub(crate) fn send(
     // SAFETY: the parameter block belongs to the callback data, valid for the whole operation.
     let block = unsafe { *p };
     let (major, file_object) = (block.MajorFunction, block.TargetFileObject);
+    // A user operation's request reaches Filter Manager from the I/O manager; a filter's own
+    // (`below`) from Filter Manager itself, which traces that step.
+    if below.is_none() {
+        k.trace(
+            EventKind::IoManager,
+            format!("{} {}", irp_name(major), describe(k, file_object)),
+        );
+    }
     let layers = {
         let mut state = k.lock();
         let mut layers: Vec<(u32, Layer)> = Vec::new();
@@ -215,6 +235,10 @@ pub(crate) fn send(
 
     if !completed {
         crate::fs::execute(k, data);
+        k.trace(
+            EventKind::FileSystem,
+            format!("{} -> {}", irp_name(major), NtStatus(status(data))),
+        );
     }
 
     for (layer, completion, synchronized) in posts.into_iter().rev() {

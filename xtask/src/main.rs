@@ -7,12 +7,14 @@
 //!   import rule of [`exports`], and the [`symbols`] check of the `.pdb` beside it; prints each
 //!   driver's minimum Windows version (the highest of its imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
+//! - `diagrams`: each sample's README diagram, drawn from its demo scenario (see [`diagrams`]).
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
 
 mod check_inf;
+mod diagrams;
 mod exports;
 mod frames;
 mod make_members;
@@ -61,6 +63,8 @@ enum Task {
         /// The sample's directory name under samples/, e.g. `passthrough`.
         sample: String,
     },
+    /// Write each sample's README diagram (Mermaid), drawn from its demo scenario in the model.
+    Diagrams,
     /// Run the benchmarks.
     Bench,
     /// Check the INF files.
@@ -125,6 +129,7 @@ fn main() -> Result<()> {
         Task::Build { profile, target } => build(&root, profile, target),
         Task::Verify { files } => verify(&files),
         Task::Demo { sample } => demo(&root, &sample),
+        Task::Diagrams => diagrams::run(&root),
         Task::Bench => bench(&root),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
