@@ -8,9 +8,10 @@
 //! half-renamed copy.
 //!
 //! Two forms:
-//! - in this workspace: `samples/<name>` and `inf/rs_<name>.inx`, which `cargo xtask build`,
-//!   `cargo test --workspace`, `check-inf`, the scripts and `.ci/run` find by themselves (they
-//!   list `samples/*`);
+//! - in this workspace: `samples/<name>` and `inf/rs_<name>.inx`, which the workspace members,
+//!   `cargo xtask build`, `check-inf`, the pool-tag test and `.ci/run` find by themselves (they
+//!   list `samples/*`), and the sample's entries in the scripts' lists (`-Name`, the table of
+//!   samples, the demo's scenario);
 //! - `--out DIR`: a workspace of its own that builds and tests with no access to this repository.
 //!   The crates it needs (`common`, `common/build`, `fltsim`, `xtask`) are copied, because a path
 //!   into this repository would not be there. Each crate's manifest states its package fields,
@@ -351,17 +352,20 @@ fn sample_readme(names: &Names, group: &Group) -> String {
          (an e-mail to fsfcomm@microsoft.com with the subject \"Filter altitude request\").\n\n\
          ## Build, test, watch it\n\n\
          ```sh\n\
-         cargo xtask build                 # every driver, x86_64 and aarch64, dev and release\n\
-         cargo test -p {package}       # its tests, against fltsim\n\
-         cargo xtask demo {dir}            # its scenario in the model, with the trace\n\
+         # Every driver of the workspace, x86_64 and aarch64, dev and release, PE-checked\n\
+         cargo xtask build\n\
+         # Its tests, against fltsim, the Filter Manager model\n\
+         cargo test -p {package}\n\
+         # Its scenario in the model, with the trace\n\
+         cargo xtask demo {dir}\n\
          ```\n\n\
          ## The flow\n\n\
          <!-- diagram:begin -->\n\
          <!-- diagram:end -->\n\n\
          ## Load it on Windows\n\n\
-         Service `{service}`, driver `{lib}.sys`, group {}, INF source `inf/{lib}.inx`. With\n\
-         the altitude set, test signing on and Secure Boot off, in an elevated PowerShell in\n\
-         `scripts`:\n\n\
+         Service `{service}`, driver `{lib}.sys`, group {},\n\
+         INF source `inf/{lib}.inx`. With the altitude set, test signing on and Secure Boot off,\n\
+         in an elevated PowerShell in `scripts`:\n\n\
          ```powershell\n\
          .\\Install-Sample.ps1 -Name {dir}\n\
          .\\Start-SampleDemo.ps1 -Name {dir}\n\
