@@ -115,6 +115,7 @@ mod params;
 mod registry;
 mod request;
 mod state;
+pub mod storm;
 mod sync;
 mod threads;
 mod verifier;

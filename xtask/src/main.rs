@@ -8,6 +8,7 @@
 //!   imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
+//! - `stress`: random operation storms against the samples (see [`stress`]).
 //! - `check-inf`, `sign`: the INF checks and test signing.
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
@@ -18,6 +19,7 @@ mod frames;
 mod make_members;
 mod pe;
 mod sign;
+mod stress;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -62,6 +64,9 @@ enum Task {
     },
     /// Run the benchmarks.
     Bench,
+    /// Random operation storms against the samples (fltsim's storms): the fixed CI seeds, one
+    /// seed (`--seed`), or fresh seeds for a while (`--minutes`).
+    Stress(stress::Args),
     /// Check the INF files.
     CheckInf,
     /// Test-sign the built drivers.
@@ -125,6 +130,7 @@ fn main() -> Result<()> {
         Task::Verify { files } => verify(&files),
         Task::Demo { sample } => demo(&root, &sample),
         Task::Bench => bench(&root),
+        Task::Stress(args) => stress::run(&root, &args),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
         Task::CheckMakeMembers => make_members::run_check(&root),
