@@ -55,9 +55,11 @@ const FILE_SYSTEM: &[NTSTATUS] = &[
     STATUS_INVALID_DEVICE_REQUEST,
 ];
 
-/// Whether an operation conflicts with a data-scan section.
+/// Whether an operation conflicts with a data-scan section: it truncates the file, writes
+/// around the cache, or purges it. An open that overwrites or supersedes the file truncates it.
 fn conflicting(op: Op) -> bool {
     match op {
+        Op::Open { disposition, .. } => disposition.truncates(),
         Op::Write { non_cached, .. } => non_cached,
         // A set-end-of-file below the current size truncates; the oracle does not know the size
         // at that moment, so any set-end-of-file counts.
@@ -123,12 +125,14 @@ fn judge(
             let Op::Open { access, .. } = record.op else {
                 return None;
             };
+            // `filter_steady`: loaded and attached to `C:` throughout (a failed
+            // FltRegisterForDataScan leaves the volume without an instance, documented).
             let must_deny = infected_before
                 && scanned_here
                 && access.reads()
                 && record.signature_intact
                 && record.filter_steady;
-            let said_not_scanned = own_lines(ran, record).any(|l| l.contains("not scanned"));
+            let said_not_scanned = own_lines(ran, record).any(|l| l.contains(": not scanned: "));
             (must_deny && !said_not_scanned).then(|| {
                 "the file holds EICAR (untouched all along), the filter was loaded throughout, \
                  and the open was allowed without a \"not scanned\" line"

@@ -2,8 +2,8 @@
 
 use std::{
     sync::{
-        Condvar, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     time::{Duration, Instant},
@@ -57,8 +57,8 @@ pub struct Record {
     /// The trace length before and after the operation: the thread's events in that range are
     /// the operation's.
     pub trace: (usize, usize),
-    /// Whether the filter was loaded, the same load, from before the operation started until
-    /// after it returned.
+    /// Whether the filter was loaded, the same load, and attached to the file's volume (the same
+    /// instance) from before the operation started until after it returned.
     pub filter_steady: bool,
     /// Whether the file's signature (if it had one) was certainly intact all along: no operation
     /// that could overwrite or cut it had started by the time this one returned.
@@ -75,27 +75,24 @@ pub struct Ran {
     pub findings: Vec<String>,
 }
 
-/// The start-order token: operation `k` of the start order waits until `k` operations started.
+/// The start-order token: operation `k` of the start order starts once `k` operations have
+/// started. Waiters spin (yielding the processor) rather than sleep on a condition variable: a
+/// woken sleeper starts tens of microseconds late, long after a short operation of the previous
+/// thread has ended, and the storm would overlap nothing.
 struct Turns {
-    started: Mutex<usize>,
-    moved: Condvar,
+    started: AtomicUsize,
 }
 
 impl Turns {
     fn wait_for(&self, step: usize) {
-        let mut started = self.started.lock().expect("turns");
-        while *started < step {
-            started = self.moved.wait(started).expect("turns");
+        while self.started.load(Ordering::Acquire) < step {
+            std::thread::yield_now();
         }
     }
 
     fn take(&self, step: usize) {
-        let mut started = self.started.lock().expect("turns");
-        while *started < step {
-            started = self.moved.wait(started).expect("turns");
-        }
-        *started = step + 1;
-        self.moved.notify_all();
+        self.wait_for(step);
+        self.started.store(step + 1, Ordering::Release);
     }
 }
 
@@ -119,6 +116,7 @@ impl Generation {
 #[must_use]
 pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
     let world = World::new();
+    world.set_jitter(true);
     for file in &case.files {
         match (file.kind, file.contents()) {
             (FileKind::Directory, _) => world.create_dir(&file.path),
@@ -146,8 +144,7 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
         steps[t].push(step);
     }
     let turns = Turns {
-        started: Mutex::new(0),
-        moved: Condvar::new(),
+        started: AtomicUsize::new(0),
     };
     let doing: Mutex<Vec<String>> = Mutex::new(vec!["not started".into(); case.threads.len() + 1]);
     let findings: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -160,6 +157,7 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
                 (&world, &turns, &doing, &touched, &generation, &steps[t]);
             workers.push(s.spawn(move || {
                 let mut user = User {
+                    target,
                     world,
                     case,
                     thread: t,
@@ -287,6 +285,7 @@ fn hang_report(target: &Target, case: &Case, seed: u64, world: &World, doing: &M
 
 /// One user thread's state.
 struct User<'a> {
+    target: &'a Target,
     world: &'a World,
     case: &'a Case,
     thread: usize,
@@ -312,11 +311,17 @@ impl User<'_> {
         if may_change && let Some(f) = file {
             self.touched[f].store(true, Ordering::SeqCst);
         }
-        let before = self.generation.get();
+        let instance = || {
+            file.and_then(|f| {
+                let volume = self.case.files[f].volume();
+                self.world.instance_handle(self.target.name, volume)
+            })
+        };
+        let before = (self.generation.get(), instance());
         let from = self.world.trace_len();
         let outcome = self.send(op);
         let to = self.world.trace_len();
-        let after = self.generation.get();
+        let after = (self.generation.get(), instance());
         Record {
             thread: self.thread,
             index,
@@ -326,7 +331,7 @@ impl User<'_> {
             outcome,
             model_thread: thread_id(),
             trace: (from, to),
-            filter_steady: before == after && before.is_multiple_of(2),
+            filter_steady: before == after && before.0.is_multiple_of(2) && before.1.is_some(),
             signature_intact: file.is_some_and(|f| !self.touched[f].load(Ordering::SeqCst)),
         }
     }
