@@ -541,29 +541,31 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
     })
 }
 
-/// The strategy of a whole storm: 2 to 4 user threads of up to `max_ops` operations each.
+/// How many files [`files`] makes: six per volume and one outside the demo folder.
+const FILE_COUNT: u8 = 13;
+
+/// The strategy of a whole storm: 2 to 4 user threads of up to `max_ops` operations each. A
+/// plain tuple of strategies (no `prop_flat_map`), so that proptest shrinks every part.
 pub fn case(max_ops: usize) -> impl Strategy<Value = Case> {
-    files().prop_flat_map(move |files| {
-        let count = u8::try_from(files.len()).expect("a few files");
-        let threads = vec(vec(op(count), 0..=max_ops), 2..=4);
-        (
-            Just(files),
-            threads,
-            vec(any::<u8>(), 0..=4 * max_ops),
-            vec(0u16..(4 * max_ops as u16), 0..=2),
-            vec(fault(), 0..=3),
-        )
-            .prop_map(|(files, threads, schedule, mut reloads, faults)| {
-                reloads.sort_unstable();
-                Case {
-                    files,
-                    threads,
-                    schedule,
-                    reloads,
-                    faults,
-                }
-            })
-    })
+    let max_start = u16::try_from(4 * max_ops).unwrap_or(u16::MAX);
+    (
+        files(),
+        vec(vec(op(FILE_COUNT), 0..=max_ops), 2..=4),
+        vec(any::<u8>(), 0..=4 * max_ops),
+        vec(0..max_start, 0..=2),
+        vec(fault(), 0..=3),
+    )
+        .prop_map(|(files, threads, schedule, mut reloads, faults)| {
+            debug_assert_eq!(files.len(), usize::from(FILE_COUNT));
+            reloads.sort_unstable();
+            Case {
+                files,
+                threads,
+                schedule,
+                reloads,
+                faults,
+            }
+        })
 }
 
 /// `FILE_SHARE_*` from the storm's three bits.

@@ -29,13 +29,19 @@
 mod case;
 pub mod oracle;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::{
     fmt::Write as _,
+    ops::RangeInclusive,
     time::{Duration, Instant},
 };
 
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::{
+    strategy::{Strategy as _, ValueTree},
+    test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
+};
 
 pub use self::{
     case::{
@@ -76,6 +82,7 @@ pub struct Target {
 pub const MAX_OPS: usize = 40;
 
 /// The result of one seed.
+#[derive(Debug)]
 pub struct SeedResult {
     /// User operations run (the storm as generated; shrinking reruns are not counted).
     pub operations: usize,
@@ -83,7 +90,7 @@ pub struct SeedResult {
     pub failure: Option<String>,
 }
 
-/// The proptest runner for `seed`: one case, drawn from a `ChaCha` generator seeded with it.
+/// The proptest runner for `seed`: its generator is `ChaCha`, seeded with it.
 fn runner(seed: u64) -> TestRunner {
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -91,75 +98,111 @@ fn runner(seed: u64) -> TestRunner {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     let config = Config {
-        cases: 1,
         failure_persistence: None,
-        // Shrinking reruns the storm: bound it by count and by time.
-        max_shrink_iters: 400,
-        max_shrink_time: 120_000,
         ..Config::default()
     };
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
+/// The storm `seed` generates, as a proptest value tree (its current value is the storm; it
+/// shrinks with `simplify` and `complicate`).
+fn tree_of(seed: u64) -> impl ValueTree<Value = Case> {
+    case(MAX_OPS)
+        .new_tree(&mut runner(seed))
+        .expect("the storm strategy never rejects")
+}
+
 /// The storm `seed` generates.
 #[must_use]
 pub fn case_of(seed: u64) -> Case {
-    use proptest::strategy::{Strategy as _, ValueTree as _};
-    let mut runner = runner(seed);
-    case(MAX_OPS)
-        .new_tree(&mut runner)
-        .expect("the storm strategy never rejects")
-        .current()
+    tree_of(seed).current()
 }
 
-/// Runs one storm and checks it; `Err` holds every problem found.
-fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), String> {
+/// Runs one storm and checks it; `Err` holds every problem found, and the trace.
+fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), (String, Vec<crate::Event>)> {
     let ran = run(target, case, seed);
     let mut problems = ran.findings.clone();
     problems.extend(oracle::check(target, case, &ran));
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("\n"))
+        Err((problems.join("\n"), ran.trace))
     }
 }
 
-/// Runs the storm of `seed` against `target`; on a failure, shrinks it.
+/// With `STORM_TRACE_DIR` set, writes the trace of a storm's first failing run there, as
+/// `<sample>-<seed>.trace`, one event per line.
+fn save_trace(target: &Target, seed: u64, trace: &[crate::Event]) {
+    let Some(dir) = std::env::var_os("STORM_TRACE_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{}-{seed}.trace", target.sample));
+    let mut text = String::new();
+    for event in trace {
+        let _ = writeln!(text, "{event}");
+    }
+    if let Err(error) = std::fs::write(&path, text) {
+        eprintln!("storm: could not write {}: {error}", path.display());
+    }
+}
+
+/// How many shrinking steps one failure may take, and for how long.
+const SHRINK_STEPS: u32 = 1000;
+const SHRINK_TIME: Duration = Duration::from_mins(2);
+
+/// How often a shrunk candidate runs before it counts as passing. A storm's failure may need
+/// threads to meet at the right moment, so one passing run of a candidate proves little.
+const SHRINK_TRIES: u32 = 3;
+
+/// Runs the storm of `seed` against `target`; on a failure, shrinks it with proptest's value
+/// tree (the loop proptest's own runner runs: `simplify` while the candidate still fails,
+/// `complicate` when it passes), each candidate tried [`SHRINK_TRIES`] times.
 #[must_use]
 pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
-    let operations = case_of(seed).operations();
-    let mut runner = runner(seed);
-    let outcome = runner.run(&case(MAX_OPS), |case| {
-        storm(target, &case, seed).map_err(TestCaseError::fail)
-    });
-    let failure = match outcome {
-        Ok(()) => None,
-        Err(TestError::Fail(reason, minimal)) => {
-            let mut report = String::new();
-            let _ = writeln!(
-                report,
-                "storm FAILED: {} seed {seed}; the shortest storm that still failed \
-                 ({} operations):",
-                target.name,
-                minimal.operations()
-            );
-            let _ = writeln!(report, "{minimal}");
-            let _ = writeln!(report, "what was wrong:\n{reason}");
-            let _ = write!(
-                report,
-                "replay: cargo xtask stress --seed {seed} --sample {}",
-                target.sample
-            );
-            Some(report)
-        }
-        Err(TestError::Abort(reason)) => Some(format!(
-            "storm ABORTED: {} seed {seed}: {reason}",
-            target.name
-        )),
+    let mut tree = tree_of(seed);
+    let first = tree.current();
+    let operations = first.operations();
+    let Err((reason, trace)) = storm(target, &first, seed) else {
+        return SeedResult {
+            operations,
+            failure: None,
+        };
     };
+    save_trace(target, seed, &trace);
+    let (mut minimal, mut why) = (first, reason);
+    let deadline = Instant::now() + SHRINK_TIME;
+    let mut steps = 0;
+    let mut more = tree.simplify();
+    while more && steps < SHRINK_STEPS && Instant::now() < deadline {
+        steps += 1;
+        let candidate = tree.current();
+        let failed = (0..SHRINK_TRIES).find_map(|_| storm(target, &candidate, seed).err());
+        let failed = failed.map(|(reason, _)| reason);
+        more = if let Some(reason) = failed {
+            (minimal, why) = (candidate, reason);
+            tree.simplify()
+        } else {
+            tree.complicate()
+        };
+    }
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "storm FAILED: {} seed {seed}; the shortest storm that still failed ({} operations, \
+         {steps} shrinking steps):",
+        target.name,
+        minimal.operations()
+    );
+    let _ = writeln!(report, "{minimal}");
+    let _ = writeln!(report, "what was wrong:\n{why}");
+    let _ = write!(
+        report,
+        "replay: cargo xtask stress --seed {seed} --sample {}",
+        target.sample
+    );
     SeedResult {
         operations,
-        failure,
+        failure: Some(report),
     }
 }
 
@@ -206,8 +249,8 @@ pub enum Plan {
 
 /// Reads the storm binary's arguments: `--seed N`, `--minutes M`, `--ci`, or none. Arguments the
 /// test harness would take (`--nocapture`, a filter) are ignored, so that `cargo test -- ...`
-/// passes through. `regression` and `quick` are the sample's fixed seeds: `quick` runs with
-/// the regressions under `cargo test`, `ci` with the regressions under `--ci`.
+/// passes through. `regression`, `quick` and `ci` are the sample's fixed seeds: with no
+/// argument (`cargo test`) the regressions and `quick` run, with `--ci` the regressions and `ci`.
 ///
 /// # Errors
 /// One line for a malformed seed or duration.
@@ -215,7 +258,7 @@ pub fn plan(
     args: &[String],
     regression: &[u64],
     quick: &[u64],
-    ci: &[u64],
+    ci: RangeInclusive<u64>,
 ) -> Result<Plan, String> {
     let mut args = args.iter();
     let mut plan = None;
@@ -240,7 +283,9 @@ pub fn plan(
                 plan = Some(Plan::For(Duration::from_secs_f64(minutes * 60.0)));
             }
             "--ci" => {
-                plan = Some(Plan::Seeds(regression.iter().chain(ci).copied().collect()));
+                plan = Some(Plan::Seeds(
+                    regression.iter().copied().chain(ci.clone()).collect(),
+                ));
             }
             _ => {}
         }
@@ -251,7 +296,7 @@ pub fn plan(
 /// The storm binary of one sample: runs its plan and prints
 /// `storm summary: sample=S storms=N operations=O findings=F`. Exit status: 0 when every storm
 /// passed, 1 with findings, 2 for bad arguments, 3 on a hang (see [`run`]).
-pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: &[u64]) -> ! {
+pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusive<u64>) -> ! {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let plan = match plan(&args, regression, quick, ci) {
         Ok(plan) => plan,

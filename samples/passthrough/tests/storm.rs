@@ -3,6 +3,8 @@
 //! xtask stress --sample passthrough` runs the CI seeds, `--seed N` replays one, `--minutes M` runs fresh
 //! seeds.
 
+use std::ops::RangeInclusive;
+
 use fltsim::storm::{Oracle, Target, main as storm_main};
 
 const TARGET: Target = Target {
@@ -20,7 +22,7 @@ const REGRESSION: &[u64] = &[];
 const QUICK: &[u64] = &[1, 2];
 
 /// Run by `cargo xtask stress` (and CI), after the regressions: the same seeds every time.
-const CI: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const CI: RangeInclusive<u64> = 1..=100;
 
 fn main() {
     storm_main(&TARGET, REGRESSION, QUICK, CI);
