@@ -22,7 +22,7 @@
 //!   `SectionNotificationCallback` until the callback returns, so the context stays valid even if
 //!   another thread closes the section meanwhile. It holds the instance too, as for any callback
 //!   into a filter: instance teardown waits for a notification in flight (counted with the
-//!   operations in flight), and a torn-down instance gets no notification.
+//!   operations in flight).
 //! - A delete disposition (`FileDispositionInformation` with `DeleteFile`, or
 //!   `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) needs `DELETE` access and fails
 //!   with `STATUS_CANNOT_DELETE` while a view of a data-scan section on the stream is mapped. The
@@ -616,10 +616,6 @@ pub(crate) fn section_conflict(
                 let section = &state.sections[obj];
                 let filter = &state.filters[section.filter];
                 let callback = filter.section_notification.filter(|_| enabled)?;
-                // A torn-down instance gets no more callbacks, this one included.
-                if state.instances[section.instance].torn_down {
-                    return None;
-                }
                 Some((
                     section.instance,
                     section.filter,
@@ -637,6 +633,9 @@ pub(crate) fn section_conflict(
         // teardown (and so FltUnregisterFilter) waits for a notification in flight, exactly as
         // for an operation callback in flight. Otherwise teardown could unlink the section and
         // free its context, and the filter could unload, while the callback still runs in it.
+        // An instance whose teardown has started but not completed is still notified: a
+        // section a post-create in flight created after InstanceTeardownStart is the filter's
+        // to give up, and without the notification the I/O would fail.
         for (instance, _, context, _, _) in &notify {
             if let Some(c) = state.contexts.get_mut(context) {
                 c.refs += 1;
