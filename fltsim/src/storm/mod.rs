@@ -12,7 +12,11 @@
 //! one operation to the next as each starts); the model's own concurrency (worker threads, scan
 //! threads, asynchronous completions, unload's waits) runs free. A seed therefore replays the
 //! same operations in the same start order; how they overlap inside the model may differ from
-//! run to run, which is what a storm is for.
+//! run to run, which is what a storm is for. To make them overlap at all on a busy machine, the
+//! token is a spin (a woken sleeper would start long after a short operation ended) and the
+//! world's jitter is on ([`World::set_jitter`](crate::World::set_jitter): every kernel call a
+//! filter makes may first yield the processor), so that threads meet inside callbacks.
+//! Shrinking therefore tries each smaller candidate three times before it counts as passing.
 //!
 //! **Checks.** After every storm: no verifier finding, the filter unloads, no hang (the storm
 //! ends within [`STORM_BOUND`], or the process prints what every thread was doing and exits), and
@@ -156,7 +160,7 @@ const SHRINK_TRIES: u32 = 3;
 
 /// Runs the storm of `seed` against `target`; on a failure, shrinks it with proptest's value
 /// tree (the loop proptest's own runner runs: `simplify` while the candidate still fails,
-/// `complicate` when it passes), each candidate tried [`SHRINK_TRIES`] times.
+/// `complicate` when it passes), each candidate tried three times (`SHRINK_TRIES`).
 #[must_use]
 pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
     let mut tree = tree_of(seed);
