@@ -22,7 +22,7 @@ const REGRESSION: &[u64] = &[];
 const QUICK: &[u64] = &[1, 2];
 
 /// Run by `cargo xtask stress` (and CI), after the regressions: the same seeds every time.
-const CI: RangeInclusive<u64> = 1..=100;
+const CI: RangeInclusive<u64> = 1..=1000;
 
 fn main() {
     storm_main(&TARGET, REGRESSION, QUICK, CI);
