@@ -20,7 +20,9 @@
 //!   into a bugcheck.
 //! - Filter Manager holds a reference on the section context it passes to a
 //!   `SectionNotificationCallback` until the callback returns, so the context stays valid even if
-//!   another thread closes the section meanwhile.
+//!   another thread closes the section meanwhile. It holds the instance too, as for any callback
+//!   into a filter: instance teardown waits for a notification in flight (counted with the
+//!   operations in flight).
 //! - A delete disposition (`FileDispositionInformation` with `DeleteFile`, or
 //!   `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) needs `DELETE` access and fails
 //!   with `STATUS_CANNOT_DELETE` while a view of a data-scan section on the stream is mapped. The
@@ -626,10 +628,19 @@ pub(crate) fn section_conflict(
         // Filter Manager references the section context it passes to the callback for the
         // callback's duration, so a filter that closes the section on another thread meanwhile
         // cannot free it under the callback. Released after the callback returns.
-        for (_, _, context, _, _) in &notify {
+        //
+        // It also holds the instance, as for every callback it makes into a filter: instance
+        // teardown (and so FltUnregisterFilter) waits for a notification in flight, exactly as
+        // for an operation callback in flight. Otherwise teardown could unlink the section and
+        // free its context, and the filter could unload, while the callback still runs in it.
+        // An instance whose teardown has started but not completed is still notified: a
+        // section a post-create in flight created after InstanceTeardownStart is the filter's
+        // to give up, and without the notification the I/O would fail.
+        for (instance, _, context, _, _) in &notify {
             if let Some(c) = state.contexts.get_mut(context) {
                 c.refs += 1;
             }
+            state.instances[*instance].in_flight += 1;
         }
         (notify, linked, existing)
     };
@@ -654,6 +665,7 @@ pub(crate) fn section_conflict(
             format!("{what} <- {name} {}", NtStatus(status)),
         );
         crate::context_refs::release_reference(k, context, "SectionNotificationCallback returned");
+        k.lock().instances[instance].in_flight -= 1;
         if status != STATUS_SUCCESS {
             k.violation(format!(
                 "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",

@@ -5,6 +5,8 @@ use std::{collections::BTreeSet, fs, path::Path};
 
 /// Every module of the crate by layer, from the top. The crate root (`lib.rs`) is above them all.
 const LAYERS: &[(&str, &[&str])] = &[
+    // Random operation storms: user threads on the machine, and the oracles that judge them.
+    ("the storms", &["storm"]),
     // The kernel functions the drivers call.
     ("the C ABI", &["abi"]),
     // The scripted machine and its built-in filter (the C ABI asks it to attach instances when

@@ -22,6 +22,9 @@
 //!   I/O manager, Filter Manager, the file system, the kernel, or the filter by its service
 //!   name), with a key to its columns ([`LEGEND`]); [`diagram`] draws a slice of it as the
 //!   Mermaid sequence diagram in each sample's README;
+//! - random operation [`storm`]s: user threads, unloads and reloads, faults, generated from a
+//!   seed and shrunk on failure, each result judged by the sample's oracle
+//!   (`cargo xtask stress`);
 //! - parameters read and written with `fltKernel.h`'s layout, through the model's own
 //!   definitions (`params`), because windows-sys 0.61's `FLT_PARAMETERS` members drop
 //!   `POINTER_ALIGNMENT` (windows-rs #3525). A request filled through windows-sys's members gets
@@ -40,6 +43,8 @@
 //! The model is layered; a module names (`crate::...`) only modules of its own layer or below,
 //! and the test in `layering.rs` checks it. From the top:
 //!
+//! 0. **Storms** (`storm/`): user threads driving the machine, and the oracles that judge what
+//!    they saw.
 //! 1. **The C ABI** (`abi/`): the kernel functions the drivers call, one file per API family.
 //!    `abi/mod.rs` has what they share (argument helpers, the signature check against
 //!    windows-sys) and the choices they make; then `registration.rs` (`FltRegisterFilter`,
@@ -119,6 +124,7 @@ mod params;
 mod registry;
 mod request;
 mod state;
+pub mod storm;
 mod sync;
 mod threads;
 mod verifier;

@@ -9,6 +9,7 @@
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `diagrams`: each sample's README diagram, drawn from its demo scenario (see [`diagrams`]).
 //! - `bench`: the benchmarks.
+//! - `stress`: random operation storms against the samples (see [`stress`]).
 //! - `check-inf`, `sign`: the INF checks and test signing.
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
@@ -22,6 +23,7 @@ mod make_members;
 mod new;
 mod pe;
 mod sign;
+mod stress;
 mod symbols;
 
 use std::{
@@ -69,6 +71,9 @@ enum Task {
     Diagrams,
     /// Run the benchmarks.
     Bench,
+    /// Random operation storms against the samples (fltsim's storms): the fixed CI seeds, one
+    /// seed (`--seed`), or fresh seeds for a while (`--minutes`).
+    Stress(stress::Args),
     /// Check the INF files.
     CheckInf,
     /// Test-sign the built drivers.
@@ -146,6 +151,7 @@ fn main() -> Result<()> {
         Task::Demo { sample } => demo(&root, &sample),
         Task::Diagrams => diagrams::run(&root),
         Task::Bench => bench(&root),
+        Task::Stress(args) => stress::run(&root, &args),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
         Task::CheckMakeMembers => make_members::run_check(&root),

@@ -1,0 +1,340 @@
+//! Random operation storms against a sample, reproducible from a seed.
+//!
+//! A storm ([`Case`]) is generated from a `u64` seed with proptest strategies: the files (on both
+//! volumes, in the demo folder and outside it: an empty file, a directory, a name that does not
+//! exist yet, clean files, files with EICAR at the start, the end, anywhere, or across data-scan's
+//! 64 KiB window boundary), two to four user threads with random sequences of open (access,
+//! sharing, disposition), read, write (cached and non-cached), set end of file, flush-and-purge,
+//! query and close, the filter unloaded and loaded again while they run, and faults at random
+//! call sites with the statuses the APIs document.
+//!
+//! **Replay.** The threads' operations *start* in the order the case fixes (a token passes from
+//! one operation to the next as each starts); the model's own concurrency (worker threads, scan
+//! threads, asynchronous completions, unload's waits) runs free. A seed therefore replays the
+//! same operations in the same start order; how they overlap inside the model may differ from
+//! run to run, which is what a storm is for. To make them overlap at all on a busy machine, the
+//! token is a spin (a woken sleeper would start long after a short operation ended) and the
+//! world's jitter is on ([`World::set_jitter`](crate::World::set_jitter): every kernel call a
+//! filter makes may first yield the processor), so that threads meet inside callbacks.
+//! Shrinking therefore tries each smaller candidate three times before it counts as passing.
+//!
+//! **Checks.** After every storm: no verifier finding, the filter unloads, no hang (the storm
+//! ends within [`STORM_BOUND`], or the process prints what every thread was doing and exits), and
+//! every result is one the sample allows ([`oracle`]).
+//!
+//! **A failure** is shrunk by proptest (fewer threads, fewer and simpler operations, fewer
+//! events) and printed with its seed and the shortest operation list that still failed;
+//! `cargo xtask stress --seed N --sample S` replays it.
+//!
+//! A sample runs its storms in its own test binary (`samples/<dir>/tests/storm.rs`, without the
+//! test harness), because each sample links its own unmangled `DriverEntry`: that file is one
+//! [`Target`] and a call to [`main`].
+
+mod case;
+pub mod oracle;
+mod run;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt::Write as _,
+    ops::RangeInclusive,
+    time::{Duration, Instant},
+};
+
+use proptest::{
+    strategy::{Strategy as _, ValueTree},
+    test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
+};
+
+pub use self::{
+    case::{
+        Access, Case, DEMO_FOLDER, Disposition, EICAR, FaultSpec, FileKind, FileSpec, Op,
+        SCAN_WINDOW, case,
+    },
+    run::{Outcome, Ran, Record, STORM_BOUND, run},
+};
+use crate::DriverEntry;
+
+/// What a sample allows its users to see (see [`oracle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oracle {
+    /// The sample never changes a user's result (passthrough, callback-data, section-context).
+    FailOpen,
+    /// data-scan: denies opens of files that hold EICAR.
+    DataScan,
+    /// section-conflict: gives its section up for conflicting I/O.
+    SectionConflict,
+}
+
+/// The sample under test.
+#[derive(Clone, Copy)]
+pub struct Target {
+    /// Its directory under `samples/` (what `cargo xtask stress --sample` takes).
+    pub sample: &'static str,
+    /// The name it is loaded under.
+    pub name: &'static str,
+    /// Its altitude.
+    pub altitude: u32,
+    /// Its `DriverEntry`.
+    pub entry: DriverEntry,
+    /// What its users may see.
+    pub oracle: Oracle,
+}
+
+/// The most operations one user thread runs in one storm.
+pub const MAX_OPS: usize = 40;
+
+/// The result of one seed.
+#[derive(Debug)]
+pub struct SeedResult {
+    /// User operations run (the storm as generated; shrinking reruns are not counted).
+    pub operations: usize,
+    /// `None` when the storm passed; else the report: the reason and the shrunk storm.
+    pub failure: Option<String>,
+}
+
+/// The proptest runner for `seed`: its generator is `ChaCha`, seeded with it.
+fn runner(seed: u64) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let word = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    let config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// The storm `seed` generates, as a proptest value tree (its current value is the storm; it
+/// shrinks with `simplify` and `complicate`).
+fn tree_of(seed: u64) -> impl ValueTree<Value = Case> {
+    case(MAX_OPS)
+        .new_tree(&mut runner(seed))
+        .expect("the storm strategy never rejects")
+}
+
+/// The storm `seed` generates.
+#[must_use]
+pub fn case_of(seed: u64) -> Case {
+    tree_of(seed).current()
+}
+
+/// Runs one storm and checks it; `Err` holds every problem found, and the trace.
+fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), (String, Vec<crate::Event>)> {
+    let ran = run(target, case, seed);
+    let mut problems = ran.findings.clone();
+    problems.extend(oracle::check(target, case, &ran));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err((problems.join("\n"), ran.trace))
+    }
+}
+
+/// With `STORM_TRACE_DIR` set, writes the trace of a storm's first failing run there, as
+/// `<sample>-<seed>.trace`, one event per line.
+fn save_trace(target: &Target, seed: u64, trace: &[crate::Event]) {
+    let Some(dir) = std::env::var_os("STORM_TRACE_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{}-{seed}.trace", target.sample));
+    let mut text = String::new();
+    for event in trace {
+        let _ = writeln!(text, "{event}");
+    }
+    if let Err(error) = std::fs::write(&path, text) {
+        eprintln!("storm: could not write {}: {error}", path.display());
+    }
+}
+
+/// How many shrinking steps one failure may take, and for how long.
+const SHRINK_STEPS: u32 = 1000;
+const SHRINK_TIME: Duration = Duration::from_mins(2);
+
+/// How often a shrunk candidate runs before it counts as passing. A storm's failure may need
+/// threads to meet at the right moment, so one passing run of a candidate proves little.
+const SHRINK_TRIES: u32 = 3;
+
+/// Runs the storm of `seed` against `target`; on a failure, shrinks it with proptest's value
+/// tree (the loop proptest's own runner runs: `simplify` while the candidate still fails,
+/// `complicate` when it passes), each candidate tried three times (`SHRINK_TRIES`).
+#[must_use]
+pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
+    let mut tree = tree_of(seed);
+    let first = tree.current();
+    let operations = first.operations();
+    let Err((reason, trace)) = storm(target, &first, seed) else {
+        return SeedResult {
+            operations,
+            failure: None,
+        };
+    };
+    save_trace(target, seed, &trace);
+    let (mut minimal, mut why) = (first, reason);
+    let deadline = Instant::now() + SHRINK_TIME;
+    let mut steps = 0;
+    let mut more = tree.simplify();
+    while more && steps < SHRINK_STEPS && Instant::now() < deadline {
+        steps += 1;
+        let candidate = tree.current();
+        let failed = (0..SHRINK_TRIES).find_map(|_| storm(target, &candidate, seed).err());
+        let failed = failed.map(|(reason, _)| reason);
+        more = if let Some(reason) = failed {
+            (minimal, why) = (candidate, reason);
+            tree.simplify()
+        } else {
+            tree.complicate()
+        };
+    }
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "storm FAILED: {} seed {seed}; the shortest storm that still failed ({} operations, \
+         {steps} shrinking steps):",
+        target.name,
+        minimal.operations()
+    );
+    let _ = writeln!(report, "{minimal}");
+    let _ = writeln!(report, "what was wrong:\n{why}");
+    let _ = write!(
+        report,
+        "replay: cargo xtask stress --seed {seed} --sample {}",
+        target.sample
+    );
+    SeedResult {
+        operations,
+        failure: Some(report),
+    }
+}
+
+/// Totals of a run of storms.
+#[derive(Default)]
+struct Totals {
+    storms: u64,
+    operations: u64,
+    findings: u64,
+}
+
+impl Totals {
+    fn add(&mut self, seed: u64, result: &SeedResult) {
+        self.storms += 1;
+        self.operations += result.operations as u64;
+        if let Some(report) = &result.failure {
+            self.findings += 1;
+            eprintln!("{report}");
+        } else if std::env::var_os("STORM_VERBOSE").is_some() {
+            eprintln!("seed {seed}: {} operations, passed", result.operations);
+        }
+    }
+}
+
+/// A fresh seed: the clock and a counter, mixed (splitmix64).
+fn fresh_seed(counter: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id());
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// What the storm binary was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// These seeds, in order.
+    Seeds(Vec<u64>),
+    /// Fresh seeds for this long.
+    For(Duration),
+}
+
+/// Reads the storm binary's arguments: `--seed N`, `--minutes M`, `--ci`, or none. Arguments the
+/// test harness would take (`--nocapture`, a filter) are ignored, so that `cargo test -- ...`
+/// passes through. `regression`, `quick` and `ci` are the sample's fixed seeds: with no
+/// argument (`cargo test`) the regressions and `quick` run, with `--ci` the regressions and `ci`.
+///
+/// # Errors
+/// One line for a malformed seed or duration.
+pub fn plan(
+    args: &[String],
+    regression: &[u64],
+    quick: &[u64],
+    ci: RangeInclusive<u64>,
+) -> Result<Plan, String> {
+    let mut args = args.iter();
+    let mut plan = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seed" => {
+                let value = args.next().ok_or("--seed needs a value")?;
+                let seed = value.parse::<u64>().map_err(|_| {
+                    format!("malformed seed {value:?}: expected an unsigned 64-bit integer")
+                })?;
+                plan = Some(Plan::Seeds(vec![seed]));
+            }
+            "--minutes" => {
+                let value = args.next().ok_or("--minutes needs a value")?;
+                let minutes = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|m| m.is_finite() && *m > 0.0)
+                    .ok_or_else(|| {
+                        format!("invalid duration {value:?}: expected a positive number of minutes")
+                    })?;
+                plan = Some(Plan::For(Duration::from_secs_f64(minutes * 60.0)));
+            }
+            "--ci" => {
+                plan = Some(Plan::Seeds(
+                    regression.iter().copied().chain(ci.clone()).collect(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(plan.unwrap_or_else(|| Plan::Seeds(regression.iter().chain(quick).copied().collect())))
+}
+
+/// The storm binary of one sample: runs its plan and prints
+/// `storm summary: sample=S storms=N operations=O findings=F`. Exit status: 0 when every storm
+/// passed, 1 with findings, 2 for bad arguments, 3 on a hang (see [`run`]).
+pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusive<u64>) -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let plan = match plan(&args, regression, quick, ci) {
+        Ok(plan) => plan,
+        Err(line) => {
+            eprintln!("storm: {line}");
+            std::process::exit(2);
+        }
+    };
+    let start = Instant::now();
+    let mut totals = Totals::default();
+    match plan {
+        Plan::Seeds(seeds) => {
+            for seed in seeds {
+                let result = run_seed(target, seed);
+                totals.add(seed, &result);
+            }
+        }
+        Plan::For(duration) => {
+            let mut counter = 0;
+            while start.elapsed() < duration {
+                counter += 1;
+                let seed = fresh_seed(counter);
+                let result = run_seed(target, seed);
+                totals.add(seed, &result);
+            }
+        }
+    }
+    println!(
+        "storm summary: sample={} storms={} operations={} findings={} seconds={:.1}",
+        target.sample,
+        totals.storms,
+        totals.operations,
+        totals.findings,
+        start.elapsed().as_secs_f64()
+    );
+    std::process::exit(i32::from(totals.findings > 0));
+}

@@ -1,0 +1,112 @@
+//! The storm machinery itself, against the model's counting filter (which changes nothing).
+
+use super::{Oracle, Plan, Target, case_of, plan, run_seed};
+
+/// The counting filter, judged as a sample that fails open.
+const COUNTING: Target = Target {
+    sample: "counting",
+    name: "counting",
+    altitude: 360_000,
+    entry: crate::counting::driver_entry,
+    oracle: Oracle::FailOpen,
+};
+
+#[test]
+fn a_seed_always_generates_the_same_storm_and_another_seed_another() {
+    assert_eq!(case_of(7), case_of(7));
+    assert_ne!(case_of(7), case_of(8));
+    assert_eq!(case_of(u64::MAX), case_of(u64::MAX));
+}
+
+#[test]
+fn the_start_order_runs_every_operation_once_in_its_thread_order() {
+    for seed in 0..50 {
+        let case = case_of(seed);
+        let order = case.start_order();
+        assert_eq!(order.len(), case.operations(), "seed {seed}");
+        for (t, ops) in case.threads.iter().enumerate() {
+            let mine: Vec<usize> = order
+                .iter()
+                .filter(|(thread, _)| *thread == t)
+                .map(|(_, i)| *i)
+                .collect();
+            assert_eq!(mine, (0..ops.len()).collect::<Vec<_>>(), "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn storms_against_a_filter_that_changes_nothing_pass() {
+    let mut operations = 0;
+    for seed in 1..=5 {
+        let result = run_seed(&COUNTING, seed);
+        assert_eq!(result.failure, None, "seed {seed}");
+        operations += result.operations;
+    }
+    assert!(operations > 0);
+}
+
+#[test]
+fn the_data_scan_oracle_catches_a_filter_that_lets_eicar_through_and_shrinks_the_storm() {
+    // The counting filter does not scan: judged as data-scan, the first read-open of an
+    // untouched EICAR file on C: is a finding, and shrinking brings the storm down to it.
+    let lenient = Target {
+        oracle: Oracle::DataScan,
+        ..COUNTING
+    };
+    let seed = (1..=200)
+        .find(|&seed| run_seed(&lenient, seed).failure.is_some())
+        .expect("some storm of the first 200 opens an EICAR file for reading");
+    let report = run_seed(&lenient, seed)
+        .failure
+        .expect("fails again: the same storm");
+    assert!(
+        report.contains(&format!("counting seed {seed}")),
+        "{report}"
+    );
+    assert!(report.contains("the open was allowed"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "replay: cargo xtask stress --seed {seed} --sample counting"
+        )),
+        "{report}"
+    );
+    // One open is enough to fail; proptest removes (nearly) everything else: every thread list
+    // is kept (at least two threads), and a last operation of the other may stay.
+    let operations: usize = report
+        .split_once("still failed (")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no operation count in\n{report}"));
+    assert!(operations <= 2, "not shrunk to the one open:\n{report}");
+}
+
+#[test]
+fn the_storm_binary_reads_its_arguments() {
+    let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let (regression, quick) = (&[9][..], &[1][..]);
+    assert_eq!(
+        plan(&args(&[]), regression, quick, 1..=2),
+        Ok(Plan::Seeds(vec![9, 1]))
+    );
+    assert_eq!(
+        plan(&args(&["--ci"]), regression, quick, 1..=2),
+        Ok(Plan::Seeds(vec![9, 1, 2]))
+    );
+    assert_eq!(
+        plan(
+            &args(&["--nocapture", "--seed", "42"]),
+            regression,
+            quick,
+            1..=2
+        ),
+        Ok(Plan::Seeds(vec![42]))
+    );
+    assert_eq!(
+        plan(&args(&["--minutes", "0.5"]), regression, quick, 1..=2),
+        Ok(Plan::For(std::time::Duration::from_secs(30)))
+    );
+    assert!(plan(&args(&["--seed", "x"]), regression, quick, 1..=2).is_err());
+    assert!(plan(&args(&["--seed"]), regression, quick, 1..=2).is_err());
+    assert!(plan(&args(&["--minutes", "0"]), regression, quick, 1..=2).is_err());
+}
