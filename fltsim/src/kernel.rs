@@ -197,7 +197,9 @@ pub enum EventKind {
     /// hold).
     Verifier,
     /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
-    /// starting to wait for the operations in flight. Calls are traced when they return; this
+    /// starting to wait for the operations in flight, or its `FSCTL_SET_PURGE_FAILURE_MODE`
+    /// requests and the pending and requeueing of an operation they cause (the file system's
+    /// side of that, a failed purge, is traced here too, prefixed `file system:`). Calls are traced when they return; this
     /// marks the moment inside one, so a test can order its next step after it.
     FltMgr,
 }
