@@ -203,7 +203,7 @@ fn create_section(
     if let Some(status) = k.inject("FltCreateSectionForDataScan", STATUS_INSUFFICIENT_RESOURCES) {
         return fail(status);
     }
-    let (handle, object, size) = {
+    let (handle, object, size, enabled) = {
         let mut state = k.lock();
         // Checked again under the lock that links the section: two creates on different threads
         // can both pass the check above, and only one may link (one section per stream per
@@ -239,17 +239,12 @@ fn create_section(
         // the section makes fail is pended and requeued rather than failed (the
         // FSCTL_SET_PURGE_FAILURE_MODE page).
         state.streams[stream].purge_failure_mode += 1;
-        let outstanding = state.streams[stream].purge_failure_mode;
-        let name = crate::fs::stream_name(&state, stream);
-        drop(state);
-        k.trace(
-            EventKind::FltMgr,
-            format!(
-                "FSCTL_SET_PURGE_FAILURE_MODE (SET_PURGE_FAILURE_MODE_ENABLED) to the file system \
-                 for {name}: outstanding {outstanding}"
-            ),
+        let enabled = format!(
+            "FSCTL_SET_PURGE_FAILURE_MODE (SET_PURGE_FAILURE_MODE_ENABLED) to the file system for \
+             {}: outstanding {}",
+            crate::fs::stream_name(&state, stream),
+            state.streams[stream].purge_failure_mode
         );
-        let mut state = k.lock();
         let handle = HANDLE_TAG | (state.next_handle << 4);
         state.next_handle += 1;
         state.handles.insert(
@@ -266,8 +261,9 @@ fn create_section(
         c.attachments.push(Attachment::Section(object));
         // The link to the stream holds a reference until FltCloseSectionForDataScan.
         c.refs += 1;
-        (handle, object, size)
+        (handle, object, size, enabled)
     };
+    k.trace(EventKind::FltMgr, enabled);
     let race = k.lock().options.race_on_create.take();
     if let Some(conflict) = race {
         deliver_race(k, stream, conflict);
