@@ -693,8 +693,23 @@ pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS
                 NtStatus(status)
             ),
         );
+        FAILED_IN_PURGE_FAILURE_MODE.set(true);
         return Err(status);
     }
+}
+
+thread_local! {
+    /// Set when the file system, on this thread, failed a purge with the page's status because
+    /// purge failure mode was outstanding: Filter Manager (`io::perform`) reads and clears it
+    /// after the operation returns, so it pends the operation even if the last section closed
+    /// in between (the failure was issued inside the mode, and the requeue then runs at once).
+    static FAILED_IN_PURGE_FAILURE_MODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the operation that just returned on this thread failed its purge inside purge
+/// failure mode (and clears the mark).
+pub(crate) fn take_failed_in_purge_failure_mode() -> bool {
+    FAILED_IN_PURGE_FAILURE_MODE.replace(false)
 }
 
 /// A truncation that proceeds while a view of a data-scan section on the stream is mapped.

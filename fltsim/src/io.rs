@@ -278,6 +278,7 @@ pub(crate) fn send(
 /// pended past the model's pend limit (a finding); it then completes with `STATUS_PENDING`.
 fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) -> bool {
     loop {
+        let _ = crate::fs::take_failed_in_purge_failure_mode();
         crate::fs::execute(k, data);
         let failed = status(data);
         let Some((stream, what)) = purge_failure(k, data, failed) else {
@@ -311,9 +312,10 @@ fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) -> bool {
 }
 
 /// The stream and a description of the operation in `data`, if `failed` is a status Filter
-/// Manager pends for it while purge failure mode is outstanding on its stream: the page's
-/// table (`IRP_MJ_CREATE` with `STATUS_USER_MAPPED_FILE`, a non-cached `IRP_MJ_WRITE` or an
-/// `IRP_MJ_SET_INFORMATION` with `STATUS_PURGE_FAILED`). Any other failure goes to the caller.
+/// Manager pends for it, returned while purge failure mode was outstanding on its stream: the
+/// page's table (`IRP_MJ_CREATE` with `STATUS_USER_MAPPED_FILE`, a non-cached `IRP_MJ_WRITE` or
+/// an `IRP_MJ_SET_INFORMATION` with `STATUS_PURGE_FAILED`). Any other failure, or one returned
+/// outside the mode, goes to the caller.
 fn purge_failure(
     k: &Kernel,
     data: *mut FLT_CALLBACK_DATA,
@@ -329,9 +331,12 @@ fn purge_failure(
         (IRP_MJ_SET_INFORMATION, STATUS_PURGE_FAILED) => "IRP_MJ_SET_INFORMATION",
         _ => return None,
     };
+    if !crate::fs::take_failed_in_purge_failure_mode() {
+        return None;
+    }
     let state = k.lock();
     let stream = crate::fs::target_stream(&state, block.TargetFileObject as usize)?;
-    (state.streams[stream].purge_failure_mode > 0).then(|| (stream, what.to_owned()))
+    Some((stream, what.to_owned()))
 }
 
 /// Expedites the close of the data-scan sections on `stream`: calls the

@@ -2,8 +2,9 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O that needs the cache purged arrives (a truncating set-end-of-file, a
-//! non-cached write, a flush-and-purge). Without that, the I/O fails with
-//! `STATUS_USER_MAPPED_FILE` for as long as the scan runs. The README has each call's contract.
+//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is
+//! open and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the
+//! notification, the I/O waits for the whole scan. The README has each call's contract.
 //!
 //! ## The flow
 //! 1. **`DriverEntry`** starts one scan thread (`PsCreateSystemThread`), keeps a reference to its
@@ -22,7 +23,7 @@
 //!    by `Parameters\DemoFolder`, `common::scope`); if that names another folder, its files are
 //!    read without pauses.
 //! 5. **`SectionNotificationCallback`**, on the conflicting I/O's thread, closes the section, and
-//!    the I/O proceeds. **`InstanceTeardownStart`** does the same for the instance's scans, so a
+//!    Filter Manager requeues the I/O. **`InstanceTeardownStart`** does the same for the instance's scans, so a
 //!    dismount or detach never waits for a scan. **Unload** stops the thread and waits for it.
 //!
 //! ## Exactly one party finalizes
@@ -42,8 +43,8 @@
 //! likes; the bounded queue keeps the waiting scans, and the sections they hold, few.
 //!
 //! ## What the callback waits for
-//! Never the scan, and nothing without a bound: the scan thread's current chunk (one map, copy and
-//! unmap), or, when another party is already closing, that close, for at most [`CLOSE_WAIT_MS`].
+//! Never the scan, nothing without a bound: the current chunk, or another party's close (at most
+//! [`CLOSE_WAIT_MS`]); Filter Manager keeps the I/O pended until the section is closed anyway.
 //!
 //! ## What you see when it is loaded
 //! `Start-SampleDemo.ps1 -Name section-conflict` opens a 64 MiB file in the demo folder for
@@ -79,7 +80,7 @@ use common::{
         IRP_MJ_WRITE, IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
         PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -1037,7 +1038,8 @@ fn close_section(scan: &Scan, context: PFLT_CONTEXT) -> NtStatus {
 // ---- the notification ----------------------------------------------------------------------
 
 /// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): give the
-/// section up so the I/O can proceed. Always returns `STATUS_SUCCESS`.
+/// section up, so that Filter Manager, which has pended the I/O, can requeue it. Always returns
+/// `STATUS_SUCCESS`.
 unsafe extern "system" fn section_conflict(
     _instance: PFLT_INSTANCE,
     section_context: PFLT_CONTEXT,
@@ -1073,20 +1075,18 @@ unsafe extern "system" fn section_conflict(
                 // three, in order, the moment the create returns.
                 scan.aborted.store(true, Ordering::Release);
                 log!(
-                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
-                    NtStatus(STATUS_USER_MAPPED_FILE)
+                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
                 );
             }
             // The state moved between the load and the exchange: look again.
             OPEN | CREATING => continue,
             _ => {
                 // Someone else is closing it (the scan thread, another conflict, a teardown or
-                // a creator): wait, bounded, for that close, so the I/O does not meet an open
-                // section.
+                // a creator). Filter Manager keeps the I/O pended until the section is closed
+                // either way; the bounded wait only lets the line below say when it was not yet.
                 if !scan.wait_closed() {
                     log!(
-                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
-                        NtStatus(STATUS_USER_MAPPED_FILE)
+                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps {io} pended until it is"
                     );
                 }
             }
