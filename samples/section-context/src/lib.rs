@@ -28,7 +28,7 @@
 //!   answers by joining the existing section. An empty file gets `STATUS_END_OF_FILE`. On failure
 //!   the unused context is released with `FltReleaseContext`, never closed.
 //! - **`FltGetSectionContext(Instance, FileObject, &Context)`** (`<= APC_LEVEL`), called in
-//!   pre-read, pre-query-information and pre-cleanup:
+//!   pre-read, pre-query-information, pre-cleanup and pre-flush-and-purge:
 //!   - `STATUS_SUCCESS`: `Context` carries a *new reference*. The sample adopts it in a
 //!     `ContextRef`, whose drop is the one `FltReleaseContext` that matches it, on every path;
 //!   - `STATUS_NOT_FOUND`: this instance has no section on the stream (the file was opened with
@@ -58,9 +58,9 @@
 //! context counts the holders: the creating open, plus each later holder that finds the section in
 //! its post-create. A holder's cleanup (`IRP_MJ_CLEANUP`, the last user handle of that file object
 //! closing) decrements the count; the cleanup that takes it to zero closes the section. Closing
-//! early is always safe (later operations just see `STATUS_NOT_FOUND`); closing late could fail a
-//! writer, so `SectionNotificationCallback` closes the section too if a conflicting operation
-//! meets it anyway.
+//! early is always safe (later operations just see `STATUS_NOT_FOUND`); closing late holds up a
+//! writer (Filter Manager pends it), so `SectionNotificationCallback` closes the section too if a
+//! conflicting operation meets it anyway.
 //!
 //! Three parties may therefore want to close one section: the last cleanup, the conflict
 //! callback and `InstanceTeardownStart` (unload with streams still open). The open section's
@@ -69,17 +69,16 @@
 //! exchange finalizes", as in Microsoft's avscan). A closer that runs before the creator has
 //! filled the slot leaves a request the creator honours.
 //!
-//! The conflict callback must do more than ask: the conflicting operation fails with
-//! `STATUS_USER_MAPPED_FILE` if the section is still open when the callback returns (linked, its
-//! handle open or its object referenced: the section object is what blocks a purge or a
-//! truncation). So when it loses the exchange it waits for the winner's close, signalled by a
-//! notification event that the closer sets after `FltCloseSectionForDataScan`, for at most
-//! [`CLOSE_WAIT_MS`]: the callback holds up the conflicting I/O and must never wait without a
-//! bound. One case it does not wait for: a notification that arrives before
-//! `FltCreateSectionForDataScan` has returned (the page warns that it can, while "`SectionHandle`
-//! and `SectionObject` are not yet valid"). The creator's thread may be waiting on that very I/O,
-//! so the callback leaves its request and returns; that operation may fail, and the creator
-//! closes all three (handle, object, link) the moment the create returns.
+//! The conflicting operation never fails for the section: Filter Manager has pended it, and
+//! requeues it once the section is closed (`FSCTL_SET_PURGE_FAILURE_MODE`); the callback only
+//! expedites the close. When it loses the exchange, it waits for the winner's close (an event the
+//! closer sets after `FltCloseSectionForDataScan`) for at most [`CLOSE_WAIT_MS`], only to log
+//! whether that close was still under way: it runs on the I/O's thread and never waits without a
+//! bound. It does not wait for a create that has not returned (the page warns that the
+//! notification can come while "`SectionHandle` and `SectionObject` are not yet valid"): the
+//! creator's thread may be waiting on that very I/O. It leaves its request and returns; the
+//! creator closes all three (handle, object, link) the moment the create returns, and the
+//! operation, pended until then, goes on.
 //!
 //! ## A held section and a co-opener's delete
 //! The section does not stop another open from deleting the file, so the sample does not close it
@@ -126,11 +125,11 @@ use common::{
         FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
         FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
         FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
+        IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE, IRP_PAGING_IO, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -308,13 +307,18 @@ static CONTEXTS: ContextTable<4> = ContextTable::new([
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<5> = OperationTable::new([
+static OPERATIONS: OperationTable<6> = OperationTable::new([
     // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
     // post-operation one, which is where the file is open and can be inspected.
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
+    // A flush-and-purge is not an operation Filter Manager pends and notifies for: the file
+    // system pends it itself until no data-scan section is left (the FSCTL_SET_PURGE_FAILURE_MODE
+    // page), which on a holder's own handle would be until its own cleanup, never. So the sample
+    // closes the section before it reaches the file system.
+    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_operation), None),
     OPERATION_END,
 ]);
 
@@ -758,7 +762,8 @@ unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
 
 // ---- later operations: find the section again --------------------------------------------------
 
-/// Pre-read, pre-query-information and pre-cleanup (`PASSIVE_LEVEL` or `APC_LEVEL`).
+/// Pre-read, pre-query-information, pre-cleanup and pre-flush-and-purge (`PASSIVE_LEVEL` or
+/// `APC_LEVEL`).
 unsafe extern "system" fn pre_operation(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -776,6 +781,10 @@ unsafe extern "system" fn pre_operation(
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
+    // A flush without purge needs nothing from us.
+    if major == IRP_MJ_FLUSH_BUFFERS && u32::from(iopb.MinorFunction) != IRP_MN_FLUSH_AND_PURGE {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
     // Only handles post-create marked: an out-of-scope open (its pre-create passed it by) or one
     // that is not a file has no mark, and costs one context lookup here, no name query, no line.
     let Some(mark) = handle_mark(objects) else {
@@ -784,6 +793,7 @@ unsafe extern "system" fn pre_operation(
     let what = match major {
         IRP_MJ_READ => "read",
         IRP_MJ_QUERY_INFORMATION => "query information",
+        IRP_MJ_FLUSH_BUFFERS => "flush and purge",
         _ => "cleanup",
     };
     match get_section(objects) {
@@ -811,6 +821,9 @@ unsafe extern "system" fn pre_operation(
             if major == IRP_MJ_CLEANUP && mark.holder && section.leave() {
                 request_close(&section, section.as_raw(), "last cleanup");
             }
+            if major == IRP_MJ_FLUSH_BUFFERS {
+                request_close(&section, section.as_raw(), "flush and purge");
+            }
             // `section` drops here: the one FltReleaseContext for this successful get.
         }
         Lookup::NotFound => log!(
@@ -830,10 +843,10 @@ unsafe extern "system" fn pre_operation(
 }
 
 /// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): an
-/// operation that cannot coexist with the section (a truncation, a non-cached write, a purge) met
-/// it. The operation fails with `STATUS_USER_MAPPED_FILE` if the section is still open (linked,
-/// its handle open or its object referenced) when this returns, so the section must be closed,
-/// all three, by then. Filter Manager holds a reference on the context for the duration of the
+/// operation that needs the cache purged (a truncation, a non-cached write, an overwriting open)
+/// met it, and Filter Manager has pended it until the section is closed (handle, object and link:
+/// the section object is what makes the purge fail). Closing it here lets Filter Manager requeue
+/// the operation at once. Filter Manager holds a reference on the context for the duration of the
 /// call. Always returns `STATUS_SUCCESS`.
 unsafe extern "system" fn section_conflict(
     _instance: PFLT_INSTANCE,
@@ -858,15 +871,14 @@ unsafe extern "system" fn section_conflict(
         // and the creator's thread may be waiting for this very I/O, so waiting for it could
         // only time out. The creator closes all three the moment the create returns.
         log!(
-            "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; the operation may fail with {} meanwhile",
-            NtStatus(STATUS_USER_MAPPED_FILE)
+            "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
         );
     } else if !section.wait_closed() {
         // Another party owns the close (the last cleanup, teardown, or the creator about to
-        // publish): wait, bounded, for it, so the operation does not meet an open section.
+        // publish). Filter Manager keeps the operation pended until that close either way; the
+        // bounded wait only lets this line say when it was not done yet.
         log!(
-            "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; the operation may fail with {}",
-            NtStatus(STATUS_USER_MAPPED_FILE)
+            "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps the operation pended until it is"
         );
     }
     STATUS_SUCCESS
