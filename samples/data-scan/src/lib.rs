@@ -97,9 +97,9 @@
 //!
 //! ## What it does not do
 //! The section lives only while the scan runs. A truncation, purge or non-cached write from
-//! another handle *during* that window fails with `STATUS_USER_MAPPED_FILE`, because this sample
-//! registers no `SectionNotificationCallback`. The `section-conflict` sample shows how to give the
-//! section up for such I/O.
+//! another handle *during* that window waits (Filter Manager or the file system pends it) until
+//! the scan closes the section, because this sample registers no `SectionNotificationCallback`.
+//! The `section-conflict` sample shows how to give the section up for such I/O.
 //!
 //! ## What you see when it is loaded
 //! `fltmc load RsDataScan` attaches to every local volume (altitude 265130, `FSFilter Content
