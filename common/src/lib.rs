@@ -83,10 +83,35 @@ pub const KERNEL_MODE: i8 = 0;
 /// `DPFLTR_IHVDRIVER_ID`: the debug-print component for third-party drivers.
 pub const DPFLTR_IHVDRIVER_ID: u32 = 77;
 
-/// The windows-sys declarations the samples use, in one place. Everything here is generated from
-/// Microsoft's metadata; nothing is hand-written. Four modules are re-exported whole; from the
-/// others, only the names the samples need (whole re-exports of those would collide).
+/// The windows-sys declarations the samples use, in one place.
+///
+/// Everything here is generated from Microsoft's metadata by windows-sys; nothing is hand-written
+/// (the exceptions, where windows-sys is wrong, live in [`params`], [`file_object`] and the
+/// `kernel` module, and the crate documentation lists them). The samples, `common` and `fltsim`'s
+/// tests name every kernel item through this one path, so the windows-sys version and feature set
+/// (the root `Cargo.toml`) are chosen once.
+///
+/// The re-exports are `#[doc(no_inline)]`: each shows here as one `pub use` line, not as copies
+/// of the roughly 16,000 items the four whole modules hold, which would bury this crate's own
+/// items (`cargo doc -p common` wrote 16,492 pages with them inlined). Each item's own
+/// documentation is windows-sys's (<https://docs.rs/windows-sys/0.61>) and, for its contract,
+/// Microsoft's reference page of the same name.
+///
+/// | re-exported | what the samples take from it |
+/// |---|---|
+/// | `Wdk::Storage::FileSystem::Minifilters::*`, whole | the Filter Manager: `Flt*` functions, `FLT_REGISTRATION`, `FLT_CALLBACK_DATA`, `FLT_RELATED_OBJECTS`, context types, `FLT_PREOP_*` / `FLT_POSTOP_*` statuses and flags |
+/// | `Wdk::Foundation::*`, whole | kernel object types: `DRIVER_OBJECT`, `FILE_OBJECT`, `OBJECT_ATTRIBUTES`, `KEVENT` |
+/// | `Wdk::System::SystemServices::*`, whole | `IRP_MJ_*` major functions, `SL_*` / `IRP_*` / `FO_*` flags, and the kernel services: `Ob*` references, `Ke*`, `Ex*`, `Mm*`, `Zw*` |
+/// | `Win32::Foundation::*`, whole | `NTSTATUS` and the `STATUS_*` values, `UNICODE_STRING`, `HANDLE`, `OBJ_KERNEL_HANDLE` |
+/// | `Wdk::Storage::FileSystem`: `FILE_INTERNAL_INFORMATION`, `FILE_STANDARD_INFORMATION`, `FileInternalInformation`, `FileStandardInformation`, `FILE_NON_DIRECTORY_FILE` | the file information `callback-data` queries with its own callback data |
+/// | `Win32::Storage::FileSystem`: `DELETE`, `FILE_APPEND_DATA`, `FILE_EXECUTE`, `FILE_READ_DATA`, `FILE_WRITE_DATA`, `FILE_SHARE_*` | access and share masks of a create (`data-scan` and the models' opens) |
+/// | `Win32::Storage::InstallableFileSystems::FLT_FILESYSTEM_TYPE` | the instance-setup callback's file-system type |
+/// | `Win32::System::Memory`: `PAGE_READONLY`, `SEC_COMMIT`, `SECTION_MAP_READ`, `SECTION_QUERY` | the arguments of `FltCreateSectionForDataScan` |
+///
+/// Four modules are re-exported whole; from the others only the names above, because whole
+/// re-exports of those would collide with names in the first four.
 pub mod bindings {
+    #[doc(no_inline)]
     pub use windows_sys::{
         Wdk::{
             Foundation::*,

@@ -130,6 +130,7 @@ mod verifier;
 mod world;
 
 pub use kernel::{Event, EventKind, Violation};
+pub use pages::DIRECT_READ;
 pub use registry::RegValue;
 pub use world::{
     CallHold, DelayHold, DriverEntry, Handle, Hold, Open, SectionHold, USER_PROCESS_ID, World,

@@ -345,6 +345,15 @@ fn a_direct_read_of_a_view_crashes_the_process() {
         !stdout.contains("the model let a direct read through"),
         "{stdout}"
     );
+    // On Linux the model names the mistake before the process dies.
+    #[cfg(target_os = "linux")]
+    {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{} (address 0x", fltsim::DIRECT_READ)),
+            "{stderr}"
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -360,6 +369,43 @@ fn a_direct_read_of_a_view_crashes_the_process() {
         Some(0xC000_0005_u32 as i32),
         "an access violation"
     );
+}
+
+/// The child's half of the test below: with a view mapped (so the fault handler is installed),
+/// fault on an address that is no view.
+const OTHER_FAULT_CHILD: &str = "FLTSIM_VIEWS_OTHER_FAULT_CHILD";
+
+#[test]
+fn a_fault_outside_any_view_is_not_called_a_view_access() {
+    if std::env::var_os(OTHER_FAULT_CHILD).is_some() {
+        let (_world, s) = world_with_section(5000);
+        let _view = map_at(s.object, 0, 0);
+        // SAFETY: none: a read of an unmapped low address, made on purpose; this (child) process
+        // dies of it.
+        let byte = unsafe { std::ptr::without_provenance::<u8>(0x10).read_volatile() };
+        println!("read {byte} from address 0x10");
+        std::process::exit(0);
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_fault_outside_any_view_is_not_called_a_view_access",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(OTHER_FAULT_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stdout.contains("from address 0x10"), "{stdout}");
+    assert!(!output.status.success(), "{:?}", output.status);
+    assert!(!stderr.contains(fltsim::DIRECT_READ), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(output.status.signal(), Some(11), "{:?}", output.status);
+    }
 }
 
 /// A delete disposition from another handle is refused with `STATUS_CANNOT_DELETE` while a view

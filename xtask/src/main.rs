@@ -1,11 +1,11 @@
 //! `cargo xtask`: the workspace's tasks (the alias is in `.cargo/config.toml`).
 //!
 //! - `build`: builds every sample under `samples/` as a standalone kernel driver (no WDK) for
-//!   `x86_64` and `aarch64`, copies each to `target/drivers/<arch>/<profile>/<name>.sys`, and runs
-//!   the PE checks on it.
+//!   `x86_64` and `aarch64`, copies each to `target/drivers/<arch>/<profile>/<name>.sys` with its
+//!   `<name>.pdb` beside it, and runs the PE checks on it and the [`symbols`] check on the pair.
 //! - `verify FILE.sys...`: the PE checks on any driver (see [`pe::Rule`]), including the exact
-//!   import rule of [`exports`]; prints each driver's minimum Windows version (the highest of its
-//!   imports').
+//!   import rule of [`exports`], and the [`symbols`] check of the `.pdb` beside it; prints each
+//!   driver's minimum Windows version (the highest of its imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
@@ -18,6 +18,7 @@ mod frames;
 mod make_members;
 mod pe;
 mod sign;
+mod symbols;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -474,10 +475,19 @@ fn build_one(
     let data = fs::read(&sys).with_context(|| format!("reading {}", sys.display()))?;
     match pe::check(&data) {
         Ok(summary) => {
+            let symbols = ship_pdb(&dll, &dest_dir, &summary).with_context(|| {
+                format!(
+                    "sample `{}` ({}, {profile}): the .pdb beside {}",
+                    sample.dir,
+                    arch.name,
+                    sys.display()
+                )
+            })?;
             println!(
-                "{}  {} bytes  largest stack frame: {}  minimum Windows: {}  imports: {}",
+                "{}  {} bytes  {}  largest stack frame: {}  minimum Windows: {}  imports: {}",
                 sys.display(),
                 data.len(),
+                symbols,
                 describe_frame(summary.largest_frame),
                 describe_minimum(summary.min_windows),
                 imports_line(&summary)
@@ -498,6 +508,33 @@ fn build_one(
                 rule_list(&violations)
             )
         }
+    }
+}
+
+/// Copies the PDB the linker wrote beside `dll` (the one `summary`'s `CodeView` record names) to
+/// `dest_dir`, beside the `.sys`, and checks that the copy is that PDB. Returns the report's
+/// `name.pdb N bytes` part.
+fn ship_pdb(dll: &Path, dest_dir: &Path, summary: &pe::Summary) -> Result<String> {
+    let Some(pdb) = &summary.pdb else {
+        bail!("the driver names no .pdb");
+    };
+    let built = dll.with_file_name(&pdb.name);
+    let shipped = dest_dir.join(&pdb.name);
+    fs::copy(&built, &shipped)
+        .with_context(|| format!("copying {} to {}", built.display(), shipped.display()))?;
+    describe_symbols(dest_dir, pdb)
+}
+
+/// Checks the PDB `pdb` names in `dir` and describes it, or says why it does not serve.
+fn describe_symbols(dir: &Path, pdb: &pe::PdbRef) -> Result<String> {
+    match symbols::check_beside(dir, pdb) {
+        Ok(found) => Ok(format!("{} {} bytes", pdb.name, found.size)),
+        Err(mismatch) => bail!(
+            "{} (GUID {} age {}): {mismatch}",
+            dir.join(&pdb.name).display(),
+            symbols::guid_string(&pdb.guid),
+            pdb.age
+        ),
     }
 }
 
@@ -531,15 +568,29 @@ fn verify(files: &[PathBuf]) -> Result<()> {
     let mut failed = 0usize;
     for file in files {
         let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        match pe::check(&data) {
-            Ok(summary) => println!(
-                "{}: ok ({} bytes; largest stack frame: {}; minimum Windows: {}; imports: {})",
+        let checked = pe::check(&data).map(|summary| {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let symbols = summary.pdb.as_ref().map(|pdb| describe_symbols(dir, pdb));
+            (summary, symbols)
+        });
+        match checked {
+            Ok((summary, Some(Ok(symbols)))) => println!(
+                "{}: ok ({} bytes; {symbols}; largest stack frame: {}; minimum Windows: {}; \
+                 imports: {})",
                 file.display(),
                 data.len(),
                 describe_frame(summary.largest_frame),
                 describe_minimum(summary.min_windows),
                 imports_line(&summary)
             ),
+            Ok((_, symbols)) => {
+                failed += 1;
+                let why = symbols.map_or_else(
+                    || "names no .pdb".to_owned(),
+                    |result| result.err().map_or_else(String::new, |e| format!("{e:#}")),
+                );
+                eprintln!("{}: its symbols: {why}", file.display());
+            }
             Err(violations) => {
                 failed += 1;
                 for violation in &violations {

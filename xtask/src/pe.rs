@@ -7,7 +7,7 @@
 use std::fmt;
 
 use object::{
-    LittleEndian as LE, pe,
+    LittleEndian as LE, Object, pe,
     read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile},
 };
 
@@ -49,6 +49,12 @@ pub enum Rule {
     /// function whose frame is larger than a page: a driver within [`FRAME_BUDGET`] never needs
     /// it, so an import means a frame of more than 4 KiB somewhere.
     NoStackProbe,
+    /// The debug directory holds a `CodeView` `RSDS` record (the PDB's GUID and age, which a
+    /// debugger matches against the `.pdb` it loads) naming a `.pdb` by file name only. rustc
+    /// links MSVC targets with `/PDBALTPATH:%_PDB%` so that no build-machine path is written
+    /// into the image (rust-lang/rust pull request 121297); a path here means some other link
+    /// step put one back.
+    CodeView,
 }
 
 /// The largest stack frame one function of a driver may have, in bytes, in every build (`x86_64`
@@ -80,6 +86,7 @@ impl fmt::Display for Rule {
             Self::Relocations => "base relocations present",
             Self::StackFrames => "every stack frame within the budget",
             Self::NoStackProbe => "no __chkstk import",
+            Self::CodeView => "a CodeView record names the .pdb",
         })
     }
 }
@@ -110,6 +117,20 @@ pub struct Summary {
     pub min_windows: Option<WinVer>,
     /// Its largest stack frame (`None`: no function has a frame).
     pub largest_frame: Option<Frame>,
+    /// The `.pdb` its `CodeView` record names (`None` only in a failed check).
+    pub pdb: Option<PdbRef>,
+}
+
+/// The PDB a driver's `CodeView` (`RSDS`) record names: the debugger loads a `.pdb` for the image
+/// only if the file has this name and its own GUID and age are these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PdbRef {
+    /// The file name, without a directory.
+    pub name: String,
+    /// The GUID as the record stores it (the `GUID` structure's little-endian bytes).
+    pub guid: [u8; 16],
+    /// The age.
+    pub age: u32,
 }
 
 /// Checks `data` (a whole `.sys` file) against every [`Rule`].
@@ -163,6 +184,7 @@ pub fn check(data: &[u8]) -> Result<Summary, Vec<Violation>> {
     check_relocations(&file, &mut fail);
     let largest_frame = arch.and_then(|arch| check_frames(&file, arch, &mut fail));
     check_stack_probe(&imports, &mut fail);
+    let pdb = check_codeview(&file, &mut fail);
     if violations.is_empty() {
         let min_windows = exports::minimum(imports.iter().map(|(_, f)| f.as_str()));
         Ok(Summary {
@@ -170,6 +192,7 @@ pub fn check(data: &[u8]) -> Result<Summary, Vec<Violation>> {
             arch,
             min_windows,
             largest_frame,
+            pdb,
         })
     } else {
         violations.sort_by_key(|v| v.rule);
@@ -377,6 +400,47 @@ fn check_stack_probe(imports: &[(String, String)], fail: &mut Fail<'_>) {
             );
         }
     }
+}
+
+/// [`Rule::CodeView`]. Returns what the record names.
+fn check_codeview(file: &PeFile<'_, pe::ImageNtHeaders64>, fail: &mut Fail<'_>) -> Option<PdbRef> {
+    let record = match file.pdb_info() {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            fail(
+                Rule::CodeView,
+                "no CodeView (RSDS) debug record: link with /DEBUG (a profile with debug info) \
+                 so that the driver has a .pdb a debugger can match"
+                    .to_owned(),
+            );
+            return None;
+        }
+        Err(err) => {
+            fail(Rule::CodeView, format!("unreadable debug directory: {err}"));
+            return None;
+        }
+    };
+    let name = String::from_utf8_lossy(record.path()).into_owned();
+    if name.contains(['/', '\\']) {
+        fail(
+            Rule::CodeView,
+            format!("the CodeView record names {name:?}: a path, not a file name"),
+        );
+    }
+    let has_pdb_extension = name
+        .rsplit_once('.')
+        .is_some_and(|(stem, extension)| !stem.is_empty() && extension.eq_ignore_ascii_case("pdb"));
+    if !has_pdb_extension {
+        fail(
+            Rule::CodeView,
+            format!("the CodeView record names {name:?}, not a .pdb file"),
+        );
+    }
+    Some(PdbRef {
+        name,
+        guid: record.guid(),
+        age: record.age(),
+    })
 }
 
 /// The RVA of the `DriverEntry` export, if there is one.

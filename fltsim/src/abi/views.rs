@@ -14,7 +14,8 @@
 //!   (`mmap(PROT_NONE)` on unix hosts, `VirtualAlloc(MEM_RESERVE, PAGE_NOACCESS)` on Windows
 //!   hosts). Filter code that dereferences a view (a `&[u8]` over it, a `memcpy` from it) dies
 //!   with `SIGSEGV` / an access violation on its first byte, and the test process with it: the
-//!   loudest failure there is, at the line that did it. The pages stay reserved after the unmap
+//!   loudest failure there is, at the line that did it. On Linux the process first prints
+//!   [`crate::DIRECT_READ`] and the address to standard error (`pages.rs`). The pages stay reserved after the unmap
 //!   (until the world drops), so a read after `MmUnmapViewInSystemSpace` crashes the same way and
 //!   an address is never handed out twice.
 //! - **`MmCopyMemory(Target, {VirtualAddress}, Length, MM_COPY_MEMORY_VIRTUAL, &Transferred)`**

@@ -1,120 +1,43 @@
 //! # callback-data: a minifilter that issues its own I/O
 //!
-//! Each time a file is opened, this sample asks the file system about it with I/O requests it
-//! builds itself: it allocates a `FLT_CALLBACK_DATA`, fills in its parameter block, sends it down
-//! with `FltPerformSynchronousIo`, reuses it for a second question, and frees it. It logs one line
-//! per open: the file's name, size, link count, delete-pending flag and file ID. Then it asks the
-//! first question again through `FltPerformAsynchronousIo` and logs the answer from the
-//! completion routine: a second line per open. It never changes or fails the user's open.
+//! In post-create, this sample asks the file system about the file just opened with requests it
+//! builds itself: it allocates a `FLT_CALLBACK_DATA`, fills its parameter block, sends it down,
+//! reuses it for a second question and frees it, then asks once more asynchronously. It logs the
+//! answers and never changes or fails the user's open. It acts only in its demo folder
+//! (`common::scope`). Post-create is the place: it runs at `PASSIVE_LEVEL` in the opening thread,
+//! where other post-operation callbacks may run at `DISPATCH_LEVEL`. The README has the details.
 //!
-//! ## The calls, in order, and their contracts
-//! 1. **`FltAllocateCallbackDataEx(Instance, FileObject, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, &Data)`**
-//!    (Windows 7 and later, IRQL `<= APC_LEVEL`). Fails with `STATUS_INSUFFICIENT_RESOURCES`.
-//!    `Instance` is required: the request starts *below* it. `FileObject` is the target (NULL only
-//!    for a create). The callback data comes from non-paged pool and belongs to the caller, who
-//!    frees it with `FltFreeCallbackData`. The plain form,
-//!    `FltAllocateCallbackData(Instance, FileObject, &Data)`, allocates only the callback data:
-//!    whatever else the request needs is allocated while it is performed, so running out of
-//!    memory shows up mid-I/O, as `Data->IoStatus.Status == STATUS_INSUFFICIENT_RESOURCES` after
-//!    `FltPerformSynchronousIo`. `FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY` moves that
-//!    failure to the allocation, before anything has been sent. The file system can still fail
-//!    the request itself.
-//! 2. **Fill `Data->Iopb`**: `MajorFunction = IRP_MJ_QUERY_INFORMATION` and
-//!    `Parameters.QueryFileInformation` (`Length`, `FileInformationClass`, `InfoBuffer`). The
-//!    allocation already set `TargetInstance` and `TargetFileObject`. The buffer is on our stack,
-//!    which is fine because the request is synchronous. The member is filled through `common`'s
-//!    `params::QueryFileInformation`, not windows-sys's `FLT_PARAMETERS_5`: `fltKernel.h`
-//!    declares `FileInformationClass` `POINTER_ALIGNMENT`, so on 64-bit Windows it is at offset
-//!    8 and `InfoBuffer` at 16, where windows-sys 0.61 has 4 and 8 (windows-rs #3525).
-//! 3. **`FltPerformSynchronousIo(Data)`** (IRQL `<= APC_LEVEL`) returns nothing. The result is in
-//!    `Data->IoStatus`: `Status`, and in `Information` the number of bytes written to the buffer.
-//!    Filter Manager sends the request only to the instances *below* ours and then to the file
-//!    system. Filters above us never see it. Only IRP-based operations can be issued this way:
-//!    no fast I/O, no file system filter (`FsFilter`) callbacks.
-//! 4. **`FltReuseCallbackData(Data)`** (IRQL `<= APC_LEVEL`) resets the callback data for the next
-//!    request and keeps its target instance and file object. The second query (the file ID,
-//!    `FileInternalInformation`) therefore needs no second allocation. It can still fail for lack
-//!    of memory: "the file system or other filters may still fail the I/O request due to low
-//!    memory conditions" (`FltAllocateCallbackDataEx`), and the sample handles that status like
-//!    any other.
-//! 5. **`FltFreeCallbackData(Data)`** (IRQL `<= DISPATCH_LEVEL`) frees the callback data and any
-//!    MDL chain attached to it. `common`'s `OwnedCallbackData` calls it when dropped, so every
-//!    path frees it exactly once.
-//! 6. **`FltPerformAsynchronousIo(Data, CallbackRoutine, CallbackContext)`** (IRQL
-//!    `PASSIVE_LEVEL`, `<= APC_LEVEL` for paging I/O) sends the same `FileStandardInformation`
-//!    question without waiting. It returns `STATUS_PENDING` (the routine runs when the request
-//!    completes), `STATUS_SUCCESS` (the file system completed it and the routine *has been*
-//!    called), `STATUS_FLT_IO_COMPLETE` (a lower minifilter completed it in its pre-operation
-//!    callback), or an error such as `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST` (an
-//!    `IRP_MJ_CREATE` can never be asynchronous). "The Filter Manager always calls this routine,
-//!    even when `FltPerformAsynchronousIo` fails." The routine
-//!    (`PFLT_COMPLETED_ASYNC_IO_CALLBACK`) runs at `<= DISPATCH_LEVEL` in an arbitrary thread.
-//!    Around it: `ExAllocatePool2` / `ExFreePoolWithTag` (non-paged, `<= DISPATCH_LEVEL`),
-//!    `ObfReferenceObject` / `ObfDereferenceObject` (`<= DISPATCH_LEVEL`), and rundown
-//!    protection: `ExInitializeRundownProtection` (`DriverEntry`), `ExAcquireRundownProtection`
-//!    (returns FALSE once rundown has begun), `ExReleaseRundownProtection` (all three
-//!    `<= DISPATCH_LEVEL`), and `ExWaitForRundownProtectionRelease` (`< DISPATCH_LEVEL`, in unload).
+//! ## The calls it teaches
+//! 1. **`FltAllocateCallbackDataEx(Instance, FileObject, Flags, &Data)`** (`<= APC_LEVEL`):
+//!    `STATUS_INSUFFICIENT_RESOURCES`, here rather than mid-I/O with the flag
+//!    `FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY`. Non-paged pool, owned by the caller.
+//! 2. **Fill `Data->Iopb`**: `IRP_MJ_QUERY_INFORMATION`, `Parameters.QueryFileInformation`,
+//!    through `common::params` (windows-sys 0.61 has the wrong offsets there: windows-rs #3525).
+//! 3. **`FltPerformSynchronousIo(Data)`** (`<= APC_LEVEL`) returns nothing: the result is
+//!    `Data->IoStatus`. The request goes only to the instances below this one, then to the file
+//!    system.
+//! 4. **`FltReuseCallbackData(Data)`** (`<= APC_LEVEL`) resets it for the next request and keeps
+//!    its target.
+//! 5. **`FltFreeCallbackData(Data)`** (`<= DISPATCH_LEVEL`), once, on every path
+//!    (`common::callback_data::OwnedCallbackData`).
+//! 6. **`FltPerformAsynchronousIo(Data, Routine, Context)`** (`PASSIVE_LEVEL`; `<= APC_LEVEL` for
+//!    paging I/O): `STATUS_PENDING`, `STATUS_SUCCESS`, `STATUS_FLT_IO_COMPLETE` or an error such
+//!    as `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`. The routine runs whatever it returns, at
+//!    `<= DISPATCH_LEVEL` in an arbitrary thread, so from the call on the routine owns the
+//!    callback data, the pool block (`ExAllocatePool2`, tag `RsCb`), the file-object reference and
+//!    the rundown reference, and frees each once (`ObDereferenceObjectDeferDelete` for the file
+//!    object, never a plain dereference that could close it inside I/O completion). Unload calls
+//!    `ExWaitForRundownProtectionRelease` (`<= APC_LEVEL`) before `FltUnregisterFilter`.
 //!
-//! ## Asynchronous: who frees what
-//! - **Before the call, the issuer** (post-create) acquires the rundown reference (if that fails
-//!   the filter is unloading: no query), puts everything the completion needs in one block of
-//!   non-paged pool (tag `RsCb`): the answer buffer and a *copy* of the name, because no name can
-//!   be queried or released at `DISPATCH_LEVEL` and the stack is gone by then. It allocates the
-//!   callback data (`PREALLOCATE_ALL_MEMORY`) and takes a reference on the file object, which
-//!   the user may close before the request completes. If any step fails it undoes the earlier
-//!   ones, logs why, and issues nothing.
-//! - **From the call on, the completion routine** owns the callback data, the pool block, the
-//!   file-object reference and the rundown reference, *whatever the call returns*, because the
-//!   routine always runs. The issuer touches none of them after the call (avscan's rule: whoever
-//!   owns it finalizes, exactly once).
-//! - **The routine** does only DISPATCH-safe work: it reads `IoStatus`, logs (`log!` formats on
-//!   the stack and calls `DbgPrintEx` / `DbgPrint` with `%s`, allowed up to `DIRQL`), calls
-//!   `FltFreeCallbackData`, `ExFreePoolWithTag` and `ObDereferenceObjectDeferDelete` (never a
-//!   plain `ObfDereferenceObject` here: it could drop the last reference and close the file
-//!   inline, from inside I/O completion), and, last,
-//!   `ExReleaseRundownProtection`.
-//! - **Unload** calls `ExWaitForRundownProtectionRelease` *before* `FltUnregisterFilter`: the
-//!   callback data targets our instances and the routine is our code, so every completion must
-//!   have run before either goes away.
+//! Production code asks the same question with one call, `FltQueryInformationFile`; building
+//! callback data yourself is for requests no `Flt*` routine issues.
 //!
-//! Around them: `FltIsDirectory` and `FltGetFileNameInformation` / `FltReleaseFileNameInformation`
-//! (all IRQL `<= APC_LEVEL`). The name is the normalized one if Filter Manager can produce it, the
-//! name as opened otherwise. `common`'s `FileName` guard releases it.
-//!
-//! ## Why in post-create, and what it skips
-//! Post-create callbacks run at `PASSIVE_LEVEL` in the thread that opened the file. Every other
-//! post-operation callback may run at `DISPATCH_LEVEL`, where none of the calls above is allowed.
-//! The sample skips:
-//! - failed opens, and `STATUS_REPARSE`: no file was opened, so there is nothing to ask about;
-//! - `FLTFL_POST_OPERATION_DRAINING`: the instance is being torn down;
-//! - volume opens (`FO_VOLUME_OPEN`): they have no file to ask about;
-//! - paging files (`SL_OPEN_PAGING_FILE`): the memory manager pages through them, so leave them
-//!   alone;
-//! - directories (`FltIsDirectory`).
-//!
-//! ## What production code calls instead
-//! `FltQueryInformationFile(Instance, FileObject, Buffer, Length, Class, &LengthReturned)`
-//! (`PASSIVE_LEVEL`) does steps 1 to 5 in one call and returns the status. Microsoft's
-//! documentation asks filters to build callback data themselves only for requests that routines
-//! such as `FltCreateFile`, `FltReadFile`, `FltWriteFile`, `FltQueryVolumeInformation`,
-//! `FltSetVolumeInformation`, `FltTagFile`, `FltUntagFile` and `FltClose` cannot issue. This
-//! sample spells the steps out so that you can see them. Doing it yourself is the only way when no
-//! `Flt*` routine issues the request, for example:
-//! - a directory change notification (`IRP_MJ_DIRECTORY_CONTROL` / `IRP_MN_NOTIFY_CHANGE_DIRECTORY`);
-//! - a byte-range lock (`IRP_MJ_LOCK_CONTROL`);
-//! - a request that must run asynchronously, with `FltPerformAsynchronousIo` (step 6).
-//!
-//! ## What you see when it is loaded
-//! `fltmc load RsCallbackData` attaches an instance to every volume at altitude 370220. From then
-//! on the debugger shows one line for every file opened on the machine. There are many of them,
-//! so unload it when you are done. A line looks like this:
-//! `rs-callback-data: \Device\HarddiskVolume3\Windows\win.ini: size 92, links 1, delete pending no, file id 0x2000000003f5a`.
-//! When a query fails, the line names the query and the status, and the open goes on:
-//! `rs-callback-data: \Device\HarddiskVolume3\x.txt: FileStandardInformation query failed with STATUS_INVALID_DEVICE_REQUEST (0xC0000010); the open goes on`.
-//! The completion routine adds a line of its own for each open:
-//! `rs-callback-data: \Device\HarddiskVolume3\Windows\win.ini: async FileStandardInformation: size 92, links 1 (completion routine at DISPATCH_LEVEL)`
-//! (the IRQL is whatever the completing thread ran at, `<= DISPATCH_LEVEL`), or
-//! `...: async FileStandardInformation query failed with STATUS_...; the open went on (...)`.
+//! ## What you see when it runs
+//! `cargo xtask demo callback-data` runs it in `fltsim`; on Windows, `fltmc load RsCallbackData`.
+//! Each open in the demo folder logs two lines, the second from the completion routine:
+//! `rs-callback-data: <path>\readme.txt: size 16, links 1, delete pending no, file id 0x10002` and
+//! `...: async FileStandardInformation: size 16, links 1 (completion routine at DISPATCH_LEVEL)`.
+//! A failed query names its status, and the open goes on.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{cell::UnsafeCell, ffi::c_void, fmt, mem::MaybeUninit, ptr};

@@ -1,119 +1,42 @@
 //! # data-scan: scan file contents through `FltCreateSectionForDataScan`
 //!
-//! A small content scanner in the spirit of an antivirus filter. It reads files through a
-//! read-only section that Filter Manager creates for it, searches them for the EICAR test string
-//! ([`EICAR`]), and denies the open of a file that carries it. It scans:
-//! - in **post-create**, a non-directory file opened for read or execute. A hit cancels the open
-//!   (`FltCancelFileOpen`) and completes the create with `STATUS_VIRUS_INFECTED`;
-//! - in **pre-cleanup**, through a handle that wrote to the file (a stream-handle context
-//!   remembers the write). A hit is logged: the file stays, and its next open is denied.
+//! A small content scanner. It reads a file through a read-only section that Filter Manager
+//! creates for it, searches it for the EICAR test string ([`EICAR`]), and denies the open of a
+//! file that holds it. It scans in post-create (an open for read or execute: a hit is undone with
+//! `FltCancelFileOpen` and fails with `STATUS_VIRUS_INFECTED`) and in pre-cleanup (a handle that
+//! wrote: a hit is logged, and the next open is denied). It acts only in its demo folder
+//! (`common::scope`). The README has the details: every status, the tests, the benchmark.
 //!
-//! ## The calls, and the contract of each
-//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (IRQL `PASSIVE_LEVEL`; the call
-//!   allows `<= APC_LEVEL`). It must succeed before any section can be created on the instance.
-//!   File systems that cannot scan (a network redirector) return `STATUS_NOT_SUPPORTED`. The
-//!   sample then returns `STATUS_FLT_DO_NOT_ATTACH` and logs why: no instance, and that volume's
-//!   files open as if the filter were not there.
-//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`). The context comes back with
-//!   one reference, the *allocation reference*. It is not zeroed, so `ContextRef::allocate` zeroes
-//!   it before writing the body. The body holds a notification event and the verdict, so that a
-//!   second scanner of the same stream can wait for this one (see below).
-//! - **`FltCreateSectionForDataScan(Instance, FileObject, Context, SECTION_MAP_READ | SECTION_QUERY,
-//!   &Attributes, NULL, PAGE_READONLY, SEC_COMMIT, 0, &Handle, &Object, &Size)`**. It is callable
-//!   at `<= APC_LEVEL`, but call it at `PASSIVE_LEVEL`: post-create and pre-cleanup run there. The
-//!   section is read-only, and the attributes say `OBJ_KERNEL_HANDLE`, so the handle lives in the
-//!   kernel handle table, not in whatever process opened the file. On success the caller owns the
-//!   handle and one reference on the section object, and Filter Manager links the context to the
-//!   stream (one more reference) until `FltCloseSectionForDataScan`. The documented failures:
-//!   - `STATUS_END_OF_FILE`: an empty file. Nothing to scan, so the file is **clean**;
-//!   - `STATUS_FILE_IS_A_DIRECTORY`: a directory opened without `FILE_DIRECTORY_FILE`. **Skipped**;
-//!   - `STATUS_FLT_CONTEXT_ALREADY_DEFINED`: this instance already has a section on the stream,
-//!     that is, another scan of the same file is in flight. **Wait for it** (below);
-//!   - anything else (`STATUS_INSUFFICIENT_RESOURCES`, `STATUS_FILE_LOCK_CONFLICT`,
-//!     `STATUS_INVALID_FILE_FOR_SECTION`, `STATUS_PRIVILEGE_NOT_HELD`, `STATUS_INVALID_PARAMETER`
-//!     when the instance is not registered for data scan, ...): **fail open**. The open or the
-//!     cleanup goes on unscanned, with a log line.
+//! ## The calls it teaches
+//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (`<= APC_LEVEL`): required before
+//!   any section on the instance. On `STATUS_NOT_SUPPORTED` (a network redirector) the sample
+//!   returns `STATUS_FLT_DO_NOT_ATTACH`: no instance there.
+//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): one reference, the allocation
+//!   reference. The memory is not zeroed.
+//! - **`FltCreateSectionForDataScan`** (`<= APC_LEVEL`; called at `PASSIVE_LEVEL`), read-only
+//!   (`SECTION_MAP_READ | SECTION_QUERY`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`.
+//!   On success the caller owns a kernel handle and a reference on the section object, and the
+//!   context is linked to the stream until `FltCloseSectionForDataScan`. `STATUS_END_OF_FILE` (an
+//!   empty file) is clean, `STATUS_FILE_IS_A_DIRECTORY` is skipped, any other failure fails open.
+//!   A failed create never linked the context: release it, never close it.
+//! - **`MmMapViewInSystemSpaceEx`**, **`MmCopyMemory`** (`<= APC_LEVEL`): one [`WINDOW`] at a
+//!   time, copied out, then searched ([`find_signature`]). A view is never read directly: a failed
+//!   paging read there raises an exception that Rust cannot catch, and `MmCopyMemory` returns it
+//!   as a status instead.
+//! - **`FltGetSectionContext`** (`<= APC_LEVEL`) when the create says
+//!   `STATUS_FLT_CONTEXT_ALREADY_DEFINED` (another scan of the stream is in flight): a success adds
+//!   a reference, dropped by `FltReleaseContext`. **`FltCancellableWaitForSingleObject`**
+//!   (`PASSIVE_LEVEL` with callback data) then waits for that scan's verdict, for at most
+//!   [`WAIT_SECONDS`]; `STATUS_CANCELLED` or `STATUS_THREAD_IS_TERMINATING` cancels the open.
+//! - **The close**, in this order, each call undoing one thing: `MmUnmapViewInSystemSpace` (the
+//!   view), `ObCloseHandle` (the handle), `ObDereferenceObject` (the object reference),
+//!   `FltCloseSectionForDataScan` (the link), `FltReleaseContext` (the allocation reference).
 //!
-//!   On every failure the context was never linked, so the only thing to undo is the allocation
-//!   reference (`FltReleaseContext`). Never `FltCloseSectionForDataScan` a context whose create
-//!   failed. Microsoft's avscan leaks the context on this path; here the `ContextRef` drop
-//!   releases it on every early return.
-//! - **`MmMapViewInSystemSpaceEx(Object, &Base, &Size, &Offset, 0)`** (`<= APC_LEVEL`) maps one
-//!   window of the file at a time, never the whole file. The windows are [`WINDOW`] bytes apart
-//!   and overlap by `EICAR.len() - 1` bytes, so a signature that straddles a boundary lies whole
-//!   inside one window ([`find_signature`] is the same search over a slice). A view is never read
-//!   directly: it is the live cache, and touching a page whose paging read fails raises
-//!   `STATUS_IN_PAGE_ERROR`, a bugcheck in a driver without SEH. **`MmCopyMemory`** (Windows 8.1,
-//!   `<= APC_LEVEL`) copies each window into one non-paged buffer instead, and returns a failed
-//!   paging read as a status: the scan is then "not scanned" and the open goes on. The reading is
-//!   `common::section::WindowReader`'s. What is scanned is the file size
-//!   `FltCreateSectionForDataScan` reported, never the view's size (whole pages; avscan clamps
-//!   the same way, "The size here may have truncation").
-//!
-//! ## Closing: five releases, in avscan's order
-//! | step | call | undoes |
-//! |---|---|---|
-//! | 1 | `MmUnmapViewInSystemSpace(Base)` | the view (`MappedView`'s drop) |
-//! | 2 | `ObCloseHandle(Handle, KernelMode)` | the kernel handle the create returned |
-//! | 3 | `ObDereferenceObject(Object)` | the reference on the section object the create returned |
-//! | 4 | `FltCloseSectionForDataScan(Context)` | the context's link to the stream. Filter Manager stops synchronizing I/O against the section, and the next create on the stream can succeed |
-//! | 5 | `FltReleaseContext(Context)` | the allocation reference from `FltAllocateContext` |
-//!
-//! Steps 2 to 5 are `common::section::DataScanSection`'s drop, which this sample builds from
-//! what the create returned. `ObCloseHandle` is an ntoskrnl export: `ZwClose` would import from
-//! ntdll.dll, which a driver cannot load.
-//!
-//! ## Two scans of one stream: wait, never fail the open
-//! One section per stream per instance: when two threads open the same file at once, the second
-//! create returns `STATUS_FLT_CONTEXT_ALREADY_DEFINED`. This sample **waits** for the scan in
-//! flight instead of skipping. Skipping would let the second open of an infected file through
-//! while the first is being denied, which is the one thing a scanner must not do. The waiter:
-//! 1. releases its own unused context;
-//! 2. finds the other scan's context with `FltGetSectionContext` (`<= APC_LEVEL`; every success
-//!    adds a reference, dropped with `FltReleaseContext`; `STATUS_NOT_FOUND` means that scan just
-//!    finished, so it tries again);
-//! 3. waits on the context's event, inside `FsRtlEnterFileSystem` (normal kernel APCs off),
-//!    with `FltCancellableWaitForSingleObject(Event, Timeout, Data)` (`PASSIVE_LEVEL` with callback
-//!    data), bounded by [`WAIT_SECONDS`]. The scanner sets the event after its section is closed.
-//!    Passing the operation's callback data makes the wait end with `STATUS_CANCELLED` when the
-//!    user cancels the open (`CancelSynchronousIo`), or `STATUS_THREAD_IS_TERMINATING` when the
-//!    thread is killed: the open is then cancelled with that status (`FltCancelFileOpen`), as
-//!    avscan does, instead of holding a dying thread for up to 40 s;
-//! 4. adopts an *infected* verdict, the safe direction. It adopts a *clean* verdict only from a
-//!    scan that **started after this one began**: that scan created its section after this open
-//!    reached the file system (or after this handle's last write), so it read everything this scan
-//!    would have read. Every scan takes a number from a global counter before it creates its
-//!    section, and keeps it in its context; "started after" is "has a larger number than the
-//!    counter showed when this scan began". After a clean verdict from an older scan, which may
-//!    have read the file before this handle's writes, it scans again itself. At most
-//!    [`MAX_ATTEMPTS`] times; after that, or if the wait times out, it fails open with a log line.
-//!    (Without the "started after" rule, a few threads opening one file in a loop keep taking the
-//!    section from each other, and a scan gives up while nothing is wrong: the multi-threaded
-//!    test found exactly that.)
-//!
-//! The waiter holds no lock, and the scanner waits on nothing but its own page faults, so the
-//! wait cannot deadlock. Its reference keeps the context (and the event in it) alive even after
-//! the scanner has released its own.
-//!
-//! ## What it does not do
-//! The section lives only while the scan runs. A truncation, purge or non-cached write from
-//! another handle *during* that window waits (Filter Manager or the file system pends it) until
-//! the scan closes the section, because this sample registers no `SectionNotificationCallback`.
-//! The `section-conflict` sample shows how to give the section up for such I/O.
-//!
-//! ## What you see when it is loaded
-//! `fltmc load RsDataScan` attaches to every local volume (altitude 265130, `FSFilter Content
-//! Screener`). Set the `Debug Print Filter` value `IHVDRIVER` to `0xF` to see its lines. Then
-//! `type eicar.com` fails with "Operation did not complete successfully because the file contains
-//! a virus", and the debugger shows:
-//!
-//! ```text
-//! rs-data-scan: \Device\HarddiskVolume3\test\eicar.com: open: INFECTED: EICAR signature at offset 0: open denied with STATUS_VIRUS_INFECTED (0xC0000906)
-//! rs-data-scan: \Device\HarddiskVolume3\test\clean.txt: open: clean: 5400 bytes scanned in 1 window(s)
-//! ```
-//!
-//! Network volumes log `not attaching ... STATUS_NOT_SUPPORTED`. `fltmc unload RsDataScan`
-//! prints a summary line.
+//! ## What you see when it runs
+//! `cargo xtask demo data-scan` runs it in `fltsim`; on Windows, `fltmc load RsDataScan`. Opening
+//! the EICAR file in the demo folder fails with "the file contains a virus", and the debugger shows
+//! `rs-data-scan: <path>\eicar.txt: open: INFECTED: EICAR signature at offset 0: open denied with
+//! STATUS_VIRUS_INFECTED (0xC0000906)`; a clean file logs `open: clean: <n> bytes scanned`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{

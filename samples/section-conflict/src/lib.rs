@@ -1,62 +1,44 @@
 //! # section-conflict: give way to conflicting I/O in the `SectionNotificationCallback`
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
-//! section up the moment I/O that needs the cache purged arrives (a truncating set-end-of-file, a
-//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is
-//! open and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the
-//! notification, the I/O waits for the whole scan. The README has each call's contract.
+//! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
+//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is open
+//! and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the notification
+//! it waits for the whole scan. It scans only files opened for reading in its demo folder
+//! (`common::scope`). The README has each call's contract in full.
 //!
-//! ## The flow
-//! 1. **`DriverEntry`** starts one scan thread (`PsCreateSystemThread`), keeps a reference to its
-//!    object (`ObReferenceObjectByHandle`), then registers and starts filtering.
-//! 2. **`InstanceSetup`**: `FltRegisterForDataScan`; where it fails (network volumes), the sample
-//!    returns `STATUS_FLT_DO_NOT_ATTACH`.
-//! 3. **Post-create** of a file opened for `FILE_READ_DATA`: everything that can fail comes first
-//!    (the scan state, a section context whose back-pointer to it is set *before* the create, an
-//!    instance reference, a slot in the queue of [`QUEUE_DEPTH`] scans). Then
-//!    `FltCreateSectionForDataScan`, and the scan goes to the queue. Any failure is logged and the
-//!    open goes on: the sample fails open.
-//! 4. **The scan thread** reads each queued file in [`CHUNK_SIZE`] chunks: it maps that chunk only
-//!    (`MmMapViewInSystemSpaceEx`), copies it out (`MmCopyMemory`), unmaps it, and hashes the copy.
-//!    A file in the demo folder ([`is_paced`]) pauses one clock tick after each chunk, so the demo
-//!    can meet a scan in flight. Only files in the sample's scope are scanned at all (a folder named
-//!    by `Parameters\DemoFolder`, `common::scope`); if that names another folder, its files are
-//!    read without pauses.
-//! 5. **`SectionNotificationCallback`**, on the conflicting I/O's thread, closes the section, and
-//!    Filter Manager requeues the I/O. **`InstanceTeardownStart`** does the same for the instance's scans, so a
-//!    dismount or detach never waits for a scan. **Unload** stops the thread and waits for it.
+//! ## The calls it teaches
+//! - **`FLT_REGISTRATION` version `0x0203`**, the first with a `SectionNotificationCallback`.
+//! - **`PsCreateSystemThread`** (`PASSIVE_LEVEL`) in `DriverEntry`: one scan thread, whose object
+//!   `ObReferenceObjectByHandle` keeps; unload waits for it. A scan can last minutes, and a work
+//!   item "must run for a limited amount of time" (`IO_WORKITEM_ROUTINE`).
+//! - **`FltRegisterForDataScan`** (`<= APC_LEVEL`); `STATUS_NOT_SUPPORTED` means do not attach.
+//! - **Post-create**: everything that can fail comes first (pool, a section context whose pointer
+//!   to the scan is set *before* the create, an instance reference, a slot in a queue of
+//!   [`QUEUE_DEPTH`]), then **`FltCreateSectionForDataScan`** (`<= APC_LEVEL`; called at
+//!   `PASSIVE_LEVEL`). A failure is logged and the open goes on.
+//! - **The scan thread**, per [`CHUNK_SIZE`] chunk: `MmMapViewInSystemSpaceEx` of that chunk,
+//!   `MmCopyMemory`, `MmUnmapViewInSystemSpace` (`<= APC_LEVEL`); [`is_paced`] files pause.
+//! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`; `Data` is
+//!   the conflicting I/O, pended; returns `STATUS_SUCCESS`): close the section; Filter Manager
+//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
+//!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
+//!   too, so a dismount or detach never waits for a scan.
 //!
-//! ## Exactly one party finalizes
-//! The scan's ownership word starts at `CREATING` (the create has not returned) and becomes `OPEN`
-//! once the handle and object are published. Whoever exchanges it away from `OPEN` closes the
-//! section: `CONFLICT` (a notification), `FINISHING` (the scan thread) or `TEARDOWN`
-//! (`InstanceTeardownStart`). The winner closes in the documented order: the scan's push lock held
-//! exclusive (no view stays mapped), `ObCloseHandle`, `ObDereferenceObject`,
-//! `FltCloseSectionForDataScan`. A notification that finds `CREATING` cannot close anything (it has
-//! neither the handle nor the object): it marks the scan aborted, and the creator, whose
-//! `CREATING -> OPEN` exchange then fails, closes all three right after the create returns.
+//! ## Exactly one party closes
+//! Each scan has an ownership word: `CREATING` until the create returns, then `OPEN`. Whoever
+//! exchanges it away from `OPEN` (the callback, the scan thread, teardown) closes, in the
+//! documented order: the scan's push lock exclusive (no view mapped), `ObCloseHandle`,
+//! `ObDereferenceObject`, `FltCloseSectionForDataScan`. A callback that finds `CREATING` marks the
+//! scan aborted, and the creator closes right after its create returns. The callback never waits
+//! for a scan, and waits for another party's close for at most [`CLOSE_WAIT_MS`].
 //!
-//! ## Why a thread of its own
-//! A scan can last minutes (a large file in the demo folder). A work item runs on one of the few
-//! system worker threads, and its routine "must run for a limited amount of time; otherwise, the
-//! system can deadlock" (`IO_WORKITEM_ROUTINE`). A dedicated thread may block for as long as it
-//! likes; the bounded queue keeps the waiting scans, and the sections they hold, few.
-//!
-//! ## What the callback waits for
-//! Never the scan, nothing without a bound: the current chunk, or another party's close (at most
-//! [`CLOSE_WAIT_MS`]); Filter Manager keeps the I/O pended until the section is closed anyway.
-//!
-//! ## What you see when it is loaded
-//! `Start-SampleDemo.ps1 -Name section-conflict` opens a 64 MiB file in the demo folder for
-//! reading and truncates it to 1 MiB from a second handle. The debugger shows:
-//! ```text
-//! rs-section-conflict: \<path>\big.bin: scanning 67108864 bytes in 16384 chunks
-//! rs-section-conflict: \<path>\big.bin: a set-end-of-file to 1048576 bytes conflicts with the scan's section: aborting the scan and closing the section
-//! rs-section-conflict: \<path>\big.bin: section closed (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds
-//! rs-section-conflict: \<path>\big.bin: scan aborted after <n> of 16384 chunks: the section was closed for a conflicting I/O
-//! ```
-//! Files outside the demo folder are not scanned (no line), and `fltmc unload RsSectionConflict`
-//! prints a summary line.
+//! ## What you see when it runs
+//! `cargo xtask demo section-conflict` runs it in `fltsim`; on Windows, `Start-SampleDemo.ps1
+//! -Name section-conflict` truncates a file in the demo folder while its scan runs:
+//! `rs-section-conflict: <path>\big.bin: a set-end-of-file to 1048576 bytes conflicts with the
+//! scan's section: aborting the scan and closing the section`, then `section closed
+//! (STATUS_SUCCESS (0x00000000)): a set-end-of-file to 1048576 bytes proceeds`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{

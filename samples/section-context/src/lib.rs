@@ -1,114 +1,43 @@
 //! # section-context: find the section you created earlier with `FltGetSectionContext`
 //!
-//! When a file is opened for reading by an open that denies write sharing, this sample creates a
-//! read-only data-scan section on the stream and keeps it for as long as such opens last. Later
-//! operations on the stream (read, query information, cleanup) find that section again with
-//! `FltGetSectionContext`, update the counters its context carries, and release the context. The
-//! last cleanup of an open that denies write sharing closes the section. No public Microsoft
-//! sample calls `FltGetSectionContext`; this one shows every documented result of it.
+//! An open for reading that denies write sharing gets a read-only data-scan section on its
+//! stream, kept while such opens last. Later reads, query-information requests, cleanups and
+//! flush-and-purges on the stream find that section again with `FltGetSectionContext`, update the
+//! counters in its context and release the context. The last holder's cleanup, or a
+//! flush-and-purge (which would otherwise wait for it), closes the section. It acts only in
+//! its demo folder (`common::scope`). The README has the details: who closes, the races, deletes.
 //!
-//! ## The calls, and the contract of each
-//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (IRQL `<= APC_LEVEL`): required
-//!   before any section can be created on the instance. `STATUS_NOT_SUPPORTED` on volumes that
-//!   cannot do it (a network share). A production filter would not attach there
-//!   (`STATUS_FLT_DO_NOT_ATTACH`); this one attaches anyway, to show what `FltGetSectionContext`
-//!   answers on such a volume.
-//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): the context comes back with
-//!   one reference, the *allocation reference*, and is not zeroed (`ContextRef::allocate` zeroes
-//!   it). It records the requestor's process ID (`FltGetRequestorProcessId`: the process the
-//!   requesting thread is attached to, which is 4, System, for a system thread, and 0 when the
-//!   operation has no thread), the file's name and, once the section exists, the file size at
-//!   open and the section's handle and object.
-//! - **`FltCreateSectionForDataScan`** (call it at `PASSIVE_LEVEL`: post-create runs there):
-//!   read-only (`SECTION_MAP_READ | SECTION_QUERY`, `PAGE_READONLY`, `SEC_COMMIT`) with `OBJ_KERNEL_HANDLE`, so the
-//!   handle lives in the kernel handle table, not in the opening process. On success the stream
-//!   holds a *link* to the context (a second reference, dropped by `FltCloseSectionForDataScan`)
-//!   and the caller owns the handle and a reference on the section object. One section per stream
-//!   per instance: a second create gets `STATUS_FLT_CONTEXT_ALREADY_DEFINED`, which this sample
-//!   answers by joining the existing section. An empty file gets `STATUS_END_OF_FILE`. On failure
-//!   the unused context is released with `FltReleaseContext`, never closed.
-//! - **`FltGetSectionContext(Instance, FileObject, &Context)`** (`<= APC_LEVEL`), called in
-//!   pre-read, pre-query-information, pre-cleanup and pre-flush-and-purge:
-//!   - `STATUS_SUCCESS`: `Context` carries a *new reference*. The sample adopts it in a
-//!     `ContextRef`, whose drop is the one `FltReleaseContext` that matches it, on every path;
-//!   - `STATUS_NOT_FOUND`: this instance has no section on the stream (the file was opened with
-//!     write sharing, or before the filter loaded, or the section was closed). `Context` is NULL:
-//!     nothing to release. Logged, nothing else;
-//!   - `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts. Logged once per instance
-//!     (the instance context remembers), not once per I/O.
-//! - **`FltCloseSectionForDataScan(Context)`** (`<= APC_LEVEL`), after `ObCloseHandle` (PASSIVE)
-//!   and `ObDereferenceObject`, then `FltReleaseContext` of the allocation reference: the order of
-//!   `common::section::DataScanSection`. Afterwards `FltGetSectionContext` on the stream returns
-//!   `STATUS_NOT_FOUND`.
+//! ## The calls it teaches
+//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (`<= APC_LEVEL`). On
+//!   `STATUS_NOT_SUPPORTED` (a network share) this sample attaches anyway, to show what the lookup
+//!   answers there; a production filter returns `STATUS_FLT_DO_NOT_ATTACH`.
+//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): one reference, not zeroed.
+//! - **`FltCreateSectionForDataScan`** (`<= APC_LEVEL`; called at `PASSIVE_LEVEL` in post-create),
+//!   read-only, `OBJ_KERNEL_HANDLE`. Success links the context to the stream (one more reference)
+//!   and gives the caller a handle and an object reference. One section per stream per instance:
+//!   `STATUS_FLT_CONTEXT_ALREADY_DEFINED` means another open made it first, so join that one.
+//!   `STATUS_END_OF_FILE`: an empty file. A failed create is released, never closed.
+//! - **`FltGetSectionContext(Instance, FileObject, &Context)`** (`<= APC_LEVEL`):
+//!   - `STATUS_SUCCESS`: `Context` carries a new reference; exactly one `FltReleaseContext` drops
+//!     it (`common::context::ContextRef`, on every path);
+//!   - `STATUS_NOT_FOUND`: no section for this stream on this instance; `Context` is NULL and
+//!     there is nothing to release;
+//!   - `STATUS_NOT_SUPPORTED`: the volume has no section contexts; logged once per instance.
+//! - **The close**: `ObCloseHandle` (`PASSIVE_LEVEL`), `ObDereferenceObject`,
+//!   `FltCloseSectionForDataScan` (`<= APC_LEVEL`), then `FltReleaseContext` of the allocation
+//!   reference. Afterwards the lookup answers `STATUS_NOT_FOUND`. The last cleanup,
+//!   `SectionNotificationCallback` and `InstanceTeardownStart` may each want to close: whoever
+//!   takes the section out of its slot with an interlocked exchange closes it, once.
 //!
-//! ## What the reference count protects
-//! The context is pool memory that several parties point at: the stream's link, the allocation
-//! reference (owned by the open section) and one reference per `FltGetSectionContext` in flight.
-//! Filter Manager frees it (after `ContextCleanupCallback`) only when the *last* reference goes.
-//! So a thread that got the context just before another thread closed the section keeps reading
-//! valid memory: the close drops the link and the allocation reference, the context outlives the
-//! section handle, and it is freed by the reader's `FltReleaseContext`. A pointer kept without a
-//! reference is the use-after-free this count exists to prevent.
+//! The reference count is what makes the lookup safe: a reader that got the context just before
+//! another thread closed the section still holds valid memory, freed by its own release.
 //!
-//! ## Who closes, and when: the last cleanup
-//! Several opens of one stream share its section. The section exists to be read while no writer
-//! can appear, so it lives as long as some open *holds* it: an open with read access, no write
-//! access and no write sharing, as recorded in the file object by the file system when it granted
-//! the open (`IoCheckShareAccess` sets `ReadAccess`, `WriteAccess` and `SharedWrite`). The
-//! context counts the holders: the creating open, plus each later holder that finds the section in
-//! its post-create. A holder's cleanup (`IRP_MJ_CLEANUP`, the last user handle of that file object
-//! closing) decrements the count; the cleanup that takes it to zero closes the section. Closing
-//! early is always safe (later operations just see `STATUS_NOT_FOUND`); closing late holds up a
-//! writer (Filter Manager pends it), so `SectionNotificationCallback` closes the section too if a
-//! conflicting operation meets it anyway.
-//!
-//! Three parties may therefore want to close one section: the last cleanup, the conflict
-//! callback and `InstanceTeardownStart` (unload with streams still open). The open section's
-//! allocation reference sits in a slot of the instance context; whoever takes it out of the slot
-//! with an interlocked exchange owns it and closes the section, exactly once ("whoever wins the
-//! exchange finalizes", as in Microsoft's avscan). A closer that runs before the creator has
-//! filled the slot leaves a request the creator honours.
-//!
-//! The conflicting operation never fails for the section: Filter Manager has pended it, and
-//! requeues it once the section is closed (`FSCTL_SET_PURGE_FAILURE_MODE`); the callback only
-//! expedites the close. When it loses the exchange, it waits for the winner's close (an event the
-//! closer sets after `FltCloseSectionForDataScan`) for at most [`CLOSE_WAIT_MS`], only to log
-//! whether that close was still under way: it runs on the I/O's thread and never waits without a
-//! bound. It does not wait for a create that has not returned (the page warns that the
-//! notification can come while "`SectionHandle` and `SectionObject` are not yet valid"): the
-//! creator's thread may be waiting on that very I/O. It leaves its request and returns; the
-//! creator closes all three (handle, object, link) the moment the create returns, and the
-//! operation, pended until then, goes on.
-//!
-//! ## A held section and a co-opener's delete
-//! The section does not stop another open from deleting the file, so the sample does not close it
-//! for a delete. A delete disposition (`FileDispositionInformation`, or
-//! `FileDispositionInformationEx` with `FILE_DISPOSITION_DELETE`) is refused with
-//! `STATUS_CANNOT_DELETE` when the file is read-only "or there is an existing mapped view to the
-//! file" (the `FILE_DISPOSITION_INFORMATION_EX` page). The file systems' check is
-//! `MmFlushImageSection(MmFlushForDelete)` (`FatSetDispositionInfo` in the FAT sample: "Make sure there is
-//! no process mapping this file as an image"); its page says it fails for an image section that
-//! cannot be flushed, or for "outstanding write probes on the file's data section". This sample's
-//! section is a read-only data section (`SEC_COMMIT`, `PAGE_READONLY`) and maps no view, so it is
-//! none of these. Nor is a delete one of the conflicts Filter Manager notifies: those are I/O
-//! "that triggers a cache purge". The file is deleted when its last handle closes, and the holders
-//! are among those handles. A filter that *maps* views of its section must unmap them before a
-//! delete can succeed. NTFS's sources are not public; these are the documented rules.
-//!
-//! ## What you see when it is loaded
-//! `fltmc load RsSectionContext`, then (with the `Debug Print Filter` value `IHVDRIVER` = `0xF`)
-//! open a file with `FileShare.Read` and read it, query its size and close it. The debugger shows:
-//!
-//! ```text
-//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: section created (FltCreateSectionForDataScan), 5400 bytes, process 4242
-//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: read: section found (FltGetSectionContext), read 1, query 0, opened by process 4242 with 5400 bytes
-//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: query information: section found (FltGetSectionContext), read 1, query 1, opened by process 4242 with 5400 bytes
-//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: cleanup: section found (FltGetSectionContext), read 1, query 1, opened by process 4242 with 5400 bytes
-//! rs-section-context: \Device\HarddiskVolume3\...\section.txt: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released
-//! ```
-//!
-//! Opens with write sharing log `no section` at create and `STATUS_NOT_FOUND` at each later
-//! operation. It acts on every file of every volume, so load it on a test machine.
+//! ## What you see when it runs
+//! `cargo xtask demo section-context` runs it in `fltsim`; on Windows, `fltmc load
+//! RsSectionContext`. Open a file in the demo folder with `FileShare.Read`, read it and close it:
+//! `rs-section-context: <path>\section.txt: section created (FltCreateSectionForDataScan), ...`,
+//! then `read: section found (FltGetSectionContext), read 1, ...` and `last cleanup: section
+//! closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{

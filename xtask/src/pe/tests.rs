@@ -25,6 +25,8 @@ struct Spec {
     /// One function per entry, with this frame size (a multiple of 16), in `.pdata`; `None`:
     /// no exception directory.
     frames: Option<Vec<u32>>,
+    /// The PDB name of the `CodeView` (`RSDS`) debug record; `None`: no debug directory.
+    pdb: Option<&'static str>,
 }
 
 impl Default for Spec {
@@ -45,6 +47,7 @@ impl Default for Spec {
             fix_checksum: true,
             machine: pe::IMAGE_FILE_MACHINE_AMD64,
             frames: Some(vec![48, 1024]),
+            pdb: Some("test.pdb"),
         }
     }
 }
@@ -53,6 +56,18 @@ const RDATA_SIZE: u32 = 0x400;
 
 /// A data directory's `(offset in .rdata, size)`.
 type Directory = (u32, u32);
+
+/// The `CodeView` record's GUID (little-endian `GUID` bytes) and age in the synthetic images.
+const PDB_GUID: [u8; 16] = *b"0123456789abcdef";
+const PDB_AGE: u32 = 3;
+
+/// The `.rdata` data directories: imports, exports, exception (`.pdata`) and debug.
+struct Directories {
+    imports: Directory,
+    exports: Option<Directory>,
+    pdata: Option<Directory>,
+    debug: Option<Directory>,
+}
 
 /// Appends `bytes` at the next multiple of `align` and returns their offset.
 fn push(buf: &mut Vec<u8>, align: usize, bytes: &[u8]) -> u32 {
@@ -69,14 +84,8 @@ fn put_u32(buf: &mut [u8], at: u32, value: u32) {
     buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
-/// The `.rdata` contents (import and export directories) at RVA `base`, with the directories'
-/// `(offset, size)`.
-#[allow(clippy::type_complexity, reason = "a test helper's three directories")]
-fn rdata(
-    spec: &Spec,
-    base: u32,
-    entry: u32,
-) -> (Vec<u8>, Directory, Option<Directory>, Option<Directory>) {
+/// The `.rdata` contents at RVA `base` and file offset `file_offset`, with its directories.
+fn rdata(spec: &Spec, base: u32, file_offset: u32, entry: u32) -> (Vec<u8>, Directories) {
     let mut buf = vec![0u8; (spec.imports.len() + 1) * 20];
     for (index, (module, functions)) in spec.imports.iter().enumerate() {
         let name = push(&mut buf, 2, &[module.as_bytes(), b"\0"].concat());
@@ -134,9 +143,41 @@ fn rdata(
         let at = push(&mut buf, 4, &table);
         (at, u32::try_from(table.len()).unwrap())
     });
+    let debug = spec.pdb.map(|name| {
+        // RSDS, GUID, age, the NUL-terminated PDB name.
+        let record = [
+            &b"RSDS"[..],
+            &PDB_GUID,
+            &PDB_AGE.to_le_bytes(),
+            name.as_bytes(),
+            b"\0",
+        ]
+        .concat();
+        let at = push(&mut buf, 4, &record);
+        // IMAGE_DEBUG_DIRECTORY: Type at 12, SizeOfData at 16, AddressOfRawData at 20,
+        // PointerToRawData at 24.
+        let directory = push(&mut buf, 4, &[0u8; 28]);
+        put_u32(&mut buf, directory + 12, pe::IMAGE_DEBUG_TYPE_CODEVIEW.0);
+        put_u32(
+            &mut buf,
+            directory + 16,
+            u32::try_from(record.len()).unwrap(),
+        );
+        put_u32(&mut buf, directory + 20, base + at);
+        put_u32(&mut buf, directory + 24, file_offset + at);
+        (directory, 28)
+    });
     assert!(buf.len() <= RDATA_SIZE as usize);
     buf.resize(RDATA_SIZE as usize, 0);
-    (buf, imports, exports, pdata)
+    (
+        buf,
+        Directories {
+            imports,
+            exports,
+            pdata,
+            debug,
+        },
+    )
 }
 
 /// Builds the driver image `spec` describes.
@@ -158,7 +199,25 @@ fn build(spec: &Spec) -> Vec<u8> {
     let text = writer.reserve_section(*b".text\0\0\0", pe::SectionFlags(text_flags), 16, 16);
     let rdata_range = writer.reserve_rdata_section(RDATA_SIZE);
     let entry = text.virtual_address;
-    let (rdata, imports, exports, pdata) = rdata(spec, rdata_range.virtual_address, entry);
+    let (rdata, directories) = rdata(
+        spec,
+        rdata_range.virtual_address,
+        rdata_range.file_offset,
+        entry,
+    );
+    let Directories {
+        imports,
+        exports,
+        pdata,
+        debug,
+    } = directories;
+    if let Some((offset, size)) = debug {
+        writer.set_data_directory(
+            pe::IMAGE_DIRECTORY_ENTRY_DEBUG,
+            rdata_range.virtual_address + offset,
+            size,
+        );
+    }
     if let Some((offset, size)) = pdata {
         writer.set_data_directory(
             pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION,
@@ -510,4 +569,42 @@ fn a_chkstk_import_fails_its_own_rule_only() {
         ..Spec::default()
     });
     assert_eq!(failed(&image), [Rule::NoStackProbe]);
+}
+
+#[test]
+fn the_codeview_record_is_reported() {
+    let summary = check(&build(&Spec::default())).unwrap_or_else(|v| panic!("{v:?}"));
+    assert_eq!(
+        summary.pdb,
+        Some(super::PdbRef {
+            name: "test.pdb".to_owned(),
+            guid: PDB_GUID,
+            age: PDB_AGE,
+        })
+    );
+}
+
+#[test]
+fn no_codeview_record_fails() {
+    let image = build(&Spec {
+        pdb: None,
+        ..Spec::default()
+    });
+    assert_eq!(failed(&image), [Rule::CodeView]);
+}
+
+#[test]
+fn a_codeview_record_with_a_path_or_no_pdb_fails() {
+    for name in [
+        r"C:\build\target\release\test.pdb",
+        "/work/target/test.pdb",
+        "test.dbg",
+        ".pdb",
+    ] {
+        let image = build(&Spec {
+            pdb: Some(name),
+            ..Spec::default()
+        });
+        assert_eq!(failed(&image), [Rule::CodeView], "{name}");
+    }
 }
