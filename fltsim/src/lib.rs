@@ -139,7 +139,9 @@ pub use world::{
 /// The process id of the System process, which owns I/O that no user process requested.
 pub const SYSTEM_PROCESS_ID: u32 = 4;
 
-/// An operation that cannot proceed while a data-scan section is open on the stream.
+/// An operation that must purge the stream's cache, which an open data-scan section prevents:
+/// Filter Manager (or, for the flush-and-purge, the file system) pends it until no data-scan
+/// section is left on the stream, then reissues it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conflict {
     /// Set the end of file below the current size.
