@@ -1065,7 +1065,8 @@ unsafe extern "system" fn section_conflict(
             _ => {
                 // Someone else is closing it (the scan thread, another conflict, a teardown or
                 // a creator). Filter Manager keeps the I/O pended until the section is closed
-                // either way; the bounded wait only lets the line below say when it was not yet.
+                // either way. The bounded wait is for when it requeues, which the page does not
+                // say: a requeue into a section still being closed would only fail and pend again.
                 if !scan.wait_closed() {
                     log!(
                         "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps {io} pended until it is"

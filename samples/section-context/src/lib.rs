@@ -804,8 +804,9 @@ unsafe extern "system" fn section_conflict(
         );
     } else if !section.wait_closed() {
         // Another party owns the close (the last cleanup, teardown, or the creator about to
-        // publish). Filter Manager keeps the operation pended until that close either way; the
-        // bounded wait only lets this line say when it was not done yet.
+        // publish). Filter Manager keeps the operation pended until that close either way. The
+        // bounded wait is for when it requeues, which the page does not say: a requeue into a
+        // section still being closed would only fail and pend again.
         log!(
             "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps the operation pended until it is"
         );
