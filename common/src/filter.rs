@@ -4,6 +4,10 @@
 //! (`FltAllocateContext`, work items, `FltUnregisterFilter`). The handle has to outlive
 //! `DriverEntry`, so it lives in a [`FilterSlot`] static; until filtering has started it is held by
 //! a [`RegisteredFilter`] guard, so that a failure in `DriverEntry` unregisters it.
+//!
+//! The lesson itself, the three calls in their documented order with the failure path, is in the
+//! `passthrough` sample (`samples/passthrough/src/lib.rs`), which makes them without this module.
+//! The other samples use this module so that their own code is about the API they teach.
 
 use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 

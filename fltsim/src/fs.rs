@@ -183,7 +183,7 @@ pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
     };
     let (status, information) = if let Some(status) = scripted {
         k.trace(
-            EventKind::User,
+            EventKind::FileSystem,
             format!(
                 "file system fails {} with {} (scripted)",
                 major_name(iopb.MajorFunction),
@@ -653,9 +653,9 @@ pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS
         let why = format!("cannot purge {name}: the data-scan section created by {origin} is open");
         if outstanding == 0 {
             k.trace(
-                EventKind::FltMgr,
+                EventKind::FileSystem,
                 format!(
-                    "file system: {why} and no purge failure mode is outstanding: {} fails \
+                    "{why} and no purge failure mode is outstanding: {} fails \
                      with STATUS_USER_MAPPED_FILE",
                     op.name()
                 ),
@@ -667,9 +667,9 @@ pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS
             Purge::NonCachedWrite | Purge::Truncate => STATUS_PURGE_FAILED,
             Purge::Other => {
                 k.trace(
-                    EventKind::FltMgr,
+                    EventKind::FileSystem,
                     format!(
-                        "file system: {why}; purge failure mode is outstanding ({outstanding}), \
+                        "{why}; purge failure mode is outstanding ({outstanding}), \
                          so it pends {} until the count drops to zero",
                         op.name()
                     ),
@@ -679,15 +679,15 @@ pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS
                 }
                 k.trace(
                     EventKind::FltMgr,
-                    format!("file system: reissues {} on {name}", op.name()),
+                    format!("reissues {} on {name}", op.name()),
                 );
                 continue;
             }
         };
         k.trace(
-            EventKind::FltMgr,
+            EventKind::FileSystem,
             format!(
-                "file system: {why}; purge failure mode is outstanding ({outstanding}): {} \
+                "{why}; purge failure mode is outstanding ({outstanding}): {} \
                  fails with {}",
                 op.name(),
                 NtStatus(status)

@@ -99,6 +99,18 @@ fn callback_name(pre: bool, major: u8) -> &'static str {
         .unwrap_or(if pre { "PreOther" } else { "PostOther" })
 }
 
+/// `IRP_MJ_QUERY_INFORMATION` for `QueryInformation`: the request's name as `wdm.h` spells it.
+pub(crate) fn irp_name(major: u8) -> String {
+    let mut name = String::from("IRP_MJ_");
+    for (i, c) in crate::request::major_name(major).chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 fn preop_name(result: i32) -> String {
     match result {
         FLT_PREOP_SUCCESS_WITH_CALLBACK => "FLT_PREOP_SUCCESS_WITH_CALLBACK".into(),
@@ -136,6 +148,14 @@ pub(crate) fn send(
     // SAFETY: the parameter block belongs to the callback data, valid for the whole operation.
     let block = unsafe { *p };
     let (major, file_object) = (block.MajorFunction, block.TargetFileObject);
+    // A user operation's request reaches Filter Manager from the I/O manager; a filter's own
+    // (`below`) from Filter Manager itself, which traces that step.
+    if below.is_none() {
+        k.trace(
+            EventKind::IoManager,
+            format!("{} {}", irp_name(major), describe(k, file_object)),
+        );
+    }
     let layers = {
         let mut state = k.lock();
         let mut layers: Vec<(u32, Layer)> = Vec::new();
@@ -219,7 +239,7 @@ pub(crate) fn send(
 
     // An operation pended on a data-scan section that never closed (a finding) has not
     // completed: no post-operation callback runs for it.
-    let abandoned = !completed && !perform(k, data);
+    let abandoned = !completed && !perform(k, data, major);
 
     for (layer, completion, synchronized) in posts.into_iter().rev() {
         if abandoned {
@@ -276,11 +296,15 @@ pub(crate) fn send(
 /// the requeue is visible to filters: their pre-operation callbacks ran once, above, and their
 /// post-operation callbacks see only the final status. Returns `false` if the operation stayed
 /// pended past the model's pend limit (a finding); it then completes with `STATUS_PENDING`.
-fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) -> bool {
+fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA, major: u8) -> bool {
     loop {
         let _ = crate::fs::take_failed_in_purge_failure_mode();
         crate::fs::execute(k, data);
         let failed = status(data);
+        k.trace(
+            EventKind::FileSystem,
+            format!("{} -> {}", irp_name(major), NtStatus(failed)),
+        );
         let Some((stream, what)) = purge_failure(k, data, failed) else {
             return true;
         };

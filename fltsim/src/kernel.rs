@@ -198,11 +198,73 @@ pub enum EventKind {
     Verifier,
     /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
     /// starting to wait for the operations in flight, or its `FSCTL_SET_PURGE_FAILURE_MODE`
-    /// requests and the pending and requeueing of an operation they cause (the file system's
-    /// side of that, a failed purge, is traced here too, prefixed `file system:`). Calls are traced when they return; this
-    /// marks the moment inside one, so a test can order its next step after it.
+    /// requests and the pending and requeueing of an operation they cause. Calls are traced when
+    /// they return; this marks the moment inside one, so a test can order its next step after it.
     FltMgr,
+    /// The I/O manager handing a user operation's request to Filter Manager.
+    IoManager,
+    /// The file system below every filter: the request it completed, and with what status; and
+    /// a purge it could not do (a data-scan section open), what it answered, and an operation it
+    /// pended and reissued for that.
+    FileSystem,
 }
+
+/// The names the trace's `who` column uses for work that is not a filter's own code. A filter's
+/// code is named by the name it was loaded with ([`World::load`](crate::World::load): the
+/// service name, as `fltmc filters` shows it).
+pub mod who {
+    /// The user-mode program: the test's scripted operations, and `fltmc`.
+    pub const USER: &str = "user";
+    /// The I/O manager.
+    pub const IO_MANAGER: &str = "IoMgr";
+    /// Filter Manager (`FltMgr.sys`): its own steps, and the callbacks it calls from no filter's
+    /// code (a completion routine, `SectionNotificationCallback`, a work item).
+    pub const FILTER_MANAGER: &str = "FltMgr";
+    /// The file system below every filter.
+    pub const FILE_SYSTEM: &str = "FS";
+    /// The kernel's own work, such as starting and ending a system thread.
+    pub const KERNEL: &str = "kernel";
+    /// A verifier finding or a note of the model's test machinery outside any filter's code.
+    pub const VERIFIER: &str = "verifier";
+}
+
+impl EventKind {
+    /// The `kind` column of a trace line.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Call(_) => "call",
+            Self::Callback(_) => "cb",
+            Self::Log => "log",
+            Self::User => "user",
+            Self::Verifier => "VERIFIER",
+            Self::FltMgr => "fltmgr",
+            Self::IoManager => "io",
+            Self::FileSystem => "fs",
+        }
+    }
+}
+
+/// The key to the trace's columns, printed once above a trace ([`World::print_legend`]).
+///
+/// [`World::print_legend`]: crate::World::print_legend
+pub const LEGEND: &str = "\
+== How to read the trace
+Each line: seq, thread, IRQL, who, kind, what happened.
+  seq       the event's place in the trace, across all threads (gaps: lines left out)
+  T1, T2..  the model's number for the thread it ran on (T1: the user's thread)
+  IRQL      PASSIVE = PASSIVE_LEVEL, APC = APC_LEVEL, DISPATCH = DISPATCH_LEVEL
+  who       user: the user-mode program and fltmc; IoMgr: the I/O manager; FltMgr: Filter
+            Manager; FS: the file system; kernel: the kernel's own threads; verifier: the
+            model's checks; any other name: that filter's code, by its service name
+  kind      user: an operation the program issued; io: the I/O manager sending its request
+            to Filter Manager (IRP_MJ_*); cb: a callback entered or returning; call: a function
+            the filter called, with its arguments and result (traced when it returns); fltmgr:
+            a step Filter Manager takes on its own (DriverEntry's result, the filters below a
+            filter's own I/O); fs: the file system completing a request; log: a line the filter
+            printed to the debugger (DbgPrint); VERIFIER: a finding, or a note of the
+            model's test machinery (an injected fault, a hold)
+  0x...     pointers and handles: they differ from run to run";
 
 /// One line of the trace.
 #[derive(Clone, Debug)]
@@ -213,7 +275,8 @@ pub struct Event {
     pub thread: u32,
     /// The IRQL of that thread at the time.
     pub irql: u8,
-    /// The filter (or `user`, `fltmgr`) it is attributed to.
+    /// The filter (by the name it was loaded with) or the part of the system ([`who`]) it is
+    /// attributed to.
     pub who: String,
     /// What kind of event.
     pub kind: EventKind,
@@ -229,18 +292,14 @@ impl std::fmt::Display for Event {
             irql::DISPATCH_LEVEL => "DISPATCH",
             _ => "DIRQL   ",
         };
-        let kind = match self.kind {
-            EventKind::Call(_) => "call",
-            EventKind::Callback(_) => "cb  ",
-            EventKind::Log => "log ",
-            EventKind::User => "user",
-            EventKind::Verifier => "VERIFIER",
-            EventKind::FltMgr => "fltmgr",
-        };
         write!(
             f,
-            "{:>5} T{:<2} {irql} {:<20} {kind} {}",
-            self.seq, self.thread, self.who, self.text
+            "{:>5} T{:<2} {irql} {:<20} {:<4} {}",
+            self.seq,
+            self.thread,
+            self.who,
+            self.kind.label(),
+            self.text
         )
     }
 }
@@ -283,9 +342,32 @@ impl Kernel {
     }
 
     /// Appends an event to the trace.
+    ///
+    /// Filter Manager's steps, the I/O manager's and the file system's are theirs wherever they
+    /// happen (a step inside a filter's call is still Filter Manager's work); anything else is
+    /// the running filter code's, or, outside any, its kind's: a callback with no filter code
+    /// running is called by Filter Manager.
     pub(crate) fn trace(&self, kind: EventKind, text: String) {
-        let frame = current_frame();
-        let who = frame.map_or_else(|| "user".to_owned(), |f| f.who);
+        let who = match kind {
+            EventKind::User => who::USER.to_owned(),
+            EventKind::FltMgr => who::FILTER_MANAGER.to_owned(),
+            EventKind::IoManager => who::IO_MANAGER.to_owned(),
+            EventKind::FileSystem => who::FILE_SYSTEM.to_owned(),
+            EventKind::Callback(_) => {
+                current_frame().map_or_else(|| who::FILTER_MANAGER.to_owned(), |f| f.who)
+            }
+            EventKind::Verifier => {
+                current_frame().map_or_else(|| who::VERIFIER.to_owned(), |f| f.who)
+            }
+            EventKind::Call(_) | EventKind::Log => {
+                current_frame().map_or_else(|| who::USER.to_owned(), |f| f.who)
+            }
+        };
+        self.trace_as(who, kind, text);
+    }
+
+    /// Appends an event attributed to `who`.
+    pub(crate) fn trace_as(&self, who: String, kind: EventKind, text: String) {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             thread: thread_id(),

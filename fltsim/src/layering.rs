@@ -8,8 +8,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The kernel functions the drivers call.
     ("the C ABI", &["abi"]),
     // The scripted machine and its built-in filter (the C ABI asks it to attach instances when
-    // filtering starts, and to run a racing user operation).
-    ("the machine", &["world", "counting"]),
+    // filtering starts, and to run a racing user operation); the diagrams drawn from its trace.
+    ("the machine", &["world", "counting", "diagram"]),
     // Callback data through the filter stack.
     ("the I/O dispatch", &["io"]),
     // The file system, and the Filter Manager bookkeeping the layers above share; the registry

@@ -18,7 +18,10 @@
 //! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every
 //!   finding fails the test at [`World::finish`] (or when the world drops);
 //! - fault injection ([`World::fail_nth`], [`sweep_faults`]) and a [`trace`](World::trace) of
-//!   every call, callback and debugger line;
+//!   every call, callback and debugger line, each named by who did it ([`who`]: the user, the
+//!   I/O manager, Filter Manager, the file system, the kernel, or the filter by its service
+//!   name), with a key to its columns ([`LEGEND`]); [`diagram`] draws a slice of it as the
+//!   Mermaid sequence diagram in each sample's README;
 //! - parameters read and written with `fltKernel.h`'s layout, through the model's own
 //!   definitions (`params`), because windows-sys 0.61's `FLT_PARAMETERS` members drop
 //!   `POINTER_ALIGNMENT` (windows-rs #3525). A request filled through windows-sys's members gets
@@ -114,6 +117,7 @@
 mod abi;
 mod context_refs;
 pub mod counting;
+pub mod diagram;
 mod fs;
 mod io;
 mod kernel;
@@ -129,7 +133,7 @@ mod threads;
 mod verifier;
 mod world;
 
-pub use kernel::{Event, EventKind, Violation};
+pub use kernel::{Event, EventKind, LEGEND, Violation, who};
 pub use pages::DIRECT_READ;
 pub use registry::RegValue;
 pub use world::{

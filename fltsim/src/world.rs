@@ -573,7 +573,9 @@ impl World {
             entry(driver, path)
         });
         self.kernel.trace(
-            EventKind::User,
+            // `fltmc load` is `FilterLoad`, the user-mode `FltLoadFilter`, which reports what the
+            // filter's `DriverEntry` returned (`STATUS_FAILED_DRIVER_ENTRY` on a failure).
+            EventKind::FltMgr,
             format!("DriverEntry of {name} returned {}", NtStatus(status)),
         );
         if NtStatus(status).is_success() {
@@ -1358,23 +1360,41 @@ impl World {
         self.assert_clean();
     }
 
-    /// Prints what the user did and the calls to the APIs in `apis`, in trace order, for demos
-    /// that show only the API they teach.
-    pub fn print_calls(&self, apis: &[&str]) {
-        for event in self.trace() {
-            let shown = match event.kind {
+    /// What the user did and the calls to the APIs in `apis`, in trace order, for demos that
+    /// show only the API they teach. Every release shown brings its acquires
+    /// ([`diagram::with_acquires`](crate::diagram::with_acquires)): a `FltReleaseContext` line
+    /// never appears without the `FltAllocateContext` or `FltGet*Context` that took the reference.
+    #[must_use]
+    pub fn shown_calls(&self, apis: &[&str]) -> Vec<Event> {
+        let apis = crate::diagram::with_acquires(apis);
+        self.trace()
+            .into_iter()
+            .filter(|event| match event.kind {
                 EventKind::Call(api) => apis.contains(&api),
                 EventKind::User => true,
-                // Filter Manager's own steps inside one of those calls.
-                EventKind::FltMgr => apis
-                    .iter()
-                    .any(|api| event.text.starts_with(&format!("{api}:"))),
+                // Filter Manager's own steps inside one of those calls, and the load's result.
+                EventKind::FltMgr => {
+                    event.text.starts_with("DriverEntry of ")
+                        || apis
+                            .iter()
+                            .any(|api| event.text.starts_with(&format!("{api}:")))
+                }
                 _ => false,
-            };
-            if shown {
-                println!("{event}");
-            }
+            })
+            .collect()
+    }
+
+    /// Prints [`shown_calls`](Self::shown_calls).
+    pub fn print_calls(&self, apis: &[&str]) {
+        for event in self.shown_calls(apis) {
+            println!("{event}");
         }
+    }
+
+    /// Prints the key to the trace's columns ([`LEGEND`](crate::LEGEND)), for demos: once,
+    /// above the first trace they print.
+    pub fn print_legend(&self) {
+        println!("{}", crate::LEGEND);
     }
 
     /// Prints the trace, for demos.

@@ -52,12 +52,12 @@ const UNLOAD_WITHOUT_UNREGISTER: &str =
     "mistake-unload: the unload callback returned success without calling FltUnregisterFilter";
 /// callback-data: `FltFreeCallbackData` twice. [`callback_data_freed_twice`]
 const FREED_TWICE: &str = "FltFreeCallbackData: the callback data allocated by \
-    FltAllocateCallbackData in mistake-probe PostCreate (trace #7) was already freed (in \
+    FltAllocateCallbackData in mistake-probe PostCreate (trace #9) was already freed (in \
     mistake-probe: PostCreate)";
 /// data-scan: `FltCloseSectionForDataScan` on a context no section was created with.
 /// [`closing_a_context_never_used_for_a_section`]
 const CLOSE_UNUSED_CONTEXT: &str = "FltCloseSectionForDataScan on the context from \
-    FltAllocateContext in mistake-probe PreRead (trace #9), which was never used to create a \
+    FltAllocateContext in mistake-probe PreRead (trace #12), which was never used to create a \
     section: release it with FltReleaseContext instead (in mistake-probe: PreRead)";
 /// data-scan: `ObCloseHandle` (`PASSIVE_LEVEL` only) in a post-operation callback.
 /// [`passive_only_work_in_a_post_operation_callback`]
@@ -69,16 +69,16 @@ const DIRECT_READ: &str = fltsim::DIRECT_READ;
 /// data-scan: the section handle never closed; the rest released.
 /// [`section_handle_never_closed`]
 const SECTION_HANDLE_LEAKED: &str = "mistake-probe: the section handle from \
-    FltCreateSectionForDataScan (trace #9) was never closed (ObCloseHandle/ZwClose)";
+    FltCreateSectionForDataScan (trace #11) was never closed (ObCloseHandle/ZwClose)";
 /// section-context: the reference `FltGetSectionContext` returned, never released.
 /// [`forgotten_release_of_a_section_context`]
 const LEAKED_CONTEXT: &str = "mistake-probe: leaked context (16 bytes, type 0x40) from \
-    FltAllocateContext (trace #8) still has 1 reference(s); on Windows FltUnregisterFilter \
+    FltAllocateContext (trace #10) still has 1 reference(s); on Windows FltUnregisterFilter \
     waits for it forever";
 /// section-context: one reference released twice; the context is freed under its other owner.
 /// [`a_section_context_released_twice`]
 const RELEASED_TWICE: &str = "FltReleaseContext: the context allocated by FltAllocateContext \
-    (trace #8) was already freed (its last reference was released)";
+    (trace #10) was already freed (its last reference was released)";
 /// section-conflict: a `SectionNotificationCallback` that returns an error.
 /// [`section_notification_returning_an_error`]
 const NOTIFICATION_ERROR: &str = "mistake-probe: SectionNotificationCallback returned \

@@ -440,7 +440,7 @@ fn assert_waits_for_the_close(op: Op, notifications: bool) {
     );
     let reissue = match op.failure() {
         Some(_) => "requeued to the file system",
-        None => "file system: reissues",
+        None => "reissues",
     };
     let disabled = position(&world, since, "SET_PURGE_FAILURE_MODE_DISABLED");
     position(&world, disabled, reissue);

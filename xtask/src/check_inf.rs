@@ -52,22 +52,32 @@ const ALLOCATED_ALTITUDES: &str = include_str!("../data/allocated-altitudes.tsv"
 const MODERN_INSTANCES_KEY: &str = "Parameters\\Instances";
 /// Where the instance configuration lives for the down-level section.
 const DOWNLEVEL_INSTANCES_KEY: &str = "Instances";
+/// The altitude `cargo xtask new` writes into a new INF: not an altitude, so the INF cannot be
+/// installed by mistake, and check-inf says how to get a real one.
+pub(crate) const PLACEHOLDER_ALTITUDE: &str = "SET-AN-ALTITUDE";
+/// Microsoft's page on requesting an altitude.
+const ALTITUDE_REQUEST_PAGE: &str =
+    "https://learn.microsoft.com/windows-hardware/drivers/ifs/minifilter-altitude-request";
 /// `FLG_ADDREG_TYPE_SZ`.
 const REG_SZ: u32 = 0x0000_0000;
 /// `FLG_ADDREG_TYPE_DWORD`.
 const REG_DWORD: u32 = 0x0001_0001;
 
 /// A load order group a minifilter sample may use: its setup class and altitude range.
-struct Group {
-    name: &'static str,
-    class: &'static str,
-    class_guid: &'static str,
-    altitudes: std::ops::RangeInclusive<u32>,
+pub(crate) struct Group {
+    /// The `LoadOrderGroup` name.
+    pub(crate) name: &'static str,
+    /// The INF's `Class`.
+    pub(crate) class: &'static str,
+    /// The INF's `ClassGuid`.
+    pub(crate) class_guid: &'static str,
+    /// The group's altitude range.
+    pub(crate) altitudes: std::ops::RangeInclusive<u32>,
 }
 
 /// The load order groups the samples may use, with the ranges of Microsoft's "Allocated filter
 /// altitudes" page (a test checks them against `xtask/data/allocated-altitudes.tsv`).
-const GROUPS: &[Group] = &[
+pub(crate) const GROUPS: &[Group] = &[
     Group {
         name: "FSFilter Activity Monitor",
         class: "ActivityMonitor",
@@ -1164,6 +1174,30 @@ impl<'a> Checker<'a> {
                 "Altitude must be a string (0x00000000), not a number",
             );
         }
+        if altitude.value == PLACEHOLDER_ALTITUDE {
+            let range = group.map_or_else(String::new, |g| {
+                format!(
+                    " ({} {}-{})",
+                    g.name,
+                    g.altitudes.start(),
+                    g.altitudes.end()
+                )
+            });
+            self.fail(
+                &altitude.section,
+                "altitude.placeholder",
+                format!(
+                    "the altitude is still `cargo xtask new`'s placeholder: set Instance1.Altitude. \
+                     On a test machine, any altitude in the group's range{range} that Microsoft's \
+                     \"Allocated filter altitudes\" page (xtask/data/allocated-altitudes.tsv) does \
+                     not list, also set as ALTITUDE in the sample's test and demo; for a driver you \
+                     ship, request one from Microsoft: an e-mail to fsfcomm@microsoft.com with the \
+                     subject \"Filter altitude request\" and the fields listed on \
+                     {ALTITUDE_REQUEST_PAGE}"
+                ),
+            );
+            return None;
+        }
         let Some(number) = parse_altitude(&altitude.value) else {
             self.fail(
                 &altitude.section,
@@ -1479,7 +1513,7 @@ fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Op
 }
 
 /// The places outside the INF that name a sample's altitude agree with it: the tests'
-/// `const ALTITUDE: u32 = N;`, the demo's `.load(TAG, N, DriverEntry)` and the root README's
+/// `const ALTITUDE: u32 = N;`, the demo's `.load(SERVICE, N, DriverEntry)` and the root README's
 /// table row for the service (`` `Service`, N ``).
 fn check_altitude_mentions(
     root: &Path,
@@ -1523,7 +1557,7 @@ fn check_altitude_mentions(
                 if let Some(rest) = line_text.strip_prefix("const ALTITUDE: u32 =") {
                     mention(shown.clone(), number(rest.trim_end_matches(';')), i + 1);
                 }
-                if let Some(rest) = line_text.strip_prefix(".load(TAG,")
+                if let Some(rest) = line_text.strip_prefix(".load(SERVICE,")
                     && let Some((value, _)) = rest.split_once(',')
                 {
                     mention(shown.clone(), number(value), i + 1);
@@ -2205,6 +2239,31 @@ mod tests {
     }
 
     #[test]
+    fn the_placeholder_altitude_is_refused_with_the_way_to_get_one() {
+        let text = GOOD.replace(
+            "Instance1.Altitude = \"370210\"",
+            &format!("Instance1.Altitude = \"{PLACEHOLDER_ALTITUDE}\""),
+        );
+        let findings = check(&text);
+        let placeholder: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.rule == "altitude.placeholder")
+            .collect();
+        // Once per install section (modern and down-level), and nothing else.
+        assert_eq!(placeholder.len(), 2, "{findings:#?}");
+        assert_eq!(findings.len(), 2, "{findings:#?}");
+        for finding in placeholder {
+            assert!(
+                finding.message.contains("360000-389999"),
+                "{}",
+                finding.message
+            );
+            assert!(finding.message.contains("fsfcomm@microsoft.com"));
+            assert!(finding.message.contains(ALTITUDE_REQUEST_PAGE));
+        }
+    }
+
+    #[test]
     fn sections_must_agree() {
         let text = GOOD.replace(
             "HKR,\"Instances\\\"%Instance1.Name%,\"Altitude\",0x00000000,%Instance1.Altitude%",
@@ -2346,7 +2405,7 @@ mod tests {
             ),
             (
                 "samples/passthrough/examples/demo.rs",
-                "    .load(TAG, 370_210, DriverEntry)\n",
+                "    .load(SERVICE, 370_210, DriverEntry)\n",
             ),
             (
                 "README.md",
@@ -2356,7 +2415,7 @@ mod tests {
         assert_eq!(workspace_rules(&agree), Vec::<&str>::new());
         for (index, stale) in [
             "const ALTITUDE: u32 = 370_299;\n",
-            "    .load(TAG, 370_299, DriverEntry)\n",
+            "    .load(SERVICE, 370_299, DriverEntry)\n",
             "| x | y | `RsPassthrough`, 370299 | 10 1903 |\n",
         ]
         .into_iter()

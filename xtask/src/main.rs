@@ -7,15 +7,19 @@
 //!   import rule of [`exports`], and the [`symbols`] check of the `.pdb` beside it; prints each
 //!   driver's minimum Windows version (the highest of its imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
+//! - `diagrams`: each sample's README diagram, drawn from its demo scenario (see [`diagrams`]).
 //! - `bench`: the benchmarks.
 //! - `check-inf`, `sign`: the INF checks and test signing.
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
+//! - `new <name> [--out DIR]`: a new minifilter from the passthrough sample (see [`new`]).
 
 mod check_inf;
+mod diagrams;
 mod exports;
 mod frames;
 mod make_members;
+mod new;
 mod pe;
 mod sign;
 mod symbols;
@@ -61,6 +65,8 @@ enum Task {
         /// The sample's directory name under samples/, e.g. `passthrough`.
         sample: String,
     },
+    /// Write each sample's README diagram (Mermaid), drawn from its demo scenario in the model.
+    Diagrams,
     /// Run the benchmarks.
     Bench,
     /// Check the INF files.
@@ -70,6 +76,19 @@ enum Task {
     /// Check that every workspace member the cargo-make flow builds compiles for both Windows
     /// targets (standalone mode).
     CheckMakeMembers,
+    /// Start a new minifilter from the passthrough sample: samples/<name> in this workspace, or
+    /// with --out a workspace of its own.
+    New {
+        /// The new driver's name: lowercase letters, digits and single hyphens, e.g. `my-filter`
+        /// (package rs-<name>, driver rs_<name>.sys, service Rs<Name>).
+        name: String,
+        /// Write a self-contained workspace into this folder (which must not exist) instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The load order group: the INF's class and the altitude range to choose from.
+        #[arg(long, default_value = "FSFilter Activity Monitor")]
+        group: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,16 +144,22 @@ fn main() -> Result<()> {
         Task::Build { profile, target } => build(&root, profile, target),
         Task::Verify { files } => verify(&files),
         Task::Demo { sample } => demo(&root, &sample),
+        Task::Diagrams => diagrams::run(&root),
         Task::Bench => bench(&root),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
         Task::CheckMakeMembers => make_members::run_check(&root),
+        Task::New { name, out, group } => new::run(&root, &name, &group, out.as_deref()),
     }
 }
 
 /// The workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` (the `cargo xtask` alias) sets CARGO_MANIFEST_DIR for the process: the checkout
+    // it runs from. The path compiled in is only a fallback: a shared target directory can hand a
+    // binary built from another copy of the repository to this one.
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest
         .parent()
         .map_or(manifest.clone(), Path::to_path_buf)

@@ -20,7 +20,7 @@ use windows_sys::{
 
 use crate::{
     abi::{out, read_in},
-    kernel::{EventKind, Frame, Status, api_call, current_filter, run_as},
+    kernel::{EventKind, Frame, Shown, Status, api_call, current_filter, run_as, who},
     state::HANDLE_TAG,
     sync::HostEvent,
     threads::{SYSTEM_THREAD, ThreadRec, set_terminated, terminated},
@@ -46,7 +46,7 @@ unsafe extern "system" fn PsCreateSystemThread(
         |k| {
             let Some(routine) = startroutine else {
                 k.violation("PsCreateSystemThread: no StartRoutine".into());
-                return Status(STATUS_INVALID_PARAMETER);
+                return Shown(STATUS_INVALID_PARAMETER, NtStatus(STATUS_INVALID_PARAMETER).to_string());
             };
             if !processhandle.is_null() {
                 k.violation(
@@ -65,7 +65,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                 );
             }
             if let Some(status) = k.inject("PsCreateSystemThread", STATUS_INSUFFICIENT_RESOURCES) {
-                return Status(status);
+                return Shown(status, NtStatus(status).to_string());
             }
             let filter = current_filter();
             let (handle, object, name) = {
@@ -93,7 +93,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                 (handle, object, name)
             };
             if !out(k, "PsCreateSystemThread", threadhandle, handle as HANDLE) {
-                return Status(STATUS_INVALID_PARAMETER);
+                return Shown(STATUS_INVALID_PARAMETER, NtStatus(STATUS_INVALID_PARAMETER).to_string());
             }
             let kernel = Arc::clone(k);
             std::thread::spawn(move || {
@@ -102,7 +102,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                 // with normal kernel APCs disabled."
                 crate::kernel::set_critical_regions(1);
                 let frame = Frame { filter, who: name.clone(), what: "system thread".into() };
-                kernel.trace(EventKind::Callback("SystemThread"), format!("thread {object:#x} starts"));
+                kernel.trace_as(who::KERNEL.into(), EventKind::Callback("SystemThread"), format!("thread {object:#x} starts"));
                 // SAFETY: the driver's start routine, called once on its own thread at
                 // PASSIVE_LEVEL, as PsCreateSystemThread does.
                 run_as(frame, irql::PASSIVE_LEVEL, || unsafe { routine() });
@@ -121,12 +121,12 @@ unsafe extern "system" fn PsCreateSystemThread(
                     }
                     state.events.get(&object).cloned()
                 };
-                kernel.trace(EventKind::Callback("SystemThread"), format!("thread {object:#x} exits"));
+                kernel.trace_as(who::KERNEL.into(), EventKind::Callback("SystemThread"), format!("thread {object:#x} exits"));
                 if let Some(event) = event {
                     event.set();
                 }
             });
-            Status(STATUS_SUCCESS)
+            Shown(STATUS_SUCCESS, format!("STATUS_SUCCESS, handle {handle:#x}"))
         },
     )
     .0
@@ -190,7 +190,10 @@ unsafe extern "system" fn ObReferenceObjectByHandle(
                      resolves PsCreateSystemThread's handles only)",
                     handle as usize
                 ));
-                return Status(STATUS_INVALID_HANDLE);
+                return Shown(
+                    STATUS_INVALID_HANDLE,
+                    NtStatus(STATUS_INVALID_HANDLE).to_string(),
+                );
             };
             if accessmode != 0 {
                 k.violation(
@@ -198,7 +201,7 @@ unsafe extern "system" fn ObReferenceObjectByHandle(
                 );
             }
             out(k, "ObReferenceObjectByHandle", object, found as *mut c_void);
-            Status(STATUS_SUCCESS)
+            Shown(STATUS_SUCCESS, format!("STATUS_SUCCESS, object {found:#x}"))
         },
     )
     .0
@@ -253,4 +256,4 @@ const _: () = {
         [ss::ObReferenceObjectByHandle, ObReferenceObjectByHandle];
 };
 
-use common::irql;
+use common::{NtStatus, irql};

@@ -126,6 +126,8 @@ pub unsafe extern "system" fn DriverEntry(
     // Before filtering starts: post-create acquires it from the first open on.
     // SAFETY: nothing uses the rundown reference yet (the filter is not registered).
     unsafe { ExInitializeRundownProtection(IN_FLIGHT.get()) };
+    // FltRegisterFilter, then FltStartFiltering, unregistering if starting fails: the
+    // passthrough sample makes the three calls itself and explains each (samples/passthrough).
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }

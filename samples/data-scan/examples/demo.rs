@@ -3,12 +3,29 @@
 //! in its last bytes, and a file on the network share (no instance there). Last, write the
 //! signature into the clean file through a handle and close it: the cleanup scan finds it, and the
 //! next open is denied. Prints what the debugger would show, then the calls the sample made.
+//! With `--mermaid`, prints the README's diagram instead (`cargo xtask diagrams`).
 
-use fltsim::{Open, RegValue, World};
+use std::ops::Range;
+
+use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
 use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 
+/// The service name (`ServiceName` in `inf/rs_data_scan.inx`): what `fltmc load` takes and
+/// `fltmc filters` shows, and the registry key under `Services` the driver's parameters live in.
+pub(crate) const SERVICE: &str = "RsDataScan";
+
+/// How the README's diagram draws the scenario: the denied open of the EICAR file.
+pub(crate) const DIAGRAM: Diagram<'static> = Diagram {
+    filter: SERVICE,
+    others: &[],
+    calls: SHOWN,
+    forks: &[],
+    covers: "The open of `C:\\rs-minifilter-demo\\eicar.com`, which the scan denies (the calls \
+             of `SHOWN` in `examples/demo.rs`, and what took each reference they give back).",
+};
+
 /// The calls worth seeing in the trace: the API this sample teaches and its neighbours.
-const SHOWN: &[&str] = &[
+pub(crate) const SHOWN: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "MmMapViewInSystemSpaceEx",
@@ -21,19 +38,23 @@ const SHOWN: &[&str] = &[
     "FltCancelFileOpen",
 ];
 
-/// Opens `path` for read and closes it again, printing what the application saw.
-fn open_and_close(world: &World, path: &str) {
+/// Opens `path` for read and closes it again; says what the application saw.
+fn open_and_close(world: &World, path: &str) -> String {
     match world.open(path, Open::read()) {
         Ok(handle) => {
             world.close(handle).expect("close");
-            println!("open {path}: ok");
+            format!("open {path}: ok")
         }
-        Err(status) => println!("open {path}: failed with {status}"),
+        Err(status) => format!("open {path}: failed with {status}"),
     }
 }
 
-fn main() {
-    let world = World::new();
+/// The file the diagram follows.
+const DENIED: &str = "C:\\rs-minifilter-demo\\eicar.com";
+
+/// The demo's scenario. Returns what the application saw, and the part of the trace the diagram
+/// draws (the open of [`DENIED`]).
+pub(crate) fn scenario(world: &World) -> (Vec<String>, Range<usize>) {
     let mut large = b"large file line\r\n".repeat(3 * WINDOW / 17);
     large.extend_from_slice(EICAR);
     world.create_file(
@@ -45,12 +66,17 @@ fn main() {
     world.create_file("C:\\rs-minifilter-demo\\large.bin", &large);
     world.create_file("Z:\\share\\eicar.com", EICAR);
     // As the INF writes it at install: the sample acts in this folder only.
-    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
+    world.set_parameter(
+        SERVICE,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world
-        .load(TAG, 265_130, DriverEntry)
+        .load(SERVICE, 265_130, DriverEntry)
         .expect("the sample loads");
 
-    println!("== What the application sees");
+    let mut seen = Vec::new();
+    let mut slice = 0..0;
     for path in [
         "C:\\rs-minifilter-demo\\clean.txt",
         "C:\\rs-minifilter-demo\\eicar.com",
@@ -58,7 +84,11 @@ fn main() {
         "C:\\rs-minifilter-demo\\large.bin",
         "Z:\\share\\eicar.com",
     ] {
-        open_and_close(&world, path);
+        let start = world.trace_len();
+        seen.push(open_and_close(world, path));
+        if path == DENIED {
+            slice = start..world.trace_len();
+        }
     }
     let writer = world
         .open("C:\\rs-minifilter-demo\\clean.txt", Open::write())
@@ -67,17 +97,55 @@ fn main() {
         .write(writer, 0, EICAR, false)
         .expect("write the signature");
     world.close(writer).expect("close: the cleanup scan runs");
-    println!("write EICAR into C:\\rs-minifilter-demo\\clean.txt and close: ok");
-    open_and_close(&world, "C:\\rs-minifilter-demo\\clean.txt");
-    world.unload(TAG).expect("the sample unloads");
+    seen.push("write EICAR into C:\\rs-minifilter-demo\\clean.txt and close: ok".to_owned());
+    seen.push(open_and_close(world, "C:\\rs-minifilter-demo\\clean.txt"));
+    world.unload(SERVICE).expect("the sample unloads");
+    (seen, slice)
+}
 
+/// The traces the demo prints once the scenario has run: the user's operations and the calls of
+/// [`SHOWN`], with what took each reference they give back.
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.shown_calls(SHOWN)]
+}
+
+/// The README's diagram: the scenario, run in a new world, drawn.
+pub(crate) fn diagram() -> String {
+    let world = World::new();
+    let (_, slice) = scenario(&world);
+    let block = DIAGRAM.render(&world.trace()[slice]);
+    world.finish();
+    block
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--mermaid") {
+        print!("{}", diagram());
+        return;
+    }
+    let world = World::new();
+    let (seen, _) = scenario(&world);
+
+    world.print_legend();
     println!();
-    println!("== What the debugger shows ({TAG})");
-    for line in world.log_lines(TAG) {
+    println!("== What the application sees");
+    for line in seen {
         println!("{line}");
     }
     println!();
-    println!("== The calls the sample made, and what the user did");
-    world.print_calls(SHOWN);
+    println!("== What the debugger shows ({TAG})");
+    for line in world.log_lines(SERVICE) {
+        println!("{line}");
+    }
+    println!();
+    println!(
+        "== The trace: the user's operations, the calls of the API this sample teaches, and what \
+         took each reference they give back"
+    );
+    for trace in printed(&world) {
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }

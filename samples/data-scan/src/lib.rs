@@ -253,6 +253,8 @@ pub unsafe extern "system" fn DriverEntry(
     // Before FltStartFiltering: no callback runs before the searcher is there. (A second load in
     // the same process, as in the host tests, keeps the first one: the same needle.)
     SEARCHER.init(|| memmem::Finder::new(EICAR));
+    // FltRegisterFilter, then FltStartFiltering, unregistering if starting fails: the
+    // passthrough sample makes the three calls itself and explains each (samples/passthrough).
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }

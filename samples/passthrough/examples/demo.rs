@@ -1,15 +1,30 @@
 //! `cargo xtask demo passthrough`: load the sample into the Filter Manager model, open, read, write
 //! and close a file, then unload. Prints what the debugger would show, then the model's trace.
+//! With `--mermaid`, prints the README's diagram instead (`cargo xtask diagrams`).
 
-use fltsim::{Open, World};
+use std::ops::Range;
+
+use fltsim::{Event, Open, World, diagram::Diagram};
 use rs_passthrough::{DriverEntry, TAG};
 
-fn main() {
-    let world = World::new();
-    world.create_file("C:\\docs\\notes.txt", b"passthrough sees everything");
+/// The service name (`ServiceName` in `inf/rs_passthrough.inx`): what `fltmc load` takes and
+/// `fltmc filters` shows, and the registry key under `Services` the driver's parameters live in.
+pub(crate) const SERVICE: &str = "RsPassthrough";
 
+/// How the README's diagram draws the scenario: all of it.
+pub(crate) const DIAGRAM: Diagram<'static> = Diagram {
+    filter: SERVICE,
+    others: &[],
+    calls: &[],
+    forks: &[],
+    covers: "The whole demo: load, open, read, write, close, unload.",
+};
+
+/// The demo's scenario. Returns the part of the trace the diagram draws.
+pub(crate) fn scenario(world: &World) -> Range<usize> {
+    world.create_file("C:\\docs\\notes.txt", b"passthrough sees everything");
     world
-        .load(TAG, 370_210, DriverEntry)
+        .load(SERVICE, 370_210, DriverEntry)
         .expect("the sample loads");
     let handle = world
         .open("C:\\docs\\notes.txt", Open::read_write())
@@ -19,14 +34,44 @@ fn main() {
         .write(handle, bytes.len() as u64, b" and changes nothing", false)
         .expect("write");
     world.close(handle).expect("close");
-    world.unload(TAG).expect("the sample unloads");
+    world.unload(SERVICE).expect("the sample unloads");
+    0..world.trace_len()
+}
 
+/// The traces the demo prints once the scenario has run: all of it.
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.trace()]
+}
+
+/// The README's diagram: the scenario, run in a new world, drawn.
+pub(crate) fn diagram() -> String {
+    let world = World::new();
+    let slice = scenario(&world);
+    let block = DIAGRAM.render(&world.trace()[slice]);
+    world.finish();
+    block
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--mermaid") {
+        print!("{}", diagram());
+        return;
+    }
+    let world = World::new();
+    scenario(&world);
+
+    world.print_legend();
+    println!();
     println!("== What the debugger shows ({TAG})");
-    for line in world.log_lines(TAG) {
+    for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
     println!();
-    println!("== The Filter Manager trace");
-    world.print_trace(0);
+    for trace in printed(&world) {
+        println!("== The trace");
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }

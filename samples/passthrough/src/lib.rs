@@ -1,32 +1,40 @@
-//! # passthrough: the smallest complete minifilter
+//! # passthrough: the smallest complete minifilter, and the template for a new one
 //!
-//! This sample registers with Filter Manager, attaches to every volume it is offered, counts the
-//! operations it sees in its pre- and post-operation callbacks, and unloads cleanly. It changes
-//! nothing. Every other sample in this workspace starts from this shape.
+//! It registers with Filter Manager, attaches to every volume, counts the create, read, write,
+//! cleanup and close operations it sees, prints the counts at unload and changes nothing.
+//! `cargo xtask new <name>` starts a new driver from this crate. The three registration calls are
+//! made here, in the open; the other samples use `common::filter`, which does the same.
 //!
-//! ## The contract it demonstrates
-//! - **`DriverEntry`** (IRQL `PASSIVE_LEVEL`): `FltRegisterFilter` with a static
-//!   `FLT_REGISTRATION`, then `FltStartFiltering`. If starting fails, the filter is unregistered
-//!   before `DriverEntry` returns the error (the `RegisteredFilter` guard does it), because a
-//!   driver whose `DriverEntry` fails is unloaded without its unload callback.
-//! - **`InstanceSetup`** (`PASSIVE_LEVEL`): return `STATUS_SUCCESS` to attach. Filter Manager calls
-//!   it once per volume, before `FltStartFiltering` returns for volumes already mounted.
-//! - **Pre/post-operation callbacks**: a pre-operation callback runs at `PASSIVE_LEVEL` or
-//!   `APC_LEVEL`; a post-operation callback may run at `DISPATCH_LEVEL`, in an arbitrary thread, so
-//!   it only does interlocked counting here. `FLT_PREOP_SUCCESS_WITH_CALLBACK` asks for the post
-//!   callback; `FLT_POSTOP_FINISHED_PROCESSING` hands the operation back.
-//! - **`FilterUnloadCallback`** (`PASSIVE_LEVEL`): `FltUnregisterFilter`, which tears down every
-//!   instance and waits for outstanding references. Without an unload callback, `fltmc unload`
-//!   is refused.
+//! ## The calls it teaches
+//! - **`FltRegisterFilter(driver, &REGISTRATION, &mut filter)`**, in `DriverEntry`
+//!   (`PASSIVE_LEVEL`; documented `<= APC_LEVEL`). Fails with `STATUS_INSUFFICIENT_RESOURCES`,
+//!   `STATUS_INVALID_PARAMETER` (a bad `FLT_REGISTRATION`), `STATUS_FLT_NOT_INITIALIZED` (Filter
+//!   Manager not running) or `STATUS_OBJECT_NAME_NOT_FOUND` (no service key). Filter Manager
+//!   keeps the pointer to `FLT_REGISTRATION` and its tables, so they are `static`. The returned
+//!   `PFLT_FILTER` stays the same while the driver is loaded; the driver owns it until
+//!   `FltUnregisterFilter`.
+//! - **`FltStartFiltering(filter)`** (`<= APC_LEVEL`): from here Filter Manager offers volumes and
+//!   I/O, *even before it returns*, so everything the callbacks use is ready first. Fails with
+//!   `STATUS_INVALID_PARAMETER` if filtering was already started. If it fails, the driver must
+//!   call `FltUnregisterFilter` itself: a `DriverEntry` that fails gets no unload callback.
+//! - **`InstanceSetup`** (`PASSIVE_LEVEL`): `STATUS_SUCCESS` attaches to the volume.
+//! - **Pre-operation callbacks** (`PASSIVE_LEVEL` or `APC_LEVEL`):
+//!   `FLT_PREOP_SUCCESS_WITH_CALLBACK` asks for the post-operation callback. **Post-operation
+//!   callbacks** may run at `DISPATCH_LEVEL` in any thread, so they only count, with atomics;
+//!   `FLT_POSTOP_FINISHED_PROCESSING` hands the operation back.
+//! - **`FltUnregisterFilter(filter)`**, in `FilterUnloadCallback` (`PASSIVE_LEVEL`; documented
+//!   `<= APC_LEVEL`): tears down every instance, deletes the filter's contexts and waits for the
+//!   operations in flight, so the counts printed after it are final. The handle stays readable
+//!   until it returns (callbacks still running may need it) and is cleared after. Without an
+//!   unload callback, `fltmc unload` is refused.
 //!
-//! ## What you see when it is loaded
+//! ## What you see when it runs
 //! `fltmc load RsPassthrough` prints nothing; `fltmc instances -f RsPassthrough` lists one
-//! instance per volume at altitude 370210. Open, read and close a few files, then
-//! `fltmc unload RsPassthrough`; the debugger shows one line per major function seen, such as
-//! `rs-passthrough: Create: 12 pre, 12 post`.
+//! instance per volume at altitude 370210. At `fltmc unload RsPassthrough` the debugger shows one
+//! line per counted operation, such as `rs-passthrough: Create: 12 pre, 12 post`.
 #![cfg_attr(target_os = "windows", no_std)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
 
 use common::{
     NtStatus,
@@ -36,9 +44,11 @@ use common::{
         FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
         IRP_MJ_CREATE, IRP_MJ_READ, IRP_MJ_WRITE, NTSTATUS, STATUS_SUCCESS, UNICODE_STRING,
     },
-    filter::{FilterSlot, register_and_start},
     log,
     registration::{OPERATION_END, OperationTable, Registration, operation},
+};
+use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+    FltRegisterFilter, FltStartFiltering, FltUnregisterFilter, PFLT_FILTER,
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -58,8 +68,9 @@ const COUNTED: [(u32, &str); 5] = [
 static PRE: [AtomicU32; 5] = [const { AtomicU32::new(0) }; 5];
 static POST: [AtomicU32; 5] = [const { AtomicU32::new(0) }; 5];
 
-/// The filter handle, from `FltRegisterFilter` to `FltUnregisterFilter`.
-static FILTER: FilterSlot = FilterSlot::new();
+/// The `PFLT_FILTER` from `FltRegisterFilter`, kept for `FltUnregisterFilter` at unload (0 when
+/// not registered). Atomic because callbacks on other threads may read it while it is published.
+static FILTER: AtomicIsize = AtomicIsize::new(0);
 
 /// One row per counted operation; the same two callbacks serve them all.
 static OPERATIONS: OperationTable<6> = OperationTable::new([
@@ -77,7 +88,7 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .instance_setup(Some(instance_setup))
     .unload(Some(unload));
 
-/// The driver's entry point: register, then start filtering.
+/// The driver's entry point: register, publish the handle, start filtering.
 ///
 /// # Safety
 /// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
@@ -92,10 +103,41 @@ pub unsafe extern "system" fn DriverEntry(
     for counter in PRE.iter().chain(&POST) {
         counter.store(0, Ordering::Relaxed);
     }
-    // FltRegisterFilter, then FltStartFiltering; if starting fails the filter is unregistered
-    // before the error is returned (a failed DriverEntry gets no unload callback).
-    // SAFETY: `driver` is the driver object this entry point was called with.
-    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
+
+    // 1. Register. "Every minifilter driver must call FltRegisterFilter from its DriverEntry
+    //    routine", with the driver object DriverEntry received. Filter Manager keeps a pointer to
+    //    REGISTRATION, which is why it is a `static`. Nothing is registered if it fails, so there
+    //    is nothing to undo.
+    let mut filter: PFLT_FILTER = 0;
+    // SAFETY: `driver` is the driver object this entry point was called with, REGISTRATION is a
+    // well-formed `'static` FLT_REGISTRATION (checked at compile time by `Registration`), and
+    // `filter` is a valid place for the handle.
+    let status =
+        NtStatus(unsafe { FltRegisterFilter(driver, REGISTRATION.as_ptr(), &raw mut filter) });
+    if !status.is_success() {
+        log!("{TAG}: FltRegisterFilter failed: {status}");
+        return status.0;
+    }
+
+    // 2. Publish the handle before starting: Filter Manager may call InstanceSetup and the
+    //    operation callbacks before FltStartFiltering returns, and the unload callback needs it.
+    FILTER.store(filter, Ordering::Release);
+
+    // 3. Start filtering: from now on volumes are offered and I/O arrives.
+    // SAFETY: `filter` came from FltRegisterFilter above and has not been unregistered.
+    let status = NtStatus(unsafe { FltStartFiltering(filter) });
+    if !status.is_success() {
+        log!("{TAG}: FltStartFiltering failed: {status}");
+        // "If the call to FltStartFiltering does not return STATUS_SUCCESS, the minifilter driver
+        // must call FltUnregisterFilter": a DriverEntry that fails is unloaded without its unload
+        // callback, so nobody else would. Unregister first, clear the handle after, as at unload.
+        // SAFETY: `filter` is registered, and this is its only unregistration (the unload callback
+        // never runs after a failed DriverEntry).
+        unsafe { FltUnregisterFilter(filter) };
+        FILTER.store(0, Ordering::Release);
+        return status.0;
+    }
+    STATUS_SUCCESS
 }
 
 /// `InstanceSetup`: attach to every volume.
@@ -141,11 +183,18 @@ unsafe extern "system" fn post_operation(
     FLT_POSTOP_FINISHED_PROCESSING
 }
 
-/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): report, then unregister.
+/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): unregister, then report.
 unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
     common::paged_code!();
-    // Unregister first: it waits for every operation in flight, so the counts are final.
-    FILTER.unregister();
+    // Unregister first: FltUnregisterFilter tears down every instance and waits for every
+    // operation in flight, so the counts read after it are final. The handle stays published
+    // while it waits (a callback still running may use it: no NULL filter handle during unload)
+    // and is cleared once it has returned, when no callback is left.
+    let filter = FILTER.load(Ordering::Acquire);
+    // SAFETY: Filter Manager calls the unload callback only for a filter whose DriverEntry
+    // succeeded, so `filter` is the registered handle, and it calls it once.
+    unsafe { FltUnregisterFilter(filter) };
+    FILTER.store(0, Ordering::Release);
     for (i, (_, name)) in COUNTED.iter().enumerate() {
         log!(
             "{TAG}: {name}: {} pre, {} post",

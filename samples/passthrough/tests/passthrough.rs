@@ -1,6 +1,11 @@
-//! passthrough against fltsim: load, I/O, unload, leak-free, every fault injected.
+//! passthrough against fltsim: registration order, load, I/O, unload, leak-free, every fault
+//! injected.
 
-use fltsim::{Open, World, sweep_faults};
+use common::{
+    NtStatus,
+    bindings::{STATUS_FLT_NOT_INITIALIZED, STATUS_INVALID_PARAMETER},
+};
+use fltsim::{EventKind, Open, World, sweep_faults};
 use rs_passthrough::DriverEntry;
 
 const NAME: &str = "rs-passthrough";
@@ -81,4 +86,86 @@ fn post_operations_at_dispatch_level_are_fine_for_interlocked_counting() {
     scenario(&world).unwrap();
     world.finish();
     assert_eq!(world.violations(), []);
+}
+
+/// The position in the trace of the one call of `api`.
+fn only_call(world: &World, api: &str) -> u64 {
+    let calls = world.calls(api);
+    assert_eq!(
+        calls.len(),
+        1,
+        "{api} called {} times: {calls:#?}",
+        calls.len()
+    );
+    calls[0].seq
+}
+
+#[test]
+fn registers_starts_and_unregisters_in_the_documented_order() {
+    let world = World::new();
+    scenario(&world).expect("loads");
+    world.unload(NAME).expect("unloads");
+    let trace = world.trace();
+    let register = only_call(&world, "FltRegisterFilter");
+    let start = only_call(&world, "FltStartFiltering");
+    let unregister = only_call(&world, "FltUnregisterFilter");
+    assert!(register < start && start < unregister, "{trace:#?}");
+    // Calls are traced when they return: the volumes were offered while FltStartFiltering ran,
+    // after registration, before it returned.
+    let setups: Vec<u64> = trace
+        .iter()
+        .filter(|e| e.kind == EventKind::Callback("InstanceSetup"))
+        .map(|e| e.seq)
+        .collect();
+    assert!(!setups.is_empty());
+    assert!(
+        setups.iter().all(|s| register < *s && *s < start),
+        "{trace:#?}"
+    );
+    // The counts are printed after FltUnregisterFilter has returned: they are final.
+    let lines: Vec<u64> = world.log_events(NAME).iter().map(|e| e.seq).collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| unregister < *l), "{trace:#?}");
+    world.finish();
+}
+
+#[test]
+fn a_failed_start_unregisters_the_filter_and_driver_entry_returns_its_status() {
+    let world = World::new();
+    // FltStartFiltering's one documented failure.
+    world.fail_nth_with("FltStartFiltering", 1, STATUS_INVALID_PARAMETER);
+    assert_eq!(
+        world.load(NAME, ALTITUDE, DriverEntry),
+        Err(NtStatus(STATUS_INVALID_PARAMETER))
+    );
+    let start = only_call(&world, "FltStartFiltering");
+    let unregister = only_call(&world, "FltUnregisterFilter");
+    assert!(start < unregister);
+    assert_eq!(
+        world.log_lines(NAME),
+        ["rs-passthrough: FltStartFiltering failed: STATUS_INVALID_PARAMETER (0xC000000D)"]
+    );
+    // Nothing left registered, nothing leaked: the model reports both.
+    world.assert_clean();
+    // And the driver loads again, from a clean slate, and unloads.
+    world
+        .load(NAME, ALTITUDE, DriverEntry)
+        .expect("loads again");
+    world.unload(NAME).expect("unloads");
+    assert_eq!(world.calls("FltUnregisterFilter").len(), 2);
+    world.finish();
+}
+
+#[test]
+fn a_failed_registration_returns_its_status_with_nothing_to_undo() {
+    let world = World::new();
+    // Filter Manager not running: one of FltRegisterFilter's documented failures.
+    world.fail_nth_with("FltRegisterFilter", 1, STATUS_FLT_NOT_INITIALIZED);
+    assert_eq!(
+        world.load(NAME, ALTITUDE, DriverEntry),
+        Err(NtStatus(STATUS_FLT_NOT_INITIALIZED))
+    );
+    assert_eq!(world.calls("FltStartFiltering").len(), 0);
+    assert_eq!(world.calls("FltUnregisterFilter").len(), 0);
+    world.finish();
 }

@@ -7,10 +7,47 @@
 //! The demo stops the slow scan at a known point (fltsim's `hold_delays`: the scan is parked in
 //! the pause after its first chunk), so its output is the same on every run.
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
-use fltsim::{Open, RegValue, World};
+use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
 use rs_section_conflict::{DriverEntry, TAG};
+
+/// The service name (`ServiceName` in `inf/rs_section_conflict.inx`): what `fltmc load` takes and
+/// `fltmc filters` shows, and the registry key under `Services` the driver's parameters live in.
+pub(crate) const SERVICE: &str = "RsSectionConflict";
+
+/// How the README's diagram draws the scenario: the first run, from the open of the demo file.
+pub(crate) const DIAGRAM: Diagram<'static> = Diagram {
+    filter: SERVICE,
+    others: &[],
+    calls: &[
+        "FltAllocateContext",
+        "FltCreateSectionForDataScan",
+        "MmMapViewInSystemSpaceEx",
+        "MmCopyMemory",
+        "MmUnmapViewInSystemSpace",
+        "KeDelayExecutionThread",
+        "ObCloseHandle",
+        "ObfDereferenceObject",
+        "FltCloseSectionForDataScan",
+        "FltReleaseContext",
+        "FltObjectDereference",
+        "PsTerminateSystemThread",
+        "FltUnregisterFilter",
+    ],
+    // The scan runs until its first pause, which the demo holds; at the unload, the thread
+    // ends before `FltUnregisterFilter` returns.
+    forks: &[
+        ("FltCreateSectionForDataScan", "KeDelayExecutionThread"),
+        ("fltmc unload", ""),
+    ],
+    covers: "The first run (`SectionNotificationCallback` registered), from the open of \
+             `C:\\rs-minifilter-demo\\big.bin` to the unload: the scan on the sample's system \
+             thread, held in its first pause; the truncation from a second handle, for which \
+             Filter Manager calls `SectionNotificationCallback`, which closes the section; the \
+             scan giving way. The demo orders the two threads with holds, so the order is the \
+             same on every run.",
+};
 
 /// Outside the demo folder: out of scope, not scanned.
 const OTHER: &str = "C:\\data\\report.bin";
@@ -19,8 +56,12 @@ const DEMO: &str = "C:\\rs-minifilter-demo\\big.bin";
 /// A bound on a hang, not a timing: each wait below ends within milliseconds.
 const BOUND: Duration = Duration::from_secs(20);
 
-fn scenario(notify: bool) {
-    let world = World::new();
+/// One run of the demo's scenario, with or without the notification. Returns the truncation's
+/// result and the part of the trace from the open of [`DEMO`] to the unload.
+pub(crate) fn scenario(
+    world: &World,
+    notify: bool,
+) -> (Result<(), common::NtStatus>, Range<usize>) {
     world.set_section_notifications(notify);
     let contents: Vec<u8> = (0..1usize << 20)
         .map(|i| u8::try_from(i % 251).expect("below 251"))
@@ -28,9 +69,13 @@ fn scenario(notify: bool) {
     world.create_file(OTHER, &contents);
     world.create_file(DEMO, &contents);
     // As the INF writes it at install: the sample acts in this folder only.
-    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
+    world.set_parameter(
+        SERVICE,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world
-        .load(TAG, 265_140, DriverEntry)
+        .load(SERVICE, 265_140, DriverEntry)
         .expect("the sample loads");
     // 1. A read-open outside the demo folder: out of scope, so the pre-create lets it pass with
     //    no post-create, no scan and no line.
@@ -61,23 +106,61 @@ fn scenario(notify: bool) {
     world.close(reader).expect("close");
     // 4. Unload: the scan thread ends. In the first run the scan was aborted after its first
     //    chunk (the unload's wait for the thread lets the held pause go).
-    world.unload(TAG).expect("unloads");
-    println!("--- debugger output ---");
-    for line in world.log_lines(TAG) {
+    world.unload(SERVICE).expect("unloads");
+    (result, start..world.trace_len())
+}
+
+/// The traces the demo prints once a run has ended: all of it, from the load, so that the thread
+/// object the unload dereferences is seen taken (`ObReferenceObjectByHandle` in `DriverEntry`).
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.trace()]
+}
+
+/// The README's diagram: the first run, in a new world, drawn.
+pub(crate) fn diagram() -> String {
+    let world = World::new();
+    let (_, slice) = scenario(&world, true);
+    let block = DIAGRAM.render(&world.trace()[slice]);
+    world.finish();
+    block
+}
+
+/// One run, printed.
+fn run(title: &str, notify: bool) {
+    let world = World::new();
+    let (result, _) = scenario(&world, notify);
+    println!("== {title}");
+    println!();
+    println!("== What the debugger shows ({TAG})");
+    for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
-    println!("--- the truncation from the second handle: {result:?}");
-    println!("--- Filter Manager trace, from the open of big.bin ---");
-    world.print_trace(start);
+    println!();
+    println!("== The truncation from the second handle: {result:?}");
+    println!();
+    for trace in printed(&world) {
+        println!("== The trace");
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }
 
 fn main() {
-    println!("=== 1. SectionNotificationCallback registered: the scan gives way ===");
-    scenario(true);
+    if std::env::args().any(|arg| arg == "--mermaid") {
+        print!("{}", diagram());
+        return;
+    }
+    println!("{}", fltsim::LEGEND);
     println!();
-    println!(
-        "=== 2. The notification withheld (control run): the truncation waits for the scan ==="
+    run(
+        "Run 1: SectionNotificationCallback registered, the scan gives way",
+        true,
     );
-    scenario(false);
+    println!();
+    run(
+        "Run 2: the notification withheld (control run), the truncation waits for the scan",
+        false,
+    );
 }

@@ -595,6 +595,8 @@ pub unsafe extern "system" fn DriverEntry(
         unsafe { FltDeletePushLock(QUEUE.lock.get()) };
         return status.0;
     }
+    // FltRegisterFilter, then FltStartFiltering, unregistering if starting fails: the
+    // passthrough sample makes the three calls itself and explains each (samples/passthrough).
     // SAFETY: `driver` is the driver object this entry point was called with.
     let status = unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) };
     if !status.is_success() {

@@ -2,14 +2,33 @@
 //! read-only without write sharing, read it, query it and close it (the section is found at each
 //! step, then closed); open it again with write sharing (`STATUS_NOT_FOUND`); touch a file on the
 //! network share (`STATUS_NOT_SUPPORTED`, logged once); unload. Prints what the debugger would
-//! show, then the calls the sample made.
+//! show, then the calls the sample made. With `--mermaid`, prints the README's diagram instead
+//! (`cargo xtask diagrams`).
+
+use std::ops::Range;
 
 use common::bindings::FILE_SHARE_READ;
-use fltsim::{Open, RegValue, World};
+use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
 use rs_section_context::{DriverEntry, TAG};
 
+/// The service name (`ServiceName` in `inf/rs_section_context.inx`): what `fltmc load` takes and
+/// `fltmc filters` shows, and the registry key under `Services` the driver's parameters live in.
+pub(crate) const SERVICE: &str = "RsSectionContext";
+
+/// How the README's diagram draws the scenario: the first open, from create to close.
+pub(crate) const DIAGRAM: Diagram<'static> = Diagram {
+    filter: SERVICE,
+    others: &[],
+    calls: SHOWN,
+    forks: &[],
+    covers: "The first open of `C:\\rs-minifilter-demo\\section.txt` (read-only, sharing read \
+             only), its read, its query and its close: the section created in post-create, found \
+             again at each step, closed at the last cleanup (the calls of `SHOWN` in \
+             `examples/demo.rs`, and what took each reference they give back).",
+};
+
 /// The calls worth seeing in the trace: the API this sample teaches and its neighbours.
-const SHOWN: &[&str] = &[
+pub(crate) const SHOWN: &[&str] = &[
     "FltRegisterForDataScan",
     "FltCreateSectionForDataScan",
     "FltGetSectionContext",
@@ -20,19 +39,25 @@ const SHOWN: &[&str] = &[
     "FltCloseSectionForDataScan",
 ];
 
-fn main() {
-    let world = World::new();
+/// The demo's scenario. Returns the part of the trace the diagram draws: the first open, from
+/// the open to the end of its close.
+pub(crate) fn scenario(world: &World) -> Range<usize> {
     world.create_file(
         "C:\\rs-minifilter-demo\\section.txt",
         &b"section-context demo line\r\n".repeat(200),
     );
     world.create_file("Z:\\remote.txt", b"on the network share");
     // As the INF writes it at install: the sample acts in this folder only.
-    world.set_parameter(TAG, "DemoFolder", RegValue::Sz("rs-minifilter-demo".into()));
+    world.set_parameter(
+        SERVICE,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
     world
-        .load(TAG, 370_230, DriverEntry)
+        .load(SERVICE, 370_230, DriverEntry)
         .expect("the sample loads");
 
+    let start = world.trace_len();
     let h = world
         .open(
             "C:\\rs-minifilter-demo\\section.txt",
@@ -42,6 +67,7 @@ fn main() {
     world.read(h, 0, 4096).expect("read");
     world.query_standard(h).expect("query");
     world.close(h).expect("close");
+    let slice = start..world.trace_len();
 
     let h = world
         .open("C:\\rs-minifilter-demo\\section.txt", Open::read())
@@ -55,14 +81,48 @@ fn main() {
     world.read(h, 0, 64).expect("read");
     world.query_standard(h).expect("query");
     world.close(h).expect("close");
-    world.unload(TAG).expect("the sample unloads");
+    world.unload(SERVICE).expect("the sample unloads");
+    slice
+}
 
+/// The traces the demo prints once the scenario has run: the user's operations and the calls of
+/// [`SHOWN`], with what took each reference they give back.
+pub(crate) fn printed(world: &World) -> Vec<Vec<Event>> {
+    vec![world.shown_calls(SHOWN)]
+}
+
+/// The README's diagram: the scenario, run in a new world, drawn.
+pub(crate) fn diagram() -> String {
+    let world = World::new();
+    let slice = scenario(&world);
+    let block = DIAGRAM.render(&world.trace()[slice]);
+    world.finish();
+    block
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--mermaid") {
+        print!("{}", diagram());
+        return;
+    }
+    let world = World::new();
+    scenario(&world);
+
+    world.print_legend();
+    println!();
     println!("== What the debugger shows ({TAG})");
-    for line in world.log_lines(TAG) {
+    for line in world.log_lines(SERVICE) {
         println!("{line}");
     }
     println!();
-    println!("== The calls the sample made, and what the user did");
-    world.print_calls(SHOWN);
+    println!(
+        "== The trace: the user's operations, the calls of the API this sample teaches, and what \
+         took each reference they give back"
+    );
+    for trace in printed(&world) {
+        for event in &trace {
+            println!("{event}");
+        }
+    }
     world.finish();
 }

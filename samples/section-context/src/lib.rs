@@ -273,6 +273,8 @@ pub unsafe extern "system" fn DriverEntry(
     // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
     // SAFETY: `registry_path` is the one this entry point was called with.
     unsafe { SCOPE.load(registry_path, TAG) };
+    // FltRegisterFilter, then FltStartFiltering, unregistering if starting fails: the
+    // passthrough sample makes the three calls itself and explains each (samples/passthrough).
     // SAFETY: `driver` is the driver object this entry point was called with.
     unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
 }

@@ -662,9 +662,7 @@ fn a_purge_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then_go
         is_call(e, "FltCloseSectionForDataScan")
     });
     assert_eq!(calls_on(&world, closed.thread, &CLOSE), CLOSE);
-    let reissued = event(&world, "the reissue", |e| {
-        e.text.starts_with("file system: reissues")
-    });
+    let reissued = event(&world, "the reissue", |e| e.text.starts_with("reissues"));
     assert!(closed.seq < reissued.seq, "reissued before the close");
     assert_eq!(
         lines_with(&world, ": section closed ("),
