@@ -261,7 +261,9 @@ Each line: seq, thread, IRQL, who, kind, what happened.
             to Filter Manager (IRP_MJ_*); cb: a callback entered or returning; call: a function
             the filter called, with its arguments and result (traced when it returns); fltmgr:
             a step Filter Manager takes on its own (DriverEntry's result, the filters below a
-            filter's own I/O); fs: the file system completing a request; log: a line the filter
+            filter's own I/O, FSCTL_SET_PURGE_FAILURE_MODE around a data-scan section, pending
+            and requeueing an operation whose purge failed); fs: the file system completing a
+            request, or failing a purge, pending and reissuing; log: a line the filter
             printed to the debugger (DbgPrint); VERIFIER: a finding, or a note of the
             model's test machinery (an injected fault, a hold)
   0x...     pointers and handles: they differ from run to run";
