@@ -117,6 +117,21 @@ pub(crate) fn untrack_section(k: &Kernel, context: usize, object: usize) {
         if let Some(c) = state.contexts.get_mut(&context) {
             c.attachments.retain(|a| *a != Attachment::Section(object));
         }
+        // The balancing FSCTL_SET_PURGE_FAILURE_MODE (SET_PURGE_FAILURE_MODE_DISABLED): after
+        // FltCloseSectionForDataScan returns, Filter Manager no longer synchronizes conflicting
+        // operations against this section (its page). At zero, pended operations are requeued.
+        let s = &mut state.streams[stream];
+        s.purge_failure_mode = s.purge_failure_mode.saturating_sub(1);
+        let outstanding = s.purge_failure_mode;
+        let name = crate::fs::stream_name(&state, stream);
+        drop(state);
+        k.trace(
+            EventKind::FltMgr,
+            format!(
+                "FSCTL_SET_PURGE_FAILURE_MODE (SET_PURGE_FAILURE_MODE_DISABLED) to the file system \
+                 for {name}: outstanding {outstanding}"
+            ),
+        );
     }
     release_reference(k, context, "FltCloseSectionForDataScan");
 }

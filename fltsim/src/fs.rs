@@ -5,15 +5,23 @@
 //! - Share access follows `IoCheckShareAccess`: an open fails with `STATUS_SHARING_VIOLATION`
 //!   when its access is not shared by an existing open, or an existing open's access is not
 //!   shared by it. Cleanup (the last handle closing) removes the open from the check.
-//! - A truncating set-end-of-file, a non-cached write and a flush-and-purge
-//!   (`IRP_MJ_FLUSH_BUFFERS` / `IRP_MN_FLUSH_AND_PURGE`) conflict with a data-scan section.
-//!   Filter Manager calls each owning instance's `SectionNotificationCallback` first; if a
-//!   section the operation met is still there afterwards, the operation fails with
-//!   `STATUS_USER_MAPPED_FILE`, which is how Windows fails a truncation of a mapped file. "Still
-//!   there" means any of: linked to the stream (not closed with `FltCloseSectionForDataScan`),
-//!   its handle open, its object referenced. The section object is what blocks a truncation
-//!   ("the mapping object must be closed"), so closing only the data-scan link is not enough.
-//!   The model uses the same status for all three operations.
+//! - A truncating set-end-of-file, a non-cached write, a destructive create (overwrite or
+//!   supersede of a non-empty file) and a flush-and-purge (`IRP_MJ_FLUSH_BUFFERS` /
+//!   `IRP_MN_FLUSH_AND_PURGE`) purge the stream's cache, which fails while a data-scan section
+//!   object on the stream exists: its handle open or its object referenced (the section object
+//!   is what holds the cache; "the mapping object must be closed"). What follows is the
+//!   `FSCTL_SET_PURGE_FAILURE_MODE` page (ntifs.h). Filter Manager sends that FSCTL with
+//!   `SET_PURGE_FAILURE_MODE_ENABLED` when it creates a data-scan section and with `..._DISABLED`
+//!   when the section is closed for data scan (`FltCloseSectionForDataScan`, or instance
+//!   teardown), traced as Filter Manager events; the stream's count of outstanding ENABLEDs is
+//!   `StreamRec::purge_failure_mode`. While it is above zero the file system answers a failed
+//!   purge with the page's status (destructive create: `STATUS_USER_MAPPED_FILE`; non-cached
+//!   write and set-information: `STATUS_PURGE_FAILED`), which Filter Manager handles
+//!   (`io::perform`), and pends any other operation (the flush-and-purge; a cached write needs
+//!   no purge in the model) itself until the count is zero, then reissues it. With no ENABLED
+//!   outstanding (a section object that outlives its `FltCloseSectionForDataScan`), the failure
+//!   goes to the application as `STATUS_USER_MAPPED_FILE`, which is how a truncation of a mapped
+//!   file fails (`MmCanFileBeTruncated`); the model uses that status for every operation there.
 //! - A truncation that proceeds while a view of a section on the stream is still mapped is a
 //!   verifier finding: on Windows, touching the truncated part of that view raises
 //!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
@@ -36,14 +44,13 @@
 //!   documented conflicts are I/O "that triggers a cache purge", and setting the disposition does
 //!   not. The model records the disposition (`DeletePending` in the standard information); it
 //!   does not remove the file when the last handle closes.
-//! - A conflicting operation is judged against the sections on the stream when it starts. A
-//!   section created while the callbacks run is ordered after the operation (as the file
-//!   system's locks order them on Windows): it neither fails the operation nor counts as mapped
-//!   across a truncation.
+//! - A purge is judged against the sections on the stream each time the operation reaches the
+//!   file system: a requeued operation meets a section created while it was pended, and is
+//!   pended again.
 
 use std::sync::Arc;
 
-use common::{NtStatus, irql};
+use common::NtStatus;
 use windows_sys::{
     Wdk::{
         Storage::FileSystem::{
@@ -66,8 +73,8 @@ use windows_sys::{
             STATUS_FILE_IS_A_DIRECTORY, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
             STATUS_INVALID_INFO_CLASS, STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY,
             STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND,
-            STATUS_OBJECT_PATH_NOT_FOUND, STATUS_SHARING_VIOLATION, STATUS_SUCCESS,
-            STATUS_USER_MAPPED_FILE,
+            STATUS_OBJECT_PATH_NOT_FOUND, STATUS_PENDING, STATUS_PURGE_FAILED,
+            STATUS_SHARING_VIOLATION, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
         },
         Storage::FileSystem::{
             DELETE, FILE_APPEND_DATA, FILE_EXECUTE, FILE_READ_DATA, FILE_SHARE_DELETE,
@@ -78,10 +85,10 @@ use windows_sys::{
 };
 
 use crate::{
-    kernel::{EventKind, Frame, Kernel, run_as},
+    kernel::{EventKind, Kernel},
     params::{self, Member as _},
     request::{self, major_name},
-    state::{FoState, State, StreamRec, instance_handle},
+    state::{FoState, State, StreamRec},
 };
 
 /// Case-insensitive path comparison, as NTFS compares names.
@@ -126,6 +133,8 @@ pub(crate) fn add_stream(
         fs_context,
         sections: Vec::new(),
         failures: Vec::new(),
+        purge_failure_mode: 0,
+        pended: 0,
     });
     state.streams.len() - 1
 }
@@ -186,12 +195,12 @@ pub(crate) fn execute(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA) {
         (status, 0)
     } else {
         match major {
-            IRP_MJ_CREATE => create(k, data, &iopb),
+            IRP_MJ_CREATE => create(k, &iopb),
             IRP_MJ_READ => read(k, &iopb),
-            IRP_MJ_WRITE => write(k, data, &iopb),
+            IRP_MJ_WRITE => write(k, &iopb),
             IRP_MJ_QUERY_INFORMATION => query_information(k, &iopb),
-            IRP_MJ_SET_INFORMATION => set_information(k, data, &iopb),
-            IRP_MJ_FLUSH_BUFFERS => flush(k, data, &iopb),
+            IRP_MJ_SET_INFORMATION => set_information(k, &iopb),
+            IRP_MJ_FLUSH_BUFFERS => flush(k, &iopb),
             IRP_MJ_CLEANUP => transition(k, fo, FoState::CleanedUp),
             IRP_MJ_CLOSE => transition(k, fo, FoState::Closed),
             _ => (STATUS_INVALID_DEVICE_REQUEST, 0),
@@ -207,11 +216,7 @@ fn transition(k: &Kernel, fo: usize, to: FoState) -> (NTSTATUS, usize) {
     (STATUS_SUCCESS, 0)
 }
 
-fn create(
-    k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
-    iopb: &FLT_IO_PARAMETER_BLOCK,
-) -> (NTSTATUS, usize) {
+fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one;
     // the model's parameter blocks are zeroed when allocated.
     let params = unsafe { params::Create::of(&iopb.Parameters) };
@@ -272,7 +277,7 @@ fn create(
     }
     if information == FILE_OVERWRITTEN && !state.streams[stream].data.is_empty() {
         drop(state);
-        if let Err(status) = section_conflict(k, data, stream, true) {
+        if let Err(status) = purge(k, stream, Purge::DestructiveCreate) {
             return (status, 0);
         }
         state = k.lock();
@@ -332,18 +337,14 @@ fn read(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     (STATUS_SUCCESS, n)
 }
 
-fn write(
-    k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
-    iopb: &FLT_IO_PARAMETER_BLOCK,
-) -> (NTSTATUS, usize) {
+fn write(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     // SAFETY: for IRP_MJ_WRITE the `Write` member is the live one; the block is initialized.
     let params = unsafe { params::ReadWrite::of(&iopb.Parameters) };
     let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     if iopb.IrpFlags & IRP_NOCACHE != 0
-        && let Err(status) = section_conflict(k, data, stream, false)
+        && let Err(status) = purge(k, stream, Purge::NonCachedWrite)
     {
         return (status, 0);
     }
@@ -449,11 +450,7 @@ fn copy_out<T>(buffer: *mut std::ffi::c_void, length: u32, value: &T) -> (NTSTAT
     (STATUS_SUCCESS, size)
 }
 
-fn set_information(
-    k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
-    iopb: &FLT_IO_PARAMETER_BLOCK,
-) -> (NTSTATUS, usize) {
+fn set_information(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is the live one; the
     // block is initialized.
     let params = unsafe { params::SetFile::of(&iopb.Parameters) };
@@ -464,7 +461,7 @@ fn set_information(
         ));
     }
     match params.class {
-        class if class == FileEndOfFileInformation => end_of_file(k, data, iopb, params),
+        class if class == FileEndOfFileInformation => end_of_file(k, iopb, params),
         class if class == FileDispositionInformation || class == FileDispositionInformationEx => {
             disposition(k, iopb, params)
         }
@@ -527,7 +524,6 @@ fn disposition(
 /// `FileEndOfFileInformation`: a truncation conflicts with a data-scan section.
 fn end_of_file(
     k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
     iopb: &FLT_IO_PARAMETER_BLOCK,
     params: &params::SetFile,
 ) -> (NTSTATUS, usize) {
@@ -565,7 +561,7 @@ fn end_of_file(
         return (STATUS_ACCESS_DENIED, 0);
     }
     if new_len < old_len
-        && let Err(status) = section_conflict(k, data, stream, true)
+        && let Err(status) = purge(k, stream, Purge::Truncate)
     {
         return (status, 0);
     }
@@ -573,134 +569,215 @@ fn end_of_file(
     (STATUS_SUCCESS, 0)
 }
 
-fn flush(
-    k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
-    iopb: &FLT_IO_PARAMETER_BLOCK,
-) -> (NTSTATUS, usize) {
+fn flush(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     let Ok(stream) = stream_of(&k.lock(), iopb.TargetFileObject as usize) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
-        && let Err(status) = section_conflict(k, data, stream, false)
+        && let Err(status) = purge(k, stream, Purge::Other)
     {
         return (status, 0);
     }
     (STATUS_SUCCESS, 0)
 }
 
-/// Gives every instance with a data-scan section on `stream` the chance to close it, then
-/// decides whether the conflicting operation may proceed.
-pub(crate) fn section_conflict(
+/// An operation that must purge the stream's cache, by its row on the `FSCTL_SET_PURGE_FAILURE_MODE`
+/// page: what the file system answers when the purge fails while purge failure mode is
+/// outstanding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purge {
+    /// `IRP_MJ_CREATE` that overwrites or supersedes (destructive): `STATUS_USER_MAPPED_FILE`.
+    DestructiveCreate,
+    /// `IRP_MJ_WRITE`, non-cached only: `STATUS_PURGE_FAILED`.
+    NonCachedWrite,
+    /// `IRP_MJ_SET_INFORMATION` (here a truncating end of file): `STATUS_PURGE_FAILED`.
+    Truncate,
+    /// Any other operation (here `IRP_MJ_FLUSH_BUFFERS` / `IRP_MN_FLUSH_AND_PURGE`): the file
+    /// system pends it itself and reissues it when the outstanding count drops to zero.
+    Other,
+}
+
+impl Purge {
+    fn name(self) -> &'static str {
+        match self {
+            Self::DestructiveCreate => "the destructive IRP_MJ_CREATE",
+            Self::NonCachedWrite => "the non-cached IRP_MJ_WRITE",
+            Self::Truncate => "the truncating IRP_MJ_SET_INFORMATION",
+            Self::Other => "the IRP_MJ_FLUSH_BUFFERS (flush and purge)",
+        }
+    }
+}
+
+/// The stream an operation's target file object names: its open stream, or for a create the
+/// stream its name resolves to.
+pub(crate) fn target_stream(state: &State, fo: usize) -> Option<usize> {
+    let rec = state.file_objects.get(&fo)?;
+    rec.stream
+        .or_else(|| find_stream(state, rec.volume, &rec.path))
+}
+
+/// `C:\path` of a stream, for messages.
+pub(crate) fn stream_name(state: &State, stream: usize) -> String {
+    let s = &state.streams[stream];
+    format!("{}:{}", state.volumes[s.volume].letter, s.path)
+}
+
+/// The file system's purge of `stream`'s cache before `op`. It fails while a data-scan section
+/// on the stream still exists (its handle open or its object referenced: the section object is
+/// what holds the cache, "the mapping object must be closed"). Then, per the
+/// `FSCTL_SET_PURGE_FAILURE_MODE` page: while purge failure mode is outstanding on the stream,
+/// the table's operations fail with the table's status, for Filter Manager to pend and requeue
+/// (`io::perform`), and any other operation is pended here until the outstanding count drops to
+/// zero, then reissued; with none outstanding, the failure goes to the application as
+/// `STATUS_USER_MAPPED_FILE`, which is how a truncation of a mapped file fails
+/// (`MmCanFileBeTruncated`).
+pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS> {
+    loop {
+        let (blocking, outstanding, name) = {
+            let state = k.lock();
+            let blocking = state
+                .sections
+                .values()
+                .find(|s| s.stream == stream && (s.handle_open || s.object_refs > 0))
+                .map(|s| s.origin.clone());
+            (
+                blocking,
+                state.streams[stream].purge_failure_mode,
+                stream_name(&state, stream),
+            )
+        };
+        let Some(origin) = blocking else {
+            if matches!(op, Purge::Truncate | Purge::DestructiveCreate) {
+                mapped_across_truncation(k, stream);
+            }
+            return Ok(());
+        };
+        let why = format!("cannot purge {name}: the data-scan section created by {origin} is open");
+        if outstanding == 0 {
+            k.trace(
+                EventKind::FileSystem,
+                format!(
+                    "{why} and no purge failure mode is outstanding: {} fails \
+                     with STATUS_USER_MAPPED_FILE",
+                    op.name()
+                ),
+            );
+            return Err(STATUS_USER_MAPPED_FILE);
+        }
+        let status = match op {
+            Purge::DestructiveCreate => STATUS_USER_MAPPED_FILE,
+            Purge::NonCachedWrite | Purge::Truncate => STATUS_PURGE_FAILED,
+            Purge::Other => {
+                k.trace(
+                    EventKind::FileSystem,
+                    format!(
+                        "{why}; purge failure mode is outstanding ({outstanding}), \
+                         so it pends {} until the count drops to zero",
+                        op.name()
+                    ),
+                );
+                if !wait_for_purge_failure_mode_off(k, stream, "the file system", op.name()) {
+                    return Err(STATUS_PENDING);
+                }
+                k.trace(
+                    EventKind::FltMgr,
+                    format!("reissues {} on {name}", op.name()),
+                );
+                continue;
+            }
+        };
+        k.trace(
+            EventKind::FileSystem,
+            format!(
+                "{why}; purge failure mode is outstanding ({outstanding}): {} \
+                 fails with {}",
+                op.name(),
+                NtStatus(status)
+            ),
+        );
+        FAILED_IN_PURGE_FAILURE_MODE.set(true);
+        return Err(status);
+    }
+}
+
+thread_local! {
+    /// Set when the file system, on this thread, failed a purge with the page's status because
+    /// purge failure mode was outstanding: Filter Manager (`io::perform`) reads and clears it
+    /// after the operation returns, so it pends the operation even if the last section closed
+    /// in between (the failure was issued inside the mode, and the requeue then runs at once).
+    static FAILED_IN_PURGE_FAILURE_MODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the operation that just returned on this thread failed its purge inside purge
+/// failure mode (and clears the mark).
+pub(crate) fn take_failed_in_purge_failure_mode() -> bool {
+    FAILED_IN_PURGE_FAILURE_MODE.replace(false)
+}
+
+/// A truncation that proceeds while a view of a data-scan section on the stream is mapped.
+fn mapped_across_truncation(k: &Kernel, stream: usize) {
+    let mapped: Vec<String> = {
+        let state = k.lock();
+        state
+            .sections
+            .values()
+            .filter(|s| s.stream == stream && s.views > 0)
+            .map(|s| s.origin.clone())
+            .collect()
+    };
+    for origin in mapped {
+        k.violation(format!(
+            "a truncation proceeds while a view of a data-scan section (created by {origin}) is \
+             still mapped: touching it now raises STATUS_IN_PAGE_ERROR, a bugcheck in a driver \
+             without an exception handler. Stop using and unmap views before the \
+             SectionNotificationCallback returns"
+        ));
+    }
+}
+
+/// Waits until no `FSCTL_SET_PURGE_FAILURE_MODE` is outstanding on `stream`, for `who` (Filter
+/// Manager or the file system) holding `what` pended. On Windows the wait has no bound and the
+/// caller hangs; the model reports a wait longer than its pend limit as a finding and gives up
+/// (returns `false`): the operation completes with `STATUS_PENDING`, neither failed nor done.
+pub(crate) fn wait_for_purge_failure_mode_off(
     k: &Kernel,
-    data: *mut FLT_CALLBACK_DATA,
     stream: usize,
-    truncating: bool,
-) -> Result<(), NTSTATUS> {
-    // The sections this operation meets: those on the stream when it starts. On Windows the file
-    // system's locks order a section created meanwhile after the operation, so a section that
-    // appears while the callbacks run neither fails the operation nor counts as mapped across it.
-    let (notify, linked, existing) = {
+    who: &str,
+    what: &str,
+) -> bool {
+    let limit = {
         let mut state = k.lock();
-        let enabled = state.options.section_notifications;
-        let linked = state.streams[stream].sections.clone();
-        let existing: Vec<usize> = state
+        state.streams[stream].pended += 1;
+        state.options.pend_limit
+    };
+    let start = std::time::Instant::now();
+    let off = loop {
+        if k.lock().streams[stream].purge_failure_mode == 0 {
+            break true;
+        }
+        if start.elapsed() > limit {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let (name, owners) = {
+        let mut state = k.lock();
+        state.streams[stream].pended -= 1;
+        let owners: Vec<String> = state.streams[stream]
             .sections
             .iter()
-            .filter(|(_, s)| s.stream == stream)
-            .map(|(obj, _)| *obj)
+            .map(|obj| state.sections[obj].origin.clone())
             .collect();
-        let notify = linked
-            .iter()
-            .filter_map(|obj| {
-                let section = &state.sections[obj];
-                let filter = &state.filters[section.filter];
-                let callback = filter.section_notification.filter(|_| enabled)?;
-                Some((
-                    section.instance,
-                    section.filter,
-                    section.context,
-                    filter.name.clone(),
-                    callback,
-                ))
-            })
-            .collect::<Vec<_>>();
-        // Filter Manager references the section context it passes to the callback for the
-        // callback's duration, so a filter that closes the section on another thread meanwhile
-        // cannot free it under the callback. Released after the callback returns.
-        //
-        // It also holds the instance, as for every callback it makes into a filter: instance
-        // teardown (and so FltUnregisterFilter) waits for a notification in flight, exactly as
-        // for an operation callback in flight. Otherwise teardown could unlink the section and
-        // free its context, and the filter could unload, while the callback still runs in it.
-        // An instance whose teardown has started but not completed is still notified: a
-        // section a post-create in flight created after InstanceTeardownStart is the filter's
-        // to give up, and without the notification the I/O would fail.
-        for (instance, _, context, _, _) in &notify {
-            if let Some(c) = state.contexts.get_mut(context) {
-                c.refs += 1;
-            }
-            state.instances[*instance].in_flight += 1;
-        }
-        (notify, linked, existing)
+        (stream_name(&state, stream), owners)
     };
-    for (instance, filter, context, name, callback) in notify {
-        let what = "SectionNotificationCallback";
-        k.trace(
-            EventKind::Callback(what),
-            format!("{what} -> {name} context {context:#x}"),
-        );
-        let frame = Frame {
-            filter: Some(filter),
-            who: name.clone(),
-            what: what.into(),
-        };
-        // SAFETY: calling the filter's registered section notification callback with its
-        // instance, the section context it linked, and the conflicting operation's callback data.
-        let status = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
-            callback(instance_handle(instance), context as *mut _, data)
-        });
-        k.trace(
-            EventKind::Callback(what),
-            format!("{what} <- {name} {}", NtStatus(status)),
-        );
-        crate::context_refs::release_reference(k, context, "SectionNotificationCallback returned");
-        k.lock().instances[instance].in_flight -= 1;
-        if status != STATUS_SUCCESS {
-            k.violation(format!(
-                "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",
-                NtStatus(status)
-            ));
-        }
+    if !off {
+        k.violation(format!(
+            "{what} on {name} has been pended by {who} for {limit:?} on data-scan section(s) \
+             that stay open (created by {}): on Windows its caller hangs until every data-scan \
+             section on the stream is closed with FltCloseSectionForDataScan. Close the section \
+             in the SectionNotificationCallback, or bound the scan",
+            owners.join("; ")
+        ));
     }
-    // The section object itself is what blocks the operation ("the mapping object must be
-    // closed"): it proceeds only once every section it met is closed for data scan, its handle
-    // closed and its object dereferenced, in whatever order the filter did it.
-    let state = k.lock();
-    let blocking = existing.iter().any(|obj| {
-        let section = &state.sections[obj];
-        let still_linked = state.streams[stream].sections.contains(obj) && linked.contains(obj);
-        still_linked || section.handle_open || section.object_refs > 0
-    });
-    if blocking {
-        return Err(STATUS_USER_MAPPED_FILE);
-    }
-    if truncating {
-        let mapped: Vec<String> = existing
-            .iter()
-            .map(|obj| &state.sections[obj])
-            .filter(|s| s.views > 0)
-            .map(|s| s.origin.clone())
-            .collect();
-        drop(state);
-        for origin in mapped {
-            k.violation(format!(
-                "a truncation proceeds while a view of a data-scan section (created by {origin}) is \
-                 still mapped: touching it now raises STATUS_IN_PAGE_ERROR, a bugcheck in a driver \
-                 without an exception handler. Stop using and unmap views before the \
-                 SectionNotificationCallback returns"
-            ));
-        }
-    }
-    Ok(())
+    off
 }

@@ -16,9 +16,13 @@ use windows_sys::{
             FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE,
             FLT_RELATED_OBJECTS, PFLT_POST_OPERATION_CALLBACK, PFLT_PRE_OPERATION_CALLBACK,
         },
-        System::SystemServices::IRP_MJ_CREATE,
+        System::SystemServices::{
+            IRP_MJ_CREATE, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_NOCACHE,
+        },
     },
-    Win32::Foundation::NTSTATUS,
+    Win32::Foundation::{
+        NTSTATUS, STATUS_PENDING, STATUS_PURGE_FAILED, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE,
+    },
 };
 
 use crate::{
@@ -233,15 +237,14 @@ pub(crate) fn send(
         }
     }
 
-    if !completed {
-        crate::fs::execute(k, data);
-        k.trace(
-            EventKind::FileSystem,
-            format!("{} -> {}", irp_name(major), NtStatus(status(data))),
-        );
-    }
+    // An operation pended on a data-scan section that never closed (a finding) has not
+    // completed: no post-operation callback runs for it.
+    let abandoned = !completed && !perform(k, data, major);
 
     for (layer, completion, synchronized) in posts.into_iter().rev() {
+        if abandoned {
+            break;
+        }
         let Some(post) = layer.post else { continue };
         let objects = related_objects(layer, file_object);
         // SAFETY: as above.
@@ -282,6 +285,154 @@ pub(crate) fn send(
     }
     drop(state);
     status(data)
+}
+
+/// Sends `data` to the file system, and handles a failed purge as Filter Manager does while
+/// purge failure mode is outstanding on the stream (the `FSCTL_SET_PURGE_FAILURE_MODE` page):
+/// for the table's operations and statuses it pends the operation, calls the
+/// `SectionNotificationCallback` of every instance with a data-scan section on the stream to
+/// expedite its close, and once no section is left (the outstanding count dropped to zero)
+/// requeues the operation to the file system, which issued the failure. Neither the status nor
+/// the requeue is visible to filters: their pre-operation callbacks ran once, above, and their
+/// post-operation callbacks see only the final status. Returns `false` if the operation stayed
+/// pended past the model's pend limit (a finding); it then completes with `STATUS_PENDING`.
+fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA, major: u8) -> bool {
+    loop {
+        let _ = crate::fs::take_failed_in_purge_failure_mode();
+        crate::fs::execute(k, data);
+        let failed = status(data);
+        k.trace(
+            EventKind::FileSystem,
+            format!("{} -> {}", irp_name(major), NtStatus(failed)),
+        );
+        let Some((stream, what)) = purge_failure(k, data, failed) else {
+            return true;
+        };
+        let (name, outstanding) = {
+            let state = k.lock();
+            (
+                crate::fs::stream_name(&state, stream),
+                state.streams[stream].purge_failure_mode,
+            )
+        };
+        k.trace(
+            EventKind::FltMgr,
+            format!(
+                "{what} on {name} failed its purge with {} while purge failure mode is \
+                 outstanding ({outstanding}): Filter Manager pends it",
+                NtStatus(failed)
+            ),
+        );
+        notify_section_owners(k, data, stream);
+        if !crate::fs::wait_for_purge_failure_mode_off(k, stream, "Filter Manager", &what) {
+            crate::request::set_status(data, STATUS_PENDING, 0);
+            return false;
+        }
+        k.trace(
+            EventKind::FltMgr,
+            format!("{what} on {name}: no data-scan section left; requeued to the file system"),
+        );
+    }
+}
+
+/// The stream and a description of the operation in `data`, if `failed` is a status Filter
+/// Manager pends for it, returned while purge failure mode was outstanding on its stream: the
+/// page's table (`IRP_MJ_CREATE` with `STATUS_USER_MAPPED_FILE`, a non-cached `IRP_MJ_WRITE` or
+/// an `IRP_MJ_SET_INFORMATION` with `STATUS_PURGE_FAILED`). Any other failure, or one returned
+/// outside the mode, goes to the caller.
+fn purge_failure(
+    k: &Kernel,
+    data: *mut FLT_CALLBACK_DATA,
+    failed: NTSTATUS,
+) -> Option<(usize, String)> {
+    // SAFETY: the parameter block belongs to the callback data, valid for the whole operation.
+    let block = unsafe { *iopb(data) };
+    let what = match (u32::from(block.MajorFunction), failed) {
+        (IRP_MJ_CREATE, STATUS_USER_MAPPED_FILE) => "IRP_MJ_CREATE",
+        (IRP_MJ_WRITE, STATUS_PURGE_FAILED) if block.IrpFlags & IRP_NOCACHE != 0 => {
+            "IRP_MJ_WRITE (non-cached)"
+        }
+        (IRP_MJ_SET_INFORMATION, STATUS_PURGE_FAILED) => "IRP_MJ_SET_INFORMATION",
+        _ => return None,
+    };
+    if !crate::fs::take_failed_in_purge_failure_mode() {
+        return None;
+    }
+    let state = k.lock();
+    let stream = crate::fs::target_stream(&state, block.TargetFileObject as usize)?;
+    Some((stream, what.to_owned()))
+}
+
+/// Expedites the close of the data-scan sections on `stream`: calls the
+/// `SectionNotificationCallback` of each instance that has one linked there (unless a test
+/// withheld them, `World::set_section_notifications`). Filter Manager references the section
+/// context it passes for the callback's duration, so a filter that closes the section on
+/// another thread meanwhile cannot free it under the callback.
+fn notify_section_owners(k: &Kernel, data: *mut FLT_CALLBACK_DATA, stream: usize) {
+    let notify = {
+        let mut state = k.lock();
+        if !state.options.section_notifications {
+            return;
+        }
+        let notify = state.streams[stream]
+            .sections
+            .iter()
+            .filter_map(|obj| {
+                let section = &state.sections[obj];
+                let filter = &state.filters[section.filter];
+                let callback = filter.section_notification?;
+                Some((
+                    section.instance,
+                    section.filter,
+                    section.context,
+                    filter.name.clone(),
+                    callback,
+                ))
+            })
+            .collect::<Vec<_>>();
+        // It also holds the instance, as for every callback it makes into a filter: instance
+        // teardown (and so FltUnregisterFilter) waits for a notification in flight, exactly as
+        // for an operation callback in flight. Otherwise teardown could unlink the section and
+        // free its context, and the filter could unload, while the callback still runs in it.
+        // An instance whose teardown has started but not completed is still notified: a section
+        // a post-create in flight created after InstanceTeardownStart is the filter's to give up.
+        for (instance, _, context, _, _) in &notify {
+            if let Some(c) = state.contexts.get_mut(context) {
+                c.refs += 1;
+            }
+            state.instances[*instance].in_flight += 1;
+        }
+        notify
+    };
+    for (instance, filter, context, name, callback) in notify {
+        let what = "SectionNotificationCallback";
+        k.trace(
+            EventKind::Callback(what),
+            format!("{what} -> {name} context {context:#x}"),
+        );
+        let frame = Frame {
+            filter: Some(filter),
+            who: name.clone(),
+            what: what.into(),
+        };
+        // SAFETY: calling the filter's registered section notification callback with its
+        // instance, the section context it linked, and the conflicting operation's callback data.
+        let result = run_as(frame, irql::PASSIVE_LEVEL, || unsafe {
+            callback(instance_handle(instance), context as *mut _, data)
+        });
+        k.trace(
+            EventKind::Callback(what),
+            format!("{what} <- {name} {}", NtStatus(result)),
+        );
+        crate::context_refs::release_reference(k, context, "SectionNotificationCallback returned");
+        k.lock().instances[instance].in_flight -= 1;
+        if result != STATUS_SUCCESS {
+            k.violation(format!(
+                "{name}: SectionNotificationCallback returned {}; it must return STATUS_SUCCESS",
+                NtStatus(result)
+            ));
+        }
+    }
 }
 
 fn related_objects(layer: &Layer, file_object: *mut FILE_OBJECT) -> FLT_RELATED_OBJECTS {

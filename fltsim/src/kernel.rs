@@ -199,12 +199,15 @@ pub enum EventKind {
     /// hold).
     Verifier,
     /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
-    /// starting to wait for the operations in flight. Calls are traced when they return; this
-    /// marks the moment inside one, so a test can order its next step after it.
+    /// starting to wait for the operations in flight, or its `FSCTL_SET_PURGE_FAILURE_MODE`
+    /// requests and the pending and requeueing of an operation they cause. Calls are traced when
+    /// they return; this marks the moment inside one, so a test can order its next step after it.
     FltMgr,
     /// The I/O manager handing a user operation's request to Filter Manager.
     IoManager,
-    /// The file system below every filter: the request it completed, and with what status.
+    /// The file system below every filter: the request it completed, and with what status; and
+    /// a purge it could not do (a data-scan section open), what it answered, and an operation it
+    /// pended and reissued for that.
     FileSystem,
 }
 
@@ -260,7 +263,9 @@ Each line: seq, thread, IRQL, who, kind, what happened.
             to Filter Manager (IRP_MJ_*); cb: a callback entered or returning; call: a function
             the filter called, with its arguments and result (traced when it returns); fltmgr:
             a step Filter Manager takes on its own (DriverEntry's result, the filters below a
-            filter's own I/O); fs: the file system completing a request; log: a line the filter
+            filter's own I/O, FSCTL_SET_PURGE_FAILURE_MODE around a data-scan section, pending
+            and requeueing an operation whose purge failed); fs: the file system completing a
+            request, or failing a purge, pending and reissuing; log: a line the filter
             printed to the debugger (DbgPrint); VERIFIER: a finding, or a note of the
             model's test machinery (an injected fault, a hold)
   0x...     pointers and handles: they differ from run to run";

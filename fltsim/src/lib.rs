@@ -70,9 +70,18 @@
 //!
 //! # Where the documentation is silent, the model chooses
 //! Each choice below is what Windows does as far as we know, or the stricter reading:
-//! - **A conflicting operation** (truncation, non-cached write, flush-and-purge) fails with
-//!   `STATUS_USER_MAPPED_FILE` while any data-scan section it met is still linked, has its handle
-//!   open or its object referenced: the section object is what blocks it.
+//! - **A conflicting operation** (truncation, non-cached write, destructive create,
+//!   flush-and-purge) meets purge failure mode (`FSCTL_SET_PURGE_FAILURE_MODE`, which Filter
+//!   Manager sends ENABLED at each `FltCreateSectionForDataScan` and DISABLED at its
+//!   `FltCloseSectionForDataScan` or instance teardown). The file system's purge fails while a
+//!   data-scan section object on the stream exists (handle open or object referenced). Filter
+//!   Manager pends the page's table operations, calls the `SectionNotificationCallback`s and
+//!   requeues the operation to the file system (which issued the failure; no filter sees it
+//!   again) when the stream's outstanding count drops to zero: requeueing sooner would only meet
+//!   the remaining sections and fail again, and zero is when the page has the file system reissue
+//!   the operations it pends itself (a flush-and-purge here). Outside purge failure mode the
+//!   failure reaches the caller as `STATUS_USER_MAPPED_FILE`. An operation pended longer than
+//!   the pend limit (`World::set_pend_limit`, 10 s) is a finding: Windows would hang its caller.
 //! - **A second `FltCloseSectionForDataScan`** returns `STATUS_NOT_FOUND` and is not a finding.
 //! - **`FltAllocateContext`** of an unregistered type, or of a size no registration serves,
 //!   returns `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND` and is a finding (a filter bug).
@@ -140,7 +149,9 @@ pub use world::{
 /// The process id of the System process, which owns I/O that no user process requested.
 pub const SYSTEM_PROCESS_ID: u32 = 4;
 
-/// An operation that cannot proceed while a data-scan section is open on the stream.
+/// An operation that must purge the stream's cache, which an open data-scan section prevents:
+/// Filter Manager (or, for the flush-and-purge, the file system) pends it until no data-scan
+/// section is left on the stream, then reissues it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conflict {
     /// Set the end of file below the current size.

@@ -89,6 +89,13 @@ pub(crate) struct StreamRec {
     pub(crate) sections: Vec<usize>,
     /// Scripted failures: (major function, status).
     pub(crate) failures: Vec<(u8, NTSTATUS)>,
+    /// `FSCTL_SET_PURGE_FAILURE_MODE` requests with `SET_PURGE_FAILURE_MODE_ENABLED` that Filter
+    /// Manager sent for this stream and has not balanced with `SET_PURGE_FAILURE_MODE_DISABLED`
+    /// yet: one per data-scan section, from its create to its `FltCloseSectionForDataScan`.
+    pub(crate) purge_failure_mode: u32,
+    /// Operations pended on this stream's data-scan sections (by Filter Manager or by the file
+    /// system) and not yet reissued.
+    pub(crate) pended: u32,
 }
 
 /// The life of a file object.
@@ -237,6 +244,9 @@ pub(crate) struct Options {
     /// How long a generic work item routine may run before it is a finding
     /// (`World::set_work_item_limit`).
     pub(crate) work_item_limit: std::time::Duration,
+    /// How long an operation may stay pended on a data-scan section before it is a finding
+    /// (`World::set_pend_limit`).
+    pub(crate) pend_limit: std::time::Duration,
     /// The clock tick delays and wait timeouts round up to (`World::set_clock_tick`).
     pub(crate) clock_tick: std::time::Duration,
     pub(crate) hold_call: Option<(
@@ -294,6 +304,9 @@ pub(crate) struct State {
     pub(crate) echo: bool,
     pub(crate) counters: HashMap<usize, Counts>,
     pub(crate) race_results: Vec<Result<(), common::NtStatus>>,
+    /// Races still pended on a data-scan section when their section create returned: their
+    /// results arrive here (`World::race_results` waits for them).
+    pub(crate) race_pending: Vec<std::sync::mpsc::Receiver<Result<(), common::NtStatus>>>,
 }
 
 impl State {
@@ -334,11 +347,13 @@ impl State {
                 hold_delays: None,
                 hold_call: None,
                 work_item_limit: crate::threads::DEFAULT_WORK_ITEM_LIMIT,
+                pend_limit: crate::sync::PEND_LIMIT,
                 clock_tick: crate::threads::DEFAULT_CLOCK_TICK,
             },
             echo: false,
             counters: HashMap::new(),
             race_results: Vec::new(),
+            race_pending: Vec::new(),
         }
     }
 

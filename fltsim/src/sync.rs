@@ -199,3 +199,9 @@ impl HostRundown {
 /// How long the model waits for something that Windows would wait for forever (an unload
 /// waiting on a leaked reference) before it reports the hang.
 pub(crate) const HANG_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an operation may stay pended on a data-scan section (Filter Manager's pend after a
+/// failed purge, or the file system's own) before the model reports that Windows would hang its
+/// caller there (`World::set_pend_limit` changes it). Longer than [`HANG_TIMEOUT`]: a filter may
+/// legitimately keep its section open until a scan ends.
+pub(crate) const PEND_LIMIT: Duration = Duration::from_secs(10);

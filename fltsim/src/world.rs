@@ -27,7 +27,7 @@ use windows_sys::{
     Win32::{
         Foundation::{
             NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_FLT_INSTANCE_NOT_FOUND,
-            STATUS_INVALID_HANDLE, STATUS_SUCCESS, UNICODE_STRING,
+            STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING,
         },
         Storage::{
             FileSystem::{
@@ -339,10 +339,19 @@ impl World {
     }
 
     /// Whether Filter Manager calls `SectionNotificationCallback` on a conflict (default: yes).
-    /// With `false`, a conflicting operation fails with `STATUS_USER_MAPPED_FILE` while a
-    /// section is open: the control run for the section-conflict sample.
+    /// With `false`, nothing expedites the close: a conflicting operation stays pended until
+    /// every data-scan section on its stream is closed, then is requeued (the control run for
+    /// the section-conflict sample).
     pub fn set_section_notifications(&self, enabled: bool) {
         self.kernel.lock().options.section_notifications = enabled;
+    }
+
+    /// How long an operation may stay pended on a data-scan section before the model reports
+    /// that Windows would hang its caller there (default 10 s). The finding names the section;
+    /// the operation then completes with `STATUS_PENDING`, neither failed nor done, and no
+    /// post-operation callback runs for it.
+    pub fn set_pend_limit(&self, limit: std::time::Duration) {
+        self.kernel.lock().options.pend_limit = limit;
     }
 
     /// Delivers `conflict`, from another thread and another handle, while the next
@@ -458,8 +467,22 @@ impl World {
     }
 
     /// The results of conflicts delivered by [`race_conflict_on_next_section`](Self::race_conflict_on_next_section).
+    /// A conflict that was pended on the section being created completes once that section is
+    /// closed; this waits for it (at most the pend limit plus `crate::sync::HANG_TIMEOUT`, then
+    /// a finding and no result).
     #[must_use]
     pub fn race_results(&self) -> Vec<Result<(), NtStatus>> {
+        let pending = std::mem::take(&mut self.kernel.lock().race_pending);
+        let limit = self.kernel.lock().options.pend_limit + crate::sync::HANG_TIMEOUT;
+        for rx in pending {
+            match rx.recv_timeout(limit) {
+                Ok(result) => self.kernel.lock().race_results.push(result),
+                Err(_) => self.kernel.violation(format!(
+                    "a racing conflict pended on a data-scan section did not complete within \
+                     {limit:?}"
+                )),
+            }
+        }
         self.kernel.lock().race_results.clone()
     }
 
@@ -832,7 +855,9 @@ impl World {
             .expect("file object");
         let canceled = rec.canceled;
         let opened = rec.stream.is_some() || rec.path.is_empty();
-        if NtStatus(status).is_success() && !canceled {
+        // STATUS_PENDING: a create the model gave up waiting for (pended on a data-scan section
+        // that never closed, a finding); it did not open.
+        if NtStatus(status).is_success() && status != STATUS_PENDING && !canceled {
             rec.state = FoState::Open;
             drop(state);
             self.kernel.trace(
@@ -905,7 +930,7 @@ impl World {
             EventKind::User,
             format!("read {len} bytes at {offset} -> {status}"),
         );
-        status.ok()?;
+        completed(status)?;
         // SAFETY: `info` is the operation's callback data, still allocated in the arena.
         let n = unsafe { (*(info as *const FLT_CALLBACK_DATA)).IoStatus.Information };
         buffer.truncate(n);
@@ -942,7 +967,7 @@ impl World {
                 if non_cached { " (non-cached)" } else { "" }
             ),
         );
-        status.ok()
+        completed(status)
     }
 
     /// `NtSetInformationFile(FileEndOfFileInformation)`: a size below the current one truncates,
@@ -966,7 +991,7 @@ impl World {
             EventKind::User,
             format!("set end of file to {size} -> {status}"),
         );
-        status.ok()
+        completed(status)
     }
 
     /// `NtSetInformationFile(FileDispositionInformation)`: `DeleteFile` set marks the file for
@@ -990,7 +1015,7 @@ impl World {
             EventKind::User,
             format!("set disposition: delete {delete} -> {status}"),
         );
-        status.ok()
+        completed(status)
     }
 
     /// `NtSetInformationFile(FileDispositionInformationEx)` with `flags`
@@ -1012,7 +1037,7 @@ impl World {
             EventKind::User,
             format!("set disposition (ex): flags {flags:#x} -> {status}"),
         );
-        status.ok()
+        completed(status)
     }
 
     /// `FlushFileBuffers` with purge (`IRP_MN_FLUSH_AND_PURGE`), which conflicts with a data-scan
@@ -1027,7 +1052,7 @@ impl World {
         });
         self.kernel
             .trace(EventKind::User, format!("flush and purge -> {status}"));
-        status.ok()
+        completed(status)
     }
 
     /// `NtQueryInformationFile(FileStandardInformation)`.
@@ -1048,7 +1073,7 @@ impl World {
             EventKind::User,
             format!("query standard information -> {status}"),
         );
-        status.ok().map(|()| info)
+        completed(status).map(|()| info)
     }
 
     /// `NtQueryInformationFile(FileInternalInformation)`: the file ID.
@@ -1065,7 +1090,7 @@ impl World {
             query.class = FileInternalInformation;
             query.info_buffer = std::ptr::from_mut(&mut info).cast();
         });
-        status.ok().map(|()| info.IndexNumber)
+        completed(status).map(|()| info.IndexNumber)
     }
 
     /// `CloseHandle`: `IRP_MJ_CLEANUP`, then `IRP_MJ_CLOSE`, each through the filters. Stream
@@ -1079,7 +1104,7 @@ impl World {
             EventKind::User,
             format!("close handle: cleanup -> {status}"),
         );
-        status.ok()?;
+        completed(status)?;
         self.wait_for_file_object_references(handle.0);
         let (volume, process, data) = {
             let mut state = self.kernel.lock();
@@ -1298,7 +1323,23 @@ impl World {
     /// # Panics
     /// With every finding, one per line.
     pub fn assert_clean(&self) {
-        let violations = self.violations();
+        let mut violations = self.violations();
+        // An operation still pended on a data-scan section: its caller waits on Windows.
+        let pended: Vec<String> = {
+            let state = self.kernel.lock();
+            (0..state.streams.len())
+                .filter(|s| state.streams[*s].pended > 0)
+                .map(|s| crate::fs::stream_name(&state, s))
+                .collect()
+        };
+        for name in pended {
+            violations.push(Violation {
+                message: format!(
+                    "an operation on {name} is still pended on a data-scan section: its caller \
+                     waits until every data-scan section on the stream is closed"
+                ),
+            });
+        }
         assert!(
             violations.is_empty(),
             "the verifier found {} problem(s):\n  {}",
@@ -1625,4 +1666,14 @@ pub(crate) fn teardown_instance(k: &Arc<Kernel>, instance: usize, reason: u32) {
         });
     }
     crate::context_refs::detach_instance_contexts(k, instance);
+}
+
+/// A user operation's result: its status, except that `STATUS_PENDING` (an operation the model
+/// gave up waiting for, pended on a data-scan section that never closed: a finding) is not a
+/// success, though its severity is: the operation is neither failed nor done.
+fn completed(status: NtStatus) -> Result<(), NtStatus> {
+    if status.0 == STATUS_PENDING {
+        return Err(status);
+    }
+    status.ok()
 }

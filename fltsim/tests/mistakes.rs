@@ -574,11 +574,24 @@ fn section_notification_returning_an_error() {
     let handle = world.open(FILE, Open::read()).unwrap();
     let section = create_section(&world, handle);
     let writer = world.open(FILE, Open::read_write()).unwrap();
-    // A truncation conflicts with the section; the callback answers with an error.
-    let _ = world.set_end_of_file(writer, 0);
-    set_mode(Mode::Correct);
+    // A truncation conflicts with the section: Filter Manager pends it and calls the callback,
+    // which answers with an error and leaves the section open. The truncation stays pended until
+    // the section is closed here, then is requeued and goes through.
+    std::thread::scope(|s| {
+        let truncation = s.spawn(|| world.set_end_of_file(writer, 0));
+        assert!(
+            world
+                .wait_for_event(std::time::Duration::from_secs(10), |e| e
+                    .text
+                    .starts_with("SectionNotificationCallback <-"))
+                .is_some(),
+            "the callback was never called"
+        );
+        set_mode(Mode::Correct);
+        release_section(&section, true);
+        assert_eq!(truncation.join().unwrap(), Ok(()));
+    });
     world.close(writer).unwrap();
-    release_section(&section, true);
     world.close(handle).unwrap();
     assert_eq!(findings(&world), [NOTIFICATION_ERROR]);
     world.finish();

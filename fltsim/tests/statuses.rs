@@ -2,7 +2,7 @@
 //! verifier findings for each documented misuse. A tiny probe filter provides the filter and
 //! instance handles; the test thread then calls Filter Manager directly.
 
-use std::{ffi::c_void, ptr, sync::Mutex};
+use std::{ffi::c_void, ptr, sync::Mutex, time::Duration};
 
 use common::bindings::{
     FLT_CONTEXT_REGISTRATION, FLT_STREAMHANDLE_CONTEXT,
@@ -536,7 +536,7 @@ fn releasing_twice_and_deleting_a_section_context_are_findings() {
 // ---- section conflicts --------------------------------------------------------------------------
 
 #[test]
-fn conflicting_io_fails_with_user_mapped_file_while_a_section_is_open() {
+fn conflicting_io_waits_while_a_section_is_open_and_succeeds_once_it_is_closed() {
     let world = world();
     let inst = instance(&world, 'C');
     register_for_data_scan(inst);
@@ -544,21 +544,23 @@ fn conflicting_io_fails_with_user_mapped_file_while_a_section_is_open() {
     let writer = world.open("C:\\data\\big.bin", Open::read_write()).unwrap();
     let ctx = section_context(&world);
     let created = create_section(inst, world.file_object(h), ctx, true);
-    assert_eq!(
-        world.set_end_of_file(writer, 10),
-        Err(NtStatus(STATUS_USER_MAPPED_FILE))
-    );
-    assert_eq!(
-        world.write(writer, 0, b"x", true),
-        Err(NtStatus(STATUS_USER_MAPPED_FILE))
-    );
-    assert_eq!(world.purge(writer), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
     // A cached write and a growing set-end-of-file do not conflict.
     assert_eq!(world.write(writer, 0, b"x", false), Ok(()));
     assert_eq!(world.set_end_of_file(writer, 20_000), Ok(()));
-    close_section(&created, ctx);
+    // A truncation does: the probe has no notification callback, so it stays pended (purge
+    // failure mode) until the section is closed, then is requeued and succeeds.
+    std::thread::scope(|s| {
+        let truncation = s.spawn(|| world.set_end_of_file(writer, 10));
+        world
+            .wait_for_event(Duration::from_secs(5), |e| {
+                e.text.contains("Filter Manager pends it")
+            })
+            .expect("the truncation is pended");
+        assert_eq!(world.contents("C:\\data\\big.bin").unwrap().len(), 20_000);
+        close_section(&created, ctx);
+        assert_eq!(truncation.join().unwrap(), Ok(()));
+    });
     release(ctx);
-    assert_eq!(world.set_end_of_file(writer, 10), Ok(()));
     assert_eq!(world.contents("C:\\data\\big.bin").unwrap().len(), 10);
     world.close(h).unwrap();
     world.close(writer).unwrap();
@@ -575,12 +577,10 @@ fn a_conflict_can_be_delivered_while_the_section_is_being_created() {
     world.race_conflict_on_next_section(Conflict::Truncate(1));
     let created = create_section(inst, world.file_object(h), ctx, true);
     assert_eq!(created.status, NtStatus::SUCCESS);
-    // The probe has no notification callback, so the racing truncation failed.
-    assert_eq!(
-        world.race_results(),
-        [Err(NtStatus(STATUS_USER_MAPPED_FILE))]
-    );
+    // The probe has no notification callback: the racing truncation is pended on the section
+    // until it is closed, then requeued, and succeeds.
     close_section(&created, ctx);
+    assert_eq!(world.race_results(), [Ok(())]);
     release(ctx);
     world.close(h).unwrap();
     world.finish();
@@ -1220,7 +1220,7 @@ fn a_cancellable_wait_returns_success_timeout_or_an_injected_documented_status()
 // ---- what blocks a conflicting operation ----------------------------------------------------------
 
 #[test]
-fn a_conflicting_truncation_waits_for_the_handle_the_object_and_the_link_to_be_gone() {
+fn a_conflicting_truncation_fails_while_the_section_object_outlives_its_link() {
     let world = world();
     let inst = instance(&world, 'C');
     register_for_data_scan(inst);
@@ -1232,7 +1232,8 @@ fn a_conflicting_truncation_waits_for_the_handle_the_object_and_the_link_to_be_g
         .open("C:\\data\\big.bin", Open::read_write())
         .expect("second handle");
     let truncate = || world.set_end_of_file(writer, 10);
-    // The link alone closed: the section object still blocks the truncation.
+    // The link alone closed: the section object still blocks the truncation, and with no
+    // FSCTL_SET_PURGE_FAILURE_MODE outstanding any more the failure reaches the caller.
     assert_eq!(close_for_data_scan(ctx), NtStatus::SUCCESS);
     assert_eq!(truncate(), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
     // SAFETY: the handle the create returned, closed once.
@@ -1245,7 +1246,7 @@ fn a_conflicting_truncation_waits_for_the_handle_the_object_and_the_link_to_be_g
     release(ctx);
     world.close(writer).unwrap();
     world.close(h).unwrap();
-    // Closing out of the documented order is allowed; it only keeps the operation blocked longer.
+    // Closing out of the documented order is allowed; conflicting I/O meanwhile fails.
     assert_eq!(messages(&world), [] as [String; 0]);
     world.finish();
 }

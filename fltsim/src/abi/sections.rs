@@ -203,7 +203,7 @@ fn create_section(
     if let Some(status) = k.inject("FltCreateSectionForDataScan", STATUS_INSUFFICIENT_RESOURCES) {
         return fail(status);
     }
-    let (handle, object, size) = {
+    let (handle, object, size, enabled) = {
         let mut state = k.lock();
         // Checked again under the lock that links the section: two creates on different threads
         // can both pass the check above, and only one may link (one section per stream per
@@ -234,6 +234,17 @@ fn create_section(
             },
         );
         state.streams[stream].sections.push(object);
+        // Filter Manager brackets the section's life with FSCTL_SET_PURGE_FAILURE_MODE: ENABLED
+        // now, DISABLED in FltCloseSectionForDataScan (or at instance teardown), so that a purge
+        // the section makes fail is pended and requeued rather than failed (the
+        // FSCTL_SET_PURGE_FAILURE_MODE page).
+        state.streams[stream].purge_failure_mode += 1;
+        let enabled = format!(
+            "FSCTL_SET_PURGE_FAILURE_MODE (SET_PURGE_FAILURE_MODE_ENABLED) to the file system for \
+             {}: outstanding {}",
+            crate::fs::stream_name(&state, stream),
+            state.streams[stream].purge_failure_mode
+        );
         let handle = HANDLE_TAG | (state.next_handle << 4);
         state.next_handle += 1;
         state.handles.insert(
@@ -250,8 +261,9 @@ fn create_section(
         c.attachments.push(Attachment::Section(object));
         // The link to the stream holds a reference until FltCloseSectionForDataScan.
         c.refs += 1;
-        (handle, object, size)
+        (handle, object, size, enabled)
     };
+    k.trace(EventKind::FltMgr, enabled);
     let race = k.lock().options.race_on_create.take();
     if let Some(conflict) = race {
         deliver_race(k, stream, conflict);
@@ -317,13 +329,33 @@ fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
         let result = crate::world::race_conflict(&kernel, &path, conflict);
         let _ = tx.send(result);
     });
-    match rx.recv_timeout(HANG_TIMEOUT) {
-        Ok(result) => k.lock().race_results.push(result),
-        Err(_) => k.violation(format!(
-            "deadlock: the conflicting {conflict:?} did not finish within {HANG_TIMEOUT:?} while \
-             FltCreateSectionForDataScan was running (the section notification callback waited \
-             on the thread creating the section?)"
-        )),
+    // The conflict either completes, or is pended on this very section (purge failure mode is
+    // outstanding since the section was linked) and completes only after the creator closes it:
+    // the create goes on as soon as either happens, and a pended result is collected by
+    // `World::race_results`.
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(result) => {
+                k.lock().race_results.push(result);
+                return;
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        if k.lock().streams[stream].pended > 0 {
+            k.lock().race_pending.push(rx);
+            return;
+        }
+        if start.elapsed() > HANG_TIMEOUT {
+            k.violation(format!(
+                "deadlock: the conflicting {conflict:?} neither finished nor pended within \
+                 {HANG_TIMEOUT:?} while FltCreateSectionForDataScan was running (the section \
+                 notification callback waited on the thread creating the section?)"
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask demo section-conflict`: a file outside the demo folder is out of the sample's
 //! scope (`Parameters\DemoFolder`), so nothing happens to it; a file in the demo folder is scanned
-//! slowly, and a truncation from a second handle makes that scan give way. Then the same truncation with the notification withheld, which fails with
-//! `STATUS_USER_MAPPED_FILE`.
+//! slowly, and a truncation from a second handle makes that scan give way. Then the same truncation
+//! with the notification withheld: Filter Manager keeps it pended until the scan has read the
+//! whole file and closed its section, then requeues it, and it succeeds.
 //!
 //! The demo stops the slow scan at a known point (fltsim's `hold_delays`: the scan is parked in
 //! the pause after its first chunk), so its output is the same on every run.
@@ -86,16 +87,26 @@ pub(crate) fn scenario(
     let paused = world.hold_delays();
     let reader = world.open(DEMO, Open::read()).expect("open for read");
     assert!(paused.wait_held(BOUND), "the scan of big.bin never paused");
-    // 3. Truncate it from a second handle (write-only: this open starts no scan).
+    // 3. Truncate it from a second handle (write-only: this open starts no scan). With the
+    //    notification, the callback closes the section and the truncation goes through at once.
+    //    Without it, Filter Manager pends the truncation; once it is pended, let the scan go on:
+    //    it reads the whole file, closes its section, and the truncation is requeued.
     let writer = world.open(DEMO, Open::write()).expect("open for write");
-    let result = world.set_end_of_file(writer, 10);
+    let result = std::thread::scope(|s| {
+        let truncation = s.spawn(|| world.set_end_of_file(writer, 10));
+        if !notify {
+            let pended =
+                world.wait_for_event(BOUND, |e| e.text.contains("Filter Manager pends it"));
+            assert!(pended.is_some(), "the truncation was not pended");
+            paused.release();
+        }
+        truncation.join().expect("no panic")
+    });
     world.close(writer).expect("close");
     world.close(reader).expect("close");
-    // 4. Unload: the scan thread stops the scan of big.bin, if it is still running, and ends. The
-    //    unload's wait for the thread lets the held pause go, so the scan ends after its first
-    //    chunk in both runs.
+    // 4. Unload: the scan thread ends. In the first run the scan was aborted after its first
+    //    chunk (the unload's wait for the thread lets the held pause go).
     world.unload(SERVICE).expect("unloads");
-    drop(paused);
     (result, start..world.trace_len())
 }
 
@@ -149,7 +160,7 @@ fn main() {
     );
     println!();
     run(
-        "Run 2: the notification withheld (control run), the truncation fails",
+        "Run 2: the notification withheld (control run), the truncation waits for the scan",
         false,
     );
 }

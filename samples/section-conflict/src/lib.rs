@@ -2,9 +2,10 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
-//! non-cached write, a flush-and-purge). Without that, the I/O cannot purge while the scan runs
-//! (`fltsim` fails it with `STATUS_USER_MAPPED_FILE`). It scans only files opened for reading in
-//! its demo folder (`common::scope`). The README has each call's contract in full.
+//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is open
+//! and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the notification
+//! it waits for the whole scan. It scans only files opened for reading in its demo folder
+//! (`common::scope`). The README has each call's contract in full.
 //!
 //! ## The calls it teaches
 //! - **`FLT_REGISTRATION` version `0x0203`**, the first with a `SectionNotificationCallback`.
@@ -19,8 +20,8 @@
 //! - **The scan thread**, per [`CHUNK_SIZE`] chunk: `MmMapViewInSystemSpaceEx` of that chunk,
 //!   `MmCopyMemory`, `MmUnmapViewInSystemSpace` (`<= APC_LEVEL`); [`is_paced`] files pause.
 //! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`; `Data` is
-//!   the conflicting I/O; returns `STATUS_SUCCESS`): close the section, and the I/O goes on.
-//!   It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
+//!   the conflicting I/O, pended; returns `STATUS_SUCCESS`): close the section; Filter Manager
+//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
 //!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
 //!   too, so a dismount or detach never waits for a scan.
 //!
@@ -61,7 +62,7 @@ use common::{
         IRP_MJ_WRITE, IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
         PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, STATUS_USER_MAPPED_FILE, UNICODE_STRING,
+        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -1021,7 +1022,8 @@ fn close_section(scan: &Scan, context: PFLT_CONTEXT) -> NtStatus {
 // ---- the notification ----------------------------------------------------------------------
 
 /// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): give the
-/// section up so the I/O can proceed. Always returns `STATUS_SUCCESS`.
+/// section up, so that Filter Manager, which has pended the I/O, can requeue it. Always returns
+/// `STATUS_SUCCESS`.
 unsafe extern "system" fn section_conflict(
     _instance: PFLT_INSTANCE,
     section_context: PFLT_CONTEXT,
@@ -1057,20 +1059,19 @@ unsafe extern "system" fn section_conflict(
                 // three, in order, the moment the create returns.
                 scan.aborted.store(true, Ordering::Release);
                 log!(
-                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} may fail with {} meanwhile",
-                    NtStatus(STATUS_USER_MAPPED_FILE)
+                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
                 );
             }
             // The state moved between the load and the exchange: look again.
             OPEN | CREATING => continue,
             _ => {
                 // Someone else is closing it (the scan thread, another conflict, a teardown or
-                // a creator): wait, bounded, for that close, so the I/O does not meet an open
-                // section.
+                // a creator). Filter Manager keeps the I/O pended until the section is closed
+                // either way. The bounded wait is for when it requeues, which the page does not
+                // say: a requeue into a section still being closed would only fail and pend again.
                 if !scan.wait_closed() {
                     log!(
-                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} may fail with {}",
-                        NtStatus(STATUS_USER_MAPPED_FILE)
+                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps {io} pended until it is"
                     );
                 }
             }

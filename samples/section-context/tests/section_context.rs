@@ -6,11 +6,11 @@ use common::{
     NtStatus,
     bindings::{
         FILE_EXECUTE, FILE_SHARE_READ, STATUS_END_OF_FILE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_USER_MAPPED_FILE,
+        STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
     },
 };
 use fltsim::{Open, RegValue, World, sweep_faults};
-use rs_section_context::{CLOSE_WAIT_MS, DriverEntry, TAG};
+use rs_section_context::{DriverEntry, TAG};
 use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_SHARE_DELETE, SYNCHRONIZE};
 
 const ALTITUDE: u32 = 370_230;
@@ -297,18 +297,21 @@ fn an_empty_file_gets_end_of_file_and_no_section() {
     world.finish();
 }
 
+/// A flush-and-purge on the holder's own handle: the file system would pend it until no section
+/// is left (Filter Manager does not notify for it), which would be the holder's own cleanup,
+/// never. The pre-flush closes the section first, and the purge goes through at once.
 #[test]
-fn a_conflicting_operation_closes_the_section_through_the_notification() {
+fn a_flush_and_purge_closes_the_section_before_it_reaches_the_file_system() {
     let world = loaded();
     let h = world.open(FILE, holder()).unwrap();
     world
         .purge(h)
-        .expect("the purge goes on: the callback closed the section");
+        .expect("the purge goes on: the pre-flush closed the section");
     world.read(h, 0, 5).unwrap();
     world.close(h).unwrap();
     let lines = world.log_lines(TAG);
     assert!(lines.contains(&format!(
-        "{TAG}: {NAME}: section conflict: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        "{TAG}: {NAME}: flush and purge: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
     )));
     // Closed once: the later read and cleanup see STATUS_NOT_FOUND.
     assert_eq!(lines_with(&world, ": section closed (").len(), 1);
@@ -316,6 +319,48 @@ fn a_conflicting_operation_closes_the_section_through_the_notification() {
         lines_with(&world, "no section (FltGetSectionContext").len(),
         2
     );
+    // Nothing was pended and nothing notified.
+    assert!(
+        world
+            .trace()
+            .iter()
+            .all(|e| !e.text.contains("pends") && !e.text.starts_with("SectionNotification"))
+    );
+    world.finish();
+}
+
+/// A conflict Filter Manager notifies: a truncation from another handle that arrives while the
+/// holder's `FltCreateSectionForDataScan` is still running (fltsim's
+/// `race_conflict_on_next_section`; a writer cannot open beside a holder otherwise, since the
+/// holder does not share write). The callback cannot close yet: it leaves its request, and the
+/// creator closes the section right after the create returns. Filter Manager keeps the
+/// truncation pended until then, and it succeeds.
+#[test]
+fn a_conflict_during_the_create_is_notified_pended_and_then_succeeds() {
+    let world = loaded();
+    world.race_conflict_on_next_section(fltsim::Conflict::Truncate(1));
+    let h = world.open(FILE, holder()).unwrap();
+    assert_eq!(world.race_results(), [Ok(())]);
+    assert_eq!(world.contents(FILE).unwrap(), b"h");
+    assert_eq!(
+        lines_with(&world, "before FltCreateSectionForDataScan returned"),
+        [format!(
+            "{TAG}: {NAME}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
+        )]
+    );
+    assert!(world.calls("KeWaitForSingleObject").is_empty());
+    let created = event(&world, "the create", |e| {
+        is_call(e, "FltCreateSectionForDataScan")
+    });
+    assert_eq!(
+        calls_on(&world, created.thread, &CLOSE[..3]),
+        [
+            "ObCloseHandle",
+            "ObfDereferenceObject",
+            "FltCloseSectionForDataScan"
+        ]
+    );
+    world.close(h).unwrap();
     world.finish();
 }
 
@@ -582,16 +627,13 @@ const CLOSE: [&str; 4] = [
     "KeSetEvent",
 ];
 
-/// The last cleanup of the holder has taken the section and is closing it when a purge (from a
-/// reader that shares write, so holds nothing) meets it. The notification lost the exchange: it
-/// waits for the closer's signal, and the purge goes through. Before the fix, the callback returned
-/// at once with the section fully open, and the purge failed with `STATUS_USER_MAPPED_FILE`.
+/// The last cleanup of the holder has taken the section and is closing it when a flush-and-purge
+/// (from a reader that shares write, so holds nothing) arrives. Its pre-flush loses the exchange
+/// and leaves the close to the cleanup; the file system pends the purge until the section is
+/// closed, then reissues it, and it goes through.
 #[test]
-fn a_conflict_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then_goes_on() {
+fn a_purge_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then_goes_on() {
     let world = loaded();
-    // Relative wait timeouts round up to the clock tick: with a tick as long as the test's
-    // patience, the notification's bound cannot end its wait first, however loaded the machine.
-    world.set_clock_tick(PATIENCE);
     let reader = world.open(FILE, Open::read()).unwrap();
     let h = world.open(FILE, holder()).unwrap();
     // The last cleanup's close, parked after it won the slot and before it closed anything.
@@ -605,31 +647,23 @@ fn a_conflict_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then
         let purger = s.spawn(|| world.purge(reader));
         assert!(
             world
-                .wait_for_event(PATIENCE, |e| is_call(e, "KeWaitForSingleObject"))
+                .wait_for_event(PATIENCE, |e| e.text.contains("so it pends"))
                 .is_some(),
-            "the notification never waited for the close"
+            "the file system never pended the purge"
         );
         parked.release();
         closer.join().expect("no panic").expect("close");
         purger
             .join()
             .expect("no panic")
-            .expect("the purge goes on: the section was closed before the notification returned");
+            .expect("the purge goes on once the section is closed");
     });
     let closed = event(&world, "FltCloseSectionForDataScan", |e| {
         is_call(e, "FltCloseSectionForDataScan")
     });
     assert_eq!(calls_on(&world, closed.thread, &CLOSE), CLOSE);
-    let waited = event(&world, "wait", |e| is_call(e, "KeWaitForSingleObject"));
-    let returned = event(&world, "the notification's return", |e| {
-        e.thread == waited.thread && e.text.starts_with("SectionNotificationCallback <-")
-    });
-    // (A call's event is traced when it returns, so KeSetEvent's may come after the waiter's
-    // return; the close's own event is the one that must precede it.)
-    assert!(
-        closed.seq < returned.seq,
-        "the notification returned before the section was closed"
-    );
+    let reissued = event(&world, "the reissue", |e| e.text.starts_with("reissues"));
+    assert!(closed.seq < reissued.seq, "reissued before the close");
     assert_eq!(
         lines_with(&world, ": section closed ("),
         [format!(
@@ -641,14 +675,12 @@ fn a_conflict_that_loses_the_close_to_the_last_cleanup_waits_for_that_close_then
 }
 
 /// The creator's `FltCreateSectionForDataScan` has returned, and the creator is parked before it
-/// publishes the section in its slot, when a purge meets the section. The notification cannot take
-/// the slot yet; it leaves the request and waits, and the creator closes the section as it
-/// publishes it. Before the fix, the callback returned with the section fully open.
+/// publishes the section in its slot, when a flush-and-purge meets the section. The pre-flush
+/// cannot take the slot yet: it leaves the request, the file system pends the purge, and the
+/// creator closes the section as it publishes it; then the purge is reissued and goes through.
 #[test]
-fn a_conflict_after_the_create_returned_but_before_the_section_is_published_waits_for_the_creator()
-{
+fn a_purge_after_the_create_returned_but_before_the_section_is_published_waits_for_the_creator() {
     let world = loaded();
-    world.set_clock_tick(PATIENCE);
     let reader = world.open(FILE, Open::read()).unwrap();
     // The creator's first reference after the create returned (its own, for the first holder).
     let parked = world.hold_next_call("FltReferenceContext");
@@ -659,16 +691,16 @@ fn a_conflict_after_the_create_returned_but_before_the_section_is_published_wait
         let purger = s.spawn(|| world.purge(reader));
         assert!(
             world
-                .wait_for_event(PATIENCE, |e| is_call(e, "KeWaitForSingleObject"))
+                .wait_for_event(PATIENCE, |e| e.text.contains("so it pends"))
                 .is_some(),
-            "the notification never waited for the creator"
+            "the file system never pended the purge"
         );
         parked.release();
         let h = opener.join().expect("no panic").expect("the open succeeds");
         purger
             .join()
             .expect("no panic")
-            .expect("the purge goes on: the creator closed the section first");
+            .expect("the purge goes on: the creator closed the section");
         world.close(h).unwrap();
     });
     let created = event(&world, "the create", |e| {
@@ -681,96 +713,6 @@ fn a_conflict_after_the_create_returned_but_before_the_section_is_published_wait
             "{TAG}: {NAME}: closed as it was published: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
         )]
     );
-    world.close(reader).unwrap();
-    world.finish();
-}
-
-/// A purge meets the section while `FltCreateSectionForDataScan` is still running (it has linked
-/// the section and not returned). The notification does not wait for the creator, whose thread
-/// may be waiting on that very I/O: it leaves the close to the creator and returns at once, and
-/// that purge fails with `STATUS_USER_MAPPED_FILE`, as the sample says it may. The creator closes
-/// the handle, the object and the link, in that order, right after the create returns; the next
-/// purge goes through.
-#[test]
-fn a_conflict_during_the_create_is_honoured_by_the_creator_right_after_the_create_returns() {
-    let world = loaded();
-    world.set_clock_tick(PATIENCE);
-    let reader = world.open(FILE, Open::read()).unwrap();
-    let held = world.hold_next_section_create();
-    std::thread::scope(|s| {
-        let opener = s.spawn(|| world.open(FILE, holder()));
-        assert!(
-            held.wait_held(PATIENCE),
-            "the create never linked its section"
-        );
-        // On this thread, while the create is held: the callback returned without waiting.
-        assert_eq!(world.purge(reader), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
-        assert!(world.calls("KeWaitForSingleObject").is_empty());
-        held.release();
-        let h = opener.join().expect("no panic").expect("the open succeeds");
-        world.close(h).unwrap();
-    });
-    let created = event(&world, "the create", |e| {
-        is_call(e, "FltCreateSectionForDataScan")
-    });
-    assert_eq!(
-        calls_on(
-            &world,
-            created.thread,
-            &["FltCreateSectionForDataScan", CLOSE[0], CLOSE[1], CLOSE[2]]
-        ),
-        [
-            "FltCreateSectionForDataScan",
-            "ObCloseHandle",
-            "ObfDereferenceObject",
-            "FltCloseSectionForDataScan"
-        ]
-    );
-    assert_eq!(
-        lines_with(&world, "before FltCreateSectionForDataScan returned"),
-        [format!(
-            "{TAG}: {NAME}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; the operation may fail with STATUS_USER_MAPPED_FILE (0xC0000243) meanwhile"
-        )]
-    );
-    world
-        .purge(reader)
-        .expect("the section is gone: the purge goes on");
-    world.close(reader).unwrap();
-    world.finish();
-}
-
-/// The wait for another party's close is bounded: with the last cleanup's close parked for as
-/// long as the test likes, the notification gives up after `CLOSE_WAIT_MS`, says so, and the purge
-/// fails with `STATUS_USER_MAPPED_FILE`; the close then completes normally.
-#[test]
-fn a_notification_waits_for_another_partys_close_no_longer_than_close_wait_ms() {
-    let world = loaded();
-    let reader = world.open(FILE, Open::read()).unwrap();
-    let h = world.open(FILE, holder()).unwrap();
-    let parked = world.hold_next_call("ObCloseHandle");
-    std::thread::scope(|s| {
-        let closer = s.spawn(|| world.close(h));
-        assert!(
-            parked.wait_held(PATIENCE),
-            "the cleanup never began the close"
-        );
-        // The closer stays parked until the purge has returned: only the bound ends the wait.
-        assert_eq!(world.purge(reader), Err(NtStatus(STATUS_USER_MAPPED_FILE)));
-        parked.release();
-        closer.join().expect("no panic").expect("close");
-    });
-    assert_eq!(
-        lines_with(&world, "still being closed"),
-        [format!(
-            "{TAG}: {NAME}: the section was still being closed after {CLOSE_WAIT_MS} ms; the operation may fail with STATUS_USER_MAPPED_FILE (0xC0000243)"
-        )]
-    );
-    assert!(
-        world.calls("KeWaitForSingleObject")[0]
-            .text
-            .contains("at most")
-    );
-    world.purge(reader).expect("closed now: the purge goes on");
     world.close(reader).unwrap();
     world.finish();
 }
