@@ -21,7 +21,8 @@
 //!   every call, callback and debugger line, each named by who did it ([`who`]: the user, the
 //!   I/O manager, Filter Manager, the file system, the kernel, or the filter by its service
 //!   name), with a key to its columns ([`LEGEND`]); [`diagram`] draws a slice of it as the
-//!   Mermaid sequence diagram in each sample's README;
+//!   Mermaid sequence diagram in each sample's README, and [`excerpt`] checks the demo output
+//!   each README quotes;
 //! - parameters read and written with `fltKernel.h`'s layout, through the model's own
 //!   definitions (`params`), because windows-sys 0.61's `FLT_PARAMETERS` members drop
 //!   `POINTER_ALIGNMENT` (windows-rs #3525). A request filled through windows-sys's members gets
@@ -109,6 +110,7 @@ mod abi;
 mod context_refs;
 pub mod counting;
 pub mod diagram;
+pub mod excerpt;
 mod fs;
 mod io;
 mod kernel;
