@@ -10,8 +10,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The kernel functions the drivers call.
     ("the C ABI", &["abi"]),
     // The scripted machine and its built-in filter (the C ABI asks it to attach instances when
-    // filtering starts, and to run a racing user operation); the diagrams drawn from its trace.
-    ("the machine", &["world", "counting", "diagram"]),
+    // filtering starts, and to run a racing user operation); the diagrams drawn from its trace
+    // and the README excerpts of the demos' output.
+    ("the machine", &["world", "counting", "diagram", "excerpt"]),
     // Callback data through the filter stack.
     ("the I/O dispatch", &["io"]),
     // The file system, and the Filter Manager bookkeeping the layers above share; the registry

@@ -21,7 +21,8 @@
 //!   every call, callback and debugger line, each named by who did it ([`who`]: the user, the
 //!   I/O manager, Filter Manager, the file system, the kernel, or the filter by its service
 //!   name), with a key to its columns ([`LEGEND`]); [`diagram`] draws a slice of it as the
-//!   Mermaid sequence diagram in each sample's README;
+//!   Mermaid sequence diagram in each sample's README, and [`excerpt`] checks the demo output
+//!   each README quotes;
 //! - random operation [`storm`]s: user threads, unloads and reloads, faults, generated from a
 //!   seed and shrunk on failure, each result judged by the sample's oracle
 //!   (`cargo xtask stress`);
@@ -123,6 +124,7 @@ mod abi;
 mod context_refs;
 pub mod counting;
 pub mod diagram;
+pub mod excerpt;
 mod fs;
 mod io;
 mod kernel;

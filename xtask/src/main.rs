@@ -7,7 +7,8 @@
 //!   import rule of [`exports`], and the [`symbols`] check of the `.pdb` beside it; prints each
 //!   driver's minimum Windows version (the highest of its imports').
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
-//! - `diagrams`: each sample's README diagram, drawn from its demo scenario (see [`diagrams`]).
+//! - `diagrams`: each sample's README diagram and quoted demo output, generated from its demo
+//!   scenario (see [`diagrams`]).
 //! - `bench`: the benchmarks.
 //! - `stress`: random operation storms against the samples (see [`stress`]).
 //! - `check-inf`, `sign`: the INF checks and test signing.
@@ -67,7 +68,8 @@ enum Task {
         /// The sample's directory name under samples/, e.g. `passthrough`.
         sample: String,
     },
-    /// Write each sample's README diagram (Mermaid), drawn from its demo scenario in the model.
+    /// Write each sample's README diagram (Mermaid) and quoted demo output, generated from its
+    /// demo scenario in the model.
     Diagrams,
     /// Run the benchmarks.
     Bench,

@@ -262,7 +262,12 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
     );
     files.insert(
         sample.join("README.md"),
-        sample_readme(names, group, &template_diagram(root, names)?),
+        sample_readme(
+            names,
+            group,
+            &template_diagram(root, names)?,
+            &template_output(root, names)?,
+        ),
     );
     files.insert(
         PathBuf::from("inf").join(format!("{}.inx", names.lib)),
@@ -362,8 +367,34 @@ fn template_diagram(root: &Path, names: &Names) -> Result<String> {
     Ok(rename(&diagram, names))
 }
 
-/// The new sample's README, with `diagram` (the block between its markers) already drawn.
-fn sample_readme(names: &Names, group: &Group, diagram: &str) -> String {
+/// passthrough's README output blocks (`<!-- output:begin NAME -->` to `<!-- output:end -->`),
+/// markers included, under the new names: the new sample's demo prints the same lines under its
+/// own tag. Its drift test checks them as passthrough's checks passthrough's.
+fn template_output(root: &Path, names: &Names) -> Result<String> {
+    let file = format!("samples/{TEMPLATE}/README.md");
+    let readme = read(root, &file)?;
+    let (begin, end) = ("<!-- output:begin ", "<!-- output:end -->\n");
+    let mut blocks = String::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find(begin) {
+        let len = rest[start..]
+            .find(end)
+            .with_context(|| format!("the template {file} has an unclosed output block"))?;
+        if !blocks.is_empty() {
+            blocks.push('\n');
+        }
+        blocks.push_str(&rest[start..start + len + end.len()]);
+        rest = &rest[start + len + end.len()..];
+    }
+    if blocks.is_empty() {
+        bail!("the template {file} has no output block");
+    }
+    Ok(rename(&blocks, names))
+}
+
+/// The new sample's README, with `diagram` (the block between its markers) already drawn and the
+/// demo's `output` blocks written.
+fn sample_readme(names: &Names, group: &Group, diagram: &str, output: &str) -> String {
     let Names {
         dir,
         package,
@@ -398,6 +429,10 @@ fn sample_readme(names: &Names, group: &Group, diagram: &str) -> String {
          ## The flow\n\n\
          <!-- diagram:begin -->\n\
          {diagram}<!-- diagram:end -->\n\n\
+         ## What the demo prints\n\n\
+         `cargo xtask demo {dir}` loads the driver in the model, opens, reads, writes and closes one\n\
+         file, and unloads it. What the debugger shows (the counts the unload callback prints):\n\n\
+         {output}\n\
          ## Load it on Windows\n\n\
          Service `{service}`, driver `{lib}.sys`, group {},\n\
          INF source `inf/{lib}.inx`. With the altitude set, test signing on and Secure Boot off,\n\
@@ -1178,6 +1213,10 @@ mod tests {
         assert!(readme.contains("fltmc load RsMyFilter (altitude 0)"));
         assert!(readme.contains("participant F as RsMyFilter callbacks"));
         assert!(root.join("samples/my-filter/tests/diagram.rs").is_file());
+        // passthrough's output block, under the new tag.
+        assert!(readme.contains(
+            "<!-- output:begin debugger -->\n```text\nrs-my-filter: Create: 1 pre, 1 post\n"
+        ));
         let inf = text(root, "inf/rs_my_filter.inx");
         assert!(inf.contains(&format!("Instance1.Altitude = \"{PLACEHOLDER_ALTITUDE}\"")));
         assert!(inf.contains("LoadOrderGroup = \"FSFilter Content Screener\""));

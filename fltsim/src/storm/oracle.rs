@@ -2,25 +2,21 @@
 //! below check every result of a storm against that.
 //!
 //! - **Every sample**: an error is one the file system gives without any filter (a sharing
-//!   violation, a missing name, a directory opened as a file, a read past the end, ...); or the
-//!   status of a fault the storm injected and the trace shows firing; or
-//!   `STATUS_USER_MAPPED_FILE` for a conflicting operation (truncation, non-cached write,
-//!   flush-and-purge) only where the sample's own rule allows it, which differs per sample.
-//! - **Fail-open samples** (passthrough, callback-data, section-context): nothing else. A
-//!   `SectionNotificationCallback` (section-context) gives the section up, so a conflicting
-//!   operation fails with `STATUS_USER_MAPPED_FILE` only where the sample said, on that
-//!   operation's thread, that it may (the bounded wait for another party's close ran out).
-//! - **section-conflict**: the same; its README names the two cases ("arrived before
-//!   `FltCreateSectionForDataScan` returned", and the `CLOSE_WAIT_MS` bound), each with a line
-//!   that says the I/O "may fail with `STATUS_USER_MAPPED_FILE`".
-//! - **data-scan**: it registers no `SectionNotificationCallback`, so a conflicting operation
-//!   may fail with `STATUS_USER_MAPPED_FILE` while a scan holds its section ("What it does not
-//!   do"). `STATUS_VIRUS_INFECTED` only for an open with read or execute access of a file that
-//!   held the signature before the storm (a storm never writes one), in the demo folder on `C:`;
-//!   a clean file is never denied. And an open of such a file whose signature was intact all
-//!   along, with the filter loaded throughout, is never allowed unless the sample said, on that
-//!   operation's thread, that it did not scan ("not scanned": an injected fault, the attempts
-//!   bound, the wait bound).
+//!   violation, a missing name, a directory opened as a file, a read past the end, ...), or the
+//!   status of a fault the storm injected and the trace shows firing. A conflicting operation
+//!   (truncation, overwrite, non-cached write, flush-and-purge) never fails because of a
+//!   data-scan section: Filter Manager (or the file system) pends it until no section is left and
+//!   then reissues it (`FSCTL_SET_PURGE_FAILURE_MODE`), so `STATUS_USER_MAPPED_FILE` or
+//!   `STATUS_PURGE_FAILED` reaching the user is a finding, and so is `STATUS_PENDING`: the model's
+//!   answer for an operation pended past its limit, where on Windows the caller hangs.
+//! - **Fail-open samples** (passthrough, callback-data, section-context): nothing else.
+//! - **section-conflict**: the same.
+//! - **data-scan**: `STATUS_VIRUS_INFECTED` only for an open with read or execute access of a
+//!   file that held the signature before the storm (a storm never writes one), in the demo folder
+//!   on `C:`; a clean file is never denied. And an open of such a file whose signature was intact
+//!   all along, with the filter loaded throughout, is never allowed unless the sample said, on
+//!   that operation's thread, that it did not scan ("not scanned": an injected fault, the
+//!   attempts bound, the wait bound).
 
 use std::collections::BTreeSet;
 
@@ -29,7 +25,8 @@ use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY,
     STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND,
-    STATUS_SHARING_VIOLATION, STATUS_USER_MAPPED_FILE, STATUS_VIRUS_INFECTED,
+    STATUS_PENDING, STATUS_PURGE_FAILED, STATUS_SHARING_VIOLATION, STATUS_USER_MAPPED_FILE,
+    STATUS_VIRUS_INFECTED,
 };
 
 use crate::{
@@ -144,20 +141,20 @@ fn judge(
             if FILE_SYSTEM.contains(&s) || injected.contains(&NtStatus(s).to_string()) {
                 return None;
             }
-            if s == STATUS_USER_MAPPED_FILE && conflicting(record.op) {
-                let said_may_fail = own_lines(ran, record)
-                    .any(|l| l.contains("may fail with") && l.contains("STATUS_USER_MAPPED_FILE"));
-                return match target.oracle {
-                    // No notification callback: documented ("What it does not do").
-                    Oracle::DataScan => None,
-                    Oracle::FailOpen | Oracle::SectionConflict if said_may_fail => None,
-                    _ => Some(
-                        "STATUS_USER_MAPPED_FILE where the sample's rule does not allow it (no \
-                         \"may fail with STATUS_USER_MAPPED_FILE\" line on this operation's \
-                         thread)"
-                            .to_owned(),
-                    ),
-                };
+            if s == STATUS_PENDING {
+                return Some(
+                    "STATUS_PENDING: the operation was still pended past the model's limit (on \
+                     Windows its caller hangs)"
+                        .to_owned(),
+                );
+            }
+            if (s == STATUS_USER_MAPPED_FILE || s == STATUS_PURGE_FAILED) && conflicting(record.op)
+            {
+                return Some(format!(
+                    "{status} for a conflicting operation: Filter Manager pends such an operation \
+                     until no data-scan section is left and reissues it, so it never fails for a \
+                     section"
+                ));
             }
             if s == STATUS_VIRUS_INFECTED && target.oracle == Oracle::DataScan {
                 let Op::Open { access, .. } = record.op else {

@@ -2,7 +2,8 @@
 //! whose query fails, with a counting filter loaded below the sample. Prints the debugger lines,
 //! then the trace of the sample's own I/O (synchronous, then asynchronous with its completion on
 //! another thread) for the first file and for the failing one. With `--mermaid`, prints the
-//! README's diagram instead (`cargo xtask diagrams`).
+//! README's diagram instead, and with `--excerpt NAME` one of the README's output blocks
+//! ([`excerpts`]); `cargo xtask diagrams` writes both.
 
 use std::ops::Range;
 
@@ -114,7 +115,19 @@ pub(crate) fn diagram() -> String {
     block
 }
 
+/// The README's output blocks, by name: the scenario, run in a new world, as the debugger shows it.
+pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
+    let world = World::new();
+    scenario(&world);
+    let debugger = fltsim::excerpt::block(world.log_lines(SERVICE));
+    world.finish();
+    vec![("debugger", debugger)]
+}
+
 fn main() {
+    if fltsim::excerpt::print_requested(excerpts) {
+        return;
+    }
     if std::env::args().any(|arg| arg == "--mermaid") {
         print!("{}", diagram());
         return;

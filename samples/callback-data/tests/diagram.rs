@@ -1,6 +1,7 @@
 //! The README's diagram is what the model draws now: the demo's scenario runs here as it does in
-//! `cargo xtask diagrams`, and the block between the README's diagram markers must match it. And
-//! every reference the demo's printed trace shows given back, it shows taken.
+//! `cargo xtask diagrams`, and the block between the README's diagram markers must match it. So
+//! must the README's quoted demo output, block by block. And every reference the demo's printed
+//! trace shows given back, it shows taken.
 
 #[path = "../examples/demo.rs"]
 #[expect(
@@ -16,6 +17,15 @@ fn the_readme_diagram_is_what_the_model_draws_now() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let readme = std::fs::read_to_string(path).expect("the sample's README");
     if let Err(message) = fltsim::diagram::check_readme(&readme, &demo::diagram()) {
+        panic!("{path}: {message}");
+    }
+}
+
+#[test]
+fn the_readme_output_is_what_the_demo_prints_now() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("the sample's README");
+    if let Err(message) = fltsim::excerpt::check_readme(&readme, &demo::excerpts()) {
         panic!("{path}: {message}");
     }
 }

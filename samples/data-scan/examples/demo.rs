@@ -3,7 +3,8 @@
 //! in its last bytes, and a file on the network share (no instance there). Last, write the
 //! signature into the clean file through a handle and close it: the cleanup scan finds it, and the
 //! next open is denied. Prints what the debugger would show, then the calls the sample made.
-//! With `--mermaid`, prints the README's diagram instead (`cargo xtask diagrams`).
+//! With `--mermaid`, prints the README's diagram instead, and with `--excerpt NAME` one of the
+//! README's output blocks ([`excerpts`]); `cargo xtask diagrams` writes both.
 
 use std::ops::Range;
 
@@ -118,7 +119,21 @@ pub(crate) fn diagram() -> String {
     block
 }
 
+/// The README's output blocks, by name: the scenario, run in a new world, as the application sees
+/// it and as the debugger shows it.
+pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
+    let world = World::new();
+    let (seen, _) = scenario(&world);
+    let application = fltsim::excerpt::block(seen);
+    let debugger = fltsim::excerpt::block(world.log_lines(SERVICE));
+    world.finish();
+    vec![("application", application), ("debugger", debugger)]
+}
+
 fn main() {
+    if fltsim::excerpt::print_requested(excerpts) {
+        return;
+    }
     if std::env::args().any(|arg| arg == "--mermaid") {
         print!("{}", diagram());
         return;

@@ -1,6 +1,7 @@
 //! `cargo xtask demo passthrough`: load the sample into the Filter Manager model, open, read, write
 //! and close a file, then unload. Prints what the debugger would show, then the model's trace.
-//! With `--mermaid`, prints the README's diagram instead (`cargo xtask diagrams`).
+//! With `--mermaid`, prints the README's diagram instead, and with `--excerpt NAME` one of the
+//! README's output blocks ([`excerpts`]); `cargo xtask diagrams` writes both.
 
 use std::ops::Range;
 
@@ -52,7 +53,19 @@ pub(crate) fn diagram() -> String {
     block
 }
 
+/// The README's output blocks, by name: the scenario, run in a new world, as the debugger shows it.
+pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
+    let world = World::new();
+    scenario(&world);
+    let debugger = fltsim::excerpt::block(world.log_lines(SERVICE));
+    world.finish();
+    vec![("debugger", debugger)]
+}
+
 fn main() {
+    if fltsim::excerpt::print_requested(excerpts) {
+        return;
+    }
     if std::env::args().any(|arg| arg == "--mermaid") {
         print!("{}", diagram());
         return;

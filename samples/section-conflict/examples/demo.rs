@@ -2,7 +2,9 @@
 //! scope (`Parameters\DemoFolder`), so nothing happens to it; a file in the demo folder is scanned
 //! slowly, and a truncation from a second handle makes that scan give way. Then the same truncation
 //! with the notification withheld: Filter Manager keeps it pended until the scan has read the
-//! whole file and closed its section, then requeues it, and it succeeds.
+//! whole file and closed its section, then requeues it, and it succeeds. With `--mermaid`, prints
+//! the README's diagram instead, and with `--excerpt NAME` one of the README's output blocks
+//! ([`excerpts`]); `cargo xtask diagrams` writes both.
 //!
 //! The demo stops the slow scan at a known point (fltsim's `hold_delays`: the scan is parked in
 //! the pause after its first chunk), so its output is the same on every run.
@@ -147,7 +149,26 @@ fn run(title: &str, notify: bool) {
     world.finish();
 }
 
+/// The README's output blocks, by name: each run, in a new world, as the debugger shows it, and
+/// the truncation's result as [`run`] prints it.
+pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
+    let excerpt = |notify| {
+        let world = World::new();
+        let (result, _) = scenario(&world, notify);
+        let mut lines = world.log_lines(SERVICE);
+        lines.push(format!(
+            "== The truncation from the second handle: {result:?}"
+        ));
+        world.finish();
+        fltsim::excerpt::block(lines)
+    };
+    vec![("notified", excerpt(true)), ("withheld", excerpt(false))]
+}
+
 fn main() {
+    if fltsim::excerpt::print_requested(excerpts) {
+        return;
+    }
     if std::env::args().any(|arg| arg == "--mermaid") {
         print!("{}", diagram());
         return;

@@ -26,8 +26,10 @@ const REGRESSION: &[u64] = &[];
 /// Run by `cargo test`, after the regressions.
 const QUICK: &[u64] = &[1, 2];
 
-/// Run by `cargo xtask stress` (and CI), after the regressions: the same seeds every time.
-const CI: RangeInclusive<u64> = 1..=1000;
+/// Run by `cargo xtask stress` (and CI), after the regressions: the same seeds every time. Fewer
+/// than the other samples': a conflicting operation here waits until the paced scan closes its
+/// section (Filter Manager pends it), so each storm takes about ten times as long.
+const CI: RangeInclusive<u64> = 1..=250;
 
 fn main() {
     storm_main(&TARGET, REGRESSION, QUICK, CI);

@@ -2,8 +2,9 @@
 //! read-only without write sharing, read it, query it and close it (the section is found at each
 //! step, then closed); open it again with write sharing (`STATUS_NOT_FOUND`); touch a file on the
 //! network share (`STATUS_NOT_SUPPORTED`, logged once); unload. Prints what the debugger would
-//! show, then the calls the sample made. With `--mermaid`, prints the README's diagram instead
-//! (`cargo xtask diagrams`).
+//! show, then the calls the sample made. With `--mermaid`, prints the README's diagram instead,
+//! and with `--excerpt NAME` one of the README's output blocks ([`excerpts`]);
+//! `cargo xtask diagrams` writes both.
 
 use std::ops::Range;
 
@@ -100,7 +101,19 @@ pub(crate) fn diagram() -> String {
     block
 }
 
+/// The README's output blocks, by name: the scenario, run in a new world, as the debugger shows it.
+pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
+    let world = World::new();
+    scenario(&world);
+    let debugger = fltsim::excerpt::block(world.log_lines(SERVICE));
+    world.finish();
+    vec![("debugger", debugger)]
+}
+
 fn main() {
+    if fltsim::excerpt::print_requested(excerpts) {
+        return;
+    }
     if std::env::args().any(|arg| arg == "--mermaid") {
         print!("{}", diagram());
         return;
