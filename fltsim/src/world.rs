@@ -26,13 +26,14 @@ use windows_sys::{
     },
     Win32::{
         Foundation::{
-            NTSTATUS, STATUS_FLT_DO_NOT_DETACH, STATUS_FLT_INSTANCE_NOT_FOUND,
-            STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING,
+            NTSTATUS, STATUS_ACCESS_DENIED, STATUS_FLT_DO_NOT_DETACH,
+            STATUS_FLT_INSTANCE_NOT_FOUND, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
+            UNICODE_STRING,
         },
         Storage::{
             FileSystem::{
-                FILE_READ_DATA, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-                FILE_WRITE_DATA, SYNCHRONIZE,
+                FILE_APPEND_DATA, FILE_READ_DATA, FILE_SHARE_DELETE, FILE_SHARE_READ,
+                FILE_SHARE_WRITE, FILE_WRITE_DATA, SYNCHRONIZE,
             },
             InstallableFileSystems::{FLT_FSTYPE_MUP, FLT_FSTYPE_NTFS},
         },
@@ -1043,9 +1044,32 @@ impl World {
     /// `FlushFileBuffers` with purge (`IRP_MN_FLUSH_AND_PURGE`), which conflicts with a data-scan
     /// section.
     ///
+    /// A flush needs a handle with write or append access: without one the I/O manager answers
+    /// `STATUS_ACCESS_DENIED` and no request reaches a filter (`NtFlushBuffersFileEx`: "the file
+    /// has neither write nor append access"). So a flush-and-purge never comes from a handle
+    /// that only reads, and never from beside a handle that denies write sharing.
+    ///
     /// # Errors
-    /// The status of the flush.
+    /// `STATUS_ACCESS_DENIED` for a handle without write or append access, else the status of
+    /// the flush.
     pub fn purge(&self, handle: Handle) -> Result<(), NtStatus> {
+        let access = self
+            .kernel
+            .lock()
+            .file_objects
+            .get(&handle.0)
+            .map(|rec| rec.access);
+        if access.is_some_and(|access| access & (FILE_WRITE_DATA | FILE_APPEND_DATA) == 0) {
+            let status = NtStatus(STATUS_ACCESS_DENIED);
+            self.kernel.trace(
+                EventKind::User,
+                format!(
+                    "flush and purge -> {status} (the I/O manager: the handle has neither write \
+                     nor append access)"
+                ),
+            );
+            return Err(status);
+        }
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_FLUSH_BUFFERS as u8;
             b.iopb.MinorFunction = IRP_MN_FLUSH_AND_PURGE as u8;

@@ -1,10 +1,9 @@
 //! # section-context: find the section you created earlier with `FltGetSectionContext`
 //!
 //! An open for reading that denies write sharing gets a read-only data-scan section on its
-//! stream, kept while such opens last. Later reads, query-information requests, cleanups and
-//! flush-and-purges on the stream find that section again with `FltGetSectionContext`, update the
-//! counters in its context and release the context. The last holder's cleanup, or a
-//! flush-and-purge (which would otherwise wait for it), closes the section. It acts only in
+//! stream, kept while such opens last. Later reads, query-information requests and cleanups on
+//! the stream find that section again with `FltGetSectionContext`, update the counters in its
+//! context and release the context. The last holder's cleanup closes the section. It acts only in
 //! its demo folder (`common::scope`). The README has the details: who closes, the races, deletes.
 //!
 //! ## The calls it teaches
@@ -54,11 +53,11 @@ use common::{
         FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
         FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
         FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
-        IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE, IRP_PAGING_IO, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
-        SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
+        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
+        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+        UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -236,18 +235,13 @@ static CONTEXTS: ContextTable<4> = ContextTable::new([
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<6> = OperationTable::new([
+static OPERATIONS: OperationTable<5> = OperationTable::new([
     // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
     // post-operation one, which is where the file is open and can be inspected.
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
-    // A flush-and-purge is not an operation Filter Manager pends and notifies for: the file
-    // system pends it itself until no data-scan section is left (the FSCTL_SET_PURGE_FAILURE_MODE
-    // page), which on a holder's own handle would be until its own cleanup, never. So the sample
-    // closes the section before it reaches the file system.
-    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_operation), None),
     OPERATION_END,
 ]);
 
@@ -693,8 +687,7 @@ unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
 
 // ---- later operations: find the section again --------------------------------------------------
 
-/// Pre-read, pre-query-information, pre-cleanup and pre-flush-and-purge (`PASSIVE_LEVEL` or
-/// `APC_LEVEL`).
+/// Pre-read, pre-query-information and pre-cleanup (`PASSIVE_LEVEL` or `APC_LEVEL`).
 unsafe extern "system" fn pre_operation(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -712,10 +705,6 @@ unsafe extern "system" fn pre_operation(
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    // A flush without purge needs nothing from us.
-    if major == IRP_MJ_FLUSH_BUFFERS && u32::from(iopb.MinorFunction) != IRP_MN_FLUSH_AND_PURGE {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    }
     // Only handles post-create marked: an out-of-scope open (its pre-create passed it by) or one
     // that is not a file has no mark, and costs one context lookup here, no name query, no line.
     let Some(mark) = handle_mark(objects) else {
@@ -724,7 +713,6 @@ unsafe extern "system" fn pre_operation(
     let what = match major {
         IRP_MJ_READ => "read",
         IRP_MJ_QUERY_INFORMATION => "query information",
-        IRP_MJ_FLUSH_BUFFERS => "flush and purge",
         _ => "cleanup",
     };
     match get_section(objects) {
@@ -751,9 +739,6 @@ unsafe extern "system" fn pre_operation(
             );
             if major == IRP_MJ_CLEANUP && mark.holder && section.leave() {
                 request_close(&section, section.as_raw(), "last cleanup");
-            }
-            if major == IRP_MJ_FLUSH_BUFFERS {
-                request_close(&section, section.as_raw(), "flush and purge");
             }
             // `section` drops here: the one FltReleaseContext for this successful get.
         }

@@ -22,6 +22,14 @@ const REGRESSION: &[u64] = &[
     // failed with STATUS_USER_MAPPED_FILE. Filter Manager notifies an instance until its
     // teardown completes (and teardown waits for the notification).
     3_628_745_496_438_162_139,
+    // A flush-and-purge from a handle without write access reached the file system, which pended
+    // it until the holder's section closed: its caller would hang for the holder's lifetime.
+    // Windows never sends it (NtFlushBuffersFileEx needs write or append access: the I/O manager
+    // refuses it with STATUS_ACCESS_DENIED), and a holder denies write sharing, so no handle that
+    // could flush is open beside a section; fltsim now refuses it as the I/O manager does.
+    4_476_900_864_467_133_920,
+    8_886_130_825_811_715_545,
+    10_077_275_078_567_599_902,
 ];
 
 /// Run by `cargo test`, after the regressions.
