@@ -145,7 +145,15 @@ const WRITE_ACCESS: u32 = FILE_WRITE_DATA | FILE_APPEND_DATA;
 /// `IoCheckShareAccess`: may an open with `access`/`share` join the existing opens?
 fn share_conflict(state: &State, stream: usize, fo: usize, access: u32, share: u32) -> bool {
     state.file_objects.iter().any(|(addr, other)| {
-        if *addr == fo || other.stream != Some(stream) || other.state != FoState::Open {
+        // The file system sets a handle's share access in its create (`IoSetShareAccess`), before
+        // any post-create callback runs: an open still in its post-create, unless a filter has
+        // cancelled it (`FltCancelFileOpen`), already counts.
+        let counts = match other.state {
+            FoState::Open => true,
+            FoState::Creating => !other.canceled,
+            FoState::CleanedUp | FoState::Closed => false,
+        };
+        if *addr == fo || other.stream != Some(stream) || !counts {
             return false;
         }
         let denies = |have: u32, shared: u32, bits: u32, share_bit: u32| {
@@ -275,9 +283,20 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     if share_conflict(&state, stream, fo, access, share) {
         return (STATUS_SHARING_VIOLATION, 0);
     }
+    // The share access is set with the check, under the same lock (the file system holds the
+    // file's lock across both): a create pended below on a data-scan section keeps its place, and
+    // a concurrent open is judged against it.
+    let rec = state.file_objects.get_mut(&fo).expect("checked above");
+    rec.stream = Some(stream);
+    rec.access = access;
+    rec.share = share;
     if information == FILE_OVERWRITTEN && !state.streams[stream].data.is_empty() {
         drop(state);
         if let Err(status) = purge(k, stream, Purge::DestructiveCreate) {
+            let mut state = k.lock();
+            if let Some(rec) = state.file_objects.get_mut(&fo) {
+                rec.stream = None;
+            }
             return (status, 0);
         }
         state = k.lock();
@@ -285,9 +304,6 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     }
     let fs_context = state.streams[stream].fs_context;
     let rec = state.file_objects.get_mut(&fo).expect("checked above");
-    rec.stream = Some(stream);
-    rec.access = access;
-    rec.share = share;
     let ptr = rec.ptr;
     // SAFETY: the file object lives in the arena; the file system fills it in during create.
     let f = unsafe { &mut *ptr };

@@ -7,6 +7,7 @@ use common::{
     bindings::{
         FILE_EXECUTE, FILE_SHARE_READ, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE,
         STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+        STATUS_SHARING_VIOLATION,
     },
 };
 use fltsim::{Open, RegValue, World, sweep_faults};
@@ -321,38 +322,31 @@ fn a_holders_flush_and_purge_is_refused_before_it_reaches_the_sample() {
     world.finish();
 }
 
-/// A conflict Filter Manager notifies: a truncation from another handle that arrives while the
-/// holder's `FltCreateSectionForDataScan` is still running (fltsim's
-/// `race_conflict_on_next_section`; a writer cannot open beside a holder otherwise, since the
-/// holder does not share write). The callback cannot close yet: it leaves its request, and the
-/// creator closes the section right after the create returns. Filter Manager keeps the
-/// truncation pended until then, and it succeeds.
+/// A writer that opens while the holder's `FltCreateSectionForDataScan` is still running
+/// (fltsim's `race_conflict_on_next_section`) is refused: the holder's share access was set in
+/// the file system's create, before its post-create began, and it does not share write. So no
+/// truncation can meet the section, during the create or after, and the callback is not called.
 #[test]
-fn a_conflict_during_the_create_is_notified_pended_and_then_succeeds() {
+fn a_writer_during_the_holders_create_is_refused_by_share_access() {
     let world = loaded();
     world.race_conflict_on_next_section(fltsim::Conflict::Truncate(1));
     let h = world.open(FILE, holder()).unwrap();
-    assert_eq!(world.race_results(), [Ok(())]);
-    assert_eq!(world.contents(FILE).unwrap(), b"h");
     assert_eq!(
-        lines_with(&world, "before FltCreateSectionForDataScan returned"),
-        [format!(
-            "{TAG}: {NAME}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
-        )]
+        world.race_results(),
+        [Err(NtStatus(STATUS_SHARING_VIOLATION))]
     );
-    assert!(world.calls("KeWaitForSingleObject").is_empty());
-    let created = event(&world, "the create", |e| {
-        is_call(e, "FltCreateSectionForDataScan")
-    });
-    assert_eq!(
-        calls_on(&world, created.thread, &CLOSE[..3]),
-        [
-            "ObCloseHandle",
-            "ObfDereferenceObject",
-            "FltCloseSectionForDataScan"
-        ]
+    assert_ne!(world.contents(FILE).unwrap(), b"h");
+    assert!(
+        lines_with(&world, "SectionNotificationCallback").is_empty(),
+        "nothing conflicted"
     );
     world.close(h).unwrap();
+    assert_eq!(
+        lines_with(&world, ": section closed ("),
+        [format!(
+            "{TAG}: {NAME}: last cleanup: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
     world.finish();
 }
 
@@ -579,42 +573,6 @@ fn only_opens_that_read_data_hold_a_section_and_directories_and_paging_files_are
     assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
     world.finish();
 }
-
-// ---- the close race: who closes when a conflict meets the section --------------------------------
-
-/// The calls to `apis` made on model thread `thread`, in that thread's order.
-fn calls_on(world: &World, thread: u32, apis: &[&str]) -> Vec<&'static str> {
-    world
-        .trace()
-        .iter()
-        .filter(|e| e.thread == thread)
-        .filter_map(|e| match e.kind {
-            fltsim::EventKind::Call(api) if apis.contains(&api) => Some(api),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The first event that satisfies `pred`, which must have happened.
-fn event(world: &World, what: &str, pred: impl Fn(&fltsim::Event) -> bool) -> fltsim::Event {
-    world
-        .trace()
-        .into_iter()
-        .find(|e| pred(e))
-        .unwrap_or_else(|| panic!("no {what} in the trace"))
-}
-
-fn is_call(e: &fltsim::Event, api: &str) -> bool {
-    matches!(e.kind, fltsim::EventKind::Call(name) if name == api)
-}
-
-/// The close of the section, in the documented order, then the signal to waiting notifications.
-const CLOSE: [&str; 4] = [
-    "ObCloseHandle",
-    "ObfDereferenceObject",
-    "FltCloseSectionForDataScan",
-    "KeSetEvent",
-];
 
 /// A held section does not stop a co-opener's delete: the section maps no view, and the delete
 /// is refused (`STATUS_CANNOT_DELETE`) only for a mapped view, nor is a delete a conflict that
