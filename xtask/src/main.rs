@@ -83,11 +83,11 @@ enum Task {
     /// Check that every workspace member the cargo-make flow builds compiles for both Windows
     /// targets (standalone mode).
     CheckMakeMembers,
-    /// Start a new minifilter from the passthrough sample: samples/<name> in this workspace, or
+    /// Start a new minifilter from the passthrough sample: `samples/<name>` in this workspace, or
     /// with --out a workspace of its own.
     New {
         /// The new driver's name: lowercase letters, digits and single hyphens, e.g. `my-filter`
-        /// (package rs-<name>, driver rs_<name>.sys, service Rs<Name>).
+        /// (package `rs-<name>`, driver `rs_<name>.sys`, service `Rs<Name>`).
         name: String,
         /// Write a self-contained workspace into this folder (which must not exist) instead.
         #[arg(long)]
