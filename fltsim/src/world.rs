@@ -942,7 +942,8 @@ impl World {
     /// conflicts with a data-scan section.
     ///
     /// # Errors
-    /// The status of the write.
+    /// `STATUS_ACCESS_DENIED` for a handle without write or append access (the I/O manager's
+    /// check), else the status of the write.
     pub fn write(
         &self,
         handle: Handle,
@@ -950,6 +951,8 @@ impl World {
         bytes: &[u8],
         non_cached: bool,
     ) -> Result<(), NtStatus> {
+        // NtWriteFile needs write or append access; the I/O manager refuses it otherwise.
+        self.io_manager_access_check(handle, FILE_WRITE_DATA | FILE_APPEND_DATA, "write")?;
         let mut copy = bytes.to_vec();
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_WRITE as u8;
@@ -1041,6 +1044,31 @@ impl World {
         completed(status)
     }
 
+    /// The I/O manager's access check before it builds a request: `STATUS_ACCESS_DENIED` when the
+    /// handle was granted none of `needed` (no request reaches a filter).
+    fn io_manager_access_check(
+        &self,
+        handle: Handle,
+        needed: u32,
+        what: &str,
+    ) -> Result<(), NtStatus> {
+        let access = self
+            .kernel
+            .lock()
+            .file_objects
+            .get(&handle.0)
+            .map(|rec| rec.access);
+        if access.is_some_and(|access| access & needed == 0) {
+            let status = NtStatus(STATUS_ACCESS_DENIED);
+            self.kernel.trace(
+                EventKind::User,
+                format!("{what} -> {status} (the I/O manager: the handle lacks the access)"),
+            );
+            return Err(status);
+        }
+        Ok(())
+    }
+
     /// `FlushFileBuffers` with purge (`IRP_MN_FLUSH_AND_PURGE`), which conflicts with a data-scan
     /// section.
     ///
@@ -1053,23 +1081,11 @@ impl World {
     /// `STATUS_ACCESS_DENIED` for a handle without write or append access, else the status of
     /// the flush.
     pub fn purge(&self, handle: Handle) -> Result<(), NtStatus> {
-        let access = self
-            .kernel
-            .lock()
-            .file_objects
-            .get(&handle.0)
-            .map(|rec| rec.access);
-        if access.is_some_and(|access| access & (FILE_WRITE_DATA | FILE_APPEND_DATA) == 0) {
-            let status = NtStatus(STATUS_ACCESS_DENIED);
-            self.kernel.trace(
-                EventKind::User,
-                format!(
-                    "flush and purge -> {status} (the I/O manager: the handle has neither write \
-                     nor append access)"
-                ),
-            );
-            return Err(status);
-        }
+        self.io_manager_access_check(
+            handle,
+            FILE_WRITE_DATA | FILE_APPEND_DATA,
+            "flush and purge",
+        )?;
         let status = self.send(handle, |b| {
             b.iopb.MajorFunction = IRP_MJ_FLUSH_BUFFERS as u8;
             b.iopb.MinorFunction = IRP_MN_FLUSH_AND_PURGE as u8;

@@ -37,6 +37,9 @@ const REGRESSION: &[u64] = &[
     14_891_995_741_878_444_542,
     18_204_263_823_212_601_100,
     7_105_750_088_245_977_754,
+    // Under load these seeds also failed through a non-cached write on a handle opened for read
+    // only: fltsim let it through. NtWriteFile needs write or append access; the I/O manager
+    // refuses it with STATUS_ACCESS_DENIED, as fltsim now does.
 ];
 
 /// Run by `cargo test`, after the regressions.
