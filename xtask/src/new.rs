@@ -252,6 +252,7 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
     )?;
     files.insert(sample.join("examples/demo.rs"), rename(&text, names));
 
+    files.insert(sample.join("tests/storm.rs"), storm_test(root, names)?);
     // The diagram drift test, and the diagram it checks: passthrough's, drawn from the same
     // scenario, under the new names and at altitude 0. Once the altitude is set, the test says to
     // run `cargo xtask diagrams`.
@@ -339,6 +340,30 @@ fn inf(root: &Path, names: &Names, group: &Group) -> Result<String> {
         &format!("minifilter ({})", names.dir),
         &file,
     )?;
+    Ok(rename(&text, names))
+}
+
+/// The storm test (`cargo xtask stress`), under the new names, at altitude 0 like the test.
+fn storm_test(root: &Path, names: &Names) -> Result<String> {
+    let template = format!("samples/{TEMPLATE}");
+    let file = format!("{template}/tests/storm.rs");
+    let text = read(root, &file)?;
+    let text = replace(&text, "altitude: 370_210,", "altitude: 0,", &file)?;
+    let text = replace(
+        &text,
+        &format!("sample: \"{TEMPLATE}\","),
+        &format!("sample: \"{}\",", names.dir),
+        &file,
+    )?;
+    let text = text
+        .replace(
+            &format!("against {TEMPLATE}"),
+            &format!("against {}", names.dir),
+        )
+        .replace(
+            &format!("--sample {TEMPLATE}"),
+            &format!("--sample {}", names.dir),
+        );
     Ok(rename(&text, names))
 }
 
