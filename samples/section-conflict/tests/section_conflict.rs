@@ -671,7 +671,9 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 other => panic!("unexpected fault site {other}"),
             };
             // The scan of BIG maps a timing-dependent number of views before the truncation
-            // aborts it, so a late map or copy fault may not fire in this run.
+            // aborts it, so a late map or copy fault may not fire in this run; and one that fires
+            // in the chunk the truncation aborts is overtaken by the abort (either line is the
+            // documented outcome).
             let fired = world.trace().iter().any(|e| {
                 e.kind == EventKind::Verifier
                     && e.text.starts_with(&format!(
@@ -680,7 +682,9 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                     ))
             });
             assert!(
-                !fired || lines.iter().any(|l| l.contains(expected)),
+                !fired
+                    || lines.iter().any(|l| l.contains(expected)
+                        || l.contains("the section was closed for a conflicting I/O")),
                 "{fault:?}: {lines:#?}"
             );
         }
