@@ -681,6 +681,39 @@ pub fn replace_block(readme: &str, block: &str) -> Result<String, String> {
     ))
 }
 
+/// A sample's drift test: the README at `path` holds `diagram` between its diagram markers and
+/// each of `excerpts` between its output markers, or the test panics with the first difference
+/// and what to run.
+///
+/// # Panics
+/// When the README cannot be read or differs from what the model gives now.
+pub fn assert_readme_is_current(path: &str, diagram: &str, excerpts: &[(&str, String)]) {
+    let readme = std::fs::read_to_string(path).expect("the sample's README");
+    if let Err(message) = check_readme(&readme, diagram) {
+        panic!("{path}: {message}");
+    }
+    if let Err(message) = crate::excerpt::check_readme(&readme, excerpts) {
+        panic!("{path}: {message}");
+    }
+}
+
+/// A demo's printed traces show, for every release they show, the call that took what it gives
+/// back.
+///
+/// # Panics
+/// When nothing was printed, or a printed release has no acquire before it.
+pub fn assert_every_release_has_its_acquire(printed: &[Vec<Event>]) {
+    assert!(!printed.is_empty() && printed.iter().all(|trace| !trace.is_empty()));
+    for trace in printed {
+        let unmatched = unmatched_releases(trace);
+        assert!(
+            unmatched.is_empty(),
+            "the demo prints these releases without the call that took what they give back: \
+             {unmatched:#?}"
+        );
+    }
+}
+
 /// The drift test's comparison: `Ok` if `readme`'s generated block is `block`.
 ///
 /// # Errors

@@ -10,24 +10,15 @@
 )]
 mod demo;
 
-use fltsim::{World, diagram::unmatched_releases};
+use fltsim::{World, diagram::assert_every_release_has_its_acquire};
 
 #[test]
-fn the_readme_diagram_is_what_the_model_draws_now() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("the sample's README");
-    if let Err(message) = fltsim::diagram::check_readme(&readme, &demo::diagram()) {
-        panic!("{path}: {message}");
-    }
-}
-
-#[test]
-fn the_readme_output_is_what_the_demo_prints_now() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("the sample's README");
-    if let Err(message) = fltsim::excerpt::check_readme(&readme, &demo::excerpts()) {
-        panic!("{path}: {message}");
-    }
+fn the_readme_is_what_the_model_gives_now() {
+    fltsim::diagram::assert_readme_is_current(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"),
+        &demo::diagram(),
+        &demo::excerpts(),
+    );
 }
 
 #[test]
@@ -36,13 +27,5 @@ fn every_release_the_demo_prints_comes_with_its_acquire() {
     demo::scenario(&world);
     let printed = demo::printed(&world);
     world.finish();
-    assert!(!printed.is_empty() && printed.iter().all(|trace| !trace.is_empty()));
-    for trace in &printed {
-        let unmatched = unmatched_releases(trace);
-        assert!(
-            unmatched.is_empty(),
-            "the demo prints these releases without the call that took what they give back: \
-             {unmatched:#?}"
-        );
-    }
+    assert_every_release_has_its_acquire(&printed);
 }
