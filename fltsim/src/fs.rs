@@ -22,6 +22,11 @@
 //!   outstanding (a section object that outlives its `FltCloseSectionForDataScan`), the failure
 //!   goes to the application as `STATUS_USER_MAPPED_FILE`, which is how a truncation of a mapped
 //!   file fails (`MmCanFileBeTruncated`); the model uses that status for every operation there.
+//! - The purge check and the change it guards are one step: a truncating set-end-of-file or a
+//!   destructive create judges the purge and truncates under one lock, as the file system's
+//!   locks serialize truncation against section creation on Windows (`MmCanFileBeTruncated` is
+//!   asked under the paging I/O resource, which `FltCreateSectionForDataScan`'s section creation
+//!   also takes). No section is created, and no view mapped, in between.
 //! - A truncation that proceeds while a view of a section on the stream is still mapped is a
 //!   verifier finding: on Windows, touching the truncated part of that view raises
 //!   `STATUS_IN_PAGE_ERROR`, which a driver without an exception handler (any Rust driver) turns
@@ -292,7 +297,8 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     rec.share = share;
     if information == FILE_OVERWRITTEN && !state.streams[stream].data.is_empty() {
         drop(state);
-        if let Err(status) = purge(k, stream, Purge::DestructiveCreate) {
+        let truncate = |state: &mut State| state.streams[stream].data.clear();
+        if let Err(status) = purge(k, stream, Purge::DestructiveCreate, truncate) {
             let mut state = k.lock();
             if let Some(rec) = state.file_objects.get_mut(&fo) {
                 rec.stream = None;
@@ -300,7 +306,6 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
             return (status, 0);
         }
         state = k.lock();
-        state.streams[stream].data.clear();
     }
     let fs_context = state.streams[stream].fs_context;
     let rec = state.file_objects.get_mut(&fo).expect("checked above");
@@ -360,7 +365,7 @@ fn write(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     if iopb.IrpFlags & IRP_NOCACHE != 0
-        && let Err(status) = purge(k, stream, Purge::NonCachedWrite)
+        && let Err(status) = purge(k, stream, Purge::NonCachedWrite, |_| ())
     {
         return (status, 0);
     }
@@ -576,12 +581,15 @@ fn end_of_file(
     if access & FILE_WRITE_DATA == 0 {
         return (STATUS_ACCESS_DENIED, 0);
     }
-    if new_len < old_len
-        && let Err(status) = purge(k, stream, Purge::Truncate)
-    {
-        return (status, 0);
+    let resize = |state: &mut State| state.streams[stream].data.resize(new_len, 0);
+    if new_len < old_len {
+        // The truncation happens inside the purge's critical section (see `purge`).
+        if let Err(status) = purge(k, stream, Purge::Truncate, resize) {
+            return (status, 0);
+        }
+    } else {
+        resize(&mut k.lock());
     }
-    k.lock().streams[stream].data.resize(new_len, 0);
     (STATUS_SUCCESS, 0)
 }
 
@@ -590,7 +598,7 @@ fn flush(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
-        && let Err(status) = purge(k, stream, Purge::Other)
+        && let Err(status) = purge(k, stream, Purge::Other, |_| ())
     {
         return (status, 0);
     }
@@ -647,27 +655,47 @@ pub(crate) fn stream_name(state: &State, stream: usize) -> String {
 /// zero, then reissued; with none outstanding, the failure goes to the application as
 /// `STATUS_USER_MAPPED_FILE`, which is how a truncation of a mapped file fails
 /// (`MmCanFileBeTruncated`).
-pub(crate) fn purge(k: &Kernel, stream: usize, op: Purge) -> Result<(), NTSTATUS> {
+///
+/// A purge that succeeds runs `then` (the operation's change to the stream: the truncation)
+/// under the same lock that judged it, as the file system holds the file's locks across both:
+/// no data-scan section can be created, nor a view mapped, between the check and the change.
+pub(crate) fn purge<R>(
+    k: &Kernel,
+    stream: usize,
+    op: Purge,
+    then: impl FnOnce(&mut State) -> R,
+) -> Result<R, NTSTATUS> {
+    let mut then = Some(then);
     loop {
         let (blocking, outstanding, name) = {
-            let state = k.lock();
+            let mut state = k.lock();
             let blocking = state
                 .sections
                 .values()
                 .find(|s| s.stream == stream && (s.handle_open || s.object_refs > 0))
                 .map(|s| s.origin.clone());
+            if blocking.is_none() {
+                let truncates = matches!(op, Purge::Truncate | Purge::DestructiveCreate);
+                let mapped = if truncates {
+                    mapped_across_truncation(&state, stream)
+                } else {
+                    Vec::new()
+                };
+                let result = (then.take().expect("a purge succeeds once"))(&mut state);
+                drop(state);
+                report_mapped_across_truncation(k, mapped);
+                if truncates {
+                    hold_truncation(k);
+                }
+                return Ok(result);
+            }
             (
                 blocking,
                 state.streams[stream].purge_failure_mode,
                 stream_name(&state, stream),
             )
         };
-        let Some(origin) = blocking else {
-            if matches!(op, Purge::Truncate | Purge::DestructiveCreate) {
-                mapped_across_truncation(k, stream);
-            }
-            return Ok(());
-        };
+        let origin = blocking.expect("handled above");
         let why = format!("cannot purge {name}: the data-scan section created by {origin} is open");
         if outstanding == 0 {
             k.trace(
@@ -730,17 +758,38 @@ pub(crate) fn take_failed_in_purge_failure_mode() -> bool {
     FAILED_IN_PURGE_FAILURE_MODE.replace(false)
 }
 
-/// A truncation that proceeds while a view of a data-scan section on the stream is mapped.
-fn mapped_across_truncation(k: &Kernel, stream: usize) {
-    let mapped: Vec<String> = {
-        let state = k.lock();
-        state
-            .sections
-            .values()
-            .filter(|s| s.stream == stream && s.views > 0)
-            .map(|s| s.origin.clone())
-            .collect()
+/// `World::hold_next_truncation`: the truncation waits here, its purge judged clear.
+fn hold_truncation(k: &Kernel) {
+    let Some((reached, release)) = k.lock().options.hold_truncation.take() else {
+        return;
     };
+    k.trace(
+        EventKind::Verifier,
+        "hold: the file system judged a truncation's purge clear and waits before returning".into(),
+    );
+    reached.set();
+    if !release.wait(Some(TRUNCATION_HOLD_LIMIT)) {
+        k.violation(format!(
+            "hold: the held truncation was not released within {:?} (a test forgot to release \
+             World::hold_next_truncation?)",
+            TRUNCATION_HOLD_LIMIT
+        ));
+    }
+}
+
+/// The creators of data-scan sections on the stream with a view still mapped: a truncation that
+/// proceeds now truncates under them.
+fn mapped_across_truncation(state: &State, stream: usize) -> Vec<String> {
+    state
+        .sections
+        .values()
+        .filter(|s| s.stream == stream && s.views > 0)
+        .map(|s| s.origin.clone())
+        .collect()
+}
+
+/// Reports a truncation that proceeded while views (of sections by `mapped`) were mapped.
+fn report_mapped_across_truncation(k: &Kernel, mapped: Vec<String>) {
     for origin in mapped {
         k.violation(format!(
             "a truncation proceeds while a view of a data-scan section (created by {origin}) is \
@@ -797,3 +846,6 @@ pub(crate) fn wait_for_purge_failure_mode_off(
     }
     off
 }
+
+/// How long `World::hold_next_truncation` may hold a truncation before it is a finding.
+const TRUNCATION_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -236,6 +236,10 @@ pub(crate) struct Options {
     /// `World::hold_next_section_create`: the next successful `FltCreateSectionForDataScan`
     /// signals the first event once its section is linked, then waits for the second.
     pub(crate) hold_create: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    /// `World::hold_next_truncation`: the next truncation (a truncating set-end-of-file or a
+    /// destructive create) whose purge the file system judged clear signals the first event,
+    /// then waits for the second before it returns.
+    pub(crate) hold_truncation: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
     /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
     /// parked), then waits for the second (released).
     pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
@@ -344,6 +348,7 @@ impl State {
                 race_on_create: None,
                 async_gate: None,
                 hold_create: None,
+                hold_truncation: None,
                 hold_delays: None,
                 hold_call: None,
                 work_item_limit: crate::threads::DEFAULT_WORK_ITEM_LIMIT,

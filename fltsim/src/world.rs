@@ -385,6 +385,29 @@ impl World {
         hold
     }
 
+    /// Holds the next truncation (a truncating set-end-of-file, or a destructive create of a
+    /// non-empty file) once the file system has judged its purge clear, until the returned
+    /// [`Hold`] is released or dropped (at most 10 seconds, then a finding). The file system
+    /// judges the purge and truncates in one step, under the file's locks, as NTFS and FastFAT
+    /// do (`MmCanFileBeTruncated` under the paging I/O resource): at the hold the file is already
+    /// truncated, and a data-scan section created meanwhile sees the new size.
+    #[must_use = "dropping the hold releases it at once"]
+    pub fn hold_next_truncation(&self) -> Hold {
+        let (hold, reached, release) = Hold::new(&self.kernel, |k, reached| {
+            let mut state = k.lock();
+            if state
+                .options
+                .hold_truncation
+                .as_ref()
+                .is_some_and(|(ours, _)| Arc::ptr_eq(ours, reached))
+            {
+                state.options.hold_truncation = None;
+            }
+        });
+        self.kernel.lock().options.hold_truncation = Some((reached, release));
+        hold
+    }
+
     /// Sets how many system worker threads run generic work items (default 2, at least 1).
     /// Items beyond the free threads wait for one, as on Windows, where a driver can count on
     /// none of the few being free.
