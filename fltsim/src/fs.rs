@@ -770,9 +770,8 @@ fn hold_truncation(k: &Kernel) {
     reached.set();
     if !release.wait(Some(TRUNCATION_HOLD_LIMIT)) {
         k.violation(format!(
-            "hold: the held truncation was not released within {:?} (a test forgot to release \
-             World::hold_next_truncation?)",
-            TRUNCATION_HOLD_LIMIT
+            "hold: the held truncation was not released within {TRUNCATION_HOLD_LIMIT:?} (a test \
+             forgot to release World::hold_next_truncation?)"
         ));
     }
 }

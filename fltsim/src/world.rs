@@ -388,7 +388,7 @@ impl World {
     /// Holds the next truncation (a truncating set-end-of-file, or a destructive create of a
     /// non-empty file) once the file system has judged its purge clear, until the returned
     /// [`Hold`] is released or dropped (at most 10 seconds, then a finding). The file system
-    /// judges the purge and truncates in one step, under the file's locks, as NTFS and FastFAT
+    /// judges the purge and truncates in one step, under the file's locks, as NTFS and `FastFAT`
     /// do (`MmCanFileBeTruncated` under the paging I/O resource): at the hold the file is already
     /// truncated, and a data-scan section created meanwhile sees the new size.
     #[must_use = "dropping the hold releases it at once"]
