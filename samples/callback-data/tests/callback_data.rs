@@ -84,6 +84,35 @@ fn sample_calls_by_thread(
     (mine, others)
 }
 
+/// A bound on a hang, not a timing assertion.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits (at most `bound`) until the asynchronous request's completion routine has made its
+/// last call since `since`: its `ExReleaseRundownProtection`, which follows the file-object
+/// dereference that `World::close` waits for. The model records a call when it returns, so
+/// until then the routine's last calls may not be in the trace yet. `false` if it did not come.
+fn completion_finished(world: &World, since: usize, bound: std::time::Duration) -> bool {
+    let start = world.trace()[since..].first().map_or(u64::MAX, |e| e.seq);
+    world
+        .wait_for_event(bound, |e| {
+            e.seq >= start
+                && e.who == NAME
+                && e.kind == EventKind::Call("ExReleaseRundownProtection")
+                && e.text.starts_with("ExReleaseRundownProtection(")
+        })
+        .is_some()
+}
+
+/// [`sample_calls_by_thread`] for the first open since `since`, once its completion routine
+/// has finished (at most [`BOUND`]).
+fn settled_calls(world: &World, since: usize) -> (Vec<&'static str>, Vec<&'static str>) {
+    assert!(
+        completion_finished(world, since, BOUND),
+        "the completion routine did not finish within {BOUND:?}"
+    );
+    sample_calls_by_thread(world, since, opener_thread(world, since))
+}
+
 /// The model's number for the thread that ran the first post-create since `since`.
 fn opener_thread(world: &World, since: usize) -> u32 {
     world
@@ -167,7 +196,7 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let since = world.trace_len();
     open_and_read(&world, "C:\\docs\\a.txt").unwrap();
-    let (opener, completion) = sample_calls_by_thread(&world, since, opener_thread(&world, since));
+    let (opener, completion) = settled_calls(&world, since);
     assert_eq!(
         opener,
         [
@@ -207,6 +236,43 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
         world.calls("FltGetFileNameInformation")[0]
             .text
             .contains("options 0x101")
+    );
+    world.finish();
+}
+
+/// The two tests above read the completion routine's calls after `World::close`, which waits only
+/// for the routine's file-object dereference: under load the routine's last call was not in the
+/// trace yet (1 run in 15). Here that call is held at its entry, so the race is forced: the
+/// calls must not be counted before the routine has finished, and are all there once it has.
+#[test]
+fn the_completion_routine_is_awaited_before_its_calls_are_counted() {
+    let world = World::new();
+    files(&world);
+    world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let since = world.trace_len();
+    let hold = world.hold_next_call("ExReleaseRundownProtection");
+    open_and_read(&world, "C:\\docs\\a.txt").unwrap();
+    assert!(
+        hold.wait_held(BOUND),
+        "the completion routine never released its rundown"
+    );
+    // Held: the routine has not finished, whatever the threads do meanwhile.
+    assert!(!completion_finished(
+        &world,
+        since,
+        std::time::Duration::from_millis(50)
+    ));
+    hold.release();
+    let (_, completion) = settled_calls(&world, since);
+    assert_eq!(
+        completion,
+        [
+            "FltFreeCallbackData",
+            "ExFreePoolWithTag",
+            "ObDereferenceObjectDeferDelete",
+            "ExReleaseRundownProtection",
+        ]
     );
     world.finish();
 }
@@ -341,8 +407,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
             ]
         );
         // The first failure ends the synchronous questions; the callback data is still freed.
-        let (opener, completion) =
-            sample_calls_by_thread(&world, since, opener_thread(&world, since));
+        let (opener, completion) = settled_calls(&world, since);
         assert_eq!(
             opener,
             [
