@@ -285,7 +285,16 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     if !is_dir && options & FILE_DIRECTORY_FILE != 0 {
         return (STATUS_NOT_A_DIRECTORY, 0);
     }
-    if share_conflict(&state, stream, fo, access, share) {
+    // An overwrite implies write access and a supersede delete access: the share check is made
+    // against that implied access, though the open is granted (and records) only what it asked
+    // for (FastFAT's FatOpenExistingFile: "check against the implied access, but do not modify
+    // share access as a result").
+    let implied = match (information, disposition) {
+        (FILE_OVERWRITTEN, FILE_SUPERSEDE) => access | DELETE,
+        (FILE_OVERWRITTEN, _) => access | FILE_WRITE_DATA,
+        _ => access,
+    };
+    if share_conflict(&state, stream, fo, implied, share) {
         return (STATUS_SHARING_VIOLATION, 0);
     }
     // The share access is set with the check, under the same lock (the file system holds the
@@ -809,18 +818,46 @@ pub(crate) fn wait_for_purge_failure_mode_off(
     who: &str,
     what: &str,
 ) -> bool {
+    wait_for_sections_closed(k, stream, &[], who, what).is_some()
+}
+
+/// Waits until the data-scan sections `pended_on` (Filter Manager's: those linked on `stream`
+/// when it pended the operation) are all closed for data scan, or no
+/// `FSCTL_SET_PURGE_FAILURE_MODE` is outstanding on `stream` at all (with `pended_on` empty, only
+/// the latter: the file system's own pend). Returns the count still outstanding then: above zero,
+/// sections created while the operation was pended, which the requeued operation meets, so that
+/// Filter Manager pends it again and notifies their owners in turn. `None`, with a finding, past
+/// the pend limit (see [`wait_for_purge_failure_mode_off`]).
+///
+/// Choice where the page is silent: it says Filter Manager requeues once the outstanding count
+/// drops to zero. A section created after the notification would then hold the operation,
+/// never notified, for as long as its owner keeps it. The model requeues once the sections it
+/// notified are closed, and a section created since fails the requeued operation's purge again
+/// and is notified in turn: no section can hold a notified operation without a notification.
+pub(crate) fn wait_for_sections_closed(
+    k: &Kernel,
+    stream: usize,
+    pended_on: &[usize],
+    who: &str,
+    what: &str,
+) -> Option<u32> {
     let limit = {
         let mut state = k.lock();
         state.streams[stream].pended += 1;
         state.options.pend_limit
     };
     let start = std::time::Instant::now();
-    let off = loop {
-        if k.lock().streams[stream].purge_failure_mode == 0 {
-            break true;
+    let left = loop {
+        {
+            let state = k.lock();
+            let s = &state.streams[stream];
+            let closed = !pended_on.is_empty() && pended_on.iter().all(|o| !s.sections.contains(o));
+            if s.purge_failure_mode == 0 || closed {
+                break Some(s.purge_failure_mode);
+            }
         }
         if start.elapsed() > limit {
-            break false;
+            break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     };
@@ -834,7 +871,7 @@ pub(crate) fn wait_for_purge_failure_mode_off(
             .collect();
         (stream_name(&state, stream), owners)
     };
-    if !off {
+    if left.is_none() {
         k.violation(format!(
             "{what} on {name} has been pended by {who} for {limit:?} on data-scan section(s) \
              that stay open (created by {}): on Windows its caller hangs until every data-scan \
@@ -843,7 +880,7 @@ pub(crate) fn wait_for_purge_failure_mode_off(
             owners.join("; ")
         ));
     }
-    off
+    left
 }
 
 /// How long `World::hold_next_truncation` may hold a truncation before it is a finding.

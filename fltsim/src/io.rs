@@ -323,14 +323,25 @@ fn perform(k: &Arc<Kernel>, data: *mut FLT_CALLBACK_DATA, major: u8) -> bool {
                 NtStatus(failed)
             ),
         );
-        notify_section_owners(k, data, stream);
-        if !crate::fs::wait_for_purge_failure_mode_off(k, stream, "Filter Manager", &what) {
+        let notified = notify_section_owners(k, data, stream);
+        let Some(left) =
+            crate::fs::wait_for_sections_closed(k, stream, &notified, "Filter Manager", &what)
+        else {
             crate::request::set_status(data, STATUS_PENDING, 0);
             return false;
-        }
+        };
         k.trace(
             EventKind::FltMgr,
-            format!("{what} on {name}: no data-scan section left; requeued to the file system"),
+            if left == 0 {
+                format!("{what} on {name}: no data-scan section left; requeued to the file system")
+            } else {
+                // A section created while the operation was pended: the requeue meets it, and
+                // its owner is notified in turn.
+                format!(
+                    "{what} on {name}: the notified data-scan section(s) are closed, {left} \
+                     created since is outstanding; requeued to the file system"
+                )
+            },
         );
     }
 }
@@ -367,12 +378,14 @@ fn purge_failure(
 /// `SectionNotificationCallback` of each instance that has one linked there (unless a test
 /// withheld them, `World::set_section_notifications`). Filter Manager references the section
 /// context it passes for the callback's duration, so a filter that closes the section on
-/// another thread meanwhile cannot free it under the callback.
-fn notify_section_owners(k: &Kernel, data: *mut FLT_CALLBACK_DATA, stream: usize) {
-    let notify = {
+/// another thread meanwhile cannot free it under the callback. Returns the sections linked on
+/// the stream when it pended the operation (notified or not): the ones it waits for.
+fn notify_section_owners(k: &Kernel, data: *mut FLT_CALLBACK_DATA, stream: usize) -> Vec<usize> {
+    let (notify, pended_on) = {
         let mut state = k.lock();
+        let pended_on = state.streams[stream].sections.clone();
         if !state.options.section_notifications {
-            return;
+            return pended_on;
         }
         let notify = state.streams[stream]
             .sections
@@ -402,7 +415,7 @@ fn notify_section_owners(k: &Kernel, data: *mut FLT_CALLBACK_DATA, stream: usize
             }
             state.instances[*instance].in_flight += 1;
         }
-        notify
+        (notify, pended_on)
     };
     for (instance, filter, context, name, callback) in notify {
         let what = "SectionNotificationCallback";
@@ -433,6 +446,7 @@ fn notify_section_owners(k: &Kernel, data: *mut FLT_CALLBACK_DATA, stream: usize
             ));
         }
     }
+    pended_on
 }
 
 fn related_objects(layer: &Layer, file_object: *mut FILE_OBJECT) -> FLT_RELATED_OBJECTS {

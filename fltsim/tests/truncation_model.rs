@@ -72,3 +72,48 @@ fn a_destructive_create_has_truncated_once_its_purge_is_judged() {
     });
     world.assert_clean();
 }
+
+/// An overwrite implies write access, a supersede delete access: the file system checks share
+/// access against the implied access (`FastFAT`'s `FatOpenExistingFile`), so a holder that denies
+/// write sharing refuses an overwrite that asked only to read, which the model once let through
+/// to be pended beside it.
+#[test]
+fn an_overwrite_is_share_checked_as_a_writer_and_a_supersede_as_a_deleter() {
+    use windows_sys::Wdk::Storage::FileSystem::FILE_SUPERSEDE;
+    use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+    let world = world();
+    let holder = world
+        .open(PATH, Open::read().share(FILE_SHARE_READ))
+        .unwrap();
+    assert_eq!(
+        world
+            .open(
+                PATH,
+                Open::read()
+                    .share(FILE_SHARE_READ | FILE_SHARE_WRITE)
+                    .disposition(FILE_OVERWRITE_IF)
+            )
+            .map(|_| ())
+            .map_err(|s| s.0),
+        Err(windows_sys::Win32::Foundation::STATUS_SHARING_VIOLATION)
+    );
+    assert_eq!(
+        world
+            .open(
+                PATH,
+                Open::read()
+                    .share(FILE_SHARE_READ | FILE_SHARE_WRITE)
+                    .disposition(FILE_SUPERSEDE)
+            )
+            .map(|_| ())
+            .map_err(|s| s.0),
+        Err(windows_sys::Win32::Foundation::STATUS_SHARING_VIOLATION)
+    );
+    assert_eq!(
+        world.contents(PATH).map(|c| c.len()),
+        Some(8192),
+        "a denied open changes nothing"
+    );
+    world.close(holder).unwrap();
+    world.assert_clean();
+}
