@@ -6,13 +6,17 @@
 //! reported:
 //!
 //! - no option: the fixed seeds CI runs (each sample's regression seeds, then its CI seeds);
-//! - `--seed N`: replays the storm of seed `N` (the number a failing storm printed);
+//! - `--seed N`: replays the storm of seed `N` (the number a failing storm printed), shrinking it
+//!   if it fails; with `--repeat K`, runs it `K` times unshrunk and counts the failures;
 //! - `--minutes M`: fresh seeds for `M` minutes *per sample*, one sample after the other;
 //! - `--sample S`: only the sample in `samples/S`.
 //!
 //! A bad option (an unknown sample, a malformed seed, a duration that is not a positive number of
-//! minutes, `--seed` with `--minutes`) prints one line and exits with status 2 before anything is
-//! built.
+//! minutes, `--seed` with `--minutes`, `--repeat` without `--seed` or not a positive whole
+//! number) prints one line and exits with status 2 before anything is built.
+//!
+//! The table gives, per sample, storms per minute, user operations per second and the armed
+//! faults that fired, so that runs can be compared.
 
 use std::{path::Path, process::Stdio, time::Instant};
 
@@ -33,6 +37,9 @@ pub struct Args {
     /// Only this sample (its directory under samples/, e.g. `data-scan`).
     #[arg(long, value_name = "S")]
     sample: Option<String>,
+    /// With --seed: run that storm this many times, unshrunk, and count the failures.
+    #[arg(long, value_name = "K")]
+    repeat: Option<String>,
 }
 
 /// What to run, once the options are checked.
@@ -49,6 +56,7 @@ fn plan(
     seed: Option<&str>,
     minutes: Option<&str>,
     sample: Option<&str>,
+    repeat: Option<&str>,
     known: &[String],
 ) -> Result<Plan, String> {
     let samples = match sample {
@@ -85,6 +93,16 @@ fn plan(
         }
         (None, None) => vec!["--ci".into()],
     };
+    let mut mode = mode;
+    if let Some(repeat) = repeat {
+        if seed.is_none() {
+            return Err("--repeat replays one storm: give it with --seed N".into());
+        }
+        let k: u32 = repeat.parse().ok().filter(|k| *k > 0).ok_or_else(|| {
+            format!("invalid count `{repeat}`: --repeat takes a positive whole number")
+        })?;
+        mode.extend(["--repeat".into(), k.to_string()]);
+    }
     Ok(Plan { samples, mode })
 }
 
@@ -94,6 +112,8 @@ struct Summary {
     storms: u64,
     operations: u64,
     findings: u64,
+    faults_armed: u64,
+    faults_fired: u64,
 }
 
 /// Reads `storm summary: sample=S storms=N operations=O findings=F ...` from the binary's output.
@@ -110,6 +130,8 @@ fn summary(stdout: &str) -> Option<Summary> {
             "storms" => &mut found.storms,
             "operations" => &mut found.operations,
             "findings" => &mut found.findings,
+            "faults_armed" => &mut found.faults_armed,
+            "faults_fired" => &mut found.faults_fired,
             _ => continue,
         };
         *slot = value.parse().ok()?;
@@ -125,6 +147,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         args.seed.as_deref(),
         args.minutes.as_deref(),
         args.sample.as_deref(),
+        args.repeat.as_deref(),
         &known,
     ) {
         Ok(plan) => plan,
@@ -169,17 +192,32 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
 
     println!();
     println!(
-        "{:<18} {:>7} {:>11} {:>9} {:>8}",
-        "sample", "storms", "operations", "findings", "seconds"
+        "{:<18} {:>7} {:>11} {:>9} {:>8} {:>10} {:>8} {:>13}",
+        "sample",
+        "storms",
+        "operations",
+        "findings",
+        "seconds",
+        "storms/min",
+        "ops/s",
+        "faults fired"
     );
     let mut failed = false;
     for (dir, outcome, seconds) in &rows {
         match outcome {
             Ok(s) => {
                 failed |= s.findings > 0;
+                // Counts far below 2^52: exact as f64.
+                #[allow(clippy::cast_precision_loss)]
+                let per = |n: u64, unit: f64| n as f64 * unit / seconds.max(1e-9);
                 println!(
-                    "{dir:<18} {:>7} {:>11} {:>9} {seconds:>8.1}",
-                    s.storms, s.operations, s.findings
+                    "{dir:<18} {:>7} {:>11} {:>9} {seconds:>8.1} {:>10.0} {:>8.0} {:>13}",
+                    s.storms,
+                    s.operations,
+                    s.findings,
+                    per(s.storms, 60.0),
+                    per(s.operations, 1.0),
+                    format!("{} of {}", s.faults_fired, s.faults_armed)
                 );
             }
             Err(what) => {
@@ -205,7 +243,7 @@ mod tests {
     #[test]
     fn no_option_runs_the_ci_seeds_of_every_sample() {
         assert_eq!(
-            plan(None, None, None, &known()),
+            plan(None, None, None, None, &known()),
             Ok(Plan {
                 samples: known(),
                 mode: vec!["--ci".into()]
@@ -220,6 +258,7 @@ mod tests {
                 Some("18446744073709551615"),
                 None,
                 Some("data-scan"),
+                None,
                 &known()
             ),
             Ok(Plan {
@@ -232,14 +271,14 @@ mod tests {
     #[test]
     fn minutes_may_be_a_fraction() {
         assert_eq!(
-            plan(None, Some("0.5"), None, &known()).map(|p| p.mode),
+            plan(None, Some("0.5"), None, None, &known()).map(|p| p.mode),
             Ok(vec!["--minutes".into(), "0.5".into()])
         );
     }
 
     #[test]
     fn an_unknown_sample_is_one_line_naming_the_known_ones() {
-        let error = plan(None, None, Some("nope"), &known()).unwrap_err();
+        let error = plan(None, None, Some("nope"), None, &known()).unwrap_err();
         assert_eq!(
             error,
             "unknown sample `nope`: choose one of data-scan, passthrough"
@@ -249,7 +288,7 @@ mod tests {
     #[test]
     fn a_malformed_seed_is_one_line() {
         for bad in ["", "-1", "12x", "0x10", "18446744073709551616"] {
-            let error = plan(Some(bad), None, None, &known()).unwrap_err();
+            let error = plan(Some(bad), None, None, None, &known()).unwrap_err();
             assert_eq!(
                 error,
                 format!("malformed seed `{bad}`: expected an unsigned 64-bit integer")
@@ -260,7 +299,7 @@ mod tests {
     #[test]
     fn a_zero_negative_or_malformed_duration_is_one_line() {
         for bad in ["0", "0.0", "-3", "soon", "NaN", "inf"] {
-            let error = plan(None, Some(bad), None, &known()).unwrap_err();
+            let error = plan(None, Some(bad), None, None, &known()).unwrap_err();
             assert_eq!(
                 error,
                 format!("invalid duration `{bad}`: --minutes takes a positive number")
@@ -270,18 +309,44 @@ mod tests {
 
     #[test]
     fn seed_and_minutes_together_are_refused() {
-        assert!(plan(Some("1"), Some("1"), None, &known()).is_err());
+        assert!(plan(Some("1"), Some("1"), None, None, &known()).is_err());
+    }
+
+    #[test]
+    fn repeat_replays_one_seed_k_times() {
+        assert_eq!(
+            plan(Some("7"), None, None, Some("20"), &known()).map(|p| p.mode),
+            Ok(vec![
+                "--seed".into(),
+                "7".into(),
+                "--repeat".into(),
+                "20".into()
+            ])
+        );
+        assert_eq!(
+            plan(None, None, None, Some("20"), &known()).unwrap_err(),
+            "--repeat replays one storm: give it with --seed N"
+        );
+        for bad in ["0", "-1", "x", "1.5"] {
+            assert_eq!(
+                plan(Some("7"), None, None, Some(bad), &known()).unwrap_err(),
+                format!("invalid count `{bad}`: --repeat takes a positive whole number")
+            );
+        }
     }
 
     #[test]
     fn the_summary_line_is_read() {
-        let out = "noise\nstorm summary: sample=data-scan storms=12 operations=340 findings=1 seconds=3.2\n";
+        let out = "noise\nstorm summary: sample=data-scan storms=12 operations=340 findings=1 \
+                   faults_armed=20 faults_fired=15 seconds=3.2\n";
         assert_eq!(
             summary(out),
             Some(Summary {
                 storms: 12,
                 operations: 340,
-                findings: 1
+                findings: 1,
+                faults_armed: 20,
+                faults_fired: 15,
             })
         );
         assert_eq!(summary("no summary"), None);

@@ -56,3 +56,15 @@ fn a_zero_duration_is_one_line() {
         "cargo xtask stress: invalid duration `0`: --minutes takes a positive number",
     );
 }
+
+#[test]
+fn repeat_without_a_seed_or_with_a_bad_count_is_one_line() {
+    assert_one_line(
+        &["stress", "--repeat", "20"],
+        "cargo xtask stress: --repeat replays one storm: give it with --seed N",
+    );
+    assert_one_line(
+        &["stress", "--seed", "1", "--repeat", "0"],
+        "cargo xtask stress: invalid count `0`: --repeat takes a positive whole number",
+    );
+}

@@ -24,7 +24,9 @@
 //!
 //! **A failure** is shrunk by proptest (fewer threads, fewer and simpler operations, fewer
 //! events) and printed with its seed and the shortest operation list that still failed;
-//! `cargo xtask stress --seed N --sample S` replays it.
+//! `cargo xtask stress --seed N --sample S` replays it (`--repeat K`: K times, counting the
+//! failures). Its trace and the shrunk storm are saved as `<sample>-<seed>.trace` and `.case`
+//! in `target/storm-findings/` (or `STORM_TRACE_DIR`).
 //!
 //! A sample runs its storms in its own test binary (`samples/<dir>/tests/storm.rs`, without the
 //! test harness), because each sample links its own unmangled `DriverEntry`: that file is one
@@ -90,6 +92,10 @@ pub const MAX_OPS: usize = 40;
 pub struct SeedResult {
     /// User operations run (the storm as generated; shrinking reruns are not counted).
     pub operations: usize,
+    /// Faults the storm armed.
+    pub armed: u64,
+    /// Armed faults that fired (a call they named was made).
+    pub fired: u64,
     /// `None` when the storm passed; else the report: the reason and the shrunk storm.
     pub failure: Option<String>,
 }
@@ -124,30 +130,65 @@ pub fn case_of(seed: u64) -> Case {
 
 /// Runs one storm and checks it; `Err` holds every problem found, and the trace.
 fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), (String, Vec<crate::Event>)> {
+    checked(target, case, seed).0
+}
+
+/// [`storm`], and how many injected faults fired in it.
+fn checked(
+    target: &Target,
+    case: &Case,
+    seed: u64,
+) -> (Result<(), (String, Vec<crate::Event>)>, u64) {
     let ran = run(target, case, seed);
+    let fired = faults_fired(&ran.trace);
     let mut problems = ran.findings.clone();
     problems.extend(oracle::check(target, case, &ran));
     if problems.is_empty() {
-        Ok(())
+        (Ok(()), fired)
     } else {
-        Err((problems.join("\n"), ran.trace))
+        (Err((problems.join("\n"), ran.trace)), fired)
     }
 }
 
-/// With `STORM_TRACE_DIR` set, writes the trace of a storm's first failing run there, as
-/// `<sample>-<seed>.trace`, one event per line.
-fn save_trace(target: &Target, seed: u64, trace: &[crate::Event]) {
-    let Some(dir) = std::env::var_os("STORM_TRACE_DIR") else {
-        return;
-    };
-    let path = std::path::Path::new(&dir).join(format!("{}-{seed}.trace", target.sample));
+/// The injected faults that fired, by the verifier's `fault injected:` events.
+fn faults_fired(trace: &[crate::Event]) -> u64 {
+    trace
+        .iter()
+        .filter(|e| e.kind == crate::EventKind::Verifier && e.text.starts_with("fault injected:"))
+        .count() as u64
+}
+
+/// Where a finding's files go: `STORM_TRACE_DIR` if set, else `storm-findings/` in the target
+/// directory the storm binary was built in (`target/debug/deps/storm-*` is three levels below
+/// it).
+fn findings_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("STORM_TRACE_DIR") {
+        return Some(dir.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("storm-findings"))
+}
+
+/// Writes `text` as `<sample>-<seed>.<what>` in [`findings_dir`]; returns the path written.
+fn save_finding(target: &Target, seed: u64, what: &str, text: &str) -> Option<std::path::PathBuf> {
+    let dir = findings_dir()?;
+    let path = dir.join(format!("{}-{seed}.{what}", target.sample));
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => Some(path),
+        Err(error) => {
+            eprintln!("storm: could not write {}: {error}", path.display());
+            None
+        }
+    }
+}
+
+/// The trace as text, one event per line.
+fn trace_text(trace: &[crate::Event]) -> String {
     let mut text = String::new();
     for event in trace {
         let _ = writeln!(text, "{event}");
     }
-    if let Err(error) = std::fs::write(&path, text) {
-        eprintln!("storm: could not write {}: {error}", path.display());
-    }
+    text
 }
 
 /// How many shrinking steps one failure may take, and for how long.
@@ -166,13 +207,17 @@ pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
     let mut tree = tree_of(seed);
     let first = tree.current();
     let operations = first.operations();
-    let Err((reason, trace)) = storm(target, &first, seed) else {
+    let (result, fired) = checked(target, &first, seed);
+    let armed = first.faults.len() as u64;
+    let Err((reason, trace)) = result else {
         return SeedResult {
             operations,
+            armed,
+            fired,
             failure: None,
         };
     };
-    save_trace(target, seed, &trace);
+    let trace_file = save_finding(target, seed, "trace", &trace_text(&trace));
     let (mut minimal, mut why) = (first, reason);
     let deadline = Instant::now() + SHRINK_TIME;
     let mut steps = 0;
@@ -199,13 +244,29 @@ pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
     );
     let _ = writeln!(report, "{minimal}");
     let _ = writeln!(report, "what was wrong:\n{why}");
+    let case_file = save_finding(
+        target,
+        seed,
+        "case",
+        &format!("seed {seed}, shrunk in {steps} steps:\n{minimal}\nwhat was wrong:\n{why}\n"),
+    );
+    for (what, file) in [
+        ("trace of the first failing run", trace_file),
+        ("shrunk storm", case_file),
+    ] {
+        if let Some(file) = file {
+            let _ = writeln!(report, "{what}: {}", file.display());
+        }
+    }
     let _ = write!(
         report,
-        "replay: cargo xtask stress --seed {seed} --sample {}",
+        "replay: cargo xtask stress --seed {seed} --sample {} --repeat 20",
         target.sample
     );
     SeedResult {
         operations,
+        armed,
+        fired,
         failure: Some(report),
     }
 }
@@ -216,12 +277,16 @@ struct Totals {
     storms: u64,
     operations: u64,
     findings: u64,
+    armed: u64,
+    fired: u64,
 }
 
 impl Totals {
     fn add(&mut self, seed: u64, result: &SeedResult) {
         self.storms += 1;
         self.operations += result.operations as u64;
+        self.armed += result.armed;
+        self.fired += result.fired;
         if let Some(report) = &result.failure {
             self.findings += 1;
             eprintln!("{report}");
@@ -247,11 +312,15 @@ fn fresh_seed(counter: u64) -> u64 {
 pub enum Plan {
     /// These seeds, in order.
     Seeds(Vec<u64>),
+    /// The storm of one seed, this many times, unshrunk: a replay that counts how often it
+    /// fails.
+    Repeat(u64, u32),
     /// Fresh seeds for this long.
     For(Duration),
 }
 
-/// Reads the storm binary's arguments: `--seed N`, `--minutes M`, `--ci`, or none. Arguments the
+/// Reads the storm binary's arguments: `--seed N` (with `--repeat K`: K replays), `--minutes M`,
+/// `--ci`, or none. Arguments the
 /// test harness would take (`--nocapture`, a filter) are ignored, so that `cargo test -- ...`
 /// passes through. `regression`, `quick` and `ci` are the sample's fixed seeds: with no
 /// argument (`cargo test`) the regressions and `quick` run, with `--ci` the regressions and `ci`.
@@ -266,8 +335,23 @@ pub fn plan(
 ) -> Result<Plan, String> {
     let mut args = args.iter();
     let mut plan = None;
+    let mut repeat = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--repeat" => {
+                let value = args.next().ok_or("--repeat needs a value")?;
+                repeat = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|k| *k > 0)
+                        .ok_or_else(|| {
+                            format!(
+                                "invalid count {value:?}: --repeat takes a positive whole number"
+                            )
+                        })?,
+                );
+            }
             "--seed" => {
                 let value = args.next().ok_or("--seed needs a value")?;
                 let seed = value.parse::<u64>().map_err(|_| {
@@ -294,7 +378,14 @@ pub fn plan(
             _ => {}
         }
     }
-    Ok(plan.unwrap_or_else(|| Plan::Seeds(regression.iter().chain(quick).copied().collect())))
+    match (repeat, plan) {
+        (None, plan) => {
+            Ok(plan
+                .unwrap_or_else(|| Plan::Seeds(regression.iter().chain(quick).copied().collect())))
+        }
+        (Some(k), Some(Plan::Seeds(seeds))) if seeds.len() == 1 => Ok(Plan::Repeat(seeds[0], k)),
+        (Some(_), _) => Err("--repeat replays one storm: give it with --seed N".into()),
+    }
 }
 
 /// The storm binary of one sample: runs its plan and prints
@@ -318,6 +409,25 @@ pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusi
                 totals.add(seed, &result);
             }
         }
+        Plan::Repeat(seed, times) => {
+            let case = case_of(seed);
+            let mut failures = 0;
+            for run in 1..=times {
+                let (result, fired) = checked(target, &case, seed);
+                totals.storms += 1;
+                totals.operations += case.operations() as u64;
+                totals.armed += case.faults.len() as u64;
+                totals.fired += fired;
+                if let Err((why, _)) = result {
+                    failures += 1;
+                    if failures == 1 {
+                        eprintln!("replay {run} of seed {seed} failed:\n{why}");
+                    }
+                }
+            }
+            totals.findings = failures;
+            println!("replay: seed {seed} failed {failures} of {times} runs");
+        }
         Plan::For(duration) => {
             let mut counter = 0;
             while start.elapsed() < duration {
@@ -329,11 +439,14 @@ pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusi
         }
     }
     println!(
-        "storm summary: sample={} storms={} operations={} findings={} seconds={:.1}",
+        "storm summary: sample={} storms={} operations={} findings={} faults_armed={} \
+         faults_fired={} seconds={:.1}",
         target.sample,
         totals.storms,
         totals.operations,
         totals.findings,
+        totals.armed,
+        totals.fired,
         start.elapsed().as_secs_f64()
     );
     std::process::exit(i32::from(totals.findings > 0));

@@ -71,6 +71,15 @@ fn the_data_scan_oracle_catches_a_filter_that_lets_eicar_through_and_shrinks_the
         )),
         "{report}"
     );
+    // The finding's trace and shrunk storm are saved beside the seed, and the report names them.
+    for what in ["trace of the first failing run: ", "shrunk storm: "] {
+        let path = report
+            .lines()
+            .find_map(|l| l.strip_prefix(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in\n{report}"));
+        let text = std::fs::read_to_string(path).expect("the finding's file was written");
+        assert!(!text.is_empty(), "{path} is empty");
+    }
     // One open is enough to fail; proptest removes (nearly) everything else: every thread list
     // is kept (at least two threads), and a last operation of the other may stay.
     let operations: usize = report
@@ -106,6 +115,35 @@ fn the_storm_binary_reads_its_arguments() {
         plan(&args(&["--minutes", "0.5"]), regression, quick, 1..=2),
         Ok(Plan::For(std::time::Duration::from_secs(30)))
     );
+    assert_eq!(
+        plan(
+            &args(&["--seed", "42", "--repeat", "20"]),
+            regression,
+            quick,
+            1..=2
+        ),
+        Ok(Plan::Repeat(42, 20))
+    );
+    assert_eq!(
+        plan(
+            &args(&["--repeat", "3", "--seed", "7"]),
+            regression,
+            quick,
+            1..=2
+        ),
+        Ok(Plan::Repeat(7, 3))
+    );
+    for bad in [
+        &["--repeat", "2"][..],
+        &["--ci", "--repeat", "2"],
+        &["--seed", "1", "--repeat", "0"],
+        &["--seed", "1", "--repeat", "x"],
+    ] {
+        assert!(
+            plan(&args(bad), regression, quick, 1..=2).is_err(),
+            "{bad:?}"
+        );
+    }
     assert!(plan(&args(&["--seed", "x"]), regression, quick, 1..=2).is_err());
     assert!(plan(&args(&["--seed"]), regression, quick, 1..=2).is_err());
     assert!(plan(&args(&["--minutes", "0"]), regression, quick, 1..=2).is_err());
