@@ -338,13 +338,20 @@ fn parse(text: &str) -> (Inf, Vec<SyntaxError>) {
             continue;
         }
         if let Some(header) = t.strip_prefix('[') {
-            let Some(name) = header.strip_suffix(']') else {
+            // A header without its `]` is reported once and read as the section it names, so
+            // that its lines (and, for `[Strings`, every %key% they define) are not reported
+            // again one by one.
+            let name = header.strip_suffix(']').unwrap_or_else(|| {
                 errors.push(SyntaxError {
                     line: line.line,
-                    message: format!("malformed section header `{t}`"),
+                    message: format!(
+                        "malformed section header `{t}`: it lacks its closing `]` (read as \
+                         [{}])",
+                        header.trim()
+                    ),
                 });
-                continue;
-            };
+                header
+            });
             let name = name.trim().to_string();
             let key = name.to_ascii_lowercase();
             let i = *raw_index.entry(key).or_insert_with(|| {
@@ -364,12 +371,33 @@ fn parse(text: &str) -> (Inf, Vec<SyntaxError>) {
     }
 
     // [Strings]: values are quoted or bare, and are not themselves substituted.
+    // A key given twice is reported with both lines: which value a Windows tool takes is
+    // documented nowhere (a section given twice is legal: its entries merge).
     let mut strings = HashMap::new();
+    let mut defined: HashMap<String, &RawLine> = HashMap::new();
     if let Some(&i) = raw_index.get("strings") {
         for line in &raw_sections[i].1 {
             let parts = split_outside_quotes(&line.text, '=', 2);
             if parts.len() == 2 {
-                strings.insert(unquote(&parts[0]).to_ascii_lowercase(), unquote(&parts[1]));
+                let key = unquote(&parts[0]);
+                if let Some(first) = defined.get(&key.to_ascii_lowercase()) {
+                    errors.push(SyntaxError {
+                        line: line.line,
+                        message: format!(
+                            "[Strings] defines `{key}` twice: line {} `{}` and line {} `{}`; keep \
+                             one (which value wins is undocumented)",
+                            first.line,
+                            first.text.trim(),
+                            line.line,
+                            line.text.trim()
+                        ),
+                    });
+                } else {
+                    defined.insert(key.to_ascii_lowercase(), line);
+                }
+                strings
+                    .entry(key.to_ascii_lowercase())
+                    .or_insert_with(|| unquote(&parts[1]));
             } else {
                 errors.push(SyntaxError {
                     line: line.line,
@@ -1940,9 +1968,52 @@ mod tests {
         );
     }
 
+    /// A `[Strings` header without its `]` is one finding, with its line, not one per string.
+    #[test]
+    fn a_header_without_its_bracket_is_one_finding() {
+        let text = GOOD.replace("[Strings]", "[Strings");
+        let line = text.lines().position(|l| l == "[Strings").unwrap() + 1;
+        let findings = check(&text);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].file, "test.inx");
+        assert_eq!(findings[0].section, format!("line {line}"));
+        assert_eq!(
+            findings[0].message,
+            "malformed section header `[Strings`: it lacks its closing `]` (read as [Strings])"
+        );
+    }
+
+    /// A `[Strings]` key given twice is one finding naming the key and both lines.
+    #[test]
+    fn a_strings_key_given_twice_is_one_finding_with_both_lines() {
+        for (key, first) in [
+            ("ServiceName", "ServiceName        = \"RsPassthrough\""),
+            (
+                "DiskName",
+                "DiskName           = \"rs-passthrough sample installation disk\"",
+            ),
+        ] {
+            let second = format!("{key} = \"Another\"");
+            let text = GOOD.replacen(first, &format!("{first}\n{second}"), 1);
+            let line = |l: &str| text.lines().position(|x| x == l).unwrap() + 1;
+            let findings = check(&text);
+            assert_eq!(findings.len(), 1, "{findings:#?}");
+            assert_eq!(findings[0].section, format!("line {}", line(&second)));
+            assert_eq!(
+                findings[0].message,
+                format!(
+                    "[Strings] defines `{key}` twice: line {} `{first}` and line {} `{second}`; \
+                     keep one (which value wins is undocumented)",
+                    line(first),
+                    line(&second)
+                )
+            );
+        }
+    }
+
     #[test]
     fn parser_reports_syntax_errors() {
-        let (_, errors) = parse("[A\nx = 1\n[B]\ny = \"open\nz = %Missing%\nw = 1 \\");
+        let (_, errors) = parse("stray\n[A\nx = 1\n[B]\ny = \"open\nz = %Missing%\nw = 1 \\");
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert!(
             messages
