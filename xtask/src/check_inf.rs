@@ -323,6 +323,51 @@ fn substitute(
     out
 }
 
+/// `[Strings]`: values are quoted or bare, and are not themselves substituted. Keys are
+/// compared without case, as INF string keys are.
+fn read_strings(
+    raw_sections: &[(String, Vec<RawLine>)],
+    raw_index: &HashMap<String, usize>,
+    errors: &mut Vec<SyntaxError>,
+) -> HashMap<String, String> {
+    // A key given twice is reported with both lines: which value a Windows tool takes is
+    // documented nowhere (a section given twice is legal: its entries merge).
+    let mut strings = HashMap::new();
+    let mut defined: HashMap<String, &RawLine> = HashMap::new();
+    if let Some(&i) = raw_index.get("strings") {
+        for line in &raw_sections[i].1 {
+            let parts = split_outside_quotes(&line.text, '=', 2);
+            if parts.len() == 2 {
+                let key = unquote(&parts[0]);
+                if let Some(first) = defined.get(&key.to_ascii_lowercase()) {
+                    errors.push(SyntaxError {
+                        line: line.line,
+                        message: format!(
+                            "[Strings] defines `{key}` twice: line {} `{}` and line {} `{}`; keep \
+                             one (which value wins is undocumented)",
+                            first.line,
+                            first.text.trim(),
+                            line.line,
+                            line.text.trim()
+                        ),
+                    });
+                } else {
+                    defined.insert(key.to_ascii_lowercase(), line);
+                }
+                strings
+                    .entry(key.to_ascii_lowercase())
+                    .or_insert_with(|| unquote(&parts[1]));
+            } else {
+                errors.push(SyntaxError {
+                    line: line.line,
+                    message: "[Strings] line without '='".into(),
+                });
+            }
+        }
+    }
+    strings
+}
+
 /// Parses INF text.
 fn parse(text: &str) -> (Inf, Vec<SyntaxError>) {
     let mut errors = Vec::new();
@@ -370,42 +415,7 @@ fn parse(text: &str) -> (Inf, Vec<SyntaxError>) {
         }
     }
 
-    // [Strings]: values are quoted or bare, and are not themselves substituted.
-    // A key given twice is reported with both lines: which value a Windows tool takes is
-    // documented nowhere (a section given twice is legal: its entries merge).
-    let mut strings = HashMap::new();
-    let mut defined: HashMap<String, &RawLine> = HashMap::new();
-    if let Some(&i) = raw_index.get("strings") {
-        for line in &raw_sections[i].1 {
-            let parts = split_outside_quotes(&line.text, '=', 2);
-            if parts.len() == 2 {
-                let key = unquote(&parts[0]);
-                if let Some(first) = defined.get(&key.to_ascii_lowercase()) {
-                    errors.push(SyntaxError {
-                        line: line.line,
-                        message: format!(
-                            "[Strings] defines `{key}` twice: line {} `{}` and line {} `{}`; keep \
-                             one (which value wins is undocumented)",
-                            first.line,
-                            first.text.trim(),
-                            line.line,
-                            line.text.trim()
-                        ),
-                    });
-                } else {
-                    defined.insert(key.to_ascii_lowercase(), line);
-                }
-                strings
-                    .entry(key.to_ascii_lowercase())
-                    .or_insert_with(|| unquote(&parts[1]));
-            } else {
-                errors.push(SyntaxError {
-                    line: line.line,
-                    message: "[Strings] line without '='".into(),
-                });
-            }
-        }
-    }
+    let strings = read_strings(&raw_sections, &raw_index, &mut errors);
 
     let mut inf = Inf::default();
     for (name, raw_lines) in raw_sections {
