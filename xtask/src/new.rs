@@ -43,6 +43,10 @@ const TEMPLATE_GROUP: &str = "FSFilter Activity Monitor";
 /// `fltmc filters`.
 const MAX_NAME: usize = 32;
 /// Names Windows reserves for devices: no file or folder may have them.
+/// The workspace's own crates (and their directories): a sample of the same name would be
+/// mistaken for them in commands and paths.
+const WORKSPACE_CRATES: [&str; 4] = ["common", "common-build", "fltsim", "xtask"];
+
 const RESERVED: [&str; 22] = [
     "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
     "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
@@ -96,6 +100,9 @@ pub(crate) fn names(name: &str) -> Result<Names> {
     }
     if RESERVED.contains(&name) {
         bail!("`{name}` is a name Windows reserves for a device: choose another");
+    }
+    if WORKSPACE_CRATES.contains(&name) {
+        bail!("`{name}` is the name of one of this workspace's own crates: choose another");
     }
     let service: String = name
         .split('-')
@@ -1145,6 +1152,15 @@ mod tests {
 
     #[test]
     fn names_follow_the_samples_conventions() {
+        for own in super::WORKSPACE_CRATES {
+            let error = names(own).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "`{own}` is the name of one of this workspace's own crates: choose another"
+                )
+            );
+        }
         let n = names("my-filter2").unwrap();
         assert_eq!(n.dir, "my-filter2");
         assert_eq!(n.package, "rs-my-filter2");
@@ -1254,7 +1270,8 @@ mod tests {
             "Uninstall-Sample.ps1",
         ] {
             let t = text(root, &format!("scripts/{script}"));
-            assert!(t.contains("'section-conflict', 'my-filter')]"), "{script}");
+            // The new sample ends the list, whatever samples the copy already had.
+            assert!(t.contains(", 'my-filter')]"), "{script}");
         }
         let demo = text(root, "scripts/Start-SampleDemo.ps1");
         assert!(
