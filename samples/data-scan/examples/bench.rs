@@ -5,11 +5,16 @@
 //!   each window's new bytes into one bounded buffer (a `memcpy` standing in for `MmCopyMemory`,
 //!   which is a kernel copy from the cache), keeps the 67-byte overlap, and runs one `memmem`
 //!   `Finder` over the window;
-//! - **floor**: one `memcpy` of the whole file into a buffer, then one `memmem` pass over it.
+//! - **floor**: the same work with no bookkeeping: each window's bytes (with the overlap) copied
+//!   into one window-sized buffer by a plain `memcpy`, and one `memmem` pass over that buffer.
+//!   It copies and searches exactly the bytes the driver does, through a buffer of the same size,
+//!   so it stays in cache as the driver's does (a whole-file copy falls out of cache and would be
+//!   a floor the driver could beat).
 //!
 //! Each measurement takes the best of several rounds over a 64 MiB buffer with no signature in
-//! it (the worst case: every byte is copied and searched), and prints GB/s. The target is at least
-//! 90 % of the floor.
+//! it (the worst case: every byte is copied and searched), and prints GB/s, then a verdict: the
+//! goal is met when copy and scan reaches at least 90 % of the floor, that is, when the reader's
+//! own bookkeeping costs at most a tenth of the unavoidable copy and search.
 
 use std::{hint::black_box, time::Instant};
 
@@ -66,6 +71,23 @@ fn main() {
         black_box(found);
     });
     let floor = best_gbps(|| {
+        let mut found = None;
+        let mut start = 0;
+        while start < SIZE {
+            // The window and the overlap before it, as the reader presents them.
+            let from = start.saturating_sub(overlap);
+            let end = (start + WINDOW).min(SIZE);
+            let window = &mut window_buffer[..end - from];
+            window.copy_from_slice(&black_box(&haystack)[from..end]);
+            if let Some(at) = finder.find(window) {
+                found = Some(from + at);
+                break;
+            }
+            start = end;
+        }
+        black_box(found);
+    });
+    let whole_file = best_gbps(|| {
         copy.copy_from_slice(black_box(&haystack));
         black_box(finder.find(black_box(&copy)));
     });
@@ -81,11 +103,21 @@ fn main() {
         "  copy and scan ({} KiB windows, the driver's path): {copy_and_scan:6.2} GB/s",
         WINDOW >> 10
     );
-    println!("  floor (one memcpy of the file + one memmem):    {floor:6.2} GB/s");
+    println!("  floor (the same windows, memcpy + memmem each): {floor:6.2} GB/s");
+    println!("  one memcpy of the file + one memmem (info):     {whole_file:6.2} GB/s");
     println!("  memmem alone:                                   {raw:6.2} GB/s");
     println!("  memcpy alone:                                   {memcpy:6.2} GB/s");
-    println!(
-        "  copy and scan / floor: {:.1} %  (target: at least 90 %)",
-        copy_and_scan / floor * 100.0
-    );
+    let ratio = copy_and_scan / floor * 100.0;
+    println!("  copy and scan / floor: {ratio:.1} %  (target: at least 90 %)");
+    if ratio >= 90.0 {
+        println!(
+            "verdict: goal met: the driver's path runs at {ratio:.1} % of the speed of the bare copy \
+             and search of the same windows"
+        );
+    } else {
+        println!(
+            "verdict: goal NOT met: the driver's path runs at {ratio:.1} % of the bare copy and \
+             search of the same windows (at least 90 % wanted): its bookkeeping costs too much"
+        );
+    }
 }
