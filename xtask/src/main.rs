@@ -55,6 +55,10 @@ enum Task {
         /// Which architecture(s) to build.
         #[arg(long, value_enum, default_value_t = TargetChoice::All)]
         target: TargetChoice,
+        /// Print each driver's full report line (size, symbols, largest stack frame, minimum
+        /// Windows, imports) as well as writing it to target/drivers/build-report.txt.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Run the driver PE checks on the given .sys files.
     Verify {
@@ -148,7 +152,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.task {
-        Task::Build { profile, target } => build(&root, profile, target),
+        Task::Build {
+            profile,
+            target,
+            verbose,
+        } => build(&root, profile, target, verbose),
         Task::Verify { files } => verify(&files),
         Task::Demo { sample } => demo(&root, &sample),
         Task::Diagrams => diagrams::run(&root),
@@ -341,8 +349,24 @@ fn ensure_toolchain(rustup: &mut dyn FnMut() -> Command, root: &Path) -> Result<
     }
 }
 
-/// `cargo xtask build`.
-fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()> {
+/// The widest line `cargo xtask build` prints by default: a terminal's width.
+const LINE_WIDTH: usize = 100;
+
+/// `line` cut to [`LINE_WIDTH`] characters, with `…` where it was cut.
+fn fit(line: &str) -> String {
+    if line.chars().count() <= LINE_WIDTH {
+        line.to_owned()
+    } else {
+        let mut cut: String = line.chars().take(LINE_WIDTH - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// `cargo xtask build`: a progress line per driver from the first seconds (which one, how many
+/// of how many), each within a terminal's width; the full report of each driver goes to
+/// `target/drivers/build-report.txt`, and to the terminal as well with `verbose`.
+fn build(root: &Path, profile: ProfileChoice, target: TargetChoice, verbose: bool) -> Result<()> {
     let profiles: &[&str] = match profile {
         ProfileChoice::Dev => &["dev"],
         ProfileChoice::Release => &["release"],
@@ -361,6 +385,8 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = Vec::new();
+    let mut report = String::new();
+    let total = arches.len() * profiles.len() * samples.len();
     // Per sample: every function any of its builds imports, and its committed list.
     let mut imported: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut lists = BTreeMap::new();
@@ -370,7 +396,32 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     for arch in arches {
         for &profile in profiles {
             for sample in &samples {
-                let (sys, summary) = build_one(root, &target_dir, sample, *arch, profile)?;
+                let n = built.len() + 1;
+                println!(
+                    "{}",
+                    fit(&format!(
+                        "[{n}/{total}] {} {} {profile}: building…",
+                        sample.dir, arch.name
+                    ))
+                );
+                let (sys, summary, detail) = build_one(root, &target_dir, sample, *arch, profile)?;
+                println!(
+                    "{}",
+                    fit(&format!(
+                        "[{n}/{total}] {} {} {profile}: {}, {} bytes, PE checks passed",
+                        sample.dir,
+                        arch.name,
+                        sys.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        fs::metadata(&sys).map_or(0, |m| m.len())
+                    ))
+                );
+                if verbose {
+                    println!("{detail}");
+                }
+                report.push_str(&detail);
+                report.push('\n');
                 let listed = &lists[sample.dir.as_str()];
                 let unlisted: Vec<&str> = summary
                     .imports
@@ -401,33 +452,65 @@ fn build(root: &Path, profile: ProfileChoice, target: TargetChoice) -> Result<()
     }
     // Only a build of every architecture and profile sees every import.
     if profile == ProfileChoice::All && target == TargetChoice::All {
-        for sample in &samples {
-            let listed = &lists[sample.dir.as_str()];
-            let seen = imported.remove(sample.dir.as_str()).unwrap_or_default();
-            let stale: Vec<&String> = listed.difference(&seen).collect();
-            if !stale.is_empty() {
-                bail!(
-                    "sample `{}`: samples/{}/{} lists {stale:?}, which no build of it imports: \
-                     remove them",
-                    sample.dir,
-                    sample.dir,
-                    exports::LIST_FILE
-                );
-            }
+        check_no_stale_imports(&samples, &lists, &mut imported)?;
+    }
+    let report_file = target_dir.join("drivers").join("build-report.txt");
+    fs::write(&report_file, &report)
+        .with_context(|| format!("writing {}", report_file.display()))?;
+    println!("{} drivers built and verified.", built.len());
+    let shown = report_file.strip_prefix(root).unwrap_or(&report_file);
+    println!(
+        "each driver in full (size, symbols, stack frame, imports): {}",
+        shown.display()
+    );
+    print_minimums(&samples, &lists);
+    Ok(())
+}
+
+/// Every function a sample's committed import list names is imported by one of its builds.
+fn check_no_stale_imports(
+    samples: &[Sample],
+    lists: &BTreeMap<&str, BTreeSet<String>>,
+    imported: &mut BTreeMap<&str, BTreeSet<String>>,
+) -> Result<()> {
+    for sample in samples {
+        let listed = &lists[sample.dir.as_str()];
+        let seen = imported.remove(sample.dir.as_str()).unwrap_or_default();
+        let stale: Vec<&String> = listed.difference(&seen).collect();
+        if !stale.is_empty() {
+            bail!(
+                "sample `{}`: samples/{}/{} lists {stale:?}, which no build of it imports: \
+                 remove them",
+                sample.dir,
+                sample.dir,
+                exports::LIST_FILE
+            );
         }
     }
-    println!("{} drivers built and verified.", built.len());
-    for sample in &samples {
+    Ok(())
+}
+
+/// Each driver's minimum Windows version: what its imports need, and what its package (a
+/// primitive-driver INF, shared with the WDK-mode build) installs from.
+fn print_minimums(samples: &[Sample], lists: &BTreeMap<&str, BTreeSet<String>>) {
+    for sample in samples {
         let imports = exports::minimum(lists[sample.dir.as_str()].iter().map(String::as_str));
         println!(
-            "{}.sys: its imports need {}; its package (a primitive-driver INF, shared with the \
-             WDK-mode build) installs from {}",
-            sample.lib,
-            describe_minimum(imports),
-            exports::package_minimum(imports)
+            "{}",
+            fit(&format!(
+                "{}.sys: its imports need {}",
+                sample.lib,
+                describe_minimum(imports)
+            ))
+        );
+        println!(
+            "{}",
+            fit(&format!(
+                "  and its package installs from {}",
+                exports::package_minimum(imports)
+            ))
         );
     }
-    Ok(())
 }
 
 /// The sample's committed [`exports::LIST_FILE`].
@@ -460,14 +543,14 @@ fn describe_frame(frame: Option<frames::Frame>) -> String {
 }
 
 /// Builds one sample for one architecture and profile, copies it to `.sys`, verifies it and
-/// prints it. Returns the `.sys` path and what the PE check found.
+/// reports it. Returns the `.sys` path, what the PE check found, and its report line.
 fn build_one(
     root: &Path,
     target_dir: &Path,
     sample: &Sample,
     arch: Arch,
     profile: &str,
-) -> Result<(PathBuf, pe::Summary)> {
+) -> Result<(PathBuf, pe::Summary, String)> {
     let mut command = cargo();
     command
         .current_dir(root)
@@ -516,7 +599,7 @@ fn build_one(
                     sys.display()
                 )
             })?;
-            println!(
+            let detail = format!(
                 "{}  {} bytes  {}  largest stack frame: {}  minimum Windows: {}  imports: {}",
                 sys.display(),
                 data.len(),
@@ -525,7 +608,7 @@ fn build_one(
                 describe_minimum(summary.min_windows),
                 imports_line(&summary)
             );
-            Ok((sys, summary))
+            Ok((sys, summary, detail))
         }
         Err(violations) => {
             for violation in &violations {
@@ -690,6 +773,14 @@ mod tests {
     use super::{demo_example, linker_variable, manifest_value, samples, workspace_root};
 
     /// `!poolused` tells whose memory leaked only if no two samples share a pool tag.
+    #[test]
+    fn build_lines_fit_a_terminal() {
+        let long = "x".repeat(1450);
+        assert_eq!(super::fit(&long).chars().count(), super::LINE_WIDTH);
+        assert!(super::fit(&long).ends_with('…'));
+        assert_eq!(super::fit("short"), "short");
+    }
+
     #[test]
     fn no_two_samples_share_a_pool_tag() {
         let root = workspace_root();
