@@ -1551,7 +1551,7 @@ fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Op
 }
 
 /// The places outside the INF that name a sample's altitude agree with it: the tests'
-/// `const ALTITUDE: u32 = N;`, the demo's `.load(SERVICE, N, DriverEntry)` and the root README's
+/// `const ALTITUDE: u32 = N;`, the storm test's `altitude: N,`, the demo's `.load(SERVICE, N, DriverEntry)` and the root README's
 /// table row for the service (`` `Service`, N ``).
 fn check_altitude_mentions(
     root: &Path,
@@ -1572,7 +1572,11 @@ fn check_altitude_mentions(
                 file,
                 section: format!("line {line}"),
                 rule: "workspace.altitude-mentions",
-                message: format!("names altitude {found}; the sample's INF says {altitude}"),
+                message: format!(
+                    "names altitude {found}; the sample's INF says {altitude}: set {altitude} \
+                     here, then run `cargo xtask diagrams` (the README's diagram and demo output \
+                     show the altitude)"
+                ),
             });
         }
     };
@@ -1594,6 +1598,12 @@ fn check_altitude_mentions(
                 let line_text = line.trim();
                 if let Some(rest) = line_text.strip_prefix("const ALTITUDE: u32 =") {
                     mention(shown.clone(), number(rest.trim_end_matches(';')), i + 1);
+                }
+                // The storm test's `Target { altitude: N, .. }`.
+                if let Some(rest) = line_text.strip_prefix("altitude:")
+                    && sub == "tests"
+                {
+                    mention(shown.clone(), number(rest.trim_end_matches(',')), i + 1);
                 }
                 if let Some(rest) = line_text.strip_prefix(".load(SERVICE,")
                     && let Some((value, _)) = rest.split_once(',')
@@ -2492,12 +2502,17 @@ mod tests {
                 "README.md",
                 "| x | y | `RsPassthrough`, 370210 | 10 1903 |\n",
             ),
+            (
+                "samples/passthrough/tests/storm.rs",
+                "const TARGET: Target = Target {\n    altitude: 370_210,\n};\n",
+            ),
         ];
         assert_eq!(workspace_rules(&agree), Vec::<&str>::new());
         for (index, stale) in [
             "const ALTITUDE: u32 = 370_299;\n",
             "    .load(SERVICE, 370_299, DriverEntry)\n",
             "| x | y | `RsPassthrough`, 370299 | 10 1903 |\n",
+            "const TARGET: Target = Target {\n    altitude: 0,\n};\n",
         ]
         .into_iter()
         .enumerate()

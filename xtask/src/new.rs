@@ -1057,16 +1057,18 @@ pub fn run(root: &Path, name: &str, group_name: &str, out: Option<&Path>) -> Res
     match out {
         None => println!(
             "created samples/{dir} ({} files, with inf/{lib}.inx and the scripts' entries). Next: set \
-             the altitude in inf/{lib}.inx (cargo xtask check-inf says how), then cargo test -p {} \
-             and cargo xtask build.",
+             the altitude in inf/{lib}.inx and the places cargo xtask check-inf names, run cargo \
+             xtask diagrams (the README shows the altitude), then cargo test -p {} and cargo \
+             xtask build.",
             plan.files.len(),
             names.package,
             dir = names.dir,
             lib = names.lib
         ),
         Some(out) => println!(
-            "created the workspace {} ({} files). Next: set the altitude in inf/{}.inx, then, in \
-             that folder, cargo xtask build and cargo test --workspace.",
+            "created the workspace {} ({} files). Next: set the altitude in inf/{}.inx and the \
+             places cargo xtask check-inf names, then, in that folder, cargo xtask diagrams, cargo \
+             xtask build and cargo test --workspace.",
             out.display(),
             plan.files.len(),
             names.lib
@@ -1290,7 +1292,7 @@ mod tests {
         assert!(error.to_string().contains("already exists"), "{error}");
 
         // check-inf refuses the placeholder, then accepts an unallocated altitude of the group
-        // once the test and the demo say it too.
+        // once the test, the storm test and the demo say it too.
         let error = crate::check_inf::run(root).unwrap_err();
         assert!(
             error.to_string().contains("2 INF rule violation"),
@@ -1315,6 +1317,11 @@ mod tests {
                 "samples/my-filter/examples/demo.rs",
                 ".load(SERVICE, 0, DriverEntry)",
                 ".load(SERVICE, 265_190, DriverEntry)",
+            ),
+            (
+                "samples/my-filter/tests/storm.rs",
+                "altitude: 0,",
+                "altitude: 265_190,",
             ),
         ] {
             let t = text(root, rel);
