@@ -238,3 +238,64 @@ mod tests {
         assert!(block_of(&twice, "a").unwrap_err().contains("twice"));
     }
 }
+
+/// The most lines a demo's summary may have: it must fit on one screen above the full trace.
+pub const SUMMARY_LINES: usize = 20;
+
+/// A demo's opening summary: what happened (`happened`, one line per step the user would
+/// notice; a line that starts with two spaces continues the step above), then `why` it matters, under a `== Summary` heading, ending with a pointer to the
+/// full trace below it. Every demo prints this first.
+///
+/// # Panics
+/// If the summary would take more than [`SUMMARY_LINES`] lines, or says nothing.
+#[must_use]
+pub fn summary<S: AsRef<str>>(happened: impl IntoIterator<Item = S>, why: &[&str]) -> Vec<String> {
+    let mut lines = vec!["== Summary".to_owned()];
+    // A line that starts with two spaces goes on the step above it.
+    lines.extend(happened.into_iter().map(|l| {
+        let l = l.as_ref();
+        if l.starts_with("  ") {
+            l.to_owned()
+        } else {
+            format!("- {l}")
+        }
+    }));
+    assert!(lines.len() > 1, "a summary says what happened");
+    lines.push("Why it matters:".to_owned());
+    lines.extend(why.iter().map(|l| format!("  {l}")));
+    lines
+        .push("(The full trace follows: the legend, the debugger's lines, every call.)".to_owned());
+    assert!(
+        lines.len() <= SUMMARY_LINES,
+        "a demo's summary takes {} lines, more than {SUMMARY_LINES}: {lines:#?}",
+        lines.len()
+    );
+    lines
+}
+
+#[cfg(test)]
+mod summary_tests {
+    #[test]
+    fn a_summary_has_its_heading_its_steps_and_why() {
+        let lines = super::summary(["one", "  more of one", "two"], &["because"]);
+        assert_eq!(
+            lines,
+            [
+                "== Summary",
+                "- one",
+                "  more of one",
+                "- two",
+                "Why it matters:",
+                "  because",
+                "(The full trace follows: the legend, the debugger's lines, every call.)",
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "more than 20")]
+    fn a_summary_longer_than_a_screen_is_refused() {
+        let steps: Vec<String> = (0..20).map(|i| format!("step {i}")).collect();
+        let _ = super::summary(steps, &["why"]);
+    }
+}

@@ -62,6 +62,28 @@ pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
     vec![("debugger", debugger)]
 }
 
+/// The demo's opening summary ([`fltsim::excerpt::summary`]), once the scenario has run.
+pub(crate) fn summary(world: &World) -> Vec<String> {
+    let lines = world.log_lines(SERVICE);
+    fltsim::excerpt::summary(
+        [
+            format!("{SERVICE} registered, started filtering and attached to every volume"),
+            "the user opened, read, wrote and closed C:\\docs\\notes.txt: all succeeded, \
+             untouched"
+                .to_owned(),
+            format!(
+                "the unload printed what it counted ({} debugger lines) and {SERVICE} unloaded",
+                lines.len()
+            ),
+            format!("verifier findings: {}", world.violations().len()),
+        ],
+        &[
+            "The smallest complete minifilter: registration, callbacks that only count, and an",
+            "unload that Filter Manager can finish. Every other sample starts from this one.",
+        ],
+    )
+}
+
 fn main() {
     if fltsim::excerpt::print_requested(excerpts) {
         return;
@@ -73,6 +95,10 @@ fn main() {
     let world = World::new();
     scenario(&world);
 
+    for line in summary(&world) {
+        println!("{line}");
+    }
+    println!();
     world.print_legend();
     println!();
     println!("== What the debugger shows ({TAG})");

@@ -110,6 +110,33 @@ pub(crate) fn excerpts() -> Vec<(&'static str, String)> {
     vec![("debugger", debugger)]
 }
 
+/// The demo's opening summary ([`fltsim::excerpt::summary`]), once the scenario has run.
+pub(crate) fn summary(world: &World) -> Vec<String> {
+    let got = world.calls("FltGetSectionContext").len();
+    fltsim::excerpt::summary(
+        [
+            "open section.txt read-only, denying writers: a section is created and held,"
+                .to_owned(),
+            "  and the read, the query and the cleanup find it again (FltGetSectionContext)"
+                .to_owned(),
+            "open section.txt sharing write: no section (a writer could conflict with it)"
+                .to_owned(),
+            "open Z:\\remote.txt: no section (the share answers FltRegisterForDataScan with \
+             STATUS_NOT_SUPPORTED)"
+                .to_owned(),
+            format!(
+                "FltGetSectionContext calls: {got}, each released; {} debugger lines",
+                world.log_lines(SERVICE).len()
+            ),
+            format!("verifier findings: {}", world.violations().len()),
+        ],
+        &[
+            "A section context is found again from any later callback on the same stream, and",
+            "every FltGetSectionContext success is paired with one FltReleaseContext.",
+        ],
+    )
+}
+
 fn main() {
     if fltsim::excerpt::print_requested(excerpts) {
         return;
@@ -121,6 +148,10 @@ fn main() {
     let world = World::new();
     scenario(&world);
 
+    for line in summary(&world) {
+        println!("{line}");
+    }
+    println!();
     world.print_legend();
     println!();
     println!("== What the debugger shows ({TAG})");
