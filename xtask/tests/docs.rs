@@ -239,3 +239,51 @@ fn the_link_checker_reports_missing_files_and_anchors() {
     assert!(check_link(&file, "irql.md#no-such-heading").is_some());
     assert!(check_link(&file, "../samples/no-such-sample").is_some());
 }
+
+/// The guided path in `docs/` runs one way: its index, then each concept page in the index's
+/// order, each page ending with a link back to the page before it and on to the next.
+#[test]
+fn the_guided_path_links_each_page_to_the_next_and_back() {
+    const PATH: [&str; 9] = [
+        "README.md",
+        "irql.md",
+        "contexts.md",
+        "callback-data.md",
+        "sections.md",
+        "altitudes.md",
+        "glossary.md",
+        "debugging.md",
+        "common-mistakes.md",
+    ];
+    let docs = root().join("docs");
+    let mut pages: Vec<String> = fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    pages.sort();
+    let mut listed = PATH.map(String::from).to_vec();
+    listed.sort();
+    assert_eq!(
+        pages, listed,
+        "a docs/ page is not on the guided path (or gone)"
+    );
+    for (i, page) in PATH.iter().enumerate() {
+        let text = fs::read_to_string(docs.join(page)).unwrap();
+        let last = text.lines().last().unwrap_or_default();
+        if i > 0 {
+            assert!(
+                last.contains(&format!("]({})", PATH[i - 1])),
+                "docs/{page} does not end with a link back to {}: {last:?}",
+                PATH[i - 1]
+            );
+        }
+        if i + 1 < PATH.len() {
+            assert!(
+                last.contains(&format!("]({})", PATH[i + 1])),
+                "docs/{page} does not end with a link on to {}: {last:?}",
+                PATH[i + 1]
+            );
+        }
+    }
+}
