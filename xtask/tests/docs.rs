@@ -258,8 +258,9 @@ fn the_guided_path_links_each_page_to_the_next_and_back() {
     let docs = root().join("docs");
     let mut pages: Vec<String> = fs::read_dir(&docs)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".md"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("md")))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     pages.sort();
     let mut listed = PATH.map(String::from).to_vec();
