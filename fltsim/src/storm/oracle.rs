@@ -76,7 +76,7 @@ pub fn check(target: &Target, case: &Case, ran: &Ran) -> Vec<String> {
         .filter_map(|t| t.rsplit(" fails with ").next())
         .map(str::to_owned)
         .collect();
-    let mut wrong = Vec::new();
+    let mut wrong = unchanged_files(case, &ran.records, &ran.contents);
     for record in &ran.records {
         if let Some(why) = judge(target, case, ran, record, &injected) {
             wrong.push(format!(
@@ -88,6 +88,56 @@ pub fn check(target: &Target, case: &Case, ran: &Ran) -> Vec<String> {
                     .file
                     .map_or("(no file)", |f| case.files[f].path.as_str()),
                 record.outcome
+            ));
+        }
+    }
+    wrong
+}
+
+/// Whether `op`, had it succeeded, could have changed its file's contents (or brought it into
+/// being): a write, a set-end-of-file, or an open that may create, overwrite or supersede.
+fn may_change(op: Op) -> bool {
+    match op {
+        Op::Write { .. } | Op::SetEndOfFile { .. } => true,
+        Op::Open { disposition, .. } => disposition != super::Disposition::Open,
+        _ => false,
+    }
+}
+
+/// Files change only through operations that succeeded: a file that no successful write,
+/// set-end-of-file or creating/overwriting open touched holds at the end exactly what it held at
+/// the start (a denied or failed operation changed nothing, whatever the sample did meanwhile).
+/// One line per file that changed anyway. Directories are left out.
+#[must_use]
+pub fn unchanged_files(
+    case: &Case,
+    records: &[Record],
+    contents: &[Option<Vec<u8>>],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (i, file) in case.files.iter().enumerate() {
+        if file.kind == FileKind::Directory {
+            continue;
+        }
+        let changed_by_success = records
+            .iter()
+            .any(|r| r.file == Some(i) && r.outcome == Outcome::Ok && may_change(r.op));
+        if changed_by_success {
+            continue;
+        }
+        let before = file.contents();
+        let after = contents.get(i).cloned().flatten();
+        if before != after {
+            let size = |c: &Option<Vec<u8>>| {
+                c.as_ref()
+                    .map_or_else(|| "no file".to_owned(), |c| format!("{} bytes", c.len()))
+            };
+            wrong.push(format!(
+                "{}: changed though no operation that could change it succeeded: {} before, {} \
+                 after",
+                file.path,
+                size(&before),
+                size(&after)
             ));
         }
     }

@@ -73,6 +73,8 @@ pub struct Ran {
     pub trace: Vec<crate::Event>,
     /// Verifier findings, and failures of the machinery (a refused unload).
     pub findings: Vec<String>,
+    /// Each of the storm's files as the storm left it (by index; `None`: it does not exist).
+    pub contents: Vec<Option<Vec<u8>>>,
 }
 
 /// The start-order token: operation `k` of the start order starts once `k` operations have
@@ -249,11 +251,13 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
             .map(|v| format!("verifier: {v}")),
     );
     let trace = world.trace();
+    let contents = case.files.iter().map(|f| world.contents(&f.path)).collect();
     world.finish();
     Ran {
         records,
         trace,
         findings,
+        contents,
     }
 }
 

@@ -148,3 +148,62 @@ fn the_storm_binary_reads_its_arguments() {
     assert!(plan(&args(&["--seed"]), regression, quick, 1..=2).is_err());
     assert!(plan(&args(&["--minutes", "0"]), regression, quick, 1..=2).is_err());
 }
+
+/// The content oracle: a file changes only through an operation that succeeded.
+#[test]
+fn a_file_changed_without_a_successful_change_is_a_finding() {
+    use super::{Op, Outcome, Record, case::FileKind, oracle::unchanged_files};
+    let case = (0..64)
+        .map(case_of)
+        .find(|c| {
+            c.files
+                .iter()
+                .any(|f| matches!(f.kind, FileKind::Clean { .. }))
+        })
+        .expect("a storm with a clean file");
+    let i = case
+        .files
+        .iter()
+        .position(|f| matches!(f.kind, FileKind::Clean { .. }))
+        .unwrap();
+    let untouched: Vec<Option<Vec<u8>>> = case
+        .files
+        .iter()
+        .map(super::case::FileSpec::contents)
+        .collect();
+    assert_eq!(
+        unchanged_files(&case, &[], &untouched),
+        Vec::<String>::new()
+    );
+    let mut changed = untouched.clone();
+    changed[i].as_mut().unwrap()[0] ^= 0xFF;
+    let write = |outcome| Record {
+        thread: 0,
+        index: 0,
+        op: Op::Write {
+            slot: 0,
+            offset: 0,
+            len: 1,
+            non_cached: false,
+        },
+        file: Some(i),
+        reads: false,
+        outcome,
+        model_thread: 1,
+        trace: (0, 0),
+        filter_steady: true,
+        signature_intact: true,
+    };
+    // Changed with nothing that succeeded: a finding naming the file.
+    let failed = [write(Outcome::Failed(common::NtStatus(
+        windows_sys::Win32::Foundation::STATUS_ACCESS_DENIED,
+    )))];
+    let wrong = unchanged_files(&case, &failed, &changed);
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(wrong[0].starts_with(&case.files[i].path), "{wrong:?}");
+    // A write that succeeded may have changed it.
+    assert_eq!(
+        unchanged_files(&case, &[write(Outcome::Ok)], &changed),
+        Vec::<String>::new()
+    );
+}
