@@ -277,13 +277,31 @@ pub struct Case {
     /// Which thread starts its next operation (modulo the thread count): operations start in
     /// this order, one at a time; once it is used up, the remaining operations start round-robin.
     pub schedule: Vec<u8>,
-    /// After how many started operations the filter is unloaded and loaded again.
+    /// After how many started operations the filter is unloaded and loaded again, taken modulo
+    /// the storm's operation count ([`Case::reload_points`]), so that every reload lands while
+    /// operations are still starting (a position past the last one once meant a reload after all
+    /// I/O had started).
     pub reloads: Vec<u16>,
     /// The faults armed before the filter loads.
     pub faults: Vec<FaultSpec>,
 }
 
 impl Case {
+    /// The started-operation counts after which the filter is unloaded and reloaded, in order:
+    /// each of [`reloads`](Self::reloads) modulo the number of operations, so that each lands
+    /// before the last operation starts.
+    #[must_use]
+    pub fn reload_points(&self) -> Vec<usize> {
+        let total = self.operations().max(1);
+        let mut points: Vec<usize> = self
+            .reloads
+            .iter()
+            .map(|&at| usize::from(at) % total)
+            .collect();
+        points.sort_unstable();
+        points
+    }
+
     /// How many user operations the storm has.
     #[must_use]
     pub fn operations(&self) -> usize {
@@ -328,7 +346,7 @@ impl fmt::Display for Case {
         writeln!(
             f,
             "unload+reload after started operations: {:?}",
-            self.reloads
+            self.reload_points()
         )?;
         writeln!(f, "start order (thread.op):")?;
         for (t, i) in self.start_order() {

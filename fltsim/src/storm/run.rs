@@ -185,9 +185,7 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
             let (world, turns, doing, generation, loaded, findings) =
                 (&world, &turns, &doing, &generation, &loaded, &findings);
             s.spawn(move || {
-                let total = order.len();
-                for &at in &case.reloads {
-                    let at = usize::from(at).min(total);
+                for at in case.reload_points() {
                     turns.wait_for(at);
                     let c = case.threads.len();
                     if loaded.load(Ordering::SeqCst) {

@@ -207,3 +207,25 @@ fn a_file_changed_without_a_successful_change_is_a_finding() {
         Vec::<String>::new()
     );
 }
+
+/// Every reload lands before the storm's last operation starts: positions are taken modulo the
+/// operation count (they once ran to four times the most operations a thread has, so most
+/// reloads came after all I/O had started).
+#[test]
+fn every_reload_lands_while_operations_are_still_starting() {
+    let mut reloads = 0;
+    for seed in 0..200 {
+        let case = case_of(seed);
+        let points = case.reload_points();
+        assert_eq!(points.len(), case.reloads.len());
+        assert!(points.windows(2).all(|w| w[0] <= w[1]), "{points:?}");
+        if case.operations() > 0 {
+            assert!(
+                points.iter().all(|&p| p < case.operations()),
+                "seed {seed}: {points:?}"
+            );
+        }
+        reloads += points.len();
+    }
+    assert!(reloads > 0, "no storm reloads at all");
+}
