@@ -141,9 +141,11 @@ impl<T> Drop for DataScanSection<T> {
 }
 
 /// Maps `len` bytes of a section from `offset` into system space with
-/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset, 0)` (`<= APC_LEVEL`). The kernel
-/// may round the offset down (to the 64 KiB allocation granularity) and the size up (to whole
-/// pages); the view remembers where it really starts.
+/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset, 0)` (`<= APC_LEVEL`). No page
+/// says this call grows a view whose offset it rounds down (`ZwMapViewOfSection` rounds its
+/// offset down to the allocation granularity), so the view starts at `offset` rounded down to
+/// [`ALLOCATION_GRANULARITY`] and is longer by the difference; the size may grow to whole pages.
+/// The view remembers where it really starts.
 ///
 /// # Safety
 /// `object` must be a referenced section object that stays referenced until the view drops
@@ -157,9 +159,13 @@ pub unsafe fn map_view_of<'a>(
     offset: u64,
     len: usize,
 ) -> Result<MappedView<'a>, NtStatus> {
-    let mut start = i64::try_from(offset).map_err(|_| NtStatus(STATUS_INVALID_PARAMETER))?;
+    let aligned = offset - offset % ALLOCATION_GRANULARITY;
+    let mut start = i64::try_from(aligned).map_err(|_| NtStatus(STATUS_INVALID_PARAMETER))?;
     let mut base: *mut c_void = core::ptr::null_mut();
-    let mut size: usize = len;
+    // The difference is below the granularity, so it fits a usize.
+    let mut size = len
+        .checked_add(usize::try_from(offset - aligned).unwrap_or(usize::MAX))
+        .ok_or(NtStatus(STATUS_INVALID_PARAMETER))?;
     // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; no
     // flags.
     NtStatus(unsafe {
@@ -173,6 +179,10 @@ pub unsafe fn map_view_of<'a>(
         _section: core::marker::PhantomData,
     })
 }
+
+/// The allocation granularity (64 KiB on every Windows architecture) a view's section offset
+/// must be a multiple of.
+pub const ALLOCATION_GRANULARITY: u64 = 64 * 1024;
 
 /// A view of a section in system space, unmapped on drop (`MmUnmapViewInSystemSpace`). It is an
 /// address range, never a slice: read it with a [`WindowReader`].

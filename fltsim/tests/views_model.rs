@@ -17,8 +17,8 @@ use common::{
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
         PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, STATUS_ACCESS_DENIED,
         STATUS_ACCESS_VIOLATION, STATUS_CANNOT_DELETE, STATUS_DEVICE_NOT_CONNECTED,
-        STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE, STATUS_SUCCESS,
-        UNICODE_STRING,
+        STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE,
+        STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS, UNICODE_STRING,
     },
     filter::{FilterSlot, RegisteredFilter},
     irql::APC_LEVEL,
@@ -212,8 +212,17 @@ fn a_view_shows_writes_made_through_another_handle_after_it_was_mapped() {
 #[test]
 fn views_are_whole_pages_at_an_allocation_granularity_offset() {
     let (world, s) = world_with_section(200_000);
-    // Offset 70,000 rounds down to 65,536; 100 bytes from there need 4,564, so two pages.
-    let (status, base, size, offset) = map_at(s.object, 70_000, 100);
+    // An offset that is not a multiple of the allocation granularity: refused, and a finding
+    // (no page says the call grows the view by what it would round off).
+    assert_eq!(
+        map_at(s.object, 70_000, 100).0,
+        NtStatus(STATUS_MAPPED_ALIGNMENT)
+    );
+    let found = findings(&world);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("not a multiple of the allocation granularity"));
+    // The aligned offset below it, grown by the difference: 100 bytes at 70,000 need two pages.
+    let (status, base, size, offset) = map_at(s.object, 65_536, 70_000 - 65_536 + 100);
     assert_eq!(status, NtStatus::SUCCESS);
     assert_eq!((offset, size), (65_536, 8192));
     let (status, copied, bytes) = copy(base.cast::<u8>().wrapping_add(70_000 - 65_536).cast(), 100);

@@ -27,9 +27,12 @@
 //! Choices where the documentation is silent (each written down here, as the crate asks):
 //! - `MmMapViewInSystemSpaceEx` has no documentation page (MicrosoftDocs/windows-driver-docs-ddi
 //!   has only `MmMapViewInSystemSpace`'s); the WDK's `ntddk.h` declares it `_IRQL_requires_max_
-//!   (APC_LEVEL)` with an in/out `SectionOffset`. The model rounds the offset down to the 64 KiB
-//!   allocation granularity and writes the rounded offset back, as `ZwMapViewOfSectionEx`
-//!   documents for its own `SectionOffset`.
+//!   (APC_LEVEL)` with an in/out `SectionOffset`. `ZwMapViewOfSection` documents that it rounds
+//!   its own `SectionOffset` down to the allocation granularity; nothing says this call grows the
+//!   view by the difference. The model is strict: an offset that is not a multiple of the 64 KiB
+//!   allocation granularity is a finding, and the call fails with `STATUS_MAPPED_ALIGNMENT`
+//!   (the status's name says what went wrong; the choice is the model's). A caller maps from an
+//!   aligned offset and adds the difference itself.
 //! - A view is page-granular, as `ZwMapViewOfSection` documents for `ViewSize` ("rounds this
 //!   value up to the nearest multiple of `PAGE_SIZE`"): a 10,000-byte section maps as 12,288
 //!   bytes, and the bytes past the end of the file read as zeros. A scanner that trusts
@@ -59,7 +62,7 @@ use windows_sys::{
     Win32::Foundation::{
         NTSTATUS, STATUS_ACCESS_VIOLATION, STATUS_IN_PAGE_ERROR, STATUS_INSUFFICIENT_RESOURCES,
         STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE,
-        STATUS_SUCCESS,
+        STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS,
     },
 };
 
@@ -120,7 +123,13 @@ fn map(
     let Ok(requested_offset) = u64::try_from(requested_offset) else {
         return fail(STATUS_INVALID_PARAMETER);
     };
-    let start = requested_offset / ALLOCATION_GRANULARITY * ALLOCATION_GRANULARITY;
+    if requested_offset % ALLOCATION_GRANULARITY != 0 {
+        k.violation(format!(
+            "{api}: SectionOffset {requested_offset} is not a multiple of the allocation granularity; map from an aligned offset and add the difference"
+        ));
+        return fail(STATUS_MAPPED_ALIGNMENT);
+    }
+    let start = requested_offset;
     let end_of_section = round_up(section_size, PAGE_SIZE);
     if start >= section_size {
         return fail(STATUS_INVALID_VIEW_SIZE);
@@ -129,7 +138,7 @@ fn map(
     let len = if requested == 0 {
         end_of_section - start
     } else {
-        round_up(requested + (requested_offset - start), PAGE_SIZE)
+        round_up(requested, PAGE_SIZE)
     };
     if start + len > end_of_section {
         return fail(STATUS_INVALID_VIEW_SIZE);
