@@ -1,7 +1,7 @@
 //! The kernel runtime of the WDK mode (Windows target with the `wdk` feature), set up as the
 //! windows-drivers-rs sample drivers set it up: `wdk-panic` supplies the panic handler and
-//! `wdk-alloc` the global allocator (which `wdk::println!` formats through). Everything else the
-//! compiler needs comes from the WDK's libraries, which wdk-build links.
+//! `wdk-alloc` the global allocator. Everything else the compiler needs comes from the WDK's
+//! libraries, which wdk-build links.
 
 // Linked for its `#[panic_handler]` only; nothing is named from it.
 extern crate wdk_panic;
@@ -9,6 +9,6 @@ extern crate wdk_panic;
 use wdk_alloc::WdkAllocator;
 
 /// The global allocator of WDK-mode drivers: wdk-alloc's pool allocator. `common` itself never
-/// allocates; `wdk::println!` does, to format its text.
+/// allocates (nor does `wdk::println!`: it formats into a buffer on the stack).
 #[global_allocator]
 static GLOBAL_ALLOCATOR: WdkAllocator = WdkAllocator;

@@ -458,10 +458,10 @@ unsafe extern "system" fn query_completed(data: *const FLT_CALLBACK_DATA, contex
     unsafe { ObDereferenceObjectDeferDelete(file_object.cast()) };
     // Last: once released, unload may go on and unmap this code, so nothing of ours may run
     // after it. Rust cannot promise that: there is no guaranteed tail call, so the function's
-    // epilogue runs after ExReleaseRundownProtection returns. In the x86_64 release build that is
-    // 6 instructions, 16 bytes (`nop; add rsp, 0x90; pop rbx; pop rdi; pop rsi; ret`), executed at
-    // the completion's IRQL (DISPATCH_LEVEL when the I/O completes in a DPC, where the thread
-    // cannot be preempted; but the routine may also run at PASSIVE_LEVEL). The unload it races
+    // epilogue (restoring the stack and the saved registers, then returning) runs after
+    // ExReleaseRundownProtection returns, at the completion's IRQL (DISPATCH_LEVEL when the I/O
+    // completes in a DPC, where the thread cannot be preempted; but the routine may also run at
+    // PASSIVE_LEVEL). The unload it races
     // must first wake from ExWaitForRundownProtectionRelease, run FltUnregisterFilter (which
     // tears down every instance) and return before the image is unmapped. A C driver has the
     // same window unless its compiler turns the call into a jump. The documented way to close it
