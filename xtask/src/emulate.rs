@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use object::{LittleEndian as LE, pe, read::pe::PeFile64};
 
-/// The pinned emulator: the PyPI package and version pip installs.
+/// The pinned emulator: the `PyPI` package and version pip installs.
 pub const SPEAKEASY: &str = "speakeasy-emulator==1.5.11";
 
 #[derive(clap::Args)]
@@ -118,7 +118,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
 
 fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
     if !args.file.is_empty() {
-        return Ok(args
+        return args
             .file
             .iter()
             .map(|sys| {
@@ -134,7 +134,7 @@ fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
                     version: None,
                 })
             })
-            .collect::<Result<_>>()?);
+            .collect::<Result<_>>();
     }
     let samples = crate::samples(root)?;
     let names: Vec<&str> = samples.iter().map(|s| s.dir.as_str()).collect();
@@ -227,4 +227,73 @@ fn venv(dir: &Path) -> Result<PathBuf> {
     )?;
     fs::write(&stamp, "").with_context(|| format!("writing {}", stamp.display()))?;
     Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{declared_version, precheck};
+
+    /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
+    /// long; `len` bytes of it (a whole image is 0x400).
+    fn image(machine: u16, subsystem: u16, len: usize) -> Vec<u8> {
+        let mut d = vec![0u8; 0x400];
+        d[..2].copy_from_slice(b"MZ");
+        d[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        d[0x40..0x44].copy_from_slice(b"PE\0\0");
+        let fh = 0x44;
+        d[fh..fh + 2].copy_from_slice(&machine.to_le_bytes());
+        d[fh + 2..fh + 4].copy_from_slice(&1u16.to_le_bytes());
+        d[fh + 16..fh + 18].copy_from_slice(&0xF0u16.to_le_bytes());
+        d[fh + 18..fh + 20].copy_from_slice(&0x22u16.to_le_bytes());
+        let oh = fh + 20;
+        d[oh..oh + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        d[oh + 32..oh + 36].copy_from_slice(&0x1000u32.to_le_bytes()); // SectionAlignment
+        d[oh + 36..oh + 40].copy_from_slice(&0x200u32.to_le_bytes()); // FileAlignment
+        d[oh + 56..oh + 60].copy_from_slice(&0x2000u32.to_le_bytes()); // SizeOfImage
+        d[oh + 60..oh + 64].copy_from_slice(&0x200u32.to_le_bytes()); // SizeOfHeaders
+        d[oh + 68..oh + 70].copy_from_slice(&subsystem.to_le_bytes());
+        d[oh + 108..oh + 112].copy_from_slice(&16u32.to_le_bytes());
+        let sh = oh + 0xF0;
+        d[sh..sh + 5].copy_from_slice(b".text");
+        d[sh + 8..sh + 12].copy_from_slice(&0x200u32.to_le_bytes());
+        d[sh + 12..sh + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+        d[sh + 16..sh + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        d[sh + 20..sh + 24].copy_from_slice(&0x200u32.to_le_bytes());
+        d.truncate(len);
+        d
+    }
+
+    #[test]
+    fn a_whole_native_amd64_image_passes() {
+        assert_eq!(precheck(&image(0x8664, 1, 0x400)), Ok(()));
+    }
+
+    #[test]
+    fn a_truncated_image_is_one_line() {
+        let why = precheck(&image(0x8664, 1, 0x300)).expect_err("truncated");
+        assert!(why.starts_with("truncated: 768 bytes"), "{why}");
+        assert_eq!(why.lines().count(), 1);
+    }
+
+    #[test]
+    fn arm64_and_non_drivers_and_text_are_refused() {
+        let arm = precheck(&image(0xAA64, 1, 0x400)).expect_err("arm64");
+        assert!(arm.contains("not AMD64"), "{arm}");
+        let gui = precheck(&image(0x8664, 2, 0x400)).expect_err("a GUI image");
+        assert_eq!(gui, "not a driver (subsystem is not native)");
+        let text = precheck(b"not a driver at all").expect_err("text");
+        assert!(text.starts_with("not a 64-bit PE image"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn the_declared_version_is_read_from_the_registration() {
+        let src = "static R: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)";
+        assert_eq!(declared_version(src), Some(0x0203));
+        assert_eq!(
+            declared_version("Registration::new(FLT_REGISTRATION_VERSION_0202)"),
+            Some(0x0202)
+        );
+        assert_eq!(declared_version("no registration here"), None);
+    }
 }

@@ -74,7 +74,7 @@ enum Task {
     /// demo scenario in the model.
     Diagrams,
     /// Run each sample's x64 release driver in the Speakeasy emulator (a pinned venv under
-    /// target/emulate/): DriverEntry, the FLT_REGISTRATION, unload. arm64 is not emulated.
+    /// target/emulate/): `DriverEntry`, the `FLT_REGISTRATION`, unload. arm64 is not emulated.
     Emulate(emulate::Args),
     /// Run the benchmarks.
     Bench,
