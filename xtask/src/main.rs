@@ -9,6 +9,7 @@
 //! - `demo <sample>`: the sample's scenario in the Filter Manager model.
 //! - `diagrams`: each sample's README diagram and quoted demo output, generated from its demo
 //!   scenario (see [`diagrams`]).
+//! - `emulate [SAMPLE]`: the x64 release drivers run in Speakeasy (see [`emulate`]).
 //! - `bench`: the benchmarks.
 //! - `stress`: random operation storms against the samples (see [`stress`]).
 //! - `check-inf`, `sign`: the INF checks and test signing.
@@ -18,6 +19,7 @@
 
 mod check_inf;
 mod diagrams;
+mod emulate;
 mod exports;
 mod frames;
 mod make_members;
@@ -75,6 +77,9 @@ enum Task {
     /// Write each sample's README diagram (Mermaid) and quoted demo output, generated from its
     /// demo scenario in the model.
     Diagrams,
+    /// Run each sample's x64 release driver in the Speakeasy emulator (a pinned venv under
+    /// target/emulate/): `DriverEntry`, the `FLT_REGISTRATION`, unload. arm64 is not emulated.
+    Emulate(emulate::Args),
     /// Run the benchmarks.
     Bench,
     /// Random operation storms against the samples (fltsim's storms): the fixed CI seeds, one
@@ -160,6 +165,7 @@ fn main() -> Result<()> {
         Task::Verify { files } => verify(&files),
         Task::Demo { sample } => demo(&root, &sample),
         Task::Diagrams => diagrams::run(&root),
+        Task::Emulate(args) => emulate::run(&root, &args),
         Task::Bench => bench(&root),
         Task::Stress(args) => stress::run(&root, &args),
         Task::CheckInf => check_inf::run(&root),

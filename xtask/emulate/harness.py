@@ -1,0 +1,206 @@
+"""Runs one x64 release minifilter (.sys) in Speakeasy and prints one tab-separated report line.
+
+Usage: harness.py DRIVER.sys EXPECTED_VERSION (the FLT_REGISTRATION_VERSION_* the source names).
+
+A check of the binary, not a second fltsim: each Filter Manager import the load and unload
+paths reach is hooked with the simplest behaviour (success with a fake object, or a documented
+failure status), and acquire/release pairs are counted.
+
+Layouts read here are fltKernel.h's for x64 (the WDK header; windows-sys mirrors them as
+Wdk::Storage::FileSystem::Minifilters::FLT_REGISTRATION etc.):
+  FLT_REGISTRATION: USHORT Size @0x00, USHORT Version @0x02, ULONG Flags @0x04,
+    ContextRegistration @0x08, OperationRegistration @0x10, FilterUnloadCallback @0x18,
+    InstanceSetup..NormalizeNameComponentEx @0x20..0x60, SectionNotificationCallback @0x68
+    (present from FLT_REGISTRATION_VERSION_0203; sizeof 0x70 for that version).
+  FLT_OPERATION_REGISTRATION (0x20 bytes): UCHAR MajorFunction @0, ULONG Flags @4,
+    PreOperation @8, PostOperation @0x10; the table ends at IRP_MJ_OPERATION_END (0x80).
+  FLT_CONTEXT_REGISTRATION (0x38 bytes): USHORT ContextType @0; ends at FLT_CONTEXT_END
+    (0xffff).
+"""
+import struct
+import sys
+
+import speakeasy
+
+STATUS_SUCCESS = 0
+STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
+IRP_MJ_OPERATION_END = 0x80
+FLT_CONTEXT_END = 0xFFFF
+# The handles are opaque to the driver: any unique value serves.
+FAKE_FILTER = 0xFF00_0000_0000_F117
+
+PAIRS = {
+    # export: (pair name, +1 acquire / -1 release)
+    "FltAllocateContext": ("context", 1), "FltReferenceContext": ("context", 1),
+    "FltGetInstanceContext": ("context", 1), "FltGetStreamHandleContext": ("context", 1),
+    "FltGetSectionContext": ("context", 1), "FltReleaseContext": ("context", -1),
+    "ExAllocatePool2": ("pool", 1), "ExFreePoolWithTag": ("pool", -1),
+    "FltRegisterFilter": ("filter", 1), "FltUnregisterFilter": ("filter", -1),
+    "FltGetFileNameInformation": ("name", 1), "FltReleaseFileNameInformation": ("name", -1),
+    "FltObjectReference": ("object", 1), "FltObjectDereference": ("object", -1),
+    "FltInitializePushLock": ("pushlock", 1), "FltDeletePushLock": ("pushlock", -1),
+    "ObReferenceObjectByHandle": ("object", 1), "ObfReferenceObject": ("object", 1),
+    "ObfDereferenceObject": ("object", -1), "ObDereferenceObjectDeferDelete": ("object", -1),
+    "PsCreateSystemThread": ("handle", 1), "ObCloseHandle": ("handle", -1),
+    "ZwClose": ("handle", -1),
+}
+FAKE_THREAD_HANDLE = 0x7A1C
+FAKE_THREAD = 0xFF00_0000_0000_7A1D
+
+
+def main(path, expected_version):
+    out = {"file": path, "calls": {}, "balance": {}}
+    try:
+        data = open(path, "rb").read()
+    except OSError as err:
+        return fail(out, f"cannot read: {err}")
+    if len(data) < 0x40 or data[:2] != b"MZ":
+        return fail(out, "not a PE image (no MZ header)")
+    se = speakeasy.Speakeasy()
+    try:
+        module = se.load_module(path)
+    except Exception as err:  # speakeasy raises plain exceptions for bad images
+        return fail(out, f"speakeasy cannot load it: {err}")
+    reg = {}
+
+    def count(name, rv):
+        out["calls"][name] = out["calls"].get(name, 0) + 1
+        pair, delta = PAIRS.get(name, (None, 0))
+        if pair and delta:
+            out["balance"][pair] = out["balance"].get(pair, 0) + delta
+        return rv
+
+    def read(addr, n):
+        return bytes(se.mem_read(addr, n))
+
+    def flt_register_filter(emu, api, func, argv):
+        driver, registration, ret = argv[:3]
+        size, version, flags = struct.unpack("<HHI", read(registration, 8))
+        ctx, ops, unload = struct.unpack("<QQQ", read(registration + 8, 24))
+        section = struct.unpack("<Q", read(registration + 0x68, 8))[0] if version >= 0x0203 else 0
+        majors = []
+        while ops and len(majors) < 64:
+            major = read(ops, 1)[0]
+            if major == IRP_MJ_OPERATION_END:
+                break
+            pre, post = struct.unpack("<QQ", read(ops + 8, 16))
+            majors.append({"major": major, "pre": bool(pre), "post": bool(post)})
+            ops += 0x20
+        contexts = []
+        while ctx and len(contexts) < 16:
+            ctype = struct.unpack("<H", read(ctx, 2))[0]
+            if ctype == FLT_CONTEXT_END:
+                break
+            contexts.append(ctype)
+            ctx += 0x38
+        reg.update(size=size, version=version, flags=flags, operations=majors,
+                   contexts=contexts, section_callback=bool(section), unload=unload)
+        se.mem_write(ret, struct.pack("<Q", FAKE_FILTER))
+        return count("FltRegisterFilter", STATUS_SUCCESS)
+
+    def simple(rv):
+        return lambda emu, api, func, argv: count(api.split(".")[-1], rv)
+
+    se.add_api_hook(flt_register_filter, "*", "FltRegisterFilter", argc=3)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltStartFiltering", argc=1)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltUnregisterFilter", argc=1)
+    # No Parameters key: the documented status of a missing key; the driver's defaults apply.
+    se.add_api_hook(simple(STATUS_OBJECT_NAME_NOT_FOUND), "*", "ZwOpenKey", argc=3)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltRegisterForDataScan", argc=1)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltInitializePushLock", argc=1)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltDeletePushLock", argc=1)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ExInitializeRundownProtection", argc=1)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ExWaitForRundownProtectionRelease", argc=1)
+
+    def out_ptr(value, index, rv=STATUS_SUCCESS):
+        # Writes a fake handle or object through the call's out-pointer argument.
+        def hook(emu, api, func, argv):
+            se.mem_write(argv[index], struct.pack("<Q", value))
+            return count(api.split(".")[-1], rv)
+        return hook
+
+    # The scan thread is not run (Speakeasy would start it only after DriverEntry's run, and its
+    # KeWaitForSingleObject returns at once, so a worker loop spins): a fake handle and object.
+    se.add_api_hook(out_ptr(FAKE_THREAD_HANDLE, 0), "*", "PsCreateSystemThread", argc=7)
+    se.add_api_hook(out_ptr(FAKE_THREAD, 4), "*", "ObReferenceObjectByHandle", argc=6)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ObCloseHandle", argc=2)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ObfDereferenceObject", argc=1)
+    # Waits end at once with STATUS_SUCCESS (the object is signalled).
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "KeWaitForSingleObject", argc=5)
+
+    base, end = module.get_base(), module.get_base() + module.get_image_size()
+    insns = {"n": 0}
+
+    def on_code(emu, addr, size, ctx):
+        if base <= addr < end:
+            insns["n"] += 1
+    se.add_code_hook(on_code)
+
+    se.run_module(module)
+    report = se.get_report()
+    entry = (report.get("entry_points") or [{}])[0]
+    out["driver_entry"] = {"ret": entry.get("ret_val"), "error": entry.get("error"),
+                           "instructions": insns["n"]}
+    out["registration"] = {k: v for k, v in reg.items() if k != "unload"}
+    if reg.get("unload"):
+        insns["n"] = 0
+        se.call(reg["unload"], [0])
+        out["unload"] = {"ret": se.reg_read("rax") & 0xFFFFFFFF, "instructions": insns["n"]}
+    return verdict(out, expected_version)
+
+
+def verdict(out, expected_version):
+    """Checks the run and prints: verdict, DriverEntry status and instructions, registration
+    version, operations, contexts, section callback, unload status and instructions, calls,
+    problems. Returns the exit status (0 when every check passed)."""
+    problems = []
+    entry, reg, unload = out["driver_entry"], out["registration"], out.get("unload")
+    if entry["error"]:
+        problems.append(f"DriverEntry stopped: {entry['error'].get('type')} "
+                        f"{entry['error'].get('api_name', '')}".strip())
+    elif int(entry["ret"], 16) & 0xFFFFFFFF != STATUS_SUCCESS:
+        problems.append(f"DriverEntry returned {entry['ret']}")
+    if not reg:
+        problems.append("FltRegisterFilter not called")
+    else:
+        if expected_version < 0:
+            pass  # a file given by path: no source to compare with
+        elif reg["version"] != expected_version:
+            problems.append(f"Version {reg['version']:#06x}, source says {expected_version:#06x}")
+        # sizeof(FLT_REGISTRATION) in fltKernel.h for x64 (every version field present).
+        if reg["size"] != 0x70:
+            problems.append(f"Size {reg['size']:#x}, sizeof(FLT_REGISTRATION) is 0x70")
+        if expected_version >= 0 and reg["section_callback"] != (expected_version >= 0x0203):
+            problems.append("SectionNotificationCallback does not match the version")
+    if unload is None:
+        problems.append("no FilterUnloadCallback")
+    elif unload["ret"] != STATUS_SUCCESS:
+        problems.append(f"unload returned {unload['ret']:#x}")
+    if out["calls"].get("FltUnregisterFilter", 0) != 1:
+        problems.append(f"FltUnregisterFilter called {out['calls'].get('FltUnregisterFilter', 0)}x")
+    for pair, n in sorted(out["balance"].items()):
+        if n:
+            problems.append(f"{pair} imbalance {n:+d}")
+    ops = ",".join(f"{o['major']:#x}{'' if o['pre'] else '-'}{'+' if o['post'] else ''}"
+                   for o in reg.get("operations", []))
+    fields = [
+        "ok" if not problems else "FAIL",
+        entry["ret"], str(entry["instructions"]),
+        f"{reg.get('version', 0):#06x}", ops or "-",
+        ",".join(f"{c:#x}" for c in reg.get("contexts", [])) or "-",
+        "yes" if reg.get("section_callback") else "no",
+        f"{unload['ret']:#x}" if unload else "-", str(unload["instructions"]) if unload else "-",
+        str(sum(out["calls"].values())),
+        "; ".join(problems) or "-",
+    ]
+    print("\t".join(fields))
+    return 1 if problems else 0
+
+
+def fail(out, why):
+    print("ERROR\t" + why)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2], 0)))

@@ -1,0 +1,299 @@
+//! `cargo xtask emulate [SAMPLE] [--file F.sys]`: each sample's x64 release driver, run in the
+//! Speakeasy emulator (a pinned `speakeasy-emulator` in a virtual environment cached under
+//! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry`, reads the
+//! `FLT_REGISTRATION` at its header offsets, calls the unload callback and counts pairs; see
+//! `docs/emulate.md` for every hooked export. Speakeasy has no arm64: those drivers keep their
+//! static checks only.
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use object::{LittleEndian as LE, pe, read::pe::PeFile64};
+
+/// The pinned emulator: the `PyPI` package and version pip installs.
+pub const SPEAKEASY: &str = "speakeasy-emulator==1.5.11";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// One sample's directory name under samples/ (default: every sample).
+    sample: Option<String>,
+    /// Emulate these driver files instead of the built samples (the registration version is
+    /// then not compared with a source).
+    #[arg(long, conflicts_with = "sample")]
+    file: Vec<PathBuf>,
+}
+
+/// One driver to run, and the `FLT_REGISTRATION_VERSION_*` its source names (if known).
+struct Job {
+    name: String,
+    sys: PathBuf,
+    version: Option<u16>,
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<()> {
+    let jobs = jobs(root, args)?;
+    // Every file is checked before anything is installed or run: a bad one is one line.
+    for job in &jobs {
+        if job.sys.exists() {
+            let data =
+                fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
+            if let Err(why) = precheck(&data) {
+                bail!("{}: {why}", job.sys.display());
+            }
+        }
+    }
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    if jobs.iter().any(|job| !job.sys.exists()) {
+        crate::build(
+            root,
+            crate::ProfileChoice::Release,
+            crate::TargetChoice::X86_64,
+        )?;
+    }
+    let python = venv(&target_dir.join("emulate"))?;
+    let harness = root.join("xtask/emulate/harness.py");
+    println!(
+        "Speakeasy ({SPEAKEASY}), x64 release drivers; arm64 is not emulated (Speakeasy has no arm64)."
+    );
+    println!(
+        "{:<18} {:<7} {:>10} {:>6} {:<7} {:<24} {:<14} {:<4} {:>6} {:>6} {:>5}  problems",
+        "driver",
+        "verdict",
+        "entry",
+        "insns",
+        "version",
+        "operations",
+        "contexts",
+        "sect",
+        "unload",
+        "insns",
+        "calls"
+    );
+    let mut failed = 0usize;
+    for job in &jobs {
+        let data = fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
+        precheck(&data).map_err(|why| anyhow::anyhow!("{}: {why}", job.sys.display()))?;
+        let output = Command::new(&python)
+            .arg(&harness)
+            .arg(&job.sys)
+            .arg(
+                job.version
+                    .map_or_else(|| "-1".to_owned(), |v| format!("{v:#06x}")),
+            )
+            .output()
+            .with_context(|| format!("running {}", harness.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some(line) = stdout.lines().last() else {
+            bail!(
+                "{}: the harness printed nothing: {}",
+                job.name,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        };
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 11 {
+            failed += 1;
+            println!("{:<18} {}", job.name, line.replace('\t', " "));
+            continue;
+        }
+        if f[0] != "ok" {
+            failed += 1;
+        }
+        println!(
+            "{:<18} {:<7} {:>10} {:>6} {:<7} {:<24} {:<14} {:<4} {:>6} {:>6} {:>5}  {}",
+            job.name, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+        );
+    }
+    println!("operations: IRP major (hex), `-` no pre-callback, `+` a post-callback");
+    if failed > 0 {
+        bail!("{failed} of {} drivers failed in the emulator", jobs.len());
+    }
+    Ok(())
+}
+
+fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
+    if !args.file.is_empty() {
+        return args
+            .file
+            .iter()
+            .map(|sys| {
+                if !sys.is_file() {
+                    return Err(anyhow::anyhow!("{}: no such file", sys.display()));
+                }
+                Ok(Job {
+                    name: sys
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sys: sys.clone(),
+                    version: None,
+                })
+            })
+            .collect::<Result<_>>();
+    }
+    let samples = crate::samples(root)?;
+    let names: Vec<&str> = samples.iter().map(|s| s.dir.as_str()).collect();
+    if let Some(wanted) = &args.sample
+        && !names.contains(&wanted.as_str())
+    {
+        bail!("no sample `{wanted}` (samples: {})", names.join(", "));
+    }
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let mut jobs = Vec::new();
+    for sample in samples
+        .iter()
+        .filter(|s| args.sample.as_ref().is_none_or(|w| *w == s.dir))
+    {
+        let lib = root.join("samples").join(&sample.dir).join("src/lib.rs");
+        let source =
+            fs::read_to_string(&lib).with_context(|| format!("reading {}", lib.display()))?;
+        jobs.push(Job {
+            name: sample.dir.clone(),
+            sys: target_dir
+                .join("drivers/x86_64/release")
+                .join(format!("{}.sys", sample.lib)),
+            version: declared_version(&source),
+        });
+    }
+    Ok(jobs)
+}
+
+/// The `FLT_REGISTRATION_VERSION_*` a sample's source passes to `Registration::new`.
+pub fn declared_version(source: &str) -> Option<u16> {
+    let at = source.find("Registration::new(FLT_REGISTRATION_VERSION_")?;
+    let digits = source
+        .get(at + "Registration::new(FLT_REGISTRATION_VERSION_".len()..)?
+        .get(..4)?;
+    u16::from_str_radix(digits, 16).ok()
+}
+
+/// What Speakeasy needs before it is worth starting: a whole PE32+ image for AMD64 with the
+/// native subsystem. The error is one line.
+pub fn precheck(data: &[u8]) -> Result<(), String> {
+    let file = PeFile64::parse(data).map_err(|err| format!("not a 64-bit PE image ({err})"))?;
+    let headers = file.nt_headers();
+    let machine = headers.file_header.machine.get(LE);
+    if machine != pe::IMAGE_FILE_MACHINE_AMD64 {
+        return Err(format!(
+            "machine {machine:#06x} is not AMD64 (Speakeasy emulates x64 only)"
+        ));
+    }
+    if headers.optional_header.subsystem.get(LE) != pe::IMAGE_SUBSYSTEM_NATIVE {
+        return Err("not a driver (subsystem is not native)".to_owned());
+    }
+    for section in file.section_table().iter() {
+        let (offset, size) = section.pe_file_range();
+        if u64::from(offset) + u64::from(size) > data.len() as u64 {
+            return Err(format!(
+                "truncated: {} bytes, a section ends past them",
+                data.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The cached virtual environment's python, created with the pinned Speakeasy on first use.
+fn venv(dir: &Path) -> Result<PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(format!("installed-{SPEAKEASY}"));
+    if stamp.is_file() {
+        return Ok(python);
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!("creating {} with {SPEAKEASY}", venv.display());
+    crate::run(
+        {
+            let mut c = Command::new("python3");
+            c.args(["-m", "venv"]).arg(&venv);
+            c
+        },
+        "python3 -m venv",
+    )?;
+    crate::run(
+        {
+            let mut c = Command::new(&python);
+            c.args(["-m", "pip", "install", "--quiet", SPEAKEASY]);
+            c
+        },
+        "pip install speakeasy-emulator",
+    )?;
+    fs::write(&stamp, "").with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{declared_version, precheck};
+
+    /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
+    /// long; `len` bytes of it (a whole image is 0x400).
+    fn image(machine: u16, subsystem: u16, len: usize) -> Vec<u8> {
+        let mut d = vec![0u8; 0x400];
+        d[..2].copy_from_slice(b"MZ");
+        d[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        d[0x40..0x44].copy_from_slice(b"PE\0\0");
+        let fh = 0x44;
+        d[fh..fh + 2].copy_from_slice(&machine.to_le_bytes());
+        d[fh + 2..fh + 4].copy_from_slice(&1u16.to_le_bytes());
+        d[fh + 16..fh + 18].copy_from_slice(&0xF0u16.to_le_bytes());
+        d[fh + 18..fh + 20].copy_from_slice(&0x22u16.to_le_bytes());
+        let oh = fh + 20;
+        d[oh..oh + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        d[oh + 32..oh + 36].copy_from_slice(&0x1000u32.to_le_bytes()); // SectionAlignment
+        d[oh + 36..oh + 40].copy_from_slice(&0x200u32.to_le_bytes()); // FileAlignment
+        d[oh + 56..oh + 60].copy_from_slice(&0x2000u32.to_le_bytes()); // SizeOfImage
+        d[oh + 60..oh + 64].copy_from_slice(&0x200u32.to_le_bytes()); // SizeOfHeaders
+        d[oh + 68..oh + 70].copy_from_slice(&subsystem.to_le_bytes());
+        d[oh + 108..oh + 112].copy_from_slice(&16u32.to_le_bytes());
+        let sh = oh + 0xF0;
+        d[sh..sh + 5].copy_from_slice(b".text");
+        d[sh + 8..sh + 12].copy_from_slice(&0x200u32.to_le_bytes());
+        d[sh + 12..sh + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+        d[sh + 16..sh + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        d[sh + 20..sh + 24].copy_from_slice(&0x200u32.to_le_bytes());
+        d.truncate(len);
+        d
+    }
+
+    #[test]
+    fn a_whole_native_amd64_image_passes() {
+        assert_eq!(precheck(&image(0x8664, 1, 0x400)), Ok(()));
+    }
+
+    #[test]
+    fn a_truncated_image_is_one_line() {
+        let why = precheck(&image(0x8664, 1, 0x300)).expect_err("truncated");
+        assert!(why.starts_with("truncated: 768 bytes"), "{why}");
+        assert_eq!(why.lines().count(), 1);
+    }
+
+    #[test]
+    fn arm64_and_non_drivers_and_text_are_refused() {
+        let arm = precheck(&image(0xAA64, 1, 0x400)).expect_err("arm64");
+        assert!(arm.contains("not AMD64"), "{arm}");
+        let gui = precheck(&image(0x8664, 2, 0x400)).expect_err("a GUI image");
+        assert_eq!(gui, "not a driver (subsystem is not native)");
+        let text = precheck(b"not a driver at all").expect_err("text");
+        assert!(text.starts_with("not a 64-bit PE image"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn the_declared_version_is_read_from_the_registration() {
+        let src = "static R: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)";
+        assert_eq!(declared_version(src), Some(0x0203));
+        assert_eq!(
+            declared_version("Registration::new(FLT_REGISTRATION_VERSION_0202)"),
+            Some(0x0202)
+        );
+        assert_eq!(declared_version("no registration here"), None);
+    }
+}
