@@ -53,6 +53,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             root,
             crate::ProfileChoice::Release,
             crate::TargetChoice::X86_64,
+            false,
         )?;
     }
     let python = venv(&target_dir.join("emulate"))?;

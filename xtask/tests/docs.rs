@@ -244,7 +244,7 @@ fn the_link_checker_reports_missing_files_and_anchors() {
 /// order, each page ending with a link back to the page before it and on to the next.
 #[test]
 fn the_guided_path_links_each_page_to_the_next_and_back() {
-    const PATH: [&str; 9] = [
+    const PATH: [&str; 10] = [
         "README.md",
         "irql.md",
         "contexts.md",
@@ -253,6 +253,7 @@ fn the_guided_path_links_each_page_to_the_next_and_back() {
         "altitudes.md",
         "glossary.md",
         "debugging.md",
+        "emulate.md",
         "common-mistakes.md",
     ];
     let docs = root().join("docs");
