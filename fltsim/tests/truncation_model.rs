@@ -85,30 +85,16 @@ fn an_overwrite_is_share_checked_as_a_writer_and_a_supersede_as_a_deleter() {
     let holder = world
         .open(PATH, Open::read().share(FILE_SHARE_READ))
         .unwrap();
-    assert_eq!(
-        world
-            .open(
-                PATH,
-                Open::read()
-                    .share(FILE_SHARE_READ | FILE_SHARE_WRITE)
-                    .disposition(FILE_OVERWRITE_IF)
-            )
-            .map(|_| ())
-            .map_err(|s| s.0),
-        Err(windows_sys::Win32::Foundation::STATUS_SHARING_VIOLATION)
-    );
-    assert_eq!(
-        world
-            .open(
-                PATH,
-                Open::read()
-                    .share(FILE_SHARE_READ | FILE_SHARE_WRITE)
-                    .disposition(FILE_SUPERSEDE)
-            )
-            .map(|_| ())
-            .map_err(|s| s.0),
-        Err(windows_sys::Win32::Foundation::STATUS_SHARING_VIOLATION)
-    );
+    for disposition in [FILE_OVERWRITE_IF, FILE_SUPERSEDE] {
+        let asked = Open::read()
+            .share(FILE_SHARE_READ | FILE_SHARE_WRITE)
+            .disposition(disposition);
+        assert_eq!(
+            world.open(PATH, asked).map(|_| ()).map_err(|s| s.0),
+            Err(windows_sys::Win32::Foundation::STATUS_SHARING_VIOLATION),
+            "disposition {disposition}"
+        );
+    }
     assert_eq!(
         world.contents(PATH).map(|c| c.len()),
         Some(8192),
