@@ -12,6 +12,7 @@
 //! - `emulate [SAMPLE]`: the x64 release drivers run in Speakeasy (see [`emulate`]).
 //! - `bench`: the benchmarks.
 //! - `stress`: random operation storms against the samples (see [`stress`]).
+//! - `lines`: each sample's code lines, held to the budget (see [`lines`]).
 //! - `check-inf`, `sign`: the INF checks and test signing.
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
@@ -22,6 +23,7 @@ mod diagrams;
 mod emulate;
 mod exports;
 mod frames;
+mod lines;
 mod make_members;
 mod new;
 mod pe;
@@ -85,6 +87,8 @@ enum Task {
     /// Random operation storms against the samples (fltsim's storms): the fixed CI seeds, one
     /// seed (`--seed`), or fresh seeds for a while (`--minutes`).
     Stress(stress::Args),
+    /// Count each sample's code lines (not blank, not a comment) and hold them to the budget.
+    Lines,
     /// Check the INF files.
     CheckInf,
     /// Test-sign the built drivers.
@@ -168,6 +172,7 @@ fn main() -> Result<()> {
         Task::Emulate(args) => emulate::run(&root, &args),
         Task::Bench => bench(&root),
         Task::Stress(args) => stress::run(&root, &args),
+        Task::Lines => lines::run(&root),
         Task::CheckInf => check_inf::run(&root),
         Task::Sign => sign::run(&root),
         Task::CheckMakeMembers => make_members::run_check(&root),
