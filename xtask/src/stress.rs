@@ -114,6 +114,7 @@ struct Summary {
     findings: u64,
     faults_armed: u64,
     faults_fired: u64,
+    skipped: u64,
 }
 
 /// Reads `storm summary: sample=S storms=N operations=O findings=F ...` from the binary's output.
@@ -132,6 +133,7 @@ fn summary(stdout: &str) -> Option<Summary> {
             "findings" => &mut found.findings,
             "faults_armed" => &mut found.faults_armed,
             "faults_fired" => &mut found.faults_fired,
+            "skipped" => &mut found.skipped,
             _ => continue,
         };
         *slot = value.parse().ok()?;
@@ -192,7 +194,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
 
     println!();
     println!(
-        "{:<18} {:>7} {:>11} {:>9} {:>8} {:>10} {:>8} {:>13}",
+        "{:<18} {:>7} {:>11} {:>9} {:>8} {:>10} {:>8} {:>13} {:>8}",
         "sample",
         "storms",
         "operations",
@@ -200,7 +202,8 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         "seconds",
         "storms/min",
         "ops/s",
-        "faults fired"
+        "faults fired",
+        "skipped"
     );
     let mut failed = false;
     for (dir, outcome, seconds) in &rows {
@@ -211,13 +214,14 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
                 #[allow(clippy::cast_precision_loss)]
                 let per = |n: u64, unit: f64| n as f64 * unit / seconds.max(1e-9);
                 println!(
-                    "{dir:<18} {:>7} {:>11} {:>9} {seconds:>8.1} {:>10.0} {:>8.0} {:>13}",
+                    "{dir:<18} {:>7} {:>11} {:>9} {seconds:>8.1} {:>10.0} {:>8.0} {:>13} {:>8}",
                     s.storms,
                     s.operations,
                     s.findings,
                     per(s.storms, 60.0),
                     per(s.operations, 1.0),
-                    format!("{} of {}", s.faults_fired, s.faults_armed)
+                    format!("{} of {}", s.faults_fired, s.faults_armed),
+                    s.skipped
                 );
             }
             Err(what) => {
@@ -338,7 +342,7 @@ mod tests {
     #[test]
     fn the_summary_line_is_read() {
         let out = "noise\nstorm summary: sample=data-scan storms=12 operations=340 findings=1 \
-                   faults_armed=20 faults_fired=15 seconds=3.2\n";
+                   faults_armed=20 faults_fired=15 skipped=9 seconds=3.2\n";
         assert_eq!(
             summary(out),
             Some(Summary {
@@ -347,6 +351,7 @@ mod tests {
                 findings: 1,
                 faults_armed: 20,
                 faults_fired: 15,
+                skipped: 9,
             })
         );
         assert_eq!(summary("no summary"), None);

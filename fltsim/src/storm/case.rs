@@ -178,7 +178,8 @@ impl Disposition {
 }
 
 /// One user operation. Handles live in a few numbered slots per thread; an operation on an empty
-/// slot is skipped (which keeps every shrunk operation list meaningful).
+/// slot runs on the thread's next live slot, and is skipped only when the thread has no handle
+/// (which keeps every shrunk operation list meaningful).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `NtCreateFile` into `slot` (an open slot is closed first).
@@ -241,6 +242,22 @@ pub enum Op {
 }
 
 impl Op {
+    /// The same operation on another handle slot.
+    #[must_use]
+    pub fn on_slot(self, to: u8) -> Self {
+        let mut op = self;
+        match &mut op {
+            Self::Open { slot, .. }
+            | Self::Read { slot, .. }
+            | Self::Write { slot, .. }
+            | Self::SetEndOfFile { slot, .. }
+            | Self::Purge { slot }
+            | Self::Query { slot }
+            | Self::Close { slot } => *slot = to,
+        }
+        op
+    }
+
     /// The handle slot the operation uses.
     #[must_use]
     pub fn slot(self) -> u8 {
@@ -500,30 +517,48 @@ fn op(file_count: u8) -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The APIs a storm fails, each with the statuses it fails with: the model's default (documented
-/// for every one of [`crate::FALLIBLE_APIS`]) and, for `FltCreateSectionForDataScan`, the other
-/// failures its page lists.
-const FAULTS: &[(&str, &[NTSTATUS])] = &[
-    ("FltAllocateContext", &[STATUS_INSUFFICIENT_RESOURCES]),
+/// The APIs a storm fails: each with the most calls a storm's fault may skip before it fires
+/// (about how often a storm of [`crate::storm::MAX_OPS`]-long threads calls it: a fault armed
+/// past that never fires) and the statuses it fails with: the model's default (documented for
+/// every one of [`crate::FALLIBLE_APIS`]) and, for `FltCreateSectionForDataScan`, the other
+/// failures its page lists. A storm arms only the ones its driver imports ([`case`]).
+const FAULTS: &[(&str, u32, &[NTSTATUS])] = &[
+    ("FltAllocateContext", 4, &[STATUS_INSUFFICIENT_RESOURCES]),
     (
         "FltSetStreamHandleContext",
+        3,
         &[STATUS_INSUFFICIENT_RESOURCES],
     ),
-    ("FltSetInstanceContext", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("FltGetSectionContext", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("FltAllocateCallbackData", &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("FltSetInstanceContext", 4, &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("FltGetSectionContext", 4, &[STATUS_INSUFFICIENT_RESOURCES]),
+    (
+        "FltAllocateCallbackData",
+        8,
+        &[STATUS_INSUFFICIENT_RESOURCES],
+    ),
     (
         "FltAllocateCallbackDataEx",
+        8,
         &[STATUS_INSUFFICIENT_RESOURCES],
     ),
     (
         "FltPerformSynchronousIo.allocation",
+        8,
         &[STATUS_INSUFFICIENT_RESOURCES],
     ),
-    ("FltPerformAsynchronousIo", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("FltRegisterForDataScan", &[STATUS_INSUFFICIENT_RESOURCES]),
+    (
+        "FltPerformAsynchronousIo",
+        8,
+        &[STATUS_INSUFFICIENT_RESOURCES],
+    ),
+    (
+        "FltRegisterForDataScan",
+        2,
+        &[STATUS_INSUFFICIENT_RESOURCES],
+    ),
     (
         "FltCreateSectionForDataScan",
+        2,
         &[
             STATUS_INSUFFICIENT_RESOURCES,
             STATUS_FILE_LOCK_CONFLICT,
@@ -531,47 +566,90 @@ const FAULTS: &[(&str, &[NTSTATUS])] = &[
             STATUS_PRIVILEGE_NOT_HELD,
         ],
     ),
-    ("MmMapViewInSystemSpace", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("MmMapViewInSystemSpaceEx", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("MmCopyMemory", &[STATUS_INSUFFICIENT_RESOURCES]),
+    (
+        "MmMapViewInSystemSpace",
+        3,
+        &[STATUS_INSUFFICIENT_RESOURCES],
+    ),
+    (
+        "MmMapViewInSystemSpaceEx",
+        3,
+        &[STATUS_INSUFFICIENT_RESOURCES],
+    ),
+    ("MmCopyMemory", 3, &[STATUS_INSUFFICIENT_RESOURCES]),
     (
         "FltGetFileNameInformation",
+        6,
         &[STATUS_INSUFFICIENT_RESOURCES],
     ),
-    ("ExAllocatePool2", &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("ExAllocatePool2", 4, &[STATUS_INSUFFICIENT_RESOURCES]),
     (
         "FltAllocateGenericWorkItem",
+        4,
         &[STATUS_INSUFFICIENT_RESOURCES],
     ),
-    ("PsCreateSystemThread", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("FltRegisterFilter", &[STATUS_INSUFFICIENT_RESOURCES]),
-    ("FltStartFiltering", &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("PsCreateSystemThread", 2, &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("FltRegisterFilter", 2, &[STATUS_INSUFFICIENT_RESOURCES]),
+    ("FltStartFiltering", 2, &[STATUS_INSUFFICIENT_RESOURCES]),
 ];
 
-fn fault() -> impl Strategy<Value = FaultSpec> {
-    (0..FAULTS.len(), 1u32..40, any::<prop::sample::Index>()).prop_map(|(i, nth, pick)| {
-        let (api, statuses) = FAULTS[i];
-        FaultSpec {
+/// The rows of [`FAULTS`] whose API the driver imports (`imports` is its `driver-imports.txt`:
+/// one function a line, `#` comments). `FltPerformSynchronousIo.allocation` is a call site of
+/// `FltPerformSynchronousIo`.
+fn armable(imports: &str) -> Vec<(&'static str, u32, &'static [NTSTATUS])> {
+    let imported: Vec<&str> = imports
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    FAULTS
+        .iter()
+        .copied()
+        .filter(|(api, _, _)| {
+            let function = api.split('.').next().unwrap_or(api);
+            imported.contains(&function)
+        })
+        .collect()
+}
+
+fn fault(
+    armable: Vec<(&'static str, u32, &'static [NTSTATUS])>,
+) -> impl Strategy<Value = FaultSpec> {
+    (
+        prop::sample::select(armable),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|((api, most, statuses), nth, pick)| FaultSpec {
             api,
-            nth,
+            nth: 1 + u32::try_from(nth.index(most as usize)).unwrap_or(0),
             status: statuses[pick.index(statuses.len())],
-        }
-    })
+        })
 }
 
 /// How many files [`files`] makes: six per volume and one outside the demo folder.
 const FILE_COUNT: u8 = 13;
 
-/// The strategy of a whole storm: 2 to 4 user threads of up to `max_ops` operations each. A
-/// plain tuple of strategies (no `prop_flat_map`), so that proptest shrinks every part.
-pub fn case(max_ops: usize) -> impl Strategy<Value = Case> {
+/// The strategy of a whole storm: 2 to 4 user threads of up to `max_ops` operations each, and up
+/// to 3 faults in the APIs the driver imports (`imports`: its `driver-imports.txt`), so that an
+/// armed fault names a call the driver makes. A plain tuple of strategies (no `prop_flat_map`),
+/// so that proptest shrinks every part.
+pub fn case(max_ops: usize, imports: &str) -> impl Strategy<Value = Case> {
     let max_start = u16::try_from(4 * max_ops).unwrap_or(u16::MAX);
+    let mut armable = armable(imports);
+    let most_faults = if armable.is_empty() {
+        // `select` needs a row even when no fault is drawn from it.
+        armable.push(FAULTS[0]);
+        0
+    } else {
+        3
+    };
     (
         files(),
         vec(vec(op(FILE_COUNT), 0..=max_ops), 2..=4),
         vec(any::<u8>(), 0..=4 * max_ops),
         vec(0..max_start, 0..=2),
-        vec(fault(), 0..=3),
+        vec(fault(armable), 0..=most_faults),
     )
         .prop_map(|(files, threads, schedule, mut reloads, faults)| {
             debug_assert_eq!(files.len(), usize::from(FILE_COUNT));

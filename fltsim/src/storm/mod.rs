@@ -6,7 +6,8 @@
 //! 64 KiB window boundary), two to four user threads with random sequences of open (access,
 //! sharing, disposition), read, write (cached and non-cached), set end of file, flush-and-purge,
 //! query and close, the filter unloaded and loaded again while they run, and faults at random
-//! call sites with the statuses the APIs document.
+//! call sites of the APIs the driver imports, with the statuses the APIs document. An operation
+//! whose handle slot is empty runs on another of its thread's live handles.
 //!
 //! **Replay.** The threads' operations *start* in the order the case fixes (a token passes from
 //! one operation to the next as each starts); the model's own concurrency (worker threads, scan
@@ -82,6 +83,8 @@ pub struct Target {
     pub entry: DriverEntry,
     /// What its users may see.
     pub oracle: Oracle,
+    /// Its `driver-imports.txt` (`include_str!`): a storm arms faults only in APIs it imports.
+    pub imports: &'static str,
 }
 
 /// The most operations one user thread runs in one storm.
@@ -96,6 +99,8 @@ pub struct SeedResult {
     pub armed: u64,
     /// Armed faults that fired (a call they named was made).
     pub fired: u64,
+    /// Operations skipped because their thread held no handle.
+    pub skipped: u64,
     /// `None` when the storm passed; else the report: the reason and the shrunk storm.
     pub failure: Option<String>,
 }
@@ -116,16 +121,16 @@ fn runner(seed: u64) -> TestRunner {
 
 /// The storm `seed` generates, as a proptest value tree (its current value is the storm; it
 /// shrinks with `simplify` and `complicate`).
-fn tree_of(seed: u64) -> impl ValueTree<Value = Case> {
-    case(MAX_OPS)
+fn tree_of(target: &Target, seed: u64) -> impl ValueTree<Value = Case> {
+    case(MAX_OPS, target.imports)
         .new_tree(&mut runner(seed))
         .expect("the storm strategy never rejects")
 }
 
-/// The storm `seed` generates.
+/// The storm `seed` generates for `target`.
 #[must_use]
-pub fn case_of(seed: u64) -> Case {
-    tree_of(seed).current()
+pub fn case_of(target: &Target, seed: u64) -> Case {
+    tree_of(target, seed).current()
 }
 
 /// Runs one storm and checks it; `Err` holds every problem found, and the trace.
@@ -133,14 +138,28 @@ fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), (String, Vec<cra
     checked(target, case, seed).0
 }
 
-/// [`storm`], and how many injected faults fired in it.
+/// How one storm went: its faults that fired, its operations skipped.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    fired: u64,
+    skipped: u64,
+}
+
+/// [`storm`], and its [`Counts`].
 fn checked(
     target: &Target,
     case: &Case,
     seed: u64,
-) -> (Result<(), (String, Vec<crate::Event>)>, u64) {
+) -> (Result<(), (String, Vec<crate::Event>)>, Counts) {
     let ran = run(target, case, seed);
-    let fired = faults_fired(&ran.trace);
+    let fired = Counts {
+        fired: faults_fired(&ran.trace),
+        skipped: ran
+            .records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Skipped)
+            .count() as u64,
+    };
     let mut problems = ran.findings.clone();
     problems.extend(oracle::check(target, case, &ran));
     if problems.is_empty() {
@@ -204,16 +223,17 @@ const SHRINK_TRIES: u32 = 3;
 /// `complicate` when it passes), each candidate tried three times (`SHRINK_TRIES`).
 #[must_use]
 pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
-    let mut tree = tree_of(seed);
+    let mut tree = tree_of(target, seed);
     let first = tree.current();
     let operations = first.operations();
-    let (result, fired) = checked(target, &first, seed);
+    let (result, counts) = checked(target, &first, seed);
     let armed = first.faults.len() as u64;
     let Err((reason, trace)) = result else {
         return SeedResult {
             operations,
             armed,
-            fired,
+            fired: counts.fired,
+            skipped: counts.skipped,
             failure: None,
         };
     };
@@ -266,7 +286,8 @@ pub fn run_seed(target: &Target, seed: u64) -> SeedResult {
     SeedResult {
         operations,
         armed,
-        fired,
+        fired: counts.fired,
+        skipped: counts.skipped,
         failure: Some(report),
     }
 }
@@ -279,6 +300,7 @@ struct Totals {
     findings: u64,
     armed: u64,
     fired: u64,
+    skipped: u64,
 }
 
 impl Totals {
@@ -287,6 +309,7 @@ impl Totals {
         self.operations += result.operations as u64;
         self.armed += result.armed;
         self.fired += result.fired;
+        self.skipped += result.skipped;
         if let Some(report) = &result.failure {
             self.findings += 1;
             eprintln!("{report}");
@@ -410,14 +433,15 @@ pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusi
             }
         }
         Plan::Repeat(seed, times) => {
-            let case = case_of(seed);
+            let case = case_of(target, seed);
             let mut failures = 0;
             for run in 1..=times {
-                let (result, fired) = checked(target, &case, seed);
+                let (result, counts) = checked(target, &case, seed);
                 totals.storms += 1;
                 totals.operations += case.operations() as u64;
                 totals.armed += case.faults.len() as u64;
-                totals.fired += fired;
+                totals.fired += counts.fired;
+                totals.skipped += counts.skipped;
                 if let Err((why, _)) = result {
                     failures += 1;
                     if failures == 1 {
@@ -440,13 +464,14 @@ pub fn main(target: &Target, regression: &[u64], quick: &[u64], ci: RangeInclusi
     }
     println!(
         "storm summary: sample={} storms={} operations={} findings={} faults_armed={} \
-         faults_fired={} seconds={:.1}",
+         faults_fired={} skipped={} seconds={:.1}",
         target.sample,
         totals.storms,
         totals.operations,
         totals.findings,
         totals.armed,
         totals.fired,
+        totals.skipped,
         start.elapsed().as_secs_f64()
     );
     std::process::exit(i32::from(totals.findings > 0));

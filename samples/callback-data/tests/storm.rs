@@ -13,6 +13,7 @@ const TARGET: Target = Target {
     altitude: 370_220,
     entry: rs_callback_data::DriverEntry,
     oracle: Oracle::FailOpen,
+    imports: include_str!("../driver-imports.txt"),
 };
 
 /// Seeds that once failed, each with what it found (kept as regression cases).

@@ -13,6 +13,7 @@ const TARGET: Target = Target {
     altitude: 265_130,
     entry: rs_data_scan::DriverEntry,
     oracle: Oracle::DataScan,
+    imports: include_str!("../driver-imports.txt"),
 };
 
 /// Seeds that once failed, each with what it found (kept as regression cases).

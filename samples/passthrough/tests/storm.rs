@@ -13,6 +13,7 @@ const TARGET: Target = Target {
     altitude: 370_210,
     entry: rs_passthrough::DriverEntry,
     oracle: Oracle::FailOpen,
+    imports: include_str!("../driver-imports.txt"),
 };
 
 /// Seeds that once failed, each with what it found (kept as regression cases).

@@ -13,6 +13,7 @@ const TARGET: Target = Target {
     altitude: 265_140,
     entry: rs_section_conflict::DriverEntry,
     oracle: Oracle::SectionConflict,
+    imports: include_str!("../driver-imports.txt"),
 };
 
 /// Seeds that once failed, each with what it found (kept as regression cases).

@@ -13,6 +13,7 @@ const TARGET: Target = Target {
     altitude: 370_230,
     entry: rs_section_context::DriverEntry,
     oracle: Oracle::FailOpen,
+    imports: include_str!("../driver-imports.txt"),
 };
 
 /// Seeds that once failed, each with what it found (kept as regression cases).
