@@ -884,7 +884,7 @@ fn workspace_files(root: &Path, names: &Names) -> Result<Files> {
     let file = "Makefile.toml";
     let text = replace(
         &read(root, file)?,
-        "CARGO_MAKE_WORKSPACE_SKIP_MEMBERS = [\"common/build\", \"fltsim\", \"xtask\"]",
+        "CARGO_MAKE_WORKSPACE_SKIP_MEMBERS = [\"common/build\", \"fltsim\", \"fltsim/mutants\", \"xtask\"]",
         "CARGO_MAKE_WORKSPACE_SKIP_MEMBERS = [\"common/build\", \"fltsim\"]",
         file,
     )?;

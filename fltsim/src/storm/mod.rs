@@ -133,6 +133,16 @@ pub fn case_of(target: &Target, seed: u64) -> Case {
     tree_of(target, seed).current()
 }
 
+/// Runs the storm of `seed` against `target` once and checks it, without shrinking: `Err` holds
+/// every problem found. For tests that need a finding fast (the planted bugs of
+/// `fltsim/mutants`); [`run_seed`] is what the storm binaries run.
+///
+/// # Errors
+/// The problems the storm found, one a line.
+pub fn check_seed(target: &Target, seed: u64) -> Result<(), String> {
+    storm(target, &case_of(target, seed), seed).map_err(|(why, _)| why)
+}
+
 /// Runs one storm and checks it; `Err` holds every problem found, and the trace.
 fn storm(target: &Target, case: &Case, seed: u64) -> Result<(), (String, Vec<crate::Event>)> {
     checked(target, case, seed).0
