@@ -43,8 +43,8 @@
 //! # Three build modes
 //! - **Host** (any non-Windows target, `cargo test`): an ordinary `std` crate. The kernel
 //!   functions are plain `extern` declarations (windows-sys) that `fltsim` defines.
-//! - **Kernel, WDK** (Windows target, feature `wdk`): `no_std`, with wdk-alloc, wdk-panic and
-//!   `wdk::println!`.
+//! - **Kernel, WDK** (Windows target, feature `wdk`): `no_std`, with wdk-alloc and wdk-panic;
+//!   debug lines through `DbgPrintEx`, as in the standalone mode.
 //! - **Kernel, standalone** (Windows target, `--no-default-features`): `no_std`, with the minimal
 //!   runtime in the `kernel` module: a bugchecking panic handler, `DbgPrintEx` logging, and the
 //!   few symbols the compiler expects.

@@ -1,13 +1,13 @@
 //! `log!`: one debugger line per call, in every build mode.
 //!
-//! - Kernel, WDK: `wdk::println!` (`DbgPrint`).
-//! - Kernel, standalone: `DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_INFO_LEVEL, ...)`. To see these
+//! - Kernel, both modes (WDK and standalone): `DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_INFO_LEVEL,
+//!   ...)`, not `DbgPrint` (`wdk::println!`), whose `DEFAULT` component the docs do not open. To see these
 //!   lines, set `HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Debug Print Filter`
 //!   value `IHVDRIVER` (DWORD) to `0xF` and reboot, or run `ed nt!Kd_IHVDRIVER_Mask 0xf` in `WinDbg`.
 //! - Host: the line goes into `fltsim`'s trace, where tests assert on it.
 //!
 //! Lines are formatted on the stack (no allocation, callable at any IRQL up to `DISPATCH_LEVEL`)
-//! and cut at [`LINE_MAX`] bytes, inside `DbgPrint`'s 512-byte limit.
+//! and cut at [`LINE_MAX`] bytes, inside `DbgPrintEx`'s 512-byte limit.
 
 use core::fmt::{self, Write};
 

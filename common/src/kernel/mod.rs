@@ -4,7 +4,7 @@
 //!
 //! | | WDK mode (feature `wdk`) | standalone mode (no `wdk`) |
 //! |---|---|---|
-//! | debug output ([`dbg_print`]) | `wdk::println!` | `DbgPrintEx` from `ntoskrnl.exe` ([`ntoskrnl`]) |
+//! | debug output ([`dbg_print`]) | `DbgPrintEx` from `ntoskrnl.exe` ([`ntoskrnl`]) | the same |
 //! | panic | `wdk-panic` | [`runtime`]'s handler: `KeBugCheckEx` with [`runtime::PANIC_BUGCHECK_CODE`] |
 //! | global allocator | `wdk-alloc`'s `WdkAllocator` | none: `common` never allocates |
 //! | `memcpy`/`memset`/`memmove`/`memcmp`, `__chkstk`, `_fltused`, `__CxxFrameHandler3` | the WDK's libraries | [`runtime`] |
@@ -28,39 +28,37 @@ mod wdk_runtime;
 ///
 /// `DbgPrint` and `DbgPrintEx` send at most 512 bytes per call; 500 leaves room for the newline,
 /// the terminating NUL and the kernel's own prefix handling.
-#[cfg_attr(feature = "wdk", allow(dead_code))]
 pub(crate) const DBG_PRINT_MAX_LINE: usize = 500;
 
 /// Writes one line to the kernel debugger (`DebugView`, `WinDbg`).
 ///
-/// In WDK mode this is `wdk::println!("{line}")`. In standalone mode the line is copied into a
-/// stack buffer, cut to at most [`DBG_PRINT_MAX_LINE`] bytes on a `char` boundary, NUL-terminated,
-/// and printed with `DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_INFO_LEVEL, "%s\n", buffer)`. The line
-/// is an *argument* of the format, so a `%` in it is printed as it is.
+/// In both kernel modes the line is copied into a stack buffer, cut to at most
+/// [`DBG_PRINT_MAX_LINE`] bytes on a `char` boundary, NUL-terminated, and printed with
+/// `DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_INFO_LEVEL, "%s\n", buffer)`. The line is an
+/// *argument* of the format, so a `%` in it is printed as it is.
+///
+/// Not `wdk::println!`: that is `DbgPrint`, whose messages belong to the `DEFAULT` component
+/// (Windows Vista and later filter them like `DbgPrintEx`'s, "Reading and filtering debugging
+/// messages"), while the samples' READMEs and scripts open the `IHVDRIVER` component, the one
+/// `DbgPrintEx`'s page tells third-party drivers to use. What the docs tell a user to enable is
+/// then what shows the lines, in either build mode.
 ///
 /// Whether `DPFLTR_INFO_LEVEL` output is shown is decided by the `Debug Print Filter` registry
 /// key (`IHVDRIVER` = 0xF shows it).
 ///
 /// IRQL: any; at `DIRQL` and above `DbgPrintEx` only queues the text (see its documentation).
 pub(crate) fn dbg_print(line: &str) {
-    #[cfg(feature = "wdk")]
-    {
-        wdk::println!("{line}");
-    }
-    #[cfg(not(feature = "wdk"))]
-    {
-        let mut buffer = [0u8; DBG_PRINT_MAX_LINE + 1];
-        let text = nul_terminated(line, &mut buffer);
-        // SAFETY: `text` is a NUL-terminated byte string that lives in `buffer` for the whole call,
-        // and the format `%s\n` consumes exactly one `char*` argument, which is `text`.
-        unsafe {
-            ntoskrnl::DbgPrintEx(
-                ntoskrnl::DPFLTR_IHVDRIVER_ID,
-                ntoskrnl::DPFLTR_INFO_LEVEL,
-                c"%s\n".as_ptr().cast(),
-                text.cast::<core::ffi::c_char>(),
-            );
-        }
+    let mut buffer = [0u8; DBG_PRINT_MAX_LINE + 1];
+    let text = nul_terminated(line, &mut buffer);
+    // SAFETY: `text` is a NUL-terminated byte string that lives in `buffer` for the whole call,
+    // and the format `%s\n` consumes exactly one `char*` argument, which is `text`.
+    unsafe {
+        ntoskrnl::DbgPrintEx(
+            ntoskrnl::DPFLTR_IHVDRIVER_ID,
+            ntoskrnl::DPFLTR_INFO_LEVEL,
+            c"%s\n".as_ptr().cast(),
+            text.cast::<core::ffi::c_char>(),
+        );
     }
 }
 
@@ -68,7 +66,6 @@ pub(crate) fn dbg_print(line: &str) {
 /// a `char` boundary, NUL-terminates it, and returns a pointer to its first byte.
 ///
 /// Interior NULs are left alone: `%s` simply stops at the first one.
-#[cfg_attr(feature = "wdk", allow(dead_code))]
 fn nul_terminated(line: &str, buffer: &mut [u8]) -> *const u8 {
     let room = buffer.len().saturating_sub(1);
     let mut len = line.len().min(room);

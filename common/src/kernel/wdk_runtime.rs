@@ -9,6 +9,6 @@ extern crate wdk_panic;
 use wdk_alloc::WdkAllocator;
 
 /// The global allocator of WDK-mode drivers: wdk-alloc's pool allocator. `common` itself never
-/// allocates (nor does `wdk::println!`: it formats into a buffer on the stack).
+/// allocates.
 #[global_allocator]
 static GLOBAL_ALLOCATOR: WdkAllocator = WdkAllocator;
