@@ -18,7 +18,9 @@
 //! ## Reading a view: never directly
 //! A view of a file section is the file's cache, live: other handles' writes show through while
 //! it is read, and touching a page whose paging read fails (a disk error, a removed device, a
-//! dropped network connection) raises `STATUS_IN_PAGE_ERROR` in the touching thread. A C driver
+//! dropped network connection) raises `STATUS_IN_PAGE_ERROR` in the touching thread (on a view
+//! mapped with `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS`, as [`map_view_of`] maps every
+//! view; no page says what happens on one mapped without it). A C driver
 //! wraps the access in `__try/__except`; Rust has no SEH, so the same fault bugchecks the machine.
 //! A `&[u8]` over a view would also break Rust's aliasing rules (the bytes change under it).
 //! So this module hands out no slice of a view. [`MappedView`] is an address range, read only by
@@ -39,9 +41,9 @@ use windows_sys::{
     Wdk::{
         Storage::FileSystem::Minifilters::FltCloseSectionForDataScan,
         System::SystemServices::{
-            MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL, MmCopyMemory,
-            MmMapViewInSystemSpaceEx, MmUnmapViewInSystemSpace, ObCloseHandle,
-            ObfDereferenceObject,
+            MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL,
+            MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS, MmCopyMemory, MmMapViewInSystemSpaceEx,
+            MmUnmapViewInSystemSpace, ObCloseHandle, ObfDereferenceObject,
         },
     },
     Win32::Foundation::{HANDLE, STATUS_INVALID_PARAMETER},
@@ -141,7 +143,10 @@ impl<T> Drop for DataScanSection<T> {
 }
 
 /// Maps `len` bytes of a section from `offset` into system space with
-/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset, 0)` (`<= APC_LEVEL`). No page
+/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset,
+/// MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS)` (`<= APC_LEVEL`): with the flag, a failed paging
+/// read on the view is an exception, which `MmCopyMemory` returns as a status; no page says what
+/// it does without the flag. No page
 /// says this call grows a view whose offset it rounds down (`ZwMapViewOfSection` rounds its
 /// offset down to the allocation granularity), so the view starts at `offset` rounded down to
 /// [`ALLOCATION_GRANULARITY`] and is longer by the difference; the size may grow to whole pages.
@@ -166,10 +171,11 @@ pub unsafe fn map_view_of<'a>(
     let mut size = len
         .checked_add(usize::try_from(offset - aligned).unwrap_or(usize::MAX))
         .ok_or(NtStatus(STATUS_INVALID_PARAMETER))?;
-    // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; no
-    // flags.
+    let flags = MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS as usize;
+    // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; the one
+    // flag the WDK defines for the call.
     NtStatus(unsafe {
-        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut start, 0)
+        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut start, flags)
     })
     .ok()?;
     Ok(MappedView {

@@ -851,6 +851,45 @@ fn a_copy_that_fails_part_way_is_not_scanned_and_the_open_goes_on() {
 }
 
 #[test]
+fn a_page_whose_paging_read_fails_is_not_scanned_and_the_open_and_the_cleanup_go_on() {
+    // A bad page in the first window, the signature in the second. The views are mapped with
+    // MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS (else the model reports a finding, which
+    // `finish` fails on), so MmCopyMemory returns the in-page error with the bytes before the
+    // page: "not scanned", the operation goes on, everything is closed.
+    let world = loaded();
+    let path = "C:\\scan\\bad-sector.bin";
+    world.create_file(path, &large_with(EICAR, WINDOW + 10));
+    world.fail_paging_read(path, 3 * 4096 + 5, STATUS_IN_PAGE_ERROR);
+    let not_scanned = |what: &str| {
+        format!(
+            "{TAG}: {}: {what}: not scanned: MmCopyMemory returned {} at offset 12288; the {what} goes on",
+            device_name(path),
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )
+    };
+    assert_eq!(open_and_close(&world, path), Ok(()));
+    assert_eq!(world.log_lines(TAG).last().unwrap(), &not_scanned("open"));
+    // A handle that writes is scanned again at cleanup: the same, and the file stays as written.
+    let handle = world.open(path, Open::write()).unwrap();
+    world.write(handle, 0, b"rewritten", false).unwrap();
+    world.close(handle).unwrap();
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &not_scanned("cleanup after a write")
+    );
+    assert!(world.contents(path).unwrap().starts_with(b"rewritten"));
+    assert_eq!(
+        count(&world, "MmMapViewInSystemSpaceEx"),
+        count(&world, "MmUnmapViewInSystemSpace")
+    );
+    assert_eq!(
+        count(&world, "ExAllocatePool2"),
+        count(&world, "ExFreePoolWithTag")
+    );
+    world.finish();
+}
+
+#[test]
 fn the_scan_reads_the_file_as_it_is_now_and_only_up_to_its_size() {
     // A view shows the file's current data (the model's views are live), and a view is whole
     // pages: 5400 bytes map as 8192. The count logged is the file size the create reported.
