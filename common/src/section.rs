@@ -2,9 +2,9 @@
 //!
 //! data-scan owns this lesson: its own code makes `FltCreateSectionForDataScan`, maps, copies and
 //! unmaps its views, and makes the close in its documented order, each call raw at its call site.
-//! `docs/sections.md` explains that order once. The other samples reach the same calls through
-//! this module: [`DataScanSection`] makes the same close for them, [`map_view_of`] and
-//! [`WindowReader`] read their views the way data-scan does.
+//! `docs/sections.md` explains that order once. Samples that do not teach these calls reach them
+//! through this module: [`DataScanSection`] makes the same close, [`map_view_of`] and
+//! [`WindowReader`] read views the way data-scan does.
 //!
 //! ## Reading a view: never directly
 //! A view of a file section is the file's cache, live: other handles' writes show through while

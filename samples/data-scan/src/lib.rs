@@ -263,7 +263,8 @@ fn scan(
     verdict
 }
 
-/// What follows a hit, at open and at cleanup.
+/// What follows a hit, at open (the status `post_create` sets, as `NtStatus` prints it) and at
+/// cleanup.
 const DENIED: &str = "open denied with STATUS_VIRUS_INFECTED (0xC0000906)";
 const STAYS: &str = "the file stays, its next open will be denied";
 
