@@ -18,8 +18,8 @@ use windows_sys::{
         Foundation::NonPagedPoolNx,
         Storage::FileSystem::Minifilters::{
             FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FltAllocateContext,
-            FltGetStreamHandleContext, FltReferenceContext, FltReleaseContext,
-            FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER,
+            FltGetSectionContext, FltGetStreamHandleContext, FltReferenceContext,
+            FltReleaseContext, FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER,
         },
     },
     Win32::Foundation::{STATUS_INVALID_PARAMETER, STATUS_SUCCESS},
@@ -146,6 +146,24 @@ impl<T> ContextRef<T> {
         };
         // SAFETY: success returned one reference to one of the filter's stream-handle contexts,
         // whose body is a `T` (the caller's guarantee), owned from here on.
+        (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
+    }
+
+    /// `FltGetSectionContext` (`<= APC_LEVEL`): the section context linked to the stream of
+    /// `objects.FileObject`, if there is one (`STATUS_NOT_FOUND` otherwise). A success adds a
+    /// reference, which the returned value releases. section-context makes this call itself and
+    /// explains it; data-scan finds a scan in flight with it.
+    ///
+    /// # Safety
+    /// Every section context the filter creates sections with must have a body of type `T`.
+    #[must_use]
+    pub unsafe fn of_section(objects: &FLT_RELATED_OBJECTS) -> Option<Self> {
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: the operation's instance and file object, and a valid out pointer.
+        let status =
+            unsafe { FltGetSectionContext(objects.Instance, objects.FileObject, &raw mut raw) };
+        // SAFETY: success returned one reference to one of the filter's section contexts, whose
+        // body is a `T` (the caller's guarantee), owned from here on.
         (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
     }
 

@@ -8,12 +8,14 @@
 //! - [`registration`]: `FLT_REGISTRATION` and its tables as `static` data, without `static mut`;
 //! - RAII guards whose `Drop` performs the documented release:
 //!   [`context::ContextRef`] (`FltReleaseContext`), [`callback_data::OwnedCallbackData`]
-//!   (`FltFreeCallbackData`), [`section::DataScanSection`] (handle, object, section context, in
-//!   that order), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
+//!   (`FltFreeCallbackData`), [`section::DataScanSection`] (the close data-scan teaches, in the
+//!   order `docs/sections.md` gives), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
 //!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
 //! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
 //!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
+//! - [`verdict`]: a scan's verdict, shared with the scans of the stream that wait for it;
+//!   [`writes`]: which handles wrote; [`object`]: kernel-handle object attributes;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
 //! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
@@ -61,6 +63,7 @@ pub mod irql;
 pub mod layout;
 pub mod log;
 pub mod name;
+pub mod object;
 pub mod once;
 pub mod params;
 pub mod pool;
@@ -68,7 +71,9 @@ pub mod registration;
 pub mod scope;
 pub mod section;
 pub mod status;
+pub mod verdict;
 pub mod volume;
+pub mod writes;
 
 #[cfg(not(target_os = "windows"))]
 mod host;

@@ -1,24 +1,17 @@
-//! A section created for data scanning, released in the documented order.
+//! Sections created for data scanning: the close, views, and a window reader.
 //!
-//! `FltCreateSectionForDataScan` gives the caller three things to release, and Filter Manager
-//! keeps a fourth link until told otherwise:
-//!
-//! | step | call | undoes |
-//! |---|---|---|
-//! | 1 | `MmUnmapViewInSystemSpace` | each view the scan mapped ([`MappedView`]'s drop) |
-//! | 2 | `ObCloseHandle(handle, KernelMode)` | the section handle (a kernel handle, `OBJ_KERNEL_HANDLE`) |
-//! | 3 | `ObDereferenceObject(object)` | the referenced section object pointer |
-//! | 4 | `FltCloseSectionForDataScan(context)` | the section context's link to the stream |
-//! | 5 | `FltReleaseContext(context)` | the caller's allocation reference on the context |
-//!
-//! This is the order Microsoft's avscan sample uses. Steps 2 to 5 are [`DataScanSection`]'s drop;
-//! all of them need IRQL `PASSIVE_LEVEL` (`ObCloseHandle`) or `<= APC_LEVEL`.
-//! If `FltCreateSectionForDataScan` fails, only step 5 applies: release the context you allocated.
+//! data-scan owns this lesson: its own code makes `FltCreateSectionForDataScan`, maps, copies and
+//! unmaps its views, and makes the close in its documented order, each call raw at its call site.
+//! `docs/sections.md` explains that order once. Samples that do not teach these calls reach them
+//! through this module: [`DataScanSection`] makes the same close, [`map_view_of`] and
+//! [`WindowReader`] read views the way data-scan does.
 //!
 //! ## Reading a view: never directly
 //! A view of a file section is the file's cache, live: other handles' writes show through while
 //! it is read, and touching a page whose paging read fails (a disk error, a removed device, a
-//! dropped network connection) raises `STATUS_IN_PAGE_ERROR` in the touching thread. A C driver
+//! dropped network connection) raises `STATUS_IN_PAGE_ERROR` in the touching thread (on a view
+//! mapped with `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS`, as [`map_view_of`] maps every
+//! view; no page says what happens on one mapped without it). A C driver
 //! wraps the access in `__try/__except`; Rust has no SEH, so the same fault bugchecks the machine.
 //! A `&[u8]` over a view would also break Rust's aliasing rules (the bytes change under it).
 //! So this module hands out no slice of a view. [`MappedView`] is an address range, read only by
@@ -39,9 +32,9 @@ use windows_sys::{
     Wdk::{
         Storage::FileSystem::Minifilters::FltCloseSectionForDataScan,
         System::SystemServices::{
-            MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL, MmCopyMemory,
-            MmMapViewInSystemSpaceEx, MmUnmapViewInSystemSpace, ObCloseHandle,
-            ObfDereferenceObject,
+            MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL,
+            MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS, MmCopyMemory, MmMapViewInSystemSpaceEx,
+            MmUnmapViewInSystemSpace, ObCloseHandle, ObfDereferenceObject,
         },
     },
     Win32::Foundation::{HANDLE, STATUS_INVALID_PARAMETER},
@@ -49,7 +42,11 @@ use windows_sys::{
 
 use crate::{KERNEL_MODE, NtStatus, context::ContextRef, pool::PoolBytes};
 
-/// An open data-scan section: its kernel handle, its object reference and its section context.
+/// An open data-scan section: its kernel handle, its object reference and its section context,
+/// closed on drop (or [`close`](Self::close)) in the documented order: `ObCloseHandle`,
+/// `ObDereferenceObject`, `FltCloseSectionForDataScan`, `FltReleaseContext`, after every
+/// [`MappedView`] of it is gone. data-scan makes these calls itself and `docs/sections.md`
+/// explains the order; a failed create linked nothing, so it needs only the context's release.
 pub struct DataScanSection<T> {
     handle: HANDLE,
     object: *mut c_void,
@@ -121,13 +118,13 @@ impl<T> DataScanSection<T> {
         let Some(context) = self.context.take() else {
             return NtStatus::SUCCESS;
         };
-        // SAFETY: step 2. The handle is ours, a kernel handle, closed exactly once here.
+        // SAFETY: the handle is ours, a kernel handle, closed exactly once here.
         unsafe { ObCloseHandle(self.handle, KERNEL_MODE) };
-        // SAFETY: step 3. The object reference is ours, dropped exactly once here.
+        // SAFETY: the object reference is ours, dropped exactly once here.
         unsafe { ObfDereferenceObject(self.object) };
-        // SAFETY: step 4. The context was used to create this section and not closed yet.
+        // SAFETY: the context was used to create this section and not closed yet.
         let closed = NtStatus(unsafe { FltCloseSectionForDataScan(context.as_raw()) });
-        // Step 5: the allocation reference goes when `context` drops here.
+        // The allocation reference goes when `context` drops here.
         drop(context);
         closed
     }
@@ -141,7 +138,10 @@ impl<T> Drop for DataScanSection<T> {
 }
 
 /// Maps `len` bytes of a section from `offset` into system space with
-/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset, 0)` (`<= APC_LEVEL`). No page
+/// `MmMapViewInSystemSpaceEx(Section, &Base, &Size, &Offset,
+/// MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS)` (`<= APC_LEVEL`): with the flag, a failed paging
+/// read on the view is an exception, which `MmCopyMemory` returns as a status; no page says what
+/// it does without the flag. No page
 /// says this call grows a view whose offset it rounds down (`ZwMapViewOfSection` rounds its
 /// offset down to the allocation granularity), so the view starts at `offset` rounded down to
 /// [`ALLOCATION_GRANULARITY`] and is longer by the difference; the size may grow to whole pages.
@@ -166,10 +166,11 @@ pub unsafe fn map_view_of<'a>(
     let mut size = len
         .checked_add(usize::try_from(offset - aligned).unwrap_or(usize::MAX))
         .ok_or(NtStatus(STATUS_INVALID_PARAMETER))?;
-    // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; no
-    // flags.
+    let flags = MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS as usize;
+    // SAFETY: a referenced section object (the caller's contract); valid in/out pointers; the one
+    // flag the WDK defines for the call.
     NtStatus(unsafe {
-        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut start, 0)
+        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut start, flags)
     })
     .ok()?;
     Ok(MappedView {
@@ -183,6 +184,31 @@ pub unsafe fn map_view_of<'a>(
 /// The allocation granularity (64 KiB on every Windows architecture) a view's section offset
 /// must be a multiple of.
 pub const ALLOCATION_GRANULARITY: u64 = 64 * 1024;
+
+/// Where a view of the bytes at section offset `offset` starts: `offset` rounded down to
+/// [`ALLOCATION_GRANULARITY`] (the `SectionOffset` to map from), and how far into the view
+/// `offset` lies. data-scan maps each window from there.
+#[must_use]
+pub fn view_start(offset: u64) -> (i64, usize) {
+    let skip = offset % ALLOCATION_GRANULARITY;
+    // A section offset fits an i64 (section sizes are `LARGE_INTEGER`s); the skip is below the
+    // granularity, so it fits a usize.
+    (
+        i64::try_from(offset - skip).unwrap_or(i64::MAX),
+        usize::try_from(skip).unwrap_or_default(),
+    )
+}
+
+/// The source of an `MmCopyMemory(MM_COPY_MEMORY_VIRTUAL)` copy: `MM_COPY_ADDRESS {
+/// VirtualAddress }`. An address, never dereferenced here.
+#[must_use]
+pub fn virtual_address(address: *const c_void) -> MM_COPY_ADDRESS {
+    MM_COPY_ADDRESS {
+        Anonymous: MM_COPY_ADDRESS_0 {
+            VirtualAddress: address.cast_mut(),
+        },
+    }
+}
 
 /// A view of a section in system space, unmapped on drop (`MmUnmapViewInSystemSpace`). It is an
 /// address range, never a slice: read it with a [`WindowReader`].
@@ -257,7 +283,7 @@ impl MappedView<'_> {
 
 impl Drop for MappedView<'_> {
     fn drop(&mut self) {
-        // SAFETY: step 1. `base` is the address MmMapViewInSystemSpaceEx returned, unmapped once.
+        // SAFETY: `base` is the address MmMapViewInSystemSpaceEx returned, unmapped once.
         unsafe { MmUnmapViewInSystemSpace(self.base.cast()) };
     }
 }
@@ -275,6 +301,19 @@ pub enum ReadError {
         /// The section offset of the first byte not copied.
         offset: u64,
     },
+}
+
+impl core::fmt::Display for ReadError {
+    /// The call that failed and its status, as a log line says it: `MmMapViewInSystemSpaceEx
+    /// returned ...`, or `MmCopyMemory returned ... at offset ...`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Map(status) => write!(f, "MmMapViewInSystemSpaceEx returned {status}"),
+            Self::Copy { status, offset } => {
+                write!(f, "MmCopyMemory returned {status} at offset {offset}")
+            }
+        }
+    }
 }
 
 /// Reads the first `size` bytes of a section in windows, each copied into one bounded buffer:
@@ -370,6 +409,29 @@ impl<B: DerefMut<Target = [u8]>> WindowReader<B> {
             last_len: 0,
             done: false,
         }
+    }
+
+    /// Reads window after window with `fill` (as [`next_window`](Self::next_window)) and searches
+    /// each with `find` (the offset of a match within a window), in order, so the first match is
+    /// the leftmost one. Returns the section offset of that match, or `None` after the last
+    /// window, and how many windows were read. This is data-scan's search; the bench and the
+    /// tests run it over host buffers.
+    ///
+    /// # Errors
+    /// Whatever `fill` returned.
+    pub fn search(
+        &mut self,
+        mut fill: impl FnMut(u64, &mut [u8]) -> Result<(), ReadError>,
+        mut find: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> Result<(Option<u64>, usize), ReadError> {
+        let mut windows = 0;
+        while let Some((start, window)) = self.next_window(&mut fill)? {
+            windows += 1;
+            if let Some(at) = find(window) {
+                return Ok((Some(start + at as u64), windows));
+            }
+        }
+        Ok((None, windows))
     }
 
     /// Starts over: the next window is the first of `size` bytes (a reader allocated before the

@@ -138,6 +138,7 @@ pub(crate) fn add_stream(
         fs_context,
         sections: Vec::new(),
         failures: Vec::new(),
+        bad_pages: Vec::new(),
         purge_failure_mode: 0,
         pended: 0,
     });

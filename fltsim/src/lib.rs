@@ -84,6 +84,10 @@
 //!   failure reaches the caller as `STATUS_USER_MAPPED_FILE`. An operation pended longer than
 //!   the pend limit (`World::set_pend_limit`, 10 s) is a finding: Windows would hang its caller.
 //! - **A second `FltCloseSectionForDataScan`** returns `STATUS_NOT_FOUND` and is not a finding.
+//! - **A failed paging read on a view** (`World::fail_paging_read`, or an injected `MmCopyMemory`
+//!   fault) fails the copy with its status and the count before the page; on a view mapped
+//!   without `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS` it is also a finding, since no page
+//!   says what such a read does there (`abi/views.rs`).
 //! - **`FltAllocateContext`** of an unregistered type, or of a size no registration serves,
 //!   returns `STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND` and is a finding (a filter bug).
 //! - **`FltCancellableWaitForSingleObject`** cannot be cancelled by a user or a dying thread in

@@ -89,6 +89,9 @@ pub(crate) struct StreamRec {
     pub(crate) sections: Vec<usize>,
     /// Scripted failures: (major function, status).
     pub(crate) failures: Vec<(u8, NTSTATUS)>,
+    /// File offsets whose page's paging read fails, with the status it fails with
+    /// (`World::fail_paging_read`): a view that touches that page gets an in-page error.
+    pub(crate) bad_pages: Vec<(u64, NTSTATUS)>,
     /// `FSCTL_SET_PURGE_FAILURE_MODE` requests with `SET_PURGE_FAILURE_MODE_ENABLED` that Filter
     /// Manager sent for this stream and has not balanced with `SET_PURGE_FAILURE_MODE_DISABLED`
     /// yet: one per data-scan section, from its create to its `FltCloseSectionForDataScan`.
@@ -196,6 +199,9 @@ pub(crate) struct ViewRec {
     pub(crate) offset: u64,
     pub(crate) len: usize,
     pub(crate) unmapped: bool,
+    /// Mapped with `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS`: a failed paging read on the
+    /// view is an exception `MmCopyMemory` can turn into a status.
+    pub(crate) inpage_exceptions: bool,
     pub(crate) origin: String,
 }
 

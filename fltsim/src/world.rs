@@ -330,6 +330,20 @@ impl World {
             .push((u8::try_from(major).expect("a major function"), status));
     }
 
+    /// Makes the paging read of the page of `path` that holds file offset `offset` fail with
+    /// `status` (`STATUS_IN_PAGE_ERROR` for a disk error, `STATUS_DEVICE_NOT_CONNECTED` for a
+    /// removed device, ...), for as long as the world lives: a bad sector stays bad. Only views
+    /// see it: an `MmCopyMemory` from a data-scan view that covers the page fails there with
+    /// `status` and the count of the bytes before the page (`src/abi/views.rs` says what a view
+    /// mapped without `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS` makes of it).
+    pub fn fail_paging_read(&self, path: &str, offset: u64, status: NTSTATUS) {
+        let (volume, rel) = self.split(path);
+        let mut state = self.kernel.lock();
+        let stream =
+            crate::fs::find_stream(&state, volume, &rel).expect("fail_paging_read: no such file");
+        state.streams[stream].bad_pages.push((offset, status));
+    }
+
     // ---- knobs --------------------------------------------------------------------------------
 
     /// The IRQL at which post-operation callbacks other than post-create run. Windows may call

@@ -12,13 +12,14 @@ use common::{
         DRIVER_OBJECT, FILE_OBJECT, FLT_REGISTRATION_VERSION_0202, FLT_SECTION_CONTEXT,
         FltAllocateContext, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
         FltRegisterForDataScan, FltReleaseContext, HANDLE, MM_COPY_ADDRESS, MM_COPY_ADDRESS_0,
-        MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL, MmCopyMemory, MmMapViewInSystemSpace,
+        MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL,
+        MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS, MmCopyMemory, MmMapViewInSystemSpace,
         MmMapViewInSystemSpaceEx, MmUnmapViewInSystemSpace, NTSTATUS, NonPagedPoolNx,
         OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
         PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, STATUS_ACCESS_DENIED,
         STATUS_ACCESS_VIOLATION, STATUS_CANNOT_DELETE, STATUS_DEVICE_NOT_CONNECTED,
-        STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE,
-        STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS, UNICODE_STRING,
+        STATUS_IN_PAGE_ERROR, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_PARAMETER_5,
+        STATUS_INVALID_VIEW_SIZE, STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS, UNICODE_STRING,
     },
     filter::{FilterSlot, RegisteredFilter},
     irql::APC_LEVEL,
@@ -140,15 +141,28 @@ fn close(world: &World, s: &Section) {
     world.close(s.handle).unwrap();
 }
 
-/// `MmMapViewInSystemSpaceEx`: status, base, size, and the offset it wrote back.
+/// `MmMapViewInSystemSpaceEx` with `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS`: status, base,
+/// size, and the offset it wrote back.
 fn map_at(object: *mut c_void, offset: i64, size: usize) -> (NtStatus, *mut c_void, usize, i64) {
+    map_with(object, offset, size, INPAGE_FLAG)
+}
+
+/// `MmMapViewInSystemSpaceEx` with `flags`.
+fn map_with(
+    object: *mut c_void,
+    offset: i64,
+    size: usize,
+    flags: usize,
+) -> (NtStatus, *mut c_void, usize, i64) {
     let (mut base, mut size, mut offset) = (ptr::null_mut(), size, offset);
     // SAFETY: a referenced section object and valid in/out pointers.
     let status = NtStatus(unsafe {
-        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut offset, 0)
+        MmMapViewInSystemSpaceEx(object, &raw mut base, &raw mut size, &raw mut offset, flags)
     });
     (status, base, size, offset)
 }
+
+const INPAGE_FLAG: usize = MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS as usize;
 
 fn unmap(base: *mut c_void) {
     // SAFETY: a base the model returned.
@@ -286,6 +300,87 @@ fn an_injected_copy_failure_stops_part_way_with_the_status_and_the_count() {
     assert_eq!(copy(base, 3 * 4096).0, NtStatus::SUCCESS);
     assert_eq!(findings(&world), Vec::<String>::new());
     unmap(base);
+    close(&world, &s);
+    world.finish();
+}
+
+#[test]
+fn a_failed_paging_read_stops_the_copy_at_its_page_with_its_status_and_the_count() {
+    let (world, s) = world_with_section(4 * 4096);
+    // Page 2 of the file fails its paging read, for good.
+    world.fail_paging_read(FILE, 2 * 4096 + 10, STATUS_IN_PAGE_ERROR);
+    let (_, base, _, _) = map_at(s.object, 0, 0);
+    // A copy over pages 1 to 3 stops at page 2: the bytes of page 1 from 100 on were copied.
+    let from = base.cast::<u8>().wrapping_add(4096 + 100).cast();
+    let (status, copied, bytes) = copy(from, 2 * 4096);
+    assert_eq!(
+        (status, copied),
+        (NtStatus(STATUS_IN_PAGE_ERROR), 4096 - 100)
+    );
+    assert_eq!(bytes[..copied], contents(4 * 4096)[4096 + 100..2 * 4096]);
+    assert!(bytes[copied..].iter().all(|b| *b == 0xAA));
+    // A copy that starts on the bad page copies nothing; one that stays off it succeeds, and so
+    // does a copy again later (only that page is bad).
+    let on = base.cast::<u8>().wrapping_add(2 * 4096).cast();
+    assert_eq!(copy(on, 1).0, NtStatus(STATUS_IN_PAGE_ERROR));
+    assert_eq!(copy(on, 1).1, 0);
+    assert_eq!(copy(base, 2 * 4096).0, NtStatus::SUCCESS);
+    let last = base.cast::<u8>().wrapping_add(3 * 4096).cast();
+    assert_eq!(copy(last, 4096).0, NtStatus::SUCCESS);
+    // A test may choose the status (a removed device, say): the earliest bad page wins.
+    world.fail_paging_read(FILE, 4096, STATUS_DEVICE_NOT_CONNECTED);
+    assert_eq!(
+        copy(base, 4 * 4096).0,
+        NtStatus(STATUS_DEVICE_NOT_CONNECTED)
+    );
+    // The view was mapped with MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS: no finding.
+    assert_eq!(findings(&world), Vec::<String>::new());
+    unmap(base);
+    close(&world, &s);
+    world.finish();
+}
+
+#[test]
+fn a_failed_paging_read_on_a_view_mapped_without_the_inpage_flag_is_a_finding() {
+    let (world, s) = world_with_section(3 * 4096);
+    world.fail_paging_read(FILE, 4096, STATUS_IN_PAGE_ERROR);
+    // Flags 0: the copy still fails (the caller's fail-open path runs), and it is a finding.
+    let (status, base, _, _) = map_with(s.object, 0, 0, 0);
+    assert_eq!(status, NtStatus::SUCCESS);
+    // A copy that stays off the bad page is fine without the flag.
+    assert_eq!(copy(base, 4096).0, NtStatus::SUCCESS);
+    assert_eq!(findings(&world), Vec::<String>::new());
+    assert_eq!(copy(base, 3 * 4096).0, NtStatus(STATUS_IN_PAGE_ERROR));
+    let found = findings(&world);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("without MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS"),
+        "{found:?}"
+    );
+    unmap(base);
+    // MmMapViewInSystemSpace has no flags: the same.
+    let (mut base, mut size) = (ptr::null_mut(), 0usize);
+    // SAFETY: a referenced section object, valid out pointers.
+    let status = unsafe { MmMapViewInSystemSpace(s.object, &raw mut base, &raw mut size) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(copy(base, 3 * 4096).0, NtStatus(STATUS_IN_PAGE_ERROR));
+    assert_eq!(findings(&world).len(), 1);
+    unmap(base);
+    // So does an injected copy fault on such a view: it stands for a failed paging read too.
+    let (_, base, _, _) = map_with(s.object, 0, 4096, 0);
+    let next = world.call_counts()["MmCopyMemory"] + 1;
+    world.fail_nth_with("MmCopyMemory", next, STATUS_IN_PAGE_ERROR);
+    assert_eq!(copy(base, 4096).0, NtStatus(STATUS_IN_PAGE_ERROR));
+    assert_eq!(findings(&world).len(), 1);
+    unmap(base);
+    // Flags the WDK does not define: refused, and a finding.
+    assert_eq!(
+        map_with(s.object, 0, 0, 2).0,
+        NtStatus(STATUS_INVALID_PARAMETER_5)
+    );
+    let found = findings(&world);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("Flags 0x2"), "{found:?}");
     close(&world, &s);
     world.finish();
 }

@@ -4,9 +4,10 @@
 //! On Windows a view of a file section is the cache itself: it shows the file's current data,
 //! writes from other handles included, and a page of it that is not resident is read from disk
 //! when touched. If that paging read fails (a disk error, a removed device, a dropped network
-//! connection), the touching thread gets `STATUS_IN_PAGE_ERROR` as an exception; a C driver
-//! catches it with `__try/__except`, a Rust driver has no SEH, and the machine bugchecks. So the
-//! model makes both facts visible:
+//! connection), a view mapped with `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS` gives the
+//! touching thread an exception (`STATUS_IN_PAGE_ERROR`); a C driver catches it with
+//! `__try/__except`, a Rust driver has no SEH, and the machine bugchecks. So the model makes
+//! these facts visible:
 //!
 //! - **Views are live.** A view records its section and its offset, not a copy of the bytes:
 //!   `MmCopyMemory` reads the stream's data as it is at the time of the copy.
@@ -23,6 +24,8 @@
 //!   "Kernel-mode drivers can call this routine to safely access arbitrary physical or virtual
 //!   addresses", it makes non-resident pages resident, and on failure it returns "an error
 //!   status" and the count it did copy instead of raising.
+//! - **A paging read can fail.** `World::fail_paging_read` makes one page of a stream fail its
+//!   paging read with a status, for good. A copy that covers that page stops there.
 //!
 //! Choices where the documentation is silent (each written down here, as the crate asks):
 //! - `MmMapViewInSystemSpaceEx` has no documentation page (MicrosoftDocs/windows-driver-docs-ddi
@@ -41,10 +44,20 @@
 //!   `STATUS_INVALID_VIEW_SIZE`; so does an offset at or past the section's end.
 //! - The section's size is the file's size when it was created. A view shows the current data
 //!   within that size; bytes the file no longer has read as zeros.
-//! - `MmCopyMemory` names no failure status. The model fails an injected copy with
-//!   `STATUS_IN_PAGE_ERROR`, the status of the paging read the fault stands for (a test may
-//!   choose another), part-way: the copy goes page by page and stops at the middle page of the
-//!   range (the first page of a one-page copy), so the count is the bytes before that page.
+//! - `MmMapViewInSystemSpaceEx`'s `Flags`: the WDK defines one, `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_
+//!   INPAGE_ERRORS` (1, as windows-sys carries it from Microsoft's metadata). Any other bit is a
+//!   finding and `STATUS_INVALID_PARAMETER_5`. `MmMapViewInSystemSpace` has no flags: its views
+//!   are mapped without it.
+//! - `MmCopyMemory` names no failure status. A copy over a page whose paging read fails
+//!   (`World::fail_paging_read`) returns the status that page was given (`STATUS_IN_PAGE_ERROR`,
+//!   the status of a failed paging read, unless a test chose another) and the count of the bytes
+//!   before the page. An injected copy fault stands for the same thing: `STATUS_IN_PAGE_ERROR`
+//!   (or the test's status), part-way: the copy goes page by page and stops at the middle page
+//!   of the range (the first page of a one-page copy), so the count is the bytes before that
+//!   page. Either way, if the view was mapped without `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_
+//!   ERRORS`, no page says what the failed paging read does (`MmCopyMemory`'s page speaks of
+//!   invalid addresses, not of in-page errors on such a view): the model reports a finding, and
+//!   still returns the failure, so that the caller's fail-open path is what the test sees next.
 //! - `MmCopyMemory` from anything but a view the model mapped is a finding and
 //!   `STATUS_ACCESS_VIOLATION`: the model has no other memory to copy from. So is a copy from an
 //!   unmapped view (Windows would copy garbage or fail; either is a use after unmap), a copy that
@@ -58,11 +71,12 @@ use common::{NtStatus, irql};
 use windows_sys::{
     Wdk::System::SystemServices::{
         MM_COPY_ADDRESS, MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL,
+        MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS,
     },
     Win32::Foundation::{
         NTSTATUS, STATUS_ACCESS_VIOLATION, STATUS_IN_PAGE_ERROR, STATUS_INSUFFICIENT_RESOURCES,
-        STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_VIEW_SIZE,
-        STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS,
+        STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_4, STATUS_INVALID_PARAMETER_5,
+        STATUS_INVALID_VIEW_SIZE, STATUS_MAPPED_ALIGNMENT, STATUS_SUCCESS,
     },
 };
 
@@ -80,13 +94,18 @@ pub(crate) const PAGE_SIZE: u64 = 4096;
 /// The allocation granularity a view's section offset is rounded down to.
 pub(crate) const ALLOCATION_GRANULARITY: u64 = 64 * 1024;
 
+/// `MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS`, the one flag the WDK defines for
+/// `MmMapViewInSystemSpaceEx`.
+const INPAGE_EXCEPTIONS: usize = MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS as usize;
+
 // ---- mapping -----------------------------------------------------------------------------------
 
 fn round_up(value: u64, to: u64) -> u64 {
     value.div_ceil(to) * to
 }
 
-/// The body of both map calls. `offset` is `None` for `MmMapViewInSystemSpace` (offset 0).
+/// The body of both map calls. `offset` is `None` for `MmMapViewInSystemSpace` (offset 0, and
+/// no flags).
 fn map(
     k: &Kernel,
     api: &'static str,
@@ -94,6 +113,7 @@ fn map(
     mappedbase: *mut *mut c_void,
     viewsize: *mut usize,
     offset: Option<*mut i64>,
+    flags: usize,
 ) -> Shown<NTSTATUS> {
     let fail = |status: NTSTATUS| Shown(status, NtStatus(status).to_string());
     let known = {
@@ -115,6 +135,12 @@ fn map(
             "{api}: ViewSize and SectionOffset are required (_Inout_) parameters"
         ));
         return fail(STATUS_INVALID_PARAMETER);
+    }
+    if flags & !INPAGE_EXCEPTIONS != 0 {
+        k.violation(format!(
+            "{api}: Flags {flags:#x}: the WDK defines only MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS ({INPAGE_EXCEPTIONS:#x}) for it"
+        ));
+        return fail(STATUS_INVALID_PARAMETER_5);
     }
     if let Some(status) = k.inject(api, STATUS_INSUFFICIENT_RESOURCES) {
         return fail(status);
@@ -161,6 +187,7 @@ fn map(
             offset: start,
             len,
             unmapped: false,
+            inpage_exceptions: flags & INPAGE_EXCEPTIONS != 0,
             origin,
         },
     );
@@ -199,6 +226,7 @@ unsafe extern "system" fn MmMapViewInSystemSpace(
                 mappedbase,
                 viewsize,
                 None,
+                0,
             )
         },
     )
@@ -213,13 +241,12 @@ unsafe extern "system" fn MmMapViewInSystemSpaceEx(
     sectionoffset: *mut i64,
     flags: usize,
 ) -> NTSTATUS {
-    let _ = flags;
     api_call(
         "MmMapViewInSystemSpaceEx",
         APC,
         || {
             format!(
-                "{section:p}, offset {}, size {}",
+                "{section:p}, offset {}, size {}, flags {flags:#x}",
                 read_in(sectionoffset.cast_const()).unwrap_or(0),
                 read_in(viewsize.cast_const()).unwrap_or(0)
             )
@@ -232,6 +259,7 @@ unsafe extern "system" fn MmMapViewInSystemSpaceEx(
                 mappedbase,
                 viewsize,
                 Some(sectionoffset),
+                flags,
             )
         },
     )
@@ -270,13 +298,15 @@ unsafe extern "system" fn MmUnmapViewInSystemSpace(mappedbase: *const c_void) ->
 
 // ---- MmCopyMemory ------------------------------------------------------------------------------
 
-/// Where a copy reads from: the stream behind the view, the file offset, and how many bytes the
-/// view still holds from there.
+/// Where a copy reads from: the stream behind the view, the file offset, how many bytes the
+/// view still holds from there, and how the view was mapped.
 struct Source {
     stream: usize,
     section_size: u64,
     file_offset: u64,
     in_view: usize,
+    inpage_exceptions: bool,
+    origin: String,
 }
 
 /// Finds the view holding `address`, or the finding that says why there is none.
@@ -305,6 +335,8 @@ fn source_of(k: &Kernel, address: usize) -> Result<Source, String> {
         section_size: state.sections[&view.section].size,
         file_offset: view.offset + into as u64,
         in_view: view.len - into,
+        inpage_exceptions: view.inpage_exceptions,
+        origin: view.origin.clone(),
     })
 }
 
@@ -422,18 +454,58 @@ fn copy_memory(
     } else {
         (len, STATUS_SUCCESS)
     };
+    let first_page = source.file_offset / PAGE_SIZE;
+    let last_page = (source.file_offset + wanted.max(1) as u64 - 1) / PAGE_SIZE;
+    let bytes_before = |page: u64| {
+        usize::try_from(page * PAGE_SIZE - source.file_offset.min(page * PAGE_SIZE)).expect("small")
+    };
     let mut count = wanted;
+    let mut in_page = None;
     if let Some(injected) = k.inject("MmCopyMemory", STATUS_IN_PAGE_ERROR) {
         // Page by page, failing at the middle page of the range.
-        let first_page = source.file_offset / PAGE_SIZE;
-        let last_page = (source.file_offset + wanted.max(1) as u64 - 1) / PAGE_SIZE;
-        let failing = first_page + (last_page - first_page) / 2;
-        count = usize::try_from(failing * PAGE_SIZE - source.file_offset.min(failing * PAGE_SIZE))
-            .expect("small");
-        status = injected;
+        count = bytes_before(first_page + (last_page - first_page) / 2);
+        in_page = Some(injected);
+    }
+    // A page of the range whose paging read fails (World::fail_paging_read): the copy stops at
+    // the first one.
+    let bad = (wanted > 0)
+        .then(|| bad_page(k, source.stream, first_page..=last_page))
+        .flatten();
+    if let Some((page, failed)) = bad
+        && bytes_before(page) < count
+    {
+        count = bytes_before(page);
+        in_page = Some(failed);
+    }
+    if let Some(failed) = in_page {
+        status = failed;
+        if !source.inpage_exceptions {
+            k.violation(format!(
+                "MmCopyMemory met a failed paging read ({}) on the view mapped by {}, which was \
+                 mapped without MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS: no page says what a \
+                 failed paging read on such a view does; map it with the flag",
+                NtStatus(failed),
+                source.origin
+            ));
+        }
     }
     copy_live(k, &source, target, count);
     (status, count)
+}
+
+/// The first page of `pages` of `stream` whose paging read fails, and its status.
+fn bad_page(
+    k: &Kernel,
+    stream: usize,
+    pages: std::ops::RangeInclusive<u64>,
+) -> Option<(u64, NTSTATUS)> {
+    let state = k.lock();
+    state.streams[stream]
+        .bad_pages
+        .iter()
+        .map(|&(offset, status)| (offset / PAGE_SIZE, status))
+        .filter(|(page, _)| pages.contains(page))
+        .min_by_key(|(page, _)| *page)
 }
 
 /// Compile-time proof that these definitions have windows-sys's exact signatures.

@@ -1,10 +1,10 @@
 //! `cargo xtask bench` (that is, `cargo run --release -p rs-data-scan --example bench`): the
 //! driver's copy-and-scan path against its physical floor, on the same bytes.
 //!
-//! - **copy and scan**: what the driver does per window: `common::section::WindowReader` copies
-//!   each window's new bytes into one bounded buffer (a `memcpy` standing in for `MmCopyMemory`,
-//!   which is a kernel copy from the cache), keeps the 67-byte overlap, and runs one `memmem`
-//!   `Finder` over the window;
+//! - **copy and scan**: the driver's search, `common::section::WindowReader::search`: the reader
+//!   copies each window's new bytes into one bounded buffer (a `memcpy` standing in for
+//!   `MmCopyMemory`, which is a kernel copy from the cache), keeps the overlap with the last
+//!   window, and runs one `memmem` `Finder` over the window;
 //! - **floor**: the same work with no bookkeeping: each window's bytes (with the overlap) copied
 //!   into one window-sized buffer by a plain `memcpy`, and one `memmem` pass over that buffer.
 //!   It copies and searches exactly the bytes the driver does, through a buffer of the same size,
@@ -20,7 +20,7 @@ use std::{hint::black_box, time::Instant};
 
 use common::section::WindowReader;
 use memchr::memmem;
-use rs_data_scan::{EICAR, WINDOW, find_signature};
+use rs_data_scan::{EICAR, WINDOW};
 
 const SIZE_MIB: u32 = 64;
 const SIZE: usize = SIZE_MIB as usize * 1024 * 1024;
@@ -44,7 +44,6 @@ fn main() {
     let mut haystack: Vec<u8> = (0..SIZE).map(|i| pattern[i % pattern.len()]).collect();
     haystack[SIZE - 1] = b'*';
     assert_eq!(memmem::find(&haystack, EICAR), None);
-    assert_eq!(find_signature(&haystack, EICAR, WINDOW), None);
     let finder = memmem::Finder::new(EICAR);
     let mut copy = vec![0u8; SIZE];
 
@@ -54,21 +53,12 @@ fn main() {
 
     let copy_and_scan = best_gbps(|| {
         let mut reader = WindowReader::with_buffer(&mut window_buffer[..], WINDOW, overlap, size);
-        let mut found = None;
-        while let Some((start, window)) = reader
-            .next_window(|offset, target| {
-                let from = usize::try_from(offset).unwrap();
-                target.copy_from_slice(&black_box(&haystack)[from..from + target.len()]);
-                Ok(())
-            })
-            .unwrap()
-        {
-            if let Some(at) = finder.find(window) {
-                found = Some(start + at as u64);
-                break;
-            }
-        }
-        black_box(found);
+        let fill = |offset: u64, target: &mut [u8]| {
+            let from = usize::try_from(offset).unwrap();
+            target.copy_from_slice(&black_box(&haystack)[from..from + target.len()]);
+            Ok(())
+        };
+        black_box(reader.search(fill, |window| finder.find(window)).unwrap());
     });
     let floor = best_gbps(|| {
         let mut found = None;

@@ -20,10 +20,11 @@ use common::{
         STATUS_VIRUS_INFECTED,
     },
     irql,
+    section::WindowReader,
 };
 use fltsim::{Event, EventKind, Open, RegValue, World, sweep_faults};
 use memchr::memmem;
-use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW, find_signature, window_count};
+use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW};
 
 const ALTITUDE: u32 = 265_130;
 const CLEAN: &str = "C:\\scan\\clean.txt";
@@ -418,7 +419,34 @@ fn a_file_larger_than_one_window_is_scanned_whole() {
     world.finish();
 }
 
-// ---- the pure scan -----------------------------------------------------------------------------
+// ---- the search ----------------------------------------------------------------------------------
+
+/// The driver's search, over a host buffer: `WindowReader::search` with windows of `window` bytes
+/// (0 is taken as 1) that overlap by `needle.len() - 1`, each filled from `haystack` as the
+/// driver's `MmCopyMemory` fills it from a view, and searched with a `memmem::Finder`, as the
+/// driver's searcher does.
+fn find_signature(haystack: &[u8], needle: &[u8], window: usize) -> Option<usize> {
+    let window = window.max(1);
+    let overlap = needle.len().saturating_sub(1);
+    let finder = memmem::Finder::new(needle);
+    let size = u64::try_from(haystack.len()).unwrap();
+    let mut reader = WindowReader::with_buffer(vec![0; window + overlap], window, overlap, size);
+    let fill = |offset: u64, target: &mut [u8]| {
+        let from = usize::try_from(offset).unwrap();
+        target.copy_from_slice(&haystack[from..from + target.len()]);
+        Ok(())
+    };
+    let (found, _) = reader.search(fill, |w| finder.find(w)).unwrap();
+    found.map(|at| usize::try_from(at).unwrap())
+}
+
+/// How many windows the driver reads in a file of `len` bytes (at least one): the count its
+/// "clean" line gives.
+fn window_count(len: usize, needle_len: usize, window: usize) -> usize {
+    let window = window.max(1);
+    let overlap = needle_len.saturating_sub(1);
+    len.saturating_sub(overlap).div_ceil(window).max(1)
+}
 
 /// How many windows `find_signature`'s loop visits, counted the slow way.
 fn windows_visited(len: usize, needle_len: usize, window: usize) -> usize {
@@ -578,41 +606,40 @@ fn an_empty_file_is_clean_end_of_file_and_only_the_context_is_released() {
 fn a_directory_opened_without_file_directory_file_is_skipped() {
     let world = loaded();
     world.create_dir("C:\\scan\\folder");
-    // No FILE_DIRECTORY_FILE and no FILE_NON_DIRECTORY_FILE: the open succeeds on a directory,
-    // and only the create of the section tells the sample what it is.
+    // No FILE_DIRECTORY_FILE and no FILE_NON_DIRECTORY_FILE: the open succeeds on a directory.
+    // `common::create::is_opened_file` asks the file system (FltIsDirectory), and the sample
+    // leaves it alone: no section, no line.
     let either = Open {
         options: 0,
         ..Open::read()
     };
+    let lines = world.log_lines(TAG).len();
     let handle = world
         .open("C:\\scan\\folder", either)
         .expect("the directory opens");
     world.close(handle).unwrap();
+    assert_eq!(world.log_lines(TAG).len(), lines);
+    assert_eq!(count(&world, "FltIsDirectory"), 1);
+    assert_eq!(count(&world, "FltCreateSectionForDataScan"), 0);
+    // Should the create still say STATUS_FILE_IS_A_DIRECTORY (injected here on a file): not
+    // scanned, the context released once and never closed, and the open goes on.
+    world.fail_nth_with("FltCreateSectionForDataScan", 1, STATUS_FILE_IS_A_DIRECTORY);
+    assert_eq!(open_and_close(&world, INFECTED), Ok(()));
     assert_eq!(
         world.log_lines(TAG).last().unwrap(),
         &format!(
-            "{TAG}: \\Device\\HarddiskVolume1\\scan\\folder: open: not scanned: a directory (FltCreateSectionForDataScan returned {})",
+            "{TAG}: {}: open: not scanned: FltCreateSectionForDataScan returned {}; the open goes on",
+            device_name(INFECTED),
             NtStatus(STATUS_FILE_IS_A_DIRECTORY)
         )
     );
     let creates = world.calls("FltCreateSectionForDataScan");
     assert_eq!(calls_on(&world, &context_of(&creates[0])), FAILED_CREATE);
     assert_eq!(count(&world, "FltCloseSectionForDataScan"), 0);
-    // The same status injected on a file: skipped too, and the open goes on.
-    // (The model counts the calls that reach its fault plan: the directory's create did not.)
-    world.fail_nth_with("FltCreateSectionForDataScan", 1, STATUS_FILE_IS_A_DIRECTORY);
-    assert_eq!(open_and_close(&world, INFECTED), Ok(()));
-    assert!(
-        world
-            .log_lines(TAG)
-            .last()
-            .unwrap()
-            .contains("eicar.com: open: not scanned: a directory")
-    );
     world.unload(TAG).unwrap();
     assert_eq!(
         world.log_lines(TAG).last().unwrap(),
-        &format!("{TAG}: unloaded: 0 clean, 0 infected, 2 not scanned")
+        &format!("{TAG}: unloaded: 0 clean, 0 infected, 1 not scanned")
     );
     world.finish();
 }
@@ -759,7 +786,7 @@ fn a_failed_allocation_or_mapping_fails_open_and_closes_what_was_opened() {
     assert_eq!(
         world.log_lines(TAG).last().unwrap(),
         &format!(
-            "{TAG}: {}: open: not scanned: FltAllocateContext(FLT_SECTION_CONTEXT) returned {}; the open goes on",
+            "{TAG}: {}: open: not scanned: FltAllocateContext returned {}; the open goes on",
             device_name(INFECTED),
             NtStatus(STATUS_INSUFFICIENT_RESOURCES)
         )
@@ -846,6 +873,45 @@ fn a_copy_that_fails_part_way_is_not_scanned_and_the_open_goes_on() {
     assert_eq!(
         world.open("C:\\scan\\large.bin", Open::read()),
         Err(NtStatus(STATUS_VIRUS_INFECTED))
+    );
+    world.finish();
+}
+
+#[test]
+fn a_page_whose_paging_read_fails_is_not_scanned_and_the_open_and_the_cleanup_go_on() {
+    // A bad page in the first window, the signature in the second. The views are mapped with
+    // MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS (else the model reports a finding, which
+    // `finish` fails on), so MmCopyMemory returns the in-page error with the bytes before the
+    // page: "not scanned", the operation goes on, everything is closed.
+    let world = loaded();
+    let path = "C:\\scan\\bad-sector.bin";
+    world.create_file(path, &large_with(EICAR, WINDOW + 10));
+    world.fail_paging_read(path, 3 * 4096 + 5, STATUS_IN_PAGE_ERROR);
+    let not_scanned = |what: &str| {
+        format!(
+            "{TAG}: {}: {what}: not scanned: MmCopyMemory returned {} at offset 12288; the {what} goes on",
+            device_name(path),
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )
+    };
+    assert_eq!(open_and_close(&world, path), Ok(()));
+    assert_eq!(world.log_lines(TAG).last().unwrap(), &not_scanned("open"));
+    // A handle that writes is scanned again at cleanup: the same, and the file stays as written.
+    let handle = world.open(path, Open::write()).unwrap();
+    world.write(handle, 0, b"rewritten", false).unwrap();
+    world.close(handle).unwrap();
+    assert_eq!(
+        world.log_lines(TAG).last().unwrap(),
+        &not_scanned("cleanup after a write")
+    );
+    assert!(world.contents(path).unwrap().starts_with(b"rewritten"));
+    assert_eq!(
+        count(&world, "MmMapViewInSystemSpaceEx"),
+        count(&world, "MmUnmapViewInSystemSpace")
+    );
+    assert_eq!(
+        count(&world, "ExAllocatePool2"),
+        count(&world, "ExFreePoolWithTag")
     );
     world.finish();
 }

@@ -11,7 +11,7 @@ use common::{
     NtStatus,
     bindings::{
         STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_IN_PAGE_ERROR, STATUS_INSUFFICIENT_RESOURCES,
         STATUS_INVALID_FILE_FOR_SECTION, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
         STATUS_PRIVILEGE_NOT_HELD,
     },
@@ -363,6 +363,35 @@ fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
             .unwrap()
             .contains("1 scans: 1 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts")
     );
+    world.finish();
+}
+
+#[test]
+fn a_page_whose_paging_read_fails_ends_the_scan_and_the_io_goes_on() {
+    // The second chunk's page fails its paging read. The reader maps through common's
+    // `map_view_of`, with MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS (else the model reports a
+    // finding, which `finish` fails on): MmCopyMemory returns the in-page error, the scan ends
+    // "failed", its section is closed, and the handle's I/O goes on.
+    let world = world_with_files();
+    world.fail_paging_read(SMALL, CHUNK_SIZE as u64 + 7, STATUS_IN_PAGE_ERROR);
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let reader = world.open(SMALL, Open::read()).unwrap();
+    let line = wait_for_line(&world, |l| l.contains("small.bin: scan "));
+    assert_eq!(
+        line,
+        format!(
+            "{NAME}: \\rs-minifilter-demo\\small.bin: scan failed after 1 of 3 chunks: MmCopyMemory returned {}; section closed (STATUS_SUCCESS (0x00000000))",
+            NtStatus(STATUS_IN_PAGE_ERROR)
+        )
+    );
+    assert_eq!(world.read(reader, 0, 16).unwrap(), bytes(16));
+    world.close(reader).unwrap();
+    assert_eq!(world.calls("FltCloseSectionForDataScan").len(), 1);
     world.finish();
 }
 
