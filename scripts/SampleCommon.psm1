@@ -82,7 +82,8 @@ function Test-TestSigningActive {
     .DESCRIPTION
         Reads SystemStartOptions, which holds the options of the current boot (TESTSIGNING when
         test signing is on), so the answer does not depend on the language of bcdedit's output.
-        `bcdedit /enum {current}` shows the setting for the next boot.
+        `bcdedit /enum "{current}"` shows the setting for the next boot (PowerShell needs the
+        quotes around {current}).
     #>
     [CmdletBinding()]
     param()
@@ -137,7 +138,7 @@ function Get-LoadRefusal {
         $reasons.Add('This PowerShell is not elevated. Start it with "Run as administrator".')
     }
     if (-not (Test-TestSigningActive)) {
-        $reasons.Add('Test signing is off in the running boot (bcdedit /enum {current} shows testsigning No). Run .\Enable-TestSigning.ps1, then reboot.')
+        $reasons.Add('Test signing is off in the running boot (bcdedit /enum "{current}" shows testsigning No). Run .\Enable-TestSigning.ps1, then reboot.')
     }
     if ((Get-SecureBootState) -eq 'On') {
         $reasons.Add('Secure Boot is on, so Windows ignores test signing. Turn Secure Boot off in the firmware (UEFI) settings or the VM settings.')
