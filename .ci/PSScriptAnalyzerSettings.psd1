@@ -2,8 +2,8 @@
 # same analysis on Windows (PSScriptAnalyzer 1.24.0 from the PowerShell Gallery):
 #     Invoke-ScriptAnalyzer -Path scripts -Recurse -Settings .ci/PSScriptAnalyzerSettings.psd1
 @{
-    # Every default rule, at Error and Warning severity. Information findings (style only, such
-    # as positional parameters) are not enforced.
+    # Every rule enabled by default, at Error and Warning severity; Information findings are not
+    # enforced.
     Severity     = @('Error', 'Warning')
 
     # The scripts talk to a person at an elevated prompt, in colour, and return nothing a pipeline
