@@ -17,7 +17,7 @@
       -RebootCount 1;
     - explains what it is about to do and asks for confirmation (nothing happens without it;
       -Confirm:$false skips the question);
-    - runs bcdedit /set {current} testsigning on (or off).
+    - runs bcdedit /set "{current}" testsigning on (or off).
     It does not reboot: the setting takes effect at the next boot, and the desktop then shows
     "Test Mode".
 
@@ -67,7 +67,7 @@ if (Get-Command -Name Get-BitLockerVolume -ErrorAction SilentlyContinue) {
 if ($null -ne $bitLocker -and "$($bitLocker.ProtectionStatus)" -eq 'On') {
     Write-Warning "BitLocker protects $env:SystemDrive and is not suspended: after this change it asks for the recovery key at boot. Suspend it first: Suspend-BitLocker -MountPoint $env:SystemDrive -RebootCount 1"
 }
-Write-Host "This will run: bcdedit /set {current} testsigning $want (takes effect at the next boot; no reboot is started)."
+Write-Host "This will run: bcdedit /set `"{current}`" testsigning $want (takes effect at the next boot; no reboot is started)."
 
 if ($PSCmdlet.ShouldProcess('boot configuration {current}', "bcdedit /set testsigning $want")) {
     Invoke-NativeTool -FilePath 'bcdedit.exe' -ArgumentList @('/set', '{current}', 'testsigning', $want)

@@ -82,7 +82,8 @@ function Test-TestSigningActive {
     .DESCRIPTION
         Reads SystemStartOptions, which holds the options of the current boot (TESTSIGNING when
         test signing is on), so the answer does not depend on the language of bcdedit's output.
-        `bcdedit /enum {current}` shows the setting for the next boot.
+        `bcdedit /enum "{current}"` shows the setting for the next boot (PowerShell needs the
+        quotes around {current}).
     #>
     [CmdletBinding()]
     param()
@@ -137,7 +138,7 @@ function Get-LoadRefusal {
         $reasons.Add('This PowerShell is not elevated. Start it with "Run as administrator".')
     }
     if (-not (Test-TestSigningActive)) {
-        $reasons.Add('Test signing is off in the running boot (bcdedit /enum {current} shows testsigning No). Run .\Enable-TestSigning.ps1, then reboot.')
+        $reasons.Add('Test signing is off in the running boot (bcdedit /enum "{current}" shows testsigning No). Run .\Enable-TestSigning.ps1, then reboot.')
     }
     if ((Get-SecureBootState) -eq 'On') {
         $reasons.Add('Secure Boot is on, so Windows ignores test signing. Turn Secure Boot off in the firmware (UEFI) settings or the VM settings.')
@@ -269,21 +270,27 @@ function Get-InfSetting {
 function Find-SampleOemInf {
     <#
     .SYNOPSIS
-        The published name (oemNN.inf) of the installed driver package of a sample, or $null.
+        The published names (oemNN.inf) of the sample's driver packages in the driver store,
+        sorted; empty when there is none.
     .DESCRIPTION
-        Looks through the copies of third-party INFs in %windir%\INF for the one whose service
-        binary is the sample's driver, which does not depend on the language of pnputil's output.
+        Asks the driver store through DISM (Get-WindowsDriver -Online, third-party packages only),
+        which pairs each package's published name (Driver) with the INF it was installed from
+        (OriginalFileName): a package of this sample is one installed from the sample's INF. This
+        does not depend on the language of pnputil's output, nor on reading %windir%\INF. More than
+        one is possible (a package added again by hand with pnputil): each is returned. Needs an
+        elevated PowerShell, as DISM does.
     #>
     [CmdletBinding()]
+    [OutputType([string[]])]
     param(
         [Parameter(Mandatory)]
         [pscustomobject]$Sample
     )
-    $pattern = 'ServiceBinary\s*=\s*%13%\\' + [regex]::Escape($Sample.DriverFile)
-    $found = Get-ChildItem -Path (Join-Path $env:windir 'INF') -Filter 'oem*.inf' |
-        Where-Object { Select-String -LiteralPath $_.FullName -Pattern $pattern -Quiet }
-    if ($found) { return @($found)[0].Name }
-    return $null
+    $published = @(Get-WindowsDriver -Online |
+        Where-Object { [System.IO.Path]::GetFileName($_.OriginalFileName) -ieq $Sample.InfFile } |
+        ForEach-Object { $_.Driver } |
+        Sort-Object -Unique)
+    return ,$published
 }
 
 function Get-DebugPrintFilterLevel {

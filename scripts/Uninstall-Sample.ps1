@@ -6,7 +6,9 @@
 .DESCRIPTION
     - If the filter is loaded, runs fltmc unload <service> first.
     - If the sample was installed from a cargo-make package (it is in the driver store as an
-      oemNN.inf), runs pnputil /delete-driver oemNN.inf /uninstall, which removes the service too.
+      oemNN.inf: Get-WindowsDriver -Online names each package's published name and original INF),
+      runs pnputil /delete-driver oemNN.inf /uninstall for each such package, which removes the
+      service too.
     - If it was installed from a Linux-built driver (Install-Sample.ps1 registered the service
       directly), deletes the service with sc.exe delete and removes the driver file from
       %windir%\System32\drivers.
@@ -36,8 +38,8 @@ Import-Module (Join-Path $PSScriptRoot 'SampleCommon.psm1') -Force
 
 $sample = Get-SampleInfo -Name $Name
 Assert-Elevated
-$oemInf = Find-SampleOemInf -Sample $sample
-if (-not (Test-SampleInstalled -Sample $sample) -and -not $oemInf) {
+$oemInfs = @(Find-SampleOemInf -Sample $sample)
+if (-not (Test-SampleInstalled -Sample $sample) -and $oemInfs.Count -eq 0) {
     throw "$($sample.Package) is not installed (no service key $($sample.ServiceKey), no driver package in the driver store). Nothing was changed."
 }
 
@@ -45,7 +47,7 @@ if ($PSCmdlet.ShouldProcess($sample.Service, "Unload and uninstall $($sample.Pac
     if (Test-FilterLoaded -Sample $sample) {
         Invoke-NativeTool -FilePath 'fltmc.exe' -ArgumentList @('unload', $sample.Service)
     }
-    if ($oemInf) {
+    foreach ($oemInf in $oemInfs) {
         # 3010 (reboot required) is a success: Invoke-PnpUtil says so.
         Invoke-PnpUtil -ArgumentList @('/delete-driver', $oemInf, '/uninstall')
     }

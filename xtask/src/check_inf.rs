@@ -581,16 +581,22 @@ fn install_build(name: &str) -> Option<u32> {
 
 /// The `/wbuild <major.minor.build>` of `WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS` in the root
 /// `Makefile.toml` text (the flags the cargo-make flow passes to infverif), or infverif's default.
+/// The `[env]` entry is a string, or a cargo-make conditional value (`{ value = "...", condition =
+/// ... }`), read here by its `value`: the flags the flow uses when the environment sets none.
 fn wbuild_of(makefile: &str) -> u32 {
-    makefile
-        .lines()
-        .filter_map(|line| {
-            line.trim()
-                .strip_prefix("WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS")
-        })
-        .filter_map(|rest| rest.trim().strip_prefix('='))
-        .find_map(|flags| {
-            let flags = flags.trim().trim_matches('"');
+    let Ok(makefile) = toml::from_str::<toml::Table>(makefile) else {
+        return DEFAULT_WBUILD;
+    };
+    let flags = makefile
+        .get("env")
+        .and_then(|env| env.get("WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS"))
+        .and_then(|entry| match entry {
+            toml::Value::String(flags) => Some(flags.as_str()),
+            toml::Value::Table(conditional) => conditional.get("value")?.as_str(),
+            _ => None,
+        });
+    flags
+        .and_then(|flags| {
             let mut words = flags.split_whitespace();
             words.find(|w| w.eq_ignore_ascii_case("/wbuild"))?;
             words.next()?.rsplit('.').next()?.parse().ok()
@@ -1924,10 +1930,22 @@ mod tests {
             "registry.parameters",
         );
         assert_eq!(
-            wbuild_of("WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS = \"/wbuild 10.0.25952\""),
+            wbuild_of("[env]\nWDK_BUILD_ADDITIONAL_INFVERIF_FLAGS = \"/wbuild 10.0.25952\""),
+            25952
+        );
+        // cargo-make's conditional form, as Makefile.toml has it: its value counts.
+        assert_eq!(
+            wbuild_of(
+                "[env]\nWDK_BUILD_ADDITIONAL_INFVERIF_FLAGS = { value = \"/v /wbuild 10.0.25952\", \
+                 condition = { env_not_set = [\"WDK_BUILD_ADDITIONAL_INFVERIF_FLAGS\"] } }"
+            ),
             25952
         );
         assert_eq!(wbuild_of("[env]\n"), DEFAULT_WBUILD);
+        assert_eq!(
+            wbuild_of("[env]\nWDK_BUILD_ADDITIONAL_INFVERIF_FLAGS = \"/v\""),
+            DEFAULT_WBUILD
+        );
         assert_eq!(
             wbuild_of(include_str!("../../Makefile.toml")),
             MODERN_BUILD,
