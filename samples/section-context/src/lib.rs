@@ -41,7 +41,9 @@
 
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
+    sync::atomic::{
+        AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    },
 };
 
 use common::{
@@ -108,6 +110,9 @@ pub struct InstanceState {
 
 /// The section context: one per stream with an open section on this instance.
 pub struct StreamSection {
+    /// Which section of the driver's life this is ([`SECTIONS_CREATED`]): a handle's mark names
+    /// the one it holds, so that its cleanup never leaves a newer section of the same stream.
+    generation: u64,
     /// Keeps the instance context (and its slot table) alive for as long as this context lives;
     /// released by the cleanup callback.
     instance: ContextRef<InstanceState>,
@@ -168,24 +173,29 @@ impl StreamSection {
     }
 }
 
+/// Numbers the sections this driver creates, from 1. A section can close while its holders are
+/// still open (no free slot, or a conflict), and the next holder of the stream then creates a new
+/// one: the number tells the two apart, where the context's address could repeat.
+static SECTIONS_CREATED: AtomicU64 = AtomicU64::new(0);
+
 /// The stream-handle context of every handle post-create looked at (an in-scope open of a
 /// file): later operations on a handle without one return at once, with no name query and no
-/// line, which is what keeps out-of-scope I/O free. `holder` says whether the handle holds its
-/// stream's section, so that its cleanup knows to leave it: the create's desired access, which
-/// decided it, is gone by then, and the file object cannot tell `FILE_READ_DATA` from
-/// `FILE_EXECUTE` (`ReadAccess` is set for both).
+/// line, which is what keeps out-of-scope I/O free. `holds` names the section the handle holds
+/// (its [`StreamSection::generation`]), so that its cleanup leaves that section and no other: the
+/// create's desired access, which decided it, is gone by then, and the file object cannot tell
+/// `FILE_READ_DATA` from `FILE_EXECUTE` (`ReadAccess` is set for both).
 pub struct HandleMark {
-    holder: bool,
+    holds: Option<u64>,
 }
 
 /// Marks this handle (`FltAllocateContext`, `FltSetStreamHandleContext`, both `<= APC_LEVEL`).
 /// `false` if it cannot be marked: a holder then leaves the section at once, since the handle's
 /// cleanup would not know to, and the handle's later operations go unreported.
-fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holder: bool) -> bool {
+fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holds: Option<u64>) -> bool {
     let mark = match ContextRef::allocate(
         FILTER.get(),
         FLT_STREAMHANDLE_CONTEXT,
-        HandleMark { holder },
+        HandleMark { holds },
     ) {
         Ok(mark) => mark,
         Err(status) => {
@@ -458,14 +468,14 @@ unsafe extern "system" fn post_create(
     match holder(data, objects.FileObject) {
         Holder::Reader => {}
         Holder::NoDataRead => {
-            mark_handle(objects, &name, false);
+            mark_handle(objects, &name, None);
             return FLT_POSTOP_FINISHED_PROCESSING;
         }
         Holder::Writer => {
             log!(
                 "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
             );
-            mark_handle(objects, &name, false);
+            mark_handle(objects, &name, None);
             return FLT_POSTOP_FINISHED_PROCESSING;
         }
     }
@@ -481,19 +491,19 @@ unsafe extern "system" fn post_create(
                     hold(objects, &name, &section);
                 } else {
                     log!("{TAG}: {name}: the section is closing: this open goes without");
-                    mark_handle(objects, &name, false);
+                    mark_handle(objects, &name, None);
                 }
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
             Lookup::NotFound => {}
             Lookup::NotSupported => {
                 not_supported(objects, &name, "create");
-                mark_handle(objects, &name, false);
+                mark_handle(objects, &name, None);
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
             Lookup::Failed(status) => {
                 log!("{TAG}: {name}: create: FltGetSectionContext: {status}");
-                mark_handle(objects, &name, false);
+                mark_handle(objects, &name, None);
                 return FLT_POSTOP_FINISHED_PROCESSING;
             }
         }
@@ -508,14 +518,14 @@ unsafe extern "system" fn post_create(
         }
     }
     // No section for this open (none could be created): its later operations still report.
-    mark_handle(objects, &name, false);
+    mark_handle(objects, &name, None);
     FLT_POSTOP_FINISHED_PROCESSING
 }
 
 /// Marks this handle as one of `section`'s holders; if it cannot be marked, it leaves at once
 /// (closing the section if it was the last holder), since its cleanup would not know to.
 fn hold(objects: &FLT_RELATED_OBJECTS, name: &Name, section: &ContextRef<StreamSection>) {
-    if !mark_handle(objects, name, true) && section.leave() {
+    if !mark_handle(objects, name, Some(section.generation)) && section.leave() {
         request_close(section, section.as_raw(), "a holder could not be marked");
     }
 }
@@ -534,6 +544,7 @@ fn create_section(
         return Ok(None);
     }
     let body = StreamSection {
+        generation: SECTIONS_CREATED.fetch_add(1, Ordering::Relaxed) + 1,
         instance,
         name: *name,
         // SAFETY: the callback data of the create in progress.
@@ -737,7 +748,9 @@ unsafe extern "system" fn pre_operation(
                 section.process,
                 section.size_at_open.load(Ordering::Relaxed)
             );
-            if major == IRP_MJ_CLEANUP && mark.holder && section.leave() {
+            // Only the section this handle joined: the one it found may be a newer one.
+            if major == IRP_MJ_CLEANUP && mark.holds == Some(section.generation) && section.leave()
+            {
                 request_close(&section, section.as_raw(), "last cleanup");
             }
             // `section` drops here: the one FltReleaseContext for this successful get.

@@ -634,3 +634,57 @@ fn io_outside_the_demo_folder_costs_no_name_query_no_allocation_and_no_line() {
     assert!(!lines_with(&world, "read: section found").is_empty());
     world.finish();
 }
+
+/// A holder's mark names the section it joined, not the stream. Here the first holder's section
+/// closes at once, because every slot of the instance is taken (64 other streams hold theirs);
+/// once a slot is free, a second holder creates a new section on the same stream. The first
+/// holder's cleanup must leave that new section to its own holder.
+#[test]
+fn a_holder_whose_section_closed_early_leaves_a_newer_section_of_its_stream_alone() {
+    const SLOTS: usize = 64;
+    let world = loaded();
+    let others: Vec<_> = (0..SLOTS)
+        .map(|i| {
+            let path = format!("C:\\docs\\slot{i}.txt");
+            world.create_file(&path, b"fills a slot");
+            world.open(&path, holder()).unwrap()
+        })
+        .collect();
+    let first = world.open(FILE, holder()).unwrap();
+    assert_eq!(
+        lines_with(&world, "no free slot"),
+        [format!(
+            "{TAG}: {NAME}: no free slot: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    // A slot frees, and a second holder of the same stream creates section B.
+    let mut others = others.into_iter();
+    world.close(others.next().unwrap()).unwrap();
+    let second = world.open(FILE, holder()).unwrap();
+    assert_eq!(
+        lines_with(&world, &format!("{NAME}: section created")).len(),
+        2
+    );
+    // The first holder's cleanup finds B, and leaves it: it never held B.
+    world.close(first).unwrap();
+    assert!(
+        lines_with(&world, &format!("{NAME}: last cleanup: section closed")).is_empty(),
+        "the first holder closed the section it never joined"
+    );
+    world.read(second, 0, 5).unwrap();
+    assert!(
+        lines_with(&world, &format!("{NAME}: read: section found"))
+            .last()
+            .is_some_and(|l| l.contains("read 1,")),
+        "section B is still there for its holder"
+    );
+    world.close(second).unwrap();
+    assert_eq!(
+        lines_with(&world, &format!("{NAME}: last cleanup: section closed")).len(),
+        1
+    );
+    for h in others {
+        world.close(h).unwrap();
+    }
+    world.finish();
+}
