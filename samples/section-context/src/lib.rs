@@ -55,11 +55,11 @@ use common::{
         FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
         FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
         FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        UNICODE_STRING,
+        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
+        IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE, IRP_PAGING_IO, NTSTATUS,
+        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE,
+        SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -245,13 +245,14 @@ static CONTEXTS: ContextTable<4> = ContextTable::new([
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<5> = OperationTable::new([
+static OPERATIONS: OperationTable<6> = OperationTable::new([
     // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
     // post-operation one, which is where the file is open and can be inspected.
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
+    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_operation), None),
     OPERATION_END,
 ]);
 
@@ -714,6 +715,17 @@ unsafe extern "system" fn pre_operation(
     // Paging reads come from the memory manager (our own section's page faults among them):
     // no name queries there, and nothing to report.
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    // A flush-and-purge that meets the section is pended by the file system until the section
+    // closes, and nothing notifies us (FSCTL_SET_PURGE_FAILURE_MODE): treat it as a conflict and
+    // close now. Only a writer that skipped the share check can send one beside a holder.
+    if major == IRP_MJ_FLUSH_BUFFERS {
+        if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
+            && let Lookup::Found(section) = get_section(objects)
+        {
+            request_close(&section, section.as_raw(), "flush and purge");
+        }
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     // Only handles post-create marked: an out-of-scope open (its pre-create passed it by) or one
