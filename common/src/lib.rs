@@ -14,6 +14,8 @@
 //! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
 //!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
+//! - [`handoff`]: the one-closer hand-off, a slot whose interlocked exchange decides who closes;
+//! - [`object`]: kernel-handle object attributes, for every handle a sample opens or creates;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
 //! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
@@ -57,10 +59,12 @@ pub mod create;
 pub mod event;
 pub mod file_object;
 pub mod filter;
+pub mod handoff;
 pub mod irql;
 pub mod layout;
 pub mod log;
 pub mod name;
+pub mod object;
 pub mod once;
 pub mod params;
 pub mod pool;

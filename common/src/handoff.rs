@@ -1,0 +1,180 @@
+//! The one-closer hand-off: whoever takes a thing out of its slot with an interlocked exchange
+//! closes it, once.
+//!
+//! Several parties may want to close one section: the last cleanup, the
+//! `SectionNotificationCallback`, instance teardown. Each of them tries the same exchange on the
+//! slot that holds the right to close (the section context's allocation reference). The one that
+//! takes the pointer out closes; every other finds the slot empty and does nothing. This is
+//! avscan's shape ("whoever wins the exchange finalizes"). The rule, and why a closer that comes
+//! before the slot is filled leaves a request instead, is told once in `docs/sections.md`
+//! ("One closer").
+//!
+//! [`Slots`] is a table of such slots, so that instance teardown can find every open thing and
+//! close it. [`Claim`] is the per-thing half: which slot, whether a close was asked for early,
+//! and an event the closer sets, for a party that lost the exchange and wants to know when the
+//! close is done. section-context uses both; section-conflict's hand-off is to move onto them.
+
+use core::{
+    ffi::c_void,
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+
+use windows_sys::Win32::System::Kernel::NotificationEvent;
+
+use crate::event::Event;
+
+/// [`Claim::slot`] before the thing is in a slot.
+const NO_SLOT: usize = usize::MAX;
+
+/// A table of `N` slots, each empty (0) or holding one pointer whose taker closes it.
+pub struct Slots<const N: usize> {
+    slots: [AtomicUsize; N],
+    /// Set by [`take_all`](Self::take_all): what is published from then on is closed by its
+    /// publisher.
+    closing: AtomicBool,
+}
+
+/// What [`Slots::publish`] did with the pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// It is in a slot: from now on any party may take it and close.
+    Published,
+    /// Every slot is taken: the publisher still owns it, and closes it.
+    Full,
+    /// A close was asked for before it was in its slot, or the table is closing, and the
+    /// publisher took it back: the publisher closes it.
+    CloseNow,
+}
+
+impl<const N: usize> Slots<N> {
+    /// An empty table.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { AtomicUsize::new(0) }; N],
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether [`take_all`](Self::take_all) has begun.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Puts `raw` (non-null) in a free slot and records the slot in `claim`. A closer that came
+    /// before the slot was recorded could not take it and left a request (or the table began
+    /// closing): then the publisher takes it back at once, with the same exchange as anyone.
+    pub fn publish(&self, claim: &Claim, raw: *mut c_void) -> Publish {
+        let free = self.slots.iter().position(|slot| {
+            slot.compare_exchange(0, raw as usize, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        });
+        let Some(index) = free else {
+            return Publish::Full;
+        };
+        claim.slot.store(index, Ordering::SeqCst);
+        if (claim.requested.load(Ordering::SeqCst) || self.is_closing()) && self.take(claim, raw) {
+            Publish::CloseNow
+        } else {
+            Publish::Published
+        }
+    }
+
+    /// Asks for `raw`'s close: `true` for the one caller that takes it out of its slot, which
+    /// then closes it. A caller that gets `false` does nothing more: someone else closes, or
+    /// the publisher will, having seen the request.
+    pub fn request(&self, claim: &Claim, raw: *mut c_void) -> bool {
+        claim.requested.store(true, Ordering::SeqCst);
+        self.take(claim, raw)
+    }
+
+    /// Marks the table closing, then takes every pointer still in it: the caller closes each.
+    pub fn take_all(&self) -> impl Iterator<Item = *mut c_void> + '_ {
+        self.closing.store(true, Ordering::SeqCst);
+        self.slots
+            .iter()
+            .map(|slot| slot.swap(0, Ordering::SeqCst))
+            .filter(|&raw| raw != 0)
+            .map(|raw| raw as *mut c_void)
+    }
+
+    /// The exchange itself: `raw` out of `claim`'s slot, `true` for the one caller that wins.
+    fn take(&self, claim: &Claim, raw: *mut c_void) -> bool {
+        let index = claim.slot.load(Ordering::SeqCst);
+        self.slots.get(index).is_some_and(|slot| {
+            slot.compare_exchange(raw as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
+    }
+}
+
+impl<const N: usize> Default for Slots<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The per-thing half of the hand-off, kept in the thing itself (a context body, which does not
+/// move).
+pub struct Claim {
+    slot: AtomicUsize,
+    requested: AtomicBool,
+    ready: AtomicBool,
+    closed: Event,
+}
+
+impl Claim {
+    /// A claim in no slot, with its event not initialized yet ([`init`](Self::init)).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            slot: AtomicUsize::new(NO_SLOT),
+            requested: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            closed: Event::new(),
+        }
+    }
+
+    /// Initializes the "closed" notification event in place (`KeInitializeEvent`,
+    /// `<= DISPATCH_LEVEL`).
+    ///
+    /// # Safety
+    /// Once, before any other thread can reach the claim, and the claim does not move from then
+    /// on (it lives in pool memory, a context body).
+    pub unsafe fn init(&self) {
+        // SAFETY: the caller's guarantee: exclusive access, a fixed address.
+        unsafe { self.closed.init(NotificationEvent) };
+    }
+
+    /// The thing is complete (for a section: its handle and object are stored), so a party that
+    /// loses the exchange from now on may wait for the close ([`is_ready`](Self::is_ready)).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`set_ready`](Self::set_ready) has run.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Tells waiters the close is done (`KeSetEvent`, `<= DISPATCH_LEVEL`). The closer calls it
+    /// after the close.
+    pub fn signal_closed(&self) {
+        self.closed.set();
+    }
+
+    /// Waits at most `timeout_ms` for [`signal_closed`](Self::signal_closed) (`PASSIVE_LEVEL`,
+    /// holding no lock the closer needs); `false` if the close is not done by then.
+    #[must_use]
+    pub fn wait_closed(&self, timeout_ms: i64) -> bool {
+        self.closed.wait(Some(timeout_ms))
+    }
+}
+
+impl Default for Claim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
