@@ -12,16 +12,24 @@
 //! [`Slots`] is a table of such slots, so that instance teardown can find every open thing and
 //! close it. [`Claim`] is the per-thing half: which slot, whether a close was asked for early,
 //! and an event the closer sets, for a party that lost the exchange and wants to know when the
-//! close is done. section-context uses both; section-conflict's hand-off is to move onto them.
+//! close is done. [`SharedSection`] puts a [`Claim`], the section's handle and object
+//! ([`StoredSection`]) and a count of the opens that hold it in the section's own context, with
+//! [`Slots::publish_section`] and [`close_section`] around it. section-context uses all of them;
+//! section-conflict's hand-off is to move onto [`Slots`] and [`Claim`].
 
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
 };
 
 use windows_sys::Win32::System::Kernel::NotificationEvent;
 
-use crate::event::Event;
+use crate::{
+    NtStatus,
+    context::ContextRef,
+    event::Event,
+    section::{DataScanSection, StoredSection},
+};
 
 /// [`Claim::slot`] before the thing is in a slot.
 const NO_SLOT: usize = usize::MAX;
@@ -97,6 +105,33 @@ impl<const N: usize> Slots<N> {
             .map(|slot| slot.swap(0, Ordering::SeqCst))
             .filter(|&raw| raw != 0)
             .map(|raw| raw as *mut c_void)
+    }
+
+    /// Publishes a section that was just created: stores its handle and object in `shared`
+    /// (the [`SharedSection`] in the section's own context), marks it ready, and puts its
+    /// allocation reference in a slot ([`publish`](Self::publish)). `Some(why)` when the
+    /// caller must close it at once ("no free slot", "closed as it was published"): the
+    /// allocation reference, the section context's own pointer, is then the caller's.
+    ///
+    /// The caller keeps a reference of its own across the call (the one `shared` lives in):
+    /// once the allocation reference is in a slot, another party may take it and close.
+    pub fn publish_section<T>(
+        &self,
+        section: DataScanSection<T>,
+        shared: &SharedSection,
+    ) -> Option<&'static str> {
+        let raw = section.store(&shared.stored).into_raw();
+        shared.claim.set_ready();
+        match self.publish(&shared.claim, raw) {
+            Publish::Published => None,
+            Publish::Full => Some("no free slot"),
+            Publish::CloseNow => Some("closed as it was published"),
+        }
+    }
+
+    /// [`request`](Self::request) for a [`SharedSection`].
+    pub fn request_section_close(&self, shared: &SharedSection, raw: *mut c_void) -> bool {
+        self.request(&shared.claim, raw)
     }
 
     /// The exchange itself: `raw` out of `claim`'s slot, `true` for the one caller that wins.
@@ -177,4 +212,102 @@ impl Default for Claim {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What a data-scan section that several opens hold, and any of several parties may close,
+/// keeps in its own section context: its handle and object, its hand-off claim, and the count
+/// of the opens that hold it. section-context's `StreamSection` carries one.
+pub struct SharedSection {
+    stored: StoredSection,
+    claim: Claim,
+    holders: AtomicU32,
+}
+
+impl SharedSection {
+    /// A section about to be created, held by its creator alone.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            stored: StoredSection::new(),
+            claim: Claim::new(),
+            holders: AtomicU32::new(1),
+        }
+    }
+
+    /// [`Claim::init`]: the "closed" event, in place.
+    ///
+    /// # Safety
+    /// As for [`Claim::init`]: once, before another thread can reach it, and it does not move.
+    pub unsafe fn init(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.claim.init() };
+    }
+
+    /// The file size `FltCreateSectionForDataScan` reported (0 until published).
+    #[must_use]
+    pub fn file_size(&self) -> i64 {
+        self.stored.file_size()
+    }
+
+    /// One more holder, unless the section is already closing (the count reached zero): the
+    /// new count.
+    #[must_use]
+    pub fn join(&self) -> Option<u32> {
+        let more = |h: u32| (h > 0).then(|| h + 1);
+        let before = self
+            .holders
+            .try_update(Ordering::AcqRel, Ordering::Acquire, more);
+        before.ok().map(|h| h + 1)
+    }
+
+    /// One holder fewer; `true` for the one that takes the count to zero, who asks for the close.
+    #[must_use]
+    pub fn leave(&self) -> bool {
+        self.holders
+            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1))
+            == Ok(1)
+    }
+
+    /// Whether the create has returned and the section is stored ([`Claim::is_ready`]): from
+    /// then on a party that lost the exchange may wait for the close.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.claim.is_ready()
+    }
+
+    /// [`Claim::wait_closed`].
+    #[must_use]
+    pub fn wait_closed(&self, timeout_ms: i64) -> bool {
+        self.claim.wait_closed(timeout_ms)
+    }
+}
+
+impl Default for SharedSection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Closes a section whose allocation reference the caller won in the exchange: the close in its
+/// documented order ([`DataScanSection::close`], data-scan's lesson), then the "closed" event.
+/// Returns a reference that keeps the context alive for the caller (the close released the
+/// allocation reference, which may have been the last), and what `FltCloseSectionForDataScan`
+/// said. `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// `raw` is a section context whose body is a `T`, published with [`Slots::publish_section`],
+/// and the caller owns its allocation reference: it won the exchange, or `publish_section`
+/// gave it back.
+pub unsafe fn close_section<T: AsRef<SharedSection>>(
+    raw: *mut c_void,
+) -> (ContextRef<T>, NtStatus) {
+    // SAFETY: the caller hands us the allocation reference of a `T`.
+    let owner = unsafe { ContextRef::<T>::from_raw(raw) };
+    let keep = owner.add_ref();
+    let shared = (*keep).as_ref();
+    // SAFETY: `owner` is what `DataScanSection::store` returned for the section stored here, and
+    // only the owner of the allocation reference closes, once.
+    let status = unsafe { shared.stored.take(owner) }.close();
+    shared.claim.signal_closed();
+    (keep, status)
 }

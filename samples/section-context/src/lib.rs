@@ -37,7 +37,7 @@ use common::{
     context::ContextRef,
     file_object,
     filter::{FilterSlot, register_and_start},
-    handoff::{Claim, Publish, Slots},
+    handoff::{SharedSection, Slots},
     log,
     name::CopiedName,
     pool::tag,
@@ -46,7 +46,7 @@ use common::{
         operation,
     },
     scope::{self, SCOPE},
-    section::{DataScanSection, StoredSection},
+    section::DataScanSection,
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -87,34 +87,17 @@ pub struct StreamSection {
     /// The requestor's process ID at the create that caused the section
     /// (`FltGetRequestorProcessId`: the process the requesting thread was attached to).
     process: u32,
-    /// The section's handle, object and file size, stored when the create returns, for whoever
-    /// closes it.
-    section: StoredSection,
-    /// Its slot in the instance table, a close asked for before it was there, and the event the
-    /// closer sets.
-    claim: Claim,
-    /// The opens that hold the section (read-only, no write sharing). 0 once it is closing.
-    holders: AtomicU32,
+    /// The section's handle, object and size, its hand-off claim, and the count of the opens
+    /// that hold it (read-only, no write sharing; 0 once it is closing): `common::handoff`.
+    shared: SharedSection,
     /// What later operations report.
     reads: AtomicU32,
     queries: AtomicU32,
 }
 
-impl StreamSection {
-    /// One more holder, unless the section is already closing (the count reached zero).
-    fn join(&self) -> Option<u32> {
-        let more = |h: u32| (h > 0).then(|| h + 1);
-        let before = self
-            .holders
-            .try_update(Ordering::AcqRel, Ordering::Acquire, more);
-        before.ok().map(|h| h + 1)
-    }
-
-    /// One holder fewer; `true` for the one that takes the count to zero.
-    fn leave(&self) -> bool {
-        self.holders
-            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1))
-            == Ok(1)
+impl AsRef<SharedSection> for StreamSection {
+    fn as_ref(&self) -> &SharedSection {
+        &self.shared
     }
 }
 
@@ -257,21 +240,19 @@ fn instance_context(instance: PFLT_INSTANCE) -> Option<ContextRef<InstanceState>
 
 // ---- the lookup this sample teaches ---------------------------------------------------------------
 
-/// What `FltGetSectionContext` said.
-enum Lookup {
-    /// `STATUS_SUCCESS`: one new reference, released (`FltReleaseContext`) when this drops.
-    Found(ContextRef<StreamSection>),
-    /// `STATUS_NOT_FOUND`: no section for this stream here; the context came back NULL, and
-    /// there is nothing to release.
-    NotFound,
-    /// `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts.
-    NotSupported,
-    /// Anything else (undocumented).
-    Failed(NtStatus),
-}
-
-/// `FltGetSectionContext(Instance, FileObject, &Context)` (`<= APC_LEVEL`).
-fn get_section(objects: &FLT_RELATED_OBJECTS) -> Lookup {
+/// `FltGetSectionContext(Instance, FileObject, &Context)` (`<= APC_LEVEL`), and what the sample
+/// does with each documented result:
+/// - `STATUS_SUCCESS`: `Context` carries a new reference, which the returned value releases
+///   (`FltReleaseContext`) when it drops, on every path;
+/// - `STATUS_NOT_FOUND`: no section for this stream on this instance; `Context` is NULL and
+///   there is nothing to release. Returned to the caller, unlogged;
+/// - `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts: logged once per instance;
+/// - anything else is undocumented: logged.
+fn find_section(
+    objects: &FLT_RELATED_OBJECTS,
+    what: &str,
+    name: &dyn Fn() -> CopiedName,
+) -> Result<ContextRef<StreamSection>, NtStatus> {
     let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
     // SAFETY: the instance and file object of the operation in progress; `raw` is a valid out
     // pointer. IRQL: every caller is a pre-operation or post-create callback (<= APC_LEVEL).
@@ -280,23 +261,26 @@ fn get_section(objects: &FLT_RELATED_OBJECTS) -> Lookup {
     match status {
         // SAFETY: success returned a non-null context with one new reference that we now own;
         // its body is a `StreamSection` (the only section context type we create).
-        STATUS_SUCCESS if !raw.is_null() => Lookup::Found(unsafe { ContextRef::from_raw(raw) }),
-        STATUS_NOT_FOUND => Lookup::NotFound,
-        STATUS_NOT_SUPPORTED => Lookup::NotSupported,
-        other => Lookup::Failed(NtStatus(other)),
+        STATUS_SUCCESS if !raw.is_null() => return Ok(unsafe { ContextRef::from_raw(raw) }),
+        STATUS_NOT_FOUND => {}
+        // Once per instance (a flag in its context), not once per I/O.
+        STATUS_NOT_SUPPORTED => {
+            let state = instance_context(objects.Instance);
+            if state.is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed)) {
+                log!(
+                    "{TAG}: {}: {what}: FltGetSectionContext: {}: this volume has no section contexts (logged once per instance)",
+                    name(),
+                    NtStatus(status)
+                );
+            }
+        }
+        other => log!(
+            "{TAG}: {}: {what}: FltGetSectionContext: {}",
+            name(),
+            NtStatus(other)
+        ),
     }
-}
-
-/// `STATUS_NOT_SUPPORTED`: log it once per instance, not once per I/O.
-fn not_supported(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, what: &str) {
-    let first = instance_context(objects.Instance)
-        .is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed));
-    if first {
-        log!(
-            "{TAG}: {name}: {what}: FltGetSectionContext: {}: this volume has no section contexts (logged once per instance)",
-            NtStatus(STATUS_NOT_SUPPORTED)
-        );
-    }
+    Err(NtStatus(status))
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
@@ -354,7 +338,7 @@ unsafe extern "system" fn post_create(
     // A holder whose handle could not be marked leaves at once: its cleanup would not know to.
     if let Some(section) = section
         && !marked
-        && section.leave()
+        && section.shared.leave()
     {
         request_close(&section, section.as_raw(), "a holder could not be marked");
     }
@@ -381,9 +365,9 @@ fn section_for(
     // Twice at most: a holder that loses the creation race to another gets
     // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
     for _ in 0..2 {
-        match get_section(objects) {
-            Lookup::Found(section) => {
-                let Some(holders) = section.join() else {
+        match find_section(objects, "create", &|| *name) {
+            Ok(section) => {
+                let Some(holders) = section.shared.join() else {
                     log!("{TAG}: {name}: the section is closing: this open goes without");
                     return None;
                 };
@@ -392,15 +376,8 @@ fn section_for(
                 );
                 return Some(section);
             }
-            Lookup::NotFound => {}
-            Lookup::NotSupported => {
-                not_supported(objects, name, "create");
-                return None;
-            }
-            Lookup::Failed(status) => {
-                log!("{TAG}: {name}: create: FltGetSectionContext: {status}");
-                return None;
-            }
+            Err(NtStatus(STATUS_NOT_FOUND)) => {}
+            Err(_) => return None,
         }
         match create_section(data, objects, name) {
             Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED)) => {}
@@ -432,9 +409,7 @@ fn create_section(
         name: *name,
         // SAFETY: the callback data of the create in progress.
         process: unsafe { FltGetRequestorProcessId(data) },
-        section: StoredSection::new(),
-        claim: Claim::new(),
-        holders: AtomicU32::new(1),
+        shared: SharedSection::new(),
         reads: AtomicU32::new(0),
         queries: AtomicU32::new(0),
     };
@@ -446,63 +421,55 @@ fn create_section(
     // can come before FltCreateSectionForDataScan returns.
     // SAFETY: the context's pool block does not move, and no other thread can reach the context
     // before the create links it.
-    unsafe { context.claim.init() };
+    unsafe { context.shared.init() };
     // FltCreateSectionForDataScan, read-only; a failure releases the context, never closes it.
     let section = DataScanSection::create_read_only(objects, context).inspect_err(|status| {
         log!("{TAG}: {name}: FltCreateSectionForDataScan: {status}: no section");
     })?;
-    let creator = section.context().add_ref();
-    // The handle and object go into the context, for whoever closes; `owner` is the right to.
-    let owner = section.store(&creator.section);
-    // From here a notification knows the close will come soon, and waits for it.
-    creator.claim.set_ready();
     log!(
         "{TAG}: {name}: section created (FltCreateSectionForDataScan), {} bytes, process {}",
-        creator.section.file_size(),
-        creator.process
+        section.file_size(),
+        section.context().process
     );
-    // Our own reference (`FltReferenceContext`): once the allocation reference is in a slot,
-    // another thread may take it and close the section, and only this keeps the body alive.
-    let keep = owner.add_ref();
-    let raw = owner.into_raw();
-    let why = match keep.instance.sections.publish(&keep.claim, raw) {
-        Publish::Published => return Ok(Some(creator)),
-        Publish::Full => "no free slot",
-        Publish::CloseNow => "closed as it was published",
-    };
-    // SAFETY: no slot took the allocation reference, or the exchange gave it back: it is ours.
-    unsafe { close_section(raw, why) };
+    // The caller's reference: it keeps the body alive while the allocation reference, the right
+    // to close, goes into a slot, where another party may take it at once.
+    let creator = section.context().add_ref();
+    let close_now = creator
+        .instance
+        .sections
+        .publish_section(section, &creator.shared);
+    if let Some(why) = close_now {
+        // SAFETY: no slot holds the allocation reference: it is ours.
+        unsafe { close_section(creator.as_raw(), why) };
+    }
     Ok(Some(creator))
 }
 
 /// Asks for the section's close, and closes it if this caller wins the exchange. The caller
 /// holds its own reference on the context, so `section` stays valid after the close.
 fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
-    if section.instance.sections.request(&section.claim, raw) {
+    if section
+        .instance
+        .sections
+        .request_section_close(&section.shared, raw)
+    {
         // SAFETY: the exchange gave us the allocation reference.
         unsafe { close_section(raw, why) };
     }
 }
 
-/// Closes the section in the documented order (`DataScanSection::close`: data-scan's lesson),
-/// then tells a waiting notification. `PASSIVE_LEVEL`.
+/// Closes the section in the documented order (`common::handoff::close_section`, by way of
+/// data-scan's close) and says so. `PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// The caller owns the allocation reference of `raw`, a `StreamSection` whose section is stored.
+/// The caller owns the allocation reference of `raw`, a published `StreamSection`.
 unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     common::paged_code!();
-    // SAFETY: the caller hands us the allocation reference.
-    let owner = unsafe { ContextRef::<StreamSection>::from_raw(raw) };
-    // The close releases the allocation reference, which may be the last one (teardown has no
-    // other): keep the body alive until the waiters are told.
-    let keep = owner.add_ref();
-    // SAFETY: `owner` is what `DataScanSection::store` returned for the section stored here, and
-    // only the owner of the allocation reference closes, once.
-    let status = unsafe { keep.section.take(owner) }.close();
-    keep.claim.signal_closed();
+    // SAFETY: the caller's guarantee.
+    let (section, status) = unsafe { common::handoff::close_section::<StreamSection>(raw) };
     log!(
         "{TAG}: {}: {why}: section closed (FltCloseSectionForDataScan {status}), context released",
-        keep.name
+        section.name
     );
 }
 
@@ -527,9 +494,11 @@ unsafe extern "system" fn pre_operation(
     // A flush-and-purge that meets the section is pended by the file system until the section
     // closes, and nothing notifies us (FSCTL_SET_PURGE_FAILURE_MODE): treat it as a conflict and
     // close now. Only a writer that skipped the share check can send one beside a holder.
+    // SAFETY: (each name query) this callback's own data, and not paging I/O.
+    let name = || unsafe { CopiedName::query(data) };
     if major == IRP_MJ_FLUSH_BUFFERS {
         if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
-            && let Lookup::Found(section) = get_section(objects)
+            && let Ok(section) = find_section(objects, "flush and purge", &name)
         {
             request_close(&section, section.as_raw(), "flush and purge");
         }
@@ -546,40 +515,37 @@ unsafe extern "system" fn pre_operation(
         IRP_MJ_QUERY_INFORMATION => "query information",
         _ => "cleanup",
     };
-    // SAFETY: (for each name query below) this callback's own data, not paging I/O.
-    let name = || unsafe { CopiedName::query(data) };
-    match get_section(objects) {
-        Lookup::Found(section) => {
-            let bump = |counter: &AtomicU32| counter.fetch_add(1, Ordering::Relaxed) + 1;
-            let load = |counter: &AtomicU32| counter.load(Ordering::Relaxed);
-            let (reads, queries) = match major {
-                IRP_MJ_READ => (bump(&section.reads), load(&section.queries)),
-                IRP_MJ_QUERY_INFORMATION => (load(&section.reads), bump(&section.queries)),
-                _ => (load(&section.reads), load(&section.queries)),
-            };
+    let section = match find_section(objects, what, &name) {
+        Ok(section) => section,
+        Err(NtStatus(STATUS_NOT_FOUND)) => {
+            let status = NtStatus(STATUS_NOT_FOUND);
             log!(
-                "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
-                section.name,
-                section.process,
-                section.section.file_size()
+                "{TAG}: {}: {what}: no section (FltGetSectionContext {status})",
+                name()
             );
-            // Only the section this handle joined: the one it found may be a newer one.
-            if major == IRP_MJ_CLEANUP && mark.holds == Some(section.generation) && section.leave()
-            {
-                request_close(&section, section.as_raw(), "last cleanup");
-            }
-            // `section` drops here: the one FltReleaseContext for this successful get.
+            return FLT_PREOP_SUCCESS_NO_CALLBACK;
         }
-        Lookup::NotFound => log!(
-            "{TAG}: {}: {what}: no section (FltGetSectionContext {})",
-            name(),
-            NtStatus(STATUS_NOT_FOUND)
-        ),
-        Lookup::NotSupported => not_supported(objects, &name(), what),
-        Lookup::Failed(status) => {
-            log!("{TAG}: {}: {what}: FltGetSectionContext: {status}", name());
-        }
+        Err(_) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+    };
+    let bump = |counter: &AtomicU32| counter.fetch_add(1, Ordering::Relaxed) + 1;
+    let load = |counter: &AtomicU32| counter.load(Ordering::Relaxed);
+    let (reads, queries) = match major {
+        IRP_MJ_READ => (bump(&section.reads), load(&section.queries)),
+        IRP_MJ_QUERY_INFORMATION => (load(&section.reads), bump(&section.queries)),
+        _ => (load(&section.reads), load(&section.queries)),
+    };
+    log!(
+        "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
+        section.name,
+        section.process,
+        section.shared.file_size()
+    );
+    // Only the section this handle joined: the one it found may be a newer one.
+    let holds = mark.holds == Some(section.generation);
+    if major == IRP_MJ_CLEANUP && holds && section.shared.leave() {
+        request_close(&section, section.as_raw(), "last cleanup");
     }
+    // `section` drops here: the one FltReleaseContext for this successful get.
     FLT_PREOP_SUCCESS_NO_CALLBACK
 }
 
@@ -602,21 +568,18 @@ unsafe extern "system" fn section_conflict(
         "{TAG}: {name}: a conflicting operation needs the section closed (SectionNotificationCallback)"
     );
     // Ask, and take the slot if it is there: a creator that publishes after this sees the request.
-    if section
-        .instance
-        .sections
-        .request(&section.claim, section_context)
-    {
+    let sections = &section.instance.sections;
+    if sections.request_section_close(&section.shared, section_context) {
         // SAFETY: the exchange gave us the allocation reference.
         unsafe { close_section(section_context, "section conflict") };
-    } else if !section.claim.is_ready() {
+    } else if !section.shared.is_ready() {
         // FltCreateSectionForDataScan has not returned: the creator's thread may be waiting for
         // this very I/O, so waiting for it could only time out. The creator closes all three the
         // moment the create returns.
         log!(
             "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
         );
-    } else if !section.claim.wait_closed(CLOSE_WAIT_MS) {
+    } else if !section.shared.wait_closed(CLOSE_WAIT_MS) {
         // Another party owns the close (the last cleanup, teardown, or the creator about to
         // publish). Filter Manager keeps the operation pended until that close either way; the
         // bounded wait is for when it requeues, which the page does not say.
