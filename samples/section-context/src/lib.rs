@@ -23,7 +23,7 @@ use core::{
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
+        DRIVER_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
         FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
         FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
         FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT,
@@ -285,35 +285,6 @@ fn find_section(
 
 // ---- create: make the section, or join it ----------------------------------------------------------
 
-/// What an open is to the sample.
-enum Holder {
-    /// Opened to read data, with no write access and no write sharing: it holds a section.
-    Reader,
-    /// Not opened to read data (execute only, attributes only, ...): a section would serve
-    /// nothing. The file object's `ReadAccess` cannot tell this apart: the I/O manager sets it
-    /// for `FILE_EXECUTE` too, and every image load would get a section.
-    NoDataRead,
-    /// Opened with write access, or sharing write: a writer could conflict with a section.
-    Writer,
-}
-
-/// `FILE_READ_DATA` in the access the opener asked for, and write access and write sharing as
-/// the file system granted them.
-fn holder(data: *const FLT_CALLBACK_DATA, file_object: *const FILE_OBJECT) -> Holder {
-    // SAFETY: the callback data of the create in progress.
-    if unsafe { common::create::desired_access(data) } & FILE_READ_DATA == 0 {
-        return Holder::NoDataRead;
-    }
-    // SAFETY: the file object of the create in progress, valid for the whole callback; the
-    // access fields are set once, at create (read as bytes: `common::file_object`).
-    let access = unsafe { file_object::access(file_object) };
-    if access.write || access.shared_write {
-        Holder::Writer
-    } else {
-        Holder::Reader
-    }
-}
-
 /// Post-create (`PASSIVE_LEVEL`, Filter Manager guarantees it for creates): a holder creates the
 /// stream's section or joins the one another holder created. Never fails the open.
 unsafe extern "system" fn post_create(
@@ -346,21 +317,28 @@ unsafe extern "system" fn post_create(
 }
 
 /// The section this open holds: the stream's, joined, or a new one. `None` for an open that
-/// holds none, or when there is none to be had (logged).
+/// holds none (it does not read data, or it could write), or when there is none to be had.
 fn section_for(
     data: *mut FLT_CALLBACK_DATA,
     objects: &FLT_RELATED_OBJECTS,
     name: &CopiedName,
 ) -> Option<ContextRef<StreamSection>> {
-    match holder(data, objects.FileObject) {
-        Holder::Reader => {}
-        Holder::NoDataRead => return None,
-        Holder::Writer => {
-            log!(
-                "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
-            );
-            return None;
-        }
+    // A holder asked for FILE_READ_DATA: the file object's `ReadAccess` is no test, since the I/O
+    // manager sets it for FILE_EXECUTE too, and every image load would get a section.
+    // SAFETY: the callback data of the create in progress.
+    if unsafe { common::create::desired_access(data) } & FILE_READ_DATA == 0 {
+        return None;
+    }
+    // And no write access and no write sharing, as the file system granted them: a writer could
+    // conflict with the section.
+    // SAFETY: the file object of the create in progress, valid for the whole callback; its
+    // access fields are set once, at create (read as bytes).
+    let access = unsafe { file_object::access(objects.FileObject) };
+    if access.write || access.shared_write {
+        log!(
+            "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
+        );
+        return None;
     }
     // Twice at most: a holder that loses the creation race to another gets
     // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
@@ -527,13 +505,15 @@ unsafe extern "system" fn pre_operation(
         }
         Err(_) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
     };
-    let bump = |counter: &AtomicU32| counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let load = |counter: &AtomicU32| counter.load(Ordering::Relaxed);
-    let (reads, queries) = match major {
-        IRP_MJ_READ => (bump(&section.reads), load(&section.queries)),
-        IRP_MJ_QUERY_INFORMATION => (load(&section.reads), bump(&section.queries)),
-        _ => (load(&section.reads), load(&section.queries)),
+    match major {
+        IRP_MJ_READ => section.reads.fetch_add(1, Ordering::Relaxed),
+        IRP_MJ_QUERY_INFORMATION => section.queries.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
     };
+    let (reads, queries) = (
+        section.reads.load(Ordering::Relaxed),
+        section.queries.load(Ordering::Relaxed),
+    );
     log!(
         "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
         section.name,
@@ -564,9 +544,7 @@ unsafe extern "system" fn section_conflict(
     // return.
     let section = unsafe { &*section_context.cast::<StreamSection>() };
     let name = section.name;
-    log!(
-        "{TAG}: {name}: a conflicting operation needs the section closed (SectionNotificationCallback)"
-    );
+    log!("{TAG}: {name}: conflict (SectionNotificationCallback): the section must close");
     // Ask, and take the slot if it is there: a creator that publishes after this sees the request.
     let sections = &section.instance.sections;
     if sections.request_section_close(&section.shared, section_context) {
@@ -576,16 +554,12 @@ unsafe extern "system" fn section_conflict(
         // FltCreateSectionForDataScan has not returned: the creator's thread may be waiting for
         // this very I/O, so waiting for it could only time out. The creator closes all three the
         // moment the create returns.
-        log!(
-            "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
-        );
+        log!("{TAG}: {name}: conflict before the create returned: its creator closes it");
     } else if !section.shared.wait_closed(CLOSE_WAIT_MS) {
         // Another party owns the close (the last cleanup, teardown, or the creator about to
         // publish). Filter Manager keeps the operation pended until that close either way; the
         // bounded wait is for when it requeues, which the page does not say.
-        log!(
-            "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps the operation pended until it is"
-        );
+        log!("{TAG}: {name}: the section is still closing after {CLOSE_WAIT_MS} ms");
     }
     STATUS_SUCCESS
 }
