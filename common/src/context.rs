@@ -264,7 +264,9 @@ pub struct Failed {
 }
 
 impl Failed {
-    const fn new(call: &'static str, status: NtStatus) -> Self {
+    /// `call` failed with `status`.
+    #[must_use]
+    pub const fn new(call: &'static str, status: NtStatus) -> Self {
         Self { call, status }
     }
 }

@@ -19,14 +19,19 @@
 
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
-use windows_sys::Win32::System::Kernel::NotificationEvent;
+use windows_sys::{
+    Wdk::Storage::FileSystem::Minifilters::{
+        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, PFLT_FILTER,
+    },
+    Win32::System::Kernel::NotificationEvent,
+};
 
 use crate::{
     NtStatus,
-    context::ContextRef,
+    context::{ContextRef, Failed},
     event::Event,
     section::{DataScanSection, StoredSection},
 };
@@ -218,29 +223,60 @@ impl Default for Claim {
 /// keeps in its own section context: its handle and object, its hand-off claim, and the count
 /// of the opens that hold it. section-context's `StreamSection` carries one.
 pub struct SharedSection {
+    generation: u64,
     stored: StoredSection,
     claim: Claim,
     holders: AtomicU32,
 }
 
+/// Numbers the shared sections the driver creates, from 1.
+static SECTIONS_CREATED: AtomicU64 = AtomicU64::new(0);
+
 impl SharedSection {
-    /// A section about to be created, held by its creator alone.
+    /// A section about to be created, held by its creator alone, with the next
+    /// [`generation`](Self::generation).
     #[must_use]
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
+            generation: SECTIONS_CREATED.fetch_add(1, Ordering::Relaxed) + 1,
             stored: StoredSection::new(),
             claim: Claim::new(),
             holders: AtomicU32::new(1),
         }
     }
 
-    /// [`Claim::init`]: the "closed" event, in place.
+    /// Which section of the driver's life this is, from 1. A section can close while the opens
+    /// that hold it are still open, and the stream's next holder then creates a new one: the
+    /// number tells the two apart, where the context's address could repeat. An open that
+    /// remembers which section it holds remembers this.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `FltAllocateContext(FLT_SECTION_CONTEXT)` for `body` (whose `shared` field is a fresh
+    /// [`SharedSection`]), then [`DataScanSection::create_read_only`] on the operation's file:
+    /// the section, not yet published ([`Slots::publish_section`]). `<= APC_LEVEL`; call it at
+    /// `PASSIVE_LEVEL`.
     ///
-    /// # Safety
-    /// As for [`Claim::init`]: once, before another thread can reach it, and it does not move.
-    pub unsafe fn init(&self) {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.claim.init() };
+    /// # Errors
+    /// The call that failed and its status; a context that was allocated is released, never
+    /// closed.
+    pub fn create<T>(
+        filter: PFLT_FILTER,
+        objects: &FLT_RELATED_OBJECTS,
+        body: T,
+        shared: fn(&T) -> &SharedSection,
+    ) -> Result<DataScanSection<T>, Failed> {
+        let context = ContextRef::allocate(filter, FLT_SECTION_CONTEXT, body)
+            .map_err(|status| Failed::new("FltAllocateContext(FLT_SECTION_CONTEXT)", status))?;
+        // The event a losing notification waits on exists before the section does: the
+        // notification can come before FltCreateSectionForDataScan returns.
+        // SAFETY: the context's pool block does not move, and no other thread can reach the
+        // context before the create links it.
+        unsafe { shared(&context).claim.init() };
+        DataScanSection::create_read_only(objects, context)
+            .map_err(|status| Failed::new("FltCreateSectionForDataScan", status))
     }
 
     /// The file size `FltCreateSectionForDataScan` reported (0 until published).
@@ -298,13 +334,14 @@ impl Default for SharedSection {
 /// `raw` is a section context whose body is a `T`, published with [`Slots::publish_section`],
 /// and the caller owns its allocation reference: it won the exchange, or `publish_section`
 /// gave it back.
-pub unsafe fn close_section<T: AsRef<SharedSection>>(
+pub unsafe fn close_section<T>(
     raw: *mut c_void,
+    shared: fn(&T) -> &SharedSection,
 ) -> (ContextRef<T>, NtStatus) {
     // SAFETY: the caller hands us the allocation reference of a `T`.
     let owner = unsafe { ContextRef::<T>::from_raw(raw) };
     let keep = owner.add_ref();
-    let shared = (*keep).as_ref();
+    let shared = shared(&keep);
     // SAFETY: `owner` is what `DataScanSection::store` returned for the section stored here, and
     // only the owner of the allocation reference closes, once.
     let status = unsafe { shared.stored.take(owner) }.close();

@@ -17,7 +17,7 @@
 
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 
 use common::{
@@ -46,7 +46,6 @@ use common::{
         operation,
     },
     scope::{self, SCOPE},
-    section::DataScanSection,
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -77,9 +76,6 @@ pub struct InstanceState {
 
 /// The section context: one per stream with an open section on this instance.
 pub struct StreamSection {
-    /// Which section of the driver's life this is ([`SECTIONS_CREATED`]): a handle's mark names
-    /// the one it holds, so that its cleanup never leaves a newer section of the same stream.
-    generation: u64,
     /// Keeps the instance context (and its slot table) alive for as long as this context lives.
     instance: ContextRef<InstanceState>,
     /// The file, as `FltGetFileNameInformation` named it in post-create.
@@ -87,44 +83,23 @@ pub struct StreamSection {
     /// The requestor's process ID at the create that caused the section
     /// (`FltGetRequestorProcessId`: the process the requesting thread was attached to).
     process: u32,
-    /// The section's handle, object and size, its hand-off claim, and the count of the opens
-    /// that hold it (read-only, no write sharing; 0 once it is closing): `common::handoff`.
+    /// The section's handle, object and size, its hand-off claim, its generation, and the count
+    /// of the opens that hold it (read-only, no write sharing; 0 once it is closing):
+    /// `common::handoff`.
     shared: SharedSection,
     /// What later operations report.
     reads: AtomicU32,
     queries: AtomicU32,
 }
 
-impl AsRef<SharedSection> for StreamSection {
-    fn as_ref(&self) -> &SharedSection {
-        &self.shared
-    }
-}
-
-/// Numbers the sections this driver creates, from 1. A section can close while its holders are
-/// still open (no free slot, or a conflict), and the next holder of the stream then creates a new
-/// one: the number tells the two apart, where the context's address could repeat.
-static SECTIONS_CREATED: AtomicU64 = AtomicU64::new(0);
-
 /// The stream-handle context of every handle post-create looked at (an in-scope open of a
 /// file): later operations on a handle without one return at once, with no name query and no
 /// line, which is what keeps out-of-scope I/O free. `holds` names the section the handle holds
-/// (its [`StreamSection::generation`]), so that its cleanup leaves that section and no other: the
+/// (its `SharedSection::generation`), so that its cleanup leaves that section and no other: the
 /// create's desired access, which decided it, is gone by then, and the file object cannot tell
 /// `FILE_READ_DATA` from `FILE_EXECUTE` (`ReadAccess` is set for both).
 pub struct HandleMark {
     holds: Option<u64>,
-}
-
-/// Marks this handle (`FltAllocateContext`, `FltSetStreamHandleContext`, both `<= APC_LEVEL`).
-/// `false` if it cannot be marked: a holder then leaves the section at once, since the handle's
-/// cleanup would not know to, and the handle's later operations go unreported.
-fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &CopiedName, holds: Option<u64>) -> bool {
-    let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark { holds });
-    if let Err(failed) = marked {
-        log!("{TAG}: {name}: {failed}: this open is not tracked");
-    }
-    marked.is_ok()
 }
 
 // ---- registration ------------------------------------------------------------------------------
@@ -305,10 +280,15 @@ unsafe extern "system" fn post_create(
     let name = unsafe { CopiedName::query(data) };
     // Every handle gets a mark, which names the section it holds, if any.
     let section = section_for(data, objects, &name);
-    let marked = mark_handle(objects, &name, section.as_ref().map(|s| s.generation));
-    // A holder whose handle could not be marked leaves at once: its cleanup would not know to.
+    let holds = section.as_ref().map(|section| section.shared.generation());
+    // FltAllocateContext, FltSetStreamHandleContext (`<= APC_LEVEL`). Unmarked, the handle's
+    // later operations go unreported, and a holder leaves at once: its cleanup would not know to.
+    let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark { holds });
+    if let Err(failed) = marked {
+        log!("{TAG}: {name}: {failed}: this open is not tracked");
+    }
     if let Some(section) = section
-        && !marked
+        && marked.is_err()
         && section.shared.leave()
     {
         request_close(&section, section.as_raw(), "a holder could not be marked");
@@ -374,15 +354,14 @@ fn create_section(
     objects: &FLT_RELATED_OBJECTS,
     name: &CopiedName,
 ) -> Result<Option<ContextRef<StreamSection>>, NtStatus> {
-    let Some(instance) = instance_context(objects.Instance) else {
-        log!("{TAG}: {name}: the instance has no context: no section");
+    // SAFETY: a live instance (we are in its callback); `InstanceState` is our only instance
+    // context type.
+    let instance = unsafe { ContextRef::<InstanceState>::of_instance(objects.Instance) };
+    let Some(instance) = instance.filter(|instance| !instance.sections.is_closing()) else {
+        log!("{TAG}: {name}: the instance has no context, or is being torn down: no section");
         return Ok(None);
     };
-    if instance.sections.is_closing() {
-        return Ok(None);
-    }
     let body = StreamSection {
-        generation: SECTIONS_CREATED.fetch_add(1, Ordering::Relaxed) + 1,
         instance,
         name: *name,
         // SAFETY: the callback data of the create in progress.
@@ -391,18 +370,11 @@ fn create_section(
         reads: AtomicU32::new(0),
         queries: AtomicU32::new(0),
     };
-    let context =
-        ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, body).inspect_err(|status| {
-            log!("{TAG}: {name}: FltAllocateContext(FLT_SECTION_CONTEXT): {status}: no section");
-        })?;
-    // The event a losing notification waits on exists before the section does: the notification
-    // can come before FltCreateSectionForDataScan returns.
-    // SAFETY: the context's pool block does not move, and no other thread can reach the context
-    // before the create links it.
-    unsafe { context.shared.init() };
-    // FltCreateSectionForDataScan, read-only; a failure releases the context, never closes it.
-    let section = DataScanSection::create_read_only(objects, context).inspect_err(|status| {
-        log!("{TAG}: {name}: FltCreateSectionForDataScan: {status}: no section");
+    // FltAllocateContext(FLT_SECTION_CONTEXT), then FltCreateSectionForDataScan, read-only.
+    let section = SharedSection::create(FILTER.get(), objects, body, |s| &s.shared);
+    let section = section.map_err(|failed| {
+        log!("{TAG}: {name}: {failed}: no section");
+        failed.status
     })?;
     log!(
         "{TAG}: {name}: section created (FltCreateSectionForDataScan), {} bytes, process {}",
@@ -412,11 +384,8 @@ fn create_section(
     // The caller's reference: it keeps the body alive while the allocation reference, the right
     // to close, goes into a slot, where another party may take it at once.
     let creator = section.context().add_ref();
-    let close_now = creator
-        .instance
-        .sections
-        .publish_section(section, &creator.shared);
-    if let Some(why) = close_now {
+    let sections = &creator.instance.sections;
+    if let Some(why) = sections.publish_section(section, &creator.shared) {
         // SAFETY: no slot holds the allocation reference: it is ours.
         unsafe { close_section(creator.as_raw(), why) };
     }
@@ -426,11 +395,8 @@ fn create_section(
 /// Asks for the section's close, and closes it if this caller wins the exchange. The caller
 /// holds its own reference on the context, so `section` stays valid after the close.
 fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
-    if section
-        .instance
-        .sections
-        .request_section_close(&section.shared, raw)
-    {
+    let sections = &section.instance.sections;
+    if sections.request_section_close(&section.shared, raw) {
         // SAFETY: the exchange gave us the allocation reference.
         unsafe { close_section(raw, why) };
     }
@@ -444,7 +410,8 @@ fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
 unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     common::paged_code!();
     // SAFETY: the caller's guarantee.
-    let (section, status) = unsafe { common::handoff::close_section::<StreamSection>(raw) };
+    let (section, status) =
+        unsafe { common::handoff::close_section::<StreamSection>(raw, |s| &s.shared) };
     log!(
         "{TAG}: {}: {why}: section closed (FltCloseSectionForDataScan {status}), context released",
         section.name
@@ -521,7 +488,7 @@ unsafe extern "system" fn pre_operation(
         section.shared.file_size()
     );
     // Only the section this handle joined: the one it found may be a newer one.
-    let holds = mark.holds == Some(section.generation);
+    let holds = mark.holds == Some(section.shared.generation());
     if major == IRP_MJ_CLEANUP && holds && section.shared.leave() {
         request_close(&section, section.as_raw(), "last cleanup");
     }
