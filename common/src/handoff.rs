@@ -134,6 +134,32 @@ impl<const N: usize> Slots<N> {
         }
     }
 
+    /// A `SectionNotificationCallback`'s part of the hand-off for a [`SharedSection`]: it asks
+    /// for the close, and closes if it wins ([`Answer::Close`]). Otherwise another party owns the
+    /// close, and Filter Manager keeps the conflicting operation pended until that close either
+    /// way: the callback waits at most `timeout_ms` for it ([`Answer::Closed`],
+    /// [`Answer::StillClosing`]), because the page does not say when Filter Manager requeues and
+    /// a requeue into a section still being closed would only fail and pend again. It does not
+    /// wait while the create has not returned ([`Answer::NotCreatedYet`]): the creator's thread
+    /// may be waiting for the very operation that conflicts, so a wait could only time out, and
+    /// the creator closes as it publishes, having seen the request. `PASSIVE_LEVEL`.
+    pub fn answer_conflict(
+        &self,
+        shared: &SharedSection,
+        raw: *mut c_void,
+        timeout_ms: i64,
+    ) -> Answer {
+        if self.request(&shared.claim, raw) {
+            Answer::Close
+        } else if !shared.claim.is_ready() {
+            Answer::NotCreatedYet
+        } else if shared.claim.wait_closed(timeout_ms) {
+            Answer::Closed
+        } else {
+            Answer::StillClosing
+        }
+    }
+
     /// [`request`](Self::request) for a [`SharedSection`].
     pub fn request_section_close(&self, shared: &SharedSection, raw: *mut c_void) -> bool {
         self.request(&shared.claim, raw)
@@ -147,6 +173,19 @@ impl<const N: usize> Slots<N> {
                 .is_ok()
         })
     }
+}
+
+/// What [`Slots::answer_conflict`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The caller won the exchange: it closes the section now.
+    Close,
+    /// Another party closed it within the bound.
+    Closed,
+    /// `FltCreateSectionForDataScan` has not returned: its caller closes the section when it does.
+    NotCreatedYet,
+    /// Another party is still closing it after the bound.
+    StillClosing,
 }
 
 impl<const N: usize> Default for Slots<N> {

@@ -37,7 +37,7 @@ use common::{
     context::ContextRef,
     file_object,
     filter::{FilterSlot, register_and_start},
-    handoff::{SharedSection, Slots},
+    handoff::{Answer, SharedSection, Slots},
     log,
     name::CopiedName,
     pool::tag,
@@ -233,29 +233,24 @@ fn find_section(
     // pointer. IRQL: every caller is a pre-operation or post-create callback (<= APC_LEVEL).
     let status =
         unsafe { FltGetSectionContext(objects.Instance, objects.FileObject, &raw mut raw) };
-    match status {
+    // STATUS_NOT_SUPPORTED is logged once per instance (a flag in its context), not once per I/O.
+    let first = || {
+        let state = instance_context(objects.Instance);
+        state.is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed))
+    };
+    let status = NtStatus(status);
+    match status.0 {
         // SAFETY: success returned a non-null context with one new reference that we now own;
         // its body is a `StreamSection` (the only section context type we create).
         STATUS_SUCCESS if !raw.is_null() => return Ok(unsafe { ContextRef::from_raw(raw) }),
-        STATUS_NOT_FOUND => {}
-        // Once per instance (a flag in its context), not once per I/O.
-        STATUS_NOT_SUPPORTED => {
-            let state = instance_context(objects.Instance);
-            if state.is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed)) {
-                log!(
-                    "{TAG}: {}: {what}: FltGetSectionContext: {}: this volume has no section contexts (logged once per instance)",
-                    name(),
-                    NtStatus(status)
-                );
-            }
-        }
-        other => log!(
-            "{TAG}: {}: {what}: FltGetSectionContext: {}",
-            name(),
-            NtStatus(other)
+        STATUS_NOT_SUPPORTED if first() => log!(
+            "{TAG}: {}: {what}: FltGetSectionContext: {status}: this volume has no section contexts (logged once per instance)",
+            name()
         ),
+        STATUS_NOT_FOUND | STATUS_NOT_SUPPORTED => {}
+        _ => log!("{TAG}: {}: {what}: FltGetSectionContext: {status}", name()),
     }
-    Err(NtStatus(status))
+    Err(status)
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
@@ -286,12 +281,9 @@ unsafe extern "system" fn post_create(
     let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark { holds });
     if let Err(failed) = marked {
         log!("{TAG}: {name}: {failed}: this open is not tracked");
-    }
-    if let Some(section) = section
-        && marked.is_err()
-        && section.shared.leave()
-    {
-        request_close(&section, section.as_raw(), "a holder could not be marked");
+        if let Some(section) = section.filter(|section| section.shared.leave()) {
+            request_close(&section, section.as_raw(), "a holder could not be marked");
+        }
     }
     FLT_POSTOP_FINISHED_PROCESSING
 }
@@ -376,10 +368,9 @@ fn create_section(
         log!("{TAG}: {name}: {failed}: no section");
         failed.status
     })?;
+    let (size, process) = (section.file_size(), section.context().process);
     log!(
-        "{TAG}: {name}: section created (FltCreateSectionForDataScan), {} bytes, process {}",
-        section.file_size(),
-        section.context().process
+        "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {process}"
     );
     // The caller's reference: it keeps the body alive while the allocation reference, the right
     // to close, goes into a slot, where another party may take it at once.
@@ -440,10 +431,10 @@ unsafe extern "system" fn pre_operation(
     // closes, and nothing notifies us (FSCTL_SET_PURGE_FAILURE_MODE): treat it as a conflict and
     // close now. Only a writer that skipped the share check can send one beside a holder.
     // SAFETY: (each name query) this callback's own data, and not paging I/O.
-    let name = || unsafe { CopiedName::query(data) };
+    let query_name = || unsafe { CopiedName::query(data) };
     if major == IRP_MJ_FLUSH_BUFFERS {
         if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
-            && let Ok(section) = find_section(objects, "flush and purge", &name)
+            && let Ok(section) = find_section(objects, "flush and purge", &query_name)
         {
             request_close(&section, section.as_raw(), "flush and purge");
         }
@@ -460,32 +451,24 @@ unsafe extern "system" fn pre_operation(
         IRP_MJ_QUERY_INFORMATION => "query information",
         _ => "cleanup",
     };
-    let section = match find_section(objects, what, &name) {
-        Ok(section) => section,
-        Err(NtStatus(STATUS_NOT_FOUND)) => {
-            let status = NtStatus(STATUS_NOT_FOUND);
-            log!(
-                "{TAG}: {}: {what}: no section (FltGetSectionContext {status})",
-                name()
-            );
-            return FLT_PREOP_SUCCESS_NO_CALLBACK;
-        }
-        Err(_) => return FLT_PREOP_SUCCESS_NO_CALLBACK,
+    let found = find_section(objects, what, &query_name);
+    if let Err(status @ NtStatus(STATUS_NOT_FOUND)) = found {
+        let name = query_name();
+        log!("{TAG}: {name}: {what}: no section (FltGetSectionContext {status})");
+    }
+    let Ok(section) = found else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     match major {
         IRP_MJ_READ => section.reads.fetch_add(1, Ordering::Relaxed),
         IRP_MJ_QUERY_INFORMATION => section.queries.fetch_add(1, Ordering::Relaxed),
         _ => 0,
     };
-    let (reads, queries) = (
-        section.reads.load(Ordering::Relaxed),
-        section.queries.load(Ordering::Relaxed),
-    );
+    let reads = section.reads.load(Ordering::Relaxed);
+    let queries = section.queries.load(Ordering::Relaxed);
+    let (name, process, size) = (section.name, section.process, section.shared.file_size());
     log!(
-        "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
-        section.name,
-        section.process,
-        section.shared.file_size()
+        "{TAG}: {name}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {process} with {size} bytes"
     );
     // Only the section this handle joined: the one it found may be a newer one.
     let holds = mark.holds == Some(section.shared.generation());
@@ -512,21 +495,15 @@ unsafe extern "system" fn section_conflict(
     let section = unsafe { &*section_context.cast::<StreamSection>() };
     let name = section.name;
     log!("{TAG}: {name}: conflict (SectionNotificationCallback): the section must close");
-    // Ask, and take the slot if it is there: a creator that publishes after this sees the request.
+    // The hand-off's answer (`common::handoff::Slots::answer_conflict` says why each).
     let sections = &section.instance.sections;
-    if sections.request_section_close(&section.shared, section_context) {
+    match sections.answer_conflict(&section.shared, section_context, CLOSE_WAIT_MS) {
         // SAFETY: the exchange gave us the allocation reference.
-        unsafe { close_section(section_context, "section conflict") };
-    } else if !section.shared.is_ready() {
-        // FltCreateSectionForDataScan has not returned: the creator's thread may be waiting for
-        // this very I/O, so waiting for it could only time out. The creator closes all three the
-        // moment the create returns.
-        log!("{TAG}: {name}: conflict before the create returned: its creator closes it");
-    } else if !section.shared.wait_closed(CLOSE_WAIT_MS) {
-        // Another party owns the close (the last cleanup, teardown, or the creator about to
-        // publish). Filter Manager keeps the operation pended until that close either way; the
-        // bounded wait is for when it requeues, which the page does not say.
-        log!("{TAG}: {name}: the section is still closing after {CLOSE_WAIT_MS} ms");
+        Answer::Close => unsafe { close_section(section_context, "section conflict") },
+        Answer::Closed => {}
+        // Filter Manager keeps the operation pended until the close, in both cases.
+        Answer::NotCreatedYet => log!("{TAG}: {name}: conflict before the create returned"),
+        Answer::StillClosing => log!("{TAG}: {name}: still closing after {CLOSE_WAIT_MS} ms"),
     }
     STATUS_SUCCESS
 }
