@@ -66,6 +66,7 @@ pub const CLOSE_WAIT_MS: i64 = 100;
 // ---- the three contexts -------------------------------------------------------------------------
 
 /// The instance context: the open sections of this volume, and what was already logged.
+#[derive(Default)]
 pub struct InstanceState {
     /// Each slot holds a section context pointer *and its allocation reference*: the right to
     /// close that section, taken out with one interlocked exchange (`common::handoff`).
@@ -94,13 +95,11 @@ pub struct StreamSection {
 
 /// The stream-handle context of every handle post-create looked at (an in-scope open of a
 /// file): later operations on a handle without one return at once, with no name query and no
-/// line, which is what keeps out-of-scope I/O free. `holds` names the section the handle holds
+/// line, which is what keeps out-of-scope I/O free. It names the section the handle holds
 /// (its `SharedSection::generation`), so that its cleanup leaves that section and no other: the
 /// create's desired access, which decided it, is gone by then, and the file object cannot tell
 /// `FILE_READ_DATA` from `FILE_EXECUTE` (`ReadAccess` is set for both).
-pub struct HandleMark {
-    holds: Option<u64>,
-}
+pub struct HandleMark(Option<u64>);
 
 // ---- registration ------------------------------------------------------------------------------
 
@@ -173,10 +172,7 @@ unsafe extern "system" fn instance_setup(
     let fs = common::volume::file_system_name(file_system_type);
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let instance = unsafe { (*objects).Instance };
-    let state = InstanceState {
-        sections: Slots::new(),
-        not_supported_logged: AtomicBool::new(false),
-    };
+    let state = InstanceState::default();
     if let Err(failed) = ContextRef::attach_to_instance(FILTER.get(), instance, state) {
         log!("{TAG}: {fs} volume: {failed}; no sections on this volume");
     }
@@ -197,12 +193,11 @@ unsafe extern "system" fn instance_teardown_start(
 ) {
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
-    let Some(state) = instance_context(unsafe { (*objects).Instance }) else {
-        return;
-    };
-    for raw in state.sections.take_all() {
-        // SAFETY: the exchange gave us the slot's allocation reference.
-        unsafe { close_section(raw, "instance teardown") };
+    if let Some(state) = instance_context(unsafe { (*objects).Instance }) {
+        for raw in state.sections.take_all() {
+            // SAFETY: the exchange gave us the slot's allocation reference.
+            unsafe { close_section(raw, "instance teardown") };
+        }
     }
 }
 
@@ -278,7 +273,7 @@ unsafe extern "system" fn post_create(
     let holds = section.as_ref().map(|section| section.shared.generation());
     // FltAllocateContext, FltSetStreamHandleContext (`<= APC_LEVEL`). Unmarked, the handle's
     // later operations go unreported, and a holder leaves at once: its cleanup would not know to.
-    let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark { holds });
+    let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark(holds));
     if let Err(failed) = marked {
         log!("{TAG}: {name}: {failed}: this open is not tracked");
         if let Some(section) = section.filter(|section| section.shared.leave()) {
@@ -346,9 +341,7 @@ fn create_section(
     objects: &FLT_RELATED_OBJECTS,
     name: &CopiedName,
 ) -> Result<Option<ContextRef<StreamSection>>, NtStatus> {
-    // SAFETY: a live instance (we are in its callback); `InstanceState` is our only instance
-    // context type.
-    let instance = unsafe { ContextRef::<InstanceState>::of_instance(objects.Instance) };
+    let instance = instance_context(objects.Instance);
     let Some(instance) = instance.filter(|instance| !instance.sections.is_closing()) else {
         log!("{TAG}: {name}: the instance has no context, or is being torn down: no section");
         return Ok(None);
@@ -471,7 +464,7 @@ unsafe extern "system" fn pre_operation(
         "{TAG}: {name}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {process} with {size} bytes"
     );
     // Only the section this handle joined: the one it found may be a newer one.
-    let holds = mark.holds == Some(section.shared.generation());
+    let holds = mark.0 == Some(section.shared.generation());
     if major == IRP_MJ_CLEANUP && holds && section.shared.leave() {
         request_close(&section, section.as_raw(), "last cleanup");
     }
