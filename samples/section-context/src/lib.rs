@@ -37,7 +37,7 @@ use common::{
     context::ContextRef,
     file_object,
     filter::{FilterSlot, register_and_start},
-    handoff::{Answer, SharedSection, Slots},
+    handoff::{self, Answer, SharedSection, Slots},
     log,
     name::CopiedName,
     pool::tag,
@@ -88,9 +88,8 @@ pub struct StreamSection {
     /// of the opens that hold it (read-only, no write sharing; 0 once it is closing):
     /// `common::handoff`.
     shared: SharedSection,
-    /// What later operations report.
-    reads: AtomicU32,
-    queries: AtomicU32,
+    /// What later operations report: how many reads, then how many query-information requests.
+    counts: [AtomicU32; 2],
 }
 
 /// The stream-handle context of every handle post-create looked at (an in-scope open of a
@@ -352,8 +351,7 @@ fn create_section(
         // SAFETY: the callback data of the create in progress.
         process: unsafe { FltGetRequestorProcessId(data) },
         shared: SharedSection::new(),
-        reads: AtomicU32::new(0),
-        queries: AtomicU32::new(0),
+        counts: Default::default(),
     };
     // FltAllocateContext(FLT_SECTION_CONTEXT), then FltCreateSectionForDataScan, read-only.
     let section = SharedSection::create(FILTER.get(), objects, body, |s| &s.shared);
@@ -394,8 +392,7 @@ fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
 unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     common::paged_code!();
     // SAFETY: the caller's guarantee.
-    let (section, status) =
-        unsafe { common::handoff::close_section::<StreamSection>(raw, |s| &s.shared) };
+    let (section, status) = unsafe { handoff::close_section::<StreamSection>(raw, |s| &s.shared) };
     log!(
         "{TAG}: {}: {why}: section closed (FltCloseSectionForDataScan {status}), context released",
         section.name
@@ -439,10 +436,11 @@ unsafe extern "system" fn pre_operation(
     let Some(mark) = (unsafe { ContextRef::<HandleMark>::of_stream_handle(objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let what = match major {
-        IRP_MJ_READ => "read",
-        IRP_MJ_QUERY_INFORMATION => "query information",
-        _ => "cleanup",
+    // What the line calls the operation, and which of the context's counts it adds to.
+    let (what, counted) = match major {
+        IRP_MJ_READ => ("read", Some(0)),
+        IRP_MJ_QUERY_INFORMATION => ("query information", Some(1)),
+        _ => ("cleanup", None),
     };
     let found = find_section(objects, what, &query_name);
     if let Err(status @ NtStatus(STATUS_NOT_FOUND)) = found {
@@ -452,13 +450,10 @@ unsafe extern "system" fn pre_operation(
     let Ok(section) = found else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    match major {
-        IRP_MJ_READ => section.reads.fetch_add(1, Ordering::Relaxed),
-        IRP_MJ_QUERY_INFORMATION => section.queries.fetch_add(1, Ordering::Relaxed),
-        _ => 0,
-    };
-    let reads = section.reads.load(Ordering::Relaxed);
-    let queries = section.queries.load(Ordering::Relaxed);
+    if let Some(count) = counted.and_then(|i| section.counts.get(i)) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    let [reads, queries] = section.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
     let (name, process, size) = (section.name, section.process, section.shared.file_size());
     log!(
         "{TAG}: {name}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {process} with {size} bytes"
