@@ -23,20 +23,19 @@ use core::{
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
-        FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-        FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
-        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT,
-        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan, IRP_MJ_CLEANUP,
-        IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
-        IRP_MN_FLUSH_AND_PURGE, IRP_PAGING_IO, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        UNICODE_STRING,
+        FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
+        FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
+        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
+        FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT, FltGetRequestorProcessId,
+        FltGetSectionContext, FltRegisterForDataScan, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
+        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE,
+        IRP_PAGING_IO, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
     },
     callback_data,
     context::ContextRef,
     file_object,
-    filter::{FilterSlot, register_and_start},
+    filter::FilterSlot,
     handoff::{self, Answer, SharedSection, Slots},
     log,
     name::CopiedName,
@@ -45,7 +44,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
-    scope::{self, SCOPE},
+    scope,
 };
 
 /// The tag in front of every debugger line this driver prints.
@@ -53,10 +52,6 @@ pub const TAG: &str = "rs-section-context";
 
 /// The pool tag of every context this driver allocates (`!poolused` shows `RsSc`).
 const POOL_TAG: u32 = tag(b"RsSc");
-
-/// How many sections one instance keeps open at a time. A holder that finds every slot taken
-/// goes without a section (logged): fail open.
-const SLOTS: usize = 64;
 
 /// How long a `SectionNotificationCallback` that lost the close to another party waits for that
 /// party's close, in milliseconds. The conflicting I/O waits for the callback, and a callback
@@ -69,8 +64,10 @@ pub const CLOSE_WAIT_MS: i64 = 100;
 #[derive(Default)]
 pub struct InstanceState {
     /// Each slot holds a section context pointer *and its allocation reference*: the right to
-    /// close that section, taken out with one interlocked exchange (`common::handoff`).
-    sections: Slots<SLOTS>,
+    /// close that section, taken out with one interlocked exchange (`common::handoff`). 64
+    /// sections at a time: a holder that finds every slot taken has its section closed at once
+    /// (logged, "no free slot"), and goes without: fail open.
+    sections: Slots<64>,
     /// `FltGetSectionContext` said `STATUS_NOT_SUPPORTED` here once already.
     not_supported_logged: AtomicBool,
 }
@@ -130,30 +127,10 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .section_notification(Some(section_conflict))
     .unload(Some(unload));
 
-/// The driver's entry point: read the demo folder, register, then start filtering.
-///
-/// # Safety
-/// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn DriverEntry(
-    driver: *mut DRIVER_OBJECT,
-    registry_path: *const UNICODE_STRING,
-) -> NTSTATUS {
-    // The demo folder, from the service's `Parameters` key, before filtering starts.
-    // SAFETY: `registry_path` is the one this entry point was called with.
-    unsafe { SCOPE.load(registry_path, TAG) };
-    // FltRegisterFilter, then FltStartFiltering (the passthrough sample makes the calls itself).
-    // SAFETY: `driver` is the driver object this entry point was called with.
-    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
-}
-
-/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): `FltUnregisterFilter` tears every instance down
-/// (`InstanceTeardownStart` closes the sections still open) and waits for every reference.
-unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
-    common::paged_code!();
-    FILTER.unregister();
-    STATUS_SUCCESS
-}
+// DriverEntry (the demo folder, FltRegisterFilter, FltStartFiltering) and the unload callback
+// (FltUnregisterFilter, which tears every instance down: `InstanceTeardownStart` closes the
+// sections still open). The passthrough sample writes both out.
+common::driver_entry!(REGISTRATION, FILTER, TAG);
 
 // ---- instances ----------------------------------------------------------------------------------
 
@@ -354,11 +331,9 @@ fn create_section(
         counts: Default::default(),
     };
     // FltAllocateContext(FLT_SECTION_CONTEXT), then FltCreateSectionForDataScan, read-only.
-    let section = SharedSection::create(FILTER.get(), objects, body, |s| &s.shared);
-    let section = section.map_err(|failed| {
-        log!("{TAG}: {name}: {failed}: no section");
-        failed.status
-    })?;
+    let section = SharedSection::create(FILTER.get(), objects, body, |s| &s.shared)
+        .inspect_err(|failed| log!("{TAG}: {name}: {failed}: no section"))
+        .map_err(|failed| failed.status)?;
     let (size, process) = (section.file_size(), section.context().process);
     log!(
         "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {process}"
