@@ -14,7 +14,9 @@
 //! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
 //!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
-//! - [`handoff`]: the one-closer hand-off, a slot whose interlocked exchange decides who closes;
+//! - [`handoff`]: the one-closer hand-off, a slot whose interlocked exchange decides who closes,
+//!   and [`handoff::SharedSection`], a data-scan section several opens hold;
+//! - [`driver_entry!`]: `DriverEntry` and the unload callback, for samples whose lesson is elsewhere;
 //! - [`object`]: kernel-handle object attributes, for every handle a sample opens or creates;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;

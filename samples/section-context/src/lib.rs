@@ -9,8 +9,9 @@
 //! only in its demo folder (`common::scope`).
 //!
 //! Its own code makes the calls it teaches: `FltRegisterForDataScan`, `FltGetSectionContext`
-//! with each of its documented results, and the `SectionNotificationCallback`. The section's
-//! create and close are data-scan's lesson, reached here through `common::section`.
+//! with each of its documented results, `FltGetRequestorProcessId` and the
+//! `SectionNotificationCallback`. The section's create and close are data-scan's lesson, reached
+//! here through `common::handoff` and `common::section`.
 //! `samples/section-context/README.md` goes on: every status and what the sample does with it,
 //! who closes and why, the races, and what you see when it runs.
 #![cfg_attr(target_os = "windows", no_std)]
@@ -309,9 +310,10 @@ fn section_for(
     None
 }
 
-/// Allocates the section context (`FltAllocateContext(FLT_SECTION_CONTEXT)`, `<= APC_LEVEL`),
-/// creates the section, and publishes it in the instance's table. Returns a reference for the
-/// caller, the section's first holder.
+/// Creates the stream's section with its context (`common::handoff::SharedSection::create`) and
+/// publishes it in the instance's table, where any party may close it. Returns a reference for
+/// the caller, the section's first holder, or `None` when the instance has no table (or is being
+/// torn down). `PASSIVE_LEVEL`.
 fn create_section(
     data: *mut FLT_CALLBACK_DATA,
     objects: &FLT_RELATED_OBJECTS,
@@ -392,11 +394,11 @@ unsafe extern "system" fn pre_operation(
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
+    // SAFETY: (each name query) this callback's own data, and not paging I/O.
+    let query_name = || unsafe { CopiedName::query(data) };
     // A flush-and-purge that meets the section is pended by the file system until the section
     // closes, and nothing notifies us (FSCTL_SET_PURGE_FAILURE_MODE): treat it as a conflict and
     // close now. Only a writer that skipped the share check can send one beside a holder.
-    // SAFETY: (each name query) this callback's own data, and not paging I/O.
-    let query_name = || unsafe { CopiedName::query(data) };
     if major == IRP_MJ_FLUSH_BUFFERS {
         if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
             && let Ok(section) = find_section(objects, "flush and purge", &query_name)
