@@ -36,7 +36,7 @@ use crate::{
     section::{DataScanSection, StoredSection},
 };
 
-/// [`Claim::slot`] before the thing is in a slot.
+/// `Claim::slot` before the thing is in a slot.
 const NO_SLOT: usize = usize::MAX;
 
 /// A table of `N` slots, each empty (0) or holding one pointer whose taker closes it.
