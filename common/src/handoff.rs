@@ -387,3 +387,58 @@ pub unsafe fn close_section<T>(
     shared.claim.signal_closed();
     (keep, status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Claim, Publish, Slots};
+
+    fn ptr(n: usize) -> *mut core::ffi::c_void {
+        n as *mut core::ffi::c_void
+    }
+
+    #[test]
+    fn one_request_wins_the_published_pointer_and_later_ones_find_it_gone() {
+        let slots = Slots::<2>::new();
+        let claim = Claim::new();
+        assert_eq!(slots.publish(&claim, ptr(8)), Publish::Published);
+        assert!(slots.request(&claim, ptr(8)), "the first request takes it");
+        assert!(!slots.request(&claim, ptr(8)), "nothing is left to take");
+        assert_eq!(slots.take_all().count(), 0);
+    }
+
+    #[test]
+    fn a_request_before_publishing_makes_the_publisher_close() {
+        let slots = Slots::<2>::new();
+        let claim = Claim::new();
+        assert!(
+            !slots.request(&claim, ptr(8)),
+            "not in a slot yet: only a request"
+        );
+        assert_eq!(slots.publish(&claim, ptr(8)), Publish::CloseNow);
+        assert_eq!(slots.take_all().count(), 0, "the publisher took it back");
+    }
+
+    #[test]
+    fn a_full_table_leaves_the_pointer_with_its_publisher() {
+        let slots = Slots::<1>::new();
+        let (first, second) = (Claim::new(), Claim::new());
+        assert_eq!(slots.publish(&first, ptr(8)), Publish::Published);
+        assert_eq!(slots.publish(&second, ptr(16)), Publish::Full);
+        assert!(!slots.request(&second, ptr(16)), "it never was in a slot");
+        assert!(slots.request(&first, ptr(8)));
+    }
+
+    #[test]
+    fn teardown_takes_every_published_pointer_and_later_publishers_close_their_own() {
+        let slots = Slots::<4>::new();
+        let claims = [Claim::new(), Claim::new(), Claim::new()];
+        for (i, claim) in claims.iter().take(2).enumerate() {
+            assert_eq!(slots.publish(claim, ptr(8 * (i + 1))), Publish::Published);
+        }
+        let taken: Vec<_> = slots.take_all().collect();
+        assert_eq!(taken, [ptr(8), ptr(16)]);
+        assert!(slots.is_closing());
+        assert!(!slots.request(&claims[0], ptr(8)), "teardown has it");
+        assert_eq!(slots.publish(&claims[2], ptr(24)), Publish::CloseNow);
+    }
+}
