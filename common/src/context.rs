@@ -17,9 +17,11 @@ use windows_sys::{
     Wdk::{
         Foundation::NonPagedPoolNx,
         Storage::FileSystem::Minifilters::{
-            FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FltAllocateContext,
+            FLT_INSTANCE_CONTEXT, FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+            FLT_STREAMHANDLE_CONTEXT, FltAllocateContext, FltGetInstanceContext,
             FltGetSectionContext, FltGetStreamHandleContext, FltReferenceContext,
-            FltReleaseContext, FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER,
+            FltReleaseContext, FltSetInstanceContext, FltSetStreamHandleContext, PFLT_CONTEXT,
+            PFLT_FILTER, PFLT_INSTANCE,
         },
     },
     Win32::Foundation::{STATUS_INVALID_PARAMETER, STATUS_SUCCESS},
@@ -167,6 +169,81 @@ impl<T> ContextRef<T> {
         (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
     }
 
+    /// `FltSetInstanceContext(Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, self, NULL)`
+    /// (`<= APC_LEVEL`): links this context to `instance` until the instance is torn down. The
+    /// link holds a reference of its own; this value keeps its own.
+    /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED` if the instance has one already.
+    #[must_use]
+    pub fn set_on_instance(&self, instance: PFLT_INSTANCE) -> NtStatus {
+        // SAFETY: a live instance (the caller is in one of its callbacks), a context we hold a
+        // reference on, and no old-context out pointer.
+        NtStatus(unsafe {
+            FltSetInstanceContext(
+                instance,
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                self.as_raw(),
+                core::ptr::null_mut(),
+            )
+        })
+    }
+
+    /// `FltGetInstanceContext` (`<= APC_LEVEL`): the context of `instance`, if it has one. A
+    /// success adds a reference, which the returned value releases.
+    ///
+    /// # Safety
+    /// `instance` is live (the caller is in one of its callbacks), and every instance context
+    /// the filter sets has a body of type `T`.
+    #[must_use]
+    pub unsafe fn of_instance(instance: PFLT_INSTANCE) -> Option<Self> {
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: a live instance (the caller's guarantee) and a valid out pointer.
+        let status = unsafe { FltGetInstanceContext(instance, &raw mut raw) };
+        // SAFETY: success returned one reference to the filter's instance context, whose body
+        // is a `T` (the caller's guarantee), owned from here on.
+        (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
+    }
+
+    /// A new context holding `value`, linked to the handle of `objects.FileObject`
+    /// ([`allocate`](Self::allocate), then [`set_on_stream_handle`](Self::set_on_stream_handle);
+    /// `<= APC_LEVEL`). The allocation reference is released before this returns, so the link's
+    /// reference is the only one: the context lives until the file object closes.
+    ///
+    /// # Errors
+    /// The call that failed and its status; nothing is linked then.
+    pub fn attach_to_stream_handle(
+        filter: PFLT_FILTER,
+        objects: &FLT_RELATED_OBJECTS,
+        value: T,
+    ) -> Result<(), Failed> {
+        let context =
+            Self::allocate(filter, FLT_STREAMHANDLE_CONTEXT, value).map_err(|status| {
+                Failed::new("FltAllocateContext(FLT_STREAMHANDLE_CONTEXT)", status)
+            })?;
+        let status = context.set_on_stream_handle(objects);
+        status
+            .ok()
+            .map_err(|status| Failed::new("FltSetStreamHandleContext", status))
+    }
+
+    /// A new context holding `value`, linked to `instance` ([`allocate`](Self::allocate), then
+    /// [`set_on_instance`](Self::set_on_instance); `<= APC_LEVEL`). The allocation reference is
+    /// released before this returns: the instance's link keeps the context until teardown.
+    ///
+    /// # Errors
+    /// The call that failed and its status; nothing is linked then.
+    pub fn attach_to_instance(
+        filter: PFLT_FILTER,
+        instance: PFLT_INSTANCE,
+        value: T,
+    ) -> Result<(), Failed> {
+        let context = Self::allocate(filter, FLT_INSTANCE_CONTEXT, value)
+            .map_err(|status| Failed::new("FltAllocateContext(FLT_INSTANCE_CONTEXT)", status))?;
+        let status = context.set_on_instance(instance);
+        status
+            .ok()
+            .map_err(|status| Failed::new("FltSetInstanceContext", status))
+    }
+
     /// Takes a second reference (`FltReferenceContext`), released by the returned value.
     #[must_use]
     pub fn add_ref(&self) -> Self {
@@ -191,6 +268,30 @@ impl<T> Drop for ContextRef<T> {
     fn drop(&mut self) {
         // SAFETY: we own exactly one reference, and this is the one release for it.
         unsafe { FltReleaseContext(self.as_raw()) }
+    }
+}
+
+/// Which call of a two-step attach failed, and its status. Prints as `call: status`, for a log
+/// line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failed {
+    /// The call, for example `FltSetStreamHandleContext`.
+    pub call: &'static str,
+    /// What it returned.
+    pub status: NtStatus,
+}
+
+impl Failed {
+    /// `call` failed with `status`.
+    #[must_use]
+    pub const fn new(call: &'static str, status: NtStatus) -> Self {
+        Self { call, status }
+    }
+}
+
+impl core::fmt::Display for Failed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.call, self.status)
     }
 }
 

@@ -164,3 +164,44 @@ pub unsafe fn register_and_start(
         }
     }
 }
+
+/// `DriverEntry` and the `FilterUnloadCallback` of a sample that acts in its demo folder, for
+/// the samples whose lesson is elsewhere. The passthrough sample writes both out and explains
+/// each call (`samples/passthrough/src/lib.rs`).
+///
+/// `driver_entry!(REGISTRATION, FILTER, TAG)` defines:
+/// - `DriverEntry` (`PASSIVE_LEVEL`): reads the demo folder from the service's `Parameters` key
+///   ([`crate::scope::SCOPE`], before filtering starts, since pre-create decides from it), then
+///   `FltRegisterFilter` and `FltStartFiltering` ([`register_and_start`]), unregistering if
+///   starting fails. It returns the status the driver's load fails with, or success.
+/// - `unload` (`PASSIVE_LEVEL`), for `Registration::unload`: `FltUnregisterFilter`
+///   ([`FilterSlot::unregister`]), which tears every instance down and waits for every reference
+///   before it returns. It always returns `STATUS_SUCCESS`.
+#[macro_export]
+macro_rules! driver_entry {
+    ($registration:expr, $filter:expr, $tag:expr) => {
+        /// The driver's entry point: read the demo folder, register, then start filtering
+        /// (`common::driver_entry!`).
+        ///
+        /// # Safety
+        /// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn DriverEntry(
+            driver: *mut $crate::bindings::DRIVER_OBJECT,
+            registry_path: *const $crate::bindings::UNICODE_STRING,
+        ) -> $crate::bindings::NTSTATUS {
+            // SAFETY: `registry_path` is the one this entry point was called with.
+            unsafe { $crate::scope::SCOPE.load(registry_path, $tag) };
+            // SAFETY: `driver` is the driver object this entry point was called with.
+            unsafe { $crate::filter::register_and_start(driver, &$registration, &$filter, $tag) }.0
+        }
+
+        /// `FilterUnloadCallback` (`PASSIVE_LEVEL`): `FltUnregisterFilter`
+        /// (`common::driver_entry!`).
+        unsafe extern "system" fn unload(_flags: u32) -> $crate::bindings::NTSTATUS {
+            $crate::paged_code!();
+            $filter.unregister();
+            $crate::bindings::STATUS_SUCCESS
+        }
+    };
+}

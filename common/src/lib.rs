@@ -15,7 +15,11 @@
 //!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
 //! - [`verdict`]: a scan's verdict, shared with the scans of the stream that wait for it;
-//!   [`writes`]: which handles wrote; [`object`]: kernel-handle object attributes;
+//!   [`writes`]: which handles wrote;
+//! - [`handoff`]: the one-closer hand-off, a slot whose interlocked exchange decides who closes,
+//!   and [`handoff::SharedSection`], a data-scan section several opens hold;
+//! - [`driver_entry!`]: `DriverEntry` and the unload callback, for samples whose lesson is elsewhere;
+//! - [`object`]: kernel-handle object attributes, for every handle a sample opens or creates;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
 //! - [`params`]: the `FLT_PARAMETERS` members with the C layout, because windows-sys 0.61 lays
@@ -59,6 +63,7 @@ pub mod create;
 pub mod event;
 pub mod file_object;
 pub mod filter;
+pub mod handoff;
 pub mod irql;
 pub mod layout;
 pub mod log;

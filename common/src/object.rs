@@ -1,12 +1,14 @@
-//! Object attributes for kernel handles.
+//! Object attributes for kernel handles: the one constructor every handle a sample opens or
+//! creates starts from.
 
 use windows_sys::{Wdk::Foundation::OBJECT_ATTRIBUTES, Win32::Foundation::OBJ_KERNEL_HANDLE};
 
 /// `InitializeObjectAttributes(&Attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL)`: no name, no
 /// root directory, no security descriptor. A handle opened or created with them goes into the
 /// kernel's handle table, never into the current process's, so that the process cannot use or
-/// close it (the `FltCreateSectionForDataScan` page asks for `OBJ_KERNEL_HANDLE`). data-scan
-/// passes them to `FltCreateSectionForDataScan`.
+/// close it (the `InitializeObjectAttributes` page: a driver that runs outside the system process
+/// sets `OBJ_KERNEL_HANDLE`). A named open fills in `ObjectName`, `RootDirectory` and more
+/// `Attributes` bits on top (`common::scope`'s registry keys).
 #[must_use]
 pub fn kernel_handle_attributes() -> OBJECT_ATTRIBUTES {
     OBJECT_ATTRIBUTES {

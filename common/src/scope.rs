@@ -72,8 +72,8 @@ use windows_sys::{
     },
     Win32::{
         Foundation::{
-            HANDLE, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, STATUS_BUFFER_OVERFLOW,
-            STATUS_BUFFER_TOO_SMALL, STATUS_SUCCESS, UNICODE_STRING,
+            HANDLE, OBJ_CASE_INSENSITIVE, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
+            STATUS_SUCCESS, UNICODE_STRING,
         },
         System::Registry::{KEY_QUERY_VALUE, REG_SZ},
     },
@@ -378,10 +378,6 @@ impl Drop for Key {
     }
 }
 
-/// `sizeof(OBJECT_ATTRIBUTES)`: 48 bytes on 64-bit targets.
-#[allow(clippy::cast_possible_truncation, reason = "a 48-byte structure")]
-const ATTRIBUTES_SIZE: u32 = core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32;
-
 /// `ZwOpenKey` of `name`, relative to `root` if it is not null, for `access`, as a kernel handle.
 ///
 /// # Safety
@@ -391,15 +387,14 @@ unsafe fn open_key(
     name: *const UNICODE_STRING,
     access: u32,
 ) -> Result<Key, NtStatus> {
-    // OBJ_KERNEL_HANDLE: DriverEntry runs in the System process, but a handle in the kernel's
-    // table is the rule for any handle a driver opens (`InitializeObjectAttributes`'s page).
+    // A kernel handle: DriverEntry runs in the System process, but a handle in the kernel's
+    // table is the rule for any handle a driver opens (`crate::object`).
+    let base = crate::object::kernel_handle_attributes();
     let attributes = OBJECT_ATTRIBUTES {
-        Length: ATTRIBUTES_SIZE,
         RootDirectory: root,
         ObjectName: name,
-        Attributes: OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
-        SecurityDescriptor: core::ptr::null(),
-        SecurityQualityOfService: core::ptr::null(),
+        Attributes: base.Attributes | OBJ_CASE_INSENSITIVE,
+        ..base
     };
     let mut handle: HANDLE = core::ptr::null_mut();
     // SAFETY: the out pointer is a local; the attributes and the name they point at are valid for

@@ -26,18 +26,27 @@
 //! can exceed the file's: what is read is bounded by the file size `FltCreateSectionForDataScan`
 //! reported, never by the view's size.
 
-use core::{ffi::c_void, ops::DerefMut};
+use core::{
+    ffi::c_void,
+    ops::DerefMut,
+    sync::atomic::{AtomicI64, AtomicIsize, AtomicUsize, Ordering},
+};
 
 use windows_sys::{
     Wdk::{
-        Storage::FileSystem::Minifilters::FltCloseSectionForDataScan,
+        Storage::FileSystem::Minifilters::{
+            FLT_RELATED_OBJECTS, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
+        },
         System::SystemServices::{
             MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL,
             MM_SYSTEM_VIEW_EXCEPTIONS_FOR_INPAGE_ERRORS, MmCopyMemory, MmMapViewInSystemSpaceEx,
             MmUnmapViewInSystemSpace, ObCloseHandle, ObfDereferenceObject,
         },
     },
-    Win32::Foundation::{HANDLE, STATUS_INVALID_PARAMETER},
+    Win32::{
+        Foundation::{HANDLE, STATUS_INVALID_PARAMETER},
+        System::Memory::{PAGE_READONLY, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY},
+    },
 };
 
 use crate::{KERNEL_MODE, NtStatus, context::ContextRef, pool::PoolBytes};
@@ -481,5 +490,116 @@ impl<B: DerefMut<Target = [u8]>> WindowReader<B> {
             self.last_len = len;
         }
         Ok(Some((start, &self.buffer[..len])))
+    }
+}
+
+/// A read-only data-scan section, for the samples that use one without teaching the call
+/// (section-context). data-scan makes this call itself and explains each argument.
+impl<T> DataScanSection<T> {
+    /// `FltCreateSectionForDataScan(Instance, FileObject, context, SECTION_MAP_READ |
+    /// SECTION_QUERY, kernel-handle attributes, NULL, PAGE_READONLY, SEC_COMMIT, 0, ...)` on the
+    /// operation's file (`<= APC_LEVEL`; call it at `PASSIVE_LEVEL`). `SECTION_QUERY` because the
+    /// page says drivers should set it.
+    ///
+    /// `context` comes from `FltAllocateContext(FLT_SECTION_CONTEXT)`. On success the section
+    /// owns it; on failure it is released here, never closed (the context was never linked). A
+    /// `SectionNotificationCallback` may run before this returns, while the handle and object are
+    /// not known yet.
+    ///
+    /// # Errors
+    /// The call's status: `STATUS_FLT_CONTEXT_ALREADY_DEFINED` (the stream has a section on this
+    /// instance already), `STATUS_END_OF_FILE` (an empty file), and the others its page lists.
+    pub fn create_read_only(
+        objects: &FLT_RELATED_OBJECTS,
+        context: ContextRef<T>,
+    ) -> Result<Self, NtStatus> {
+        let attributes = crate::object::kernel_handle_attributes();
+        let (mut handle, mut object, mut size) = (core::ptr::null_mut(), core::ptr::null_mut(), 0);
+        // SAFETY: the operation's instance and file object (the instance registered for data
+        // scan, or the call fails with STATUS_INVALID_PARAMETER); a section context no stream
+        // has yet; attributes and out pointers valid for the call.
+        let status = NtStatus(unsafe {
+            FltCreateSectionForDataScan(
+                objects.Instance,
+                objects.FileObject,
+                context.as_raw(),
+                SECTION_MAP_READ | SECTION_QUERY,
+                &raw const attributes,
+                core::ptr::null(),
+                PAGE_READONLY,
+                SEC_COMMIT,
+                0,
+                &raw mut handle,
+                &raw mut object,
+                &raw mut size,
+            )
+        });
+        // On failure `context` drops here: its one FltReleaseContext.
+        status.ok()?;
+        // SAFETY: the handle (OBJ_KERNEL_HANDLE) and object the create just returned for
+        // `context`, released nowhere else.
+        Ok(unsafe { Self::from_created(handle, object, context, size) })
+    }
+
+    /// Moves the handle, the object and the file size into `record` (which lives in the
+    /// section's own context) and returns the context reference. Whoever owns that reference
+    /// owns the section, and closes it with [`StoredSection::take`].
+    ///
+    /// # Panics
+    /// Never: the context is only taken while the section is being released.
+    pub fn store(mut self, record: &StoredSection) -> ContextRef<T> {
+        record.handle.store(self.handle as isize, Ordering::Release);
+        record.object.store(self.object as usize, Ordering::Release);
+        record.file_size.store(self.file_size, Ordering::Release);
+        // With the context gone, `self`'s drop releases nothing.
+        self.context
+            .take()
+            .expect("the context is only taken in drop")
+    }
+}
+
+/// A data-scan section's handle, object and file size, kept in the section's own context: for a
+/// section that any of several parties may close (section-context), the one that wins the
+/// hand-off ([`crate::handoff`]) rebuilds the section from here and closes it.
+pub struct StoredSection {
+    handle: AtomicIsize,
+    object: AtomicUsize,
+    file_size: AtomicI64,
+}
+
+impl StoredSection {
+    /// Nothing stored yet.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            handle: AtomicIsize::new(0),
+            object: AtomicUsize::new(0),
+            file_size: AtomicI64::new(0),
+        }
+    }
+
+    /// The file size `FltCreateSectionForDataScan` reported (0 until stored).
+    #[must_use]
+    pub fn file_size(&self) -> i64 {
+        self.file_size.load(Ordering::Acquire)
+    }
+
+    /// The section stored here, rebuilt for its close.
+    ///
+    /// # Safety
+    /// `context` is the reference [`DataScanSection::store`] returned when it stored a section
+    /// here, and this is the one call for it.
+    #[must_use]
+    pub unsafe fn take<T>(&self, context: ContextRef<T>) -> DataScanSection<T> {
+        let handle = self.handle.load(Ordering::Acquire) as HANDLE;
+        let object = self.object.load(Ordering::Acquire) as *mut c_void;
+        // SAFETY: what the create returned and `store` kept, taken once (the caller's promise).
+        unsafe { DataScanSection::from_created(handle, object, context, self.file_size()) }
+    }
+}
+
+impl Default for StoredSection {
+    fn default() -> Self {
+        Self::new()
     }
 }

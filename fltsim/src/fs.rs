@@ -5,6 +5,11 @@
 //! - Share access follows `IoCheckShareAccess`: an open fails with `STATUS_SHARING_VIOLATION`
 //!   when its access is not shared by an existing open, or an existing open's access is not
 //!   shared by it. Cleanup (the last handle closing) removes the open from the check.
+//!   An open made with `IO_IGNORE_SHARE_ACCESS_CHECK` (a kernel-mode `IoCreateFileEx`) is left
+//!   out of the check both ways: it is not checked, and later opens are not checked against it.
+//!   The `IoCreateFileEx` page says only that the I/O manager skips the check and that "the file
+//!   system might still perform these checks"; the model takes the case a filter must survive,
+//!   a writer beside an open that denied write sharing.
 //! - A truncating set-end-of-file, a non-cached write, a destructive create (overwrite or
 //!   supersede of a non-empty file) and a flush-and-purge (`IRP_MJ_FLUSH_BUFFERS` /
 //!   `IRP_MN_FLUSH_AND_PURGE`) purge the stream's cache, which fails while a data-scan section
@@ -159,7 +164,7 @@ fn share_conflict(state: &State, stream: usize, fo: usize, access: u32, share: u
             FoState::Creating => !other.canceled,
             FoState::CleanedUp | FoState::Closed => false,
         };
-        if *addr == fo || other.stream != Some(stream) || !counts {
+        if *addr == fo || other.stream != Some(stream) || !counts || other.ignores_sharing {
             return false;
         }
         let denies = |have: u32, shared: u32, bits: u32, share_bit: u32| {
@@ -244,7 +249,7 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     let Some(rec) = state.file_objects.get(&fo) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
-    let (volume, path) = (rec.volume, rec.path.clone());
+    let (volume, path, ignores_sharing) = (rec.volume, rec.path.clone(), rec.ignores_sharing);
     if path.is_empty() {
         // A volume open: no stream behind it.
         return (STATUS_SUCCESS, FILE_OPENED as usize);
@@ -295,7 +300,7 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
         (FILE_OVERWRITTEN, _) => access | FILE_WRITE_DATA,
         _ => access,
     };
-    if share_conflict(&state, stream, fo, implied, share) {
+    if !ignores_sharing && share_conflict(&state, stream, fo, implied, share) {
         return (STATUS_SHARING_VIOLATION, 0);
     }
     // The share access is set with the check, under the same lock (the file system holds the

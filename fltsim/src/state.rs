@@ -124,6 +124,9 @@ pub(crate) struct FileObjectRec {
     /// References filters took with `ObfReferenceObject` and have not dropped yet. The
     /// `IRP_MJ_CLOSE` of a user's close waits until they are gone (see `World::close`).
     pub(crate) refs: u32,
+    /// Opened with `IO_IGNORE_SHARE_ACCESS_CHECK` (`Open::ignoring_share_access`): outside the
+    /// stream's share check, both ways.
+    pub(crate) ignores_sharing: bool,
 }
 
 /// What a context is attached to (each attachment holds one reference).

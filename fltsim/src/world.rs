@@ -81,6 +81,9 @@ pub struct Open {
     /// `IrpSp->Flags` of the create, which a filter reads as `Iopb->OperationFlags`
     /// (`SL_OPEN_PAGING_FILE`, ...). Zero for an ordinary open.
     pub operation_flags: u8,
+    /// A kernel-mode `IoCreateFileEx` (or `FltCreateFileEx`) with `IO_IGNORE_SHARE_ACCESS_CHECK`
+    /// in its `Options`: see [`Open::ignoring_share_access`].
+    pub ignore_share_access: bool,
 }
 
 impl Open {
@@ -94,6 +97,7 @@ impl Open {
             options: FILE_NON_DIRECTORY_FILE,
             process: USER_PROCESS_ID,
             operation_flags: 0,
+            ignore_share_access: false,
         }
     }
 
@@ -154,6 +158,21 @@ impl Open {
     #[must_use]
     pub const fn process(self, process: u32) -> Self {
         Self { process, ..self }
+    }
+
+    /// The same, as a kernel-mode component opens with `IoCreateFileEx(..., Options =
+    /// IO_IGNORE_SHARE_ACCESS_CHECK)`. The `IoCreateFileEx` page: "The I/O manager should not
+    /// perform share-access checks on the file object after it is created. However, the file
+    /// system might still perform these checks." The page does not say when a file system
+    /// does, so the model takes the case a filter must survive: no share check for this open,
+    /// and later opens are not judged against it either (`fs` says how). The model's callback
+    /// data are kernel-mode requests (`RequestorMode` 0) for every open already.
+    #[must_use]
+    pub const fn ignoring_share_access(self) -> Self {
+        Self {
+            ignore_share_access: true,
+            ..self
+        }
     }
 }
 
@@ -867,6 +886,7 @@ impl World {
                     canceled: false,
                     process: how.process,
                     refs: 0,
+                    ignores_sharing: how.ignore_share_access,
                 },
             );
             let data = request::new_callback_data(&mut state, 0, fo, false);

@@ -1,68 +1,43 @@
 //! # section-context: find the section you created earlier with `FltGetSectionContext`
 //!
-//! An open for reading that denies write sharing gets a read-only data-scan section on its
-//! stream, kept while such opens last. Later reads, query-information requests and cleanups on
-//! the stream find that section again with `FltGetSectionContext`, update the counters in its
-//! context and release the context. The last holder's cleanup closes the section. It acts only in
-//! its demo folder (`common::scope`). The README has the details: who closes, the races, deletes.
+//! An open that reads a file and denies write sharing (a *holder*) gets a read-only data-scan
+//! section on its stream, kept while holders last. Every later read, query-information and
+//! cleanup on the stream finds that section again with `FltGetSectionContext`, updates the
+//! counters in its context, and releases the reference the lookup added. The last holder's
+//! cleanup closes the section; so does a conflicting operation, a flush-and-purge or instance
+//! teardown, whichever takes it first in the one-closer hand-off (`common::handoff`). It acts
+//! only in its demo folder (`common::scope`).
 //!
-//! ## The calls it teaches
-//! - **`FltRegisterForDataScan(Instance)`** in `InstanceSetup` (`<= APC_LEVEL`). On
-//!   `STATUS_NOT_SUPPORTED` (a network share) this sample attaches anyway, to show what the lookup
-//!   answers there; a production filter returns `STATUS_FLT_DO_NOT_ATTACH`.
-//! - **`FltAllocateContext(FLT_SECTION_CONTEXT)`** (`<= APC_LEVEL`): one reference, not zeroed.
-//! - **`FltCreateSectionForDataScan`** (`<= APC_LEVEL`; called at `PASSIVE_LEVEL` in post-create),
-//!   read-only, `OBJ_KERNEL_HANDLE`. Success links the context to the stream (one more reference)
-//!   and gives the caller a handle and an object reference. One section per stream per instance:
-//!   `STATUS_FLT_CONTEXT_ALREADY_DEFINED` means another open made it first, so join that one.
-//!   `STATUS_END_OF_FILE`: an empty file. A failed create is released, never closed.
-//! - **`FltGetSectionContext(Instance, FileObject, &Context)`** (`<= APC_LEVEL`):
-//!   - `STATUS_SUCCESS`: `Context` carries a new reference; exactly one `FltReleaseContext` drops
-//!     it (`common::context::ContextRef`, on every path);
-//!   - `STATUS_NOT_FOUND`: no section for this stream on this instance; `Context` is NULL and
-//!     there is nothing to release;
-//!   - `STATUS_NOT_SUPPORTED`: the volume has no section contexts; logged once per instance.
-//! - **The close**: `ObCloseHandle` (`PASSIVE_LEVEL`), `ObDereferenceObject`,
-//!   `FltCloseSectionForDataScan` (`<= APC_LEVEL`), then `FltReleaseContext` of the allocation
-//!   reference. Afterwards the lookup answers `STATUS_NOT_FOUND`. The last cleanup,
-//!   `SectionNotificationCallback` and `InstanceTeardownStart` may each want to close: whoever
-//!   takes the section out of its slot with an interlocked exchange closes it, once.
-//!
-//! The reference count is what makes the lookup safe: a reader that got the context just before
-//! another thread closed the section still holds valid memory, freed by its own release.
-//!
-//! ## What you see when it runs
-//! `cargo xtask demo section-context` runs it in `fltsim`; on Windows, `fltmc load
-//! RsSectionContext`. Open a file in the demo folder with `FileShare.Read`, read it and close it:
-//! `rs-section-context: <path>\section.txt: section created (FltCreateSectionForDataScan), ...`,
-//! then `read: section found (FltGetSectionContext), read 1, ...` and `last cleanup: section
-//! closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released`.
+//! Its own code makes the calls it teaches: `FltRegisterForDataScan`, `FltGetSectionContext`
+//! with each of its documented results, `FltGetRequestorProcessId` and the
+//! `SectionNotificationCallback`. The section's create and close are data-scan's lesson, reached
+//! here through `common::handoff` and `common::section`.
+//! `samples/section-context/README.md` goes on: every status and what the sample does with it,
+//! who closes and why, the races, and what you see when it runs.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicU32, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 
 use common::{
     NtStatus,
     bindings::{
-        DRIVER_OBJECT, FILE_OBJECT, FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
-        FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-        FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203,
-        FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-        FLT_STREAMHANDLE_CONTEXT, FltCreateSectionForDataScan, FltGetInstanceContext,
-        FltGetRequestorProcessId, FltGetSectionContext, FltRegisterForDataScan,
-        FltSetInstanceContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION,
-        IRP_MJ_READ, IRP_PAGING_IO, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-        UNICODE_STRING,
+        FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
+        FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
+        FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
+        FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT, FltGetRequestorProcessId,
+        FltGetSectionContext, FltRegisterForDataScan, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
+        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE,
+        IRP_PAGING_IO, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
     },
+    callback_data,
     context::ContextRef,
-    event::Event,
     file_object,
-    filter::{FilterSlot, register_and_start},
+    filter::FilterSlot,
+    handoff::{self, Answer, SharedSection, Slots},
     log,
     name::CopiedName,
     pool::tag,
@@ -70,158 +45,58 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context_of,
         operation,
     },
-    scope::{self, SCOPE},
-    section::DataScanSection,
+    scope,
 };
-use windows_sys::Win32::System::Kernel::NotificationEvent;
 
 /// The tag in front of every debugger line this driver prints.
 pub const TAG: &str = "rs-section-context";
 
-/// The pool tag of both context types (`!poolused` shows `RsSc`).
+/// The pool tag of every context this driver allocates (`!poolused` shows `RsSc`).
 const POOL_TAG: u32 = tag(b"RsSc");
 
-/// How many sections one instance keeps open at a time. A holder that finds every slot taken
-/// goes without a section (logged): fail open.
-const SLOTS: usize = 64;
-
-/// `StreamSection::slot` before the section is in the instance's table.
-const NO_SLOT: usize = usize::MAX;
-
 /// How long a `SectionNotificationCallback` that lost the close to another party waits for that
-/// party's close, in milliseconds. A close takes microseconds; the bound is there because the
-/// conflicting I/O waits for the callback, and a callback must never hold it without one.
+/// party's close, in milliseconds. The conflicting I/O waits for the callback, and a callback
+/// must never hold it without a bound.
 pub const CLOSE_WAIT_MS: i64 = 100;
 
-// ---- the two contexts ---------------------------------------------------------------------------
+// ---- the three contexts -------------------------------------------------------------------------
 
 /// The instance context: the open sections of this volume, and what was already logged.
+#[derive(Default)]
 pub struct InstanceState {
-    /// Each non-zero slot holds a section context pointer *and its allocation reference*: the
-    /// right to close that section. Taken out with an interlocked exchange, so one party closes.
-    sections: [AtomicUsize; SLOTS],
-    /// Set by `InstanceTeardownStart`: a section published after this is closed by its creator.
-    tearing_down: AtomicBool,
+    /// Each slot holds a section context pointer *and its allocation reference*: the right to
+    /// close that section, taken out with one interlocked exchange (`common::handoff`). 64
+    /// sections at a time: a holder that finds every slot taken has its section closed at once
+    /// (logged, "no free slot"), and goes without: fail open.
+    sections: Slots<64>,
     /// `FltGetSectionContext` said `STATUS_NOT_SUPPORTED` here once already.
     not_supported_logged: AtomicBool,
 }
 
 /// The section context: one per stream with an open section on this instance.
 pub struct StreamSection {
-    /// Keeps the instance context (and its slot table) alive for as long as this context lives;
-    /// released by the cleanup callback.
+    /// Keeps the instance context (and its slot table) alive for as long as this context lives.
     instance: ContextRef<InstanceState>,
     /// The file, as `FltGetFileNameInformation` named it in post-create.
-    name: Name,
+    name: CopiedName,
     /// The requestor's process ID at the create that caused the section
     /// (`FltGetRequestorProcessId`: the process the requesting thread was attached to).
     process: u32,
-    /// The file size `FltCreateSectionForDataScan` reported.
-    size_at_open: AtomicI64,
-    /// The section handle and object, stored before the context is published in a slot.
-    handle: AtomicIsize,
-    object: AtomicUsize,
-    /// Index in `InstanceState::sections`, or `NO_SLOT`.
-    slot: AtomicUsize,
-    /// A closer came before the creator published the section: the creator closes it.
-    close_requested: AtomicBool,
-    /// `FltCreateSectionForDataScan` has returned and `handle` and `object` are stored: from
-    /// here on the creator publishes the section, and closes it at once if a close was asked for.
-    created: AtomicBool,
-    /// Notification event, set by whoever closes the section, after `FltCloseSectionForDataScan`.
-    /// A `SectionNotificationCallback` that lost the close to another party waits for it.
-    closed: Event,
-    /// The opens that hold the section (read-only, no write sharing). 0 once it is closing.
-    holders: AtomicU32,
-    /// What later operations report.
-    reads: AtomicU32,
-    queries: AtomicU32,
-}
-
-impl StreamSection {
-    /// Tells a waiting notification that the section is closed (`KeSetEvent`, `<= DISPATCH_LEVEL`).
-    fn signal_closed(&self) {
-        self.closed.set();
-    }
-
-    /// Waits at most [`CLOSE_WAIT_MS`] for the close another party is making (`PASSIVE_LEVEL`
-    /// here, holding no lock); `false` if it is not done by then.
-    fn wait_closed(&self) -> bool {
-        self.closed.wait(Some(CLOSE_WAIT_MS))
-    }
-
-    /// One more holder, unless the section is already closing (the count reached zero).
-    fn join(&self) -> Option<u32> {
-        self.holders
-            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| {
-                (h > 0).then(|| h + 1)
-            })
-            .ok()
-            .map(|h| h + 1)
-    }
-
-    /// One holder fewer; `true` for the one that takes the count to zero.
-    fn leave(&self) -> bool {
-        self.holders
-            .try_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1))
-            == Ok(1)
-    }
+    /// The section's handle, object and size, its hand-off claim, its generation, and the count
+    /// of the opens that hold it (read-only, no write sharing; 0 once it is closing):
+    /// `common::handoff`.
+    shared: SharedSection,
+    /// What later operations report: how many reads, then how many query-information requests.
+    counts: [AtomicU32; 2],
 }
 
 /// The stream-handle context of every handle post-create looked at (an in-scope open of a
 /// file): later operations on a handle without one return at once, with no name query and no
-/// line, which is what keeps out-of-scope I/O free. `holder` says whether the handle holds its
-/// stream's section, so that its cleanup knows to leave it: the create's desired access, which
-/// decided it, is gone by then, and the file object cannot tell `FILE_READ_DATA` from
-/// `FILE_EXECUTE` (`ReadAccess` is set for both).
-pub struct HandleMark {
-    holder: bool,
-}
-
-/// Marks this handle (`FltAllocateContext`, `FltSetStreamHandleContext`, both `<= APC_LEVEL`).
-/// `false` if it cannot be marked: a holder then leaves the section at once, since the handle's
-/// cleanup would not know to, and the handle's later operations go unreported.
-fn mark_handle(objects: &FLT_RELATED_OBJECTS, name: &Name, holder: bool) -> bool {
-    let mark = match ContextRef::allocate(
-        FILTER.get(),
-        FLT_STREAMHANDLE_CONTEXT,
-        HandleMark { holder },
-    ) {
-        Ok(mark) => mark,
-        Err(status) => {
-            log!(
-                "{TAG}: {name}: FltAllocateContext(FLT_STREAMHANDLE_CONTEXT): {status}: this open is not tracked"
-            );
-            return false;
-        }
-    };
-    // FltSetStreamHandleContext. Our allocation reference drops with `mark`; on success the
-    // handle's link keeps the context until the file object closes.
-    let status = mark.set_on_stream_handle(objects);
-    if !status.is_success() {
-        log!("{TAG}: {name}: FltSetStreamHandleContext: {status}: this open is not tracked");
-    }
-    status.is_success()
-}
-
-/// This handle's [`HandleMark`], if post-create gave it one (`FltGetStreamHandleContext`,
-/// `<= APC_LEVEL`; a success adds a reference, which the returned value releases).
-fn handle_mark(objects: &FLT_RELATED_OBJECTS) -> Option<ContextRef<HandleMark>> {
-    // SAFETY: `HandleMark` is the only stream-handle context this driver sets.
-    unsafe { ContextRef::of_stream_handle(objects) }
-}
-
-/// The name of the file an operation targets, copied (onto the stack, or into a context), or why
-/// there is none: `common`'s `CopiedName`, which queries it with `FltGetFileNameInformation`
-/// (`<= APC_LEVEL`, never for paging I/O) and releases it at once.
-type Name = CopiedName;
-
-/// The name for the operation whose callback data is `data`. Every caller passes its own
-/// callback's data, which is what `CopiedName::query` requires.
-fn name_of(data: *mut FLT_CALLBACK_DATA) -> Name {
-    // SAFETY: `data` is the callback data of the operation in progress (see above).
-    unsafe { CopiedName::query(data) }
-}
+/// line, which is what keeps out-of-scope I/O free. It names the section the handle holds
+/// (its `SharedSection::generation`), so that its cleanup leaves that section and no other: the
+/// create's desired access, which decided it, is gone by then, and the file object cannot tell
+/// `FILE_READ_DATA` from `FILE_EXECUTE` (`ReadAccess` is set for both).
+pub struct HandleMark(Option<u64>);
 
 // ---- registration ------------------------------------------------------------------------------
 
@@ -235,13 +110,12 @@ static CONTEXTS: ContextTable<4> = ContextTable::new([
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<5> = OperationTable::new([
-    // No pre-create: with a NULL pre-operation callback Filter Manager still calls the
-    // post-operation one, which is where the file is open and can be inspected.
+static OPERATIONS: OperationTable<6> = OperationTable::new([
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
     operation(IRP_MJ_READ, Some(pre_operation), None),
     operation(IRP_MJ_QUERY_INFORMATION, Some(pre_operation), None),
     operation(IRP_MJ_CLEANUP, Some(pre_operation), None),
+    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_operation), None),
     OPERATION_END,
 ]);
 
@@ -254,37 +128,17 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
     .section_notification(Some(section_conflict))
     .unload(Some(unload));
 
-/// The driver's entry point: register, then start filtering.
-///
-/// # Safety
-/// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn DriverEntry(
-    driver: *mut DRIVER_OBJECT,
-    registry_path: *const UNICODE_STRING,
-) -> NTSTATUS {
-    // The demo folder, from the service's `Parameters` key, before filtering starts: the
-    // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
-    // SAFETY: `registry_path` is the one this entry point was called with.
-    unsafe { SCOPE.load(registry_path, TAG) };
-    // FltRegisterFilter, then FltStartFiltering, unregistering if starting fails: the
-    // passthrough sample makes the three calls itself and explains each (samples/passthrough).
-    // SAFETY: `driver` is the driver object this entry point was called with.
-    unsafe { register_and_start(driver, &REGISTRATION, &FILTER, TAG) }.0
-}
-
-/// `FilterUnloadCallback` (`PASSIVE_LEVEL`): `FltUnregisterFilter` tears every instance down
-/// (`InstanceTeardownStart` closes the sections still open) and waits for every reference.
-unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
-    common::paged_code!();
-    FILTER.unregister();
-    STATUS_SUCCESS
-}
+// DriverEntry (the demo folder, FltRegisterFilter, FltStartFiltering) and the unload callback
+// (FltUnregisterFilter, which tears every instance down: `InstanceTeardownStart` closes the
+// sections still open). The passthrough sample writes both out.
+common::driver_entry!(REGISTRATION, FILTER, TAG);
 
 // ---- instances ----------------------------------------------------------------------------------
 
 /// `InstanceSetup` (`PASSIVE_LEVEL`): give the instance its context, register for data scan, and
-/// attach in every case (fail open: without a context or data scan, the sample only logs).
+/// attach in every case (fail open: without a context or data scan, the sample only logs). On
+/// `STATUS_NOT_SUPPORTED` (a network share) it attaches to show what the lookup answers there; a
+/// production filter returns `STATUS_FLT_DO_NOT_ATTACH`.
 unsafe extern "system" fn instance_setup(
     objects: *const FLT_RELATED_OBJECTS,
     _flags: u32,
@@ -295,34 +149,11 @@ unsafe extern "system" fn instance_setup(
     let fs = common::volume::file_system_name(file_system_type);
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let instance = unsafe { (*objects).Instance };
-    let state = InstanceState {
-        sections: [const { AtomicUsize::new(0) }; SLOTS],
-        tearing_down: AtomicBool::new(false),
-        not_supported_logged: AtomicBool::new(false),
-    };
-    match ContextRef::allocate(FILTER.get(), FLT_INSTANCE_CONTEXT, state) {
-        Ok(context) => {
-            // SAFETY: a live instance and a context of the registered instance type. On success
-            // the instance takes its own reference; ours is released when `context` drops.
-            let status = NtStatus(unsafe {
-                FltSetInstanceContext(
-                    instance,
-                    FLT_SET_CONTEXT_KEEP_IF_EXISTS,
-                    context.as_raw(),
-                    core::ptr::null_mut(),
-                )
-            });
-            if !status.is_success() {
-                log!(
-                    "{TAG}: {fs} volume: FltSetInstanceContext: {status}; no sections on this volume"
-                );
-            }
-        }
-        Err(status) => log!(
-            "{TAG}: {fs} volume: FltAllocateContext(FLT_INSTANCE_CONTEXT): {status}; no sections on this volume"
-        ),
+    let state = InstanceState::default();
+    if let Err(failed) = ContextRef::attach_to_instance(FILTER.get(), instance, state) {
+        log!("{TAG}: {fs} volume: {failed}; no sections on this volume");
     }
-    // SAFETY: `instance` is the instance being set up.
+    // SAFETY: `instance` is the instance being set up (`<= APC_LEVEL`).
     let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
     if !status.is_success() {
         log!("{TAG}: {fs} volume: FltRegisterForDataScan: {status}; attaching anyway");
@@ -332,106 +163,66 @@ unsafe extern "system" fn instance_setup(
 
 /// `InstanceTeardownStart` (`PASSIVE_LEVEL`): close every section the instance still has open,
 /// because a section still linked to a stream at teardown is a leak Filter Manager cannot undo.
+/// Creators that publish after this see the table closing and close their own section.
 unsafe extern "system" fn instance_teardown_start(
     objects: *const FLT_RELATED_OBJECTS,
     _reason: u32,
 ) {
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
-    let Some(state) = instance_context(unsafe { (*objects).Instance }) else {
-        return;
-    };
-    // Creators that publish after this point see the flag and close their own section.
-    state.tearing_down.store(true, Ordering::SeqCst);
-    for slot in &state.sections {
-        let raw = slot.swap(0, Ordering::SeqCst);
-        if raw != 0 {
+    if let Some(state) = instance_context(unsafe { (*objects).Instance }) {
+        for raw in state.sections.take_all() {
             // SAFETY: the exchange gave us the slot's allocation reference.
-            unsafe { close_section(raw as PFLT_CONTEXT, "instance teardown") };
+            unsafe { close_section(raw, "instance teardown") };
         }
     }
 }
 
 /// `FltGetInstanceContext`: a reference to the instance's context, if it has one.
 fn instance_context(instance: PFLT_INSTANCE) -> Option<ContextRef<InstanceState>> {
-    let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
-    // SAFETY: a live instance (we are in one of its callbacks); `raw` is a valid out pointer.
-    let status = NtStatus(unsafe { FltGetInstanceContext(instance, &raw mut raw) });
-    // SAFETY: on success we own the reference it added, and its body is an `InstanceState`.
-    (status.is_success() && !raw.is_null()).then(|| unsafe { ContextRef::from_raw(raw) })
+    // SAFETY: a live instance (every caller is in one of its callbacks), and `InstanceState` is
+    // the only instance context this driver sets.
+    unsafe { ContextRef::of_instance(instance) }
 }
 
 // ---- the lookup this sample teaches ---------------------------------------------------------------
 
-/// What `FltGetSectionContext` said.
-enum Lookup {
-    /// `STATUS_SUCCESS`: one reference, released when this drops.
-    Found(ContextRef<StreamSection>),
-    /// `STATUS_NOT_FOUND`: no section for this stream here; the context came back NULL.
-    NotFound,
-    /// `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts.
-    NotSupported,
-    /// Anything else (undocumented).
-    Failed(NtStatus),
-}
-
-fn get_section(objects: &FLT_RELATED_OBJECTS) -> Lookup {
+/// `FltGetSectionContext(Instance, FileObject, &Context)` (`<= APC_LEVEL`), and what the sample
+/// does with each documented result:
+/// - `STATUS_SUCCESS`: `Context` carries a new reference, which the returned value releases
+///   (`FltReleaseContext`) when it drops, on every path;
+/// - `STATUS_NOT_FOUND`: no section for this stream on this instance; `Context` is NULL and
+///   there is nothing to release. Returned to the caller, unlogged;
+/// - `STATUS_NOT_SUPPORTED`: the volume cannot have section contexts: logged once per instance;
+/// - anything else is undocumented: logged.
+fn find_section(
+    objects: &FLT_RELATED_OBJECTS,
+    what: &str,
+    name: &dyn Fn() -> CopiedName,
+) -> Result<ContextRef<StreamSection>, NtStatus> {
     let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
     // SAFETY: the instance and file object of the operation in progress; `raw` is a valid out
     // pointer. IRQL: every caller is a pre-operation or post-create callback (<= APC_LEVEL).
     let status =
         unsafe { FltGetSectionContext(objects.Instance, objects.FileObject, &raw mut raw) };
-    match status {
+    // STATUS_NOT_SUPPORTED is logged once per instance (a flag in its context), not once per I/O.
+    let first = || {
+        let state = instance_context(objects.Instance);
+        state.is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed))
+    };
+    let status = NtStatus(status);
+    match status.0 {
         // SAFETY: success returned a non-null context with one new reference that we now own;
         // its body is a `StreamSection` (the only section context type we create).
-        STATUS_SUCCESS if !raw.is_null() => Lookup::Found(unsafe { ContextRef::from_raw(raw) }),
-        STATUS_NOT_FOUND => Lookup::NotFound,
-        STATUS_NOT_SUPPORTED => Lookup::NotSupported,
-        other => Lookup::Failed(NtStatus(other)),
+        STATUS_SUCCESS if !raw.is_null() => return Ok(unsafe { ContextRef::from_raw(raw) }),
+        STATUS_NOT_SUPPORTED if first() => log!(
+            "{TAG}: {}: {what}: FltGetSectionContext: {status}: this volume has no section contexts (logged once per instance)",
+            name()
+        ),
+        STATUS_NOT_FOUND | STATUS_NOT_SUPPORTED => {}
+        _ => log!("{TAG}: {}: {what}: FltGetSectionContext: {status}", name()),
     }
-}
-
-/// `STATUS_NOT_SUPPORTED`: log it once per instance, not once per I/O.
-fn not_supported(objects: &FLT_RELATED_OBJECTS, name: &Name, what: &str) {
-    let first = instance_context(objects.Instance)
-        .is_none_or(|state| !state.not_supported_logged.swap(true, Ordering::Relaxed));
-    if first {
-        log!(
-            "{TAG}: {name}: {what}: FltGetSectionContext: {}: this volume has no section contexts (logged once per instance)",
-            NtStatus(STATUS_NOT_SUPPORTED)
-        );
-    }
-}
-
-/// What an open is to the sample.
-enum Holder {
-    /// Opened to read data, with no write access and no write sharing: it holds a section.
-    Reader,
-    /// Not opened to read data (execute only, attributes only, ...): a section would serve
-    /// nothing. `FILE_OBJECT.ReadAccess` cannot tell this apart, since the I/O manager sets it for
-    /// `FILE_EXECUTE` too, and every image load would get a section.
-    NoDataRead,
-    /// Opened with write access, or sharing write: a writer could conflict with a section.
-    Writer,
-}
-
-/// Whether this open holds a section: `FILE_READ_DATA` in the access the opener asked for, and
-/// no write access and no write sharing as the file system granted them.
-fn holder(data: *const FLT_CALLBACK_DATA, file_object: *const FILE_OBJECT) -> Holder {
-    // SAFETY: the callback data of the create in progress.
-    if unsafe { common::create::desired_access(data) } & FILE_READ_DATA == 0 {
-        return Holder::NoDataRead;
-    }
-    // Field by field through the raw pointer, the BOOLEANs as bytes: the system owns the file
-    // object and other threads update some of its fields (`Flags`) while we look.
-    // SAFETY: the file object of the operation in progress, valid for the whole callback; the
-    // access fields are set once, at create, and only read afterwards.
-    let access = unsafe { file_object::access(file_object) };
-    if access.write || access.shared_write {
-        Holder::Writer
-    } else {
-        Holder::Reader
-    }
+    Err(status)
 }
 
 // ---- create: make the section, or join it ----------------------------------------------------------
@@ -447,247 +238,147 @@ unsafe extern "system" fn post_create(
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let objects = unsafe { &*objects };
-    // A file the file system actually opened: not a failed or reparsed create, a paging file, a
-    // volume or a directory, on an instance that is not being torn down (`common::create` says
-    // why for each). None of those gets a section, or a line.
+    // A file the file system actually opened (`common::create` says what else there is).
     // SAFETY: this post-create's callback data, related objects and flags.
     if !unsafe { common::create::is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let name = name_of(data);
-    match holder(data, objects.FileObject) {
-        Holder::Reader => {}
-        Holder::NoDataRead => {
-            mark_handle(objects, &name, false);
-            return FLT_POSTOP_FINISHED_PROCESSING;
+    // SAFETY: the callback data of this create, valid for the call.
+    let name = unsafe { CopiedName::query(data) };
+    // Every handle gets a mark, which names the section it holds, if any.
+    let section = section_for(data, objects, &name);
+    let holds = section.as_ref().map(|section| section.shared.generation());
+    // FltAllocateContext, FltSetStreamHandleContext (`<= APC_LEVEL`). Unmarked, the handle's
+    // later operations go unreported, and a holder leaves at once: its cleanup would not know to.
+    let marked = ContextRef::attach_to_stream_handle(FILTER.get(), objects, HandleMark(holds));
+    if let Err(failed) = marked {
+        log!("{TAG}: {name}: {failed}: this open is not tracked");
+        if let Some(section) = section.filter(|section| section.shared.leave()) {
+            request_close(&section, section.as_raw(), "a holder could not be marked");
         }
-        Holder::Writer => {
-            log!(
-                "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
-            );
-            mark_handle(objects, &name, false);
-            return FLT_POSTOP_FINISHED_PROCESSING;
-        }
+    }
+    FLT_POSTOP_FINISHED_PROCESSING
+}
+
+/// The section this open holds: the stream's, joined, or a new one. `None` for an open that
+/// holds none (it does not read data, or it could write), or when there is none to be had.
+fn section_for(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: &FLT_RELATED_OBJECTS,
+    name: &CopiedName,
+) -> Option<ContextRef<StreamSection>> {
+    // A holder asked for FILE_READ_DATA: the file object's `ReadAccess` is no test, since the I/O
+    // manager sets it for FILE_EXECUTE too, and every image load would get a section.
+    // SAFETY: the callback data of the create in progress.
+    if unsafe { common::create::desired_access(data) } & FILE_READ_DATA == 0 {
+        return None;
+    }
+    // And no write access and no write sharing, as the file system granted them: a writer could
+    // conflict with the section.
+    // SAFETY: the file object of the create in progress, valid for the whole callback; its
+    // access fields are set once, at create (read as bytes).
+    let access = unsafe { file_object::access(objects.FileObject) };
+    if access.write || access.shared_write {
+        log!(
+            "{TAG}: {name}: opened with write access or write sharing: no section (a writer could conflict with it)"
+        );
+        return None;
     }
     // Twice at most: a holder that loses the creation race to another gets
     // STATUS_FLT_CONTEXT_ALREADY_DEFINED and joins the winner's section.
     for _ in 0..2 {
-        match get_section(objects) {
-            Lookup::Found(section) => {
-                if let Some(holders) = section.join() {
-                    log!(
-                        "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
-                    );
-                    hold(objects, &name, &section);
-                } else {
+        match find_section(objects, "create", &|| *name) {
+            Ok(section) => {
+                let Some(holders) = section.shared.join() else {
                     log!("{TAG}: {name}: the section is closing: this open goes without");
-                    mark_handle(objects, &name, false);
-                }
-                return FLT_POSTOP_FINISHED_PROCESSING;
+                    return None;
+                };
+                log!(
+                    "{TAG}: {name}: joined the open section (FltGetSectionContext): {holders} holders"
+                );
+                return Some(section);
             }
-            Lookup::NotFound => {}
-            Lookup::NotSupported => {
-                not_supported(objects, &name, "create");
-                mark_handle(objects, &name, false);
-                return FLT_POSTOP_FINISHED_PROCESSING;
-            }
-            Lookup::Failed(status) => {
-                log!("{TAG}: {name}: create: FltGetSectionContext: {status}");
-                mark_handle(objects, &name, false);
-                return FLT_POSTOP_FINISHED_PROCESSING;
-            }
+            Err(NtStatus(STATUS_NOT_FOUND)) => {}
+            Err(_) => return None,
         }
-        match create_section(data, objects, &name) {
+        match create_section(data, objects, name) {
             Err(NtStatus(STATUS_FLT_CONTEXT_ALREADY_DEFINED)) => {}
-            Ok(Some(section)) => {
-                // The creator is the first holder.
-                hold(objects, &name, &section);
-                return FLT_POSTOP_FINISHED_PROCESSING;
-            }
-            Ok(None) | Err(_) => break,
+            // The creator is the first holder.
+            created => return created.ok().flatten(),
         }
     }
-    // No section for this open (none could be created): its later operations still report.
-    mark_handle(objects, &name, false);
-    FLT_POSTOP_FINISHED_PROCESSING
+    None
 }
 
-/// Marks this handle as one of `section`'s holders; if it cannot be marked, it leaves at once
-/// (closing the section if it was the last holder), since its cleanup would not know to.
-fn hold(objects: &FLT_RELATED_OBJECTS, name: &Name, section: &ContextRef<StreamSection>) {
-    if !mark_handle(objects, name, true) && section.leave() {
-        request_close(section, section.as_raw(), "a holder could not be marked");
-    }
-}
-
-/// Allocates the section context, creates the section, and publishes it in the instance's table.
+/// Creates the stream's section with its context (`common::handoff::SharedSection::create`) and
+/// publishes it in the instance's table, where any party may close it. Returns a reference for
+/// the caller, the section's first holder, or `None` when the instance has no table (or is being
+/// torn down). `PASSIVE_LEVEL`.
 fn create_section(
     data: *mut FLT_CALLBACK_DATA,
     objects: &FLT_RELATED_OBJECTS,
-    name: &Name,
+    name: &CopiedName,
 ) -> Result<Option<ContextRef<StreamSection>>, NtStatus> {
-    let Some(instance) = instance_context(objects.Instance) else {
-        log!("{TAG}: {name}: the instance has no context: no section");
+    let instance = instance_context(objects.Instance);
+    let Some(instance) = instance.filter(|instance| !instance.sections.is_closing()) else {
+        log!("{TAG}: {name}: the instance has no context, or is being torn down: no section");
         return Ok(None);
     };
-    if instance.tearing_down.load(Ordering::SeqCst) {
-        return Ok(None);
-    }
     let body = StreamSection {
         instance,
         name: *name,
         // SAFETY: the callback data of the create in progress.
         process: unsafe { FltGetRequestorProcessId(data) },
-        size_at_open: AtomicI64::new(0),
-        handle: AtomicIsize::new(0),
-        object: AtomicUsize::new(0),
-        slot: AtomicUsize::new(NO_SLOT),
-        close_requested: AtomicBool::new(false),
-        created: AtomicBool::new(false),
-        closed: Event::new(),
-        holders: AtomicU32::new(1),
-        reads: AtomicU32::new(0),
-        queries: AtomicU32::new(0),
+        shared: SharedSection::new(),
+        counts: Default::default(),
     };
-    let context =
-        ContextRef::allocate(FILTER.get(), FLT_SECTION_CONTEXT, body).inspect_err(|status| {
-            log!("{TAG}: {name}: FltAllocateContext(FLT_SECTION_CONTEXT): {status}: no section");
-        })?;
-    // The event a losing notification waits on exists before the section does: the notification
-    // can come before FltCreateSectionForDataScan returns.
-    // SAFETY: the event lives in the context's pool block, which does not move, and no other
-    // thread can reach the context before the create links it; a notification event, not set.
-    // `<= DISPATCH_LEVEL`.
-    unsafe { context.closed.init(NotificationEvent) };
-    // InitializeObjectAttributes(&attributes, NULL, OBJ_KERNEL_HANDLE, NULL, NULL).
-    let attributes = OBJECT_ATTRIBUTES {
-        Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(u32::MAX),
-        RootDirectory: core::ptr::null_mut(),
-        ObjectName: core::ptr::null(),
-        Attributes: OBJ_KERNEL_HANDLE,
-        SecurityDescriptor: core::ptr::null(),
-        SecurityQualityOfService: core::ptr::null(),
-    };
-    let (mut handle, mut object, mut size) = (core::ptr::null_mut(), core::ptr::null_mut(), 0i64);
-    // SAFETY: the instance registered for data scan (or the call fails with
-    // STATUS_INVALID_PARAMETER), the file object of this create, a fresh FLT_SECTION_CONTEXT, and
-    // valid out pointers. We are at PASSIVE_LEVEL in post-create.
-    let status = NtStatus(unsafe {
-        FltCreateSectionForDataScan(
-            objects.Instance,
-            objects.FileObject,
-            context.as_raw(),
-            // SECTION_QUERY too: the FltCreateSectionForDataScan page says "Drivers should set
-            // this flag".
-            SECTION_MAP_READ | SECTION_QUERY,
-            &raw const attributes,
-            core::ptr::null(),
-            PAGE_READONLY,
-            SEC_COMMIT,
-            0,
-            &raw mut handle,
-            &raw mut object,
-            &raw mut size,
-        )
-    });
-    if !status.is_success() {
-        // The context was never linked: dropping `context` releases it (never close it).
-        log!("{TAG}: {name}: FltCreateSectionForDataScan: {status}: no section");
-        return Err(status);
-    }
-    context.handle.store(handle as isize, Ordering::Relaxed);
-    context.object.store(object as usize, Ordering::Relaxed);
-    context.size_at_open.store(size, Ordering::Relaxed);
-    // From here a notification knows the close will come soon (from us in `publish`, or from
-    // whoever takes the slot), and waits for it.
-    context.created.store(true, Ordering::SeqCst);
+    // FltAllocateContext(FLT_SECTION_CONTEXT), then FltCreateSectionForDataScan, read-only.
+    let section = SharedSection::create(FILTER.get(), objects, body, |s| &s.shared)
+        .inspect_err(|failed| log!("{TAG}: {name}: {failed}: no section"))
+        .map_err(|failed| failed.status)?;
+    let (size, process) = (section.file_size(), section.context().process);
     log!(
-        "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {}",
-        context.process
+        "{TAG}: {name}: section created (FltCreateSectionForDataScan), {size} bytes, process {process}"
     );
-    // A reference for the caller, who marks its handle as the first holder.
-    let creator = context.add_ref();
-    publish(context);
+    // The caller's reference: it keeps the body alive while the allocation reference, the right
+    // to close, goes into a slot, where another party may take it at once.
+    let creator = section.context().add_ref();
+    let sections = &creator.instance.sections;
+    if let Some(why) = sections.publish_section(section, &creator.shared) {
+        // SAFETY: no slot holds the allocation reference: it is ours.
+        unsafe { close_section(creator.as_raw(), why) };
+    }
     Ok(Some(creator))
 }
 
-/// Hands the allocation reference to a free slot of the instance table, where any closer can take
-/// it. Closes at once if there is no free slot, or if a close was asked for meanwhile.
-fn publish(context: ContextRef<StreamSection>) {
-    // Our own reference (`FltReferenceContext`): once the allocation reference is in a slot,
-    // another thread may take it and close the section, and only this keeps the body alive.
-    let keep = context.add_ref();
-    let raw = context.into_raw();
-    let Some(index) = keep.instance.sections.iter().position(|slot| {
-        slot.compare_exchange(0, raw as usize, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }) else {
-        log!("{TAG}: {}: all {SLOTS} section slots are taken", keep.name);
-        // SAFETY: no slot took it, so we still own the allocation reference.
-        unsafe { close_section(raw, "no free slot") };
-        return;
-    };
-    keep.slot.store(index, Ordering::SeqCst);
-    // A closer that came before `slot` was stored could not take the section: it left a request.
-    // So could teardown, which set its flag before sweeping the slots.
-    if (keep.close_requested.load(Ordering::SeqCst)
-        || keep.instance.tearing_down.load(Ordering::SeqCst))
-        && take(&keep, raw)
-    {
-        // SAFETY: the exchange in `take` gave the allocation reference back to us.
-        unsafe { close_section(raw, "closed as it was published") };
-    }
-}
-
-/// Takes the section's allocation reference out of its slot. `true` for the one caller that wins.
-fn take(section: &StreamSection, raw: PFLT_CONTEXT) -> bool {
-    let index = section.slot.load(Ordering::SeqCst);
-    index != NO_SLOT
-        && section.instance.sections[index]
-            .compare_exchange(raw as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-}
-
-/// Asks for the section to close: closes it if this caller wins the slot exchange. The caller
+/// Asks for the section's close, and closes it if this caller wins the exchange. The caller
 /// holds its own reference on the context, so `section` stays valid after the close.
 fn request_close(section: &StreamSection, raw: PFLT_CONTEXT, why: &str) {
-    section.close_requested.store(true, Ordering::SeqCst);
-    if take(section, raw) {
+    let sections = &section.instance.sections;
+    if sections.request_section_close(&section.shared, raw) {
         // SAFETY: the exchange gave us the allocation reference.
         unsafe { close_section(raw, why) };
     }
 }
 
-/// Closes the section in the documented order: `ObCloseHandle`, `ObDereferenceObject`,
-/// `FltCloseSectionForDataScan`, then `FltReleaseContext` of the allocation reference
-/// (`DataScanSection::close`). `PASSIVE_LEVEL`.
+/// Closes the section in the documented order (`common::handoff::close_section`, by way of
+/// data-scan's close) and says so. `PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// The caller owns the allocation reference of `raw`, a `StreamSection` whose section was created.
+/// The caller owns the allocation reference of `raw`, a published `StreamSection`.
 unsafe fn close_section(raw: PFLT_CONTEXT, why: &str) {
     common::paged_code!();
-    // SAFETY: the caller hands us the allocation reference.
-    let context = unsafe { ContextRef::<StreamSection>::from_raw(raw) };
-    // The close below releases the allocation reference, which may be the last one (teardown has
-    // no other): keep the body alive until the waiters are told.
-    let keep = context.add_ref();
-    let name = context.name;
-    let handle = context.handle.load(Ordering::Relaxed) as *mut c_void;
-    let object = context.object.load(Ordering::Relaxed) as *mut c_void;
-    let size = context.size_at_open.load(Ordering::Relaxed);
-    // SAFETY: the handle and object FltCreateSectionForDataScan returned for this context, never
-    // released: only the owner of the allocation reference closes, and we are it.
-    let section = unsafe { DataScanSection::from_created(handle, object, context, size) };
-    let status = section.close();
-    keep.signal_closed();
+    // SAFETY: the caller's guarantee.
+    let (section, status) = unsafe { handoff::close_section::<StreamSection>(raw, |s| &s.shared) };
     log!(
-        "{TAG}: {name}: {why}: section closed (FltCloseSectionForDataScan {status}), context released"
+        "{TAG}: {}: {why}: section closed (FltCloseSectionForDataScan {status}), context released",
+        section.name
     );
 }
 
 // ---- later operations: find the section again --------------------------------------------------
 
-/// Pre-read, pre-query-information and pre-cleanup (`PASSIVE_LEVEL` or `APC_LEVEL`).
+/// Pre-read, pre-query-information, pre-cleanup and pre-flush (`PASSIVE_LEVEL` or `APC_LEVEL`).
 unsafe extern "system" fn pre_operation(
     data: *mut FLT_CALLBACK_DATA,
     objects: *const FLT_RELATED_OBJECTS,
@@ -695,75 +386,69 @@ unsafe extern "system" fn pre_operation(
 ) -> FLT_PREOP_CALLBACK_STATUS {
     // SAFETY: Filter Manager passes valid related objects for the duration of the callback.
     let objects = unsafe { &*objects };
-    // SAFETY: the callback data is valid too, so is its parameter block pointer.
-    let iopb = unsafe { (*data).Iopb };
-    // SAFETY: the parameter block lives as long as the callback data.
-    let iopb = unsafe { &*iopb };
+    // SAFETY: and valid callback data.
+    let iopb = unsafe { callback_data::parameters(data) };
     let major = u32::from(iopb.MajorFunction);
     // Paging reads come from the memory manager (our own section's page faults among them):
     // no name queries there, and nothing to report.
     if major == IRP_MJ_READ && iopb.IrpFlags & IRP_PAGING_IO != 0 {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    // Only handles post-create marked: an out-of-scope open (its pre-create passed it by) or one
-    // that is not a file has no mark, and costs one context lookup here, no name query, no line.
-    let Some(mark) = handle_mark(objects) else {
+    // SAFETY: (each name query) this callback's own data, and not paging I/O.
+    let query_name = || unsafe { CopiedName::query(data) };
+    // A flush-and-purge that meets the section is pended by the file system until the section
+    // closes, and nothing notifies us (FSCTL_SET_PURGE_FAILURE_MODE): treat it as a conflict and
+    // close now. Only a writer that skipped the share check can send one beside a holder.
+    if major == IRP_MJ_FLUSH_BUFFERS {
+        if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE
+            && let Ok(section) = find_section(objects, "flush and purge", &query_name)
+        {
+            request_close(&section, section.as_raw(), "flush and purge");
+        }
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    // Only handles post-create marked: an out-of-scope open, or one that is not a file, costs
+    // one context lookup here (`FltGetStreamHandleContext`), no name query, no line.
+    // SAFETY: `HandleMark` is the only stream-handle context this driver sets.
+    let Some(mark) = (unsafe { ContextRef::<HandleMark>::of_stream_handle(objects) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let what = match major {
-        IRP_MJ_READ => "read",
-        IRP_MJ_QUERY_INFORMATION => "query information",
-        _ => "cleanup",
+    // What the line calls the operation, and which of the context's counts it adds to.
+    let (what, counted) = match major {
+        IRP_MJ_READ => ("read", Some(0)),
+        IRP_MJ_QUERY_INFORMATION => ("query information", Some(1)),
+        _ => ("cleanup", None),
     };
-    match get_section(objects) {
-        Lookup::Found(section) => {
-            let (reads, queries) = match major {
-                IRP_MJ_READ => (
-                    section.reads.fetch_add(1, Ordering::Relaxed) + 1,
-                    section.queries.load(Ordering::Relaxed),
-                ),
-                IRP_MJ_QUERY_INFORMATION => (
-                    section.reads.load(Ordering::Relaxed),
-                    section.queries.fetch_add(1, Ordering::Relaxed) + 1,
-                ),
-                _ => (
-                    section.reads.load(Ordering::Relaxed),
-                    section.queries.load(Ordering::Relaxed),
-                ),
-            };
-            log!(
-                "{TAG}: {}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {} with {} bytes",
-                section.name,
-                section.process,
-                section.size_at_open.load(Ordering::Relaxed)
-            );
-            if major == IRP_MJ_CLEANUP && mark.holder && section.leave() {
-                request_close(&section, section.as_raw(), "last cleanup");
-            }
-            // `section` drops here: the one FltReleaseContext for this successful get.
-        }
-        Lookup::NotFound => log!(
-            "{TAG}: {}: {what}: no section (FltGetSectionContext {})",
-            name_of(data),
-            NtStatus(STATUS_NOT_FOUND)
-        ),
-        Lookup::NotSupported => not_supported(objects, &name_of(data), what),
-        Lookup::Failed(status) => {
-            log!(
-                "{TAG}: {}: {what}: FltGetSectionContext: {status}",
-                name_of(data)
-            );
-        }
+    let found = find_section(objects, what, &query_name);
+    if let Err(status @ NtStatus(STATUS_NOT_FOUND)) = found {
+        let name = query_name();
+        log!("{TAG}: {name}: {what}: no section (FltGetSectionContext {status})");
     }
+    let Ok(section) = found else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    if let Some(count) = counted.and_then(|i| section.counts.get(i)) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    let [reads, queries] = section.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
+    let (name, process, size) = (section.name, section.process, section.shared.file_size());
+    log!(
+        "{TAG}: {name}: {what}: section found (FltGetSectionContext), read {reads}, query {queries}, opened by process {process} with {size} bytes"
+    );
+    // Only the section this handle joined: the one it found may be a newer one.
+    let holds = mark.0 == Some(section.shared.generation());
+    if major == IRP_MJ_CLEANUP && holds && section.shared.leave() {
+        request_close(&section, section.as_raw(), "last cleanup");
+    }
+    // `section` drops here: the one FltReleaseContext for this successful get.
     FLT_PREOP_SUCCESS_NO_CALLBACK
 }
 
 /// `SectionNotificationCallback` (`PASSIVE_LEVEL`, on the conflicting I/O's thread): an
 /// operation that needs the cache purged (a truncation, a non-cached write, an overwriting open)
-/// met it, and Filter Manager has pended it until the section is closed (handle, object and link:
-/// the section object is what makes the purge fail). Closing it here lets Filter Manager requeue
-/// the operation at once. Filter Manager holds a reference on the context for the duration of the
-/// call. Always returns `STATUS_SUCCESS`.
+/// met the section, and Filter Manager has pended it until the section is closed. Closing it here
+/// lets Filter Manager requeue the operation at once. Filter Manager holds a reference on the
+/// context for the duration of the call. Always returns `STATUS_SUCCESS`.
 unsafe extern "system" fn section_conflict(
     _instance: PFLT_INSTANCE,
     section_context: PFLT_CONTEXT,
@@ -774,29 +459,16 @@ unsafe extern "system" fn section_conflict(
     // return.
     let section = unsafe { &*section_context.cast::<StreamSection>() };
     let name = section.name;
-    log!(
-        "{TAG}: {name}: a conflicting operation needs the section closed (SectionNotificationCallback)"
-    );
-    // Ask first, then try to take the slot: a creator that publishes after this sees the request.
-    section.close_requested.store(true, Ordering::SeqCst);
-    if take(section, section_context) {
+    log!("{TAG}: {name}: conflict (SectionNotificationCallback): the section must close");
+    // The hand-off's answer (`common::handoff::Slots::answer_conflict` says why each).
+    let sections = &section.instance.sections;
+    match sections.answer_conflict(&section.shared, section_context, CLOSE_WAIT_MS) {
         // SAFETY: the exchange gave us the allocation reference.
-        unsafe { close_section(section_context, "section conflict") };
-    } else if !section.created.load(Ordering::SeqCst) {
-        // FltCreateSectionForDataScan has not returned: the handle and object are not known yet,
-        // and the creator's thread may be waiting for this very I/O, so waiting for it could
-        // only time out. The creator closes all three the moment the create returns.
-        log!(
-            "{TAG}: {name}: the conflict came before FltCreateSectionForDataScan returned: the creator closes the section when it returns; Filter Manager keeps the operation pended until then"
-        );
-    } else if !section.wait_closed() {
-        // Another party owns the close (the last cleanup, teardown, or the creator about to
-        // publish). Filter Manager keeps the operation pended until that close either way. The
-        // bounded wait is for when it requeues, which the page does not say: a requeue into a
-        // section still being closed would only fail and pend again.
-        log!(
-            "{TAG}: {name}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps the operation pended until it is"
-        );
+        Answer::Close => unsafe { close_section(section_context, "section conflict") },
+        Answer::Closed => {}
+        // Filter Manager keeps the operation pended until the close, in both cases.
+        Answer::NotCreatedYet => log!("{TAG}: {name}: conflict before the create returned"),
+        Answer::StillClosing => log!("{TAG}: {name}: still closing after {CLOSE_WAIT_MS} ms"),
     }
     STATUS_SUCCESS
 }

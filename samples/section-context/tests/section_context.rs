@@ -634,3 +634,123 @@ fn io_outside_the_demo_folder_costs_no_name_query_no_allocation_and_no_line() {
     assert!(!lines_with(&world, "read: section found").is_empty());
     world.finish();
 }
+
+/// A holder's mark names the section it joined, not the stream. Here the first holder's section
+/// closes at once, because every slot of the instance is taken (64 other streams hold theirs);
+/// once a slot is free, a second holder creates a new section on the same stream. The first
+/// holder's cleanup must leave that new section to its own holder.
+#[test]
+fn a_holder_whose_section_closed_early_leaves_a_newer_section_of_its_stream_alone() {
+    const SLOTS: usize = 64;
+    let world = loaded();
+    let others: Vec<_> = (0..SLOTS)
+        .map(|i| {
+            let path = format!("C:\\docs\\slot{i}.txt");
+            world.create_file(&path, b"fills a slot");
+            world.open(&path, holder()).unwrap()
+        })
+        .collect();
+    let first = world.open(FILE, holder()).unwrap();
+    assert_eq!(
+        lines_with(&world, "no free slot"),
+        [format!(
+            "{TAG}: {NAME}: no free slot: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    // A slot frees, and a second holder of the same stream creates section B.
+    let mut others = others.into_iter();
+    world.close(others.next().unwrap()).unwrap();
+    let second = world.open(FILE, holder()).unwrap();
+    assert_eq!(
+        lines_with(&world, &format!("{NAME}: section created")).len(),
+        2
+    );
+    // The first holder's cleanup finds B, and leaves it: it never held B.
+    world.close(first).unwrap();
+    assert!(
+        lines_with(&world, &format!("{NAME}: last cleanup: section closed")).is_empty(),
+        "the first holder closed the section it never joined"
+    );
+    world.read(second, 0, 5).unwrap();
+    assert!(
+        lines_with(&world, &format!("{NAME}: read: section found"))
+            .last()
+            .is_some_and(|l| l.contains("read 1,")),
+        "section B is still there for its holder"
+    );
+    world.close(second).unwrap();
+    assert_eq!(
+        lines_with(&world, &format!("{NAME}: last cleanup: section closed")).len(),
+        1
+    );
+    for h in others {
+        world.close(h).unwrap();
+    }
+    world.finish();
+}
+
+/// Where the share-mode rule ends: a kernel-mode `IoCreateFileEx` with
+/// `IO_IGNORE_SHARE_ACCESS_CHECK` skips the share check (`Open::ignoring_share_access`), so a
+/// writer opens beside the holder and truncates. Filter Manager pends the truncation and calls
+/// `SectionNotificationCallback`, which closes the section while its holder is still open; the
+/// truncation then goes through. The next holder of the stream creates a new section, and the
+/// first holder's cleanup leaves it alone: its mark names the section that was closed.
+#[test]
+fn a_kernel_writer_that_ignores_share_access_gets_the_section_closed_and_truncates() {
+    let world = loaded();
+    let first = world.open(FILE, holder()).unwrap();
+    let writer = world
+        .open(FILE, Open::read_write().ignoring_share_access())
+        .expect("the kernel-mode writer skips the share check");
+    world
+        .set_end_of_file(writer, 1)
+        .expect("the truncation goes through once the section is closed");
+    assert_eq!(world.contents(FILE).unwrap(), b"h");
+    assert_eq!(
+        lines_with(&world, ": section closed ("),
+        [format!(
+            "{TAG}: {NAME}: section conflict: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    world.close(writer).unwrap();
+    let second = world.open(FILE, holder()).unwrap();
+    world.close(first).unwrap();
+    world.read(second, 0, 1).unwrap();
+    assert!(
+        lines_with(&world, "last cleanup: section closed").is_empty(),
+        "the first holder closed the second holder's section"
+    );
+    world.close(second).unwrap();
+    assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
+    world.finish();
+}
+
+/// The one operation that would wait on the section unnotified: a flush-and-purge, which the
+/// file system pends until the section closes (the `FSCTL_SET_PURGE_FAILURE_MODE` page: "it is
+/// responsible for pending the operation"), and which no callback announces. Only a writer that
+/// skipped the share check can send one beside a holder. The sample treats it as a conflict: its
+/// pre-flush closes the section, and the flush goes through at once instead of hanging until the
+/// holders close.
+#[test]
+fn a_kernel_writers_flush_and_purge_closes_the_section_instead_of_waiting_for_the_holders() {
+    let world = loaded();
+    let first = world.open(FILE, holder()).unwrap();
+    let writer = world
+        .open(FILE, Open::read_write().ignoring_share_access())
+        .unwrap();
+    world.purge(writer).expect("the flush is not left pended");
+    assert_eq!(
+        lines_with(&world, ": section closed ("),
+        [format!(
+            "{TAG}: {NAME}: flush and purge: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+        )]
+    );
+    world.close(writer).unwrap();
+    // The holder's own handle goes on; the stream's next holder gets a new section.
+    assert_eq!(world.read(first, 0, 5).unwrap(), b"hello");
+    let second = world.open(FILE, holder()).unwrap();
+    world.close(first).unwrap();
+    world.close(second).unwrap();
+    assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
+    world.finish();
+}
