@@ -204,10 +204,10 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
     // The source: a module doc that says where it came from, the rest as it is.
     let file = format!("{template}/src/lib.rs");
     let text = read(root, &file)?;
-    let teaches = "//! ## The calls it teaches";
+    let read_on = "//! Read it top-down";
     let start = text
-        .find(teaches)
-        .with_context(|| format!("the template {file} has no {teaches:?} section"))?;
+        .find(read_on)
+        .with_context(|| format!("the template {file} has no {read_on:?} paragraph"))?;
     let intro = format!(
         "//! # {}: a minifilter started from the passthrough sample\n//!\n//! Made by `cargo xtask \
          new {}`.\n//! It registers with Filter Manager, attaches to every volume, counts the \

@@ -1,43 +1,19 @@
 //! # callback-data: a minifilter that issues its own I/O
 //!
 //! In post-create, this sample asks the file system about the file just opened with requests it
-//! builds itself: it allocates a `FLT_CALLBACK_DATA`, fills its parameter block, sends it down,
-//! reuses it for a second question and frees it, then asks once more asynchronously. It logs the
-//! answers and never changes or fails the user's open. It acts only in its demo folder
-//! (`common::scope`). Post-create is the place: it runs at `PASSIVE_LEVEL` in the opening thread,
-//! where other post-operation callbacks may run at `DISPATCH_LEVEL`. The README has the details.
+//! builds itself: it allocates a `FLT_CALLBACK_DATA` (`FltAllocateCallbackDataEx`), fills its
+//! parameter block, sends it down (`FltPerformSynchronousIo`), reuses it for a second question
+//! (`FltReuseCallbackData`) and frees it (`FltFreeCallbackData`), then asks once more without
+//! waiting (`FltPerformAsynchronousIo`), where the completion routine owns what it frees. It logs
+//! the answers and never changes or fails the user's open. It acts only in its demo folder.
 //!
-//! ## The calls it teaches
-//! 1. **`FltAllocateCallbackDataEx(Instance, FileObject, Flags, &Data)`** (`<= APC_LEVEL`):
-//!    `STATUS_INSUFFICIENT_RESOURCES`, here rather than mid-I/O with the flag
-//!    `FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY`. Non-paged pool, owned by the caller.
-//! 2. **Fill `Data->Iopb`**: `IRP_MJ_QUERY_INFORMATION`, `Parameters.QueryFileInformation`,
-//!    through `common::params` (windows-sys 0.61 has the wrong offsets there: windows-rs #3525).
-//! 3. **`FltPerformSynchronousIo(Data)`** (`<= APC_LEVEL`) returns nothing: the result is
-//!    `Data->IoStatus`. The request goes only to the instances below this one, then to the file
-//!    system.
-//! 4. **`FltReuseCallbackData(Data)`** (`<= APC_LEVEL`) resets it for the next request and keeps
-//!    its target.
-//! 5. **`FltFreeCallbackData(Data)`** (`<= DISPATCH_LEVEL`), once, on every path
-//!    (`common::callback_data::OwnedCallbackData`).
-//! 6. **`FltPerformAsynchronousIo(Data, Routine, Context)`** (`PASSIVE_LEVEL`; `<= APC_LEVEL` for
-//!    paging I/O): `STATUS_PENDING`, `STATUS_SUCCESS`, `STATUS_FLT_IO_COMPLETE` or an error such
-//!    as `STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST`. The routine runs whatever it returns, at
-//!    `<= DISPATCH_LEVEL` in an arbitrary thread, so from the call on the routine owns the
-//!    callback data, the pool block (`ExAllocatePool2`, tag `RsCb`), the file-object reference and
-//!    the rundown reference, and frees each once (`ObDereferenceObjectDeferDelete` for the file
-//!    object, never a plain dereference that could close it inside I/O completion). Unload calls
-//!    `ExWaitForRundownProtectionRelease` (`<= APC_LEVEL`) before `FltUnregisterFilter`.
-//!
-//! Production code asks the same question with one call, `FltQueryInformationFile`; building
-//! callback data yourself is for requests no `Flt*` routine issues.
-//!
-//! ## What you see when it runs
-//! `cargo xtask demo callback-data` runs it in `fltsim`; on Windows, `fltmc load RsCallbackData`.
-//! Each open in the demo folder logs two lines, the second from the completion routine:
-//! `rs-callback-data: <path>\readme.txt: size 16, links 1, delete pending no, file id 0x10002` and
-//! `...: async FileStandardInformation: size 16, links 1 (completion routine at DISPATCH_LEVEL)`.
-//! A failed query names its status, and the open goes on.
+//! Read it top-down: `query` is the synchronous cycle, `query_async` and `query_completed` the
+//! asynchronous one. Every call with its IRQL and statuses, and why post-create is the place:
+//! the README. `cargo xtask demo callback-data` runs it in `fltsim`; on Windows, `fltmc load
+//! RsCallbackData`. Each open in the demo folder logs two lines, the second from the completion
+//! routine: `rs-callback-data: <path>\readme.txt: size 16, links 1, delete pending no, file id
+//! 0x10002`, then `...: async FileStandardInformation: size 16, links 1 (completion routine at
+//! DISPATCH_LEVEL)`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::{cell::UnsafeCell, ffi::c_void, fmt, mem::MaybeUninit, ptr};

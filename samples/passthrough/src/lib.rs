@@ -1,37 +1,17 @@
 //! # passthrough: the smallest complete minifilter, and the template for a new one
 //!
-//! It registers with Filter Manager, attaches to every volume, counts the create, read, write,
-//! cleanup and close operations it sees, prints the counts at unload and changes nothing.
-//! `cargo xtask new <name>` starts a new driver from this crate. The three registration calls are
-//! made here, in the open; the other samples use `common::filter`, which does the same.
+//! It registers with Filter Manager (`FltRegisterFilter`), starts filtering
+//! (`FltStartFiltering`), attaches to every volume (`InstanceSetup`), counts the create, read,
+//! write, cleanup and close operations its pre- and post-operation callbacks see, and at unload
+//! unregisters (`FltUnregisterFilter`) and prints the counts. It changes nothing. The three
+//! registration calls are made here, in the open; the other samples use `common::filter`, which
+//! does the same. `cargo xtask new <name>` starts a new driver from this crate.
 //!
-//! ## The calls it teaches
-//! - **`FltRegisterFilter(driver, &REGISTRATION, &mut filter)`**, in `DriverEntry`
-//!   (`PASSIVE_LEVEL`; documented `<= APC_LEVEL`). Fails with `STATUS_INSUFFICIENT_RESOURCES`,
-//!   `STATUS_INVALID_PARAMETER` (a bad `FLT_REGISTRATION`), `STATUS_FLT_NOT_INITIALIZED` (Filter
-//!   Manager not running) or `STATUS_OBJECT_NAME_NOT_FOUND` (no service key). Filter Manager
-//!   keeps the pointer to `FLT_REGISTRATION` and its tables, so they are `static`. The returned
-//!   `PFLT_FILTER` stays the same while the driver is loaded; the driver owns it until
-//!   `FltUnregisterFilter`.
-//! - **`FltStartFiltering(filter)`** (`<= APC_LEVEL`): from here Filter Manager offers volumes and
-//!   I/O, *even before it returns*, so everything the callbacks use is ready first. Fails with
-//!   `STATUS_INVALID_PARAMETER` if filtering was already started. If it fails, the driver must
-//!   call `FltUnregisterFilter` itself: a `DriverEntry` that fails gets no unload callback.
-//! - **`InstanceSetup`** (`PASSIVE_LEVEL`): `STATUS_SUCCESS` attaches to the volume.
-//! - **Pre-operation callbacks** (`PASSIVE_LEVEL` or `APC_LEVEL`):
-//!   `FLT_PREOP_SUCCESS_WITH_CALLBACK` asks for the post-operation callback. **Post-operation
-//!   callbacks** may run at `DISPATCH_LEVEL` in any thread, so they only count, with atomics;
-//!   `FLT_POSTOP_FINISHED_PROCESSING` hands the operation back.
-//! - **`FltUnregisterFilter(filter)`**, in `FilterUnloadCallback` (`PASSIVE_LEVEL`; documented
-//!   `<= APC_LEVEL`): tears down every instance, deletes the filter's contexts and waits for the
-//!   operations in flight, so the counts printed after it are final. The handle stays readable
-//!   until it returns (callbacks still running may need it) and is cleared after. Without an
-//!   unload callback, `fltmc unload` is refused.
-//!
-//! ## What you see when it runs
-//! `fltmc load RsPassthrough` prints nothing; `fltmc instances -f RsPassthrough` lists one
-//! instance per volume at altitude 370210. At `fltmc unload RsPassthrough` the debugger shows one
-//! line per counted operation, such as `rs-passthrough: Create: 12 pre, 12 post`.
+//! Read it top-down: the registration tables, `DriverEntry`, the callbacks, unload. Every call
+//! with its IRQL, statuses and ownership rule: the README. `fltmc load RsPassthrough` prints
+//! nothing; `fltmc instances -f RsPassthrough` lists one instance per volume at altitude 370210.
+//! At `fltmc unload RsPassthrough` the debugger shows one line per counted operation, such as
+//! `rs-passthrough: Create: 12 pre, 12 post`.
 #![cfg_attr(target_os = "windows", no_std)]
 
 use core::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
