@@ -102,8 +102,8 @@ pub const DPFLTR_IHVDRIVER_ID: u32 = 77;
 /// (the root `Cargo.toml`) are chosen once.
 ///
 /// The re-exports are `#[doc(no_inline)]`: each shows here as one `pub use` line, not as copies
-/// of the roughly 16,000 items the four whole modules hold, which would bury this crate's own
-/// items (`cargo doc -p common` wrote 16,492 pages with them inlined). Each item's own
+/// of the many thousand items the four whole modules hold, which would bury this crate's own
+/// items (`.ci/run` counts `common`'s doc pages and fails when they are inlined). Each item's own
 /// documentation is windows-sys's (<https://docs.rs/windows-sys/0.61>) and, for its contract,
 /// Microsoft's reference page of the same name.
 ///
