@@ -70,6 +70,7 @@ use common::{
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
+    name::CopiedName,
     params,
     pool::{PoolBox, PoolBytes, tag},
     registration::{
@@ -137,7 +138,7 @@ const FINISHING: u32 = 3;
 /// Taken by `InstanceTeardownStart`.
 const TEARDOWN: u32 = 4;
 
-/// Whether the scan of `name` (as opened, e.g. `\Users\me\AppData\Local\Temp\rs-minifilter-demo\big.bin`)
+/// Whether the scan of `name` (as opened, e.g. `\Device\HarddiskVolume3\Users\me\AppData\Local\Temp\rs-minifilter-demo\big.bin`)
 /// pauses after each chunk: only inside the demo folder.
 #[must_use]
 pub fn is_paced(name: &str) -> bool {
@@ -177,7 +178,7 @@ struct Scan {
     /// Notification event, set once the section context is unlinked; a callback that lost the
     /// exchange waits for it.
     closed: Event,
-    /// The file's name as opened, for log lines.
+    /// The file's name as opened (`FltGetFileNameInformation`), for log lines and [`is_paced`].
     name: LineBuffer,
     /// The scan thread's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
     /// calls. Allocated with the scan state, before the section exists (as everything else that
@@ -716,38 +717,37 @@ unsafe extern "system" fn post_create(
         && create.Options & FILE_DIRECTORY_FILE == 0
         && !volume_open;
     if scannable {
-        start_scan(instance, file_object);
+        start_scan(data, instance, file_object);
     }
     FLT_POSTOP_FINISHED_PROCESSING
 }
 
-/// The name the file was opened by, copied out (the file object's name is only guaranteed
-/// during the create).
-fn opened_name(file_object: *const FILE_OBJECT) -> LineBuffer {
-    // SAFETY: the file object of the create being completed.
-    let name = unsafe { (*file_object).FileName };
+/// The file's name, queried and copied (`common`'s `CopiedName`, as data-scan and
+/// section-context take it). Not `FileObject->FileName`: the `FILE_OBJECT` page says it "should
+/// not be considered valid after the file system starts to process the `IRP_MJ_CREATE` request",
+/// and post-create comes after.
+fn opened_name(data: *const FLT_CALLBACK_DATA) -> LineBuffer {
     let mut line = LineBuffer::new();
-    if !name.Buffer.is_null() {
-        // SAFETY: `FileName` is a counted string of `Length` bytes, valid during the create.
-        let units =
-            unsafe { core::slice::from_raw_parts(name.Buffer, usize::from(name.Length / 2)) };
-        for c in char::decode_utf16(units.iter().copied()) {
-            // `LineBuffer` truncates instead of failing.
-            let _ = line.write_char(c.unwrap_or(char::REPLACEMENT_CHARACTER));
-        }
-    }
+    // SAFETY: the callback data of the create being completed, at PASSIVE_LEVEL.
+    let name = unsafe { CopiedName::query(data) };
+    // `LineBuffer` truncates instead of failing.
+    let _ = write!(line, "{name}");
     line
 }
 
 /// Creates the section and queues the scan for the scan thread. Every failure leaves the open alone.
-fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
-    let name = opened_name(file_object);
+fn start_scan(
+    data: *const FLT_CALLBACK_DATA,
+    instance: PFLT_INSTANCE,
+    file_object: *const FILE_OBJECT,
+) {
+    let name = opened_name(data);
     let scan = match Scan::allocate(instance, name) {
         Ok(scan) => scan,
         Err(status) => {
             log!(
                 "{TAG}: {}: not scanned: ExAllocatePool2 failed: {status}",
-                opened_name(file_object).as_str()
+                opened_name(data).as_str()
             );
             return;
         }
@@ -759,7 +759,7 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
             Err(status) => {
                 log!(
                     "{TAG}: {}: not scanned: FltAllocateContext failed: {status}",
-                    opened_name(file_object).as_str()
+                    opened_name(data).as_str()
                 );
                 return;
             }

@@ -113,7 +113,7 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus
     assert_eq!(
         file_lines(world),
         [format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
     );
     assert!(hold.wait_held(PARK_BOUND), "the scan never paused");
@@ -157,10 +157,10 @@ fn assert_gives_way(conflict: Conflict) {
         callback_lines(&world),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
             ),
         ],
     );
@@ -168,7 +168,7 @@ fn assert_gives_way(conflict: Conflict) {
     assert_eq!(
         aborted,
         format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
         )
     );
     assert_eq!(callbacks(&world), 1);
@@ -276,7 +276,8 @@ fn assert_waits_for_the_scan(world: &World, conflict: Conflict) {
     });
     assert_eq!(callbacks(world), 0, "{conflict:?}");
     // The scan ended on its own, before the I/O went through.
-    let complete = "\\rs-minifilter-demo\\big.bin: scan complete: 256 chunks";
+    let complete =
+        "\\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan complete: 256 chunks";
     let lines = file_lines(world);
     assert!(lines.iter().any(|l| l.contains(complete)), "{lines:#?}");
     match conflict {
@@ -342,7 +343,7 @@ fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
     assert_eq!(
         line,
         format!(
-            "{NAME}: \\rs-minifilter-demo\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
         )
     );
     let writer = world.open(SMALL, Open::write()).unwrap();
@@ -389,10 +390,10 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
         let lines = file_lines(&world);
         let expected = [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
             ),
         ];
         for line in &expected {
@@ -485,7 +486,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         ("rs-minifilter-demo\\dir", STATUS_FILE_IS_A_DIRECTORY),
     ] {
         let line = format!(
-            "{NAME}: \\{file}: not scanned: FltCreateSectionForDataScan returned {}",
+            "{NAME}: \\Device\\HarddiskVolume1\\{file}: not scanned: FltCreateSectionForDataScan returned {}",
             NtStatus(status)
         );
         assert!(lines.contains(&line), "{line}\n{lines:#?}");
@@ -520,7 +521,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         assert_eq!(
             file_lines(&world),
             [format!(
-                "{NAME}: \\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
                 NtStatus(status)
             )]
         );
@@ -582,10 +583,10 @@ fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
             ),
             format!(
                 "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
@@ -654,6 +655,11 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 "ExAllocatePool2" => {
                     "not scanned: ExAllocatePool2 failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
+                // The name query: the scan goes on under a name that says why there is none
+                // (and, with no demo folder in it, unpaced).
+                "FltGetFileNameInformation" => {
+                    "<name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: scanning"
+                }
                 "FltAllocateContext" => {
                     "not scanned: FltAllocateContext failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
@@ -695,6 +701,7 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
         "FltStartFiltering",
         "FltRegisterForDataScan",
         "ExAllocatePool2",
+        "FltGetFileNameInformation",
         "FltAllocateContext",
         "PsCreateSystemThread",
         "FltCreateSectionForDataScan",
@@ -849,7 +856,7 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
             ),
             format!(
                 "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
@@ -995,14 +1002,14 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     assert_eq!(
         teardown_lines,
         [format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
         )]
     );
     // The scan thread's line: the detach waited for the scan's instance reference, which the
     // thread drops after it, so it is in the log by now.
     assert!(
         file_lines(&world).contains(&format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
         )),
         "{:#?}",
         file_lines(&world)
