@@ -18,8 +18,9 @@ use windows_sys::{
         Foundation::NonPagedPoolNx,
         Storage::FileSystem::Minifilters::{
             FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FltAllocateContext,
-            FltGetStreamHandleContext, FltReferenceContext, FltReleaseContext,
-            FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER,
+            FltGetInstanceContext, FltGetStreamHandleContext, FltReferenceContext,
+            FltReleaseContext, FltSetInstanceContext, FltSetStreamHandleContext, PFLT_CONTEXT,
+            PFLT_FILTER, PFLT_INSTANCE,
         },
     },
     Win32::Foundation::{STATUS_INVALID_PARAMETER, STATUS_SUCCESS},
@@ -145,6 +146,42 @@ impl<T> ContextRef<T> {
             FltGetStreamHandleContext(objects.Instance, objects.FileObject, &raw mut raw)
         };
         // SAFETY: success returned one reference to one of the filter's stream-handle contexts,
+        // whose body is a `T` (the caller's guarantee), owned from here on.
+        (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
+    }
+
+    /// `FltSetInstanceContext(Instance, FLT_SET_CONTEXT_KEEP_IF_EXISTS, self, NULL)`
+    /// (`<= APC_LEVEL`): links this context to `instance` until the instance is torn down. The
+    /// link holds a reference of its own; this value keeps its own.
+    /// `STATUS_FLT_CONTEXT_ALREADY_DEFINED` if the instance has one already. section-context
+    /// makes this call raw and explains it; section-conflict keeps its teardown flag this way.
+    #[must_use]
+    pub fn set_on_instance(&self, instance: PFLT_INSTANCE) -> NtStatus {
+        // SAFETY: a live instance (the caller is in one of its callbacks), a context we hold a
+        // reference on, and no old-context out pointer.
+        NtStatus(unsafe {
+            FltSetInstanceContext(
+                instance,
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                self.as_raw(),
+                core::ptr::null_mut(),
+            )
+        })
+    }
+
+    /// `FltGetInstanceContext` (`<= APC_LEVEL`): `instance`'s context, if it has one. A success
+    /// adds a reference, which the returned value releases. section-context makes this call raw;
+    /// section-conflict reads its teardown flag this way.
+    ///
+    /// # Safety
+    /// `instance` must be live (the caller is in one of its callbacks), and every instance
+    /// context the filter sets must have a body of type `T`.
+    #[must_use]
+    pub unsafe fn of_instance(instance: PFLT_INSTANCE) -> Option<Self> {
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: a live instance (the caller's guarantee) and a valid out pointer.
+        let status = unsafe { FltGetInstanceContext(instance, &raw mut raw) };
+        // SAFETY: success returned one reference to one of the filter's instance contexts,
         // whose body is a `T` (the caller's guarantee), owned from here on.
         (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
     }

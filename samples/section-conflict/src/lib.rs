@@ -23,7 +23,8 @@
 //!   the conflicting I/O, pended; returns `STATUS_SUCCESS`): close the section; Filter Manager
 //!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
 //!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
-//!   too, so a dismount or detach never waits for a scan.
+//!   too, and sets the instance context's teardown flag, which a post-create still in flight
+//!   reads when it queues and then closes its own: a dismount or detach never waits for a scan.
 //!
 //! ## Exactly one party closes
 //! Each scan has an ownership word: `CREATING` until the create returns, then `OPEN`. Whoever
@@ -52,7 +53,7 @@ use common::{
     KERNEL_MODE, NtStatus,
     bindings::{
         DRIVER_OBJECT, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT, FILE_READ_DATA,
-        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
         FLT_SECTION_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
         FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltCloseSectionForDataScan,
@@ -245,6 +246,12 @@ impl Drop for SectionContext {
     }
 }
 
+/// The instance context: set by `InstanceTeardownStart`, read by a creator under the queue's
+/// lock, so that a scan queued after a teardown emptied the queue closes itself.
+struct InstanceState {
+    tearing_down: AtomicBool,
+}
+
 /// How a scan ended.
 enum Ending {
     Complete(u32),
@@ -367,11 +374,14 @@ impl ScanQueue {
         self.with(|q| q.reserved -= 1);
     }
 
-    /// Queues a reserved scan; `false` if the thread has stopped meanwhile (the caller keeps it).
-    fn push(&self, context: PFLT_CONTEXT) -> bool {
+    /// Queues a reserved scan; `false` if the thread has stopped, or the scan's instance is being
+    /// torn down, meanwhile (the caller keeps it).
+    fn push(&self, context: PFLT_CONTEXT, tearing_down: &AtomicBool) -> bool {
         let queued = self.with(|q| {
             q.reserved -= 1;
-            if q.closed {
+            // Read under the lock: teardown sets the flag before it takes the lock to empty the
+            // queue, so either it finds this scan queued or this sees its flag.
+            if q.closed || tearing_down.load(Ordering::SeqCst) {
                 return false;
             }
             q.slots[(q.head + q.len) % QUEUE_DEPTH] = context;
@@ -546,8 +556,9 @@ fn drain_queue() {
     }
 }
 
-static CONTEXTS: ContextTable<2> = ContextTable::new([
+static CONTEXTS: ContextTable<3> = ContextTable::new([
     context_of::<SectionContext>(FLT_SECTION_CONTEXT, CONTEXT_TAG),
+    context_of::<InstanceState>(FLT_INSTANCE_CONTEXT, CONTEXT_TAG),
     CONTEXT_END,
 ]);
 
@@ -620,10 +631,21 @@ unsafe extern "system" fn instance_setup(
     let instance = unsafe { (*objects).Instance };
     // SAFETY: the instance being set up; FltRegisterForDataScan is callable at <= APC_LEVEL.
     let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
-    if status.is_success() {
+    if !status.is_success() {
+        log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
+        return STATUS_FLT_DO_NOT_ATTACH;
+    }
+    // The teardown flag (`common::context`'s instance calls; section-context teaches them).
+    // Without it a scan could outlive a teardown, so the instance is not attached.
+    let state = InstanceState {
+        tearing_down: AtomicBool::new(false),
+    };
+    let linked = ContextRef::allocate(FILTER.get(), FLT_INSTANCE_CONTEXT, state)
+        .map_or_else(|status| status, |context| context.set_on_instance(instance));
+    if linked.is_success() {
         return STATUS_SUCCESS;
     }
-    log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
+    log!("{TAG}: not attaching to this volume: its instance context: {linked}");
     STATUS_FLT_DO_NOT_ATTACH
 }
 
@@ -649,6 +671,11 @@ unsafe extern "system" fn instance_teardown_start(
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the callback's duration.
     let instance = unsafe { (*objects).Instance };
+    // SAFETY: the instance being torn down; its one context type is `InstanceState`.
+    if let Some(state) = unsafe { ContextRef::<InstanceState>::of_instance(instance) } {
+        // Before the queue is emptied: a creator that queues after this sees the flag.
+        state.tearing_down.store(true, Ordering::SeqCst);
+    }
     let mut taken = [core::ptr::null_mut(); QUEUE_DEPTH];
     let (count, current) = QUEUE.take_instance(instance, &mut taken);
     if let Some(context) = current {
@@ -741,6 +768,11 @@ fn start_scan(
     instance: PFLT_INSTANCE,
     file_object: *const FILE_OBJECT,
 ) {
+    // SAFETY: the instance of this post-create; its one context type is `InstanceState`.
+    // Every attached instance has one (`instance_setup`).
+    let Some(state) = (unsafe { ContextRef::<InstanceState>::of_instance(instance) }) else {
+        return;
+    };
     let name = opened_name(data);
     let scan = match Scan::allocate(instance, name) {
         Ok(scan) => scan,
@@ -814,7 +846,7 @@ fn start_scan(
         unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
-    hand_to_thread(context, handle, object, size);
+    hand_to_thread(context, &state.tearing_down, handle, object, size);
 }
 
 /// Publishes the handle and object (unless a conflict already took the section during the
@@ -822,6 +854,7 @@ fn start_scan(
 /// instance reference.
 fn hand_to_thread(
     context: ContextRef<SectionContext>,
+    tearing_down: &AtomicBool,
     handle: HANDLE,
     object: *mut c_void,
     size: i64,
@@ -864,12 +897,19 @@ fn hand_to_thread(
     );
     // The queue adopts this reference (and the instance reference).
     let raw = context.into_raw();
-    if !QUEUE.push(raw) {
-        // The scan thread has stopped (an unload began while this create was in flight): the
-        // scan stops before it starts, and the creator finalizes it.
+    if !QUEUE.push(raw, tearing_down) {
         // SAFETY: the queue refused `raw`, so it is still ours: take it back.
         let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
-        finish(&context, 0, &Ending::Stopped);
+        if tearing_down.load(Ordering::SeqCst) {
+            // A teardown emptied the queue before this scan got there: the creator closes, as
+            // teardown would have, and the detach does not wait for a scan.
+            abort_for_teardown(&context, "new");
+            finish(&context, 0, &Ending::Aborted);
+        } else {
+            // The scan thread has stopped (an unload began while this create was in flight):
+            // the scan stops before it starts, and the creator finalizes it.
+            finish(&context, 0, &Ending::Stopped);
+        }
         drop(context);
         // SAFETY: the instance reference start_scan took, dropped once.
         unsafe { FltObjectDereference(instance as *mut c_void) };

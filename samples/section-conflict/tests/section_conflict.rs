@@ -660,6 +660,15 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 "FltGetFileNameInformation" => {
                     "<name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: scanning"
                 }
+                "FltSetInstanceContext" => {
+                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                }
+                // The instance context in InstanceSetup: the volume is not attached.
+                "FltAllocateContext"
+                    if lines.iter().any(|l| l.contains("its instance context")) =>
+                {
+                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                }
                 "FltAllocateContext" => {
                     "not scanned: FltAllocateContext failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
@@ -703,6 +712,7 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
         "ExAllocatePool2",
         "FltGetFileNameInformation",
         "FltAllocateContext",
+        "FltSetInstanceContext",
         "PsCreateSystemThread",
         "FltCreateSectionForDataScan",
         "MmMapViewInSystemSpaceEx",
@@ -1025,6 +1035,74 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     world.close(writer).unwrap();
     world.close(again).unwrap();
     world.close(reader).unwrap();
+    world.unload(NAME).unwrap();
+    assert_eq!(
+        file_lines(&world).last().unwrap(),
+        &format!(
+            "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+        )
+    );
+    world.finish();
+}
+
+/// A detach that meets a post-create mid-way: the post-create has its instance reference
+/// (`FltObjectReference`, taken before the teardown began) and is parked at the entry of
+/// `FltCreateSectionForDataScan` while `InstanceTeardownStart` runs and finds nothing queued.
+/// The bound: the detach waits for no chunk of any scan. The creator sees the instance's
+/// teardown flag when it queues (under the queue's lock), closes its own section before its
+/// post-create returns, and drops its reference, so no view is ever mapped, no pause is taken,
+/// and the detach ends with the post-create. (Without the flag the scan was queued, and the
+/// detach waited for its instance reference through all 256 chunks and their pauses.)
+#[test]
+fn a_detach_during_a_post_create_waits_for_no_chunk_of_a_scan() {
+    let world = world_with_files();
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let parked = world.hold_next_call("FltCreateSectionForDataScan");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(BIG, Open::read()));
+        assert!(
+            parked.wait_held(PARK_BOUND),
+            "the post-create never got there"
+        );
+        let detaching = s.spawn(|| world.detach(NAME, 'C'));
+        // InstanceTeardownStart has returned, and the teardown waits for the parked post-create.
+        assert!(
+            world
+                .wait_for_event(PARK_BOUND, |e| e.kind == EventKind::FltMgr
+                    && e.text
+                        .starts_with("instance teardown waits for 1 operation"))
+                .is_some(),
+            "the detach never waited for the parked post-create"
+        );
+        parked.release();
+        let reader = opener.join().expect("no panic").expect("the open succeeds");
+        detaching.join().expect("no panic").expect("detaches");
+        world.close(reader).unwrap();
+    });
+    for api in ["MmMapViewInSystemSpaceEx", "KeDelayExecutionThread"] {
+        assert!(
+            world.calls(api).is_empty(),
+            "{api}: {:#?}",
+            world.calls(api)
+        );
+    }
+    let file = format!("{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin");
+    let lines = file_lines(&world);
+    for line in [
+        format!(
+            "{file}: instance teardown: the new scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+        ),
+        format!(
+            "{file}: scan aborted after 0 of 256 chunks: the section was closed for instance teardown"
+        ),
+    ] {
+        assert!(lines.contains(&line), "{line}\n{lines:#?}");
+    }
     world.unload(NAME).unwrap();
     assert_eq!(
         file_lines(&world).last().unwrap(),
