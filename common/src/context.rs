@@ -18,9 +18,9 @@ use windows_sys::{
         Foundation::NonPagedPoolNx,
         Storage::FileSystem::Minifilters::{
             FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FltAllocateContext,
-            FltGetInstanceContext, FltGetStreamHandleContext, FltReferenceContext,
-            FltReleaseContext, FltSetInstanceContext, FltSetStreamHandleContext, PFLT_CONTEXT,
-            PFLT_FILTER, PFLT_INSTANCE,
+            FltGetInstanceContext, FltGetSectionContext, FltGetStreamHandleContext,
+            FltReferenceContext, FltReleaseContext, FltSetInstanceContext,
+            FltSetStreamHandleContext, PFLT_CONTEXT, PFLT_FILTER, PFLT_INSTANCE,
         },
     },
     Win32::Foundation::{STATUS_INVALID_PARAMETER, STATUS_SUCCESS},
@@ -183,6 +183,25 @@ impl<T> ContextRef<T> {
         let status = unsafe { FltGetInstanceContext(instance, &raw mut raw) };
         // SAFETY: success returned one reference to one of the filter's instance contexts,
         // whose body is a `T` (the caller's guarantee), owned from here on.
+        (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
+    }
+
+    /// `FltGetSectionContext(Instance, FileObject, &Context)` (`<= APC_LEVEL`): the section
+    /// context this filter linked to the stream of `objects.FileObject`, if a data-scan section
+    /// of this instance is open on it. A success adds a reference, which the returned value
+    /// releases. section-context makes this call raw and explains it; section-conflict finds
+    /// the scan a flush-and-purge conflicts with this way.
+    ///
+    /// # Safety
+    /// Every section context the filter creates must have a body of type `T`.
+    #[must_use]
+    pub unsafe fn of_section(objects: &FLT_RELATED_OBJECTS) -> Option<Self> {
+        let mut raw: PFLT_CONTEXT = core::ptr::null_mut();
+        // SAFETY: the operation's instance and file object, and a valid out pointer.
+        let status =
+            unsafe { FltGetSectionContext(objects.Instance, objects.FileObject, &raw mut raw) };
+        // SAFETY: success returned one reference to one of the filter's section contexts, whose
+        // body is a `T` (the caller's guarantee), owned from here on.
         (status == STATUS_SUCCESS && !raw.is_null()).then(|| unsafe { Self::from_raw(raw) })
     }
 

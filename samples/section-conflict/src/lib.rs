@@ -2,9 +2,10 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
-//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is open
-//! and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the notification
-//! it waits for the whole scan. It scans only files opened for reading in its demo folder
+//! non-cached write, an overwriting open, a flush-and-purge). Filter Manager (or, for a
+//! flush-and-purge, the file system) pends such I/O while the section is open and reissues it
+//! once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the sample giving way it waits
+//! for the whole scan. It scans only files opened for reading in its demo folder
 //! (`common::scope`). The README has each call's contract in full.
 //!
 //! ## The calls it teaches
@@ -25,6 +26,10 @@
 //!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
 //!   too, and sets the instance context's teardown flag, which a post-create still in flight
 //!   reads when it queues and then closes its own: a dismount or detach never waits for a scan.
+//!
+//! - **Pre-flush** of a flush-and-purge (`IRP_MN_FLUSH_AND_PURGE`): Filter Manager notifies no
+//!   one of it (it is not in the `FSCTL_SET_PURGE_FAILURE_MODE` page's table), so the sample
+//!   finds its section with `FltGetSectionContext` and gives way as the callback does.
 //!
 //! ## Exactly one party closes
 //! Each scan has an ownership word: `CREATING` until the create returns, then `OPEN`. Whoever
@@ -54,16 +59,17 @@ use common::{
     bindings::{
         DRIVER_OBJECT, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT, FILE_READ_DATA,
         FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
-        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
-        FLT_SECTION_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
-        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltCloseSectionForDataScan,
-        FltCreateSectionForDataScan, FltDeletePushLock, FltInitializePushLock,
-        FltObjectDereference, FltObjectReference, FltReferenceContext, FltRegisterForDataScan,
-        FltReleasePushLock, HANDLE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION,
-        IRP_MJ_WRITE, IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
+        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltAcquirePushLockExclusive,
+        FltAcquirePushLockShared, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
+        FltDeletePushLock, FltInitializePushLock, FltObjectDereference, FltObjectReference,
+        FltReferenceContext, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
+        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE,
+        IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE,
+        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
+        PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH,
+        STATUS_SUCCESS, UNICODE_STRING,
     },
     context::ContextRef,
     event::Event,
@@ -562,8 +568,9 @@ static CONTEXTS: ContextTable<3> = ContextTable::new([
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<2> = OperationTable::new([
+static OPERATIONS: OperationTable<3> = OperationTable::new([
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
+    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_flush), None),
     OPERATION_END,
 ]);
 
@@ -1071,7 +1078,48 @@ unsafe extern "system" fn section_conflict(
 ) -> NTSTATUS {
     common::paged_code!();
     // SAFETY: Filter Manager passes the section context this driver linked, and holds it for the
-    // callback's duration; its body is a `SectionContext`.
+    // callback's duration; `data` is the conflicting I/O, valid as long.
+    unsafe { give_way(section_context, data) };
+    STATUS_SUCCESS
+}
+
+/// Pre-flush (`PASSIVE_LEVEL` here): a flush-and-purge (`IRP_MN_FLUSH_AND_PURGE`) of a stream
+/// with an open scan is a conflict nobody notifies. It is not in the
+/// `FSCTL_SET_PURGE_FAILURE_MODE` page's table: for any other operation, "the filesystem (or
+/// filter)" that fails to purge "is responsible for pending the operation and reissuing it"
+/// once no section is left, so without this the flush would wait for the whole scan. The filter
+/// gives way exactly as for a notification, before the file system sees the flush, which then
+/// waits at most for the chunk being read. Above `PASSIVE_LEVEL` it does nothing (the close
+/// needs `PASSIVE_LEVEL`), and the flush waits for the scan as before.
+unsafe extern "system" fn pre_flush(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    // SAFETY: Filter Manager passes valid callback data for the callback's duration.
+    let minor = unsafe { common::callback_data::parameters(data) }.MinorFunction;
+    let purges = u32::from(minor) == IRP_MN_FLUSH_AND_PURGE;
+    if purges && common::irql::current() == common::irql::PASSIVE_LEVEL {
+        // SAFETY: Filter Manager passes valid related objects for the callback's duration.
+        let objects = unsafe { &*objects };
+        // SAFETY: this driver's section contexts are `SectionContext`s.
+        if let Some(context) = unsafe { ContextRef::<SectionContext>::of_section(objects) } {
+            // SAFETY: the reference just taken keeps the context alive; `data` is this flush.
+            unsafe { give_way(context.as_raw(), data) };
+        }
+    }
+    FLT_PREOP_SUCCESS_NO_CALLBACK
+}
+
+/// Gives the section up for the conflicting I/O `data` (a notification's, or a flush-and-purge's):
+/// whoever takes the ownership word from `OPEN` closes; a scan still `CREATING` is marked for its
+/// creator; a close someone else is making is waited for, for at most [`CLOSE_WAIT_MS`].
+///
+/// # Safety
+/// `section_context` is one of this driver's section contexts, referenced for the call, and
+/// `data` the conflicting I/O's callback data. `PASSIVE_LEVEL`.
+unsafe fn give_way(section_context: PFLT_CONTEXT, data: *const FLT_CALLBACK_DATA) {
+    // SAFETY: the caller's guarantee; its body is a `SectionContext`.
     let scan = unsafe { &(*section_context.cast::<SectionContext>()).scan };
     let name = scan.name();
     let io = Conflicting(data);
@@ -1099,7 +1147,7 @@ unsafe extern "system" fn section_conflict(
                 // three, in order, the moment the create returns.
                 scan.aborted.store(true, Ordering::Release);
                 log!(
-                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
+                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} waits until then"
                 );
             }
             // The state moved between the load and the exchange: look again.
@@ -1111,14 +1159,13 @@ unsafe extern "system" fn section_conflict(
                 // say: a requeue into a section still being closed would only fail and pend again.
                 if !scan.wait_closed() {
                     log!(
-                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps {io} pended until it is"
+                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} waits until it is"
                     );
                 }
             }
         }
         break;
     }
-    STATUS_SUCCESS
 }
 
 /// The conflicting operation, described from its callback data for the log.
