@@ -2,11 +2,9 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
-//! non-cached write, an overwriting open, a flush-and-purge). Filter Manager (or, for a
-//! flush-and-purge, the file system) pends such I/O while the section is open and reissues it
-//! once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the sample giving way it waits
-//! for the whole scan. It scans only files opened for reading in its demo folder
-//! (`common::scope`). The README has each call's contract in full.
+//! non-cached write, an overwriting open, a flush-and-purge), which otherwise waits for the whole
+//! scan (`FSCTL_SET_PURGE_FAILURE_MODE`). It scans only files opened for reading in its demo
+//! folder (`common::scope`). The README has each call's contract in full.
 //!
 //! ## The calls it teaches
 //! - **`FLT_REGISTRATION` version `0x0203`**, the first with a `SectionNotificationCallback`.
@@ -22,14 +20,11 @@
 //!   `MmCopyMemory`, `MmUnmapViewInSystemSpace` (`<= APC_LEVEL`); [`is_paced`] files pause.
 //! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`; `Data` is
 //!   the conflicting I/O, pended; returns `STATUS_SUCCESS`): close the section; Filter Manager
-//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
-//!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
-//!   too, and sets the instance context's teardown flag, which a post-create still in flight
-//!   reads when it queues and then closes its own: a dismount or detach never waits for a scan.
-//!
-//! - **Pre-flush** of a flush-and-purge (`IRP_MN_FLUSH_AND_PURGE`): Filter Manager notifies no
-//!   one of it (it is not in the `FSCTL_SET_PURGE_FAILURE_MODE` page's table), so the sample
-//!   finds its section with `FltGetSectionContext` and gives way as the callback does.
+//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when
+//!   the handle and object are not yet valid. A flush-and-purge is notified to no one: a
+//!   pre-flush gives way to it the same way. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`)
+//!   closes the instance's sections and sets a teardown flag that a post-create in flight reads
+//!   when it queues: a dismount or detach never waits for a scan.
 //!
 //! ## Exactly one party closes
 //! Each scan has an ownership word: `CREATING` until the create returns, then `OPEN`. Whoever
