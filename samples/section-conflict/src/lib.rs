@@ -66,7 +66,7 @@ use common::{
         PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH,
         STATUS_SUCCESS, UNICODE_STRING,
     },
-    context::ContextRef,
+    context::{ContextRef, TeardownFlag},
     event::Event,
     file_object,
     filter::{FilterSlot, register_and_start},
@@ -247,12 +247,6 @@ impl Drop for SectionContext {
     }
 }
 
-/// The instance context: set by `InstanceTeardownStart`, read by a creator under the queue's
-/// lock, so that a scan queued after a teardown emptied the queue closes itself.
-struct InstanceState {
-    tearing_down: AtomicBool,
-}
-
 /// How a scan ended.
 enum Ending {
     Complete(u32),
@@ -377,12 +371,12 @@ impl ScanQueue {
 
     /// Queues a reserved scan; `false` if the thread has stopped, or the scan's instance is being
     /// torn down, meanwhile (the caller keeps it).
-    fn push(&self, context: PFLT_CONTEXT, tearing_down: &AtomicBool) -> bool {
+    fn push(&self, context: PFLT_CONTEXT, teardown: &TeardownFlag) -> bool {
         let queued = self.with(|q| {
             q.reserved -= 1;
             // Read under the lock: teardown sets the flag before it takes the lock to empty the
             // queue, so either it finds this scan queued or this sees its flag.
-            if q.closed || tearing_down.load(Ordering::SeqCst) {
+            if q.closed || teardown.is_set() {
                 return false;
             }
             q.slots[(q.head + q.len) % QUEUE_DEPTH] = context;
@@ -559,7 +553,7 @@ fn drain_queue() {
 
 static CONTEXTS: ContextTable<3> = ContextTable::new([
     context_of::<SectionContext>(FLT_SECTION_CONTEXT, CONTEXT_TAG),
-    context_of::<InstanceState>(FLT_INSTANCE_CONTEXT, CONTEXT_TAG),
+    context_of::<TeardownFlag>(FLT_INSTANCE_CONTEXT, CONTEXT_TAG),
     CONTEXT_END,
 ]);
 
@@ -637,18 +631,12 @@ unsafe extern "system" fn instance_setup(
         log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
         return STATUS_FLT_DO_NOT_ATTACH;
     }
-    // The teardown flag (`common::context`'s instance calls; section-context teaches them).
-    // Without it a scan could outlive a teardown, so the instance is not attached.
-    let state = InstanceState {
-        tearing_down: AtomicBool::new(false),
-    };
-    let linked = ContextRef::allocate(FILTER.get(), FLT_INSTANCE_CONTEXT, state)
-        .map_or_else(|status| status, |context| context.set_on_instance(instance));
-    if linked.is_success() {
-        return STATUS_SUCCESS;
+    // The teardown flag (see `hand_to_thread`): without it a scan could outlive a teardown.
+    if let Err(status) = TeardownFlag::attach(FILTER.get(), instance) {
+        log!("{TAG}: not attaching to this volume: its instance context: {status}");
+        return STATUS_FLT_DO_NOT_ATTACH;
     }
-    log!("{TAG}: not attaching to this volume: its instance context: {linked}");
-    STATUS_FLT_DO_NOT_ATTACH
+    STATUS_SUCCESS
 }
 
 /// `InstanceQueryTeardown` (`PASSIVE_LEVEL`): allow a manual detach (`fltmc detach`,
@@ -673,10 +661,10 @@ unsafe extern "system" fn instance_teardown_start(
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the callback's duration.
     let instance = unsafe { (*objects).Instance };
-    // SAFETY: the instance being torn down; its one context type is `InstanceState`.
-    if let Some(state) = unsafe { ContextRef::<InstanceState>::of_instance(instance) } {
-        // Before the queue is emptied: a creator that queues after this sees the flag.
-        state.tearing_down.store(true, Ordering::SeqCst);
+    // Before the queue is emptied: a creator that queues after this sees the flag.
+    // SAFETY: the instance being torn down; `TeardownFlag` is its one context type.
+    if let Some(flag) = unsafe { TeardownFlag::of(instance) } {
+        flag.set();
     }
     let mut taken = [core::ptr::null_mut(); QUEUE_DEPTH];
     let (count, current) = QUEUE.take_instance(instance, &mut taken);
@@ -770,9 +758,9 @@ fn start_scan(
     instance: PFLT_INSTANCE,
     file_object: *const FILE_OBJECT,
 ) {
-    // SAFETY: the instance of this post-create; its one context type is `InstanceState`.
-    // Every attached instance has one (`instance_setup`).
-    let Some(state) = (unsafe { ContextRef::<InstanceState>::of_instance(instance) }) else {
+    // SAFETY: the instance of this post-create; `TeardownFlag` is its one context type. Every
+    // attached instance has one (`instance_setup`).
+    let Some(teardown) = (unsafe { TeardownFlag::of(instance) }) else {
         return;
     };
     let name = opened_name(data);
@@ -848,7 +836,7 @@ fn start_scan(
         unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
-    hand_to_thread(context, &state.tearing_down, handle, object, size);
+    hand_to_thread(context, &teardown, handle, object, size);
 }
 
 /// Publishes the handle and object (unless a conflict already took the section during the
@@ -856,7 +844,7 @@ fn start_scan(
 /// instance reference.
 fn hand_to_thread(
     context: ContextRef<SectionContext>,
-    tearing_down: &AtomicBool,
+    teardown: &TeardownFlag,
     handle: HANDLE,
     object: *mut c_void,
     size: i64,
@@ -899,10 +887,10 @@ fn hand_to_thread(
     );
     // The queue adopts this reference (and the instance reference).
     let raw = context.into_raw();
-    if !QUEUE.push(raw, tearing_down) {
+    if !QUEUE.push(raw, teardown) {
         // SAFETY: the queue refused `raw`, so it is still ours: take it back.
         let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
-        if tearing_down.load(Ordering::SeqCst) {
+        if teardown.is_set() {
             // A teardown emptied the queue before this scan got there: the creator closes, as
             // teardown would have, and the detach does not wait for a scan.
             abort_for_teardown(&context, "new");
