@@ -742,7 +742,9 @@ unsafe extern "system" fn post_create(
 /// The file's name, queried and copied (`common`'s `CopiedName`, as data-scan and
 /// section-context take it). Not `FileObject->FileName`: the `FILE_OBJECT` page says it "should
 /// not be considered valid after the file system starts to process the `IRP_MJ_CREATE` request",
-/// and post-create comes after.
+/// and post-create comes after. Not inlined: the name query's copy stays out of the
+/// post-create's frame.
+#[inline(never)]
 fn opened_name(data: *const FLT_CALLBACK_DATA) -> LineBuffer {
     let mut line = LineBuffer::new();
     // SAFETY: the callback data of the create being completed, at PASSIVE_LEVEL.
