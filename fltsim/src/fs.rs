@@ -57,6 +57,13 @@
 //! - A purge is judged against the sections on the stream each time the operation reaches the
 //!   file system: a requeued operation meets a section created while it was pended, and is
 //!   pended again.
+//! - `FILE_OBJECT.FileName` is the opened name until the file system has the create, and no
+//!   longer: the `FILE_OBJECT` page says it "should not be considered valid after the file system
+//!   starts to process the `IRP_MJ_CREATE` request" (a file system may rewrite or free it; a
+//!   reparse does). The model cannot trap a read, so it does the next strictest thing: when the
+//!   create reaches the file system, it points `FileName` at [`STALE_FILE_NAME`] instead, so a
+//!   filter that reads it later (in post-create, say) gets that text, and a debugger line that
+//!   carries it is a verifier finding (`abi::host`).
 
 use std::sync::Arc;
 
@@ -235,6 +242,29 @@ fn transition(k: &Kernel, fo: usize, to: FoState) -> (NTSTATUS, usize) {
     (STATUS_SUCCESS, 0)
 }
 
+/// What `FILE_OBJECT.FileName` says once the file system has the create (see the module doc).
+pub(crate) const STALE_FILE_NAME: &str =
+    "<FILE_OBJECT.FileName is not valid once the file system has the create>";
+
+/// Points `fo`'s `FileName` at [`STALE_FILE_NAME`]: the file system has the create.
+fn invalidate_file_name(state: &mut State, fo: usize) {
+    let Some(ptr) = state.file_objects.get(&fo).map(|rec| rec.ptr) else {
+        return;
+    };
+    let text: Vec<u16> = STALE_FILE_NAME.encode_utf16().collect();
+    let buffer = state.arena.alloc(text.len() * 2, 0).cast::<u16>();
+    // SAFETY: `buffer` holds `text.len()` u16s, just allocated in the arena.
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), buffer, text.len()) };
+    let bytes = u16::try_from(text.len() * 2).expect("short text");
+    // SAFETY: the file object lives in the arena, and the file system owns it during the create.
+    let f = unsafe { &mut *ptr };
+    f.FileName = windows_sys::Win32::Foundation::UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: buffer,
+    };
+}
+
 fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
     // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one;
     // the model's parameter blocks are zeroed when allocated.
@@ -250,6 +280,7 @@ fn create(k: &Kernel, iopb: &FLT_IO_PARAMETER_BLOCK) -> (NTSTATUS, usize) {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     let (volume, path, ignores_sharing) = (rec.volume, rec.path.clone(), rec.ignores_sharing);
+    invalidate_file_name(&mut state, fo);
     if path.is_empty() {
         // A volume open: no stream behind it.
         return (STATUS_SUCCESS, FILE_OPENED as usize);

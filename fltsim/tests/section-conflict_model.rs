@@ -544,3 +544,37 @@ fn an_operation_pended_on_a_section_that_never_closes_is_a_finding() {
     world.close(reader).unwrap();
     world.finish();
 }
+
+/// The same for the page's "any other operation": a flush-and-purge, which the file system pends
+/// itself and nobody is notified of, is a hang past the limit too, and a finding (issue 28: it
+/// is the wait the section-conflict sample's pre-flush now prevents).
+#[test]
+fn a_flush_and_purge_pended_on_a_section_that_never_closes_is_a_finding() {
+    let world = World::new();
+    world.set_pend_limit(Duration::from_millis(50));
+    let (reader, writer) = setup_held(&world);
+    assert_eq!(
+        Op::FlushAndPurge.run(&world, writer),
+        Err(NtStatus(STATUS_PENDING))
+    );
+    assert_eq!(world.contents(FILE).unwrap(), BYTES);
+    let trace = world.trace();
+    assert!(
+        trace
+            .iter()
+            .all(|e| !e.text.starts_with("SectionNotificationCallback"))
+    );
+    let findings = world.take_violations();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0]
+            .message
+            .contains("has been pended by the file system")
+            && findings[0].message.contains("its caller hangs"),
+        "{findings:?}"
+    );
+    close(HELD.lock().unwrap().pop().unwrap());
+    world.close(writer).unwrap();
+    world.close(reader).unwrap();
+    world.finish();
+}

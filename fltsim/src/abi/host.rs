@@ -10,7 +10,17 @@ extern "C" fn fltsim_dbg_print(line: *const u8, len: usize) {
     let bytes = unsafe { std::slice::from_raw_parts(line, len) };
     let text = String::from_utf8_lossy(bytes).into_owned();
     if let Some(k) = crate::kernel::try_kernel() {
+        let stale = text.contains(crate::fs::STALE_FILE_NAME);
         k.trace(EventKind::Log, text);
+        if stale {
+            k.violation(
+                "a debugger line prints FILE_OBJECT.FileName read after the file system began \
+                 the create: the FILE_OBJECT page says it \"should not be considered valid after \
+                 the file system starts to process the IRP_MJ_CREATE request\"; query the name \
+                 (FltGetFileNameInformation) instead"
+                    .into(),
+            );
+        }
     }
 }
 

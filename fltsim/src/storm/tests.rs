@@ -327,3 +327,48 @@ fn an_operation_on_an_empty_slot_runs_on_a_live_handle() {
         ]
     );
 }
+
+/// A conflicting operation that nobody was told about and that waited past the model's pend
+/// limit (issue 28: a flush-and-purge the file system pends itself, for the whole of a scan) is
+/// a hang, and the oracle says so: `STATUS_PENDING` for it is a finding, never a false alarm,
+/// for the section-conflict sample as for every other.
+#[test]
+fn an_unnotified_operation_pended_past_the_limit_is_a_finding() {
+    use super::{Op, Outcome, Record, run::Ran};
+    let target = Target {
+        oracle: Oracle::SectionConflict,
+        ..COUNTING
+    };
+    let case = case_of(&target, 0);
+    let contents = case
+        .files
+        .iter()
+        .map(super::case::FileSpec::contents)
+        .collect();
+    let purge = Record {
+        thread: 0,
+        index: 0,
+        op: Op::Purge { slot: 0 },
+        file: Some(0),
+        reads: false,
+        outcome: Outcome::Failed(common::NtStatus(
+            windows_sys::Win32::Foundation::STATUS_PENDING,
+        )),
+        model_thread: 1,
+        trace: (0, 0),
+        filter_steady: true,
+        signature_intact: true,
+    };
+    let ran = Ran {
+        records: vec![purge],
+        trace: Vec::new(),
+        findings: Vec::new(),
+        contents,
+    };
+    let wrong = super::oracle::check(&target, &case, &ran);
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(
+        wrong[0].contains("STATUS_PENDING") && wrong[0].contains("its caller hangs"),
+        "{wrong:?}"
+    );
+}

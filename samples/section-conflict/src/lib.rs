@@ -2,10 +2,9 @@
 //!
 //! A background scanner holds a data-scan section open while it reads a file, and gives the
 //! section up the moment I/O arrives that needs the cache purged (a truncating set-end-of-file, a
-//! non-cached write, an overwriting open). Filter Manager pends such I/O while the section is open
-//! and requeues it once it is closed (`FSCTL_SET_PURGE_FAILURE_MODE`): without the notification
-//! it waits for the whole scan. It scans only files opened for reading in its demo folder
-//! (`common::scope`). The README has each call's contract in full.
+//! non-cached write, an overwriting open, a flush-and-purge), which otherwise waits for the whole
+//! scan (`FSCTL_SET_PURGE_FAILURE_MODE`). It scans only files opened for reading in its demo
+//! folder (`common::scope`). The README has each call's contract in full.
 //!
 //! ## The calls it teaches
 //! - **`FLT_REGISTRATION` version `0x0203`**, the first with a `SectionNotificationCallback`.
@@ -21,9 +20,11 @@
 //!   `MmCopyMemory`, `MmUnmapViewInSystemSpace` (`<= APC_LEVEL`); [`is_paced`] files pause.
 //! - **`SectionNotificationCallback(Instance, SectionContext, Data)`** (`PASSIVE_LEVEL`; `Data` is
 //!   the conflicting I/O, pended; returns `STATUS_SUCCESS`): close the section; Filter Manager
-//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when the handle and object are
-//!   not yet valid. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`) closes the instance's sections
-//!   too, so a dismount or detach never waits for a scan.
+//!   then requeues the I/O. It may run before `FltCreateSectionForDataScan` has returned, when
+//!   the handle and object are not yet valid. A flush-and-purge is notified to no one: a
+//!   pre-flush gives way to it the same way. **`InstanceTeardownStart`** (`PASSIVE_LEVEL`)
+//!   closes the instance's sections and sets a teardown flag that a post-create in flight reads
+//!   when it queues: a dismount or detach never waits for a scan.
 //!
 //! ## Exactly one party closes
 //! Each scan has an ownership word: `CREATING` until the create returns, then `OPEN`. Whoever
@@ -52,24 +53,26 @@ use common::{
     KERNEL_MODE, NtStatus,
     bindings::{
         DRIVER_OBJECT, Executive, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT, FILE_READ_DATA,
-        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
-        FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
-        FLT_SECTION_CONTEXT, FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN,
-        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltCloseSectionForDataScan,
-        FltCreateSectionForDataScan, FltDeletePushLock, FltInitializePushLock,
-        FltObjectDereference, FltObjectReference, FltReferenceContext, FltRegisterForDataScan,
-        FltReleasePushLock, HANDLE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION,
-        IRP_MJ_WRITE, IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS,
-        OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY,
-        PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY,
-        STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
+        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
+        FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
+        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltAcquirePushLockExclusive,
+        FltAcquirePushLockShared, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
+        FltDeletePushLock, FltInitializePushLock, FltObjectDereference, FltObjectReference,
+        FltReferenceContext, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
+        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE,
+        IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE,
+        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
+        PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH,
+        STATUS_SUCCESS, UNICODE_STRING,
     },
-    context::ContextRef,
+    context::{ContextRef, TeardownFlag},
     event::Event,
     file_object,
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
+    name::CopiedName,
     params,
     pool::{PoolBox, PoolBytes, tag},
     registration::{
@@ -137,7 +140,7 @@ const FINISHING: u32 = 3;
 /// Taken by `InstanceTeardownStart`.
 const TEARDOWN: u32 = 4;
 
-/// Whether the scan of `name` (as opened, e.g. `\Users\me\AppData\Local\Temp\rs-minifilter-demo\big.bin`)
+/// Whether the scan of `name` (as opened, e.g. `\Device\HarddiskVolume3\Users\me\AppData\Local\Temp\rs-minifilter-demo\big.bin`)
 /// pauses after each chunk: only inside the demo folder.
 #[must_use]
 pub fn is_paced(name: &str) -> bool {
@@ -177,7 +180,7 @@ struct Scan {
     /// Notification event, set once the section context is unlinked; a callback that lost the
     /// exchange waits for it.
     closed: Event,
-    /// The file's name as opened, for log lines.
+    /// The file's name as opened (`FltGetFileNameInformation`), for log lines and [`is_paced`].
     name: LineBuffer,
     /// The scan thread's reader: one chunk of non-paged pool, the target of its `MmCopyMemory`
     /// calls. Allocated with the scan state, before the section exists (as everything else that
@@ -366,11 +369,14 @@ impl ScanQueue {
         self.with(|q| q.reserved -= 1);
     }
 
-    /// Queues a reserved scan; `false` if the thread has stopped meanwhile (the caller keeps it).
-    fn push(&self, context: PFLT_CONTEXT) -> bool {
+    /// Queues a reserved scan; `false` if the thread has stopped, or the scan's instance is being
+    /// torn down, meanwhile (the caller keeps it).
+    fn push(&self, context: PFLT_CONTEXT, teardown: &TeardownFlag) -> bool {
         let queued = self.with(|q| {
             q.reserved -= 1;
-            if q.closed {
+            // Read under the lock: teardown sets the flag before it takes the lock to empty the
+            // queue, so either it finds this scan queued or this sees its flag.
+            if q.closed || teardown.is_set() {
                 return false;
             }
             q.slots[(q.head + q.len) % QUEUE_DEPTH] = context;
@@ -545,13 +551,15 @@ fn drain_queue() {
     }
 }
 
-static CONTEXTS: ContextTable<2> = ContextTable::new([
+static CONTEXTS: ContextTable<3> = ContextTable::new([
     context_of::<SectionContext>(FLT_SECTION_CONTEXT, CONTEXT_TAG),
+    context_of::<TeardownFlag>(FLT_INSTANCE_CONTEXT, CONTEXT_TAG),
     CONTEXT_END,
 ]);
 
-static OPERATIONS: OperationTable<2> = OperationTable::new([
+static OPERATIONS: OperationTable<3> = OperationTable::new([
     operation(IRP_MJ_CREATE, Some(scope::pre_create), Some(post_create)),
+    operation(IRP_MJ_FLUSH_BUFFERS, Some(pre_flush), None),
     OPERATION_END,
 ]);
 
@@ -619,11 +627,16 @@ unsafe extern "system" fn instance_setup(
     let instance = unsafe { (*objects).Instance };
     // SAFETY: the instance being set up; FltRegisterForDataScan is callable at <= APC_LEVEL.
     let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
-    if status.is_success() {
-        return STATUS_SUCCESS;
+    if !status.is_success() {
+        log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
+        return STATUS_FLT_DO_NOT_ATTACH;
     }
-    log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
-    STATUS_FLT_DO_NOT_ATTACH
+    // The teardown flag (see `hand_to_thread`): without it a scan could outlive a teardown.
+    if let Err(status) = TeardownFlag::attach(FILTER.get(), instance) {
+        log!("{TAG}: not attaching to this volume: its instance context: {status}");
+        return STATUS_FLT_DO_NOT_ATTACH;
+    }
+    STATUS_SUCCESS
 }
 
 /// `InstanceQueryTeardown` (`PASSIVE_LEVEL`): allow a manual detach (`fltmc detach`,
@@ -648,6 +661,11 @@ unsafe extern "system" fn instance_teardown_start(
     common::paged_code!();
     // SAFETY: Filter Manager passes valid related objects for the callback's duration.
     let instance = unsafe { (*objects).Instance };
+    // Before the queue is emptied: a creator that queues after this sees the flag.
+    // SAFETY: the instance being torn down; `TeardownFlag` is its one context type.
+    if let Some(flag) = unsafe { TeardownFlag::of(instance) } {
+        flag.set();
+    }
     let mut taken = [core::ptr::null_mut(); QUEUE_DEPTH];
     let (count, current) = QUEUE.take_instance(instance, &mut taken);
     if let Some(context) = current {
@@ -716,38 +734,44 @@ unsafe extern "system" fn post_create(
         && create.Options & FILE_DIRECTORY_FILE == 0
         && !volume_open;
     if scannable {
-        start_scan(instance, file_object);
+        start_scan(data, instance, file_object);
     }
     FLT_POSTOP_FINISHED_PROCESSING
 }
 
-/// The name the file was opened by, copied out (the file object's name is only guaranteed
-/// during the create).
-fn opened_name(file_object: *const FILE_OBJECT) -> LineBuffer {
-    // SAFETY: the file object of the create being completed.
-    let name = unsafe { (*file_object).FileName };
+/// The file's name, queried and copied (`common`'s `CopiedName`, as data-scan and
+/// section-context take it). Not `FileObject->FileName`: the `FILE_OBJECT` page says it "should
+/// not be considered valid after the file system starts to process the `IRP_MJ_CREATE` request",
+/// and post-create comes after. Not inlined: the name query's copy stays out of the
+/// post-create's frame.
+#[inline(never)]
+fn opened_name(data: *const FLT_CALLBACK_DATA) -> LineBuffer {
     let mut line = LineBuffer::new();
-    if !name.Buffer.is_null() {
-        // SAFETY: `FileName` is a counted string of `Length` bytes, valid during the create.
-        let units =
-            unsafe { core::slice::from_raw_parts(name.Buffer, usize::from(name.Length / 2)) };
-        for c in char::decode_utf16(units.iter().copied()) {
-            // `LineBuffer` truncates instead of failing.
-            let _ = line.write_char(c.unwrap_or(char::REPLACEMENT_CHARACTER));
-        }
-    }
+    // SAFETY: the callback data of the create being completed, at PASSIVE_LEVEL.
+    let name = unsafe { CopiedName::query(data) };
+    // `LineBuffer` truncates instead of failing.
+    let _ = write!(line, "{name}");
     line
 }
 
 /// Creates the section and queues the scan for the scan thread. Every failure leaves the open alone.
-fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
-    let name = opened_name(file_object);
+fn start_scan(
+    data: *const FLT_CALLBACK_DATA,
+    instance: PFLT_INSTANCE,
+    file_object: *const FILE_OBJECT,
+) {
+    // SAFETY: the instance of this post-create; `TeardownFlag` is its one context type. Every
+    // attached instance has one (`instance_setup`).
+    let Some(teardown) = (unsafe { TeardownFlag::of(instance) }) else {
+        return;
+    };
+    let name = opened_name(data);
     let scan = match Scan::allocate(instance, name) {
         Ok(scan) => scan,
         Err(status) => {
             log!(
                 "{TAG}: {}: not scanned: ExAllocatePool2 failed: {status}",
-                opened_name(file_object).as_str()
+                opened_name(data).as_str()
             );
             return;
         }
@@ -759,7 +783,7 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
             Err(status) => {
                 log!(
                     "{TAG}: {}: not scanned: FltAllocateContext failed: {status}",
-                    opened_name(file_object).as_str()
+                    opened_name(data).as_str()
                 );
                 return;
             }
@@ -814,7 +838,7 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
         unsafe { FltObjectDereference(instance as *mut c_void) };
         return;
     }
-    hand_to_thread(context, handle, object, size);
+    hand_to_thread(context, &teardown, handle, object, size);
 }
 
 /// Publishes the handle and object (unless a conflict already took the section during the
@@ -822,6 +846,7 @@ fn start_scan(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT) {
 /// instance reference.
 fn hand_to_thread(
     context: ContextRef<SectionContext>,
+    teardown: &TeardownFlag,
     handle: HANDLE,
     object: *mut c_void,
     size: i64,
@@ -864,12 +889,19 @@ fn hand_to_thread(
     );
     // The queue adopts this reference (and the instance reference).
     let raw = context.into_raw();
-    if !QUEUE.push(raw) {
-        // The scan thread has stopped (an unload began while this create was in flight): the
-        // scan stops before it starts, and the creator finalizes it.
+    if !QUEUE.push(raw, teardown) {
         // SAFETY: the queue refused `raw`, so it is still ours: take it back.
         let context = unsafe { ContextRef::<SectionContext>::from_raw(raw) };
-        finish(&context, 0, &Ending::Stopped);
+        if teardown.is_set() {
+            // A teardown emptied the queue before this scan got there: the creator closes, as
+            // teardown would have, and the detach does not wait for a scan.
+            abort_for_teardown(&context, "new");
+            finish(&context, 0, &Ending::Aborted);
+        } else {
+            // The scan thread has stopped (an unload began while this create was in flight):
+            // the scan stops before it starts, and the creator finalizes it.
+            finish(&context, 0, &Ending::Stopped);
+        }
         drop(context);
         // SAFETY: the instance reference start_scan took, dropped once.
         unsafe { FltObjectDereference(instance as *mut c_void) };
@@ -1031,7 +1063,48 @@ unsafe extern "system" fn section_conflict(
 ) -> NTSTATUS {
     common::paged_code!();
     // SAFETY: Filter Manager passes the section context this driver linked, and holds it for the
-    // callback's duration; its body is a `SectionContext`.
+    // callback's duration; `data` is the conflicting I/O, valid as long.
+    unsafe { give_way(section_context, data) };
+    STATUS_SUCCESS
+}
+
+/// Pre-flush (`PASSIVE_LEVEL` here): a flush-and-purge (`IRP_MN_FLUSH_AND_PURGE`) of a stream
+/// with an open scan is a conflict nobody notifies. It is not in the
+/// `FSCTL_SET_PURGE_FAILURE_MODE` page's table: for any other operation, "the filesystem (or
+/// filter)" that fails to purge "is responsible for pending the operation and reissuing it"
+/// once no section is left, so without this the flush would wait for the whole scan. The filter
+/// gives way exactly as for a notification, before the file system sees the flush, which then
+/// waits at most for the chunk being read. Above `PASSIVE_LEVEL` it does nothing (the close
+/// needs `PASSIVE_LEVEL`), and the flush waits for the scan as before.
+unsafe extern "system" fn pre_flush(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    _completion_context: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    // SAFETY: Filter Manager passes valid callback data for the callback's duration.
+    let minor = unsafe { common::callback_data::parameters(data) }.MinorFunction;
+    let purges = u32::from(minor) == IRP_MN_FLUSH_AND_PURGE;
+    if purges && common::irql::current() == common::irql::PASSIVE_LEVEL {
+        // SAFETY: Filter Manager passes valid related objects for the callback's duration.
+        let objects = unsafe { &*objects };
+        // SAFETY: this driver's section contexts are `SectionContext`s.
+        if let Some(context) = unsafe { ContextRef::<SectionContext>::of_section(objects) } {
+            // SAFETY: the reference just taken keeps the context alive; `data` is this flush.
+            unsafe { give_way(context.as_raw(), data) };
+        }
+    }
+    FLT_PREOP_SUCCESS_NO_CALLBACK
+}
+
+/// Gives the section up for the conflicting I/O `data` (a notification's, or a flush-and-purge's):
+/// whoever takes the ownership word from `OPEN` closes; a scan still `CREATING` is marked for its
+/// creator; a close someone else is making is waited for, for at most [`CLOSE_WAIT_MS`].
+///
+/// # Safety
+/// `section_context` is one of this driver's section contexts, referenced for the call, and
+/// `data` the conflicting I/O's callback data. `PASSIVE_LEVEL`.
+unsafe fn give_way(section_context: PFLT_CONTEXT, data: *const FLT_CALLBACK_DATA) {
+    // SAFETY: the caller's guarantee; its body is a `SectionContext`.
     let scan = unsafe { &(*section_context.cast::<SectionContext>()).scan };
     let name = scan.name();
     let io = Conflicting(data);
@@ -1059,7 +1132,7 @@ unsafe extern "system" fn section_conflict(
                 // three, in order, the moment the create returns.
                 scan.aborted.store(true, Ordering::Release);
                 log!(
-                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
+                    "{TAG}: {name}: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} waits until then"
                 );
             }
             // The state moved between the load and the exchange: look again.
@@ -1071,14 +1144,13 @@ unsafe extern "system" fn section_conflict(
                 // say: a requeue into a section still being closed would only fail and pend again.
                 if !scan.wait_closed() {
                     log!(
-                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; Filter Manager keeps {io} pended until it is"
+                        "{TAG}: {name}: {io}: the section was still being closed after {CLOSE_WAIT_MS} ms; {io} waits until it is"
                     );
                 }
             }
         }
         break;
     }
-    STATUS_SUCCESS
 }
 
 /// The conflicting operation, described from its callback data for the log.

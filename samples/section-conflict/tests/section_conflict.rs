@@ -113,7 +113,7 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus
     assert_eq!(
         file_lines(world),
         [format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in {chunks} chunks"
         )]
     );
     assert!(hold.wait_held(PARK_BOUND), "the scan never paused");
@@ -125,19 +125,32 @@ fn conflict_in_flight(world: &World, conflict: Conflict) -> (Result<(), NtStatus
     (result, hold)
 }
 
-/// The lines the (one) section notification callback printed, in its thread's order: those of
-/// its thread between its entry and its return.
-fn callback_lines(world: &World) -> Vec<String> {
+/// Where the sample gives way to `conflict`: the trace texts that open and close that callback.
+/// A flush-and-purge is not notified: the sample's pre-flush gives way to it.
+fn giving_way(conflict: Conflict) -> (&'static str, &'static str) {
+    match conflict {
+        Conflict::Purge => ("PreFlushBuffers ", "PreFlushBuffers returned"),
+        _ => (
+            "SectionNotificationCallback ->",
+            "SectionNotificationCallback <-",
+        ),
+    }
+}
+
+/// The lines the (one) callback that gave way to `conflict` printed, in its thread's order:
+/// those of its thread between its entry and its return.
+fn callback_lines(world: &World, conflict: Conflict) -> Vec<String> {
+    let (enter, exit) = giving_way(conflict);
     let trace = world.trace();
     let enter = trace
         .iter()
-        .position(|e| e.text.starts_with("SectionNotificationCallback ->"))
+        .position(|e| e.text.starts_with(enter))
         .expect("the callback ran");
     let thread = trace[enter].thread;
     trace[enter..]
         .iter()
         .filter(|e| e.thread == thread)
-        .take_while(|e| !e.text.starts_with("SectionNotificationCallback <-"))
+        .take_while(|e| !e.text.starts_with(exit))
         .filter(|e| e.kind == EventKind::Log)
         .map(|e| e.text.clone())
         .collect()
@@ -154,13 +167,13 @@ fn assert_gives_way(conflict: Conflict) {
     // The callback's two lines come in its own order; the worker's line is printed by another
     // thread, so nothing orders it against them.
     assert_eq!(
-        callback_lines(&world),
+        callback_lines(&world, conflict),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: {io} conflicts with the scan's section: aborting the scan and closing the section"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: section closed (STATUS_SUCCESS (0x00000000)): {io} proceeds"
             ),
         ],
     );
@@ -168,15 +181,17 @@ fn assert_gives_way(conflict: Conflict) {
     assert_eq!(
         aborted,
         format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
         )
     );
-    assert_eq!(callbacks(&world), 1);
+    // A flush-and-purge is never notified: the pre-flush gave way.
+    let notified = usize::from(conflict != Conflict::Purge);
+    assert_eq!(callbacks(&world), notified);
     assert_eq!(world.calls("FltCloseSectionForDataScan").len(), 1);
     // Plus DriverEntry's close of the scan thread's handle.
     assert_eq!(world.calls("ObCloseHandle").len(), 2);
     assert_eq!(world.calls("ObfDereferenceObject").len(), 1);
-    assert_callback_closes_in_order(&world);
+    assert_callback_closes_in_order(&world, conflict);
     match conflict {
         Conflict::Truncate(size) => assert_eq!(
             world.contents(BIG).unwrap().len(),
@@ -196,35 +211,41 @@ fn assert_gives_way(conflict: Conflict) {
 }
 
 /// On the callback's thread, between its entry and its return, the calls are exactly: wait for
-/// the current chunk, close handle, object, link, let go, signal. No wait for the scan.
-fn assert_callback_closes_in_order(world: &World) {
+/// the current chunk, close handle, object, link, let go, signal. No wait for the scan. (The
+/// pre-flush finds the section context first, and releases it last.)
+fn assert_callback_closes_in_order(world: &World, conflict: Conflict) {
+    let (enter, exit) = giving_way(conflict);
     let trace = world.trace();
     let enter = trace
         .iter()
-        .position(|e| e.text.starts_with("SectionNotificationCallback ->"))
+        .position(|e| e.text.starts_with(enter))
         .expect("the callback ran");
     let thread = trace[enter].thread;
     assert_eq!(trace[enter].irql, PASSIVE_LEVEL);
     let calls: Vec<&str> = trace[enter..]
         .iter()
         .filter(|e| e.thread == thread)
-        .take_while(|e| !e.text.starts_with("SectionNotificationCallback <-"))
+        .take_while(|e| !e.text.starts_with(exit))
         .filter_map(|e| match e.kind {
             EventKind::Call(api) => Some(api),
             _ => None,
         })
         .collect();
-    assert_eq!(
-        calls,
-        [
-            "FltAcquirePushLockExclusive",
-            "ObCloseHandle",
-            "ObfDereferenceObject",
-            "FltCloseSectionForDataScan",
-            "FltReleasePushLock",
-            "KeSetEvent",
-        ]
-    );
+    let close = [
+        "FltAcquirePushLockExclusive",
+        "ObCloseHandle",
+        "ObfDereferenceObject",
+        "FltCloseSectionForDataScan",
+        "FltReleasePushLock",
+        "KeSetEvent",
+    ];
+    if conflict == Conflict::Purge {
+        assert_eq!(calls[0], "FltGetSectionContext");
+        assert_eq!(calls[1..calls.len() - 1], close);
+        assert_eq!(calls[calls.len() - 1], "FltReleaseContext");
+    } else {
+        assert_eq!(calls, close);
+    }
 }
 
 #[test]
@@ -276,7 +297,8 @@ fn assert_waits_for_the_scan(world: &World, conflict: Conflict) {
     });
     assert_eq!(callbacks(world), 0, "{conflict:?}");
     // The scan ended on its own, before the I/O went through.
-    let complete = "\\rs-minifilter-demo\\big.bin: scan complete: 256 chunks";
+    let complete =
+        "\\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan complete: 256 chunks";
     let lines = file_lines(world);
     assert!(lines.iter().any(|l| l.contains(complete)), "{lines:#?}");
     match conflict {
@@ -298,26 +320,25 @@ fn assert_waits_for_the_scan(world: &World, conflict: Conflict) {
     );
 }
 
-/// A flush-and-purge is not in the `FSCTL_SET_PURGE_FAILURE_MODE` page's table: the file system
-/// pends it itself until no section is left, Filter Manager never learns of it, and the callback
-/// is not called. It waits for the scan to end.
+/// A flush-and-purge is not in the `FSCTL_SET_PURGE_FAILURE_MODE` page's table: Filter Manager
+/// never learns of it, and no `SectionNotificationCallback` is called. The page leaves it to
+/// whoever fails the purge, so the sample's pre-flush treats it as a conflict and gives way
+/// exactly as the notification does. The bound is the notified conflict's: with the scan held
+/// in its first pause, the flush goes through, the section closed in order on the flush's
+/// thread, and the scan read one chunk of 256. (This test used to assert the opposite: the
+/// flush waited, unnotified, for the whole scan; issue 28.)
 #[test]
-fn a_purge_from_another_handle_is_not_notified_and_waits_for_the_scan_to_end() {
-    let world = world_with_files();
-    assert_waits_for_the_scan(&world, Conflict::Purge);
-    world.finish();
+fn a_purge_from_another_handle_aborts_the_scan_and_succeeds() {
+    assert_gives_way(Conflict::Purge);
 }
 
 /// The control run: with the notification withheld, nothing expedites the close. Filter Manager
 /// keeps the truncation and the non-cached write pended until the scan has read the whole file
-/// and closed its section, then requeues them, and they succeed.
+/// and closed its section, then requeues them, and they succeed. (A flush-and-purge is never
+/// notified; the pre-flush gives way to it whether notifications are withheld or not.)
 #[test]
 fn without_the_notification_the_same_io_waits_for_the_scan_to_end() {
-    for conflict in [
-        Conflict::Truncate(10),
-        Conflict::NonCachedWrite,
-        Conflict::Purge,
-    ] {
+    for conflict in [Conflict::Truncate(10), Conflict::NonCachedWrite] {
         let world = world_with_files();
         world.set_section_notifications(false);
         assert_waits_for_the_scan(&world, conflict);
@@ -342,7 +363,7 @@ fn a_finished_scan_closes_its_own_section_and_a_later_conflict_is_a_no_op() {
     assert_eq!(
         line,
         format!(
-            "{NAME}: \\rs-minifilter-demo\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: scan complete: 3 chunks, FNV-1a {hash:#010x}; section closed (STATUS_SUCCESS (0x00000000))"
         )
     );
     let writer = world.open(SMALL, Open::write()).unwrap();
@@ -385,7 +406,7 @@ fn a_page_whose_paging_read_fails_ends_the_scan_and_the_io_goes_on() {
     assert_eq!(
         line,
         format!(
-            "{NAME}: \\rs-minifilter-demo\\small.bin: scan failed after 1 of 3 chunks: MmCopyMemory returned {}; section closed (STATUS_SUCCESS (0x00000000))",
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: scan failed after 1 of 3 chunks: MmCopyMemory returned {}; section closed (STATUS_SUCCESS (0x00000000))",
             NtStatus(STATUS_IN_PAGE_ERROR)
         )
     );
@@ -395,11 +416,15 @@ fn a_page_whose_paging_read_fails_ends_the_scan_and_the_io_goes_on() {
     world.finish();
 }
 
-/// (A flush-and-purge is never notified: the file system pends it until the scan ends; see
-/// `a_purge_from_another_handle_is_not_notified_and_waits_for_the_scan_to_end`.)
+/// A flush-and-purge in the same window meets the section context in the pre-flush, marks the
+/// scan, and the file system pends it until the creator's close.
 #[test]
 fn a_conflict_while_the_create_is_still_running_is_handled() {
-    for conflict in [Conflict::Truncate(10), Conflict::NonCachedWrite] {
+    for conflict in [
+        Conflict::Truncate(10),
+        Conflict::NonCachedWrite,
+        Conflict::Purge,
+    ] {
         let world = world_with_files();
         world.set_parameter(
             NAME,
@@ -418,10 +443,10 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
         let lines = file_lines(&world);
         let expected = [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; Filter Manager keeps {io} pended until then"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} waits until then"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
             ),
         ];
         for line in &expected {
@@ -514,7 +539,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         ("rs-minifilter-demo\\dir", STATUS_FILE_IS_A_DIRECTORY),
     ] {
         let line = format!(
-            "{NAME}: \\{file}: not scanned: FltCreateSectionForDataScan returned {}",
+            "{NAME}: \\Device\\HarddiskVolume1\\{file}: not scanned: FltCreateSectionForDataScan returned {}",
             NtStatus(status)
         );
         assert!(lines.contains(&line), "{line}\n{lines:#?}");
@@ -549,7 +574,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         assert_eq!(
             file_lines(&world),
             [format!(
-                "{NAME}: \\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
                 NtStatus(status)
             )]
         );
@@ -611,10 +636,10 @@ fn unload_stops_a_scan_in_flight_and_leaves_nothing_behind() {
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scanning {BIG_SIZE} bytes in 256 chunks"
             ),
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan stopped for unload after 1 of 256 chunks; section closed (STATUS_SUCCESS (0x00000000))"
             ),
             format!(
                 "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 1 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
@@ -683,6 +708,20 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 "ExAllocatePool2" => {
                     "not scanned: ExAllocatePool2 failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
+                // The name query: the scan goes on under a name that says why there is none
+                // (and, with no demo folder in it, unpaced).
+                "FltGetFileNameInformation" => {
+                    "<name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: scanning"
+                }
+                "FltSetInstanceContext" => {
+                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                }
+                // The instance context in InstanceSetup: the volume is not attached.
+                "FltAllocateContext"
+                    if lines.iter().any(|l| l.contains("its instance context")) =>
+                {
+                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                }
                 "FltAllocateContext" => {
                     "not scanned: FltAllocateContext failed: STATUS_INSUFFICIENT_RESOURCES"
                 }
@@ -724,7 +763,9 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
         "FltStartFiltering",
         "FltRegisterForDataScan",
         "ExAllocatePool2",
+        "FltGetFileNameInformation",
         "FltAllocateContext",
+        "FltSetInstanceContext",
         "PsCreateSystemThread",
         "FltCreateSectionForDataScan",
         "MmMapViewInSystemSpaceEx",
@@ -878,7 +919,7 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
             ),
             format!(
                 "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
@@ -1024,14 +1065,14 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     assert_eq!(
         teardown_lines,
         [format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
         )]
     );
     // The scan thread's line: the detach waited for the scan's instance reference, which the
     // thread drops after it, so it is in the log by now.
     assert!(
         file_lines(&world).contains(&format!(
-            "{NAME}: \\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
         )),
         "{:#?}",
         file_lines(&world)
@@ -1047,6 +1088,74 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     world.close(writer).unwrap();
     world.close(again).unwrap();
     world.close(reader).unwrap();
+    world.unload(NAME).unwrap();
+    assert_eq!(
+        file_lines(&world).last().unwrap(),
+        &format!(
+            "{NAME}: unloaded: 1 scans: 0 complete, 0 aborted by conflicting I/O, 1 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
+        )
+    );
+    world.finish();
+}
+
+/// A detach that meets a post-create mid-way: the post-create has its instance reference
+/// (`FltObjectReference`, taken before the teardown began) and is parked at the entry of
+/// `FltCreateSectionForDataScan` while `InstanceTeardownStart` runs and finds nothing queued.
+/// The bound: the detach waits for no chunk of any scan. The creator sees the instance's
+/// teardown flag when it queues (under the queue's lock), closes its own section before its
+/// post-create returns, and drops its reference, so no view is ever mapped, no pause is taken,
+/// and the detach ends with the post-create. (Without the flag the scan was queued, and the
+/// detach waited for its instance reference through all 256 chunks and their pauses.)
+#[test]
+fn a_detach_during_a_post_create_waits_for_no_chunk_of_a_scan() {
+    let world = world_with_files();
+    world.set_parameter(
+        NAME,
+        "DemoFolder",
+        RegValue::Sz("rs-minifilter-demo".into()),
+    );
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let parked = world.hold_next_call("FltCreateSectionForDataScan");
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| world.open(BIG, Open::read()));
+        assert!(
+            parked.wait_held(PARK_BOUND),
+            "the post-create never got there"
+        );
+        let detaching = s.spawn(|| world.detach(NAME, 'C'));
+        // InstanceTeardownStart has returned, and the teardown waits for the parked post-create.
+        assert!(
+            world
+                .wait_for_event(PARK_BOUND, |e| e.kind == EventKind::FltMgr
+                    && e.text
+                        .starts_with("instance teardown waits for 1 operation"))
+                .is_some(),
+            "the detach never waited for the parked post-create"
+        );
+        parked.release();
+        let reader = opener.join().expect("no panic").expect("the open succeeds");
+        detaching.join().expect("no panic").expect("detaches");
+        world.close(reader).unwrap();
+    });
+    for api in ["MmMapViewInSystemSpaceEx", "KeDelayExecutionThread"] {
+        assert!(
+            world.calls(api).is_empty(),
+            "{api}: {:#?}",
+            world.calls(api)
+        );
+    }
+    let file = format!("{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin");
+    let lines = file_lines(&world);
+    for line in [
+        format!(
+            "{file}: instance teardown: the new scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+        ),
+        format!(
+            "{file}: scan aborted after 0 of 256 chunks: the section was closed for instance teardown"
+        ),
+    ] {
+        assert!(lines.contains(&line), "{line}\n{lines:#?}");
+    }
     world.unload(NAME).unwrap();
     assert_eq!(
         file_lines(&world).last().unwrap(),
