@@ -149,7 +149,8 @@ pub use kernel::{Event, EventKind, LEGEND, Violation, who};
 pub use pages::DIRECT_READ;
 pub use registry::RegValue;
 pub use world::{
-    CallHold, DelayHold, DriverEntry, Handle, Hold, Open, SectionHold, USER_PROCESS_ID, World,
+    CallHold, DelayHold, DriverEntry, EcpFrom, Handle, Hold, Open, SectionHold, USER_PROCESS_ID,
+    World,
 };
 
 /// The process id of the System process, which owns I/O that no user process requested.

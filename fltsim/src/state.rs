@@ -320,6 +320,8 @@ pub(crate) struct State {
     /// Races still pended on a data-scan section when their section create returned: their
     /// results arrive here (`World::race_results` waits for them).
     pub(crate) race_pending: Vec<std::sync::mpsc::Receiver<Result<(), common::NtStatus>>>,
+    /// The ECP lists of creates in progress, by list address (`abi::ecps`).
+    pub(crate) ecp_lists: HashMap<usize, EcpListRec>,
 }
 
 impl State {
@@ -368,6 +370,7 @@ impl State {
             counters: HashMap::new(),
             race_results: Vec::new(),
             race_pending: Vec::new(),
+            ecp_lists: HashMap::new(),
         }
     }
 
@@ -423,3 +426,33 @@ pub(crate) fn volume_handle(index: usize) -> isize {
 // objects) and are only dereferenced by the model under the state lock or by filter code that
 // was handed them; moving the table between threads moves no ownership.
 unsafe impl Send for State {}
+
+/// One ECP of a create's list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EcpRec {
+    /// Its type.
+    pub(crate) guid: u128,
+    /// The context block (arena memory).
+    pub(crate) context: usize,
+    /// The context block's size.
+    pub(crate) size: u32,
+    /// Whether it came from user mode.
+    pub(crate) from_user: bool,
+}
+
+/// A create's ECP list (`abi::ecps`), by the list's address in `State::ecp_lists`.
+#[derive(Clone, Debug)]
+pub(crate) struct EcpListRec {
+    /// The create's callback data.
+    pub(crate) data: usize,
+    /// Its entries.
+    pub(crate) entries: Vec<EcpRec>,
+}
+
+/// A GUID as one number, as `GUID::from_u128` builds it.
+pub(crate) fn guid_u128(guid: &windows_sys::core::GUID) -> u128 {
+    (u128::from(guid.data1) << 96)
+        | (u128::from(guid.data2) << 80)
+        | (u128::from(guid.data3) << 64)
+        | u128::from(u64::from_be_bytes(guid.data4))
+}

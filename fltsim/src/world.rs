@@ -11,11 +11,12 @@ use windows_sys::{
             FILE_DIRECTORY_FILE, FILE_DISPOSITION_INFORMATION_EX, FILE_INTERNAL_INFORMATION,
             FILE_NON_DIRECTORY_FILE, FILE_OPEN, FILE_STANDARD_INFORMATION,
             FileDispositionInformation, FileDispositionInformationEx, FileEndOfFileInformation,
-            FileInternalInformation, FileStandardInformation,
+            FileInternalInformation, FileStandardInformation, GUID_ECP_PREFETCH_OPEN,
             Minifilters::{
                 FLT_CALLBACK_DATA, FLT_RELATED_OBJECTS, FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
                 FLTFL_INSTANCE_TEARDOWN_MANUAL,
             },
+            PREFETCH_OPEN_ECP_CONTEXT,
         },
         System::SystemServices::{
             FILE_END_OF_FILE_INFORMATION, FO_VOLUME_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
@@ -84,6 +85,18 @@ pub struct Open {
     /// A kernel-mode `IoCreateFileEx` (or `FltCreateFileEx`) with `IO_IGNORE_SHARE_ACCESS_CHECK`
     /// in its `Options`: see [`Open::ignoring_share_access`].
     pub ignore_share_access: bool,
+    /// A `GUID_ECP_PREFETCH_OPEN` extra create parameter, and whether it comes from user mode:
+    /// see [`Open::prefetch_ecp`].
+    pub prefetch: Option<EcpFrom>,
+}
+
+/// Where an extra create parameter came from (`FltIsEcpFromUserMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcpFrom {
+    /// A kernel-mode creator attached it: the prefetcher's opens.
+    Kernel,
+    /// It came from user mode.
+    User,
 }
 
 impl Open {
@@ -98,6 +111,19 @@ impl Open {
             process: USER_PROCESS_ID,
             operation_flags: 0,
             ignore_share_access: false,
+            prefetch: None,
+        }
+    }
+
+    /// The same open, carrying a `GUID_ECP_PREFETCH_OPEN` extra create parameter (a
+    /// `PREFETCH_OPEN_ECP_CONTEXT`) from `from`: what the prefetcher's opens look like to a
+    /// filter (`FltGetEcpListFromCallbackData`, `FltFindExtraCreateParameter`,
+    /// `FltIsEcpFromUserMode`; see `abi::ecps`).
+    #[must_use]
+    pub const fn prefetch_ecp(self, from: EcpFrom) -> Self {
+        Self {
+            prefetch: Some(from),
+            ..self
         }
     }
 
@@ -903,10 +929,30 @@ impl World {
             create.share_access = u16::try_from(how.share).expect("share bits");
             b.iopb.OperationFlags = how.operation_flags;
             state.callback_data.insert(data as usize, user_data_rec());
+            if let Some(from) = how.prefetch {
+                // The list and the ECP's context are opaque blocks to the filter: arena memory.
+                let list = state.arena.alloc(16, 0) as usize;
+                let size = std::mem::size_of::<PREFETCH_OPEN_ECP_CONTEXT>();
+                let context = state.arena.alloc(size, 0) as usize;
+                state.ecp_lists.insert(
+                    list,
+                    crate::state::EcpListRec {
+                        data: data as usize,
+                        entries: vec![crate::state::EcpRec {
+                            guid: crate::state::guid_u128(&GUID_ECP_PREFETCH_OPEN),
+                            context,
+                            size: u32::try_from(size).expect("small"),
+                            from_user: from == EcpFrom::User,
+                        }],
+                    },
+                );
+            }
             (fo, data)
         };
         let status = Self::user_op(how.process, || io::send(&self.kernel, data, volume, None));
         let mut state = self.kernel.lock();
+        // The create is over: its ECP list is gone with it.
+        state.ecp_lists.retain(|_, l| l.data != data as usize);
         let rec = state
             .file_objects
             .get_mut(&(fo as usize))

@@ -22,8 +22,8 @@ pub const BUDGET: usize = 300;
 
 /// Samples still over [`BUDGET`] (issue 21 is shrinking them), each with the count it may not
 /// exceed. Raising one is an edit here, seen in review: section-conflict's went from 797 to 834
-/// with the fixes of issue 22 (the name query, the teardown flag) and issue 28 (the pre-flush).
-pub const CEILINGS: &[(&str, usize)] = &[("section-conflict", 834)];
+/// with the fixes of issue 22 (the name query, the teardown flag) and issue 28 (the pre-flush), then fell to 822 with the shared create-skip rule.
+pub const CEILINGS: &[(&str, usize)] = &[("section-conflict", 822)];
 
 /// The code lines of one Rust source text: not blank, not inside a comment.
 pub fn code_lines(text: &str) -> usize {

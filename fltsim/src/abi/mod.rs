@@ -87,6 +87,7 @@ macro_rules! signatures {
 
 mod callback_data;
 mod contexts;
+mod ecps;
 mod host;
 mod irql;
 mod names;

@@ -200,6 +200,7 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
     assert_eq!(
         opener,
         [
+            "FltGetEcpListFromCallbackData",
             "FltIsDirectory",
             "FltGetFileNameInformation",
             "FltAllocateCallbackDataEx",
@@ -411,6 +412,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
         assert_eq!(
             opener,
             [
+                "FltGetEcpListFromCallbackData",
                 "FltIsDirectory",
                 "FltGetFileNameInformation",
                 "FltAllocateCallbackDataEx",
@@ -938,4 +940,37 @@ fn unload_waits_for_completions_in_flight_and_leaks_nothing() {
         world.close(h).unwrap();
     }
     world.finish();
+}
+
+/// The prefetcher's open (a `GUID_ECP_PREFETCH_OPEN` from kernel mode) is left alone: no
+/// request of ours goes to the file system with its file object, since avscan warns that I/O on a
+/// prefetch file object can deadlock. The same ECP from user mode is not trusted to be the
+/// prefetcher's, and the open is queried as any other (`common::create::is_prefetch_open`).
+#[test]
+fn a_kernel_mode_prefetch_open_is_left_alone_and_a_user_mode_one_is_not() {
+    for (from, queried) in [
+        (fltsim::EcpFrom::Kernel, false),
+        (fltsim::EcpFrom::User, true),
+    ] {
+        let world = World::new();
+        files(&world);
+        world.set_parameter(NAME, "DemoFolder", RegValue::Sz("docs".into()));
+        world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+        let h = world
+            .open("C:\\docs\\a.txt", Open::read().prefetch_ecp(from))
+            .unwrap();
+        assert_eq!(world.read(h, 0, 16).unwrap(), b"hello");
+        world.close(h).unwrap();
+        assert_eq!(
+            world.calls("FltFindExtraCreateParameter").len(),
+            1,
+            "{from:?}"
+        );
+        assert_eq!(
+            !world.calls("FltAllocateCallbackDataEx").is_empty(),
+            queried,
+            "{from:?}"
+        );
+        world.finish();
+    }
 }

@@ -1558,3 +1558,25 @@ fn a_wait_ended_by_cancellation_or_thread_termination_cancels_the_open_with_that
         world.finish();
     }
 }
+
+/// The prefetcher's open (a `GUID_ECP_PREFETCH_OPEN` from kernel mode) is not scanned: no
+/// section is created with its file object (avscan: I/O on a prefetch file object can
+/// deadlock), and the open goes on. From user mode the ECP proves nothing, and the EICAR file is
+/// scanned and denied as always.
+#[test]
+fn a_kernel_mode_prefetch_open_is_not_scanned_and_a_user_mode_one_is() {
+    let world = loaded();
+    let h = world
+        .open(INFECTED, Open::read().prefetch_ecp(fltsim::EcpFrom::Kernel))
+        .expect("the prefetcher's open is not scanned");
+    world.close(h).expect("close");
+    assert_eq!(count(&world, "FltCreateSectionForDataScan"), 0);
+    assert_eq!(
+        world
+            .open(INFECTED, Open::read().prefetch_ecp(fltsim::EcpFrom::User))
+            .map(drop),
+        Err(NtStatus(STATUS_VIRUS_INFECTED))
+    );
+    assert_eq!(count(&world, "FltCreateSectionForDataScan"), 1);
+    world.finish();
+}

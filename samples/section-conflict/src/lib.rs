@@ -56,19 +56,18 @@ use common::{
         FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
         FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLT_SECTION_CONTEXT,
-        FLTFL_POST_OPERATION_DRAINING, FO_VOLUME_OPEN, FltAcquirePushLockExclusive,
-        FltAcquirePushLockShared, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
-        FltDeletePushLock, FltInitializePushLock, FltObjectDereference, FltObjectReference,
-        FltReferenceContext, FltRegisterForDataScan, FltReleasePushLock, HANDLE, IRP_MJ_CREATE,
-        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE,
-        IRP_NOCACHE, KeDelayExecutionThread, KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE,
-        OBJECT_ATTRIBUTES, ObCloseHandle, ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT,
-        PFLT_INSTANCE, SEC_COMMIT, SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH,
-        STATUS_SUCCESS, UNICODE_STRING,
+        FltAcquirePushLockExclusive, FltAcquirePushLockShared, FltCloseSectionForDataScan,
+        FltCreateSectionForDataScan, FltDeletePushLock, FltInitializePushLock,
+        FltObjectDereference, FltObjectReference, FltReferenceContext, FltRegisterForDataScan,
+        FltReleasePushLock, HANDLE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SET_INFORMATION,
+        IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE, IRP_NOCACHE, KeDelayExecutionThread,
+        KeWaitForSingleObject, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, ObCloseHandle,
+        ObfDereferenceObject, PAGE_READONLY, PFLT_CONTEXT, PFLT_INSTANCE, SEC_COMMIT,
+        SECTION_MAP_READ, SECTION_QUERY, STATUS_FLT_DO_NOT_ATTACH, STATUS_SUCCESS, UNICODE_STRING,
     },
     context::{ContextRef, TeardownFlag},
+    create::{desired_access, is_opened_file},
     event::Event,
-    file_object,
     filter::{FilterSlot, register_and_start},
     log,
     log::LineBuffer,
@@ -84,7 +83,7 @@ use common::{
 };
 use windows_sys::{
     Wdk::{
-        Storage::FileSystem::{FILE_DIRECTORY_FILE, FileEndOfFileInformation},
+        Storage::FileSystem::FileEndOfFileInformation,
         System::SystemServices::{
             ObReferenceObjectByHandle, PsCreateSystemThread, PsTerminateSystemThread,
         },
@@ -709,32 +708,17 @@ unsafe extern "system" fn post_create(
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
     common::paged_code!();
-    if flags & FLTFL_POST_OPERATION_DRAINING != 0 || STOPPING.load(Ordering::Acquire) {
+    // SAFETY: valid related objects for the callback's duration.
+    let objects = unsafe { &*objects };
+    // The one create-skip rule every sample shares (a drained instance, a failed create or a
+    // reparse, a paging file, a volume open, a prefetch open, a directory: `common::create`).
+    // SAFETY: the post-create's callback data, objects and flags.
+    if STOPPING.load(Ordering::Acquire) || !unsafe { is_opened_file(data, objects, flags) } {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    // SAFETY: Filter Manager passes valid callback data for the callback's duration.
-    let io = unsafe { (*data).IoStatus };
-    // SAFETY: `Status` is the member a completed create sets.
-    let status = unsafe { io.Anonymous.Status };
-    // SAFETY: as above, the parameter block is valid for the callback's duration.
-    let iopb = unsafe { common::callback_data::parameters(data) };
-    // SAFETY: for IRP_MJ_CREATE the `Create` member of the parameter union is the live one
-    // (read with the C layout: see `common::params`).
-    let create = unsafe { params::Create::of(&iopb.Parameters) };
-    // SAFETY: a create's security context is valid for the create.
-    let access = unsafe { (*create.SecurityContext).DesiredAccess };
-    // SAFETY: valid related objects, as above.
-    let objects = unsafe { &*objects };
-    let (instance, file_object) = (objects.Instance, objects.FileObject);
-    // SAFETY: the file object of the create, valid for the callback.
-    let volume_open = unsafe { file_object::flags(file_object) } & FO_VOLUME_OPEN != 0;
-    // STATUS_SUCCESS exactly: a reparse (STATUS_REPARSE) is a success status but opened nothing.
-    let scannable = status == STATUS_SUCCESS
-        && access & FILE_READ_DATA != 0
-        && create.Options & FILE_DIRECTORY_FILE == 0
-        && !volume_open;
-    if scannable {
-        start_scan(data, instance, file_object);
+    // SAFETY: the callback data of a create, valid for the call.
+    if unsafe { desired_access(data) } & FILE_READ_DATA != 0 {
+        start_scan(data, objects.Instance, objects.FileObject);
     }
     FLT_POSTOP_FINISHED_PROCESSING
 }

@@ -504,8 +504,9 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
 
 #[test]
 fn every_create_status_is_logged_and_the_open_goes_on() {
-    // Natural ones: an empty file, a second open while a scan is in flight, a directory opened
-    // without FILE_DIRECTORY_FILE.
+    // Natural ones: an empty file, a second open while a scan is in flight. A directory opened
+    // without FILE_DIRECTORY_FILE is left alone before any section (`common::create`'s
+    // `FltIsDirectory`), so its status is injected below.
     let world = world_with_files();
     world.create_file("C:\\rs-minifilter-demo\\empty.bin", b"");
     world.create_dir("C:\\rs-minifilter-demo\\dir");
@@ -536,7 +537,6 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
             "rs-minifilter-demo\\big.bin",
             STATUS_FLT_CONTEXT_ALREADY_DEFINED,
         ),
-        ("rs-minifilter-demo\\dir", STATUS_FILE_IS_A_DIRECTORY),
     ] {
         let line = format!(
             "{NAME}: \\Device\\HarddiskVolume1\\{file}: not scanned: FltCreateSectionForDataScan returned {}",
@@ -544,6 +544,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         );
         assert!(lines.contains(&line), "{line}\n{lines:#?}");
     }
+    assert!(!lines.iter().any(|l| l.contains("\\dir:")), "{lines:#?}");
     assert_eq!(world.read(second, 0, 4).unwrap(), bytes(4));
     for h in [empty, first, second, dir] {
         world.close(h).unwrap();
@@ -560,6 +561,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         STATUS_PRIVILEGE_NOT_HELD,
         STATUS_INSUFFICIENT_RESOURCES,
         STATUS_INVALID_PARAMETER,
+        STATUS_FILE_IS_A_DIRECTORY,
     ] {
         let world = world_with_files();
         world.set_parameter(
@@ -1212,4 +1214,31 @@ fn an_unload_waits_for_a_notification_in_flight() {
     world.close(reader).unwrap();
     assert_eq!(world.contents(BIG).unwrap().len(), 10);
     world.finish();
+}
+
+/// The prefetcher's open (a `GUID_ECP_PREFETCH_OPEN` from kernel mode) starts no scan; the same
+/// open with the ECP from user mode does. The skip is `common::create::is_opened_file`'s, which
+/// every sample that acts on opened files shares.
+#[test]
+fn a_kernel_mode_prefetch_open_starts_no_scan_and_a_user_mode_one_does() {
+    for (from, sections) in [(fltsim::EcpFrom::Kernel, 0), (fltsim::EcpFrom::User, 1)] {
+        let world = world_with_files();
+        world.set_parameter(
+            NAME,
+            "DemoFolder",
+            RegValue::Sz("rs-minifilter-demo".into()),
+        );
+        world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+        let h = world.open(SMALL, Open::read().prefetch_ecp(from)).unwrap();
+        if sections == 1 {
+            wait_for_line(&world, |l| l.contains("small.bin: scan "));
+        }
+        world.close(h).unwrap();
+        assert_eq!(
+            world.calls("FltCreateSectionForDataScan").len(),
+            sections,
+            "{from:?}"
+        );
+        world.finish();
+    }
 }

@@ -754,3 +754,20 @@ fn a_kernel_writers_flush_and_purge_closes_the_section_instead_of_waiting_for_th
     assert_eq!(lines_with(&world, "last cleanup: section closed").len(), 1);
     world.finish();
 }
+
+/// The prefetcher's open (a `GUID_ECP_PREFETCH_OPEN` from kernel mode) gets no section; the same
+/// open with the ECP from user mode does (`common::create::is_prefetch_open`).
+#[test]
+fn a_kernel_mode_prefetch_open_gets_no_section_and_a_user_mode_one_does() {
+    for (from, sections) in [(fltsim::EcpFrom::Kernel, 0), (fltsim::EcpFrom::User, 1)] {
+        let world = loaded();
+        let h = world.open(FILE, holder().prefetch_ecp(from)).unwrap();
+        world.close(h).unwrap();
+        assert_eq!(
+            world.calls("FltCreateSectionForDataScan").len(),
+            sections,
+            "{from:?}"
+        );
+        world.finish();
+    }
+}
