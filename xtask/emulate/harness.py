@@ -24,6 +24,12 @@ import speakeasy
 
 STATUS_SUCCESS = 0
 STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
+STATUS_BUFFER_OVERFLOW = 0x80000005
+KEY_VALUE_PARTIAL_INFORMATION = 2  # KEY_VALUE_INFORMATION_CLASS: KeyValuePartialInformation
+REG_SZ = 1
+# The DemoFolder value of the keyed load.
+DEMO_FOLDER = "emulate-demo"
+FAKE_KEY = 0x6E00
 IRP_MJ_OPERATION_END = 0x80
 FLT_CONTEXT_END = 0xFFFF
 # The handles are opaque to the driver: any unique value serves.
@@ -42,25 +48,36 @@ PAIRS = {
     "ObReferenceObjectByHandle": ("object", 1), "ObfReferenceObject": ("object", 1),
     "ObfDereferenceObject": ("object", -1), "ObDereferenceObjectDeferDelete": ("object", -1),
     "PsCreateSystemThread": ("handle", 1), "ObCloseHandle": ("handle", -1),
-    "ZwClose": ("handle", -1),
+    "ZwClose": ("handle", -1), "ZwOpenKey": ("handle", 1),
 }
 FAKE_THREAD_HANDLE = 0x7A1C
 FAKE_THREAD = 0xFF00_0000_0000_7A1D
 
 
 def main(path, expected_version):
-    out = {"file": path, "calls": {}, "balance": {}}
     try:
         data = open(path, "rb").read()
     except OSError as err:
-        return fail(out, f"cannot read: {err}")
+        return fail(f"cannot read: {err}")
     if len(data) < 0x40 or data[:2] != b"MZ":
-        return fail(out, "not a PE image (no MZ header)")
-    se = speakeasy.Speakeasy()
+        return fail("not a PE image (no MZ header)")
     try:
-        module = se.load_module(path)
+        # Two loads, each in a fresh emulator: with no Parameters key (the driver's defaults
+        # apply), then with Parameters\DemoFolder set, which the driver must read.
+        bare = emulate(path, None)
+        out = emulate(path, DEMO_FOLDER)
     except Exception as err:  # speakeasy raises plain exceptions for bad images
-        return fail(out, f"speakeasy cannot load it: {err}")
+        return fail(f"speakeasy cannot load it: {err}")
+    extra = [f"no Parameters key: {p}" for p in entry_problems(bare["driver_entry"])]
+    extra += registry_problems(out["registry"])
+    return verdict(out, expected_version, extra)
+
+
+def emulate(path, folder):
+    """One load, DriverEntry and unload; `folder` is Parameters\\DemoFolder (None: no key)."""
+    out = {"file": path, "calls": {}, "balance": {}, "registry": {"opened": [], "queried": []}}
+    se = speakeasy.Speakeasy()
+    module = se.load_module(path)
     reg = {}
 
     def count(name, rv):
@@ -104,8 +121,45 @@ def main(path, expected_version):
     se.add_api_hook(flt_register_filter, "*", "FltRegisterFilter", argc=3)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltStartFiltering", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltUnregisterFilter", argc=1)
-    # No Parameters key: the documented status of a missing key; the driver's defaults apply.
-    se.add_api_hook(simple(STATUS_OBJECT_NAME_NOT_FOUND), "*", "ZwOpenKey", argc=3)
+    def unicode_string(addr):
+        # UNICODE_STRING (wdm.h, x64): USHORT Length @0, USHORT MaximumLength @2, PWSTR Buffer @8.
+        length = struct.unpack("<H", read(addr, 2))[0]
+        buffer = struct.unpack("<Q", read(addr + 8, 8))[0]
+        return read(buffer, length).decode("utf-16-le", "replace") if length else ""
+
+    def zw_open_key(emu, api, func, argv):
+        handle_out, _access, attributes = argv[:3]
+        # OBJECT_ATTRIBUTES (wdm.h, x64): ULONG Length @0, HANDLE RootDirectory @8,
+        # PUNICODE_STRING ObjectName @0x10.
+        root, name = struct.unpack("<QQ", read(attributes + 8, 16))
+        text = unicode_string(name) if name else ""
+        out["registry"]["opened"].append((root, text))
+        if folder is None:
+            # The documented status of a missing key; the driver's defaults apply.
+            return count("ZwOpenKey-missing", STATUS_OBJECT_NAME_NOT_FOUND)
+        handle = FAKE_KEY + len(out["registry"]["opened"])
+        se.mem_write(handle_out, struct.pack("<Q", handle))
+        return count("ZwOpenKey", STATUS_SUCCESS)
+
+    def zw_query_value_key(emu, api, func, argv):
+        key, name, klass, info, length, result = argv[:6]
+        text = unicode_string(name)
+        out["registry"]["queried"].append((key, text, klass))
+        data = (folder + "\0").encode("utf-16-le")
+        # KEY_VALUE_PARTIAL_INFORMATION (wdm.h): ULONG TitleIndex @0, ULONG Type @4,
+        # ULONG DataLength @8, UCHAR Data[] @12.
+        need = 12 + len(data)
+        se.mem_write(result, struct.pack("<I", need))
+        if klass != KEY_VALUE_PARTIAL_INFORMATION or text != "DemoFolder":
+            return count("ZwQueryValueKey", STATUS_OBJECT_NAME_NOT_FOUND)
+        if length < need:
+            return count("ZwQueryValueKey", STATUS_BUFFER_OVERFLOW)
+        se.mem_write(info, struct.pack("<III", 0, REG_SZ, len(data)) + data)
+        return count("ZwQueryValueKey", STATUS_SUCCESS)
+
+    se.add_api_hook(zw_open_key, "*", "ZwOpenKey", argc=3)
+    se.add_api_hook(zw_query_value_key, "*", "ZwQueryValueKey", argc=6)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ZwClose", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltRegisterForDataScan", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltInitializePushLock", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltDeletePushLock", argc=1)
@@ -146,20 +200,38 @@ def main(path, expected_version):
         insns["n"] = 0
         se.call(reg["unload"], [0])
         out["unload"] = {"ret": se.reg_read("rax") & 0xFFFFFFFF, "instructions": insns["n"]}
-    return verdict(out, expected_version)
+    return out
 
 
-def verdict(out, expected_version):
+def entry_problems(entry):
+    if entry["error"]:
+        return [f"DriverEntry stopped: {entry['error'].get('type')} "
+                f"{entry['error'].get('api_name', '')}".strip()]
+    if int(entry["ret"], 16) & 0xFFFFFFFF != STATUS_SUCCESS:
+        return [f"DriverEntry returned {entry['ret']}"]
+    return []
+
+
+def registry_problems(registry):
+    """A driver that opens keys must open the service key, then Parameters under it, and query
+    DemoFolder there once (common::scope's documented read); a driver that opens none is fine."""
+    opened, queried = registry["opened"], registry["queried"]
+    if not opened and not queried:
+        return []
+    problems = []
+    if len(opened) != 2 or opened[0][0] != 0 or opened[1] != (FAKE_KEY + 1, "Parameters"):
+        problems.append(f"keys opened {[name for _, name in opened]}, expected service, Parameters")
+    if [(k, n) for k, n, _ in queried] != [(FAKE_KEY + 2, "DemoFolder")]:
+        problems.append(f"values queried {[n for _, n, _ in queried]}, expected DemoFolder once")
+    return problems
+
+
+def verdict(out, expected_version, extra):
     """Checks the run and prints: verdict, DriverEntry status and instructions, registration
     version, operations, contexts, section callback, unload status and instructions, calls,
     problems. Returns the exit status (0 when every check passed)."""
-    problems = []
     entry, reg, unload = out["driver_entry"], out["registration"], out.get("unload")
-    if entry["error"]:
-        problems.append(f"DriverEntry stopped: {entry['error'].get('type')} "
-                        f"{entry['error'].get('api_name', '')}".strip())
-    elif int(entry["ret"], 16) & 0xFFFFFFFF != STATUS_SUCCESS:
-        problems.append(f"DriverEntry returned {entry['ret']}")
+    problems = entry_problems(entry) + extra
     if not reg:
         problems.append("FltRegisterFilter not called")
     else:
@@ -197,7 +269,7 @@ def verdict(out, expected_version):
     return 1 if problems else 0
 
 
-def fail(out, why):
+def fail(why):
     print("ERROR\t" + why)
     return 2
 

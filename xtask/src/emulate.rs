@@ -1,6 +1,7 @@
 //! `cargo xtask emulate [SAMPLE] [--file F.sys]`: each sample's x64 release driver, run in the
 //! Speakeasy emulator (a pinned `speakeasy-emulator` in a virtual environment cached under
-//! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry`, reads the
+//! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry` (with no
+//! `Parameters` key, then with `Parameters\DemoFolder` set, which the driver must read), reads the
 //! `FLT_REGISTRATION` at its header offsets, calls the unload callback and counts pairs; see
 //! `docs/emulate.md` for every hooked export. Speakeasy has no arm64: those drivers keep their
 //! static checks only.
