@@ -6,21 +6,63 @@ A check of the binary, not a second fltsim: each Filter Manager import the load 
 paths reach is hooked with the simplest behaviour (success with a fake object, or a documented
 failure status), and acquire/release pairs are counted.
 
-Layouts read here are fltKernel.h's for x64 (the WDK header; windows-sys mirrors them as
-Wdk::Storage::FileSystem::Minifilters::FLT_REGISTRATION etc.):
-  FLT_REGISTRATION: USHORT Size @0x00, USHORT Version @0x02, ULONG Flags @0x04,
-    ContextRegistration @0x08, OperationRegistration @0x10, FilterUnloadCallback @0x18,
-    InstanceSetup..NormalizeNameComponentEx @0x20..0x60, SectionNotificationCallback @0x68
-    (present from FLT_REGISTRATION_VERSION_0203; sizeof 0x70 for that version).
-  FLT_OPERATION_REGISTRATION (0x20 bytes): UCHAR MajorFunction @0, ULONG Flags @4,
-    PreOperation @8, PostOperation @0x10; the table ends at IRP_MJ_OPERATION_END (0x80).
-  FLT_CONTEXT_REGISTRATION (0x38 bytes): USHORT ContextType @0; ends at FLT_CONTEXT_END
-    (0xffff).
+Layouts read and written here are LAYOUT's (below): fltKernel.h's and wdm.h's x64 offsets,
+checked against windows-sys by xtask's unit test. The operation table ends at
+IRP_MJ_OPERATION_END (0x80), the context table at FLT_CONTEXT_END (0xffff).
 """
 import struct
 import sys
 
 import speakeasy
+
+# x64 offsets and sizes of the C structures the harness reads and writes (fltKernel.h for the
+# FLT_* structures, wdm.h for FILE_OBJECT, UNICODE_STRING, OBJECT_ATTRIBUTES and
+# KEY_VALUE_PARTIAL_INFORMATION). Not hand-trusted: xtask's unit test `layout_matches_windows_sys`
+# parses this table and compares every entry with `core::mem::offset_of!`/`size_of` on
+# windows-sys's definitions. One `"TYPE.FIELD": 0xNN,` (or `"sizeof TYPE"`) per line.
+LAYOUT = {
+    "FLT_REGISTRATION.Size": 0x00,
+    "FLT_REGISTRATION.Version": 0x02,
+    "FLT_REGISTRATION.Flags": 0x04,
+    "FLT_REGISTRATION.ContextRegistration": 0x08,
+    "FLT_REGISTRATION.OperationRegistration": 0x10,
+    "FLT_REGISTRATION.FilterUnloadCallback": 0x18,
+    "FLT_REGISTRATION.SectionNotificationCallback": 0x68,
+    "sizeof FLT_REGISTRATION": 0x70,
+    "FLT_OPERATION_REGISTRATION.MajorFunction": 0x00,
+    "FLT_OPERATION_REGISTRATION.Flags": 0x04,
+    "FLT_OPERATION_REGISTRATION.PreOperation": 0x08,
+    "FLT_OPERATION_REGISTRATION.PostOperation": 0x10,
+    "sizeof FLT_OPERATION_REGISTRATION": 0x20,
+    "FLT_CONTEXT_REGISTRATION.ContextType": 0x00,
+    "sizeof FLT_CONTEXT_REGISTRATION": 0x38,
+    "FLT_CALLBACK_DATA.Flags": 0x00,
+    "FLT_CALLBACK_DATA.Thread": 0x08,
+    "FLT_CALLBACK_DATA.Iopb": 0x10,
+    "FLT_CALLBACK_DATA.IoStatus": 0x18,
+    "FLT_IO_PARAMETER_BLOCK.IrpFlags": 0x00,
+    "FLT_IO_PARAMETER_BLOCK.MajorFunction": 0x04,
+    "FLT_IO_PARAMETER_BLOCK.MinorFunction": 0x05,
+    "FLT_IO_PARAMETER_BLOCK.OperationFlags": 0x06,
+    "FLT_IO_PARAMETER_BLOCK.TargetFileObject": 0x08,
+    "FLT_IO_PARAMETER_BLOCK.TargetInstance": 0x10,
+    "FLT_IO_PARAMETER_BLOCK.Parameters": 0x18,
+    "FLT_RELATED_OBJECTS.Size": 0x00,
+    "FLT_RELATED_OBJECTS.Filter": 0x08,
+    "FLT_RELATED_OBJECTS.Volume": 0x10,
+    "FLT_RELATED_OBJECTS.Instance": 0x18,
+    "FLT_RELATED_OBJECTS.FileObject": 0x20,
+    "sizeof FLT_RELATED_OBJECTS": 0x30,
+    "FILE_OBJECT.FileName": 0x58,
+    "UNICODE_STRING.Length": 0x00,
+    "UNICODE_STRING.MaximumLength": 0x02,
+    "UNICODE_STRING.Buffer": 0x08,
+    "OBJECT_ATTRIBUTES.RootDirectory": 0x08,
+    "OBJECT_ATTRIBUTES.ObjectName": 0x10,
+    "KEY_VALUE_PARTIAL_INFORMATION.Type": 0x04,
+    "KEY_VALUE_PARTIAL_INFORMATION.DataLength": 0x08,
+    "KEY_VALUE_PARTIAL_INFORMATION.Data": 0x0C,
+}
 
 STATUS_SUCCESS = 0
 STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
@@ -90,26 +132,42 @@ def emulate(path, folder):
     def read(addr, n):
         return bytes(se.mem_read(addr, n))
 
+    def u16(addr):
+        return struct.unpack("<H", read(addr, 2))[0]
+
+    def u32(addr):
+        return struct.unpack("<I", read(addr, 4))[0]
+
+    def u64(addr):
+        return struct.unpack("<Q", read(addr, 8))[0]
+
     def flt_register_filter(emu, api, func, argv):
         driver, registration, ret = argv[:3]
-        size, version, flags = struct.unpack("<HHI", read(registration, 8))
-        ctx, ops, unload = struct.unpack("<QQQ", read(registration + 8, 24))
-        section = struct.unpack("<Q", read(registration + 0x68, 8))[0] if version >= 0x0203 else 0
+        r = "FLT_REGISTRATION."
+        size = u16(registration + LAYOUT[r + "Size"])
+        version = u16(registration + LAYOUT[r + "Version"])
+        flags = u32(registration + LAYOUT[r + "Flags"])
+        ctx = u64(registration + LAYOUT[r + "ContextRegistration"])
+        ops = u64(registration + LAYOUT[r + "OperationRegistration"])
+        unload = u64(registration + LAYOUT[r + "FilterUnloadCallback"])
+        section = (u64(registration + LAYOUT[r + "SectionNotificationCallback"])
+                   if version >= 0x0203 else 0)
         majors = []
         while ops and len(majors) < 64:
-            major = read(ops, 1)[0]
+            o = "FLT_OPERATION_REGISTRATION."
+            major = read(ops + LAYOUT[o + "MajorFunction"], 1)[0]
             if major == IRP_MJ_OPERATION_END:
                 break
-            pre, post = struct.unpack("<QQ", read(ops + 8, 16))
+            pre, post = u64(ops + LAYOUT[o + "PreOperation"]), u64(ops + LAYOUT[o + "PostOperation"])
             majors.append({"major": major, "pre": bool(pre), "post": bool(post)})
-            ops += 0x20
+            ops += LAYOUT["sizeof FLT_OPERATION_REGISTRATION"]
         contexts = []
         while ctx and len(contexts) < 16:
-            ctype = struct.unpack("<H", read(ctx, 2))[0]
+            ctype = u16(ctx + LAYOUT["FLT_CONTEXT_REGISTRATION.ContextType"])
             if ctype == FLT_CONTEXT_END:
                 break
             contexts.append(ctype)
-            ctx += 0x38
+            ctx += LAYOUT["sizeof FLT_CONTEXT_REGISTRATION"]
         reg.update(size=size, version=version, flags=flags, operations=majors,
                    contexts=contexts, section_callback=bool(section), unload=unload)
         se.mem_write(ret, struct.pack("<Q", FAKE_FILTER))
@@ -122,16 +180,14 @@ def emulate(path, folder):
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltStartFiltering", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltUnregisterFilter", argc=1)
     def unicode_string(addr):
-        # UNICODE_STRING (wdm.h, x64): USHORT Length @0, USHORT MaximumLength @2, PWSTR Buffer @8.
-        length = struct.unpack("<H", read(addr, 2))[0]
-        buffer = struct.unpack("<Q", read(addr + 8, 8))[0]
+        length = u16(addr + LAYOUT["UNICODE_STRING.Length"])
+        buffer = u64(addr + LAYOUT["UNICODE_STRING.Buffer"])
         return read(buffer, length).decode("utf-16-le", "replace") if length else ""
 
     def zw_open_key(emu, api, func, argv):
         handle_out, _access, attributes = argv[:3]
-        # OBJECT_ATTRIBUTES (wdm.h, x64): ULONG Length @0, HANDLE RootDirectory @8,
-        # PUNICODE_STRING ObjectName @0x10.
-        root, name = struct.unpack("<QQ", read(attributes + 8, 16))
+        root = u64(attributes + LAYOUT["OBJECT_ATTRIBUTES.RootDirectory"])
+        name = u64(attributes + LAYOUT["OBJECT_ATTRIBUTES.ObjectName"])
         text = unicode_string(name) if name else ""
         out["registry"]["opened"].append((root, text))
         if folder is None:
@@ -146,15 +202,16 @@ def emulate(path, folder):
         text = unicode_string(name)
         out["registry"]["queried"].append((key, text, klass))
         data = (folder + "\0").encode("utf-16-le")
-        # KEY_VALUE_PARTIAL_INFORMATION (wdm.h): ULONG TitleIndex @0, ULONG Type @4,
-        # ULONG DataLength @8, UCHAR Data[] @12.
-        need = 12 + len(data)
+        k = "KEY_VALUE_PARTIAL_INFORMATION."
+        need = LAYOUT[k + "Data"] + len(data)
         se.mem_write(result, struct.pack("<I", need))
         if klass != KEY_VALUE_PARTIAL_INFORMATION or text != "DemoFolder":
             return count("ZwQueryValueKey", STATUS_OBJECT_NAME_NOT_FOUND)
         if length < need:
             return count("ZwQueryValueKey", STATUS_BUFFER_OVERFLOW)
-        se.mem_write(info, struct.pack("<III", 0, REG_SZ, len(data)) + data)
+        se.mem_write(info + LAYOUT[k + "Type"], struct.pack("<I", REG_SZ))
+        se.mem_write(info + LAYOUT[k + "DataLength"], struct.pack("<I", len(data)))
+        se.mem_write(info + LAYOUT[k + "Data"], data)
         return count("ZwQueryValueKey", STATUS_SUCCESS)
 
     se.add_api_hook(zw_open_key, "*", "ZwOpenKey", argc=3)
@@ -240,7 +297,7 @@ def verdict(out, expected_version, extra):
         elif reg["version"] != expected_version:
             problems.append(f"Version {reg['version']:#06x}, source says {expected_version:#06x}")
         # sizeof(FLT_REGISTRATION) in fltKernel.h for x64 (every version field present).
-        if reg["size"] != 0x70:
+        if reg["size"] != LAYOUT["sizeof FLT_REGISTRATION"]:
             problems.append(f"Size {reg['size']:#x}, sizeof(FLT_REGISTRATION) is 0x70")
         if expected_version >= 0 and reg["section_callback"] != (expected_version >= 0x0203):
             problems.append("SectionNotificationCallback does not match the version")

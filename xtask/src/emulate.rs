@@ -235,6 +235,92 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 mod tests {
     use super::{declared_version, precheck};
 
+    /// `LAYOUT` in `xtask/emulate/harness.py`, as (key, offset) pairs.
+    fn harness_layout() -> Vec<(String, usize)> {
+        let text = include_str!("../emulate/harness.py");
+        let start = text
+            .find("LAYOUT = {\n")
+            .expect("harness.py has a LAYOUT table");
+        let body = &text[start..];
+        let body = &body[..body.find("\n}").expect("LAYOUT ends with }")];
+        body.lines()
+            .skip(1)
+            .map(|line| {
+                let (key, value) = line
+                    .trim()
+                    .trim_end_matches(',')
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("LAYOUT line {line:?} is not \"KEY\": 0xNN,"));
+                let hex = value.strip_prefix("0x").expect("a hex offset");
+                (
+                    key.trim_matches('"').to_owned(),
+                    usize::from_str_radix(hex, 16).expect("a hex offset"),
+                )
+            })
+            .collect()
+    }
+
+    /// The harness's offsets are windows-sys's: the C layouts of fltKernel.h and wdm.h, which
+    /// windows-sys generates from the Windows metadata (x64 and the host agree: every field is
+    /// a fixed-size integer or a pointer).
+    #[test]
+    fn layout_matches_windows_sys() {
+        use core::mem::{offset_of, size_of};
+        use windows_sys::{
+            Wdk::{
+                Foundation::{FILE_OBJECT, OBJECT_ATTRIBUTES},
+                Storage::FileSystem::Minifilters::{
+                    FLT_CALLBACK_DATA, FLT_CONTEXT_REGISTRATION, FLT_IO_PARAMETER_BLOCK,
+                    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
+                },
+                System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
+            },
+            Win32::Foundation::UNICODE_STRING,
+        };
+        macro_rules! table {
+            ($($t:ident . $f:ident),* ; $($s:ident),*) => {
+                vec![
+                    $((concat!(stringify!($t), ".", stringify!($f)), offset_of!($t, $f)),)*
+                    $((concat!("sizeof ", stringify!($s)), size_of::<$s>()),)*
+                ]
+            };
+        }
+        let rust: Vec<(&str, usize)> = table!(
+            FLT_REGISTRATION.Size, FLT_REGISTRATION.Version, FLT_REGISTRATION.Flags,
+            FLT_REGISTRATION.ContextRegistration, FLT_REGISTRATION.OperationRegistration,
+            FLT_REGISTRATION.FilterUnloadCallback, FLT_REGISTRATION.SectionNotificationCallback,
+            FLT_OPERATION_REGISTRATION.MajorFunction, FLT_OPERATION_REGISTRATION.Flags,
+            FLT_OPERATION_REGISTRATION.PreOperation, FLT_OPERATION_REGISTRATION.PostOperation,
+            FLT_CONTEXT_REGISTRATION.ContextType,
+            FLT_CALLBACK_DATA.Flags, FLT_CALLBACK_DATA.Thread, FLT_CALLBACK_DATA.Iopb,
+            FLT_CALLBACK_DATA.IoStatus,
+            FLT_IO_PARAMETER_BLOCK.IrpFlags, FLT_IO_PARAMETER_BLOCK.MajorFunction,
+            FLT_IO_PARAMETER_BLOCK.MinorFunction, FLT_IO_PARAMETER_BLOCK.OperationFlags,
+            FLT_IO_PARAMETER_BLOCK.TargetFileObject, FLT_IO_PARAMETER_BLOCK.TargetInstance,
+            FLT_IO_PARAMETER_BLOCK.Parameters,
+            FLT_RELATED_OBJECTS.Size, FLT_RELATED_OBJECTS.Filter, FLT_RELATED_OBJECTS.Volume,
+            FLT_RELATED_OBJECTS.Instance, FLT_RELATED_OBJECTS.FileObject,
+            FILE_OBJECT.FileName,
+            UNICODE_STRING.Length, UNICODE_STRING.MaximumLength, UNICODE_STRING.Buffer,
+            OBJECT_ATTRIBUTES.RootDirectory, OBJECT_ATTRIBUTES.ObjectName,
+            KEY_VALUE_PARTIAL_INFORMATION.Type, KEY_VALUE_PARTIAL_INFORMATION.DataLength,
+            KEY_VALUE_PARTIAL_INFORMATION.Data;
+            FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
+            FLT_RELATED_OBJECTS
+        );
+        let harness = harness_layout();
+        for (key, offset) in &harness {
+            let expected = rust.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
+            assert_eq!(expected, Some(*offset), "harness.py LAYOUT {key}");
+        }
+        for (key, _) in &rust {
+            assert!(
+                harness.iter().any(|(k, _)| k == key),
+                "harness.py LAYOUT lacks {key}"
+            );
+        }
+    }
+
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
     /// long; `len` bytes of it (a whole image is 0x400).
     fn image(machine: u16, subsystem: u16, len: usize) -> Vec<u8> {
