@@ -107,7 +107,7 @@ def main(path, expected_version):
         # Two loads, each in a fresh emulator: with no Parameters key (the driver's defaults
         # apply), then with Parameters\DemoFolder set, which the driver must read.
         bare = emulate(path, None)
-        out = emulate(path, DEMO_FOLDER)
+        out = emulate(path, DEMO_FOLDER, callbacks=True)
     except Exception as err:  # speakeasy raises plain exceptions for bad images
         return fail(f"speakeasy cannot load it: {err}")
     extra = [f"no Parameters key: {p}" for p in entry_problems(bare["driver_entry"])]
@@ -115,7 +115,7 @@ def main(path, expected_version):
     return verdict(out, expected_version, extra)
 
 
-def emulate(path, folder):
+def emulate(path, folder, callbacks=False):
     """One load, DriverEntry and unload; `folder` is Parameters\\DemoFolder (None: no key)."""
     out = {"file": path, "calls": {}, "balance": {}, "registry": {"opened": [], "queried": []}}
     se = speakeasy.Speakeasy()
@@ -159,7 +159,8 @@ def emulate(path, folder):
             if major == IRP_MJ_OPERATION_END:
                 break
             pre, post = u64(ops + LAYOUT[o + "PreOperation"]), u64(ops + LAYOUT[o + "PostOperation"])
-            majors.append({"major": major, "pre": bool(pre), "post": bool(post)})
+            majors.append({"major": major, "pre": bool(pre), "post": bool(post),
+                           "pre_addr": pre, "post_addr": post})
             ops += LAYOUT["sizeof FLT_OPERATION_REGISTRATION"]
         contexts = []
         while ctx and len(contexts) < 16:
@@ -253,11 +254,75 @@ def emulate(path, folder):
     out["driver_entry"] = {"ret": entry.get("ret_val"), "error": entry.get("error"),
                            "instructions": insns["n"]}
     out["registration"] = {k: v for k, v in reg.items() if k != "unload"}
+    if folder is not None and callbacks:
+        out["callbacks"] = run_callbacks(se, reg.get("operations", []), insns, out, folder)
     if reg.get("unload"):
         insns["n"] = 0
         se.call(reg["unload"], [0])
         out["unload"] = {"ret": se.reg_read("rax") & 0xFFFFFFFF, "instructions": insns["n"]}
     return out
+
+
+# Documented returns: FLT_PREOP_CALLBACK_STATUS (SUCCESS_WITH_CALLBACK 0 .. DISALLOW_FSFILTER_IO
+# 6) and FLT_POSTOP_CALLBACK_STATUS (FINISHED_PROCESSING 0, MORE_PROCESSING_REQUIRED 1,
+# DISALLOW_FSFILTER_IO 2), fltKernel.h.
+PREOP_STATUSES = range(0, 7)
+POSTOP_STATUSES = range(0, 3)
+FAKE_INSTANCE = 0xFF00_0000_0000_1257
+FAKE_VOLUME = 0xFF00_0000_0000_F01E
+
+
+def run_callbacks(se, operations, insns, out, folder):
+    """Calls every registered pre- and post-operation callback once for a file outside the demo
+    folder and once inside it, with FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK,
+    FLT_RELATED_OBJECTS and FILE_OBJECT built at LAYOUT's offsets. Returns one row per call."""
+    rows = []
+    for where, name in (("out", "\\Users\\u\\" + "a" * 51 + ".txt"),
+                        ("in", f"\\Users\\u\\{folder}\\" + "b" * 38 + ".txt")):
+        for op in operations:
+            for kind in ("pre", "post"):
+                addr = op[kind + "_addr"]
+                if not addr:
+                    continue
+                mem = se.mem_alloc(0x1000)
+                se.mem_write(mem, b"\0" * 0x1000)
+                data, iopb, objs, fobj, text = mem, mem + 0x100, mem + 0x300, mem + 0x400, mem + 0x600
+                se.mem_write(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], struct.pack("<Q", iopb))
+                p = "FLT_IO_PARAMETER_BLOCK."
+                se.mem_write(iopb + LAYOUT[p + "MajorFunction"], bytes([op["major"]]))
+                se.mem_write(iopb + LAYOUT[p + "TargetFileObject"], struct.pack("<Q", fobj))
+                se.mem_write(iopb + LAYOUT[p + "TargetInstance"], struct.pack("<Q", FAKE_INSTANCE))
+                r = "FLT_RELATED_OBJECTS."
+                se.mem_write(objs + LAYOUT[r + "Size"],
+                             struct.pack("<H", LAYOUT["sizeof FLT_RELATED_OBJECTS"]))
+                se.mem_write(objs + LAYOUT[r + "Filter"], struct.pack("<Q", FAKE_FILTER))
+                se.mem_write(objs + LAYOUT[r + "Volume"], struct.pack("<Q", FAKE_VOLUME))
+                se.mem_write(objs + LAYOUT[r + "Instance"], struct.pack("<Q", FAKE_INSTANCE))
+                se.mem_write(objs + LAYOUT[r + "FileObject"], struct.pack("<Q", fobj))
+                encoded = name.encode("utf-16-le")
+                se.mem_write(text, encoded)
+                u = fobj + LAYOUT["FILE_OBJECT.FileName"]
+                se.mem_write(u + LAYOUT["UNICODE_STRING.Length"], struct.pack("<H", len(encoded)))
+                se.mem_write(u + LAYOUT["UNICODE_STRING.MaximumLength"],
+                             struct.pack("<H", len(encoded)))
+                se.mem_write(u + LAYOUT["UNICODE_STRING.Buffer"], struct.pack("<Q", text))
+                before = sum(out["calls"].values())
+                insns["n"] = 0
+                args = [data, objs, mem + 0x800] if kind == "pre" else [data, objs, 0, 0]
+                try:
+                    se.call(addr, args)
+                    ret = se.reg_read("rax") & 0xFFFFFFFF
+                    error = None
+                except Exception as err:  # a fault in the callback
+                    ret, error = None, str(err)
+                allowed = PREOP_STATUSES if kind == "pre" else POSTOP_STATUSES
+                verdict = ("ok" if error is None and ret in allowed
+                           else f"FAIL {error or f'returned {ret:#x}'}")
+                rows.append({"where": where, "major": op["major"], "kind": kind,
+                             "instructions": insns["n"],
+                             "calls": sum(out["calls"].values()) - before,
+                             "ret": ret, "verdict": verdict})
+    return rows
 
 
 def entry_problems(entry):
@@ -322,6 +387,10 @@ def verdict(out, expected_version, extra):
         str(sum(out["calls"].values())),
         "; ".join(problems) or "-",
     ]
+    for row in out.get("callbacks", []):
+        ret = "-" if row["ret"] is None else f"{row['ret']:#x}"
+        print("\t".join(["callback", row["where"], f"{row['major']:#x}", row["kind"],
+                         str(row["instructions"]), str(row["calls"]), ret, row["verdict"]]))
     print("\t".join(fields))
     return 1 if problems else 0
 

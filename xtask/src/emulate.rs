@@ -77,6 +77,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         "calls"
     );
     let mut failed = 0usize;
+    let mut callbacks = Vec::new();
     for job in &jobs {
         let data = fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
         precheck(&data).map_err(|why| anyhow::anyhow!("{}: {why}", job.sys.display()))?;
@@ -97,6 +98,9 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         };
+        for row in stdout.lines().filter_map(|l| l.strip_prefix("callback\t")) {
+            callbacks.push(format!("{:<18} {}", job.name, callback_row(row)));
+        }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 11 {
             failed += 1;
@@ -112,10 +116,31 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         );
     }
     println!("operations: IRP major (hex), `-` no pre-callback, `+` a post-callback");
+    println!();
+    println!("Callbacks (reported, not yet gating: unhooked imports still end some runs early)");
+    println!(
+        "{:<18} {:<5} {:<6} {:<5} {:>6} {:>5} {:>10}  verdict",
+        "driver", "file", "major", "kind", "insns", "calls", "returned"
+    );
+    for row in &callbacks {
+        println!("{row}");
+    }
+    println!("file: `out` outside the demo folder, `in` inside it (a 64-character path each)");
     if failed > 0 {
         bail!("{failed} of {} drivers failed in the emulator", jobs.len());
     }
     Ok(())
+}
+
+/// One harness `callback` line (file, major, kind, instructions, calls, returned, verdict) as a
+/// table row; a line of another shape is shown as it is.
+fn callback_row(row: &str) -> String {
+    let f: Vec<&str> = row.split('\t').collect();
+    if let [file, major, kind, insns, calls, ret, verdict] = f[..] {
+        format!("{file:<5} {major:<6} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {verdict}")
+    } else {
+        row.replace('\t', " ")
+    }
 }
 
 fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
@@ -233,7 +258,17 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{declared_version, precheck};
+    use super::{callback_row, declared_version, precheck};
+
+    /// A harness callback line becomes one aligned row; a malformed one is shown, not dropped.
+    #[test]
+    fn callback_rows() {
+        assert_eq!(
+            callback_row("out\t0x0\tpre\t12\t0\t0x1\tok"),
+            "out   0x0    pre       12     0        0x1  ok"
+        );
+        assert_eq!(callback_row("garbled\tline"), "garbled line");
+    }
 
     /// `LAYOUT` in `xtask/emulate/harness.py`, as (key, offset) pairs.
     fn harness_layout() -> Vec<(String, usize)> {
