@@ -6,24 +6,72 @@ A check of the binary, not a second fltsim: each Filter Manager import the load 
 paths reach is hooked with the simplest behaviour (success with a fake object, or a documented
 failure status), and acquire/release pairs are counted.
 
-Layouts read here are fltKernel.h's for x64 (the WDK header; windows-sys mirrors them as
-Wdk::Storage::FileSystem::Minifilters::FLT_REGISTRATION etc.):
-  FLT_REGISTRATION: USHORT Size @0x00, USHORT Version @0x02, ULONG Flags @0x04,
-    ContextRegistration @0x08, OperationRegistration @0x10, FilterUnloadCallback @0x18,
-    InstanceSetup..NormalizeNameComponentEx @0x20..0x60, SectionNotificationCallback @0x68
-    (present from FLT_REGISTRATION_VERSION_0203; sizeof 0x70 for that version).
-  FLT_OPERATION_REGISTRATION (0x20 bytes): UCHAR MajorFunction @0, ULONG Flags @4,
-    PreOperation @8, PostOperation @0x10; the table ends at IRP_MJ_OPERATION_END (0x80).
-  FLT_CONTEXT_REGISTRATION (0x38 bytes): USHORT ContextType @0; ends at FLT_CONTEXT_END
-    (0xffff).
+Layouts read and written here are LAYOUT's (below): fltKernel.h's and wdm.h's x64 offsets,
+checked against windows-sys by xtask's unit test. The operation table ends at
+IRP_MJ_OPERATION_END (0x80), the context table at FLT_CONTEXT_END (0xffff).
 """
 import struct
 import sys
 
 import speakeasy
 
+# x64 offsets and sizes of the C structures the harness reads and writes (fltKernel.h for the
+# FLT_* structures, wdm.h for FILE_OBJECT, UNICODE_STRING, OBJECT_ATTRIBUTES and
+# KEY_VALUE_PARTIAL_INFORMATION). Not hand-trusted: xtask's unit test `layout_matches_windows_sys`
+# parses this table and compares every entry with `core::mem::offset_of!`/`size_of` on
+# windows-sys's definitions. One `"TYPE.FIELD": 0xNN,` (or `"sizeof TYPE"`) per line.
+LAYOUT = {
+    "FLT_REGISTRATION.Size": 0x00,
+    "FLT_REGISTRATION.Version": 0x02,
+    "FLT_REGISTRATION.Flags": 0x04,
+    "FLT_REGISTRATION.ContextRegistration": 0x08,
+    "FLT_REGISTRATION.OperationRegistration": 0x10,
+    "FLT_REGISTRATION.FilterUnloadCallback": 0x18,
+    "FLT_REGISTRATION.SectionNotificationCallback": 0x68,
+    "sizeof FLT_REGISTRATION": 0x70,
+    "FLT_OPERATION_REGISTRATION.MajorFunction": 0x00,
+    "FLT_OPERATION_REGISTRATION.Flags": 0x04,
+    "FLT_OPERATION_REGISTRATION.PreOperation": 0x08,
+    "FLT_OPERATION_REGISTRATION.PostOperation": 0x10,
+    "sizeof FLT_OPERATION_REGISTRATION": 0x20,
+    "FLT_CONTEXT_REGISTRATION.ContextType": 0x00,
+    "sizeof FLT_CONTEXT_REGISTRATION": 0x38,
+    "FLT_CALLBACK_DATA.Flags": 0x00,
+    "FLT_CALLBACK_DATA.Thread": 0x08,
+    "FLT_CALLBACK_DATA.Iopb": 0x10,
+    "FLT_CALLBACK_DATA.IoStatus": 0x18,
+    "FLT_IO_PARAMETER_BLOCK.IrpFlags": 0x00,
+    "FLT_IO_PARAMETER_BLOCK.MajorFunction": 0x04,
+    "FLT_IO_PARAMETER_BLOCK.MinorFunction": 0x05,
+    "FLT_IO_PARAMETER_BLOCK.OperationFlags": 0x06,
+    "FLT_IO_PARAMETER_BLOCK.TargetFileObject": 0x08,
+    "FLT_IO_PARAMETER_BLOCK.TargetInstance": 0x10,
+    "FLT_IO_PARAMETER_BLOCK.Parameters": 0x18,
+    "FLT_RELATED_OBJECTS.Size": 0x00,
+    "FLT_RELATED_OBJECTS.Filter": 0x08,
+    "FLT_RELATED_OBJECTS.Volume": 0x10,
+    "FLT_RELATED_OBJECTS.Instance": 0x18,
+    "FLT_RELATED_OBJECTS.FileObject": 0x20,
+    "sizeof FLT_RELATED_OBJECTS": 0x30,
+    "FILE_OBJECT.FileName": 0x58,
+    "UNICODE_STRING.Length": 0x00,
+    "UNICODE_STRING.MaximumLength": 0x02,
+    "UNICODE_STRING.Buffer": 0x08,
+    "OBJECT_ATTRIBUTES.RootDirectory": 0x08,
+    "OBJECT_ATTRIBUTES.ObjectName": 0x10,
+    "KEY_VALUE_PARTIAL_INFORMATION.Type": 0x04,
+    "KEY_VALUE_PARTIAL_INFORMATION.DataLength": 0x08,
+    "KEY_VALUE_PARTIAL_INFORMATION.Data": 0x0C,
+}
+
 STATUS_SUCCESS = 0
 STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
+STATUS_BUFFER_OVERFLOW = 0x80000005
+KEY_VALUE_PARTIAL_INFORMATION = 2  # KEY_VALUE_INFORMATION_CLASS: KeyValuePartialInformation
+REG_SZ = 1
+# The DemoFolder value of the keyed load.
+DEMO_FOLDER = "emulate-demo"
+FAKE_KEY = 0x6E00
 IRP_MJ_OPERATION_END = 0x80
 FLT_CONTEXT_END = 0xFFFF
 # The handles are opaque to the driver: any unique value serves.
@@ -42,25 +90,36 @@ PAIRS = {
     "ObReferenceObjectByHandle": ("object", 1), "ObfReferenceObject": ("object", 1),
     "ObfDereferenceObject": ("object", -1), "ObDereferenceObjectDeferDelete": ("object", -1),
     "PsCreateSystemThread": ("handle", 1), "ObCloseHandle": ("handle", -1),
-    "ZwClose": ("handle", -1),
+    "ZwClose": ("handle", -1), "ZwOpenKey": ("handle", 1),
 }
 FAKE_THREAD_HANDLE = 0x7A1C
 FAKE_THREAD = 0xFF00_0000_0000_7A1D
 
 
 def main(path, expected_version):
-    out = {"file": path, "calls": {}, "balance": {}}
     try:
         data = open(path, "rb").read()
     except OSError as err:
-        return fail(out, f"cannot read: {err}")
+        return fail(f"cannot read: {err}")
     if len(data) < 0x40 or data[:2] != b"MZ":
-        return fail(out, "not a PE image (no MZ header)")
-    se = speakeasy.Speakeasy()
+        return fail("not a PE image (no MZ header)")
     try:
-        module = se.load_module(path)
+        # Two loads, each in a fresh emulator: with no Parameters key (the driver's defaults
+        # apply), then with Parameters\DemoFolder set, which the driver must read.
+        bare = emulate(path, None)
+        out = emulate(path, DEMO_FOLDER, callbacks=True)
     except Exception as err:  # speakeasy raises plain exceptions for bad images
-        return fail(out, f"speakeasy cannot load it: {err}")
+        return fail(f"speakeasy cannot load it: {err}")
+    extra = [f"no Parameters key: {p}" for p in entry_problems(bare["driver_entry"])]
+    extra += registry_problems(out["registry"])
+    return verdict(out, expected_version, extra)
+
+
+def emulate(path, folder, callbacks=False):
+    """One load, DriverEntry and unload; `folder` is Parameters\\DemoFolder (None: no key)."""
+    out = {"file": path, "calls": {}, "balance": {}, "registry": {"opened": [], "queried": []}}
+    se = speakeasy.Speakeasy()
+    module = se.load_module(path)
     reg = {}
 
     def count(name, rv):
@@ -73,26 +132,43 @@ def main(path, expected_version):
     def read(addr, n):
         return bytes(se.mem_read(addr, n))
 
+    def u16(addr):
+        return struct.unpack("<H", read(addr, 2))[0]
+
+    def u32(addr):
+        return struct.unpack("<I", read(addr, 4))[0]
+
+    def u64(addr):
+        return struct.unpack("<Q", read(addr, 8))[0]
+
     def flt_register_filter(emu, api, func, argv):
         driver, registration, ret = argv[:3]
-        size, version, flags = struct.unpack("<HHI", read(registration, 8))
-        ctx, ops, unload = struct.unpack("<QQQ", read(registration + 8, 24))
-        section = struct.unpack("<Q", read(registration + 0x68, 8))[0] if version >= 0x0203 else 0
+        r = "FLT_REGISTRATION."
+        size = u16(registration + LAYOUT[r + "Size"])
+        version = u16(registration + LAYOUT[r + "Version"])
+        flags = u32(registration + LAYOUT[r + "Flags"])
+        ctx = u64(registration + LAYOUT[r + "ContextRegistration"])
+        ops = u64(registration + LAYOUT[r + "OperationRegistration"])
+        unload = u64(registration + LAYOUT[r + "FilterUnloadCallback"])
+        section = (u64(registration + LAYOUT[r + "SectionNotificationCallback"])
+                   if version >= 0x0203 else 0)
         majors = []
         while ops and len(majors) < 64:
-            major = read(ops, 1)[0]
+            o = "FLT_OPERATION_REGISTRATION."
+            major = read(ops + LAYOUT[o + "MajorFunction"], 1)[0]
             if major == IRP_MJ_OPERATION_END:
                 break
-            pre, post = struct.unpack("<QQ", read(ops + 8, 16))
-            majors.append({"major": major, "pre": bool(pre), "post": bool(post)})
-            ops += 0x20
+            pre, post = u64(ops + LAYOUT[o + "PreOperation"]), u64(ops + LAYOUT[o + "PostOperation"])
+            majors.append({"major": major, "pre": bool(pre), "post": bool(post),
+                           "pre_addr": pre, "post_addr": post})
+            ops += LAYOUT["sizeof FLT_OPERATION_REGISTRATION"]
         contexts = []
         while ctx and len(contexts) < 16:
-            ctype = struct.unpack("<H", read(ctx, 2))[0]
+            ctype = u16(ctx + LAYOUT["FLT_CONTEXT_REGISTRATION.ContextType"])
             if ctype == FLT_CONTEXT_END:
                 break
             contexts.append(ctype)
-            ctx += 0x38
+            ctx += LAYOUT["sizeof FLT_CONTEXT_REGISTRATION"]
         reg.update(size=size, version=version, flags=flags, operations=majors,
                    contexts=contexts, section_callback=bool(section), unload=unload)
         se.mem_write(ret, struct.pack("<Q", FAKE_FILTER))
@@ -104,8 +180,44 @@ def main(path, expected_version):
     se.add_api_hook(flt_register_filter, "*", "FltRegisterFilter", argc=3)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltStartFiltering", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltUnregisterFilter", argc=1)
-    # No Parameters key: the documented status of a missing key; the driver's defaults apply.
-    se.add_api_hook(simple(STATUS_OBJECT_NAME_NOT_FOUND), "*", "ZwOpenKey", argc=3)
+    def unicode_string(addr):
+        length = u16(addr + LAYOUT["UNICODE_STRING.Length"])
+        buffer = u64(addr + LAYOUT["UNICODE_STRING.Buffer"])
+        return read(buffer, length).decode("utf-16-le", "replace") if length else ""
+
+    def zw_open_key(emu, api, func, argv):
+        handle_out, _access, attributes = argv[:3]
+        root = u64(attributes + LAYOUT["OBJECT_ATTRIBUTES.RootDirectory"])
+        name = u64(attributes + LAYOUT["OBJECT_ATTRIBUTES.ObjectName"])
+        text = unicode_string(name) if name else ""
+        out["registry"]["opened"].append((root, text))
+        if folder is None:
+            # The documented status of a missing key; the driver's defaults apply.
+            return count("ZwOpenKey-missing", STATUS_OBJECT_NAME_NOT_FOUND)
+        handle = FAKE_KEY + len(out["registry"]["opened"])
+        se.mem_write(handle_out, struct.pack("<Q", handle))
+        return count("ZwOpenKey", STATUS_SUCCESS)
+
+    def zw_query_value_key(emu, api, func, argv):
+        key, name, klass, info, length, result = argv[:6]
+        text = unicode_string(name)
+        out["registry"]["queried"].append((key, text, klass))
+        data = (folder + "\0").encode("utf-16-le")
+        k = "KEY_VALUE_PARTIAL_INFORMATION."
+        need = LAYOUT[k + "Data"] + len(data)
+        se.mem_write(result, struct.pack("<I", need))
+        if klass != KEY_VALUE_PARTIAL_INFORMATION or text != "DemoFolder":
+            return count("ZwQueryValueKey", STATUS_OBJECT_NAME_NOT_FOUND)
+        if length < need:
+            return count("ZwQueryValueKey", STATUS_BUFFER_OVERFLOW)
+        se.mem_write(info + LAYOUT[k + "Type"], struct.pack("<I", REG_SZ))
+        se.mem_write(info + LAYOUT[k + "DataLength"], struct.pack("<I", len(data)))
+        se.mem_write(info + LAYOUT[k + "Data"], data)
+        return count("ZwQueryValueKey", STATUS_SUCCESS)
+
+    se.add_api_hook(zw_open_key, "*", "ZwOpenKey", argc=3)
+    se.add_api_hook(zw_query_value_key, "*", "ZwQueryValueKey", argc=6)
+    se.add_api_hook(simple(STATUS_SUCCESS), "*", "ZwClose", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltRegisterForDataScan", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltInitializePushLock", argc=1)
     se.add_api_hook(simple(STATUS_SUCCESS), "*", "FltDeletePushLock", argc=1)
@@ -142,24 +254,106 @@ def main(path, expected_version):
     out["driver_entry"] = {"ret": entry.get("ret_val"), "error": entry.get("error"),
                            "instructions": insns["n"]}
     out["registration"] = {k: v for k, v in reg.items() if k != "unload"}
+    if folder is not None and callbacks:
+        out["callbacks"] = run_callbacks(se, reg.get("operations", []), insns, out, folder)
     if reg.get("unload"):
         insns["n"] = 0
         se.call(reg["unload"], [0])
         out["unload"] = {"ret": se.reg_read("rax") & 0xFFFFFFFF, "instructions": insns["n"]}
-    return verdict(out, expected_version)
+    return out
 
 
-def verdict(out, expected_version):
+# Documented returns: FLT_PREOP_CALLBACK_STATUS (SUCCESS_WITH_CALLBACK 0 .. DISALLOW_FSFILTER_IO
+# 6) and FLT_POSTOP_CALLBACK_STATUS (FINISHED_PROCESSING 0, MORE_PROCESSING_REQUIRED 1,
+# DISALLOW_FSFILTER_IO 2), fltKernel.h.
+PREOP_STATUSES = range(0, 7)
+POSTOP_STATUSES = range(0, 3)
+FAKE_INSTANCE = 0xFF00_0000_0000_1257
+FAKE_VOLUME = 0xFF00_0000_0000_F01E
+
+
+def run_callbacks(se, operations, insns, out, folder):
+    """Calls every registered pre- and post-operation callback once for a file outside the demo
+    folder and once inside it, with FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK,
+    FLT_RELATED_OBJECTS and FILE_OBJECT built at LAYOUT's offsets. Returns one row per call."""
+    rows = []
+    for where, name in (("out", "\\Users\\u\\" + "a" * 51 + ".txt"),
+                        ("in", f"\\Users\\u\\{folder}\\" + "b" * 38 + ".txt")):
+        for op in operations:
+            for kind in ("pre", "post"):
+                addr = op[kind + "_addr"]
+                if not addr:
+                    continue
+                mem = se.mem_alloc(0x1000)
+                se.mem_write(mem, b"\0" * 0x1000)
+                data, iopb, objs, fobj, text = mem, mem + 0x100, mem + 0x300, mem + 0x400, mem + 0x600
+                se.mem_write(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], struct.pack("<Q", iopb))
+                p = "FLT_IO_PARAMETER_BLOCK."
+                se.mem_write(iopb + LAYOUT[p + "MajorFunction"], bytes([op["major"]]))
+                se.mem_write(iopb + LAYOUT[p + "TargetFileObject"], struct.pack("<Q", fobj))
+                se.mem_write(iopb + LAYOUT[p + "TargetInstance"], struct.pack("<Q", FAKE_INSTANCE))
+                r = "FLT_RELATED_OBJECTS."
+                se.mem_write(objs + LAYOUT[r + "Size"],
+                             struct.pack("<H", LAYOUT["sizeof FLT_RELATED_OBJECTS"]))
+                se.mem_write(objs + LAYOUT[r + "Filter"], struct.pack("<Q", FAKE_FILTER))
+                se.mem_write(objs + LAYOUT[r + "Volume"], struct.pack("<Q", FAKE_VOLUME))
+                se.mem_write(objs + LAYOUT[r + "Instance"], struct.pack("<Q", FAKE_INSTANCE))
+                se.mem_write(objs + LAYOUT[r + "FileObject"], struct.pack("<Q", fobj))
+                encoded = name.encode("utf-16-le")
+                se.mem_write(text, encoded)
+                u = fobj + LAYOUT["FILE_OBJECT.FileName"]
+                se.mem_write(u + LAYOUT["UNICODE_STRING.Length"], struct.pack("<H", len(encoded)))
+                se.mem_write(u + LAYOUT["UNICODE_STRING.MaximumLength"],
+                             struct.pack("<H", len(encoded)))
+                se.mem_write(u + LAYOUT["UNICODE_STRING.Buffer"], struct.pack("<Q", text))
+                before = sum(out["calls"].values())
+                insns["n"] = 0
+                args = [data, objs, mem + 0x800] if kind == "pre" else [data, objs, 0, 0]
+                try:
+                    se.call(addr, args)
+                    ret = se.reg_read("rax") & 0xFFFFFFFF
+                    error = None
+                except Exception as err:  # a fault in the callback
+                    ret, error = None, str(err)
+                allowed = PREOP_STATUSES if kind == "pre" else POSTOP_STATUSES
+                verdict = ("ok" if error is None and ret in allowed
+                           else f"FAIL {error or f'returned {ret:#x}'}")
+                rows.append({"where": where, "major": op["major"], "kind": kind,
+                             "instructions": insns["n"],
+                             "calls": sum(out["calls"].values()) - before,
+                             "ret": ret, "verdict": verdict})
+    return rows
+
+
+def entry_problems(entry):
+    if entry["error"]:
+        return [f"DriverEntry stopped: {entry['error'].get('type')} "
+                f"{entry['error'].get('api_name', '')}".strip()]
+    if int(entry["ret"], 16) & 0xFFFFFFFF != STATUS_SUCCESS:
+        return [f"DriverEntry returned {entry['ret']}"]
+    return []
+
+
+def registry_problems(registry):
+    """A driver that opens keys must open the service key, then Parameters under it, and query
+    DemoFolder there once (common::scope's documented read); a driver that opens none is fine."""
+    opened, queried = registry["opened"], registry["queried"]
+    if not opened and not queried:
+        return []
+    problems = []
+    if len(opened) != 2 or opened[0][0] != 0 or opened[1] != (FAKE_KEY + 1, "Parameters"):
+        problems.append(f"keys opened {[name for _, name in opened]}, expected service, Parameters")
+    if [(k, n) for k, n, _ in queried] != [(FAKE_KEY + 2, "DemoFolder")]:
+        problems.append(f"values queried {[n for _, n, _ in queried]}, expected DemoFolder once")
+    return problems
+
+
+def verdict(out, expected_version, extra):
     """Checks the run and prints: verdict, DriverEntry status and instructions, registration
     version, operations, contexts, section callback, unload status and instructions, calls,
     problems. Returns the exit status (0 when every check passed)."""
-    problems = []
     entry, reg, unload = out["driver_entry"], out["registration"], out.get("unload")
-    if entry["error"]:
-        problems.append(f"DriverEntry stopped: {entry['error'].get('type')} "
-                        f"{entry['error'].get('api_name', '')}".strip())
-    elif int(entry["ret"], 16) & 0xFFFFFFFF != STATUS_SUCCESS:
-        problems.append(f"DriverEntry returned {entry['ret']}")
+    problems = entry_problems(entry) + extra
     if not reg:
         problems.append("FltRegisterFilter not called")
     else:
@@ -168,7 +362,7 @@ def verdict(out, expected_version):
         elif reg["version"] != expected_version:
             problems.append(f"Version {reg['version']:#06x}, source says {expected_version:#06x}")
         # sizeof(FLT_REGISTRATION) in fltKernel.h for x64 (every version field present).
-        if reg["size"] != 0x70:
+        if reg["size"] != LAYOUT["sizeof FLT_REGISTRATION"]:
             problems.append(f"Size {reg['size']:#x}, sizeof(FLT_REGISTRATION) is 0x70")
         if expected_version >= 0 and reg["section_callback"] != (expected_version >= 0x0203):
             problems.append("SectionNotificationCallback does not match the version")
@@ -193,11 +387,15 @@ def verdict(out, expected_version):
         str(sum(out["calls"].values())),
         "; ".join(problems) or "-",
     ]
+    for row in out.get("callbacks", []):
+        ret = "-" if row["ret"] is None else f"{row['ret']:#x}"
+        print("\t".join(["callback", row["where"], f"{row['major']:#x}", row["kind"],
+                         str(row["instructions"]), str(row["calls"]), ret, row["verdict"]]))
     print("\t".join(fields))
     return 1 if problems else 0
 
 
-def fail(out, why):
+def fail(why):
     print("ERROR\t" + why)
     return 2
 

@@ -1,6 +1,7 @@
 //! `cargo xtask emulate [SAMPLE] [--file F.sys]`: each sample's x64 release driver, run in the
 //! Speakeasy emulator (a pinned `speakeasy-emulator` in a virtual environment cached under
-//! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry`, reads the
+//! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry` (with no
+//! `Parameters` key, then with `Parameters\DemoFolder` set, which the driver must read), reads the
 //! `FLT_REGISTRATION` at its header offsets, calls the unload callback and counts pairs; see
 //! `docs/emulate.md` for every hooked export. Speakeasy has no arm64: those drivers keep their
 //! static checks only.
@@ -76,6 +77,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         "calls"
     );
     let mut failed = 0usize;
+    let mut callbacks = Vec::new();
     for job in &jobs {
         let data = fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
         precheck(&data).map_err(|why| anyhow::anyhow!("{}: {why}", job.sys.display()))?;
@@ -96,6 +98,9 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         };
+        for row in stdout.lines().filter_map(|l| l.strip_prefix("callback\t")) {
+            callbacks.push(format!("{:<18} {}", job.name, callback_row(row)));
+        }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 11 {
             failed += 1;
@@ -111,10 +116,31 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         );
     }
     println!("operations: IRP major (hex), `-` no pre-callback, `+` a post-callback");
+    println!();
+    println!("Callbacks (reported, not yet gating: unhooked imports still end some runs early)");
+    println!(
+        "{:<18} {:<5} {:<6} {:<5} {:>6} {:>5} {:>10}  verdict",
+        "driver", "file", "major", "kind", "insns", "calls", "returned"
+    );
+    for row in &callbacks {
+        println!("{row}");
+    }
+    println!("file: `out` outside the demo folder, `in` inside it (a 64-character path each)");
     if failed > 0 {
         bail!("{failed} of {} drivers failed in the emulator", jobs.len());
     }
     Ok(())
+}
+
+/// One harness `callback` line (file, major, kind, instructions, calls, returned, verdict) as a
+/// table row; a line of another shape is shown as it is.
+fn callback_row(row: &str) -> String {
+    let f: Vec<&str> = row.split('\t').collect();
+    if let [file, major, kind, insns, calls, ret, verdict] = f[..] {
+        format!("{file:<5} {major:<6} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {verdict}")
+    } else {
+        row.replace('\t', " ")
+    }
 }
 
 fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
@@ -232,7 +258,103 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{declared_version, precheck};
+    use super::{callback_row, declared_version, precheck};
+
+    /// A harness callback line becomes one aligned row; a malformed one is shown, not dropped.
+    #[test]
+    fn callback_rows() {
+        assert_eq!(
+            callback_row("out\t0x0\tpre\t12\t0\t0x1\tok"),
+            "out   0x0    pre       12     0        0x1  ok"
+        );
+        assert_eq!(callback_row("garbled\tline"), "garbled line");
+    }
+
+    /// `LAYOUT` in `xtask/emulate/harness.py`, as (key, offset) pairs.
+    fn harness_layout() -> Vec<(String, usize)> {
+        let text = include_str!("../emulate/harness.py");
+        let start = text
+            .find("LAYOUT = {\n")
+            .expect("harness.py has a LAYOUT table");
+        let body = &text[start..];
+        let body = &body[..body.find("\n}").expect("LAYOUT ends with }")];
+        body.lines()
+            .skip(1)
+            .map(|line| {
+                let (key, value) = line
+                    .trim()
+                    .trim_end_matches(',')
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("LAYOUT line {line:?} is not \"KEY\": 0xNN,"));
+                let hex = value.strip_prefix("0x").expect("a hex offset");
+                (
+                    key.trim_matches('"').to_owned(),
+                    usize::from_str_radix(hex, 16).expect("a hex offset"),
+                )
+            })
+            .collect()
+    }
+
+    /// The harness's offsets are windows-sys's: the C layouts of fltKernel.h and wdm.h, which
+    /// windows-sys generates from the Windows metadata (x64 and the host agree: every field is
+    /// a fixed-size integer or a pointer).
+    #[test]
+    fn layout_matches_windows_sys() {
+        use core::mem::{offset_of, size_of};
+        use windows_sys::{
+            Wdk::{
+                Foundation::{FILE_OBJECT, OBJECT_ATTRIBUTES},
+                Storage::FileSystem::Minifilters::{
+                    FLT_CALLBACK_DATA, FLT_CONTEXT_REGISTRATION, FLT_IO_PARAMETER_BLOCK,
+                    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
+                },
+                System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
+            },
+            Win32::Foundation::UNICODE_STRING,
+        };
+        macro_rules! table {
+            ($($t:ident . $f:ident),* ; $($s:ident),*) => {
+                vec![
+                    $((concat!(stringify!($t), ".", stringify!($f)), offset_of!($t, $f)),)*
+                    $((concat!("sizeof ", stringify!($s)), size_of::<$s>()),)*
+                ]
+            };
+        }
+        let rust: Vec<(&str, usize)> = table!(
+            FLT_REGISTRATION.Size, FLT_REGISTRATION.Version, FLT_REGISTRATION.Flags,
+            FLT_REGISTRATION.ContextRegistration, FLT_REGISTRATION.OperationRegistration,
+            FLT_REGISTRATION.FilterUnloadCallback, FLT_REGISTRATION.SectionNotificationCallback,
+            FLT_OPERATION_REGISTRATION.MajorFunction, FLT_OPERATION_REGISTRATION.Flags,
+            FLT_OPERATION_REGISTRATION.PreOperation, FLT_OPERATION_REGISTRATION.PostOperation,
+            FLT_CONTEXT_REGISTRATION.ContextType,
+            FLT_CALLBACK_DATA.Flags, FLT_CALLBACK_DATA.Thread, FLT_CALLBACK_DATA.Iopb,
+            FLT_CALLBACK_DATA.IoStatus,
+            FLT_IO_PARAMETER_BLOCK.IrpFlags, FLT_IO_PARAMETER_BLOCK.MajorFunction,
+            FLT_IO_PARAMETER_BLOCK.MinorFunction, FLT_IO_PARAMETER_BLOCK.OperationFlags,
+            FLT_IO_PARAMETER_BLOCK.TargetFileObject, FLT_IO_PARAMETER_BLOCK.TargetInstance,
+            FLT_IO_PARAMETER_BLOCK.Parameters,
+            FLT_RELATED_OBJECTS.Size, FLT_RELATED_OBJECTS.Filter, FLT_RELATED_OBJECTS.Volume,
+            FLT_RELATED_OBJECTS.Instance, FLT_RELATED_OBJECTS.FileObject,
+            FILE_OBJECT.FileName,
+            UNICODE_STRING.Length, UNICODE_STRING.MaximumLength, UNICODE_STRING.Buffer,
+            OBJECT_ATTRIBUTES.RootDirectory, OBJECT_ATTRIBUTES.ObjectName,
+            KEY_VALUE_PARTIAL_INFORMATION.Type, KEY_VALUE_PARTIAL_INFORMATION.DataLength,
+            KEY_VALUE_PARTIAL_INFORMATION.Data;
+            FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
+            FLT_RELATED_OBJECTS
+        );
+        let harness = harness_layout();
+        for (key, offset) in &harness {
+            let expected = rust.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
+            assert_eq!(expected, Some(*offset), "harness.py LAYOUT {key}");
+        }
+        for (key, _) in &rust {
+            assert!(
+                harness.iter().any(|(k, _)| k == key),
+                "harness.py LAYOUT lacks {key}"
+            );
+        }
+    }
 
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
     /// long; `len` bytes of it (a whole image is 0x400).
