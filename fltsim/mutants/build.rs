@@ -56,6 +56,36 @@ const MUTANTS: &[Mutant] = &[
             ),
         ],
     },
+    // A context released twice on a rare path: a failed FltCreateSectionForDataScan releases
+    // the allocation reference by hand, and the guard releases it again when it drops.
+    Mutant {
+        module: "data_scan_releases_twice_on_a_failed_create",
+        sample: "data-scan",
+        edits: &[(
+            "        _ => return Some(failed(name, what, \"FltCreateSectionForDataScan\", status)),\n",
+            "        _ => {\n            // SAFETY: planted bug.\n            unsafe { FltReleaseContext(context.as_raw()) };\n            return Some(failed(name, what, \"FltCreateSectionForDataScan\", status));\n        }\n",
+        )],
+    },
+    // A reference forgotten on failure: a failed FltCreateSectionForDataScan leaks the section
+    // context's allocation reference.
+    Mutant {
+        module: "data_scan_leaks_the_context_on_a_failed_create",
+        sample: "data-scan",
+        edits: &[(
+            "        _ => return Some(failed(name, what, \"FltCreateSectionForDataScan\", status)),\n",
+            "        _ => {\n            core::mem::forget(context);\n            return Some(failed(name, what, \"FltCreateSectionForDataScan\", status));\n        }\n",
+        )],
+    },
+    // A view left mapped on an error path: MmUnmapViewInSystemSpace only when MmCopyMemory
+    // succeeded.
+    Mutant {
+        module: "data_scan_leaves_a_view_mapped_on_a_failed_copy",
+        sample: "data-scan",
+        edits: &[(
+            "    unsafe { MmUnmapViewInSystemSpace(base) };\n",
+            "    if copy.is_success() {\n        // SAFETY: planted bug.\n        unsafe { MmUnmapViewInSystemSpace(base) };\n    }\n",
+        )],
+    },
 ];
 
 fn main() {

@@ -26,3 +26,6 @@ mutant!(callback_data_leaks_on_a_failed_allocation);
 mutant!(callback_data_dereferences_twice);
 mutant!(callback_data_skips_the_reuse);
 mutant!(callback_data_releases_rundown_too_early);
+mutant!(data_scan_releases_twice_on_a_failed_create);
+mutant!(data_scan_leaks_the_context_on_a_failed_create);
+mutant!(data_scan_leaves_a_view_mapped_on_a_failed_copy);
