@@ -1872,8 +1872,13 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let findings = check_workspace(&root).unwrap();
         assert!(findings.is_empty(), "{findings:#?}");
-        for entry in fs::read_dir(root.join("inf")).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in fs::read_dir(root.join("samples")).unwrap() {
+            let dir = entry.unwrap().path();
+            let lib = format!(
+                "rs_{}",
+                dir.file_name().unwrap().to_string_lossy().replace('-', "_")
+            );
+            let path = dir.join(format!("{lib}.inx"));
             let text = decode(&fs::read(&path).unwrap()).unwrap();
             let binary = format!("{}.sys", path.file_stem().unwrap().to_string_lossy());
             let (facts, _) = check_text(&path.display().to_string(), &text, None);
