@@ -13,7 +13,7 @@
       driver store; the service runs the driver from there.
 
     - A Linux-built driver (`cargo xtask build` then `cargo xtask sign`): a folder with the
-      test-signed <crate>.sys and the INF source <crate>.inx from inf\. There is no catalog, so the
+      test-signed <crate>.sys and the INF source <crate>.inx from samples\<dir>\. There is no catalog, so the
       package cannot go to the driver store. The script registers the service the way the INF
       describes it instead: it copies the .sys to %windir%\System32\drivers, creates the file
       system driver service (demand start, group and FltMgr dependency from the INF) and writes the
@@ -163,7 +163,7 @@ if ((Test-Path -LiteralPath $inf) -and (Test-Path -LiteralPath $cat)) {
         }
     }
 } else {
-    throw "$PackagePath holds neither $($sample.InfFile) with $($sample.FsName).cat (a cargo-make package) nor $($sample.InxFile) (for a Linux-built driver: copy it from inf\). Nothing was changed."
+    throw "$PackagePath holds neither $($sample.InfFile) with $($sample.FsName).cat (a cargo-make package) nor $($sample.InxFile) (for a Linux-built driver: copy it from samples\$Name\). Nothing was changed."
 }
 
 if (Test-SampleInstalled -Sample $sample) {

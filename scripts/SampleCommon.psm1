@@ -12,8 +12,8 @@
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-# The fixed names of the samples. Altitudes and load order groups are not repeated here: the INF in
-# inf/ is their single source, and Get-InfSetting reads them from it.
+# The fixed names of the samples. Altitudes and load order groups are not repeated here: each
+# sample's INF (samples/<dir>/<crate>.inx) is their single source, and Get-InfSetting reads them from it.
 $script:Samples = [ordered]@{
     'passthrough'      = @{ Package = 'rs-passthrough';      Service = 'RsPassthrough' }
     'callback-data'    = @{ Package = 'rs-callback-data';    Service = 'RsCallbackData' }

@@ -1,6 +1,7 @@
-//! `cargo xtask check-inf`: parses every INF source in `inf/` and enforces the minifilter INF
-//! rules of the workspace (the modern "primitive driver" form), then checks that every sample
-//! under `samples/` has exactly one INF, with unique service names and altitudes.
+//! `cargo xtask check-inf`: parses every sample's INF source, `samples/<dir>/<crate fs name>.inx`
+//! beside its crate (`inf/` must hold none), and enforces the minifilter INF rules of the workspace
+//! (the modern "primitive driver" form), then checks that every sample under `samples/` has
+//! exactly one INF, with unique service names and altitudes.
 //!
 //! The INF parser is deliberately small but careful: sections (names compared without regard to
 //! case, repeated sections merged), `key = value` lines, quoted strings (`""` is a literal quote),
@@ -1630,7 +1631,8 @@ fn check_altitude_mentions(
     }
 }
 
-/// Checks every INF source in `inf/` against the samples in `samples/`.
+/// Checks every sample's INF source (`samples/<dir>/<crate fs name>.inx`) against its sample, and
+/// that `inf/` holds none.
 fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let samples = find_samples(root, &mut findings)?;
@@ -1642,15 +1644,39 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     let wbuild = fs::read_to_string(root.join("Makefile.toml"))
         .map_or(DEFAULT_WBUILD, |text| wbuild_of(&text));
 
-    let inf_dir = root.join("inf");
-    let mut files: Vec<PathBuf> = fs::read_dir(&inf_dir)
-        .with_context(|| format!("reading {}", inf_dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    files.retain(|p| {
+    // Each INF source lives beside its crate, as samples/<dir>/<crate fs name>.inx: cargo-wdk and
+    // the stock cargo-make copy-inx-to-output task both read it from the crate's own folder. inf/
+    // holds the shared form's README and no INF, so that no second copy can drift.
+    let is_inf = |p: &Path| {
         p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("inx") || e.eq_ignore_ascii_case("inf"))
-    });
+    };
+    let inf_dir = root.join("inf");
+    if inf_dir.is_dir() {
+        for entry in
+            fs::read_dir(&inf_dir).with_context(|| format!("reading {}", inf_dir.display()))?
+        {
+            let path = entry?.path();
+            if is_inf(&path) {
+                findings.push(Finding {
+                    file: relative(root, &path),
+                    section: "-".into(),
+                    rule: "workspace.inx-place",
+                    message: "inf/ holds no INF: each sample's INF source is samples/<dir>/<crate fs name>.inx, where cargo-wdk and cargo-make's copy-inx-to-output read it".into(),
+                });
+            }
+        }
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for sample in &samples {
+        let dir = root.join("samples").join(&sample.dir);
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if is_inf(&path) {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
 
     let mut infs_per_sample: BTreeMap<String, Vec<String>> = samples
@@ -1660,12 +1686,7 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut altitudes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for path in &files {
-        let display = format!(
-            "inf/{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
+        let display = relative(root, path);
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let text = match decode(&bytes) {
             Ok(t) => t,
@@ -1720,12 +1741,13 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
                 .push(display.clone());
         }
         let want_name = format!("{}.inx", sample.fs_name());
-        if !display.ends_with(&format!("/{want_name}")) {
+        let want = format!("samples/{}/{want_name}", sample.dir);
+        if display != want {
             findings.push(Finding {
                 file: display.clone(),
                 section: "-".into(),
                 rule: "workspace.inx-name",
-                message: format!("the INF source of {} must be inf/{want_name}: cargo-make's copy-inx-to-output looks for <crate fs name>.inx", sample.package),
+                message: format!("the INF source of {} must be {want}: cargo-wdk and cargo-make's copy-inx-to-output look for <crate fs name>.inx in the crate's folder", sample.package),
             });
         }
         if let Some(name) = &facts.service_name {
@@ -1751,7 +1773,7 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
                 file: format!("samples/{dir}"),
                 section: "-".into(),
                 rule: "workspace.sample-inf",
-                message: format!("a sample has exactly one INF in inf/ whose ServiceBinary is its .sys; found {}: {infs:?}", infs.len()),
+                message: format!("a sample has exactly one INF beside its crate whose ServiceBinary is its .sys; found {}: {infs:?}", infs.len()),
             });
         }
     }
@@ -1774,16 +1796,28 @@ fn check_workspace(root: &Path) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
+/// `path` relative to the workspace `root`, with `/` separators, for findings.
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Runs `cargo xtask check-inf` for the workspace at `workspace_root`.
 ///
 /// # Errors
 ///
-/// Fails if `inf/` or `samples/` cannot be read, or if any rule is violated; the error lists
-/// every violation.
+/// Fails if `samples/` (or `inf/`, when present) cannot be read, or if any rule is violated; the
+/// error lists every violation.
 pub fn run(workspace_root: &Path) -> Result<()> {
     let findings = check_workspace(workspace_root)?;
     if findings.is_empty() {
-        println!("check-inf: every INF in inf/ follows the minifilter INF rules, one per sample");
+        println!(
+            "check-inf: every sample's INX follows the minifilter INF rules, one per sample, none in inf/"
+        );
         return Ok(());
     }
     for finding in &findings {
@@ -1796,7 +1830,7 @@ pub fn run(workspace_root: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = include_str!("../../inf/rs_passthrough.inx");
+    const GOOD: &str = include_str!("../../samples/passthrough/rs_passthrough.inx");
     const BINARY: &str = "rs_passthrough.sys";
 
     /// What the workspace expects of the passthrough INF (its driver needs 1903), with the
@@ -1838,8 +1872,13 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let findings = check_workspace(&root).unwrap();
         assert!(findings.is_empty(), "{findings:#?}");
-        for entry in fs::read_dir(root.join("inf")).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in fs::read_dir(root.join("samples")).unwrap() {
+            let dir = entry.unwrap().path();
+            let lib = format!(
+                "rs_{}",
+                dir.file_name().unwrap().to_string_lossy().replace('-', "_")
+            );
+            let path = dir.join(format!("{lib}.inx"));
             let text = decode(&fs::read(&path).unwrap()).unwrap();
             let binary = format!("{}.sys", path.file_stem().unwrap().to_string_lossy());
             let (facts, _) = check_text(&path.display().to_string(), &text, None);
@@ -2442,7 +2481,7 @@ mod tests {
         let other_manifest = "[package]\nname = \"rs-other\"\n";
         let good = [
             ("samples/passthrough/Cargo.toml", manifest),
-            ("inf/rs_passthrough.inx", GOOD),
+            ("samples/passthrough/rs_passthrough.inx", GOOD),
         ];
         assert_eq!(workspace_rules(&good), Vec::<&str>::new());
 
@@ -2454,22 +2493,41 @@ mod tests {
         ]);
         assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
         // Two INFs for one sample.
-        let rules = workspace_rules(&[good[0], good[1], ("inf/rs_passthrough.inf", GOOD)]);
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/passthrough/rs_passthrough.inf", GOOD),
+        ]);
         assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
         assert!(rules.contains(&"workspace.unique-service"), "{rules:?}");
         assert!(rules.contains(&"workspace.unique-altitude"), "{rules:?}");
         assert!(rules.contains(&"workspace.inx-name"), "{rules:?}");
         // An INF for no sample.
         let other = other_inf();
-        let rules = workspace_rules(&[good[0], good[1], ("inf/rs_other.inx", &other)]);
+        let rules = workspace_rules(&[
+            good[0],
+            good[1],
+            ("samples/passthrough/rs_other.inx", &other),
+        ]);
         assert!(rules.contains(&"workspace.sample-inf"), "{rules:?}");
+        // An INF left in inf/, where neither cargo-wdk nor cargo-make reads it.
+        let rules = workspace_rules(&[good[0], good[1], ("inf/rs_passthrough.inx", GOOD)]);
+        assert_eq!(rules, vec!["workspace.inx-place"]);
+        // A sample's INF in another sample's folder.
+        let rules = workspace_rules(&[
+            good[0],
+            ("samples/other/Cargo.toml", other_manifest),
+            ("samples/other/rs_passthrough.inx", GOOD),
+            ("samples/passthrough/rs_other.inx", &other),
+        ]);
+        assert!(rules.contains(&"workspace.inx-name"), "{rules:?}");
         // Duplicate altitude across samples.
         let same_altitude = other.replace("370299", "370210");
         let rules = workspace_rules(&[
             good[0],
             good[1],
             ("samples/other/Cargo.toml", other_manifest),
-            ("inf/rs_other.inx", &same_altitude),
+            ("samples/other/rs_other.inx", &same_altitude),
         ]);
         assert_eq!(rules, vec!["workspace.unique-altitude"]);
         // Duplicate service name across samples.
@@ -2478,7 +2536,7 @@ mod tests {
             good[0],
             good[1],
             ("samples/other/Cargo.toml", other_manifest),
-            ("inf/rs_other.inx", &same_service),
+            ("samples/other/rs_other.inx", &same_service),
         ]);
         assert_eq!(rules, vec!["workspace.unique-service"]);
         // A sample whose package is not rs-*.
@@ -2493,7 +2551,7 @@ mod tests {
             good[0],
             good[1],
             ("samples/other/Cargo.toml", other_manifest),
-            ("inf/rs_other.inx", &other),
+            ("samples/other/rs_other.inx", &other),
         ]);
         assert!(rules.is_empty(), "{rules:?}");
     }
@@ -2503,7 +2561,7 @@ mod tests {
         let manifest = "[package]\nname = \"rs-passthrough\"\n";
         let base = [
             ("samples/passthrough/Cargo.toml", manifest),
-            ("inf/rs_passthrough.inx", GOOD),
+            ("samples/passthrough/rs_passthrough.inx", GOOD),
         ];
         let agree = [
             base[0],

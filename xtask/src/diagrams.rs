@@ -235,7 +235,10 @@ mod tests {
                 .nth(1)
                 .and_then(|rest| rest.split('"').next())
                 .unwrap_or_else(|| panic!("{}: no `const SERVICE`", demo.display()));
-            let inf = root.join("inf").join(format!("{}.inx", sample.lib));
+            let inf = root
+                .join("samples")
+                .join(&sample.dir)
+                .join(format!("{}.inx", sample.lib));
             let inf_text = fs::read_to_string(&inf).unwrap();
             let expected = inf_text
                 .lines()

@@ -1,14 +1,15 @@
 //! `cargo xtask new <name>`: a new minifilter, made from the `passthrough` sample.
 //!
 //! There is no separate template: the new driver is generated from `samples/passthrough` (its
-//! manifest, build script, source, test, demo and import list) and `inf/rs_passthrough.inx` as
-//! they are when the command runs, by renaming. So the template is the sample CI builds and tests,
+//! manifest, build script, source, test, demo, import list and its INF source
+//! `samples/passthrough/rs_passthrough.inx`) as they are when the command runs, by renaming. So the template is the sample CI builds and tests,
 //! and cannot drift from it. Every substitution must find what it replaces; if passthrough changes
 //! so that one no longer does, the command fails (and its tests with it) instead of leaving a
 //! half-renamed copy.
 //!
 //! Two forms:
-//! - in this workspace: `samples/<name>` and `inf/rs_<name>.inx`, which the workspace members,
+//! - in this workspace: `samples/<name>`, its INF source `samples/<name>/rs_<name>.inx` beside it
+//!   (where cargo-wdk and cargo-make's `copy-inx-to-output` read it), which the workspace members,
 //!   `cargo xtask build`, `check-inf`, the pool-tag test and `.ci/run` find by themselves (they
 //!   list `samples/*`), and the sample's entries in the scripts' lists (`-Name`, the table of
 //!   samples, the demo's scenario);
@@ -170,7 +171,7 @@ fn rename(text: &str, names: &Names) -> String {
         )
 }
 
-/// The new sample's crate files (under `samples/<dir>/`) and INF (under `inf/`), from the template.
+/// The new sample's crate files and its INF source, all under `samples/<dir>/`, from the template.
 fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
     let mut files = Files::new();
     let sample = PathBuf::from("samples").join(&names.dir);
@@ -233,7 +234,7 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
         &text,
         "const ALTITUDE: u32 = 370_210;",
         &format!(
-            "// The altitude of inf/{}.inx, once you have set it there (`cargo xtask check-inf` \
+            "// The altitude of {}.inx beside this crate, once you have set it there (`cargo xtask check-inf` \
              compares\n// the two).\nconst ALTITUDE: u32 = 0;",
             names.lib
         ),
@@ -278,7 +279,7 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
         ),
     );
     files.insert(
-        PathBuf::from("inf").join(format!("{}.inx", names.lib)),
+        sample.join(format!("{}.inx", names.lib)),
         inf(root, names, group)?,
     );
     Ok(files)
@@ -286,7 +287,7 @@ fn driver_files(root: &Path, names: &Names, group: &Group) -> Result<Files> {
 
 /// The new INF: the template's, renamed, in `group`, with the placeholder altitude.
 fn inf(root: &Path, names: &Names, group: &Group) -> Result<String> {
-    let file = format!("inf/rs_{TEMPLATE}.inx");
+    let file = format!("samples/{TEMPLATE}/rs_{TEMPLATE}.inx");
     let text = read(root, &file)?;
     let template_group = GROUPS
         .iter()
@@ -441,7 +442,7 @@ fn sample_readme(names: &Names, group: &Group, diagram: &str, output: &str) -> S
          and close operations and prints the counts at unload. `src/lib.rs` explains each call and\n\
          its documented rules; replace the callbacks with your own.\n\n\
          ## Set its altitude first\n\n\
-         `inf/{lib}.inx` carries a placeholder altitude, which `cargo xtask check-inf` rejects. On a\n\
+         `{lib}.inx` (beside the crate) carries a placeholder altitude, which `cargo xtask check-inf` rejects. On a\n\
          test machine, use any altitude in the {} range ({low}-{high}) that Microsoft's\n\
          [Allocated filter altitudes](https://learn.microsoft.com/windows-hardware/drivers/ifs/allocated-altitudes)\n\
          page does not list, and set the same number as `ALTITUDE` in `tests/{dir}.rs` and in the\n\
@@ -467,7 +468,7 @@ fn sample_readme(names: &Names, group: &Group, diagram: &str, output: &str) -> S
          {output}\n\
          ## Load it on Windows\n\n\
          Service `{service}`, driver `{lib}.sys`, group {},\n\
-         INF source `inf/{lib}.inx`. With the altitude set, test signing on and Secure Boot off,\n\
+         INF source `samples/{dir}/{lib}.inx`. With the altitude set, test signing on and Secure Boot off,\n\
          in an elevated PowerShell in `scripts`:\n\n\
          ```powershell\n\
          .\\Install-Sample.ps1 -Name {dir}\n\
@@ -906,7 +907,9 @@ fn workspace_files(root: &Path, names: &Names) -> Result<Files> {
 
 /// The `--out` workspace's README: the same two commands as the samples' README.
 fn workspace_readme(names: &Names) -> String {
-    let Names { dir, package, .. } = names;
+    let Names {
+        dir, package, lib, ..
+    } = names;
     format!(
         "# {dir}\n\n\
          A Windows file-system minifilter in Rust, `{package}` in `samples/{dir}`, made by\n\
@@ -929,7 +932,7 @@ fn workspace_readme(names: &Names) -> String {
          | path | what |\n\
          |---|---|\n\
          | `samples/{dir}/` | the driver, its test, its demo |\n\
-         | `inf/` | its INF source |\n\
+         | `samples/{dir}/{lib}.inx` | its INF source, beside the crate (cargo-wdk and cargo-make read it there) |\n\
          | `common/`, `common/build/` | the helpers and the build script the driver uses, in all three build modes (host, WDK, standalone) |\n\
          | `fltsim/` | the Filter Manager model the tests run against |\n\
          | `xtask/` | `cargo xtask`: build, verify, demo, check-inf, sign (a workspace of its own) |\n\
@@ -965,13 +968,17 @@ fn plan(root: &Path, name: &str, group_name: &str, out: Option<&Path>) -> Result
             if sample.exists() {
                 bail!("{} already exists: choose another name", sample.display());
             }
-            let inx = root.join("inf").join(format!("{}.inx", names.lib));
-            if inx.exists() {
-                bail!("{} already exists: choose another name", inx.display());
-            }
-            // Service names are compared without regard to case by Windows.
-            for entry in fs::read_dir(root.join("inf")).context("reading inf/")? {
+            // Service names are compared without regard to case by Windows. Each sample's INF
+            // source is beside its crate (samples/<dir>/<crate fs name>.inx).
+            for entry in fs::read_dir(root.join("samples")).context("reading samples/")? {
                 let path = entry?.path();
+                let Some(stem) = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().replace('-', "_"))
+                else {
+                    continue;
+                };
+                let path = path.join(format!("rs_{stem}.inx"));
                 let text = fs::read_to_string(&path).unwrap_or_default();
                 if text.lines().any(|l| {
                     l.split_once('=').is_some_and(|(k, v)| {
@@ -1056,8 +1063,8 @@ pub fn run(root: &Path, name: &str, group_name: &str, out: Option<&Path>) -> Res
     format_sources(&plan);
     match out {
         None => println!(
-            "created samples/{dir} ({} files, with inf/{lib}.inx and the scripts' entries). Next: set \
-             the altitude in inf/{lib}.inx and the places cargo xtask check-inf names, run cargo \
+            "created samples/{dir} ({} files, with samples/{dir}/{lib}.inx and the scripts' entries). Next: set \
+             the altitude in samples/{dir}/{lib}.inx and the places cargo xtask check-inf names, run cargo \
              xtask diagrams (the README shows the altitude), then cargo test -p {} and cargo \
              xtask build.",
             plan.files.len(),
@@ -1066,12 +1073,13 @@ pub fn run(root: &Path, name: &str, group_name: &str, out: Option<&Path>) -> Res
             lib = names.lib
         ),
         Some(out) => println!(
-            "created the workspace {} ({} files). Next: set the altitude in inf/{}.inx and the \
+            "created the workspace {} ({} files). Next: set the altitude in samples/{dir}/{}.inx and the \
              places cargo xtask check-inf names, then, in that folder, cargo xtask diagrams, cargo \
              xtask build and cargo test --workspace.",
             out.display(),
             plan.files.len(),
-            names.lib
+            names.lib,
+            dir = names.dir
         ),
     }
     Ok(())
@@ -1125,12 +1133,7 @@ mod tests {
     /// the scripts, and the root Makefile.toml (check-inf reads infverif's flags from it).
     fn repository() -> TempDir {
         let dir = TempDir::new();
-        for rel in [
-            "samples/passthrough",
-            "inf/rs_passthrough.inx",
-            "scripts",
-            "Makefile.toml",
-        ] {
+        for rel in ["samples/passthrough", "scripts", "Makefile.toml"] {
             copy(&dir.0, rel);
         }
         dir
@@ -1173,9 +1176,10 @@ mod tests {
     #[test]
     fn bad_input_is_one_line_and_changes_nothing() {
         let repo = repository();
+        fs::create_dir_all(repo.0.join("samples/other")).unwrap();
         fs::write(
-            repo.0.join("inf/rs_ghost.inx"),
-            "; an INF with no sample yet\n",
+            repo.0.join("samples/other/rs_other.inx"),
+            "[MiniFilter.Service]\nServiceName = \"RsGhost\"\n",
         )
         .unwrap();
         let before = snapshot(&repo.0);
@@ -1183,7 +1187,12 @@ mod tests {
         let activity = "FSFilter Activity Monitor";
         let cases: [(&str, &str, Option<&Path>, &str); 13] = [
             ("passthrough", activity, None, "already exists"),
-            ("ghost", activity, None, "rs_ghost.inx already exists"),
+            (
+                "ghost",
+                activity,
+                None,
+                "the service name RsGhost is already used",
+            ),
             ("", activity, None, "empty"),
             ("My-Filter", activity, None, "not a valid name"),
             ("my_filter", activity, None, "not a valid name"),
@@ -1260,7 +1269,7 @@ mod tests {
         assert!(readme.contains(
             "<!-- output:begin debugger -->\n```text\nrs-my-filter: Create: 1 pre, 1 post\n"
         ));
-        let inf = text(root, "inf/rs_my_filter.inx");
+        let inf = text(root, "samples/my-filter/rs_my_filter.inx");
         assert!(inf.contains(&format!("Instance1.Altitude = \"{PLACEHOLDER_ALTITUDE}\"")));
         assert!(inf.contains("LoadOrderGroup = \"FSFilter Content Screener\""));
         assert!(inf.contains("Class       = \"ContentScreener\""));
@@ -1299,7 +1308,7 @@ mod tests {
             "{error:#}"
         );
         fs::write(
-            root.join("inf/rs_my_filter.inx"),
+            root.join("samples/my-filter/rs_my_filter.inx"),
             inf.replace(PLACEHOLDER_ALTITUDE, "265190"),
         )
         .unwrap();
@@ -1409,6 +1418,6 @@ mod tests {
         let common = text(&out, "scripts/SampleCommon.psm1");
         assert!(!common.contains("'passthrough'") && common.contains("'my-filter' = @{"));
         assert!(out.join("samples/my-filter/src/lib.rs").is_file());
-        assert!(out.join("inf/rs_my_filter.inx").is_file());
+        assert!(out.join("samples/my-filter/rs_my_filter.inx").is_file());
     }
 }
