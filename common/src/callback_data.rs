@@ -90,3 +90,76 @@ impl Drop for OwnedCallbackData {
         unsafe { FltFreeCallbackData(self.0.as_ptr()) }
     }
 }
+
+/// The operation behind callback data, described for a log line: "a set-end-of-file to 1048576
+/// bytes", "a non-cached write of 4096 bytes at 0", "a flush-and-purge", "an overwriting open".
+/// section-conflict names the I/O its `SectionNotificationCallback` was called for with it.
+///
+/// Printing it reads the parameters of the operation's major function through
+/// [`params`](crate::params) (the C layout), and an end-of-file only from a buffer at least
+/// `FILE_END_OF_FILE_INFORMATION`'s size. A create is described as an overwriting open: the one
+/// create a section conflicts with.
+pub struct Described(*const FLT_CALLBACK_DATA);
+
+impl Described {
+    /// A description of `data`.
+    ///
+    /// # Safety
+    /// `data` is valid callback data for as long as the value is printed (a callback's own).
+    #[must_use]
+    pub unsafe fn new(data: *const FLT_CALLBACK_DATA) -> Self {
+        Self(data)
+    }
+}
+
+impl core::fmt::Display for Described {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use windows_sys::Wdk::{
+            Storage::FileSystem::FileEndOfFileInformation,
+            System::SystemServices::{
+                FILE_END_OF_FILE_INFORMATION, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
+                IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_MN_FLUSH_AND_PURGE, IRP_NOCACHE,
+            },
+        };
+        // SAFETY: valid callback data while printed (`new`'s contract).
+        let iopb = unsafe { parameters(self.0) };
+        match u32::from(iopb.MajorFunction) {
+            IRP_MJ_SET_INFORMATION => {
+                // SAFETY: for IRP_MJ_SET_INFORMATION the `SetFileInformation` member is live.
+                let set = unsafe { crate::params::SetFileInformation::of(&iopb.Parameters) };
+                let fits = set.Length as usize >= size_of::<FILE_END_OF_FILE_INFORMATION>();
+                if set.FileInformationClass == FileEndOfFileInformation
+                    && fits
+                    && !set.InfoBuffer.is_null()
+                {
+                    // SAFETY: a (system) buffer of at least that size, checked above.
+                    let eof = unsafe {
+                        set.InfoBuffer
+                            .cast::<FILE_END_OF_FILE_INFORMATION>()
+                            .read_unaligned()
+                    };
+                    write!(f, "a set-end-of-file to {} bytes", eof.EndOfFile)
+                } else {
+                    f.write_str("a set-information")
+                }
+            }
+            IRP_MJ_WRITE => {
+                // SAFETY: for IRP_MJ_WRITE the `Write` member is live.
+                let write = unsafe { crate::params::Write::of(&iopb.Parameters) };
+                let kind = if iopb.IrpFlags & IRP_NOCACHE != 0 {
+                    "non-cached "
+                } else {
+                    ""
+                };
+                let (length, offset) = (write.Length, write.ByteOffset);
+                write!(f, "a {kind}write of {length} bytes at {offset}")
+            }
+            IRP_MJ_FLUSH_BUFFERS if u32::from(iopb.MinorFunction) == IRP_MN_FLUSH_AND_PURGE => {
+                f.write_str("a flush-and-purge")
+            }
+            IRP_MJ_FLUSH_BUFFERS => f.write_str("a flush"),
+            IRP_MJ_CREATE => f.write_str("an overwriting open"),
+            major => write!(f, "an I/O (major function {major:#04x})"),
+        }
+    }
+}

@@ -14,7 +14,8 @@ use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use windows_sys::Wdk::{
     Foundation::DRIVER_OBJECT,
     Storage::FileSystem::Minifilters::{
-        FltRegisterFilter, FltStartFiltering, FltUnregisterFilter, PFLT_FILTER,
+        FltObjectDereference, FltObjectReference, FltRegisterFilter, FltStartFiltering,
+        FltUnregisterFilter, PFLT_FILTER, PFLT_INSTANCE,
     },
 };
 
@@ -177,6 +178,13 @@ pub unsafe fn register_and_start(
 /// - `unload` (`PASSIVE_LEVEL`), for `Registration::unload`: `FltUnregisterFilter`
 ///   ([`FilterSlot::unregister`]), which tears every instance down and waits for every reference
 ///   before it returns. It always returns `STATUS_SUCCESS`.
+///
+/// `driver_entry!(REGISTRATION, FILTER, TAG, worker: WORKER, routine, unloaded: report)` is the
+/// same for a sample with a thread of its own ([`crate::worker::Worker`], section-conflict):
+/// `DriverEntry` starts the thread (`routine`) before it registers, since callbacks queue work
+/// for it as soon as filtering starts, and stops it if registering or starting fails; `unload`
+/// stops the thread, then unregisters, then deletes the queue's lock and calls `report()` (the
+/// unload's summary line).
 #[macro_export]
 macro_rules! driver_entry {
     ($registration:expr, $filter:expr, $tag:expr) => {
@@ -204,4 +212,82 @@ macro_rules! driver_entry {
             $crate::bindings::STATUS_SUCCESS
         }
     };
+    ($registration:expr, $filter:expr, $tag:expr, worker: $worker:expr, $routine:expr,
+     unloaded: $report:expr) => {
+        /// The driver's entry point: read the demo folder, start the worker thread, register,
+        /// then start filtering (`common::driver_entry!`).
+        ///
+        /// # Safety
+        /// Called by the I/O manager (or `fltsim`) with a valid driver object and registry path.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn DriverEntry(
+            driver: *mut $crate::bindings::DRIVER_OBJECT,
+            registry_path: *const $crate::bindings::UNICODE_STRING,
+        ) -> $crate::bindings::NTSTATUS {
+            // SAFETY: `registry_path` is the one this entry point was called with.
+            unsafe { $crate::scope::SCOPE.load(registry_path, $tag) };
+            if let Err(status) = $worker.start($routine) {
+                $crate::log!("{}: the worker thread could not start: {status}", $tag);
+                return status.0;
+            }
+            // SAFETY: `driver` is the driver object this entry point was called with.
+            let status = unsafe {
+                $crate::filter::register_and_start(driver, &$registration, &$filter, $tag)
+            };
+            if !status.is_success() {
+                $worker.stop();
+                // SAFETY: filtering never started: no callback can reach the queue.
+                unsafe { $worker.delete() };
+            }
+            status.0
+        }
+
+        /// `FilterUnloadCallback` (`PASSIVE_LEVEL`): stop the worker thread, then
+        /// `FltUnregisterFilter`, then report (`common::driver_entry!`).
+        unsafe extern "system" fn unload(_flags: u32) -> $crate::bindings::NTSTATUS {
+            $crate::paged_code!();
+            // The work in progress ends at its next step and what is queued at once; a callback
+            // still in flight finds the queue closed.
+            $worker.stop();
+            // Waits for the callbacks in flight, tears every instance down, waits for every
+            // reference.
+            $filter.unregister();
+            // SAFETY: no callback is left that could reach the queue.
+            unsafe { $worker.delete() };
+            $report();
+            $crate::bindings::STATUS_SUCCESS
+        }
+    };
+}
+
+/// A rundown reference on an instance (`FltObjectReference`, `<= DISPATCH_LEVEL`), dropped with
+/// `FltObjectDereference`. The page: it "prevents the object from being freed"; the instance's
+/// teardown waits for it. section-conflict's scans hold one each, because the scan thread closes
+/// a section outside any callback of its instance.
+pub struct InstanceRef(PFLT_INSTANCE);
+
+impl InstanceRef {
+    /// `FltObjectReference(instance)`.
+    ///
+    /// # Errors
+    /// `STATUS_FLT_DELETING_OBJECT` once the instance's teardown has begun.
+    pub fn new(instance: PFLT_INSTANCE) -> Result<Self, NtStatus> {
+        // SAFETY: an instance Filter Manager passed to the callback in progress (valid for the
+        // call); the reference taken here keeps it valid afterwards.
+        NtStatus(unsafe { FltObjectReference(instance as *mut core::ffi::c_void) }).ok()?;
+        Ok(Self(instance))
+    }
+
+    /// The instance.
+    #[must_use]
+    pub fn get(&self) -> PFLT_INSTANCE {
+        self.0
+    }
+}
+
+impl Drop for InstanceRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference `new` took, dropped once.
+        unsafe { FltObjectDereference(self.0 as *mut core::ffi::c_void) };
+    }
 }

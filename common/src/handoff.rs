@@ -13,9 +13,10 @@
 //! close it. [`Claim`] is the per-thing half: which slot, whether a close was asked for early,
 //! and an event the closer sets, for a party that lost the exchange and wants to know when the
 //! close is done. [`SharedSection`] puts a [`Claim`], the section's handle and object
-//! ([`StoredSection`]) and a count of the opens that hold it in the section's own context, with
-//! [`Slots::publish_section`] and [`close_section`] around it. section-context uses all of them;
-//! section-conflict's hand-off is to move onto [`Slots`] and [`Claim`].
+//! ([`StoredSection`]), a count of the opens that hold it and a lock for the views a reader maps
+//! ([`SharedSection::read_next`]) in the section's own context, with [`Slots::publish_section`]
+//! and [`close_section`] around it. section-context and section-conflict both hand their
+//! sections off this way.
 
 use core::{
     ffi::c_void,
@@ -33,7 +34,10 @@ use crate::{
     NtStatus,
     context::{ContextRef, Failed},
     event::Event,
-    section::{DataScanSection, StoredSection},
+    push_lock::PushLock,
+    section::{
+        DataScanSection, NonPagedBuffer, ReadError, StoredSection, WindowReader, map_view_of,
+    },
 };
 
 /// `Claim::slot` before the thing is in a slot.
@@ -54,9 +58,25 @@ pub enum Publish {
     Published,
     /// Every slot is taken: the publisher still owns it, and closes it.
     Full,
-    /// A close was asked for before it was in its slot, or the table is closing, and the
-    /// publisher took it back: the publisher closes it.
-    CloseNow,
+    /// A close was asked for before it was in its slot, and the publisher took it back: the
+    /// publisher closes it.
+    Requested,
+    /// The table is closing ([`Slots::take_all`] has begun), and the publisher took it back:
+    /// the publisher closes it.
+    Closing,
+}
+
+impl Publish {
+    /// Why the publisher must close what it published, or `None` when it is in its slot.
+    #[must_use]
+    pub fn why(self) -> Option<&'static str> {
+        match self {
+            Self::Published => None,
+            Self::Full => Some("no free slot"),
+            Self::Requested => Some("a close was asked for before the create returned"),
+            Self::Closing => Some("instance teardown"),
+        }
+    }
 }
 
 impl<const N: usize> Slots<N> {
@@ -87,8 +107,13 @@ impl<const N: usize> Slots<N> {
             return Publish::Full;
         };
         claim.slot.store(index, Ordering::SeqCst);
-        if (claim.requested.load(Ordering::SeqCst) || self.is_closing()) && self.take(claim, raw) {
-            Publish::CloseNow
+        let requested = claim.requested.load(Ordering::SeqCst);
+        if (requested || self.is_closing()) && self.take(claim, raw) {
+            if requested {
+                Publish::Requested
+            } else {
+                Publish::Closing
+            }
         } else {
             Publish::Published
         }
@@ -114,8 +139,8 @@ impl<const N: usize> Slots<N> {
 
     /// Publishes a section that was just created: stores its handle and object in `shared`
     /// (the [`SharedSection`] in the section's own context), marks it ready, and puts its
-    /// allocation reference in a slot ([`publish`](Self::publish)). `Some(why)` when the
-    /// caller must close it at once ("no free slot", "closed as it was published"): the
+    /// allocation reference in a slot ([`publish`](Self::publish)). Anything but
+    /// [`Publish::Published`] means the caller must close it at once ([`Publish::why`]): the
     /// allocation reference, the section context's own pointer, is then the caller's.
     ///
     /// The caller keeps a reference of its own across the call (the one `shared` lives in):
@@ -124,14 +149,10 @@ impl<const N: usize> Slots<N> {
         &self,
         section: DataScanSection<T>,
         shared: &SharedSection,
-    ) -> Option<&'static str> {
+    ) -> Publish {
         let raw = section.store(&shared.stored).into_raw();
         shared.claim.set_ready();
-        match self.publish(&shared.claim, raw) {
-            Publish::Published => None,
-            Publish::Full => Some("no free slot"),
-            Publish::CloseNow => Some("closed as it was published"),
-        }
+        self.publish(&shared.claim, raw)
     }
 
     /// A `SectionNotificationCallback`'s part of the hand-off for a [`SharedSection`]: it asks
@@ -259,13 +280,31 @@ impl Default for Claim {
 }
 
 /// What a data-scan section that several opens hold, and any of several parties may close,
-/// keeps in its own section context: its handle and object, its hand-off claim, and the count
-/// of the opens that hold it. section-context's `StreamSection` carries one.
+/// keeps in its own section context: its handle and object, its hand-off claim, the count of
+/// the opens that hold it, and the lock that keeps a reader's views and the close apart.
+/// section-context's `StreamSection` and section-conflict's `Scan` carry one.
 pub struct SharedSection {
     generation: u64,
     stored: StoredSection,
     claim: Claim,
     holders: AtomicU32,
+    /// Held shared by a reader while a view is mapped ([`read_next`](Self::read_next)), and
+    /// exclusive by the closer ([`close_section`]): no view is mapped across the close.
+    views: PushLock,
+    /// Set by the closer with `views` held exclusive: a reader stops at its next window.
+    closed: AtomicBool,
+}
+
+/// What [`SharedSection::read_next`] read.
+pub enum NextWindow<'r> {
+    /// The next window's bytes, copied into the reader's buffer.
+    Bytes(&'r [u8]),
+    /// The reader is past the end of the file.
+    End,
+    /// The section was closed: nothing more can be read.
+    Closed,
+    /// Mapping the view or copying from it failed; the reader is done.
+    Failed(ReadError),
 }
 
 /// Numbers the shared sections the driver creates, from 1.
@@ -281,6 +320,8 @@ impl SharedSection {
             stored: StoredSection::new(),
             claim: Claim::new(),
             holders: AtomicU32::new(1),
+            views: PushLock::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -314,6 +355,8 @@ impl SharedSection {
         // SAFETY: the context's pool block does not move, and no other thread can reach the
         // context before the create links it.
         unsafe { shared(&context).claim.init() };
+        // SAFETY: as above; deleted when the body drops (`Drop for SharedSection`).
+        unsafe { shared(&context).views.init() };
         DataScanSection::create_read_only(objects, context)
             .map_err(|status| Failed::new("FltCreateSectionForDataScan", status))
     }
@@ -355,6 +398,39 @@ impl SharedSection {
     pub fn wait_closed(&self, timeout_ms: i64) -> bool {
         self.claim.wait_closed(timeout_ms)
     }
+
+    /// The next window of the file through `reader`: with the views lock held shared, unless the
+    /// section is closed, one view mapped at the window's offset (`MmMapViewInSystemSpaceEx`),
+    /// `MmCopyMemory` into the reader's buffer, and the view unmapped
+    /// ([`WindowReader::next_from_views`], data-scan's lesson). The view is never read directly:
+    /// a failed paging read there would be an exception no Rust code can catch. `<= APC_LEVEL`;
+    /// one reader at a time, after [`Slots::publish_section`].
+    pub fn read_next<'r, B: NonPagedBuffer>(
+        &self,
+        reader: &'r mut WindowReader<B>,
+    ) -> NextWindow<'r> {
+        let _views = self.views.shared();
+        // Read under the lock: the closer sets it with the lock held exclusive.
+        if self.closed.load(Ordering::Acquire) {
+            return NextWindow::Closed;
+        }
+        let object = self.stored.object();
+        // SAFETY: the section object stays referenced while `views` is held shared (closing it
+        // takes the lock exclusive), and the view is unmapped before `next_from_views` returns.
+        match reader.next_from_views(|offset, len| unsafe { map_view_of(object, offset, len) }) {
+            Ok(Some((_, bytes))) => NextWindow::Bytes(bytes),
+            Ok(None) => NextWindow::End,
+            Err(error) => NextWindow::Failed(error),
+        }
+    }
+}
+
+impl Drop for SharedSection {
+    fn drop(&mut self) {
+        // SAFETY: the body is going (its context's last reference is gone): nobody holds the
+        // lock or can take it again. Nothing if `create` never initialized it.
+        unsafe { self.views.delete() };
+    }
 }
 
 impl Default for SharedSection {
@@ -363,8 +439,37 @@ impl Default for SharedSection {
     }
 }
 
-/// Closes a section whose allocation reference the caller won in the exchange: the close in its
-/// documented order ([`DataScanSection::close`], data-scan's lesson), then the "closed" event.
+/// The section context of a flush-and-purge's stream (`IRP_MN_FLUSH_AND_PURGE`), found at
+/// `PASSIVE_LEVEL` ([`ContextRef::of_section`]); `None` for any other flush, above
+/// `PASSIVE_LEVEL`, or when the stream has no section. A flush-and-purge waits for a data-scan
+/// section to close, and nothing notifies the filter of it (`FSCTL_SET_PURGE_FAILURE_MODE`'s table
+/// of notified operations leaves it out), so a pre-flush that gives way to it starts here.
+/// section-conflict's pre-flush calls it; section-context makes the lookup itself.
+///
+/// # Safety
+/// `data` and `objects` are a pre-flush's own, and every section context the filter creates has
+/// a body of type `T`.
+#[must_use]
+pub unsafe fn section_of_flush_and_purge<T>(
+    data: *const windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA,
+    objects: &FLT_RELATED_OBJECTS,
+) -> Option<ContextRef<T>> {
+    // SAFETY: a callback's own callback data (the caller's guarantee).
+    let minor = unsafe { crate::callback_data::parameters(data) }.MinorFunction;
+    let purges =
+        u32::from(minor) == windows_sys::Wdk::System::SystemServices::IRP_MN_FLUSH_AND_PURGE;
+    // The close needs PASSIVE_LEVEL; a flush above it waits for the section as before.
+    if !purges || crate::irql::current() != crate::irql::PASSIVE_LEVEL {
+        return None;
+    }
+    // SAFETY: the operation's related objects, and the caller's guarantee on `T`.
+    unsafe { ContextRef::of_section(objects) }
+}
+
+/// Closes a section whose allocation reference the caller won in the exchange: the views lock
+/// exclusive, so that a reader's view in progress is unmapped first and no other is mapped, the
+/// close in its documented order ([`DataScanSection::close`], data-scan's lesson), then the
+/// "closed" event.
 /// Returns a reference that keeps the context alive for the caller (the close released the
 /// allocation reference, which may have been the last), and what `FltCloseSectionForDataScan`
 /// said. `PASSIVE_LEVEL`.
@@ -381,9 +486,13 @@ pub unsafe fn close_section<T>(
     let owner = unsafe { ContextRef::<T>::from_raw(raw) };
     let keep = owner.add_ref();
     let shared = shared(&keep);
+    // Exclusive: waits for a reader's window in progress, so no view is mapped from here on.
+    let views = shared.views.exclusive();
+    shared.closed.store(true, Ordering::Release);
     // SAFETY: `owner` is what `DataScanSection::store` returned for the section stored here, and
     // only the owner of the allocation reference closes, once.
     let status = unsafe { shared.stored.take(owner) }.close();
+    drop(views);
     shared.claim.signal_closed();
     (keep, status)
 }
@@ -414,7 +523,7 @@ mod tests {
             !slots.request(&claim, ptr(8)),
             "not in a slot yet: only a request"
         );
-        assert_eq!(slots.publish(&claim, ptr(8)), Publish::CloseNow);
+        assert_eq!(slots.publish(&claim, ptr(8)), Publish::Requested);
         assert_eq!(slots.take_all().count(), 0, "the publisher took it back");
     }
 
@@ -439,6 +548,6 @@ mod tests {
         assert_eq!(taken, [ptr(8), ptr(16)]);
         assert!(slots.is_closing());
         assert!(!slots.request(&claims[0], ptr(8)), "teardown has it");
-        assert_eq!(slots.publish(&claims[2], ptr(24)), Publish::CloseNow);
+        assert_eq!(slots.publish(&claims[2], ptr(24)), Publish::Closing);
     }
 }

@@ -10,15 +10,21 @@
 //!   [`context::ContextRef`] (`FltReleaseContext`), [`callback_data::OwnedCallbackData`]
 //!   (`FltFreeCallbackData`), [`section::DataScanSection`] (the close data-scan teaches, in the
 //!   order `docs/sections.md` gives), [`filter::RegisteredFilter`] (`FltUnregisterFilter`), [`pool::PoolBox`]
-//!   (`ExFreePoolWithTag`) and [`name::FileName`] (`FltReleaseFileNameInformation`);
+//!   (`ExFreePoolWithTag`), [`name::FileName`] (`FltReleaseFileNameInformation`),
+//!   [`push_lock::PushLock`]'s guards (`FltReleasePushLock`) and [`filter::InstanceRef`]
+//!   (`FltObjectDereference`);
 //! - [`scope`]: the demo folder a sample acts in, read from the service's `Parameters` key in
 //!   `DriverEntry` and decided in pre-create without a name query;
 //! - [`event::Event`]: a `KEVENT` initialized in place, set and waited for (bounded or not);
 //! - [`verdict`]: a scan's verdict, shared with the scans of the stream that wait for it;
 //!   [`writes`]: which handles wrote;
 //! - [`handoff`]: the one-closer hand-off, a slot whose interlocked exchange decides who closes,
-//!   and [`handoff::SharedSection`], a data-scan section several opens hold;
-//! - [`driver_entry!`]: `DriverEntry` and the unload callback, for samples whose lesson is elsewhere;
+//!   and [`handoff::SharedSection`], a data-scan section several parties hold, close and read;
+//! - [`worker`]: a system thread of the driver's own and its bounded queue, for work that takes
+//!   minutes (section-conflict's scans);
+//! - [`driver_entry!`]: `DriverEntry` and the unload callback, for samples whose lesson is
+//!   elsewhere (with a [`worker`] thread or without);
+//! - [`log::Tally`]: the counters of an unload summary;
 //! - [`object`]: kernel-handle object attributes, for every handle a sample opens or creates;
 //! - [`apc::FileSystemRegion`]: `FsRtlEnterFileSystem` / `FsRtlLeaveFileSystem` as a guard;
 //! - [`bindings`]: the windows-sys declarations the samples use, in one place;
@@ -72,12 +78,14 @@ pub mod object;
 pub mod once;
 pub mod params;
 pub mod pool;
+pub mod push_lock;
 pub mod registration;
 pub mod scope;
 pub mod section;
 pub mod status;
 pub mod verdict;
 pub mod volume;
+pub mod worker;
 pub mod writes;
 
 #[cfg(not(target_os = "windows"))]

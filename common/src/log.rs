@@ -76,6 +76,40 @@ macro_rules! log {
     };
 }
 
+/// `N` counters for a driver's unload summary: bumped from any callback, read and reset
+/// together at unload (so that the next load starts from zero, as the host tests, which load one
+/// image many times in a process, need).
+pub struct Tally<const N: usize>([core::sync::atomic::AtomicU32; N]);
+
+impl<const N: usize> Tally<N> {
+    /// All zero. `const`, for statics.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self([const { core::sync::atomic::AtomicU32::new(0) }; N])
+    }
+
+    /// Adds one to counter `which` (nothing for an index out of range).
+    pub fn add(&self, which: usize) {
+        if let Some(counter) = self.0.get(which) {
+            counter.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Every counter's value, each reset to zero.
+    #[must_use]
+    pub fn take(&self) -> [u32; N] {
+        self.0
+            .each_ref()
+            .map(|c| c.swap(0, core::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl<const N: usize> Default for Tally<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::fmt::Write;

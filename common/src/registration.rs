@@ -274,7 +274,8 @@ impl Registration {
         self
     }
 
-    /// `InstanceQueryTeardownCallback`: without one, manual detach is refused.
+    /// `InstanceQueryTeardownCallback`: without one, manual detach is refused
+    /// ([`allow_detach`] allows it).
     #[must_use]
     pub const fn instance_query_teardown(
         mut self,
@@ -332,6 +333,22 @@ impl Registration {
     pub const fn get(&self) -> &FLT_REGISTRATION {
         &self.0
     }
+}
+
+/// An `InstanceQueryTeardownCallback` (`PASSIVE_LEVEL`) that allows every manual detach
+/// (`fltmc detach`, `FltDetachVolume`) by returning `STATUS_SUCCESS`. Without the callback, Filter
+/// Manager refuses them; with it, a detach is one more teardown, which `InstanceTeardownStart`
+/// handles like a dismount. section-conflict registers it.
+///
+/// # Safety
+/// Called by Filter Manager, which passes valid related objects.
+#[must_use]
+pub unsafe extern "system" fn allow_detach(
+    _objects: *const windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_RELATED_OBJECTS,
+    _flags: u32,
+) -> windows_sys::Win32::Foundation::NTSTATUS {
+    crate::paged_code!();
+    windows_sys::Win32::Foundation::STATUS_SUCCESS
 }
 
 #[cfg(test)]

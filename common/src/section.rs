@@ -584,6 +584,11 @@ impl StoredSection {
         self.file_size.load(Ordering::Acquire)
     }
 
+    /// The section object stored here (NULL until stored), for a reader's views.
+    pub(crate) fn object(&self) -> *mut c_void {
+        self.object.load(Ordering::Acquire) as *mut c_void
+    }
+
     /// The section stored here, rebuilt for its close.
     ///
     /// # Safety

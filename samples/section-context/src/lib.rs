@@ -344,7 +344,7 @@ fn create_section(
     // to close, goes into a slot, where another party may take it at once.
     let creator = section.context().add_ref();
     let sections = &creator.instance.sections;
-    if let Some(why) = sections.publish_section(section, &creator.shared) {
+    if let Some(why) = sections.publish_section(section, &creator.shared).why() {
         // SAFETY: no slot holds the allocation reference: it is ours.
         unsafe { close_section(creator.as_raw(), why) };
     }

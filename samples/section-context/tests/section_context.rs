@@ -518,7 +518,7 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
                 "{TAG}: {NAME}: section created (FltCreateSectionForDataScan), 14 bytes, process 1000"
             ),
             format!(
-                "{TAG}: {NAME}: closed as it was published: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
+                "{TAG}: {NAME}: instance teardown: section closed (FltCloseSectionForDataScan STATUS_SUCCESS (0x00000000)), context released"
             ),
         ]
     );
