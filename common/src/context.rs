@@ -11,12 +11,7 @@
 //! [`ContextRef`] owns exactly one such reference and releases it in `Drop`, so "exactly one
 //! release per reference" holds on every path, early returns included.
 
-use core::{
-    marker::PhantomData,
-    ops::Deref,
-    ptr::NonNull,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 
 use windows_sys::{
     Wdk::{
@@ -159,7 +154,8 @@ impl<T> ContextRef<T> {
     /// `FltGetSectionContext` (`<= APC_LEVEL`): the section context linked to the stream of
     /// `objects.FileObject`, if there is one (`STATUS_NOT_FOUND` otherwise). A success adds a
     /// reference, which the returned value releases. section-context makes this call itself and
-    /// explains it; data-scan finds a scan in flight with it.
+    /// explains it; data-scan finds a scan in flight with it, and section-conflict's pre-flush a
+    /// section to give way with (`handoff::section_of_flush_and_purge`).
     ///
     /// # Safety
     /// Every section context the filter creates sections with must have a body of type `T`.
@@ -297,50 +293,6 @@ impl Failed {
 impl core::fmt::Display for Failed {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}: {}", self.call, self.status)
-    }
-}
-
-/// An instance context that is one flag, set when the instance's teardown begins. It is for a
-/// filter whose work outlives the callback that starts it (section-conflict's queued scans):
-/// `InstanceTeardownStart` sets it before it looks for that work, and a starter reads it after
-/// publishing its work where teardown looks (under the same lock), so either teardown finds the
-/// work or the starter sees the flag and undoes it. Register it as the filter's instance
-/// context type (`registration::context_of::<TeardownFlag>(FLT_INSTANCE_CONTEXT, tag)`).
-/// section-context makes the instance-context calls raw and explains them.
-pub struct TeardownFlag(AtomicBool);
-
-impl TeardownFlag {
-    /// In `InstanceSetup` (`<= APC_LEVEL`): allocates the flag, clear, and links it to
-    /// `instance` (`FltAllocateContext`, `FltSetInstanceContext`).
-    ///
-    /// # Errors
-    /// The status of either call.
-    pub fn attach(filter: PFLT_FILTER, instance: PFLT_INSTANCE) -> Result<(), NtStatus> {
-        let flag =
-            ContextRef::allocate(filter, FLT_INSTANCE_CONTEXT, Self(AtomicBool::new(false)))?;
-        flag.set_on_instance(instance).ok()
-    }
-
-    /// `instance`'s flag, referenced (`FltGetInstanceContext`); `None` if it has none.
-    ///
-    /// # Safety
-    /// `instance` must be live (the caller is in one of its callbacks), and `TeardownFlag` the
-    /// filter's only instance context type.
-    #[must_use]
-    pub unsafe fn of(instance: PFLT_INSTANCE) -> Option<ContextRef<Self>> {
-        // SAFETY: the caller's guarantees are `of_instance`'s.
-        unsafe { ContextRef::of_instance(instance) }
-    }
-
-    /// Sets the flag (`InstanceTeardownStart`), sequentially consistent with [`Self::is_set`].
-    pub fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the instance's teardown has begun.
-    #[must_use]
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }
 

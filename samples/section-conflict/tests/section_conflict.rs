@@ -181,7 +181,7 @@ fn assert_gives_way(conflict: Conflict) {
     assert_eq!(
         aborted,
         format!(
-            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for a conflicting I/O"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: another party closed the section"
         )
     );
     // A flush-and-purge is never notified: the pre-flush gave way.
@@ -210,9 +210,11 @@ fn assert_gives_way(conflict: Conflict) {
     world.finish();
 }
 
-/// On the callback's thread, between its entry and its return, the calls are exactly: wait for
-/// the current chunk, close handle, object, link, let go, signal. No wait for the scan. (The
-/// pre-flush finds the section context first, and releases it last.)
+/// On the callback's thread, between its entry and its return, the calls are exactly: a reference
+/// that keeps the context across the close, wait for the current chunk, close handle, object,
+/// link, release the allocation reference (the right to close, won in the exchange), let go,
+/// signal, release the reference. No wait for the scan. (The pre-flush finds the section context
+/// first, and releases it last.)
 fn assert_callback_closes_in_order(world: &World, conflict: Conflict) {
     let (enter, exit) = giving_way(conflict);
     let trace = world.trace();
@@ -232,12 +234,15 @@ fn assert_callback_closes_in_order(world: &World, conflict: Conflict) {
         })
         .collect();
     let close = [
+        "FltReferenceContext",
         "FltAcquirePushLockExclusive",
         "ObCloseHandle",
         "ObfDereferenceObject",
         "FltCloseSectionForDataScan",
+        "FltReleaseContext",
         "FltReleasePushLock",
         "KeSetEvent",
+        "FltReleaseContext",
     ];
     if conflict == Conflict::Purge {
         assert_eq!(calls[0], "FltGetSectionContext");
@@ -406,7 +411,7 @@ fn a_page_whose_paging_read_fails_ends_the_scan_and_the_io_goes_on() {
     assert_eq!(
         line,
         format!(
-            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: scan failed after 1 of 3 chunks: MmCopyMemory returned {}; section closed (STATUS_SUCCESS (0x00000000))",
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: scan failed after 1 of 3 chunks: MmCopyMemory returned {} at offset 4096; section closed (STATUS_SUCCESS (0x00000000))",
             NtStatus(STATUS_IN_PAGE_ERROR)
         )
     );
@@ -446,7 +451,7 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
                 "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: {io} arrived before FltCreateSectionForDataScan returned: the creator closes the section when the create returns; {io} waits until then"
             ),
             format!(
-                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: a conflicting I/O arrived before FltCreateSectionForDataScan returned: section closed right after it (STATUS_SUCCESS (0x00000000)), no scan"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: a close was asked for before the create returned: section closed (STATUS_SUCCESS (0x00000000)), no scan"
             ),
         ];
         for line in &expected {
@@ -455,7 +460,7 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
         // The racing open's own create found our section linked, and left it alone.
         assert!(
             lines.iter().any(|l| l.ends_with(
-                "not scanned: FltCreateSectionForDataScan returned STATUS_FLT_CONTEXT_ALREADY_DEFINED (0xC01C0002)"
+                "not scanned: FltCreateSectionForDataScan: STATUS_FLT_CONTEXT_ALREADY_DEFINED (0xC01C0002)"
             )),
             "{lines:#?}"
         );
@@ -496,7 +501,7 @@ fn a_conflict_while_the_create_is_still_running_is_handled() {
             file_lines(&world)
                 .last()
                 .unwrap()
-                .ends_with("0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 1 section conflicts, 1 before FltCreateSectionForDataScan returned")
+                .ends_with("1 scans: 0 complete, 1 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 1 section conflicts, 1 before FltCreateSectionForDataScan returned")
         );
         world.finish();
     }
@@ -539,7 +544,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         ),
     ] {
         let line = format!(
-            "{NAME}: \\Device\\HarddiskVolume1\\{file}: not scanned: FltCreateSectionForDataScan returned {}",
+            "{NAME}: \\Device\\HarddiskVolume1\\{file}: not scanned: FltCreateSectionForDataScan: {}",
             NtStatus(status)
         );
         assert!(lines.contains(&line), "{line}\n{lines:#?}");
@@ -576,7 +581,7 @@ fn every_create_status_is_logged_and_the_open_goes_on() {
         assert_eq!(
             file_lines(&world),
             [format!(
-                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan returned {}",
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\small.bin: not scanned: FltCreateSectionForDataScan: {}",
                 NtStatus(status)
             )]
         );
@@ -707,28 +712,26 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 "ExAllocatePool2" if lines.iter().any(|l| l.contains("scan failed after 0 of")) => {
                     "ExAllocatePool2 returned STATUS_INSUFFICIENT_RESOURCES (0xC000009A); section closed (STATUS_SUCCESS (0x00000000))"
                 }
-                "ExAllocatePool2" => {
-                    "not scanned: ExAllocatePool2 failed: STATUS_INSUFFICIENT_RESOURCES"
-                }
+                "ExAllocatePool2" => "not scanned: ExAllocatePool2: STATUS_INSUFFICIENT_RESOURCES",
                 // The name query: the scan goes on under a name that says why there is none
                 // (and, with no demo folder in it, unpaced).
                 "FltGetFileNameInformation" => {
                     "<name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: scanning"
                 }
                 "FltSetInstanceContext" => {
-                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                    "not attaching to this volume: FltSetInstanceContext: STATUS_INSUFFICIENT_RESOURCES"
                 }
                 // The instance context in InstanceSetup: the volume is not attached.
                 "FltAllocateContext"
-                    if lines.iter().any(|l| l.contains("its instance context")) =>
+                    if lines.iter().any(|l| l.contains("FLT_INSTANCE_CONTEXT")) =>
                 {
-                    "not attaching to this volume: its instance context: STATUS_INSUFFICIENT_RESOURCES"
+                    "not attaching to this volume: FltAllocateContext(FLT_INSTANCE_CONTEXT): STATUS_INSUFFICIENT_RESOURCES"
                 }
                 "FltAllocateContext" => {
-                    "not scanned: FltAllocateContext failed: STATUS_INSUFFICIENT_RESOURCES"
+                    "not scanned: FltAllocateContext(FLT_SECTION_CONTEXT): STATUS_INSUFFICIENT_RESOURCES"
                 }
                 "FltCreateSectionForDataScan" => {
-                    "not scanned: FltCreateSectionForDataScan returned STATUS_INSUFFICIENT_RESOURCES"
+                    "not scanned: FltCreateSectionForDataScan: STATUS_INSUFFICIENT_RESOURCES"
                 }
                 "MmMapViewInSystemSpaceEx" => {
                     "MmMapViewInSystemSpaceEx returned STATUS_INSUFFICIENT_RESOURCES (0xC000009A); section closed (STATUS_SUCCESS (0x00000000))"
@@ -736,7 +739,7 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
                 // A paging read that failed part-way through a chunk: the scan fails, the
                 // section is closed, the I/O goes on.
                 "MmCopyMemory" => {
-                    "MmCopyMemory returned STATUS_IN_PAGE_ERROR (0xC0000006); section closed (STATUS_SUCCESS (0x00000000))"
+                    "MmCopyMemory returned STATUS_IN_PAGE_ERROR (0xC0000006) at offset"
                 }
                 other => panic!("unexpected fault site {other}"),
             };
@@ -753,8 +756,10 @@ fn every_fault_leaves_the_user_io_working_and_nothing_leaked() {
             });
             assert!(
                 !fired
-                    || lines.iter().any(|l| l.contains(expected)
-                        || l.contains("the section was closed for a conflicting I/O")),
+                    || lines
+                        .iter()
+                        .any(|l| l.contains(expected)
+                            || l.contains("another party closed the section")),
                 "{fault:?}: {lines:#?}"
             );
         }
@@ -921,7 +926,7 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
         file_lines(&world),
         [
             format!(
-                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference failed: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
+                "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: not scanned: FltObjectReference: STATUS_FLT_DELETING_OBJECT (0xC01C000B)"
             ),
             format!(
                 "{NAME}: unloaded: 0 scans: 0 complete, 0 aborted by conflicting I/O, 0 aborted by instance teardown, 0 stopped for unload, 0 failed; 0 section conflicts, 0 before FltCreateSectionForDataScan returned"
@@ -931,25 +936,24 @@ fn an_unload_that_begins_while_a_post_create_is_mid_way_leaves_it_a_live_filter_
     world.finish();
 }
 
-/// A file in scope (the test's scope is the folder name `data`) but outside the demo folder:
-/// scanned at memory speed, with no pause.
+/// Two files in the configured scope (the folder name `data`), neither in a folder named
+/// `rs-minifilter-demo`: pacing follows the scope the registry sets, not a name of its own.
 const OUTSIDE: &str = "C:\\data\\large.bin";
-/// A paced file of 16 chunks, in scope and in a demo folder: 16 ticks of pause, 250 ms, longer
-/// than the work-item limit below.
-const PACED: &str = "C:\\data\\RS-MINIFILTER-DEMO\\paced.bin";
+/// 16 chunks: 16 ticks of pause, 250 ms, longer than the work-item limit below.
+const PACED: &str = "C:\\data\\paced.bin";
 const PACED_SIZE: usize = 16 * CHUNK_SIZE;
 
-/// The scans run on the sample's own system thread, never on a system worker thread: a 1 MiB
-/// file outside the demo folder and a paced one inside it (250 ms of pauses) both finish with
-/// the model's work-item limit at 100 ms and no finding, no generic work item is queued, and the
-/// only pauses are the paced file's, one per chunk, all on the scan thread.
+/// The scans run on the sample's own system thread, never on a system worker thread: two paced
+/// files in the configured scope (250 ms of pauses each) both finish with the model's work-item
+/// limit at 100 ms and no finding, no generic work item is queued, and every scan pauses once
+/// per chunk, all on the scan thread.
 #[test]
-fn scans_hold_no_system_worker_thread_and_only_the_demo_folder_is_paced() {
+fn scans_hold_no_system_worker_thread_and_every_scan_in_scope_is_paced() {
     let world = World::new();
     world.set_work_item_limit(Duration::from_millis(100));
-    // The sample acts in folders named `data`; pacing still goes by the demo folder's name.
+    // The sample acts, and paces, in folders named `data`.
     world.set_parameter(NAME, "DemoFolder", RegValue::Sz("data".into()));
-    world.create_file(OUTSIDE, &bytes(BIG_SIZE));
+    world.create_file(OUTSIDE, &bytes(PACED_SIZE));
     world.create_file(PACED, &bytes(PACED_SIZE));
     world.load(NAME, ALTITUDE, DriverEntry).unwrap();
     let outside = world.open(OUTSIDE, Open::read()).unwrap();
@@ -972,7 +976,7 @@ fn scans_hold_no_system_worker_thread_and_only_the_demo_folder_is_paced() {
         .expect("the scan thread started")
         .thread;
     let delays = world.calls("KeDelayExecutionThread");
-    assert_eq!(delays.len(), PACED_SIZE / CHUNK_SIZE, "{delays:#?}");
+    assert_eq!(delays.len(), 2 * PACED_SIZE / CHUNK_SIZE, "{delays:#?}");
     assert!(delays.iter().all(|d| d.thread == thread), "{delays:#?}");
     // Both scans were read on the scan thread.
     assert!(
@@ -1051,12 +1055,13 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     assert_eq!(
         closes,
         [
-            // The queue's lock (take_instance), then the scan's chunk lock.
-            "FltAcquirePushLockExclusive",
+            // The section's views lock (waits for the chunk being read), the close, then the
+            // queue's lock (remove_if, which finds nothing queued behind the scan in flight).
             "FltAcquirePushLockExclusive",
             "ObCloseHandle",
             "ObfDereferenceObject",
             "FltCloseSectionForDataScan",
+            "FltAcquirePushLockExclusive",
         ]
     );
     let teardown_lines: Vec<&str> = on_teardown
@@ -1067,14 +1072,14 @@ fn instance_teardown_aborts_a_scan_in_flight() {
     assert_eq!(
         teardown_lines,
         [format!(
-            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: instance teardown: the in-flight scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: instance teardown: section closed (STATUS_SUCCESS (0x00000000))"
         )]
     );
     // The scan thread's line: the detach waited for the scan's instance reference, which the
     // thread drops after it, so it is in the log by now.
     assert!(
         file_lines(&world).contains(&format!(
-            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: the section was closed for instance teardown"
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: another party closed the section"
         )),
         "{:#?}",
         file_lines(&world)
@@ -1103,11 +1108,11 @@ fn instance_teardown_aborts_a_scan_in_flight() {
 /// A detach that meets a post-create mid-way: the post-create has its instance reference
 /// (`FltObjectReference`, taken before the teardown began) and is parked at the entry of
 /// `FltCreateSectionForDataScan` while `InstanceTeardownStart` runs and finds nothing queued.
-/// The bound: the detach waits for no chunk of any scan. The creator sees the instance's
-/// teardown flag when it queues (under the queue's lock), closes its own section before its
-/// post-create returns, and drops its reference, so no view is ever mapped, no pause is taken,
-/// and the detach ends with the post-create. (Without the flag the scan was queued, and the
-/// detach waited for its instance reference through all 256 chunks and their pauses.)
+/// The bound: the detach waits for no chunk of any scan. The creator finds the instance's slots
+/// closing when it publishes (`common::handoff`), closes its own section before its post-create
+/// returns, and drops its reference, so no view is ever mapped, no pause is taken, and the
+/// detach ends with the post-create. (Were the scan queued, the detach would wait for its
+/// instance reference through all 256 chunks and their pauses.)
 #[test]
 fn a_detach_during_a_post_create_waits_for_no_chunk_of_a_scan() {
     let world = world_with_files();
@@ -1148,16 +1153,9 @@ fn a_detach_during_a_post_create_waits_for_no_chunk_of_a_scan() {
     }
     let file = format!("{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin");
     let lines = file_lines(&world);
-    for line in [
-        format!(
-            "{file}: instance teardown: the new scan is aborted; section closed (STATUS_SUCCESS (0x00000000))"
-        ),
-        format!(
-            "{file}: scan aborted after 0 of 256 chunks: the section was closed for instance teardown"
-        ),
-    ] {
-        assert!(lines.contains(&line), "{line}\n{lines:#?}");
-    }
+    let line =
+        format!("{file}: instance teardown: section closed (STATUS_SUCCESS (0x00000000)), no scan");
+    assert!(lines.contains(&line), "{line}\n{lines:#?}");
     world.unload(NAME).unwrap();
     assert_eq!(
         file_lines(&world).last().unwrap(),
