@@ -20,10 +20,10 @@ use anyhow::{Context, Result, bail};
 /// The most code lines a sample's `src/` may have.
 pub const BUDGET: usize = 300;
 
-/// Samples still over [`BUDGET`] (issue 21 is shrinking them), each with the count it may not
-/// exceed. Raising one is an edit here, seen in review: section-conflict's went from 797 to 834
-/// with the fixes of issue 22 (the name query, the teardown flag) and issue 28 (the pre-flush), then fell to 822 with the shared create-skip rule.
-pub const CEILINGS: &[(&str, usize)] = &[("section-conflict", 822)];
+/// Samples still over [`BUDGET`], each with the count it may not exceed. Raising one is an edit
+/// here, seen in review. Empty since issue 21 brought the last one, section-conflict, from 822 to
+/// under the budget; a sample that grows past it fails the check, with no ceiling to hide under.
+pub const CEILINGS: &[(&str, usize)] = &[];
 
 /// The code lines of one Rust source text: not blank, not inside a comment.
 pub fn code_lines(text: &str) -> usize {
