@@ -27,9 +27,11 @@ mod lines;
 mod make_members;
 mod new;
 mod pe;
+mod process;
 mod sign;
 mod stress;
 mod symbols;
+mod workspace;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -40,6 +42,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    process::{cargo, run},
+    workspace::{AARCH64, ARCHES, Arch, Sample, X86_64, demo_example, samples, workspace_root},
+};
 
 /// Workspace tasks for the Rust minifilter samples.
 #[derive(Parser)]
@@ -126,29 +133,6 @@ enum TargetChoice {
     All,
 }
 
-/// One kernel architecture.
-#[derive(Clone, Copy)]
-struct Arch {
-    /// The name used in `target/drivers/<arch>/`.
-    name: &'static str,
-    /// The Rust target triple. Its prebuilt `core` comes from rustup (`rust-toolchain.toml` lists
-    /// both triples).
-    triple: &'static str,
-}
-
-const X86_64: Arch = Arch {
-    name: "x86_64",
-    triple: "x86_64-pc-windows-msvc",
-};
-
-const AARCH64: Arch = Arch {
-    name: "aarch64",
-    triple: "aarch64-pc-windows-msvc",
-};
-
-/// Every kernel architecture, in build order.
-const ARCHES: [Arch; 2] = [X86_64, AARCH64];
-
 /// The benchmarks `cargo xtask bench` runs: package, the directory that must exist, and the
 /// example that measures. Add a row when a sample gets one.
 ///
@@ -178,96 +162,6 @@ fn main() -> Result<()> {
         Task::CheckMakeMembers => make_members::run_check(&root),
         Task::New { name, out, group } => new::run(&root, &name, &group, out.as_deref()),
     }
-}
-
-/// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> PathBuf {
-    // `cargo run` (the `cargo xtask` alias) sets CARGO_MANIFEST_DIR for the process: the checkout
-    // it runs from. The path compiled in is only a fallback: a shared target directory can hand a
-    // binary built from another copy of the repository to this one.
-    let manifest = env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    manifest
-        .parent()
-        .map_or(manifest.clone(), Path::to_path_buf)
-}
-
-/// The cargo that runs us (`CARGO`), or `cargo` from `PATH`.
-fn cargo() -> Command {
-    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Runs `command`, failing with `what` if it does not succeed.
-fn run(mut command: Command, what: &str) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("{what}: could not start {command:?}"))?;
-    if !status.success() {
-        bail!("{what}: {status}");
-    }
-    Ok(())
-}
-
-/// A sample crate found under `samples/`.
-struct Sample {
-    /// Its directory name, e.g. `passthrough`.
-    dir: String,
-    /// Its package name, e.g. `rs-passthrough`.
-    package: String,
-    /// Its library (artifact) name, e.g. `rs_passthrough`.
-    lib: String,
-}
-
-/// Every directory under `samples/` with a `Cargo.toml`, sorted by name.
-fn samples(root: &Path) -> Result<Vec<Sample>> {
-    let mut found = Vec::new();
-    let dir = root.join("samples");
-    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let manifest = path.join("Cargo.toml");
-        if !manifest.is_file() {
-            continue;
-        }
-        let text = fs::read_to_string(&manifest)
-            .with_context(|| format!("reading {}", manifest.display()))?;
-        let package = manifest_value(&text, "package", "name")
-            .with_context(|| format!("{}: no [package] name", manifest.display()))?;
-        let lib = manifest_value(&text, "lib", "name").unwrap_or_else(|| package.replace('-', "_"));
-        let dir = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        found.push(Sample { dir, package, lib });
-    }
-    found.sort_by(|a, b| a.dir.cmp(&b.dir));
-    Ok(found)
-}
-
-/// The string value of `key` in the `[table]` of a Cargo manifest, for the simple
-/// `key = "value"` lines our manifests use.
-fn manifest_value(text: &str, table: &str, key: &str) -> Option<String> {
-    let header = format!("[{table}]");
-    let mut in_table = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_table = line == header;
-            continue;
-        }
-        if !in_table {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        if name.trim() == key {
-            let value = value.trim();
-            return value
-                .strip_prefix('"')
-                .and_then(|v| v.split('"').next())
-                .map(str::to_owned);
-        }
-    }
-    None
 }
 
 /// Environment variables a rustup proxy sets for the process it starts (here: cargo, then this
@@ -747,11 +641,6 @@ fn demo(root: &Path, sample: &str) -> Result<()> {
     run(command, &format!("demo of sample `{sample}`"))
 }
 
-/// The example name of a sample's demo (see each sample's `[[example]]` table).
-fn demo_example(sample_dir: &str) -> String {
-    format!("{sample_dir}-demo")
-}
-
 /// `cargo xtask bench`.
 fn bench(root: &Path) -> Result<()> {
     let mut ran = 0;
@@ -779,61 +668,14 @@ fn bench(root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
+    use super::linker_variable;
 
-    use super::{demo_example, linker_variable, manifest_value, samples, workspace_root};
-
-    /// `!poolused` tells whose memory leaked only if no two samples share a pool tag.
     #[test]
     fn build_lines_fit_a_terminal() {
         let long = "x".repeat(1450);
         assert_eq!(super::fit(&long).chars().count(), super::LINE_WIDTH);
         assert!(super::fit(&long).ends_with('…'));
         assert_eq!(super::fit("short"), "short");
-    }
-
-    #[test]
-    fn no_two_samples_share_a_pool_tag() {
-        let root = workspace_root();
-        let mut owners = std::collections::BTreeMap::<String, String>::new();
-        for sample in samples(&root).unwrap() {
-            let source = root.join("samples").join(&sample.dir).join("src/lib.rs");
-            let text = fs::read_to_string(&source).unwrap();
-            for piece in text.split("tag(b\"").skip(1) {
-                let tag: String = piece.chars().take(4).collect();
-                if let Some(other) = owners.insert(tag.clone(), sample.dir.clone()) {
-                    assert_eq!(
-                        other, sample.dir,
-                        "pool tag {tag} is used by {other} and {}",
-                        sample.dir
-                    );
-                }
-            }
-        }
-        assert!(owners.len() >= 4, "{owners:?}");
-    }
-
-    /// `cargo xtask demo` runs `--example <sample>-demo`: every sample must declare it, or the
-    /// demo would not run (and a plain `demo` would collide in target/debug/examples/).
-    #[test]
-    fn every_sample_declares_its_uniquely_named_demo() {
-        let root = workspace_root();
-        let samples = samples(&root).unwrap();
-        assert!(!samples.is_empty());
-        for sample in samples {
-            let manifest = root.join("samples").join(&sample.dir).join("Cargo.toml");
-            let text = fs::read_to_string(&manifest).unwrap();
-            let expected = format!(
-                "name = \"{}\"\npath = \"examples/demo.rs\"",
-                demo_example(&sample.dir)
-            );
-            assert!(
-                text.contains(&expected),
-                "{}: no [[example]] named {} with path examples/demo.rs",
-                manifest.display(),
-                demo_example(&sample.dir)
-            );
-        }
     }
 
     /// A stand-in for rustup, as a shell script, that behaves as rustup does when it matters
@@ -950,20 +792,5 @@ esac
             linker_variable("aarch64-pc-windows-msvc"),
             "CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_LINKER"
         );
-    }
-
-    #[test]
-    fn manifest_values_come_from_their_table() {
-        let text = "[package]\nname = \"rs-x\" # the crate\nversion = \"1\"\n\n[lib]\n\
-                    crate-type = [\"cdylib\"]\nname = \"x_lib\"\n[dependencies]\nname = \"no\"\n";
-        assert_eq!(
-            manifest_value(text, "package", "name").as_deref(),
-            Some("rs-x")
-        );
-        assert_eq!(
-            manifest_value(text, "lib", "name").as_deref(),
-            Some("x_lib")
-        );
-        assert_eq!(manifest_value(text, "features", "name"), None);
     }
 }

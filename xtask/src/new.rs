@@ -1095,7 +1095,7 @@ mod tests {
     };
 
     use super::{PLACEHOLDER_ALTITUDE, names, run};
-    use crate::workspace_root;
+    use crate::workspace::workspace_root;
 
     /// A throw-away directory, removed on drop.
     struct TempDir(PathBuf);
