@@ -17,9 +17,22 @@
 //! - `check-make-members`: every crate `cargo make` builds compiles for both Windows targets
 //!   (see [`make_members`]).
 //! - `new <name> [--out DIR]`: a new minifilter from the passthrough sample (see [`new`]).
+//!
+//! Where things go: this file only reads the command line and hands each command to its module,
+//! named after it (`check-inf` is [`check_inf`], `check-make-members` is [`make_members`]); a
+//! command's code and tests live there. What several commands use lives in modules that import
+//! no command module:
+//! - [`workspace`]: the workspace root, the sample crates under `samples/` and the kernel
+//!   architectures;
+//! - [`process`]: starting cargo and other programs;
+//! - [`toolchain`]: the pinned toolchain, with both kernel targets;
+//! - [`pe`], [`frames`], [`exports`], [`symbols`]: the driver checks and the data behind them;
+//! - [`report`]: how `build` and `verify` describe a checked driver.
 
+mod bench;
 mod build;
 mod check_inf;
+mod demo;
 mod diagrams;
 mod emulate;
 mod exports;
@@ -37,17 +50,17 @@ mod toolchain;
 mod verify;
 mod workspace;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-// emulate.rs calls `crate::build(..)` with `crate::ProfileChoice` and `crate::TargetChoice`, and
-// `crate::samples` and `crate::run`: these imports keep the paths it names.
+// `run as build`, `process::run` and `samples` are here for emulate.rs only, which names them (and
+// the build options) by their crate-root paths: `crate::build`, `crate::run`, `crate::samples`.
 use crate::{
     build::{ProfileChoice, TargetChoice, run as build},
-    process::{cargo, run},
-    workspace::{demo_example, samples, workspace_root},
+    process::run,
+    workspace::{samples, workspace_root},
 };
 
 /// Workspace tasks for the Rust minifilter samples.
@@ -120,14 +133,6 @@ enum Task {
     },
 }
 
-/// The benchmarks `cargo xtask bench` runs: package, the directory that must exist, and the
-/// example that measures. Add a row when a sample gets one.
-///
-/// They are examples run with `--release`, not `[[bench]]` targets: the workspace profiles say
-/// `panic = "abort"` (the drivers need it), and `cargo build --all-targets` would build a bench
-/// target with the test harness's `unwind` against `abort` dependencies, and fail.
-const BENCH_PACKAGES: &[(&str, &str, &str)] = &[("rs-data-scan", "samples/data-scan", "bench")];
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
@@ -138,10 +143,10 @@ fn main() -> Result<()> {
             verbose,
         } => build::run(&root, profile, target, verbose),
         Task::Verify { files } => verify::run(&files),
-        Task::Demo { sample } => demo(&root, &sample),
+        Task::Demo { sample } => demo::run(&root, &sample),
         Task::Diagrams => diagrams::run(&root),
         Task::Emulate(args) => emulate::run(&root, &args),
-        Task::Bench => bench(&root),
+        Task::Bench => bench::run(&root),
         Task::Stress(args) => stress::run(&root, &args),
         Task::Lines => lines::run(&root),
         Task::CheckInf => check_inf::run(&root),
@@ -149,44 +154,4 @@ fn main() -> Result<()> {
         Task::CheckMakeMembers => make_members::run_check(&root),
         Task::New { name, out, group } => new::run(&root, &name, &group, out.as_deref()),
     }
-}
-
-/// `cargo xtask demo <sample>`: runs the example `<sample>-demo` of package `rs-<sample>`. Each
-/// demo has its own example name, since all examples share one output directory.
-fn demo(root: &Path, sample: &str) -> Result<()> {
-    let Some(found) = samples(root)?.into_iter().find(|s| s.dir == sample) else {
-        let known: Vec<String> = samples(root)?.into_iter().map(|s| s.dir).collect();
-        bail!("no sample `{sample}`: choose one of {}", known.join(", "));
-    };
-    let example = demo_example(&found.dir);
-    let mut command = cargo();
-    command
-        .current_dir(root)
-        .args(["run", "-q", "-p", &found.package, "--example", &example]);
-    run(command, &format!("demo of sample `{sample}`"))
-}
-
-/// `cargo xtask bench`.
-fn bench(root: &Path) -> Result<()> {
-    let mut ran = 0;
-    for (package, dir, example) in BENCH_PACKAGES {
-        if !root.join(dir).join("Cargo.toml").is_file() {
-            println!("{package}: no crate at {dir} yet, nothing to benchmark");
-            continue;
-        }
-        let mut command = cargo();
-        command.current_dir(root).args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            package,
-            "--example",
-            example,
-        ]);
-        run(command, &format!("benchmarks of {package}"))?;
-        ran += 1;
-    }
-    println!("{ran} benchmark package(s) run.");
-    Ok(())
 }
