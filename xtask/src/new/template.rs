@@ -24,7 +24,7 @@ pub(super) fn read(root: &Path, path: &str) -> Result<String> {
 pub(super) fn replace(text: &str, from: &str, to: &str, file: &str) -> Result<String> {
     if !text.contains(from) {
         bail!(
-            "the template {file} no longer contains {from:?}: update xtask/src/new.rs to match \
+            "the template {file} no longer contains {from:?}: update xtask/src/new/ to match \
              samples/{TEMPLATE}"
         );
     }
