@@ -13,7 +13,10 @@ use std::{fs, path::Path, process::Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{Sample, cargo, demo_example, samples};
+use crate::{
+    process::cargo,
+    workspace::{Sample, demo_example, samples},
+};
 
 /// The line before the generated block (`fltsim::diagram::BEGIN`).
 pub const BEGIN: &str = "<!-- diagram:begin -->";
@@ -160,7 +163,7 @@ mod tests {
     use std::fs;
 
     use super::{BEGIN, END, OUTPUT_END, output_names, replace_block, replace_output};
-    use crate::{samples, workspace_root};
+    use crate::workspace::{samples, workspace_root};
 
     #[test]
     fn the_block_is_replaced_and_nothing_else() {

@@ -22,7 +22,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ARCHES, cargo, run};
+use crate::{
+    process::{cargo, run},
+    workspace::ARCHES,
+};
 
 /// A workspace member: its path relative to the workspace root (`/`-separated, as cargo-make
 /// spells it) and its package name.
@@ -217,13 +220,14 @@ mod tests {
     /// This workspace: `cargo make` builds the kernel crates and nothing host-only.
     #[test]
     fn this_workspace_keeps_host_only_crates_out_of_cargo_make() {
-        let members = members_of(&crate::workspace_root()).expect("Makefile.toml and members");
+        let members =
+            members_of(&crate::workspace::workspace_root()).expect("Makefile.toml and members");
         let paths = paths(&members);
         for host_only in ["fltsim", "xtask", "common/build"] {
             assert!(!paths.contains(&host_only), "{host_only} in {paths:?}");
         }
         assert!(paths.contains(&"common"), "{paths:?}");
-        for sample in crate::samples(&crate::workspace_root()).unwrap() {
+        for sample in crate::workspace::samples(&crate::workspace::workspace_root()).unwrap() {
             let path = format!("samples/{}", sample.dir);
             assert!(paths.contains(&path.as_str()), "{path} not in {paths:?}");
         }

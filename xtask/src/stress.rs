@@ -22,7 +22,7 @@ use std::{path::Path, process::Stdio, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, samples};
+use crate::{process::cargo, workspace::samples};
 
 /// `cargo xtask stress` options. They are read as text and checked here, so that each mistake
 /// gets one line rather than clap's usage block.
@@ -169,7 +169,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         build.args(["-p", &s.package]);
     }
     build.args(["--test", "storm"]);
-    crate::run(build, "building the storm binaries")?;
+    crate::process::run(build, "building the storm binaries")?;
 
     let mut rows = Vec::new();
     for s in &chosen {
