@@ -433,12 +433,20 @@ mod tests {
             .collect()
     }
 
-    /// `LAYOUT` in `xtask/emulate/harness.py`, as (key, offset) pairs.
-    fn harness_layout() -> Vec<(String, usize)> {
-        harness_table("LAYOUT")
-            .into_iter()
-            .map(|(key, value)| (key, usize::try_from(value).expect("an offset")))
-            .collect()
+    /// Every entry of the harness's table `name` is in `expected` with the same value, and every
+    /// entry of `expected` is in the table.
+    fn same_entries(name: &str, expected: &[(&str, u64)]) {
+        let harness = harness_table(name);
+        for (key, value) in &harness {
+            let want = expected.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
+            assert_eq!(want, Some(*value), "harness.py {name} {key}");
+        }
+        for (key, _) in expected {
+            assert!(
+                harness.iter().any(|(k, _)| k == key),
+                "harness.py {name} lacks {key}"
+            );
+        }
     }
 
     /// The harness's `CONSTANTS` are windows-sys's values of the same names (NTSTATUS values as
@@ -448,7 +456,10 @@ mod tests {
     #[allow(clippy::cast_sign_loss, clippy::cast_lossless)]
     fn constants_match_windows_sys() {
         use windows_sys::{
-            Wdk::{Storage::FileSystem::Minifilters as m, System::Registry as r},
+            Wdk::{
+                Storage::FileSystem::Minifilters as m,
+                System::{Registry as r, SystemServices as ss},
+            },
             Win32::{Foundation as f, Storage::FileSystem as fs, System::Registry as wr},
         };
         macro_rules! constants {
@@ -470,6 +481,7 @@ mod tests {
             r::KeyValuePartialInformation,
             wr::REG_SZ,
             fs::FILE_READ_DATA,
+            ss::IRP_MJ_CREATE,
             m::IRP_MJ_OPERATION_END,
             m::FLT_CONTEXT_END,
             m::FLT_FILE_NAME_NORMALIZED,
@@ -478,24 +490,7 @@ mod tests {
             m::FLT_PREOP_DISALLOW_FSFILTER_IO,
             m::FLT_POSTOP_DISALLOW_FSFILTER_IO
         );
-        let mut harness = harness_table("CONSTANTS");
-        // IRP_MJ_CREATE: windows-sys has it in SystemServices, as every IRP_MJ_* but the end.
-        let create = harness.iter().position(|(k, _)| k == "IRP_MJ_CREATE");
-        let create = harness.remove(create.expect("harness.py CONSTANTS has IRP_MJ_CREATE"));
-        assert_eq!(
-            create.1,
-            u64::from(windows_sys::Wdk::System::SystemServices::IRP_MJ_CREATE)
-        );
-        for (key, value) in &harness {
-            let expected = sdk.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
-            assert_eq!(expected, Some(*value), "harness.py CONSTANTS {key}");
-        }
-        for (key, _) in &sdk {
-            assert!(
-                harness.iter().any(|(k, _)| k == key),
-                "harness.py CONSTANTS lacks {key}"
-            );
-        }
+        same_entries("CONSTANTS", &sdk);
     }
 
     /// The harness's offsets are windows-sys's: the C layouts of fltKernel.h and wdm.h, which
@@ -550,17 +545,11 @@ mod tests {
             FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
             FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION
         );
-        let harness = harness_layout();
-        for (key, offset) in &harness {
-            let expected = rust.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
-            assert_eq!(expected, Some(*offset), "harness.py LAYOUT {key}");
-        }
-        for (key, _) in &rust {
-            assert!(
-                harness.iter().any(|(k, _)| k == key),
-                "harness.py LAYOUT lacks {key}"
-            );
-        }
+        let rust: Vec<(&str, u64)> = rust
+            .into_iter()
+            .map(|(k, v)| (k, u64::try_from(v).expect("an offset")))
+            .collect();
+        same_entries("LAYOUT", &rust);
     }
 
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
