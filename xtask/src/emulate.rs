@@ -2,9 +2,10 @@
 //! Speakeasy emulator (a pinned `speakeasy-emulator` in a virtual environment cached under
 //! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry` (with no
 //! `Parameters` key, then with `Parameters\DemoFolder` set, which the driver must read), reads the
-//! `FLT_REGISTRATION` at its header offsets, calls the unload callback and counts pairs; see
-//! `docs/emulate.md` for every hooked export. Speakeasy has no arm64: those drivers keep their
-//! static checks only.
+//! `FLT_REGISTRATION` at its header offsets, calls every registered pre- and post-operation
+//! callback (each must run to its return with a documented status and balanced pairs), calls the
+//! unload callback and counts pairs; see `docs/emulate.md` for every hooked export. Speakeasy has
+//! no arm64: those drivers keep their static checks only.
 
 use std::{
     env, fs,
@@ -78,6 +79,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     );
     let mut failed = 0usize;
     let mut callbacks = Vec::new();
+    let mut callback_failures = Vec::new();
     for job in &jobs {
         let data = fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
         precheck(&data).map_err(|why| anyhow::anyhow!("{}: {why}", job.sys.display()))?;
@@ -99,7 +101,9 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             );
         };
         for row in stdout.lines().filter_map(|l| l.strip_prefix("callback\t")) {
-            callbacks.push(format!("{:<18} {}", job.name, callback_row(row)));
+            let (shown, failure) = callback_row(row);
+            callbacks.push(format!("{:<18} {shown}", job.name));
+            callback_failures.extend(failure.map(|why| format!("FAIL {}: {why}", job.name)));
         }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 11 {
@@ -116,32 +120,97 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         );
     }
     println!("operations: IRP major (hex), `-` no pre-callback, `+` a post-callback");
-    println!();
-    println!("Callbacks (reported, not yet gating: unhooked imports still end some runs early)");
-    println!(
-        "{:<18} {:<5} {:<6} {:<5} {:>6} {:>5} {:>10}  verdict",
-        "driver", "file", "major", "kind", "insns", "calls", "returned"
-    );
-    for row in &callbacks {
-        println!("{row}");
-    }
-    println!("file: `out` outside the demo folder, `in` inside it (a 64-character path each)");
-    if failed > 0 {
-        bail!("{failed} of {} drivers failed in the emulator", jobs.len());
+    print_callbacks(&callbacks, &callback_failures);
+    if failed > 0 || !callback_failures.is_empty() {
+        bail!(
+            "{failed} of {} drivers failed in the emulator ({} callbacks failed)",
+            jobs.len(),
+            callback_failures.len()
+        );
     }
     Ok(())
 }
 
-/// One harness `callback` line (file, major, kind, instructions, calls, returned, verdict) as a
-/// table row; a line of another shape is shown as it is.
-fn callback_row(row: &str) -> String {
-    let f: Vec<&str> = row.split('\t').collect();
-    if let [file, major, kind, insns, calls, ret, verdict] = f[..] {
-        format!("{file:<5} {major:<6} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {verdict}")
-    } else {
-        row.replace('\t', " ")
+/// The second table, one row per callback call, then one line per failed callback.
+fn print_callbacks(rows: &[String], failures: &[String]) {
+    println!();
+    println!(
+        "Callbacks (each must run to its return, return a documented FLT_PREOP_*/FLT_POSTOP_* status and balance every counted pair)"
+    );
+    println!(
+        "{:<18} {:<5} {:<6} {:<5} {:>6} {:>5} {:>10}  verdict",
+        "driver", "file", "major", "kind", "insns", "calls", "returned"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    println!("file: `out` outside the demo folder, `in` inside it (a 64-character path each)");
+    for line in failures {
+        println!("{line}");
     }
 }
+
+/// One harness `callback` line (file, major, kind, instructions, calls, returned, verdict) as a
+/// table row, and for a failed callback the line that says which callback failed and why (the
+/// row itself shows `FAIL`). A line of another shape is shown as it is, and is a failure.
+fn callback_row(row: &str) -> (String, Option<String>) {
+    let f: Vec<&str> = row.split('\t').collect();
+    let [file, major, kind, insns, calls, ret, verdict] = f[..] else {
+        let shown = row.replace('\t', " ");
+        return (
+            shown.clone(),
+            Some(format!("malformed harness line: {shown}")),
+        );
+    };
+    let (shown, failure) = match verdict.strip_prefix("FAIL: ") {
+        Some(why) => {
+            let name = u8::from_str_radix(major.trim_start_matches("0x"), 16)
+                .ok()
+                .and_then(|m| IRP_MJ.get(usize::from(m)))
+                .map_or_else(|| format!("major {major}"), |n| format!("IRP_MJ_{n}"));
+            let path = if file == "in" { "inside" } else { "outside" };
+            let what =
+                format!("{kind}-operation callback for {name}, a file {path} the demo folder");
+            ("FAIL", Some(format!("{what}: {why}")))
+        }
+        None => (verdict, None),
+    };
+    let row = format!("{file:<5} {major:<6} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
+    (row, failure)
+}
+
+/// The `IRP_MJ_*` names of the major functions 0x00 to 0x1b (wdm.h), by value, for the line that
+/// names a failed callback.
+const IRP_MJ: [&str; 28] = [
+    "CREATE",
+    "CREATE_NAMED_PIPE",
+    "CLOSE",
+    "READ",
+    "WRITE",
+    "QUERY_INFORMATION",
+    "SET_INFORMATION",
+    "QUERY_EA",
+    "SET_EA",
+    "FLUSH_BUFFERS",
+    "QUERY_VOLUME_INFORMATION",
+    "SET_VOLUME_INFORMATION",
+    "DIRECTORY_CONTROL",
+    "FILE_SYSTEM_CONTROL",
+    "DEVICE_CONTROL",
+    "INTERNAL_DEVICE_CONTROL",
+    "SHUTDOWN",
+    "LOCK_CONTROL",
+    "CLEANUP",
+    "CREATE_MAILSLOT",
+    "QUERY_SECURITY",
+    "SET_SECURITY",
+    "POWER",
+    "SYSTEM_CONTROL",
+    "DEVICE_CHANGE",
+    "QUERY_QUOTA",
+    "SET_QUOTA",
+    "PNP",
+];
 
 fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
     if !args.file.is_empty() {
@@ -258,26 +327,95 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{callback_row, declared_version, precheck};
+    use super::{IRP_MJ, callback_row, declared_version, precheck};
 
-    /// A harness callback line becomes one aligned row; a malformed one is shown, not dropped.
+    /// A harness callback line becomes one aligned row; a failed one shows `FAIL` and gives the
+    /// line that names the callback and what failed; a malformed one is shown, and fails.
     #[test]
     fn callback_rows() {
         assert_eq!(
             callback_row("out\t0x0\tpre\t12\t0\t0x1\tok"),
-            "out   0x0    pre       12     0        0x1  ok"
+            (
+                "out   0x0    pre       12     0        0x1  ok".to_owned(),
+                None
+            )
         );
-        assert_eq!(callback_row("garbled\tline"), "garbled line");
+        let (row, failure) =
+            callback_row("in\t0x12\tpost\t34\t2\t-\tFAIL: name pair unbalanced (+1)");
+        assert_eq!(row, "in    0x12   post      34     2          -  FAIL");
+        assert_eq!(
+            failure.as_deref(),
+            Some(
+                "post-operation callback for IRP_MJ_CLEANUP, a file inside the demo folder: name pair unbalanced (+1)"
+            )
+        );
+        let (row, failure) = callback_row("out\t0x7f\tpre\t1\t0\t0x9\tFAIL: returned 0x9");
+        assert!(row.ends_with("FAIL"), "{row}");
+        assert!(failure.is_some_and(|f| f.starts_with("pre-operation callback for major 0x7f")));
+        let (row, failure) = callback_row("garbled\tline");
+        assert_eq!(row, "garbled line");
+        assert_eq!(
+            failure.as_deref(),
+            Some("malformed harness line: garbled line")
+        );
     }
 
-    /// `LAYOUT` in `xtask/emulate/harness.py`, as (key, offset) pairs.
-    fn harness_layout() -> Vec<(String, usize)> {
+    /// The major-function names are wdm.h's values, as windows-sys has them.
+    #[test]
+    fn irp_major_names_match_windows_sys() {
+        use windows_sys::Wdk::System::SystemServices as s;
+        macro_rules! names {
+            ($($c:ident),*) => { [$((stringify!($c), s::$c)),*] };
+        }
+        let sdk = names!(
+            IRP_MJ_CREATE,
+            IRP_MJ_CREATE_NAMED_PIPE,
+            IRP_MJ_CLOSE,
+            IRP_MJ_READ,
+            IRP_MJ_WRITE,
+            IRP_MJ_QUERY_INFORMATION,
+            IRP_MJ_SET_INFORMATION,
+            IRP_MJ_QUERY_EA,
+            IRP_MJ_SET_EA,
+            IRP_MJ_FLUSH_BUFFERS,
+            IRP_MJ_QUERY_VOLUME_INFORMATION,
+            IRP_MJ_SET_VOLUME_INFORMATION,
+            IRP_MJ_DIRECTORY_CONTROL,
+            IRP_MJ_FILE_SYSTEM_CONTROL,
+            IRP_MJ_DEVICE_CONTROL,
+            IRP_MJ_INTERNAL_DEVICE_CONTROL,
+            IRP_MJ_SHUTDOWN,
+            IRP_MJ_LOCK_CONTROL,
+            IRP_MJ_CLEANUP,
+            IRP_MJ_CREATE_MAILSLOT,
+            IRP_MJ_QUERY_SECURITY,
+            IRP_MJ_SET_SECURITY,
+            IRP_MJ_POWER,
+            IRP_MJ_SYSTEM_CONTROL,
+            IRP_MJ_DEVICE_CHANGE,
+            IRP_MJ_QUERY_QUOTA,
+            IRP_MJ_SET_QUOTA,
+            IRP_MJ_PNP
+        );
+        assert_eq!(sdk.len(), IRP_MJ.len());
+        for (name, value) in sdk {
+            let index = usize::try_from(value).expect("a small major function");
+            assert_eq!(
+                Some(name),
+                IRP_MJ.get(index).map(|n| format!("IRP_MJ_{n}")).as_deref()
+            );
+        }
+    }
+
+    /// The table `NAME = {` ... `}` in `xtask/emulate/harness.py`, as (key, value) pairs: one
+    /// `"KEY": 0xNN,` per line.
+    fn harness_table(name: &str) -> Vec<(String, u64)> {
         let text = include_str!("../emulate/harness.py");
         let start = text
-            .find("LAYOUT = {\n")
-            .expect("harness.py has a LAYOUT table");
-        let body = &text[start..];
-        let body = &body[..body.find("\n}").expect("LAYOUT ends with }")];
+            .find(&format!("\n{name} = {{\n"))
+            .unwrap_or_else(|| panic!("harness.py has a {name} table"));
+        let body = &text[start + 1..];
+        let body = &body[..body.find("\n}").expect("the table ends with }")];
         body.lines()
             .skip(1)
             .map(|line| {
@@ -285,14 +423,74 @@ mod tests {
                     .trim()
                     .trim_end_matches(',')
                     .split_once(": ")
-                    .unwrap_or_else(|| panic!("LAYOUT line {line:?} is not \"KEY\": 0xNN,"));
-                let hex = value.strip_prefix("0x").expect("a hex offset");
+                    .unwrap_or_else(|| panic!("{name} line {line:?} is not \"KEY\": 0xNN,"));
+                let hex = value.strip_prefix("0x").expect("a hex value");
                 (
                     key.trim_matches('"').to_owned(),
-                    usize::from_str_radix(hex, 16).expect("a hex offset"),
+                    u64::from_str_radix(hex, 16).expect("a hex value"),
                 )
             })
             .collect()
+    }
+
+    /// Every entry of the harness's table `name` is in `expected` with the same value, and every
+    /// entry of `expected` is in the table.
+    fn same_entries(name: &str, expected: &[(&str, u64)]) {
+        let harness = harness_table(name);
+        for (key, value) in &harness {
+            let want = expected.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
+            assert_eq!(want, Some(*value), "harness.py {name} {key}");
+        }
+        for (key, _) in expected {
+            assert!(
+                harness.iter().any(|(k, _)| k == key),
+                "harness.py {name} lacks {key}"
+            );
+        }
+    }
+
+    /// The harness's `CONSTANTS` are windows-sys's values of the same names (NTSTATUS values as
+    /// their 32-bit patterns).
+    #[test]
+    // Every value is a small unsigned number or an NTSTATUS bit pattern.
+    #[allow(clippy::cast_sign_loss, clippy::cast_lossless)]
+    fn constants_match_windows_sys() {
+        use windows_sys::{
+            Wdk::{
+                Storage::FileSystem::Minifilters as m,
+                System::{Registry as r, SystemServices as ss},
+            },
+            Win32::{Foundation as f, Storage::FileSystem as fs, System::Registry as wr},
+        };
+        macro_rules! constants {
+            ($($m:ident :: $c:ident),*) => {
+                vec![$((stringify!($c), u64::from($m::$c as u32))),*]
+            };
+        }
+        let sdk = constants!(
+            f::STATUS_SUCCESS,
+            f::STATUS_BUFFER_OVERFLOW,
+            f::STATUS_OBJECT_NAME_NOT_FOUND,
+            f::STATUS_NOT_FOUND,
+            f::STATUS_INVALID_PARAMETER,
+            f::STATUS_INSUFFICIENT_RESOURCES,
+            f::STATUS_FLT_CONTEXT_ALREADY_DEFINED,
+            f::STATUS_FLT_INVALID_NAME_REQUEST,
+            f::STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
+            f::STATUS_FLT_CONTEXT_ALREADY_LINKED,
+            r::KeyValuePartialInformation,
+            wr::REG_SZ,
+            fs::FILE_READ_DATA,
+            ss::IRP_MJ_CREATE,
+            m::IRP_MJ_OPERATION_END,
+            m::FLT_CONTEXT_END,
+            m::FLT_FILE_NAME_NORMALIZED,
+            m::FLT_FILE_NAME_OPENED,
+            m::FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+            m::FLT_PREOP_DISALLOW_FSFILTER_IO,
+            m::FLT_POSTOP_DISALLOW_FSFILTER_IO
+        );
+        same_entries("CONSTANTS", &sdk);
     }
 
     /// The harness's offsets are windows-sys's: the C layouts of fltKernel.h and wdm.h, which
@@ -303,10 +501,11 @@ mod tests {
         use core::mem::{offset_of, size_of};
         use windows_sys::{
             Wdk::{
-                Foundation::{FILE_OBJECT, OBJECT_ATTRIBUTES},
+                Foundation::{FILE_OBJECT, IO_SECURITY_CONTEXT, OBJECT_ATTRIBUTES},
                 Storage::FileSystem::Minifilters::{
-                    FLT_CALLBACK_DATA, FLT_CONTEXT_REGISTRATION, FLT_IO_PARAMETER_BLOCK,
-                    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
+                    FLT_CALLBACK_DATA, FLT_CONTEXT_REGISTRATION, FLT_FILE_NAME_INFORMATION,
+                    FLT_IO_PARAMETER_BLOCK, FLT_OPERATION_REGISTRATION, FLT_PARAMETERS_0,
+                    FLT_REGISTRATION, FLT_RELATED_OBJECTS,
                 },
                 System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
             },
@@ -326,34 +525,31 @@ mod tests {
             FLT_REGISTRATION.FilterUnloadCallback, FLT_REGISTRATION.SectionNotificationCallback,
             FLT_OPERATION_REGISTRATION.MajorFunction, FLT_OPERATION_REGISTRATION.Flags,
             FLT_OPERATION_REGISTRATION.PreOperation, FLT_OPERATION_REGISTRATION.PostOperation,
-            FLT_CONTEXT_REGISTRATION.ContextType,
+            FLT_CONTEXT_REGISTRATION.ContextType, FLT_CONTEXT_REGISTRATION.ContextCleanupCallback,
             FLT_CALLBACK_DATA.Flags, FLT_CALLBACK_DATA.Thread, FLT_CALLBACK_DATA.Iopb,
             FLT_CALLBACK_DATA.IoStatus,
             FLT_IO_PARAMETER_BLOCK.IrpFlags, FLT_IO_PARAMETER_BLOCK.MajorFunction,
             FLT_IO_PARAMETER_BLOCK.MinorFunction, FLT_IO_PARAMETER_BLOCK.OperationFlags,
             FLT_IO_PARAMETER_BLOCK.TargetFileObject, FLT_IO_PARAMETER_BLOCK.TargetInstance,
             FLT_IO_PARAMETER_BLOCK.Parameters,
+            FLT_PARAMETERS_0.SecurityContext, IO_SECURITY_CONTEXT.DesiredAccess,
             FLT_RELATED_OBJECTS.Size, FLT_RELATED_OBJECTS.Filter, FLT_RELATED_OBJECTS.Volume,
             FLT_RELATED_OBJECTS.Instance, FLT_RELATED_OBJECTS.FileObject,
-            FILE_OBJECT.FileName,
+            FILE_OBJECT.ReadAccess, FILE_OBJECT.SharedRead, FILE_OBJECT.FileName,
+            FLT_FILE_NAME_INFORMATION.Size, FLT_FILE_NAME_INFORMATION.Format,
+            FLT_FILE_NAME_INFORMATION.Name, FLT_FILE_NAME_INFORMATION.Volume,
             UNICODE_STRING.Length, UNICODE_STRING.MaximumLength, UNICODE_STRING.Buffer,
             OBJECT_ATTRIBUTES.RootDirectory, OBJECT_ATTRIBUTES.ObjectName,
             KEY_VALUE_PARTIAL_INFORMATION.Type, KEY_VALUE_PARTIAL_INFORMATION.DataLength,
             KEY_VALUE_PARTIAL_INFORMATION.Data;
             FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
-            FLT_RELATED_OBJECTS
+            FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION
         );
-        let harness = harness_layout();
-        for (key, offset) in &harness {
-            let expected = rust.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
-            assert_eq!(expected, Some(*offset), "harness.py LAYOUT {key}");
-        }
-        for (key, _) in &rust {
-            assert!(
-                harness.iter().any(|(k, _)| k == key),
-                "harness.py LAYOUT lacks {key}"
-            );
-        }
+        let rust: Vec<(&str, u64)> = rust
+            .into_iter()
+            .map(|(k, v)| (k, u64::try_from(v).expect("an offset")))
+            .collect();
+        same_entries("LAYOUT", &rust);
     }
 
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
