@@ -51,10 +51,10 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     let target_dir =
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     if jobs.iter().any(|job| !job.sys.exists()) {
-        crate::build(
+        crate::build::run(
             root,
-            crate::ProfileChoice::Release,
-            crate::TargetChoice::X86_64,
+            crate::build::ProfileChoice::Release,
+            crate::build::TargetChoice::X86_64,
             false,
         )?;
     }
@@ -232,7 +232,7 @@ fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
             })
             .collect::<Result<_>>();
     }
-    let samples = crate::samples(root)?;
+    let samples = crate::workspace::samples(root)?;
     let names: Vec<&str> = samples.iter().map(|s| s.dir.as_str()).collect();
     if let Some(wanted) = &args.sample
         && !names.contains(&wanted.as_str())
@@ -305,7 +305,7 @@ fn venv(dir: &Path) -> Result<PathBuf> {
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     println!("creating {} with {SPEAKEASY}", venv.display());
-    crate::run(
+    crate::process::run(
         {
             let mut c = Command::new("python3");
             c.args(["-m", "venv"]).arg(&venv);
@@ -313,7 +313,7 @@ fn venv(dir: &Path) -> Result<PathBuf> {
         },
         "python3 -m venv",
     )?;
-    crate::run(
+    crate::process::run(
         {
             let mut c = Command::new(&python);
             c.args(["-m", "pip", "install", "--quiet", SPEAKEASY]);

@@ -55,12 +55,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-// `run as build`, `process::run` and `samples` are here for emulate.rs only, which names them (and
-// the build options) by their crate-root paths: `crate::build`, `crate::run`, `crate::samples`.
 use crate::{
-    build::{ProfileChoice, TargetChoice, run as build},
-    process::run,
-    workspace::{samples, workspace_root},
+    build::{ProfileChoice, TargetChoice},
+    workspace::workspace_root,
 };
 
 /// Workspace tasks for the Rust minifilter samples.
