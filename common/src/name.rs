@@ -10,7 +10,8 @@ use core::{fmt, ptr::NonNull};
 
 use windows_sys::{
     Wdk::Storage::FileSystem::Minifilters::{
-        FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
+        FLT_CALLBACK_DATA, FLT_FILE_NAME_INFORMATION, FLT_FILE_NAME_NORMALIZED,
+        FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT, FltGetFileNameInformation,
         FltReleaseFileNameInformation,
     },
     Win32::Foundation::UNICODE_STRING,
@@ -96,14 +97,19 @@ impl fmt::Display for Utf16<'_> {
 /// How many UTF-16 units a [`CopiedName`] keeps; longer names are cut (and still printed).
 pub const COPIED_NAME_UNITS: usize = 160;
 
-/// The name of the file an operation targets, copied onto the stack so no reference outlives the
-/// call, or the status that explains why there is none. For log lines: it prints the name, or
-/// `<name unavailable: STATUS_...>`.
+/// The name of the file an operation targets, copied so that no reference outlives the call, or
+/// the status that explains why there is none. The one file-name type the samples log with: it
+/// prints the name, with ` (opened name)` when a normalized name was asked for and only the opened
+/// one could be had, or `<name unavailable: STATUS_...>`. Being a copy, it can go where no name
+/// can be queried or released: into pool for a completion routine at `DISPATCH_LEVEL`, or into a
+/// context.
 #[derive(Clone, Copy)]
 pub struct CopiedName {
     units: [u16; COPIED_NAME_UNITS],
     len: usize,
     status: crate::NtStatus,
+    /// The normalized name was asked for and failed; this is the opened one.
+    opened_instead: bool,
 }
 
 impl CopiedName {
@@ -114,26 +120,49 @@ impl CopiedName {
     /// # Safety
     /// `data` must be the callback data of the operation in progress.
     #[must_use]
-    pub unsafe fn query(
-        data: *const windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA,
-    ) -> Self {
-        use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
-            FLT_FILE_NAME_QUERY_DEFAULT, FltGetFileNameInformation,
-        };
+    pub unsafe fn query(data: *const FLT_CALLBACK_DATA) -> Self {
+        // SAFETY: the caller's guarantee.
+        unsafe { Self::query_as(data, FLT_FILE_NAME_OPENED) }
+    }
+
+    /// The normalized name (`FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT`) if Filter
+    /// Manager can build it, else the opened name, which prints with ` (opened name)`. A
+    /// normalized name can fail where the opened one does not (it may need I/O of its own to
+    /// expand short names). IRQL `<= APC_LEVEL`, not for paging I/O.
+    ///
+    /// # Safety
+    /// `data` must be the callback data of the operation in progress.
+    #[must_use]
+    pub unsafe fn query_normalized(data: *const FLT_CALLBACK_DATA) -> Self {
+        // SAFETY: the caller's guarantee.
+        let normalized = unsafe { Self::query_as(data, FLT_FILE_NAME_NORMALIZED) };
+        if normalized.status.is_success() {
+            return normalized;
+        }
+        // SAFETY: as above.
+        let opened = unsafe { Self::query_as(data, FLT_FILE_NAME_OPENED) };
+        Self {
+            opened_instead: opened.status.is_success(),
+            ..opened
+        }
+    }
+
+    /// One query in `format`, copied and released.
+    ///
+    /// # Safety
+    /// As for [`query`](Self::query).
+    unsafe fn query_as(data: *const FLT_CALLBACK_DATA, format: u32) -> Self {
         let mut name = Self {
             units: [0; COPIED_NAME_UNITS],
             len: 0,
             status: crate::NtStatus::SUCCESS,
+            opened_instead: false,
         };
         let mut info = core::ptr::null_mut();
         // SAFETY: `data` is the operation's callback data (the caller's contract); `info` is a
         // valid out pointer.
         name.status = crate::NtStatus(unsafe {
-            FltGetFileNameInformation(
-                data,
-                FLT_FILE_NAME_OPENED | FLT_FILE_NAME_QUERY_DEFAULT,
-                &raw mut info,
-            )
+            FltGetFileNameInformation(data, format | FLT_FILE_NAME_QUERY_DEFAULT, &raw mut info)
         });
         if name.status.is_success() && !info.is_null() {
             // SAFETY: a successful call returned one reference, which `FileName` releases.
@@ -143,27 +172,6 @@ impl CopiedName {
             name.units[..name.len].copy_from_slice(&units[..name.len]);
         }
         name
-    }
-
-    /// A copy of a name already held, or of the status that says why there is none: for a line
-    /// printed after the name's reference is gone, such as in an I/O completion routine at
-    /// `DISPATCH_LEVEL`, where no name can be queried or released.
-    #[must_use]
-    pub fn copy_of(name: Result<&FileName, crate::NtStatus>) -> Self {
-        let mut copy = Self {
-            units: [0; COPIED_NAME_UNITS],
-            len: 0,
-            status: crate::NtStatus::SUCCESS,
-        };
-        match name {
-            Ok(name) => {
-                let units = name.name().0;
-                copy.len = units.len().min(COPIED_NAME_UNITS);
-                copy.units[..copy.len].copy_from_slice(&units[..copy.len]);
-            }
-            Err(status) => copy.status = status,
-        }
-        copy
     }
 
     /// The status of the name query (`STATUS_SUCCESS` when the name is there).
@@ -176,7 +184,11 @@ impl CopiedName {
 impl fmt::Display for CopiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.status.is_success() {
-            Utf16(&self.units[..self.len]).fmt(f)
+            Utf16(&self.units[..self.len]).fmt(f)?;
+            if self.opened_instead {
+                f.write_str(" (opened name)")?;
+            }
+            Ok(())
         } else {
             write!(f, "<name unavailable: {}>", self.status)
         }

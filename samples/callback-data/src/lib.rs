@@ -16,7 +16,7 @@
 //! DISPATCH_LEVEL)`.
 #![cfg_attr(target_os = "windows", no_std)]
 
-use core::{cell::UnsafeCell, ffi::c_void, fmt, mem::MaybeUninit, ptr};
+use core::{cell::UnsafeCell, ffi::c_void, mem::MaybeUninit, ptr};
 
 use common::{
     NtStatus,
@@ -25,19 +25,17 @@ use common::{
         ExInitializeRundownProtection, ExReleaseRundownProtection,
         ExWaitForRundownProtectionRelease, FILE_INTERNAL_INFORMATION, FILE_OBJECT,
         FILE_STANDARD_INFORMATION, FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY,
-        FLT_CALLBACK_DATA, FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED,
-        FLT_FILE_NAME_QUERY_DEFAULT, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
+        FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
         FileInternalInformation, FileStandardInformation, FltAllocateCallbackDataEx,
-        FltGetFileNameInformation, FltPerformAsynchronousIo, FltPerformSynchronousIo,
-        FltReuseCallbackData, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, NTSTATUS,
-        ObDereferenceObjectDeferDelete, ObfReferenceObject, PFLT_CONTEXT, PFLT_INSTANCE,
-        STATUS_SUCCESS, UNICODE_STRING,
+        FltPerformAsynchronousIo, FltPerformSynchronousIo, FltReuseCallbackData, IRP_MJ_CREATE,
+        IRP_MJ_QUERY_INFORMATION, NTSTATUS, ObDereferenceObjectDeferDelete, ObfReferenceObject,
+        PFLT_CONTEXT, PFLT_INSTANCE, STATUS_SUCCESS, UNICODE_STRING,
     },
     callback_data::OwnedCallbackData,
     filter::{FilterSlot, register_and_start},
     irql, layout, log,
-    name::{CopiedName, FileName},
+    name::CopiedName,
     params,
     pool::{PoolBox, tag},
     registration::{OPERATION_END, OperationTable, Registration, operation},
@@ -149,7 +147,9 @@ unsafe extern "system" fn post_create(
     }
     // Post-create is documented to run at PASSIVE_LEVEL; everything below needs <= APC_LEVEL.
     common::paged_code!();
-    let name = Name(file_name(data));
+    // The normalized name if Filter Manager can build it, the name as opened otherwise.
+    // SAFETY: the create's callback data, valid during post-create (not paging I/O).
+    let name = unsafe { CopiedName::query_normalized(data) };
     match query(objects.Instance, objects.FileObject) {
         Ok(facts) => log!(
             "{TAG}: {name}: size {}, links {}, delete pending {}, file id {:#x}",
@@ -166,37 +166,6 @@ unsafe extern "system" fn post_create(
     query_async(objects.Instance, objects.FileObject, &name);
     // Fail open: whatever happened above, the user's open completes as the file system left it.
     FLT_POSTOP_FINISHED_PROCESSING
-}
-
-/// The normalized name if Filter Manager can build it, the name as opened otherwise.
-fn file_name(data: *const FLT_CALLBACK_DATA) -> Result<FileName, NtStatus> {
-    let mut status = NtStatus(STATUS_SUCCESS);
-    for format in [FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED] {
-        let mut info = ptr::null_mut();
-        // SAFETY: `data` is the create's callback data, valid during post-create; the out
-        // pointer is a local. A successful call hands us one reference.
-        status = NtStatus(unsafe {
-            FltGetFileNameInformation(data, format | FLT_FILE_NAME_QUERY_DEFAULT, &raw mut info)
-        });
-        if status.is_success() {
-            // SAFETY: the call succeeded, so `info` is non-null and the reference is ours.
-            return Ok(unsafe { FileName::from_raw(info) });
-        }
-    }
-    Err(status)
-}
-
-/// A name for a log line, or why there is none.
-struct Name(Result<FileName, NtStatus>);
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Ok(name) if name.format() == "normalized" => write!(f, "{name}"),
-            Ok(name) => write!(f, "{name} ({} name)", name.format()),
-            Err(status) => write!(f, "<no name: {status}>"),
-        }
-    }
 }
 
 /// What the file system said about one file.
@@ -329,7 +298,7 @@ struct AsyncQuery {
 /// Step 6: the `FileStandardInformation` question through `FltPerformAsynchronousIo`. Either the
 /// request is issued and `query_completed` owns everything from then on, or nothing is held and
 /// the reason is logged.
-fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &Name) {
+fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &CopiedName) {
     // SAFETY: initialized in DriverEntry; callable at <= DISPATCH_LEVEL.
     if !unsafe { ExAcquireRundownProtection(IN_FLIGHT.get()) } {
         log!("{TAG}: {name}: async query not issued: the filter is unloading; the open goes on");
@@ -344,7 +313,7 @@ fn query_async(instance: PFLT_INSTANCE, file_object: *const FILE_OBJECT, name: &
     };
     let query = AsyncQuery {
         info: MaybeUninit::zeroed(),
-        name: CopiedName::copy_of(name.0.as_ref().map_err(|status| *status)),
+        name: *name,
         file_object,
     };
     let query = match PoolBox::new(query, POOL_TAG) {

@@ -202,7 +202,9 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
         [
             "FltGetEcpListFromCallbackData",
             "FltIsDirectory",
+            // The name, copied and released before any I/O (`common::name::CopiedName`).
             "FltGetFileNameInformation",
+            "FltReleaseFileNameInformation",
             "FltAllocateCallbackDataEx",
             "FltPerformSynchronousIo",
             "FltReuseCallbackData",
@@ -214,7 +216,6 @@ fn one_callback_data_serves_both_queries_and_is_freed_after() {
             "FltAllocateCallbackDataEx",
             "ObfReferenceObject",
             "FltPerformAsynchronousIo",
-            "FltReleaseFileNameInformation",
         ]
     );
     // The request was pending: its completion ran on another thread and freed everything.
@@ -415,6 +416,7 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
                 "FltGetEcpListFromCallbackData",
                 "FltIsDirectory",
                 "FltGetFileNameInformation",
+                "FltReleaseFileNameInformation",
                 "FltAllocateCallbackDataEx",
                 "FltPerformSynchronousIo",
                 "FltFreeCallbackData",
@@ -423,7 +425,6 @@ fn a_query_the_file_system_fails_is_logged_by_status_and_the_open_succeeds() {
                 "FltAllocateCallbackDataEx",
                 "ObfReferenceObject",
                 "FltPerformAsynchronousIo",
-                "FltReleaseFileNameInformation",
             ]
         );
         assert_eq!(
@@ -481,7 +482,7 @@ fn falls_back_to_the_opened_name_then_to_no_name() {
     assert_eq!(
         async_lines(&world),
         [
-            async_line("\\docs\\a.txt", 5),
+            async_line("\\docs\\a.txt (opened name)", 5),
             "rs-callback-data: <name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: \
              async FileStandardInformation: size 0, links 1 (completion routine at DISPATCH_LEVEL)"
                 .to_owned(),
@@ -495,7 +496,7 @@ fn falls_back_to_the_opened_name_then_to_no_name() {
     );
     assert!(
         lines[1].starts_with(
-            "rs-callback-data: <no name: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: size 0,"
+            "rs-callback-data: <name unavailable: STATUS_INSUFFICIENT_RESOURCES (0xC000009A)>: size 0,"
         ),
         "{lines:?}"
     );
@@ -802,7 +803,7 @@ fn the_completion_runs_even_when_flt_perform_asynchronous_io_fails() {
         let opener = opener_thread(&world, since);
         let (calls, elsewhere) = sample_calls_by_thread(&world, since, opener);
         assert_eq!(elsewhere, [] as [&str; 0]);
-        let tail = &calls[calls.len() - 6..];
+        let tail = &calls[calls.len() - 5..];
         assert_eq!(
             tail,
             [
@@ -811,7 +812,6 @@ fn the_completion_runs_even_when_flt_perform_asynchronous_io_fails() {
                 "ObDereferenceObjectDeferDelete",
                 "ExReleaseRundownProtection",
                 "FltPerformAsynchronousIo",
-                "FltReleaseFileNameInformation",
             ]
         );
         let returned = &world.calls("FltPerformAsynchronousIo")[0];
