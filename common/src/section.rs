@@ -36,6 +36,7 @@ use windows_sys::{
     Wdk::{
         Storage::FileSystem::Minifilters::{
             FLT_RELATED_OBJECTS, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
+            FltRegisterForDataScan, PFLT_INSTANCE,
         },
         System::SystemServices::{
             MM_COPY_ADDRESS, MM_COPY_ADDRESS_0, MM_COPY_MEMORY_VIRTUAL,
@@ -491,6 +492,18 @@ impl<B: DerefMut<Target = [u8]>> WindowReader<B> {
         }
         Ok(Some((start, &self.buffer[..len])))
     }
+}
+
+/// `FltRegisterForDataScan(Instance)` (`<= APC_LEVEL`; call it in `InstanceSetup`): a volume's
+/// instance may create sections for data scan only after it. `STATUS_NOT_SUPPORTED` means the
+/// file system cannot (a network share). data-scan makes this call itself and explains it.
+///
+/// # Safety
+/// `instance` is the instance being set up (the callback's own).
+#[must_use]
+pub unsafe fn register_for_data_scan(instance: PFLT_INSTANCE) -> NtStatus {
+    // SAFETY: the caller's guarantee.
+    NtStatus(unsafe { FltRegisterForDataScan(instance) })
 }
 
 /// A read-only data-scan section, for the samples that use one without teaching the call

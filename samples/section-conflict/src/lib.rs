@@ -7,11 +7,11 @@
 //! sample closes the section there, and the I/O proceeds once the chunk being read is done. It
 //! scans the files opened for reading in its demo folder (`common::scope`).
 //!
-//! Its own code makes the calls it teaches: the `FLT_REGISTRATION` of version `0x0203`,
-//! `FltRegisterForDataScan`, the `SectionNotificationCallback`, and the one-closer hand-off that
-//! decides who closes (`common::handoff`; the rule is told once in `docs/sections.md`). The
-//! section's create and close are data-scan's lesson; the scan thread and its queue are
-//! `common::worker`. `samples/section-conflict/README.md` goes on: every call's contract, who
+//! Its own code is the lesson: the `FLT_REGISTRATION` of version `0x0203`, the
+//! `SectionNotificationCallback`, and the one-closer hand-off that decides who closes
+//! (`common::handoff`; the rule is told once in `docs/sections.md`). The data-scan registration,
+//! the section's create and close are data-scan's lesson (`common::section`); the scan thread and
+//! its queue are `common::worker`. `samples/section-conflict/README.md` goes on: every call's contract, who
 //! closes and why, what the model cannot show, and what you see when it runs.
 #![cfg_attr(target_os = "windows", no_std)]
 
@@ -23,9 +23,8 @@ use common::{
         FILE_READ_DATA, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE, FLT_INSTANCE_CONTEXT,
         FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
         FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
-        FLT_SECTION_CONTEXT, FltRegisterForDataScan, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
-        KeDelayExecutionThread, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_DO_NOT_ATTACH,
-        STATUS_NOT_FOUND, STATUS_SUCCESS,
+        FLT_SECTION_CONTEXT, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS, KeDelayExecutionThread, NTSTATUS,
+        PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_DO_NOT_ATTACH, STATUS_NOT_FOUND, STATUS_SUCCESS,
     },
     callback_data::Described,
     context::{ContextRef, Failed},
@@ -193,7 +192,7 @@ unsafe extern "system" fn instance_setup(
     // SAFETY: Filter Manager passes valid related objects for the callback's duration.
     let instance = unsafe { (*objects).Instance };
     // SAFETY: the instance being set up (`<= APC_LEVEL`). `STATUS_NOT_SUPPORTED`: a network share.
-    let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
+    let status = unsafe { common::section::register_for_data_scan(instance) };
     if !status.is_success() {
         log!("{TAG}: not attaching to this volume: FltRegisterForDataScan returned {status}");
         return STATUS_FLT_DO_NOT_ATTACH;

@@ -8,10 +8,11 @@
 //! teardown, whichever takes it first in the one-closer hand-off (`common::handoff`). It acts
 //! only in its demo folder (`common::scope`).
 //!
-//! Its own code makes the calls it teaches: `FltRegisterForDataScan`, `FltGetSectionContext`
-//! with each of its documented results, `FltGetRequestorProcessId` and the
-//! `SectionNotificationCallback`. The section's create and close are data-scan's lesson, reached
-//! here through `common::handoff` and `common::section`.
+//! Its own code makes the calls it teaches: `FltGetSectionContext` with each of its documented
+//! results, and `FltGetRequestorProcessId`. The data-scan registration, the section's create and
+//! its close are data-scan's lesson, reached here through `common::section` and
+//! `common::handoff`; its `SectionNotificationCallback` asks for the close as section-conflict's
+//! does.
 //! `samples/section-context/README.md` goes on: every status and what the sample does with it,
 //! who closes and why, the races, and what you see when it runs.
 #![cfg_attr(target_os = "windows", no_std)]
@@ -28,10 +29,10 @@ use common::{
         FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS,
         FLT_PREOP_SUCCESS_NO_CALLBACK, FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS,
         FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT, FltGetRequestorProcessId,
-        FltGetSectionContext, FltRegisterForDataScan, IRP_MJ_CLEANUP, IRP_MJ_CREATE,
-        IRP_MJ_FLUSH_BUFFERS, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE,
-        IRP_PAGING_IO, NTSTATUS, PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED,
-        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+        FltGetSectionContext, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
+        IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ, IRP_MN_FLUSH_AND_PURGE, IRP_PAGING_IO, NTSTATUS,
+        PFLT_CONTEXT, PFLT_INSTANCE, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_NOT_FOUND,
+        STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
     },
     callback_data,
     context::ContextRef,
@@ -154,7 +155,7 @@ unsafe extern "system" fn instance_setup(
         log!("{TAG}: {fs} volume: {failed}; no sections on this volume");
     }
     // SAFETY: `instance` is the instance being set up (`<= APC_LEVEL`).
-    let status = NtStatus(unsafe { FltRegisterForDataScan(instance) });
+    let status = unsafe { common::section::register_for_data_scan(instance) };
     if !status.is_success() {
         log!("{TAG}: {fs} volume: FltRegisterForDataScan: {status}; attaching anyway");
     }
