@@ -9,6 +9,10 @@
 //! never grow. The list holds the truth: a listed sample whose count falls is told its new
 //! ceiling, and one that meets the budget must leave the list, so the check tightens as the
 //! samples shrink and ends as the plain budget.
+//!
+//! The same command holds the rule of where a lesson lives: each call in [`TAUGHT`] appears raw
+//! (called by name in code, not in a comment or a string) in its owner's `src/` and in no other
+//! sample's. Everywhere else it goes through the `common` item whose doc names the owner.
 
 use std::{
     fs,
@@ -24,6 +28,143 @@ pub const BUDGET: usize = 300;
 /// here, seen in review. Empty since issue 21 brought the last one, section-conflict, from 822 to
 /// under the budget; a sample that grows past it fails the check, with no ceiling to hide under.
 pub const CEILINGS: &[(&str, usize)] = &[];
+
+/// Each taught call, and the one sample whose own code makes it raw. The others reach it through
+/// `common` (`filter::register_and_start`, `section::register_for_data_scan`,
+/// `handoff::SharedSection::create`, `context::ContextRef::of_section`, ...). Not listed:
+/// `FltFreeCallbackData`, which callback-data makes by dropping its `OwnedCallbackData` at a
+/// line that names it, and the `SectionNotificationCallback`, a callback, not a call:
+/// section-conflict teaches it, and section-context, which makes sections too, registers its own.
+pub const TAUGHT: &[(&str, &str)] = &[
+    ("FltRegisterFilter", "passthrough"),
+    ("FltStartFiltering", "passthrough"),
+    ("FltUnregisterFilter", "passthrough"),
+    ("FltAllocateCallbackDataEx", "callback-data"),
+    ("FltPerformSynchronousIo", "callback-data"),
+    ("FltReuseCallbackData", "callback-data"),
+    ("FltPerformAsynchronousIo", "callback-data"),
+    ("FltRegisterForDataScan", "data-scan"),
+    ("FltCreateSectionForDataScan", "data-scan"),
+    ("FltCloseSectionForDataScan", "data-scan"),
+    ("MmMapViewInSystemSpaceEx", "data-scan"),
+    ("MmCopyMemory", "data-scan"),
+    ("MmUnmapViewInSystemSpace", "data-scan"),
+    ("FltGetSectionContext", "section-context"),
+    ("FltGetRequestorProcessId", "section-context"),
+];
+
+/// The code of one Rust source text with comments and the contents of string literals blanked,
+/// so that what is left names only what the code calls.
+pub fn code_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_block, mut in_string) = (false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_block {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                in_block = false;
+            } else if c == '\n' {
+                out.push(c);
+            }
+        } else if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    in_string = false;
+                    out.push(c);
+                }
+                '\n' => out.push(c),
+                _ => {}
+            }
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            // A line comment: skip to the end of the line.
+            for rest in chars.by_ref() {
+                if rest == '\n' {
+                    out.push(rest);
+                    break;
+                }
+            }
+        } else if c == '/' && chars.peek() == Some(&'*') {
+            chars.next();
+            in_block = true;
+        } else {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How often `code` (from [`code_only`]) calls `api` by name: `api(` not preceded by a letter,
+/// digit or `_`.
+pub fn raw_calls(code: &str, api: &str) -> usize {
+    let needle = format!("{api}(");
+    code.match_indices(&needle)
+        .filter(|&(at, _)| {
+            !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+        .count()
+}
+
+/// What the ownership rule says of the samples' code (each sample's directory name and its
+/// `src/` code, from [`code_only`]): one line per call that appears raw outside its owner, or not
+/// in its owner.
+pub fn taught_findings(samples: &[(String, String)], taught: &[(&str, &str)]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for &(api, owner) in taught {
+        for (sample, code) in samples {
+            let calls = raw_calls(code, api);
+            if sample == owner && calls == 0 {
+                findings.push(format!(
+                    "{api} is {owner}'s lesson, but {owner}'s own code no longer calls it: update xtask's TAUGHT"
+                ));
+            } else if sample != owner && calls > 0 {
+                findings.push(format!(
+                    "{sample} calls {api} raw ({calls}x), which is {owner}'s lesson: go through the `common` item whose doc names {owner}"
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// Each sample's directory name and the code of its `src/` ([`code_only`]), in directory order.
+pub fn sample_code(root: &Path) -> Result<Vec<(String, String)>> {
+    sample_dirs(root)?
+        .iter()
+        .map(|dir| {
+            let mut code = String::new();
+            for file in rust_files(&dir.join("src"))? {
+                let text = fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                code.push_str(&code_only(&text));
+            }
+            Ok((dir_name(dir), code))
+        })
+        .collect()
+}
+
+fn sample_dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut samples: Vec<PathBuf> = fs::read_dir(root.join("samples"))
+        .context("reading samples/")?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("src").is_dir())
+        .collect();
+    samples.sort();
+    Ok(samples)
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 /// The code lines of one Rust source text: not blank, not inside a comment.
 pub fn code_lines(text: &str) -> usize {
@@ -71,13 +212,7 @@ pub struct Count {
 
 /// Every sample's count, in directory order.
 pub fn count_samples(root: &Path) -> Result<Vec<Count>> {
-    let mut samples: Vec<PathBuf> = fs::read_dir(root.join("samples"))
-        .context("reading samples/")?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.join("src").is_dir())
-        .collect();
-    samples.sort();
-    samples
+    sample_dirs(root)?
         .iter()
         .map(|dir| {
             let mut lines = 0;
@@ -86,11 +221,10 @@ pub fn count_samples(root: &Path) -> Result<Vec<Count>> {
                     .with_context(|| format!("reading {}", file.display()))?;
                 lines += code_lines(&text);
             }
-            let sample = dir
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok(Count { sample, lines })
+            Ok(Count {
+                sample: dir_name(dir),
+                lines,
+            })
         })
         .collect()
 }
@@ -155,6 +289,18 @@ pub fn run(root: &Path) -> Result<()> {
             ));
         }
     }
+    let taught = taught_findings(&sample_code(root)?, TAUGHT);
+    println!(
+        "taught calls: {} ({}), each raw only in its owner's code: {}",
+        TAUGHT.len(),
+        TAUGHT
+            .iter()
+            .map(|(api, _)| *api)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if taught.is_empty() { "ok" } else { "no" }
+    );
+    failures.extend(taught);
     if failures.is_empty() {
         return Ok(());
     }
@@ -204,6 +350,40 @@ mod tests {
         assert!(verdict(&count("big", 401), &ceilings).is_some_and(|m| m.contains("never grow")));
         assert!(verdict(&count("big", 350), &ceilings).is_some_and(|m| m.contains("to 350")));
         assert!(verdict(&count("big", 300), &ceilings).is_some_and(|m| m.contains("take it off")));
+    }
+
+    #[test]
+    fn comments_and_strings_are_not_calls() {
+        let code = code_only(
+            "// FltGetSectionContext(x)\nlog!(\"FltGetSectionContext(a)\");\n/* FltGetSectionContext( */\nlet s = unsafe { FltGetSectionContext(i, f, c) };\nMyFltGetSectionContext(1);\n",
+        );
+        assert_eq!(raw_calls(&code, "FltGetSectionContext"), 1, "{code}");
+    }
+
+    #[test]
+    fn a_taught_call_outside_its_owner_is_a_finding() {
+        let samples = [
+            ("owner".to_owned(), "fn a() { FltX(1); }".to_owned()),
+            ("other".to_owned(), "fn b() { FltX(2); }".to_owned()),
+        ];
+        let findings = taught_findings(&samples, &[("FltX", "owner")]);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert!(findings[0].starts_with("other calls FltX raw"));
+        let findings = taught_findings(&samples[..1], &[("FltX", "owner")]);
+        assert!(
+            findings.is_empty(),
+            "only the owner calls it: {findings:#?}"
+        );
+        let findings = taught_findings(&samples[..1], &[("FltY", "owner")]);
+        assert!(findings[0].contains("no longer calls it"), "{findings:#?}");
+    }
+
+    #[test]
+    fn the_workspace_samples_keep_each_lesson_in_its_owner() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let code = sample_code(&root).expect("samples/ can be read");
+        let findings = taught_findings(&code, TAUGHT);
+        assert!(findings.is_empty(), "{findings:#?}");
     }
 
     #[test]
