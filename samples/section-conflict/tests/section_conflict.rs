@@ -258,6 +258,60 @@ fn a_truncation_from_another_handle_aborts_the_scan_and_succeeds() {
     assert_gives_way(Conflict::Truncate(10));
 }
 
+/// The bound on a conflicting I/O (the README's "When another handle needs the section gone"):
+/// a truncation that arrives while the scan thread is inside a chunk (held at the entry of its
+/// `MmCopyMemory`, with the views lock shared) waits for that chunk and for nothing more. The
+/// notification runs while the chunk is held; its close comes after that chunk's view is unmapped
+/// and before any other is mapped; the truncation completes while the pause after that chunk is
+/// still held, and the scan copies no other chunk.
+#[test]
+fn a_conflict_during_a_chunk_waits_for_that_chunk_and_no_more() {
+    let world = world_with_files();
+    world.load(NAME, ALTITUDE, DriverEntry).unwrap();
+    let parked = world.hold_next_call("MmCopyMemory");
+    let pause = world.hold_delays();
+    let reader = world.open(BIG, Open::read()).unwrap();
+    assert!(parked.wait_held(PARK_BOUND), "the scan never copied");
+    let writer = world.open(BIG, Open::write()).unwrap();
+    std::thread::scope(|s| {
+        let truncating = s.spawn(|| world.set_end_of_file(writer, 10));
+        assert!(
+            world
+                .wait_for_event(PARK_BOUND, |e| e
+                    .text
+                    .starts_with("SectionNotificationCallback ->"))
+                .is_some(),
+            "the truncation was never notified"
+        );
+        parked.release();
+        // Done while the scan is held in the pause after its chunk: it did not wait for it.
+        assert_eq!(truncating.join().expect("no panic"), Ok(()));
+        assert!(pause.wait_held(PARK_BOUND), "the scan never paused");
+        pause.release();
+    });
+    let seq_of =
+        |api: &'static str| -> Vec<u64> { world.calls(api).iter().map(|e| e.seq).collect() };
+    let (copies, unmaps) = (seq_of("MmCopyMemory"), seq_of("MmUnmapViewInSystemSpace"));
+    let closes = seq_of("FltCloseSectionForDataScan");
+    assert_eq!(copies.len(), 1, "only the chunk in progress was copied");
+    assert_eq!((unmaps.len(), closes.len()), (1, 1));
+    assert!(
+        unmaps[0] < closes[0],
+        "the close waited for the chunk's view to go"
+    );
+    world.close(writer).unwrap();
+    world.close(reader).unwrap();
+    world.unload(NAME).unwrap();
+    assert!(
+        file_lines(&world).contains(&format!(
+            "{NAME}: \\Device\\HarddiskVolume1\\rs-minifilter-demo\\big.bin: scan aborted after 1 of 256 chunks: another party closed the section"
+        )),
+        "{:#?}",
+        file_lines(&world)
+    );
+    world.finish();
+}
+
 #[test]
 fn a_non_cached_write_from_another_handle_aborts_the_scan_and_succeeds() {
     assert_gives_way(Conflict::NonCachedWrite);
