@@ -26,7 +26,7 @@
 //! Where things are: this file checks the input ([`names`], [`group`]), works out every file to
 //! write before writing one ([`plan`]) and writes them ([`run`]). The files come from
 //! - [`template`]: the new sample's crate, README and INF, renamed from `samples/passthrough`;
-//! - [`scripts`]: the PowerShell scripts with the new sample in their lists;
+//! - [`mod@scripts`]: the PowerShell scripts with the new sample in their lists;
 //! - [`out_workspace`]: with `--out`, the rest of a workspace of its own, whose manifests
 //!   [`manifest`] writes out without inheriting from a workspace.
 
