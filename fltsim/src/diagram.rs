@@ -714,6 +714,81 @@ pub fn assert_every_release_has_its_acquire(printed: &[Vec<Event>]) {
     }
 }
 
+/// What a sample's demo (`examples/demo.rs`) gives the tests that keep it honest, and what its
+/// `main` prints: the README's generated blocks, and one run of the scenario. Each sample's
+/// `tests/diagram.rs` is then one line, [`demo_tests!`](crate::demo_tests).
+pub trait Demo {
+    /// The README's diagram: the scenario, run in a new world, drawn.
+    fn diagram() -> String;
+    /// The README's output blocks, by name, each from the scenario run in a new world.
+    fn excerpts() -> Vec<(&'static str, String)>;
+    /// Runs the scenario in `world` and returns what the demo prints: its opening summary
+    /// ([`crate::excerpt::summary`]), then the traces it prints after it.
+    fn run(world: &crate::World) -> (Vec<String>, Vec<Vec<Event>>);
+}
+
+/// The three checks every sample's demo passes, as `#[test]` functions: the README's diagram and
+/// output blocks are what the model gives now ([`assert_readme_is_current`]); every release the
+/// printed traces show comes with its acquire ([`assert_every_release_has_its_acquire`]); and
+/// the printed output opens with a summary that fits on a screen and reports no verifier finding.
+/// `fltsim::demo_tests!(demo::Shown)` in a sample's `tests/diagram.rs`, where `demo` is its
+/// `examples/demo.rs` and `Shown` implements [`Demo`].
+#[macro_export]
+macro_rules! demo_tests {
+    ($demo:ty) => {
+        #[test]
+        fn the_readme_is_what_the_model_gives_now() {
+            $crate::diagram::assert_readme_is_current(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"),
+                &<$demo as $crate::diagram::Demo>::diagram(),
+                &<$demo as $crate::diagram::Demo>::excerpts(),
+            );
+        }
+
+        #[test]
+        fn every_release_the_demo_prints_comes_with_its_acquire() {
+            let world = $crate::World::new();
+            let (_, printed) = <$demo as $crate::diagram::Demo>::run(&world);
+            world.finish();
+            $crate::diagram::assert_every_release_has_its_acquire(&printed);
+        }
+
+        /// The demo opens with a summary of what happened and why it matters, on one screen; the
+        /// full trace follows it.
+        #[test]
+        fn the_demo_opens_with_a_summary_that_fits_on_a_screen() {
+            let world = $crate::World::new();
+            let (summary, _) = <$demo as $crate::diagram::Demo>::run(&world);
+            world.finish();
+            $crate::diagram::assert_summary_fits(&summary);
+        }
+    };
+}
+
+/// A demo's opening summary: headed `== Summary`, at most [`crate::excerpt::SUMMARY_LINES`]
+/// lines, and reporting no verifier finding (`- verifier findings: 0`, or `0 and 0` for a demo of
+/// two runs).
+///
+/// # Panics
+/// When any of the three does not hold.
+pub fn assert_summary_fits(summary: &[String]) {
+    assert_eq!(
+        summary.first().map(String::as_str),
+        Some("== Summary"),
+        "{summary:#?}"
+    );
+    assert!(
+        summary.len() <= crate::excerpt::SUMMARY_LINES,
+        "{summary:#?}"
+    );
+    assert!(
+        summary
+            .iter()
+            .any(|l| l == "- verifier findings: 0" || l.starts_with("- verifier findings: 0 and 0")),
+        "{summary:#?}"
+    );
+}
+
 /// The drift test's comparison: `Ok` if `readme`'s generated block is `block`.
 ///
 /// # Errors

@@ -148,6 +148,33 @@ pub(crate) fn summary(world: &World, traces: &[(&str, Range<usize>)], below: u32
     )
 }
 
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
+/// what one run prints first (the summary) and last (the traces).
+#[allow(
+    dead_code,
+    reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
+)]
+pub(crate) struct Shown;
+
+impl fltsim::diagram::Demo for Shown {
+    fn diagram() -> String {
+        diagram()
+    }
+
+    fn excerpts() -> Vec<(&'static str, String)> {
+        excerpts()
+    }
+
+    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
+        let (traces, below) = scenario(world);
+        let summary = summary(world, &traces, below);
+        let printed = printed(world, &traces)
+            .into_iter()
+            .map(|(_, events)| events);
+        (summary, printed.collect())
+    }
+}
+
 fn main() {
     if fltsim::excerpt::print_requested(excerpts) {
         return;

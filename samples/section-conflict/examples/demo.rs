@@ -197,6 +197,30 @@ pub(crate) fn summary() -> Vec<String> {
     )
 }
 
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
+/// what one run prints first (the summary) and last (the traces).
+#[allow(
+    dead_code,
+    reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
+)]
+pub(crate) struct Shown;
+
+impl fltsim::diagram::Demo for Shown {
+    fn diagram() -> String {
+        diagram()
+    }
+
+    fn excerpts() -> Vec<(&'static str, String)> {
+        excerpts()
+    }
+
+    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
+        let (truncation, _) = scenario(world, true);
+        assert!(truncation.is_ok(), "the scan gives way: {truncation:?}");
+        (summary(), printed(world))
+    }
+}
+
 fn main() {
     if fltsim::excerpt::print_requested(excerpts) {
         return;
