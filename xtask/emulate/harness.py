@@ -883,17 +883,20 @@ def run_callbacks(se, operations, insns, out, st, folder, expect_eicar):
     inside the demo folder (EICAR) must fail with STATUS_VIRUS_INFECTED and the other go on."""
     rows = []
     scoped = bool(out["registry"]["queried"])  # the driver reads DemoFolder: common::scope
-    for where, name in (("out", "\\Users\\u\\" + "a" * 51 + ".txt"),
-                        ("in", f"\\Users\\u\\{folder}\\" + "b" * 38 + ".txt")):
+    files = [("out", outside(64)), ("in", f"\\Users\\u\\{folder}\\" + "b" * 38 + ".txt")]
+    if scoped:
+        files += [(f"out{n}", outside(n)) for n in GROWTH if n != 64]
+    for where, name in files:
         for op in operations:
             for kind in ("pre", "post"):
                 addr = op[kind + "_addr"]
-                if not addr:
+                if not addr or (where not in ("out", "in")
+                                and (kind, op["major"]) != ("pre", K.IRP_MJ_CREATE)):
                     continue
                 mem = se.mem_alloc(0x1000)
                 se.mem_write(mem, b"\0" * 0x1000)
                 data, iopb, fobj = mem, mem + 0x100, mem + 0x400
-                text, security = mem + 0x600, mem + 0x900
+                security, text = mem + 0x900, mem + 0xA00  # text: 256 characters at most
                 objs = related_objects(se, fobj)
                 se.mem_write(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], struct.pack("<Q", iopb))
                 p = "FLT_IO_PARAMETER_BLOCK."
@@ -920,7 +923,7 @@ def run_callbacks(se, operations, insns, out, st, folder, expect_eicar):
                 allowed = PREOP_STATUSES if kind == "pre" else POSTOP_STATUSES
                 what = f"{'FLT_PREOP' if kind == 'pre' else 'FLT_POSTOP'}_* status"
                 row = gated(se, insns, out, st, addr, args, allowed, what)
-                if scoped and where == "out" and kind == "pre" and create and row["calls"]:
+                if scoped and where != "in" and kind == "pre" and create and row["calls"]:
                     # common::scope decides from FileObject->FileName alone: "no name query, no
                     # allocation, no log line" outside the demo folder.
                     row["reasons"].append(
@@ -944,7 +947,39 @@ def run_callbacks(se, operations, insns, out, st, folder, expect_eicar):
                         row["reasons"].append(f"the clean file's open ended with {status:#x}")
                 row.update(where=where, major=f"{op['major']:#x}", kind=kind)
                 rows.append(row)
+    if scoped:
+        growth(rows)
     return rows
+
+
+# The lengths of the names outside the demo folder that a scoped pre-create is timed on.
+GROWTH = (16, 64, 256)
+
+
+def outside(n):
+    """A name of `n` characters outside the demo folder: \\Users\\u\\aaa...a.txt."""
+    return "\\Users\\u\\" + "a" * (n - 13) + ".txt"
+
+
+def growth(rows):
+    """common::scope promises "one scan of the name" outside the demo folder (and no counted
+    call, checked per row): a cost linear in the name's length. Per character, the step from 64
+    to 256 characters may then cost at most twice the step from 16 to 64 (and one instruction
+    more, for rounding); a second scan per component or per character (quadratic) costs four
+    times as much. No page gives an absolute figure, so there is no budget, only this shape."""
+    pre = {r["where"]: r for r in rows
+           if r["kind"] == "pre" and r["major"] == f"{K.IRP_MJ_CREATE:#x}" and r["where"] != "in"}
+    timed = [pre.get("out" if n == 64 else f"out{n}") for n in GROWTH]
+    if any(r is None or r["ret"] is None for r in timed):
+        return
+    (a, n1), (b, n2), (c, n3) = [(r["instructions"], n) for r, n in zip(timed, GROWTH)]
+    low, high = (b - a) / (n2 - n1), (c - b) / (n3 - n2)
+    last = timed[-1]
+    if high > 2 * max(low, 0) + 1:
+        last["reasons"].append(f"pre-create grows faster than its name: {high:.1f} instructions "
+                               f"a character from {n2} to {n3} characters, {low:.1f} from {n1} to {n2}")
+    else:
+        last["note"] = f"{low:.1f} then {high:.1f} instructions a character: linear"
 
 
 def entry_problems(entry):

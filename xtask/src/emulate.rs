@@ -143,14 +143,14 @@ fn print_callbacks(rows: &[String], failures: &[String]) {
         "Callbacks (each must run to its return, return a documented status and balance every counted pair)"
     );
     println!(
-        "{:<18} {:<5} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
+        "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
         "driver", "file", "callback", "kind", "insns", "calls", "returned"
     );
     for row in rows {
         println!("{row}");
     }
     println!(
-        "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `-` an instance or section callback"
+        "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback"
     );
     println!(
         "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name"
@@ -186,7 +186,7 @@ fn callback_row(row: &str) -> (String, Option<String>) {
         }
         None => (verdict, None),
     };
-    let row = format!("{file:<5} {major:<24} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
+    let row = format!("{file:<6} {major:<24} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
     (row, failure)
 }
 
@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(
             callback_row("out\t0x0\tpre\t12\t0\t0x1\tok"),
             (
-                "out   0x0                      pre       12     0        0x1  ok".to_owned(),
+                "out    0x0                      pre       12     0        0x1  ok".to_owned(),
                 None
             )
         );
@@ -357,7 +357,7 @@ mod tests {
             callback_row("in\t0x12\tpost\t34\t2\t-\tFAIL: name pair unbalanced (+1)");
         assert_eq!(
             row,
-            "in    0x12                     post      34     2          -  FAIL"
+            "in     0x12                     post      34     2          -  FAIL"
         );
         assert_eq!(
             failure.as_deref(),
