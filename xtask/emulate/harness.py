@@ -83,6 +83,25 @@ LAYOUT = {
     "KEY_VALUE_PARTIAL_INFORMATION.Type": 0x04,
     "KEY_VALUE_PARTIAL_INFORMATION.DataLength": 0x08,
     "KEY_VALUE_PARTIAL_INFORMATION.Data": 0x0C,
+    "IO_STATUS_BLOCK.Information": 0x08,
+    "FILE_STANDARD_INFORMATION.AllocationSize": 0x00,
+    "FILE_STANDARD_INFORMATION.EndOfFile": 0x08,
+    "FILE_STANDARD_INFORMATION.NumberOfLinks": 0x10,
+    "FILE_STANDARD_INFORMATION.DeletePending": 0x14,
+    "FILE_STANDARD_INFORMATION.Directory": 0x15,
+    "sizeof FILE_STANDARD_INFORMATION": 0x18,
+    "FILE_INTERNAL_INFORMATION.IndexNumber": 0x00,
+    "sizeof FILE_INTERNAL_INFORMATION": 0x08,
+}
+
+# Parameters.QueryFileInformation at fltKernel.h's offsets: POINTER_ALIGNMENT puts
+# FileInformationClass at 8 and InfoBuffer at 16, where windows-sys's FLT_PARAMETERS_5 has 4 and
+# 8 (common/src/params.rs says why). Checked by xtask's `parameters_match_common_params` against
+# the offsets common/src/params.rs asserts. One `"MEMBER.FIELD": 0xNN,` per line.
+PARAMETERS = {
+    "QueryFileInformation.Length": 0x00,
+    "QueryFileInformation.FileInformationClass": 0x08,
+    "QueryFileInformation.InfoBuffer": 0x10,
 }
 
 # The values the harness passes and returns, by their SDK/WDK names. Not hand-trusted either:
@@ -94,7 +113,6 @@ CONSTANTS = {
     "STATUS_OBJECT_NAME_NOT_FOUND": 0xC0000034,
     "STATUS_NOT_FOUND": 0xC0000225,
     "STATUS_INVALID_PARAMETER": 0xC000000D,
-    "STATUS_INSUFFICIENT_RESOURCES": 0xC000009A,
     "STATUS_FLT_CONTEXT_ALREADY_DEFINED": 0xC01C0002,
     "STATUS_FLT_INVALID_NAME_REQUEST": 0xC01C0005,
     "STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND": 0xC01C0016,
@@ -121,6 +139,11 @@ CONSTANTS = {
     "MM_COPY_MEMORY_VIRTUAL": 0x2,
     "IRP_MJ_WRITE": 0x4,
     "IRP_NOCACHE": 0x1,
+    "STATUS_PENDING": 0x103,
+    "STATUS_INFO_LENGTH_MISMATCH": 0xC0000004,
+    "IRP_MJ_QUERY_INFORMATION": 0x5,
+    "FileStandardInformation": 0x5,
+    "FileInternalInformation": 0x6,
 }
 K = types.SimpleNamespace(**CONSTANTS)
 
@@ -151,6 +174,8 @@ PAGE = 0x1000
 FILE_SIZE = 70_000
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_AT = 0x10000 - 20
+# The file ID FileInternalInformation answers (any nonzero number serves).
+FILE_ID = 0x0001_0000_0000_0042
 
 PAIRS = {
     # export: (pair name, +1 acquire / -1 release), counted only when the call succeeds
@@ -170,6 +195,7 @@ PAIRS = {
     "PsCreateSystemThread": ("handle", 1), "ObCloseHandle": ("handle", -1),
     "FltCreateSectionForDataScan": ("section", 1), "FltCloseSectionForDataScan": ("section", -1),
     "MmMapViewInSystemSpaceEx": ("view", 1), "MmUnmapViewInSystemSpace": ("view", -1),
+    "FltAllocateCallbackDataEx": ("callback data", 1), "FltFreeCallbackData": ("callback data", -1),
     "ZwClose": ("handle", -1), "ZwOpenKey": ("handle", 1),
 }
 
@@ -209,7 +235,8 @@ def emulate(path, folder, callbacks=False, expect_eicar=False):
     # objects (object: section context), mapped views (base: size, object), the instances that
     # called FltRegisterForDataScan, the file objects whose open was cancelled.
     st = {"contexts": {}, "links": {}, "pending": [], "pool": {}, "names": set(), "events": {},
-          "sections": {}, "objects": {}, "views": {}, "data_scan": set(), "cancelled": set()}
+          "sections": {}, "objects": {}, "views": {}, "data_scan": set(), "cancelled": set(),
+          "requests": {}, "completions": []}
 
     def count(name, rv, ok=True):
         out["calls"][name] = out["calls"].get(name, 0) + 1
@@ -601,6 +628,95 @@ def emulate(path, folder, callbacks=False, expect_eicar=False):
         st["cancelled"].add(argv[1])
         return count("FltCancelFileOpen", None)
 
+    def flt_allocate_callback_data_ex(emu, api, func, argv):
+        instance, fobj, _flags, ret = argv[:4]
+        data = block(0x200)
+        iopb = data + 0x100
+        p = "FLT_IO_PARAMETER_BLOCK."
+        put(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], "<Q", iopb)
+        put(iopb + LAYOUT[p + "TargetFileObject"], "<Q", fobj)
+        put(iopb + LAYOUT[p + "TargetInstance"], "<Q", instance)
+        st["requests"][data] = {"busy": False}
+        put(ret, "<Q", data)
+        return count("FltAllocateCallbackDataEx", K.STATUS_SUCCESS)
+
+    def request(api, data):
+        """The callback data at `data` if the driver allocated it and no I/O of it is in flight."""
+        known = st["requests"].get(data)
+        if known is None or known["busy"]:
+            why = ("not allocated by FltAllocateCallbackDataEx" if known is None
+                   else "its I/O is in flight")
+            misuse(f"{export(api)}({data:#x}): {why}")
+            return None
+        return known
+
+    def flt_free_callback_data(emu, api, func, argv):
+        known = request(api, argv[0])
+        if known is not None:
+            del st["requests"][argv[0]]
+            se.mem_free(argv[0])
+        return count("FltFreeCallbackData", None, ok=known is not None)
+
+    def flt_reuse_callback_data(emu, api, func, argv):
+        if request(api, argv[0]) is not None:
+            iopb = u64(argv[0] + LAYOUT["FLT_CALLBACK_DATA.Iopb"])
+            se.mem_write(iopb + LAYOUT["FLT_IO_PARAMETER_BLOCK.Parameters"], b"\0" * 48)
+            se.mem_write(argv[0] + LAYOUT["FLT_CALLBACK_DATA.IoStatus"], b"\0" * 16)
+        return count("FltReuseCallbackData", None)
+
+    def file_system(data):
+        """The file system below: answers the request in `data` into its IoStatus. A query of
+        FileStandardInformation or FileInternalInformation about the harness's file;
+        STATUS_INFO_LENGTH_MISMATCH for a short buffer; anything else STATUS_INVALID_PARAMETER."""
+        iopb = u64(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"])
+        p = "FLT_IO_PARAMETER_BLOCK."
+        params = iopb + LAYOUT[p + "Parameters"]
+        status, written = K.STATUS_INVALID_PARAMETER, 0
+        if read(iopb + LAYOUT[p + "MajorFunction"], 1)[0] == K.IRP_MJ_QUERY_INFORMATION:
+            q = "QueryFileInformation."
+            length = u32(params + PARAMETERS[q + "Length"])
+            klass = u32(params + PARAMETERS[q + "FileInformationClass"])
+            buffer = u64(params + PARAMETERS[q + "InfoBuffer"])
+            fobj = u64(iopb + LAYOUT[p + "TargetFileObject"])
+            size = len(file_contents(unicode_string(fobj + LAYOUT["FILE_OBJECT.FileName"])))
+            answer = None
+            if klass == K.FileStandardInformation:
+                f = "FILE_STANDARD_INFORMATION."
+                answer = bytearray(LAYOUT["sizeof FILE_STANDARD_INFORMATION"])
+                allocated = -(-size // PAGE) * PAGE
+                struct.pack_into("<q", answer, LAYOUT[f + "AllocationSize"], allocated)
+                struct.pack_into("<q", answer, LAYOUT[f + "EndOfFile"], size)
+                struct.pack_into("<I", answer, LAYOUT[f + "NumberOfLinks"], 1)
+            elif klass == K.FileInternalInformation:
+                answer = bytearray(LAYOUT["sizeof FILE_INTERNAL_INFORMATION"])
+                struct.pack_into("<q", answer, LAYOUT["FILE_INTERNAL_INFORMATION.IndexNumber"],
+                                 FILE_ID)
+            if answer is not None and length < len(answer):
+                status = K.STATUS_INFO_LENGTH_MISMATCH
+            elif answer is not None:
+                se.mem_write(buffer, bytes(answer))
+                status, written = K.STATUS_SUCCESS, len(answer)
+        io = data + LAYOUT["FLT_CALLBACK_DATA.IoStatus"]
+        put(io, "<I", status)
+        put(io + LAYOUT["IO_STATUS_BLOCK.Information"], "<Q", written)
+
+    def flt_perform_synchronous_io(emu, api, func, argv):
+        if request(api, argv[0]) is not None:
+            file_system(argv[0])
+        return count("FltPerformSynchronousIo", None)
+
+    def flt_perform_asynchronous_io(emu, api, func, argv):
+        data, routine, context = argv[:3]
+        known = request(api, data)
+        if known is None:
+            return count("FltPerformAsynchronousIo", K.STATUS_INVALID_PARAMETER)
+        known["busy"] = True
+        file_system(data)
+        # "STATUS_PENDING: ... The filter manager will call the callback routine when the I/O
+        # operation is complete": after the driver's routine returns (complete_requests).
+        st["completions"].append((routine, data, context))
+        return count("FltPerformAsynchronousIo", K.STATUS_PENDING)
+
     def file_contents(name):
         """What the file at `name` holds: FILE_SIZE bytes of text, and inside the demo folder
         the EICAR test string across the end of the first 64 KiB."""
@@ -666,9 +782,12 @@ def emulate(path, folder, callbacks=False, expect_eicar=False):
         "MmCopyMemory": (5, mm_copy_memory),
         "FltCancelFileOpen": (2, flt_cancel_file_open),
         "FltGetRequestorProcessId": (1, fixed(REQUESTOR_PID)),
-        # Work the emulator cannot do (I/O sent to the file system): a documented failure, so
-        # the driver's fail-open path runs.
-        "FltAllocateCallbackDataEx": (4, fixed(K.STATUS_INSUFFICIENT_RESOURCES)),
+        # I/O the driver sends itself, answered by the harness's file system (file_system).
+        "FltAllocateCallbackDataEx": (4, flt_allocate_callback_data_ex),
+        "FltFreeCallbackData": (1, flt_free_callback_data),
+        "FltReuseCallbackData": (1, flt_reuse_callback_data),
+        "FltPerformSynchronousIo": (1, flt_perform_synchronous_io),
+        "FltPerformAsynchronousIo": (3, flt_perform_asynchronous_io),
         "DbgPrintEx": (3, dbg_print_ex),
     }
     for name, (argc, hook) in hooks.items():
@@ -800,6 +919,20 @@ def open_sections(st):
     return frozenset(ctx for ctx, s in st["sections"].items() if s["open"])
 
 
+def complete_requests(se, st):
+    """The asynchronous requests the routine started complete once it has returned: Filter
+    Manager calls each one's completion routine (PFLT_COMPLETED_ASYNC_IO_CALLBACK) with its
+    callback data, which is the driver's again, and its context."""
+    reasons = []
+    while st["completions"]:
+        routine, data, context = st["completions"].pop(0)
+        st["requests"][data]["busy"] = False
+        _, failed = invoke(se, routine, [data, context])
+        if failed:
+            reasons.append(f"completion routine {routine:#x} ended early: {failed}")
+    return reasons
+
+
 def drain(se, st):
     """Filter Manager runs a context's cleanup callback once its last reference is released,
     then frees it; here, after the routine that released it (a cleanup may release more)."""
@@ -825,6 +958,7 @@ def gated(se, insns, out, st, addr, args, allowed, what, after=None):
     insns["n"] = 0
     ret, error = invoke(se, addr, args)
     reasons = [f"ended before its return: {error}"] if error else []
+    reasons += complete_requests(se, st)
     if after:
         after()
     reasons += drain(se, st)
@@ -976,8 +1110,9 @@ def growth(rows):
     low, high = (b - a) / (n2 - n1), (c - b) / (n3 - n2)
     last = timed[-1]
     if high > 2 * max(low, 0) + 1:
-        last["reasons"].append(f"pre-create grows faster than its name: {high:.1f} instructions "
-                               f"a character from {n2} to {n3} characters, {low:.1f} from {n1} to {n2}")
+        last["reasons"].append(f"pre-create grows faster than its name: {high:.1f} instructions a "
+                               f"character from {n2} to {n3} characters, {low:.1f} from {n1} to "
+                               f"{n2}")
     else:
         last["note"] = f"{low:.1f} then {high:.1f} instructions a character: linear"
 

@@ -480,7 +480,7 @@ mod tests {
     fn constants_match_windows_sys() {
         use windows_sys::{
             Wdk::{
-                Storage::FileSystem::Minifilters as m,
+                Storage::FileSystem::{self as wfs, Minifilters as m},
                 System::{Registry as r, SystemServices as ss},
             },
             Win32::{
@@ -500,7 +500,6 @@ mod tests {
             f::STATUS_OBJECT_NAME_NOT_FOUND,
             f::STATUS_NOT_FOUND,
             f::STATUS_INVALID_PARAMETER,
-            f::STATUS_INSUFFICIENT_RESOURCES,
             f::STATUS_FLT_CONTEXT_ALREADY_DEFINED,
             f::STATUS_FLT_INVALID_NAME_REQUEST,
             f::STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
@@ -526,7 +525,12 @@ mod tests {
             m::FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD,
             ss::MM_COPY_MEMORY_VIRTUAL,
             ss::IRP_MJ_WRITE,
-            ss::IRP_NOCACHE
+            ss::IRP_NOCACHE,
+            f::STATUS_PENDING,
+            f::STATUS_INFO_LENGTH_MISMATCH,
+            ss::IRP_MJ_QUERY_INFORMATION,
+            wfs::FileStandardInformation,
+            wfs::FileInternalInformation
         );
         same_entries("CONSTANTS", &sdk);
     }
@@ -545,9 +549,10 @@ mod tests {
                     FLT_IO_PARAMETER_BLOCK, FLT_OPERATION_REGISTRATION, FLT_PARAMETERS_0,
                     FLT_REGISTRATION, FLT_RELATED_OBJECTS,
                 },
+                Storage::FileSystem::{FILE_INTERNAL_INFORMATION, FILE_STANDARD_INFORMATION},
                 System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
             },
-            Win32::Foundation::UNICODE_STRING,
+            Win32::{Foundation::UNICODE_STRING, System::IO::IO_STATUS_BLOCK},
         };
         macro_rules! table {
             ($($t:ident . $f:ident),* ; $($s:ident),*) => {
@@ -583,15 +588,37 @@ mod tests {
             UNICODE_STRING.Length, UNICODE_STRING.MaximumLength, UNICODE_STRING.Buffer,
             OBJECT_ATTRIBUTES.RootDirectory, OBJECT_ATTRIBUTES.ObjectName,
             KEY_VALUE_PARTIAL_INFORMATION.Type, KEY_VALUE_PARTIAL_INFORMATION.DataLength,
-            KEY_VALUE_PARTIAL_INFORMATION.Data;
+            KEY_VALUE_PARTIAL_INFORMATION.Data, IO_STATUS_BLOCK.Information,
+            FILE_STANDARD_INFORMATION.AllocationSize, FILE_STANDARD_INFORMATION.EndOfFile,
+            FILE_STANDARD_INFORMATION.NumberOfLinks, FILE_STANDARD_INFORMATION.DeletePending,
+            FILE_STANDARD_INFORMATION.Directory, FILE_INTERNAL_INFORMATION.IndexNumber;
             FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
-            FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION
+            FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION, FILE_STANDARD_INFORMATION,
+            FILE_INTERNAL_INFORMATION
         );
         let rust: Vec<(&str, u64)> = rust
             .into_iter()
             .map(|(k, v)| (k, u64::try_from(v).expect("an offset")))
             .collect();
         same_entries("LAYOUT", &rust);
+    }
+
+    /// The harness's `PARAMETERS` (members of `FLT_PARAMETERS` at fltKernel.h's offsets, which
+    /// windows-sys does not have) are the offsets `common/src/params.rs` asserts at compile time
+    /// for its own C-layout declarations.
+    #[test]
+    fn parameters_match_common_params() {
+        let params = include_str!("../../common/src/params.rs");
+        let table = harness_table("PARAMETERS");
+        assert!(!table.is_empty());
+        for (key, value) in table {
+            let (member, field) = key.split_once('.').expect("MEMBER.FIELD");
+            let assertion = format!("assert!(offset_of!({member}, {field}) == {value});");
+            assert!(
+                params.contains(&assertion),
+                "common/src/params.rs does not assert {assertion}"
+            );
+        }
     }
 
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
