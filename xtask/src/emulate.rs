@@ -2,10 +2,11 @@
 //! Speakeasy emulator (a pinned `speakeasy-emulator` in a virtual environment cached under
 //! `target/emulate/`). The harness, `xtask/emulate/harness.py`, runs `DriverEntry` (with no
 //! `Parameters` key, then with `Parameters\DemoFolder` set, which the driver must read), reads the
-//! `FLT_REGISTRATION` at its header offsets, calls every registered pre- and post-operation
-//! callback (each must run to its return with a documented status and balanced pairs), calls the
-//! unload callback and counts pairs; see `docs/emulate.md` for every hooked export. Speakeasy has
-//! no arm64: those drivers keep their static checks only.
+//! `FLT_REGISTRATION` at its header offsets, calls `InstanceSetup`, every registered pre- and
+//! post-operation callback, the `SectionNotificationCallback` and the instance teardown callbacks
+//! (each must run to its return with a documented status and balanced pairs), calls the unload
+//! callback and counts pairs; see `docs/emulate.md` for every hooked export. Speakeasy has no
+//! arm64: those drivers keep their static checks only.
 
 use std::{
     env, fs,
@@ -29,11 +30,14 @@ pub struct Args {
     file: Vec<PathBuf>,
 }
 
-/// One driver to run, and the `FLT_REGISTRATION_VERSION_*` its source names (if known).
+/// One driver to run, the `FLT_REGISTRATION_VERSION_*` its source names (if known), and whether
+/// its source fails an open with `STATUS_VIRUS_INFECTED` (then the harness's EICAR file must be
+/// denied, its clean file opened).
 struct Job {
     name: String,
     sys: PathBuf,
     version: Option<u16>,
+    denies_eicar: bool,
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
@@ -90,6 +94,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
                 job.version
                     .map_or_else(|| "-1".to_owned(), |v| format!("{v:#06x}")),
             )
+            .args(job.denies_eicar.then_some("eicar"))
             .output()
             .with_context(|| format!("running {}", harness.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -135,16 +140,21 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
 fn print_callbacks(rows: &[String], failures: &[String]) {
     println!();
     println!(
-        "Callbacks (each must run to its return, return a documented FLT_PREOP_*/FLT_POSTOP_* status and balance every counted pair)"
+        "Callbacks (each must run to its return, return a documented status and balance every counted pair)"
     );
     println!(
-        "{:<18} {:<5} {:<6} {:<5} {:>6} {:>5} {:>10}  verdict",
-        "driver", "file", "major", "kind", "insns", "calls", "returned"
+        "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
+        "driver", "file", "callback", "kind", "insns", "calls", "returned"
     );
     for row in rows {
         println!("{row}");
     }
-    println!("file: `out` outside the demo folder, `in` inside it (a 64-character path each)");
+    println!(
+        "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback"
+    );
+    println!(
+        "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name"
+    );
     for line in failures {
         println!("{line}");
     }
@@ -163,6 +173,7 @@ fn callback_row(row: &str) -> (String, Option<String>) {
         );
     };
     let (shown, failure) = match verdict.strip_prefix("FAIL: ") {
+        Some(why) if !major.starts_with("0x") => ("FAIL", Some(format!("{major}Callback: {why}"))),
         Some(why) => {
             let name = u8::from_str_radix(major.trim_start_matches("0x"), 16)
                 .ok()
@@ -175,7 +186,7 @@ fn callback_row(row: &str) -> (String, Option<String>) {
         }
         None => (verdict, None),
     };
-    let row = format!("{file:<5} {major:<6} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
+    let row = format!("{file:<6} {major:<24} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
     (row, failure)
 }
 
@@ -228,6 +239,7 @@ fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
                         .unwrap_or_default(),
                     sys: sys.clone(),
                     version: None,
+                    denies_eicar: false,
                 })
             })
             .collect::<Result<_>>();
@@ -255,6 +267,7 @@ fn jobs(root: &Path, args: &Args) -> Result<Vec<Job>> {
                 .join("drivers/x86_64/release")
                 .join(format!("{}.sys", sample.lib)),
             version: declared_version(&source),
+            denies_eicar: source.contains("STATUS_VIRUS_INFECTED"),
         });
     }
     Ok(jobs)
@@ -336,13 +349,16 @@ mod tests {
         assert_eq!(
             callback_row("out\t0x0\tpre\t12\t0\t0x1\tok"),
             (
-                "out   0x0    pre       12     0        0x1  ok".to_owned(),
+                "out    0x0                      pre       12     0        0x1  ok".to_owned(),
                 None
             )
         );
         let (row, failure) =
             callback_row("in\t0x12\tpost\t34\t2\t-\tFAIL: name pair unbalanced (+1)");
-        assert_eq!(row, "in    0x12   post      34     2          -  FAIL");
+        assert_eq!(
+            row,
+            "in     0x12                     post      34     2          -  FAIL"
+        );
         assert_eq!(
             failure.as_deref(),
             Some(
@@ -352,6 +368,13 @@ mod tests {
         let (row, failure) = callback_row("out\t0x7f\tpre\t1\t0\t0x9\tFAIL: returned 0x9");
         assert!(row.ends_with("FAIL"), "{row}");
         assert!(failure.is_some_and(|f| f.starts_with("pre-operation callback for major 0x7f")));
+        let (row, failure) =
+            callback_row("-\tSectionNotification\t-\t9\t1\t0x1\tFAIL: returned 0x1");
+        assert!(row.ends_with("FAIL"), "{row}");
+        assert_eq!(
+            failure.as_deref(),
+            Some("SectionNotificationCallback: returned 0x1")
+        );
         let (row, failure) = callback_row("garbled\tline");
         assert_eq!(row, "garbled line");
         assert_eq!(
@@ -457,10 +480,14 @@ mod tests {
     fn constants_match_windows_sys() {
         use windows_sys::{
             Wdk::{
-                Storage::FileSystem::Minifilters as m,
+                Storage::FileSystem::{self as wfs, Minifilters as m},
                 System::{Registry as r, SystemServices as ss},
             },
-            Win32::{Foundation as f, Storage::FileSystem as fs, System::Registry as wr},
+            Win32::{
+                Foundation as f,
+                Storage::{FileSystem as fs, InstallableFileSystems as ifs},
+                System::{Ioctl as io, Registry as wr},
+            },
         };
         macro_rules! constants {
             ($($m:ident :: $c:ident),*) => {
@@ -473,7 +500,6 @@ mod tests {
             f::STATUS_OBJECT_NAME_NOT_FOUND,
             f::STATUS_NOT_FOUND,
             f::STATUS_INVALID_PARAMETER,
-            f::STATUS_INSUFFICIENT_RESOURCES,
             f::STATUS_FLT_CONTEXT_ALREADY_DEFINED,
             f::STATUS_FLT_INVALID_NAME_REQUEST,
             f::STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
@@ -488,7 +514,23 @@ mod tests {
             m::FLT_FILE_NAME_OPENED,
             m::FLT_SET_CONTEXT_KEEP_IF_EXISTS,
             m::FLT_PREOP_DISALLOW_FSFILTER_IO,
-            m::FLT_POSTOP_DISALLOW_FSFILTER_IO
+            m::FLT_POSTOP_DISALLOW_FSFILTER_IO,
+            f::STATUS_END_OF_FILE,
+            f::STATUS_VIRUS_INFECTED,
+            m::FLT_SECTION_CONTEXT,
+            m::FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT,
+            io::FILE_DEVICE_DISK_FILE_SYSTEM,
+            ifs::FLT_FSTYPE_NTFS,
+            m::FLTFL_INSTANCE_TEARDOWN_MANUAL,
+            m::FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD,
+            ss::MM_COPY_MEMORY_VIRTUAL,
+            ss::IRP_MJ_WRITE,
+            ss::IRP_NOCACHE,
+            f::STATUS_PENDING,
+            f::STATUS_INFO_LENGTH_MISMATCH,
+            ss::IRP_MJ_QUERY_INFORMATION,
+            wfs::FileStandardInformation,
+            wfs::FileInternalInformation
         );
         same_entries("CONSTANTS", &sdk);
     }
@@ -507,9 +549,10 @@ mod tests {
                     FLT_IO_PARAMETER_BLOCK, FLT_OPERATION_REGISTRATION, FLT_PARAMETERS_0,
                     FLT_REGISTRATION, FLT_RELATED_OBJECTS,
                 },
+                Storage::FileSystem::{FILE_INTERNAL_INFORMATION, FILE_STANDARD_INFORMATION},
                 System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
             },
-            Win32::Foundation::UNICODE_STRING,
+            Win32::{Foundation::UNICODE_STRING, System::IO::IO_STATUS_BLOCK},
         };
         macro_rules! table {
             ($($t:ident . $f:ident),* ; $($s:ident),*) => {
@@ -522,7 +565,11 @@ mod tests {
         let rust: Vec<(&str, usize)> = table!(
             FLT_REGISTRATION.Size, FLT_REGISTRATION.Version, FLT_REGISTRATION.Flags,
             FLT_REGISTRATION.ContextRegistration, FLT_REGISTRATION.OperationRegistration,
-            FLT_REGISTRATION.FilterUnloadCallback, FLT_REGISTRATION.SectionNotificationCallback,
+            FLT_REGISTRATION.FilterUnloadCallback, FLT_REGISTRATION.InstanceSetupCallback,
+            FLT_REGISTRATION.InstanceQueryTeardownCallback,
+            FLT_REGISTRATION.InstanceTeardownStartCallback,
+            FLT_REGISTRATION.InstanceTeardownCompleteCallback,
+            FLT_REGISTRATION.SectionNotificationCallback,
             FLT_OPERATION_REGISTRATION.MajorFunction, FLT_OPERATION_REGISTRATION.Flags,
             FLT_OPERATION_REGISTRATION.PreOperation, FLT_OPERATION_REGISTRATION.PostOperation,
             FLT_CONTEXT_REGISTRATION.ContextType, FLT_CONTEXT_REGISTRATION.ContextCleanupCallback,
@@ -541,15 +588,37 @@ mod tests {
             UNICODE_STRING.Length, UNICODE_STRING.MaximumLength, UNICODE_STRING.Buffer,
             OBJECT_ATTRIBUTES.RootDirectory, OBJECT_ATTRIBUTES.ObjectName,
             KEY_VALUE_PARTIAL_INFORMATION.Type, KEY_VALUE_PARTIAL_INFORMATION.DataLength,
-            KEY_VALUE_PARTIAL_INFORMATION.Data;
+            KEY_VALUE_PARTIAL_INFORMATION.Data, IO_STATUS_BLOCK.Information,
+            FILE_STANDARD_INFORMATION.AllocationSize, FILE_STANDARD_INFORMATION.EndOfFile,
+            FILE_STANDARD_INFORMATION.NumberOfLinks, FILE_STANDARD_INFORMATION.DeletePending,
+            FILE_STANDARD_INFORMATION.Directory, FILE_INTERNAL_INFORMATION.IndexNumber;
             FLT_REGISTRATION, FLT_OPERATION_REGISTRATION, FLT_CONTEXT_REGISTRATION,
-            FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION
+            FLT_RELATED_OBJECTS, FLT_FILE_NAME_INFORMATION, FILE_STANDARD_INFORMATION,
+            FILE_INTERNAL_INFORMATION
         );
         let rust: Vec<(&str, u64)> = rust
             .into_iter()
             .map(|(k, v)| (k, u64::try_from(v).expect("an offset")))
             .collect();
         same_entries("LAYOUT", &rust);
+    }
+
+    /// The harness's `PARAMETERS` (members of `FLT_PARAMETERS` at fltKernel.h's offsets, which
+    /// windows-sys does not have) are the offsets `common/src/params.rs` asserts at compile time
+    /// for its own C-layout declarations.
+    #[test]
+    fn parameters_match_common_params() {
+        let params = include_str!("../../common/src/params.rs");
+        let table = harness_table("PARAMETERS");
+        assert!(!table.is_empty());
+        for (key, value) in table {
+            let (member, field) = key.split_once('.').expect("MEMBER.FIELD");
+            let assertion = format!("assert!(offset_of!({member}, {field}) == {value});");
+            assert!(
+                params.contains(&assertion),
+                "common/src/params.rs does not assert {assertion}"
+            );
+        }
     }
 
     /// A minimal PE32+ image: headers and one section whose raw data is at 0x200 and 0x200
