@@ -86,7 +86,75 @@ const MUTANTS: &[Mutant] = &[
             "    if copy.is_success() {\n        // SAFETY: planted bug.\n        unsafe { MmUnmapViewInSystemSpace(base) };\n    }\n",
         )],
     },
+    // A hand-off that both sides win: section-conflict's scan thread closes its section first
+    // and takes it out of its slot afterwards, trusting that only an aborted scan lost it. A
+    // conflict or a teardown that takes the slot between the scan's last chunk and that
+    // exchange (a window that holds the close's kernel calls) closes the section too.
+    Mutant {
+        module: "section_conflict_closes_before_the_exchange",
+        sample: "section-conflict",
+        edits: &[
+            (
+                "    let taken = scan\n        .sections\n        .request_section_close(&scan.shared, scan.as_raw());\n    if !taken {\n",
+                "    if matches!(ending, Ending::Aborted) {\n",
+            ),
+            (
+                "    // SAFETY: the exchange gave us the allocation reference.\n    let (_, closed) = unsafe { close(scan.as_raw()) };\n",
+                "    // SAFETY: planted bug: the close comes before the exchange that decides who closes.\n    let (_, closed) = unsafe { close(scan.as_raw()) };\n    let _ = scan.sections.request_section_close(&scan.shared, scan.as_raw());\n",
+            ),
+        ],
+    },
+    // A hand-off one side skips: section-conflict's scan thread closes its section without the
+    // exchange, so the section stays in its slot and teardown (or a conflict) closes it again.
+    Mutant {
+        module: "section_conflict_closes_without_the_exchange",
+        sample: "section-conflict",
+        edits: &[(
+            "    let taken = scan\n        .sections\n        .request_section_close(&scan.shared, scan.as_raw());\n",
+            "    let taken = true;\n",
+        )],
+    },
+    // A reference forgotten on failure: when publishing fails (a conflict before the create
+    // returned, or teardown), section-conflict's creator closes the section but never releases
+    // its own reference on the scan.
+    Mutant {
+        module: "section_conflict_leaks_the_scan_when_publishing_fails",
+        sample: "section-conflict",
+        edits: &[(
+            "        let (_, closed) = unsafe { close(scan.as_raw()) };\n",
+            "        let (_, closed) = unsafe { close(scan.as_raw()) };\n        core::mem::forget(scan);\n",
+        )],
+    },
 ];
+
+/// How a sample calls `common::driver_entry!`, whose `DriverEntry` is unmangled.
+const DRIVER_ENTRY_CALL: &str = "common::driver_entry!(";
+
+/// `source` with its `common::driver_entry!` call made to a copy of that macro defined in front
+/// of it: the copy's `$crate` is `::common`, it is not exported, and the line filter in `main`
+/// drops its `#[unsafe(no_mangle)]`, so that each mutant's `DriverEntry` is a function of its own
+/// module. The copy is taken from `common/src/filter.rs` at every build, so it follows the macro.
+fn with_local_driver_entry(source: &str, filter: &std::path::Path) -> String {
+    let text =
+        fs::read_to_string(filter).unwrap_or_else(|e| panic!("reading {}: {e}", filter.display()));
+    let start = text
+        .find("macro_rules! driver_entry {")
+        .expect("common/src/filter.rs defines driver_entry!");
+    let len = text[start..]
+        .find("\n}\n")
+        .expect("the macro ends with a closing brace of its own line");
+    let local = text[start..start + len + 3]
+        .replacen(
+            "macro_rules! driver_entry",
+            "macro_rules! mutant_driver_entry",
+            1,
+        )
+        .replace("$crate", "::common");
+    format!(
+        "{local}\n{}",
+        source.replacen(DRIVER_ENTRY_CALL, "mutant_driver_entry!(", 1)
+    )
+}
 
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
@@ -109,6 +177,11 @@ fn main() {
                 mutant.sample
             );
             mutated = mutated.replacen(find, replace, 1);
+        }
+        if mutated.contains(DRIVER_ENTRY_CALL) {
+            let filter = root.join("../../common/src/filter.rs");
+            println!("cargo:rerun-if-changed={}", filter.display());
+            mutated = with_local_driver_entry(&mutated, &filter);
         }
         // A module body takes no inner attributes or inner doc comments, and two copies of a
         // sample cannot both export an unmangled `DriverEntry`.
