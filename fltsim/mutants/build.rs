@@ -125,6 +125,28 @@ const MUTANTS: &[Mutant] = &[
             "        let (_, closed) = unsafe { close(scan.as_raw()) };\n        core::mem::forget(scan);\n",
         )],
     },
+    // A post-create that forgets a reference on failure: when the handle's mark cannot be set,
+    // section-context's post-create leaves the section but never releases the reference it
+    // holds on it.
+    Mutant {
+        module: "section_context_leaks_the_section_when_the_mark_fails",
+        sample: "section-context",
+        edits: &[(
+            "        if let Some(section) = section.filter(|section| section.shared.leave()) {\n            request_close(&section, section.as_raw(), \"a holder could not be marked\");\n        }\n",
+            "        if let Some(section) = section {\n            if section.shared.leave() {\n                request_close(&section, section.as_raw(), \"a holder could not be marked\");\n            }\n            core::mem::forget(section);\n        }\n",
+        )],
+    },
+    // A context released twice on a rare path: when the handle's mark cannot be set,
+    // section-context's post-create releases the section it holds by hand, as C code would,
+    // and the reference releases it again when it drops.
+    Mutant {
+        module: "section_context_releases_the_section_twice_when_the_mark_fails",
+        sample: "section-context",
+        edits: &[(
+            "            request_close(&section, section.as_raw(), \"a holder could not be marked\");\n        }\n",
+            "            request_close(&section, section.as_raw(), \"a holder could not be marked\");\n            // SAFETY: planted bug.\n            unsafe { common::bindings::FltReleaseContext(section.as_raw()) };\n        }\n",
+        )],
+    },
 ];
 
 /// How a sample calls `common::driver_entry!`, whose `DriverEntry` is unmangled.

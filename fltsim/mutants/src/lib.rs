@@ -32,3 +32,5 @@ mutant!(data_scan_leaves_a_view_mapped_on_a_failed_copy);
 mutant!(section_conflict_closes_before_the_exchange);
 mutant!(section_conflict_closes_without_the_exchange);
 mutant!(section_conflict_leaks_the_scan_when_publishing_fails);
+mutant!(section_context_leaks_the_section_when_the_mark_fails);
+mutant!(section_context_releases_the_section_twice_when_the_mark_fails);
