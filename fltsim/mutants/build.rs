@@ -86,6 +86,19 @@ const MUTANTS: &[Mutant] = &[
             "    if copy.is_success() {\n        // SAFETY: planted bug.\n        unsafe { MmUnmapViewInSystemSpace(base) };\n    }\n",
         )],
     },
+    // A close out of order: data-scan unlinks the section (FltCloseSectionForDataScan) before
+    // it closes the handle and drops the object. From the unlink on, Filter Manager no longer
+    // synchronizes conflicting I/O with the section (the FltCloseSectionForDataScan page), while
+    // the section object still keeps the cache from being purged: a truncation in that window
+    // fails with STATUS_USER_MAPPED_FILE.
+    Mutant {
+        module: "data_scan_unlinks_before_closing_the_section",
+        sample: "data-scan",
+        edits: &[(
+            "    // SAFETY: the kernel handle the create returned, closed once, at PASSIVE_LEVEL.\n    unsafe { ObCloseHandle(handle, KERNEL_MODE) };\n    // SAFETY: the object reference the create returned, dropped once.\n    unsafe { ObfDereferenceObject(object) };\n    // SAFETY: the context this section was created with. The status can only say the link was\n    // already gone, which nothing but this scan could have done: nothing to act on.\n    let _ = unsafe { FltCloseSectionForDataScan(context.as_raw()) };\n",
+            "    // SAFETY: planted bug: the unlink comes first.\n    let _ = unsafe { FltCloseSectionForDataScan(context.as_raw()) };\n    // SAFETY: as in the sample.\n    unsafe { ObCloseHandle(handle, KERNEL_MODE) };\n    // SAFETY: as in the sample.\n    unsafe { ObfDereferenceObject(object) };\n",
+        )],
+    },
     // A hand-off that both sides win: section-conflict's scan thread closes its section first
     // and takes it out of its slot afterwards, trusting that only an aborted scan lost it. A
     // conflict or a teardown that takes the slot between the scan's last chunk and that

@@ -29,6 +29,7 @@ mutant!(callback_data_releases_rundown_too_early);
 mutant!(data_scan_releases_twice_on_a_failed_create);
 mutant!(data_scan_leaks_the_context_on_a_failed_create);
 mutant!(data_scan_leaves_a_view_mapped_on_a_failed_copy);
+mutant!(data_scan_unlinks_before_closing_the_section);
 mutant!(section_conflict_closes_before_the_exchange);
 mutant!(section_conflict_closes_without_the_exchange);
 mutant!(section_conflict_leaks_the_scan_when_publishing_fails);
