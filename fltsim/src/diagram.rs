@@ -722,9 +722,11 @@ pub trait Demo {
     fn diagram() -> String;
     /// The README's output blocks, by name, each from the scenario run in a new world.
     fn excerpts() -> Vec<(&'static str, String)>;
-    /// Runs the scenario in `world` and returns what the demo prints: its opening summary
-    /// ([`crate::excerpt::summary`]), then the traces it prints after it.
-    fn run(world: &crate::World) -> (Vec<String>, Vec<Vec<Event>>);
+    /// The demo's opening summary ([`crate::excerpt::summary`]), from the scenario run in new
+    /// worlds (one at a time: only one `World` is alive in a process).
+    fn summary() -> Vec<String>;
+    /// Runs the scenario in `world` and returns the traces the demo prints after its summary.
+    fn printed(world: &crate::World) -> Vec<Vec<Event>>;
 }
 
 /// The three checks every sample's demo passes, as `#[test]` functions: the README's diagram and
@@ -748,7 +750,7 @@ macro_rules! demo_tests {
         #[test]
         fn every_release_the_demo_prints_comes_with_its_acquire() {
             let world = $crate::World::new();
-            let (_, printed) = <$demo as $crate::diagram::Demo>::run(&world);
+            let printed = <$demo as $crate::diagram::Demo>::printed(&world);
             world.finish();
             $crate::diagram::assert_every_release_has_its_acquire(&printed);
         }
@@ -757,10 +759,7 @@ macro_rules! demo_tests {
         /// full trace follows it.
         #[test]
         fn the_demo_opens_with_a_summary_that_fits_on_a_screen() {
-            let world = $crate::World::new();
-            let (summary, _) = <$demo as $crate::diagram::Demo>::run(&world);
-            world.finish();
-            $crate::diagram::assert_summary_fits(&summary);
+            $crate::diagram::assert_summary_fits(&<$demo as $crate::diagram::Demo>::summary());
         }
     };
 }

@@ -148,8 +148,8 @@ pub(crate) fn summary(world: &World, traces: &[(&str, Range<usize>)], below: u32
     )
 }
 
-/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
-/// what one run prints first (the summary) and last (the traces).
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
+/// summary it prints first and the traces it prints last.
 #[allow(
     dead_code,
     reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
@@ -165,13 +165,20 @@ impl fltsim::diagram::Demo for Shown {
         excerpts()
     }
 
-    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
-        let (traces, below) = scenario(world);
-        let summary = summary(world, &traces, below);
+    fn summary() -> Vec<String> {
+        let world = World::new();
+        let (traces, below) = scenario(&world);
+        let summary = summary(&world, &traces, below);
+        world.finish();
+        summary
+    }
+
+    fn printed(world: &World) -> Vec<Vec<Event>> {
+        let (traces, _) = scenario(world);
         let printed = printed(world, &traces)
             .into_iter()
             .map(|(_, events)| events);
-        (summary, printed.collect())
+        printed.collect()
     }
 }
 

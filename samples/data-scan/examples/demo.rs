@@ -144,8 +144,8 @@ pub(crate) fn summary(world: &World, seen: &[String]) -> Vec<String> {
     )
 }
 
-/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
-/// what one run prints first (the summary) and last (the traces).
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
+/// summary it prints first and the traces it prints last.
 #[allow(
     dead_code,
     reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
@@ -161,9 +161,17 @@ impl fltsim::diagram::Demo for Shown {
         excerpts()
     }
 
-    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
-        let (seen, _) = scenario(world);
-        (summary(world, &seen), printed(world))
+    fn summary() -> Vec<String> {
+        let world = World::new();
+        let (seen, _) = scenario(&world);
+        let summary = summary(&world, &seen);
+        world.finish();
+        summary
+    }
+
+    fn printed(world: &World) -> Vec<Vec<Event>> {
+        scenario(world);
+        printed(world)
     }
 }
 

@@ -84,8 +84,8 @@ pub(crate) fn summary(world: &World) -> Vec<String> {
     )
 }
 
-/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
-/// what one run prints first (the summary) and last (the traces).
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
+/// summary it prints first and the traces it prints last.
 #[allow(
     dead_code,
     reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
@@ -101,9 +101,17 @@ impl fltsim::diagram::Demo for Shown {
         excerpts()
     }
 
-    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
+    fn summary() -> Vec<String> {
+        let world = World::new();
+        scenario(&world);
+        let summary = summary(&world);
+        world.finish();
+        summary
+    }
+
+    fn printed(world: &World) -> Vec<Vec<Event>> {
         scenario(world);
-        (summary(world), printed(world))
+        printed(world)
     }
 }
 

@@ -197,8 +197,8 @@ pub(crate) fn summary() -> Vec<String> {
     )
 }
 
-/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, and
-/// what one run prints first (the summary) and last (the traces).
+/// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
+/// summary it prints first and the traces it prints last.
 #[allow(
     dead_code,
     reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
@@ -214,10 +214,14 @@ impl fltsim::diagram::Demo for Shown {
         excerpts()
     }
 
-    fn run(world: &World) -> (Vec<String>, Vec<Vec<Event>>) {
+    fn summary() -> Vec<String> {
+        summary()
+    }
+
+    fn printed(world: &World) -> Vec<Vec<Event>> {
         let (truncation, _) = scenario(world, true);
         assert!(truncation.is_ok(), "the scan gives way: {truncation:?}");
-        (summary(), printed(world))
+        printed(world)
     }
 }
 
