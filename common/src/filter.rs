@@ -196,10 +196,10 @@ macro_rules! driver_entry {
         #[unsafe(no_mangle)]
         pub unsafe extern "system" fn DriverEntry(
             driver: *mut $crate::bindings::DRIVER_OBJECT,
-            registry_path: *const $crate::bindings::UNICODE_STRING,
+            _registry_path: *const $crate::bindings::UNICODE_STRING,
         ) -> $crate::bindings::NTSTATUS {
-            // SAFETY: `registry_path` is the one this entry point was called with.
-            unsafe { $crate::scope::SCOPE.load(registry_path, $tag) };
+            // SAFETY: `driver` is the driver object this entry point was called with.
+            unsafe { $crate::scope::SCOPE.load(driver, $tag) };
             // SAFETY: `driver` is the driver object this entry point was called with.
             unsafe { $crate::filter::register_and_start(driver, &$registration, &$filter, $tag) }.0
         }
@@ -222,10 +222,10 @@ macro_rules! driver_entry {
         #[unsafe(no_mangle)]
         pub unsafe extern "system" fn DriverEntry(
             driver: *mut $crate::bindings::DRIVER_OBJECT,
-            registry_path: *const $crate::bindings::UNICODE_STRING,
+            _registry_path: *const $crate::bindings::UNICODE_STRING,
         ) -> $crate::bindings::NTSTATUS {
-            // SAFETY: `registry_path` is the one this entry point was called with.
-            unsafe { $crate::scope::SCOPE.load(registry_path, $tag) };
+            // SAFETY: `driver` is the driver object this entry point was called with.
+            unsafe { $crate::scope::SCOPE.load(driver, $tag) };
             if let Err(status) = $worker.start($routine) {
                 $crate::log!("{}: the worker thread could not start: {status}", $tag);
                 return status.0;

@@ -23,8 +23,13 @@
 //!   the same folder another way (a short 8.3 name, a different case), and the install script
 //!   would have to know which volume `%TEMP%` is on. A name survives all of that except 8.3 names.
 //!
-//! `DriverEntry` reads it once, at `PASSIVE_LEVEL` (as `ZwOpenKey` and `ZwQueryValueKey` require),
-//! with [`Scope::load`]: `RegistryPath` is the service key; `Parameters` is opened relative to it.
+//! `DriverEntry` reads it once, at `PASSIVE_LEVEL` (as `IoOpenDriverRegistryKey` and
+//! `ZwQueryValueKey` require), with [`Scope::load`]: `IoOpenDriverRegistryKey(DriverObject,
+//! DriverRegKeyParameters, ...)` opens the `Parameters` key, as Microsoft's driver package
+//! isolation guidance asks of a driver, instead of building its path from `RegistryPath`. The
+//! page says to provision that key's values from the service-install section's `AddReg` with
+//! `HKR` and `Parameters`, which is what the INF does. The call exists from Windows 10, version
+//! 1803; the samples' floor is 2004.
 //! A value that is missing, or malformed (not `REG_SZ`, empty, longer than [`MAX_FOLDER_CHARS`],
 //! not printable ASCII, `.` or `..`, or holding a `\` or `/`), gives the default,
 //! [`DEFAULT_FOLDER`], and one debugger line that says why. An administrator changes it with
@@ -55,32 +60,31 @@
 use core::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 #[cfg(not(target_os = "windows"))]
-use windows_sys::Wdk::System::{
-    Registry::{ZwOpenKey, ZwQueryValueKey},
-    SystemServices::ZwClose,
-};
+use windows_sys::Wdk::System::{Registry::ZwQueryValueKey, SystemServices::ZwClose};
 use windows_sys::{
     Wdk::{
-        Foundation::OBJECT_ATTRIBUTES,
+        Foundation::DRIVER_OBJECT,
         Storage::FileSystem::Minifilters::{
             FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
             FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
         },
         System::{
-            Registry::KeyValuePartialInformation, SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
+            Registry::KeyValuePartialInformation,
+            SystemServices::{
+                DriverRegKeyParameters, IoOpenDriverRegistryKey, KEY_VALUE_PARTIAL_INFORMATION,
+            },
         },
     },
     Win32::{
         Foundation::{
-            HANDLE, OBJ_CASE_INSENSITIVE, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
-            STATUS_SUCCESS, UNICODE_STRING,
+            HANDLE, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_SUCCESS, UNICODE_STRING,
         },
         System::Registry::{KEY_QUERY_VALUE, REG_SZ},
     },
 };
 
 #[cfg(target_os = "windows")]
-use crate::kernel::ntoskrnl::{ZwClose, ZwOpenKey, ZwQueryValueKey};
+use crate::kernel::ntoskrnl::{ZwClose, ZwQueryValueKey};
 use crate::{NtStatus, log};
 
 /// The folder name used when the registry gives none: the one `Start-SampleDemo.ps1` creates
@@ -221,18 +225,18 @@ impl Scope {
         self.contains(&buffer[..len])
     }
 
-    /// Reads `Parameters\DemoFolder` under the service key `registry_path` (`DriverEntry`'s
-    /// second argument) and sets the scope from it. A missing or malformed value sets
+    /// Reads `DemoFolder` from the driver's `Parameters` key (`IoOpenDriverRegistryKey` with
+    /// `DriverRegKeyParameters`) and sets the scope from it. A missing or malformed value sets
     /// [`DEFAULT_FOLDER`] and prints one line, starting with `tag`, that says why.
-    /// `PASSIVE_LEVEL`.
+    /// `PASSIVE_LEVEL`, in a system thread (`DriverEntry`).
     ///
     /// # Safety
-    /// `registry_path` is `DriverEntry`'s `RegistryPath`, valid for the call.
-    pub unsafe fn load(&self, registry_path: *const UNICODE_STRING, tag: &str) -> Source {
+    /// `driver` is `DriverEntry`'s `DriverObject`: the calling driver's own, as the page requires.
+    pub unsafe fn load(&self, driver: *const DRIVER_OBJECT, tag: &str) -> Source {
         crate::paged_code!();
         let mut value = ValueBuffer::new();
-        // SAFETY: the caller's registry path; `value` is ours.
-        let source = match unsafe { query_demo_folder(registry_path, &mut value) } {
+        // SAFETY: the caller's driver object; `value` is ours.
+        let source = match unsafe { query_demo_folder(driver, &mut value) } {
             Err(status) => Source::Missing(status),
             Ok(data) if data.too_long && data.kind == REG_SZ => {
                 Source::Malformed(Malformed::TooLong)
@@ -373,37 +377,9 @@ struct Key(HANDLE);
 
 impl Drop for Key {
     fn drop(&mut self) {
-        // SAFETY: a handle `ZwOpenKey` returned to us and nobody else closes.
+        // SAFETY: a handle `IoOpenDriverRegistryKey` returned to us and nobody else closes (the
+        // page: "The driver must call ZwClose").
         let _ = unsafe { ZwClose(self.0) };
-    }
-}
-
-/// `ZwOpenKey` of `name`, relative to `root` if it is not null, for `access`, as a kernel handle.
-///
-/// # Safety
-/// `name` is valid for the call; `root` is null or an open key handle.
-unsafe fn open_key(
-    root: HANDLE,
-    name: *const UNICODE_STRING,
-    access: u32,
-) -> Result<Key, NtStatus> {
-    // A kernel handle: DriverEntry runs in the System process, but a handle in the kernel's
-    // table is the rule for any handle a driver opens (`crate::object`).
-    let base = crate::object::kernel_handle_attributes();
-    let attributes = OBJECT_ATTRIBUTES {
-        RootDirectory: root,
-        ObjectName: name,
-        Attributes: base.Attributes | OBJ_CASE_INSENSITIVE,
-        ..base
-    };
-    let mut handle: HANDLE = core::ptr::null_mut();
-    // SAFETY: the out pointer is a local; the attributes and the name they point at are valid for
-    // the call (the caller's guarantee for the name).
-    let status = unsafe { ZwOpenKey(&raw mut handle, access, &raw const attributes) };
-    if status == STATUS_SUCCESS {
-        Ok(Key(handle))
-    } else {
-        Err(NtStatus(status))
     }
 }
 
@@ -437,21 +413,31 @@ impl<const N: usize> Utf16Name<N> {
     }
 }
 
-/// Opens `<registry_path>\Parameters` and reads `DemoFolder` into `buffer`.
+/// Opens the driver's `Parameters` key and reads `DemoFolder` into `buffer`.
 ///
 /// # Safety
-/// `registry_path` is valid for the call.
+/// `driver` is the calling driver's own driver object.
 unsafe fn query_demo_folder(
-    registry_path: *const UNICODE_STRING,
+    driver: *const DRIVER_OBJECT,
     buffer: &mut ValueBuffer,
 ) -> Result<Value<'_>, NtStatus> {
-    const PARAMETERS: Utf16Name<10> = Utf16Name::new("Parameters");
     const VALUE: Utf16Name<10> = Utf16Name::new(VALUE_NAME);
-    // SAFETY: the caller's registry path; no root.
-    let service = unsafe { open_key(core::ptr::null_mut(), registry_path, KEY_QUERY_VALUE) }?;
-    let parameters_name = PARAMETERS.unicode();
-    // SAFETY: an open key handle and a local name.
-    let parameters = unsafe { open_key(service.0, &raw const parameters_name, KEY_QUERY_VALUE) }?;
+    let mut handle: HANDLE = core::ptr::null_mut();
+    // SAFETY: the caller's own driver object; a local out pointer; `Flags` zero, as the page
+    // says. PASSIVE_LEVEL, in DriverEntry's system thread. The handle is a kernel handle.
+    let opened = unsafe {
+        IoOpenDriverRegistryKey(
+            driver,
+            DriverRegKeyParameters,
+            KEY_QUERY_VALUE,
+            0,
+            &raw mut handle,
+        )
+    };
+    if opened != STATUS_SUCCESS {
+        return Err(NtStatus(opened));
+    }
+    let parameters = Key(handle);
     let value_name = VALUE.unicode();
     let mut returned = 0u32;
     #[allow(clippy::cast_possible_truncation, reason = "a 142-byte buffer")]

@@ -11,8 +11,8 @@
 //! - user operations ([`World::open`], [`World::read`], [`World::write`],
 //!   [`World::set_end_of_file`], [`World::purge`], [`World::query_standard`], [`World::close`]),
 //!   each sent through every loaded filter's callbacks in altitude order, on the calling thread;
-//! - each service's `Parameters` registry key ([`World::set_parameter`], read with `ZwOpenKey`
-//!   and `ZwQueryValueKey`);
+//! - each service's `Parameters` registry key ([`World::set_parameter`], opened with
+//!   `IoOpenDriverRegistryKey` or `ZwOpenKey`, read with `ZwQueryValueKey`);
 //! - filters loaded with their real `DriverEntry` ([`World::load`]) and unloaded through their
 //!   unload callback ([`World::unload`]), plus a [`counting`] filter to place above or below;
 //! - a verifier: IRQL ceilings, reference counts, double releases, leaks at unload, misuse. Every

@@ -1,5 +1,6 @@
-//! The registry, as far as a driver reads it: each service's `Parameters` key, and the three
-//! calls that read a value from it (`ZwOpenKey`, `ZwQueryValueKey`, `ZwClose`).
+//! The registry, as far as a driver reads it: each service's `Parameters` key, and the calls that
+//! open it (`IoOpenDriverRegistryKey`, `ZwOpenKey`) and read a value from it (`ZwQueryValueKey`,
+//! `ZwClose`).
 //!
 //! A test writes a value with [`World::set_parameter`](crate::World::set_parameter) before it
 //! loads the filter, as the INF's `HKR,"Parameters",...` line does when the package is installed.
@@ -16,6 +17,13 @@
 //!   handle table of whatever process the thread runs in). A key handle still open when its
 //!   filter unloads, a close of something that is not an open key handle, and a key handle given
 //!   to another call once closed are findings.
+//! - **`IoOpenDriverRegistryKey`** opens `DriverRegKeyParameters` (the service key's
+//!   `Parameters` subkey, which the page says an INF provisions with an `AddReg` of `HKR` and
+//!   `Parameters` in its service-install section) for the calling driver's own `DriverObject`
+//!   only, with `Flags` zero, at `PASSIVE_LEVEL`; anything else is a finding. The other key types
+//!   (the persistent-state keys) are not modelled: asking for one is a finding too. The page does
+//!   not say what a missing `Parameters` key returns; the model says
+//!   `STATUS_OBJECT_NAME_NOT_FOUND`, as `ZwOpenKey` does for a missing key.
 //! - **`ZwQueryValueKey`** supports `KeyValuePartialInformation`. A buffer smaller than the
 //!   header gives `STATUS_BUFFER_TOO_SMALL`; one too small for the data,
 //!   `STATUS_BUFFER_OVERFLOW` with the header filled in; `ResultLength` is the size needed in
@@ -29,10 +37,12 @@ use std::{
 
 use windows_sys::{
     Wdk::{
-        Foundation::OBJECT_ATTRIBUTES,
+        Foundation::{DRIVER_OBJECT, OBJECT_ATTRIBUTES},
         System::{
             Registry::{KEY_VALUE_INFORMATION_CLASS, KeyValuePartialInformation},
-            SystemServices::KEY_VALUE_PARTIAL_INFORMATION,
+            SystemServices::{
+                DRIVER_REGKEY_TYPE, DriverRegKeyParameters, KEY_VALUE_PARTIAL_INFORMATION,
+            },
         },
     },
     Win32::{
@@ -132,7 +142,7 @@ pub(crate) fn check_leaks(k: &Kernel, index: usize, name: &str) {
     });
     for handle in leaked {
         k.violation(format!(
-            "{name}: the registry key handle {handle} from ZwOpenKey was never closed (ZwClose)"
+            "{name}: the registry key handle {handle} (IoOpenDriverRegistryKey or ZwOpenKey) was never closed (ZwClose)"
         ));
     }
 }
@@ -172,6 +182,81 @@ fn service_exists(k: &Kernel, service: &str) -> bool {
         .filters
         .iter()
         .any(|f| f.loaded && f.name.to_uppercase() == service)
+}
+
+/// Records a new key handle for `key`, owned by the filter whose code runs, and writes it to `out`.
+fn open_handle(key: KeyName, out: *mut HANDLE) {
+    let owner = current_filter();
+    let handle = with(|r| {
+        r.next += 1;
+        let handle = KEY_HANDLE_TAG | (r.next << 4);
+        r.handles.insert(
+            handle,
+            KeyHandle {
+                key,
+                owner,
+                closed: false,
+            },
+        );
+        handle
+    });
+    // SAFETY: the caller's out pointer.
+    unsafe { out.write(handle as HANDLE) };
+}
+
+/// `IoOpenDriverRegistryKey` (`PASSIVE_LEVEL`, "in the context of a system thread", as
+/// `DriverEntry` is): `DriverRegKeyParameters` only (see the module doc).
+#[unsafe(no_mangle)]
+unsafe extern "system" fn IoOpenDriverRegistryKey(
+    driverobject: *const DRIVER_OBJECT,
+    regkeytype: DRIVER_REGKEY_TYPE,
+    desiredaccess: u32,
+    flags: u32,
+    driverregkey: *mut HANDLE,
+) -> NTSTATUS {
+    api_call(
+        "IoOpenDriverRegistryKey",
+        common::irql::PASSIVE_LEVEL,
+        || format!("{driverobject:p}, key type {regkeytype}, access {desiredaccess:#x}, flags {flags:#x}"),
+        |k| {
+            if flags != 0 {
+                k.violation(format!(
+                    "IoOpenDriverRegistryKey: Flags is {flags:#x}; the page says \"Set to zero\""
+                ));
+                return Status(STATUS_INVALID_PARAMETER);
+            }
+            if regkeytype != DriverRegKeyParameters {
+                k.violation(format!(
+                    "IoOpenDriverRegistryKey: key type {regkeytype}: the model opens DriverRegKeyParameters ({DriverRegKeyParameters}) only"
+                ));
+                return Status(STATUS_INVALID_PARAMETER);
+            }
+            let caller = current_filter();
+            let service = {
+                let state = k.lock();
+                state
+                    .filters
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| std::ptr::eq(f.driver, driverobject) && f.loaded)
+                    .map(|(index, f)| (index, f.name.to_uppercase()))
+            };
+            let Some((_, service)) = service.filter(|&(index, _)| Some(index) == caller) else {
+                k.violation(
+                    "IoOpenDriverRegistryKey: DriverObject is not the calling driver's own, which \
+                     the page requires"
+                        .into(),
+                );
+                return Status(STATUS_INVALID_PARAMETER);
+            };
+            if !with(|r| r.parameters.contains_key(service.as_str())) {
+                return Status(STATUS_OBJECT_NAME_NOT_FOUND);
+            }
+            open_handle(KeyName::Parameters(service), driverregkey);
+            Status(STATUS_SUCCESS)
+        },
+    )
+    .0
 }
 
 /// `ZwOpenKey` (`PASSIVE_LEVEL`).
@@ -243,22 +328,7 @@ unsafe extern "system" fn ZwOpenKey(
             if !exists {
                 return Status(STATUS_OBJECT_NAME_NOT_FOUND);
             }
-            let owner = current_filter();
-            let handle = with(|r| {
-                r.next += 1;
-                let handle = KEY_HANDLE_TAG | (r.next << 4);
-                r.handles.insert(
-                    handle,
-                    KeyHandle {
-                        key,
-                        owner,
-                        closed: false,
-                    },
-                );
-                handle
-            });
-            // SAFETY: the caller's out pointer.
-            unsafe { keyhandle.write(handle as HANDLE) };
+            open_handle(key, keyhandle);
             Status(STATUS_SUCCESS)
         },
     )
@@ -364,3 +434,25 @@ unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
     )
     .0
 }
+
+// The definitions above have windows-sys's signatures (as `abi/`'s `signatures!` checks there).
+const _: () = {
+    const fn same<T: Copy>(_: T, _: T) {}
+    use windows_sys::Wdk::System::{Registry as reg, SystemServices as ss};
+    same(
+        ss::IoOpenDriverRegistryKey as unsafe extern "system" fn(_, _, _, _, _) -> _,
+        IoOpenDriverRegistryKey as unsafe extern "system" fn(_, _, _, _, _) -> _,
+    );
+    same(
+        reg::ZwOpenKey as unsafe extern "system" fn(_, _, _) -> _,
+        ZwOpenKey as unsafe extern "system" fn(_, _, _) -> _,
+    );
+    same(
+        reg::ZwQueryValueKey as unsafe extern "system" fn(_, _, _, _, _, _) -> _,
+        ZwQueryValueKey as unsafe extern "system" fn(_, _, _, _, _, _) -> _,
+    );
+    same(
+        ss::ZwClose as unsafe extern "system" fn(_) -> _,
+        ZwClose as unsafe extern "system" fn(_) -> _,
+    );
+};

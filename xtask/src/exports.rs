@@ -52,6 +52,8 @@ impl WinVer {
     pub const WIN8_1: Self = Self::new((6, 3, 9600), "Windows 8.1");
     /// Windows Vista (6.0.6000).
     pub const VISTA: Self = Self::new((6, 0, 6000), "Windows Vista");
+    /// Windows 10, version 1803 (10.0.17134): `IoOpenDriverRegistryKey` appears.
+    pub const WIN10_1803: Self = Self::new((10, 0, 17134), "Windows 10, version 1803");
     /// Windows 10, version 1903 (10.0.18362): the first release with primitive drivers, the INF
     /// form the samples use (Microsoft's "Creating a primitive driver" page).
     pub const WIN10_1903: Self = Self::new((10, 0, 18362), "Windows 10, version 1903");
@@ -68,7 +70,7 @@ impl WinVer {
     /// decoration), named when it is one this table knows.
     #[must_use]
     pub fn windows10_build(build: u32) -> Self {
-        [Self::WIN10_1903, Self::WIN10_2004]
+        [Self::WIN10_1803, Self::WIN10_1903, Self::WIN10_2004]
             .into_iter()
             .find(|v| v.number == (10, 0, build))
             .unwrap_or(Self::new((10, 0, build), "Windows 10/11"))
@@ -214,6 +216,7 @@ pub const EXPORTS: &[Export] = &[
     e("FltSetStreamHandleContext", FLT, FLT, Some(WinVer::WINXP_SP2), "fltkernel/nf-fltkernel-fltsetstreamhandlecontext"),
     e("FltStartFiltering", FLT, FLT, None, "fltkernel/nf-fltkernel-fltstartfiltering"),
     e("FltUnregisterFilter", FLT, FLT, None, "fltkernel/nf-fltkernel-fltunregisterfilter"),
+    e("IoOpenDriverRegistryKey", NT, NT, Some(WinVer::WIN10_1803), "wdm/nf-wdm-ioopendriverregistrykey"),
     e("KeBugCheckEx", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-kebugcheckex"),
     e("KeDelayExecutionThread", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-kedelayexecutionthread"),
     // FsRtlEnterFileSystem / FsRtlLeaveFileSystem are ntifs.h macros for these two.
@@ -239,7 +242,6 @@ pub const EXPORTS: &[Export] = &[
     e("PsCreateSystemThread", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-pscreatesystemthread"),
     e("PsTerminateSystemThread", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-psterminatesystemthread"),
     e("ZwClose", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-zwclose"),
-    e("ZwOpenKey", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-zwopenkey"),
     e("ZwQueryValueKey", NT, NT, Some(WinVer::WIN2000), "wdm/nf-wdm-zwqueryvaluekey"),
     e("memcmp", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),
     e("memcpy", NT, NT, None, "C runtime, exported by ntoskrnl.exe"),

@@ -91,12 +91,12 @@ static IN_FLIGHT: InFlight = InFlight(UnsafeCell::new(EX_RUNDOWN_REF {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    registry_path: *const UNICODE_STRING,
+    _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
     // The demo folder, from the service's `Parameters` key, before filtering starts: the
     // pre-create decides from it, for every open, whether the sample acts (`common::scope`).
-    // SAFETY: `registry_path` is the one this entry point was called with.
-    unsafe { SCOPE.load(registry_path, TAG) };
+    // SAFETY: `driver` is the driver object this entry point was called with.
+    unsafe { SCOPE.load(driver, TAG) };
     // Before filtering starts: post-create acquires it from the first open on.
     // SAFETY: nothing uses the rundown reference yet (the filter is not registered).
     unsafe { ExInitializeRundownProtection(IN_FLIGHT.get()) };

@@ -121,11 +121,11 @@ static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    registry_path: *const UNICODE_STRING,
+    _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
     // The demo folder, from the service's `Parameters` key, before filtering starts.
-    // SAFETY: `registry_path` is the one this entry point was called with.
-    unsafe { scope::SCOPE.load(registry_path, TAG) };
+    // SAFETY: `driver` is the driver object this entry point was called with.
+    unsafe { scope::SCOPE.load(driver, TAG) };
     // The summary speaks of this load only (the host tests load one image many times).
     COUNTS.reset();
     // Before FltStartFiltering, so that no callback runs without it.
