@@ -883,7 +883,7 @@ pub(crate) fn wait_for_sections_closed(
         state.streams[stream].pended += 1;
         state.options.pend_limit
     };
-    let start = std::time::Instant::now();
+    let start = crate::sched::now();
     let left = loop {
         {
             let state = k.lock();
@@ -893,10 +893,10 @@ pub(crate) fn wait_for_sections_closed(
                 break Some(s.purge_failure_mode);
             }
         }
-        if start.elapsed() > limit {
+        if crate::sched::since(start) > limit {
             break None;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        crate::sched::sleep(std::time::Duration::from_millis(1));
     };
     let (name, owners) = {
         let mut state = k.lock();

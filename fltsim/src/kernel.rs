@@ -449,7 +449,10 @@ pub(crate) fn api_call<R: std::fmt::Display>(
         ));
     }
     k.check_irql(api, max_irql);
-    if k.jitter.load(Ordering::Relaxed) {
+    if crate::sched::scheduled() {
+        // A storm's switch point: its scheduler picks who runs on (see `sched.rs`).
+        crate::sched::switch();
+    } else if k.jitter.load(Ordering::Relaxed) {
         jitter();
     }
     if k.call_hold_armed.load(Ordering::Acquire) {

@@ -82,6 +82,9 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// The storm scheduler its threads run under, if they were started by a scheduled thread:
+    /// dropping the pool (on whatever thread) wakes them there to end.
+    sched: Mutex<Option<Arc<crate::sched::Sched>>>,
 }
 
 /// The system worker threads: at most `size` host threads, started as work arrives, each running
@@ -120,10 +123,18 @@ impl WorkerPool {
         if queue.idle == 0 && queue.threads < queue.size {
             queue.threads += 1;
             let shared = Arc::clone(&self.shared);
-            std::thread::spawn(move || worker(&shared));
+            if let Some(sched) = crate::sched::current_sched() {
+                *self
+                    .shared
+                    .sched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(sched);
+            }
+            crate::sched::spawn(move || worker(&shared));
         }
         drop(queue);
         self.shared.ready.notify_one();
+        crate::sched::notify();
     }
 }
 
@@ -136,6 +147,15 @@ fn worker(shared: &Shared) {
             queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         } else if queue.shutdown {
             return;
+        } else if crate::sched::scheduled() {
+            queue.idle += 1;
+            drop(queue);
+            let _ = crate::sched::wait_until(None, || {
+                let queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.shutdown || !queue.jobs.is_empty()
+            });
+            queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.idle -= 1;
         } else {
             queue.idle += 1;
             queue = shared
@@ -151,6 +171,15 @@ impl Drop for WorkerPool {
     fn drop(&mut self) {
         self.lock().shutdown = true;
         self.shared.ready.notify_all();
+        let sched = self
+            .shared
+            .sched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(sched) = sched {
+            sched.wake_all();
+        }
     }
 }
 

@@ -1270,7 +1270,7 @@ impl World {
     /// once those references are gone: it waits for them (a leaked one is a finding after
     /// `crate::sync::HANG_TIMEOUT`, and the close goes on).
     fn wait_for_file_object_references(&self, fo: usize) {
-        let start = std::time::Instant::now();
+        let start = crate::sched::now();
         loop {
             let refs = self
                 .kernel
@@ -1281,7 +1281,7 @@ impl World {
             if refs == 0 {
                 return;
             }
-            if start.elapsed() > crate::sync::HANG_TIMEOUT {
+            if crate::sched::since(start) > crate::sync::HANG_TIMEOUT {
                 let name = self.kernel.lock().describe_fo(fo);
                 self.kernel.violation(format!(
                     "{name}: {refs} ObfReferenceObject reference(s) never dropped; IRP_MJ_CLOSE \
@@ -1289,7 +1289,7 @@ impl World {
                 ));
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            crate::sched::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -1781,17 +1781,17 @@ pub(crate) fn teardown_instance(k: &Arc<Kernel>, instance: usize, reason: u32) {
             ),
         );
     }
-    let start = Instant::now();
+    let start = crate::sched::now();
     while k.lock().instances[instance].in_flight > 0 || k.lock().instances[instance].object_refs > 0
     {
-        if start.elapsed() > crate::sync::HANG_TIMEOUT {
+        if crate::sched::since(start) > crate::sync::HANG_TIMEOUT {
             let limit = crate::sync::HANG_TIMEOUT;
             k.violation(format!(
                 "{name}: instance teardown waited {limit:?} for in-flight I/O or FltObjectReference references"
             ));
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        crate::sched::sleep(std::time::Duration::from_millis(1));
     }
     if let Some(cb) = complete_cb {
         let frame = Frame {

@@ -1,6 +1,6 @@
 //! The storm machinery itself, against the model's counting filter (which changes nothing).
 
-use super::{Oracle, Plan, Target, case_of, plan, run_seed};
+use super::{Oracle, Plan, Target, case_of, normalized, plan, run, run_seed};
 
 /// The counting filter, judged as a sample that fails open.
 const COUNTING: Target = Target {
@@ -370,5 +370,29 @@ fn an_unnotified_operation_pended_past_the_limit_is_a_finding() {
     assert!(
         wrong[0].contains("STATUS_PENDING") && wrong[0].contains("its caller hangs"),
         "{wrong:?}"
+    );
+}
+
+/// Under the seeded scheduler a storm replays: the same seed gives the same events in the same
+/// order, run after run, and another seed another interleaving of the same operations.
+#[test]
+fn a_seed_replays_the_same_trace_and_another_seed_another() {
+    let case = case_of(&COUNTING, 3);
+    let first = normalized(&run(&COUNTING, &case, 3).trace);
+    assert!(first.len() > 20, "{first:?}");
+    for _ in 0..3 {
+        let again = normalized(&run(&COUNTING, &case, 3).trace);
+        if let Some(i) = (0..first.len().min(again.len())).find(|&i| first[i] != again[i]) {
+            panic!(
+                "replay differs at event {i}:\n  {}\n  {}",
+                first[i], again[i]
+            );
+        }
+        assert_eq!(again.len(), first.len());
+    }
+    let other = normalized(&run(&COUNTING, &case, 4).trace);
+    assert_ne!(
+        other, first,
+        "seed 4 scheduled the same storm exactly as seed 3"
     );
 }
