@@ -4,10 +4,9 @@
 //! within N seeds" holds on any machine. Measured over seeds 1..=1000 (the figures in each test's
 //! doc) every mutant is found far more often than the bound needs.
 //!
-//! A replay is not fully deterministic: the model's threads are scheduled by the OS, not by a
-//! seeded scheduler (issue 25 item 2). A mistake on a path every storm takes replays every time,
-//! and its test requires most replays to fail again. A race replays only sometimes: its test
-//! prints how often, and requires only the finding.
+//! A replay is deterministic: every thread of a storm runs under one scheduler seeded with the
+//! storm's seed, on a virtual clock (`fltsim::storm`'s doc, issue 25 item 2). So each finding's
+//! seed must fail again in every one of [`REPLAYS`] replays, races included.
 
 use fltsim::storm::{Oracle, Target, check_seed};
 
@@ -39,11 +38,11 @@ const fn data_scan(entry: fltsim::DriverEntry) -> Target {
 const WITHIN: u64 = 200;
 
 /// How often a finding's seed is replayed.
-const REPLAYS: u32 = 10;
+const REPLAYS: u32 = 20;
 
-/// The first seed (of `1..=WITHIN`) whose storm finds a problem, with the problem; then how many
-/// of [`REPLAYS`] replays of it fail again.
-fn found(target: &Target, expect: &str) -> (u64, u32) {
+/// The first seed (of `1..=WITHIN`) whose storm finds a problem, which must be `expect`; then
+/// every one of [`REPLAYS`] replays of that seed must fail again.
+fn assert_found_and_replayed(target: &Target, expect: &str) {
     let (seed, why) = (1..=WITHIN)
         .find_map(|seed| check_seed(target, seed).err().map(|why| (seed, why)))
         .unwrap_or_else(|| panic!("no storm of seeds 1..={WITHIN} found the planted bug"));
@@ -54,16 +53,9 @@ fn found(target: &Target, expect: &str) -> (u64, u32) {
     let again = (0..REPLAYS)
         .filter(|_| check_seed(target, seed).is_err())
         .count();
-    let again = u32::try_from(again).unwrap_or(u32::MAX);
     eprintln!("seed {seed}, replayed: {again} of {REPLAYS} fail again\n{why}");
-    (seed, again)
-}
-
-/// A mistake on a path that the storm takes every time: found, and found again on replay.
-fn assert_found_and_replayed(target: &Target, expect: &str) {
-    let (seed, again) = found(target, expect);
-    assert!(
-        again * 2 >= REPLAYS,
+    assert_eq!(
+        again, REPLAYS as usize,
         "seed {seed} failed again in only {again} of {REPLAYS} replays"
     );
 }
@@ -102,7 +94,7 @@ fn a_callback_data_performed_again_without_reuse_is_found() {
 #[test]
 fn a_rundown_released_before_the_frees_is_found() {
     use fltsim_mutants::callback_data_releases_rundown_too_early::DriverEntry;
-    found(&callback_data(DriverEntry), "never freed");
+    assert_found_and_replayed(&callback_data(DriverEntry), "never freed");
 }
 
 /// It needs a fault in `FltCreateSectionForDataScan`, and whether the armed fault fires depends on
@@ -112,7 +104,7 @@ fn a_rundown_released_before_the_frees_is_found() {
 #[test]
 fn a_context_released_twice_after_a_failed_create_is_found() {
     use fltsim_mutants::data_scan_releases_twice_on_a_failed_create::DriverEntry;
-    found(&data_scan(DriverEntry), "was already freed");
+    assert_found_and_replayed(&data_scan(DriverEntry), "was already freed");
 }
 
 /// It needs a fault in `FltCreateSectionForDataScan` (see the test above): 24 of seeds 1..=250
@@ -121,7 +113,7 @@ fn a_context_released_twice_after_a_failed_create_is_found() {
 #[test]
 fn a_context_leaked_after_a_failed_create_is_found() {
     use fltsim_mutants::data_scan_leaks_the_context_on_a_failed_create::DriverEntry;
-    found(&data_scan(DriverEntry), "leaked context");
+    assert_found_and_replayed(&data_scan(DriverEntry), "leaked context");
 }
 
 /// It needs a fault in `MmCopyMemory`: 17 of seeds 1..=250 found it, the first seed 1 in three
