@@ -34,7 +34,7 @@ impl HostEvent {
         *s = true;
         self.changed.notify_all();
         drop(s);
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(self));
         previous
     }
 
@@ -46,7 +46,7 @@ impl HostEvent {
 
     /// Waits until signaled or `timeout` passes; true if signaled.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
-        let scheduled = crate::sched::wait_until(timeout, || {
+        let scheduled = crate::sched::wait_until(crate::sched::key(self), timeout, || {
             let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
             let signaled = *s;
             if signaled && self.auto_reset {
@@ -109,7 +109,7 @@ impl HostPushLock {
     pub(crate) fn acquire(&self, thread: u32, exclusive: bool) -> Result<(), LockMisuse> {
         if crate::sched::scheduled() {
             let mut outcome = Ok(());
-            let _ = crate::sched::wait_until(None, || {
+            let _ = crate::sched::wait_until(crate::sched::key(self), None, || {
                 let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 if s.exclusive == Some(thread) || s.shared.contains(&thread) {
                     outcome = Err(LockMisuse::Recursive);
@@ -156,7 +156,7 @@ impl HostPushLock {
         }
         self.changed.notify_all();
         drop(s);
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(self));
         Ok(())
     }
 
@@ -198,7 +198,7 @@ impl HostRundown {
         s.0 -= 1;
         self.changed.notify_all();
         drop(s);
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(self));
         true
     }
 
@@ -216,7 +216,11 @@ impl HostRundown {
 
     /// Waits until no holder is left, at most `timeout`; the holders still left (0 on success).
     pub(crate) fn wait(&self, timeout: Duration) -> u32 {
-        if crate::sched::wait_until(Some(timeout), || self.holders() == 0).is_some() {
+        if crate::sched::wait_until(crate::sched::key(self), Some(timeout), || {
+            self.holders() == 0
+        })
+        .is_some()
+        {
             return self.holders();
         }
         let deadline = Instant::now() + timeout;

@@ -134,7 +134,7 @@ impl WorkerPool {
         }
         drop(queue);
         self.shared.ready.notify_one();
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(&*self.shared));
     }
 }
 
@@ -150,7 +150,7 @@ fn worker(shared: &Shared) {
         } else if crate::sched::scheduled() {
             queue.idle += 1;
             drop(queue);
-            let _ = crate::sched::wait_until(None, || {
+            let _ = crate::sched::wait_until(crate::sched::key(shared), None, || {
                 let queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 queue.shutdown || !queue.jobs.is_empty()
             });
@@ -178,7 +178,7 @@ impl Drop for WorkerPool {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(sched) = sched {
-            sched.wake_all();
+            sched.wake(crate::sched::key(&*self.shared));
         }
     }
 }

@@ -5,6 +5,7 @@ use std::{
     sync::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc,
     },
     time::{Duration, Instant},
 };
@@ -87,8 +88,9 @@ struct Turns {
 
 impl Turns {
     fn wait_for(&self, step: usize) {
-        let waited =
-            crate::sched::wait_until(None, || self.started.load(Ordering::Acquire) >= step);
+        let waited = crate::sched::wait_until(crate::sched::key(self), None, || {
+            self.started.load(Ordering::Acquire) >= step
+        });
         debug_assert!(
             waited.is_some(),
             "a storm thread runs under the storm's scheduler"
@@ -98,7 +100,7 @@ impl Turns {
     fn take(&self, step: usize) {
         self.wait_for(step);
         self.started.store(step + 1, Ordering::Release);
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(self));
         crate::sched::switch();
     }
 }
@@ -165,12 +167,12 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
     };
     let doing: Mutex<Vec<String>> = Mutex::new(vec!["not started".into(); case.threads.len() + 1]);
     let findings: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    // The storm's threads that have ended, and whether the storm is over (for the watchdog).
+    // The storm's threads that have ended; the watchdog's line, dropped when the storm is over.
     let ended = AtomicUsize::new(0);
-    let over = AtomicBool::new(false);
+    let (over, watched) = mpsc::channel::<()>();
     let end = || {
         ended.fetch_add(1, Ordering::SeqCst);
-        crate::sched::notify();
+        crate::sched::notify(crate::sched::key(&ended));
     };
     let records: Vec<Record> = std::thread::scope(|s| {
         let mut workers = Vec::new();
@@ -251,10 +253,12 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
         }
         {
             // The watchdog: a free thread (not scheduled), on the wall clock.
-            let (world, doing, over) = (&world, &doing, &over);
+            let (world, doing) = (&world, &doing);
             s.spawn(move || {
                 let start = Instant::now();
-                while !over.load(Ordering::SeqCst) {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    watched.recv_timeout(Duration::from_millis(5))
+                {
                     let (now, _) = sched.progress();
                     let why = if sched.deadlocked() {
                         Some("every thread waits for another (a deadlock)".to_owned())
@@ -271,13 +275,14 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
                         hang_report(target, case, seed, world, doing, &why);
                         std::process::exit(3);
                     }
-                    std::thread::sleep(Duration::from_millis(5));
                 }
             });
         }
         let all = case.threads.len() + 1;
-        let _ = crate::sched::wait_until(None, || ended.load(Ordering::SeqCst) == all);
-        over.store(true, Ordering::SeqCst);
+        let _ = crate::sched::wait_until(crate::sched::key(&ended), None, || {
+            ended.load(Ordering::SeqCst) == all
+        });
+        drop(over);
         workers
             .into_iter()
             .flat_map(|w| w.join().expect("a storm thread panicked"))
