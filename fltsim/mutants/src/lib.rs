@@ -3,7 +3,8 @@
 //! sample as it changes. They are test code: no driver is built from this crate.
 //!
 //! `tests/found.rs` runs storms against each and requires a finding within a stated number of
-//! seeds, and that the finding's storm fails again when replayed.
+//! seeds, and that the finding's storm fails again in every replay; `tests/replay.rs` requires a
+//! storm's trace to replay event for event.
 
 macro_rules! mutant {
     ($module:ident) => {
