@@ -480,16 +480,6 @@ impl World {
         self.kernel.lock().options.work_item_limit = limit;
     }
 
-    /// Makes every kernel call a filter makes give up the processor zero to three times first
-    /// (`std::thread::yield_now`), so that other threads run in the middle of a callback far
-    /// more often than an idle scheduler would let them. Storms turn it on; it orders nothing
-    /// and waits for nothing.
-    pub fn set_jitter(&self, on: bool) {
-        self.kernel
-            .jitter
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Sets the clock tick that `KeDelayExecutionThread` intervals and relative wait timeouts
     /// round up to (default 15.625 ms, Windows' default timer resolution; zero turns rounding
     /// off).
