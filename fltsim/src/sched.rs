@@ -246,8 +246,9 @@ impl Sched {
     }
 
     /// Makes the calling host thread a thread of this scheduler, and waits for the baton (at
-    /// once, if nobody holds it). Undone by [`leave`].
-    pub(crate) fn enter(self: &Arc<Self>) {
+    /// once, if nobody holds it). The thread leaves when the returned [`Member`] drops (also
+    /// on a panic, so that the scheduler's other threads go on).
+    pub(crate) fn enter(self: &Arc<Self>) -> Member {
         let me = self.register();
         CURRENT.with(|c| *c.borrow_mut() = Some((Arc::clone(self), me)));
         let mut inner = self.lock();
@@ -255,6 +256,7 @@ impl Sched {
             inner.give(me);
         }
         drop(self.wait_turn(inner, me));
+        Member
     }
 
     /// Every thread parked on `on` becomes runnable (it re-checks what it waits for). If nobody
@@ -285,10 +287,19 @@ impl Sched {
     }
 }
 
+/// A host thread's membership of a scheduler: dropping it, the thread leaves ([`leave`]).
+pub(crate) struct Member;
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        leave();
+    }
+}
+
 /// The calling thread leaves its scheduler (a thread that ends; the storm's own thread when the
 /// storm is over): the baton passes on. (Whoever waits for a thread to end waits for something
 /// it does last: a system thread's object is signalled, a storm thread counts itself ended.)
-pub(crate) fn leave() {
+fn leave() {
     let Some((sched, me)) = CURRENT.with(|c| c.borrow_mut().take()) else {
         return;
     };
@@ -416,15 +427,9 @@ pub(crate) fn spawn_scoped<'scope, T: Send + 'scope>(
 /// The body of a scheduled thread: waits for its first turn, runs, leaves (also when `body`
 /// panics, so that the others go on).
 fn run_scheduled<T>(sched: &Arc<Sched>, me: usize, body: impl FnOnce() -> T) -> T {
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            leave();
-        }
-    }
     CURRENT.with(|c| *c.borrow_mut() = Some((Arc::clone(sched), me)));
     drop(sched.wait_turn(sched.lock(), me));
-    let _leave = Leave;
+    let _member = Member;
     body()
 }
 
@@ -436,7 +441,7 @@ mod tests {
     /// The order in which three threads, switching at every step, append to a log.
     fn interleaving(seed: u64) -> Vec<usize> {
         let sched = Sched::new(seed);
-        sched.enter();
+        let member = sched.enter();
         let log = Mutex::new(Vec::new());
         let ended = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -453,7 +458,7 @@ mod tests {
             }
             let done = wait_until(key(&ended), None, || ended.load(Ordering::SeqCst) == 3);
             assert_eq!(done, Some(true));
-            leave();
+            drop(member);
         });
         log.into_inner().expect("log")
     }
@@ -470,13 +475,13 @@ mod tests {
     #[test]
     fn a_sleep_takes_virtual_time_and_no_wall_time() {
         let sched = Sched::new(1);
-        sched.enter();
+        let member = sched.enter();
         let wall = Instant::now();
         let before = now();
         sleep(Duration::from_secs(30));
         assert!(since(before) >= Duration::from_secs(30));
         assert!(wall.elapsed() < Duration::from_secs(5));
-        leave();
+        drop(member);
     }
 
     #[test]
@@ -484,7 +489,7 @@ mod tests {
         let sched = Sched::new(3);
         let probe = Arc::clone(&sched);
         std::thread::spawn(move || {
-            sched.enter();
+            let _member = sched.enter();
             let _ = wait_until(0, None, || false);
         });
         let wall = Instant::now();

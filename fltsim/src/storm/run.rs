@@ -127,10 +127,8 @@ impl Generation {
 #[must_use]
 pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
     let sched = crate::sched::Sched::new(seed);
-    sched.enter();
-    let ran = run_scheduled(target, case, seed, &sched);
-    crate::sched::leave();
-    ran
+    let _member = sched.enter();
+    run_scheduled(target, case, seed, &sched)
 }
 
 /// [`run`], on the storm's thread once it runs under `sched`.
