@@ -42,10 +42,18 @@
 //! `api_call`; a baton and a clock over those is about 300 lines. `loom` explores every schedule
 //! exhaustively, at most a handful of threads, far too few for a storm.
 //!
-//! What the scheduler does not see: host synchronisation inside the sample crates themselves
-//! (their atomics). A hand-off between two driver threads with no kernel call inside its window
-//! runs, under the baton, without a switch point in the middle, so a race there is never
-//! interleaved by a storm (see the storm module's doc).
+//! What the scheduler does not see:
+//! - host synchronisation inside the sample crates themselves (their atomics). A hand-off between
+//!   two driver threads with no kernel call inside its window runs, under the baton, without a
+//!   switch point in the middle, so a race there is never interleaved by a storm (see the storm
+//!   module's doc);
+//! - time spent computing: only switch points move the clock ([`QUANTUM`] each), so a routine
+//!   that computes for long without a kernel call takes almost no virtual time (the work item
+//!   limit still catches one that delays);
+//! - the test-only waits of `World` (`wait_for_event`, `race_results`), which storms do not use,
+//!   and a thread a driver leaves running after its storm (already a finding at unload): it
+//!   goes on alone under its storm's scheduler, and its next kernel call meets no world, or the
+//!   next storm's, as it did when it ran free.
 
 use std::{
     cell::RefCell,

@@ -6,6 +6,32 @@
 //! seeds, and that the finding's storm fails again in every replay; `tests/replay.rs` requires a
 //! storm's trace to replay event for event.
 
+/// A mutant of callback-data, judged as callback-data is.
+#[must_use]
+pub const fn callback_data(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "callback-data",
+        name: "rs-callback-data",
+        altitude: 370_220,
+        entry,
+        oracle: fltsim::storm::Oracle::FailOpen,
+        imports: include_str!("../../../samples/callback-data/driver-imports.txt"),
+    }
+}
+
+/// A mutant of data-scan, judged as data-scan is.
+#[must_use]
+pub const fn data_scan(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "data-scan",
+        name: "rs-data-scan",
+        altitude: 265_130,
+        entry,
+        oracle: fltsim::storm::Oracle::DataScan,
+        imports: include_str!("../../../samples/data-scan/driver-imports.txt"),
+    }
+}
+
 macro_rules! mutant {
     ($module:ident) => {
         #[doc = concat!("The mutant `", stringify!($module), "` (see `build.rs`).")]

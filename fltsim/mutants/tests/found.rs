@@ -8,31 +8,8 @@
 //! storm's seed, on a virtual clock (`fltsim::storm`'s doc, issue 25 item 2). So each finding's
 //! seed must fail again in every one of [`REPLAYS`] replays, races included.
 
-use fltsim::storm::{Oracle, Target, check_seed};
-
-/// A mutant of callback-data, judged as callback-data is.
-const fn callback_data(entry: fltsim::DriverEntry) -> Target {
-    Target {
-        sample: "callback-data",
-        name: "rs-callback-data",
-        altitude: 370_220,
-        entry,
-        oracle: Oracle::FailOpen,
-        imports: include_str!("../../../samples/callback-data/driver-imports.txt"),
-    }
-}
-
-/// A mutant of data-scan, judged as data-scan is.
-const fn data_scan(entry: fltsim::DriverEntry) -> Target {
-    Target {
-        sample: "data-scan",
-        name: "rs-data-scan",
-        altitude: 265_130,
-        entry,
-        oracle: Oracle::DataScan,
-        imports: include_str!("../../../samples/data-scan/driver-imports.txt"),
-    }
-}
+use fltsim::storm::{Target, check_seed};
+use fltsim_mutants::{callback_data, data_scan};
 
 /// How many seeds a storm may take to find a planted bug.
 const WITHIN: u64 = 200;

@@ -2,7 +2,8 @@
 //! with system threads, work items, asynchronous I/O, delays and waits gives the same trace,
 //! event for event (thread numbers and addresses renumbered: `fltsim::storm::normalized`).
 
-use fltsim::storm::{Oracle, Target, case_of, normalized, run};
+use fltsim::storm::{Target, case_of, normalized, run};
+use fltsim_mutants::{callback_data, data_scan};
 
 /// The first event at which two normalized traces differ, shown.
 fn first_difference(a: &[String], b: &[String]) -> Option<String> {
@@ -30,31 +31,11 @@ fn assert_replays(target: &Target, seeds: std::ops::RangeInclusive<u64>) {
 #[test]
 fn data_scan_storms_replay_event_for_event() {
     use fltsim_mutants::data_scan_leaves_a_view_mapped_on_a_failed_copy::DriverEntry;
-    assert_replays(
-        &Target {
-            sample: "data-scan",
-            name: "rs-data-scan",
-            altitude: 265_130,
-            entry: DriverEntry,
-            oracle: Oracle::DataScan,
-            imports: include_str!("../../../samples/data-scan/driver-imports.txt"),
-        },
-        1..=4,
-    );
+    assert_replays(&data_scan(DriverEntry), 1..=4);
 }
 
 #[test]
 fn callback_data_storms_replay_event_for_event() {
     use fltsim_mutants::callback_data_releases_rundown_too_early::DriverEntry;
-    assert_replays(
-        &Target {
-            sample: "callback-data",
-            name: "rs-callback-data",
-            altitude: 370_220,
-            entry: DriverEntry,
-            oracle: Oracle::FailOpen,
-            imports: include_str!("../../../samples/callback-data/driver-imports.txt"),
-        },
-        1..=4,
-    );
+    assert_replays(&callback_data(DriverEntry), 1..=4);
 }
