@@ -105,6 +105,17 @@ impl Turns {
     }
 }
 
+/// A storm thread's end, counted when it drops (also when the thread panics, so that the storm's
+/// own thread stops waiting and the panic surfaces when it joins the thread).
+struct Ended<'a>(&'a AtomicUsize);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        crate::sched::notify(crate::sched::key(self.0));
+    }
+}
+
 /// The filter's load generation: even while one load is in effect, odd from the start of an
 /// unload until the next load succeeds.
 struct Generation(AtomicU64);
@@ -168,10 +179,7 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
     // The storm's threads that have ended; the watchdog's line, dropped when the storm is over.
     let ended = AtomicUsize::new(0);
     let (over, watched) = mpsc::channel::<()>();
-    let end = || {
-        ended.fetch_add(1, Ordering::SeqCst);
-        crate::sched::notify(crate::sched::key(&ended));
-    };
+    let end = || Ended(&ended);
     let records: Vec<Record> = std::thread::scope(|s| {
         let mut workers = Vec::new();
         for (t, ops) in case.threads.iter().enumerate() {
@@ -185,6 +193,7 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
                 &end,
             );
             workers.push(crate::sched::spawn_scoped(s, move || {
+                let _end = end();
                 let mut user = User {
                     target,
                     world,
@@ -203,7 +212,6 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
                 doing.lock().expect("doing")[t] = "closing its handles".into();
                 user.close_all();
                 doing.lock().expect("doing")[t] = "done".into();
-                end();
                 records
             }));
         }
@@ -218,6 +226,7 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
                 &end,
             );
             crate::sched::spawn_scoped(s, move || {
+                let _end = end();
                 for at in case.reload_points() {
                     turns.wait_for(at);
                     let c = case.threads.len();
@@ -246,7 +255,6 @@ fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::
                     }
                 }
                 doing.lock().expect("doing")[case.threads.len()] = "done".into();
-                end();
             });
         }
         {
