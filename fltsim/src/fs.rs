@@ -715,11 +715,13 @@ pub(crate) fn purge<R>(
     loop {
         let (blocking, outstanding, name) = {
             let mut state = k.lock();
+            // The earliest-named, not the first in the map's order: a storm replays its trace.
             let blocking = state
                 .sections
                 .values()
-                .find(|s| s.stream == stream && (s.handle_open || s.object_refs > 0))
-                .map(|s| s.origin.clone());
+                .filter(|s| s.stream == stream && (s.handle_open || s.object_refs > 0))
+                .map(|s| s.origin.clone())
+                .min();
             if blocking.is_none() {
                 let truncates = matches!(op, Purge::Truncate | Purge::DestructiveCreate);
                 let mapped = if truncates {
@@ -823,14 +825,17 @@ fn hold_truncation(k: &Kernel) {
 }
 
 /// The creators of data-scan sections on the stream with a view still mapped: a truncation that
-/// proceeds now truncates under them.
+/// proceeds now truncates under them (sorted: a storm replays its trace, whatever the map's
+/// order).
 fn mapped_across_truncation(state: &State, stream: usize) -> Vec<String> {
-    state
+    let mut origins: Vec<String> = state
         .sections
         .values()
         .filter(|s| s.stream == stream && s.views > 0)
         .map(|s| s.origin.clone())
-        .collect()
+        .collect();
+    origins.sort();
+    origins
 }
 
 /// Reports a truncation that proceeded while views (of sections by `mapped`) were mapped.
@@ -883,7 +888,7 @@ pub(crate) fn wait_for_sections_closed(
         state.streams[stream].pended += 1;
         state.options.pend_limit
     };
-    let start = std::time::Instant::now();
+    let start = crate::sched::now();
     let left = loop {
         {
             let state = k.lock();
@@ -893,10 +898,10 @@ pub(crate) fn wait_for_sections_closed(
                 break Some(s.purge_failure_mode);
             }
         }
-        if start.elapsed() > limit {
+        if crate::sched::since(start) > limit {
             break None;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        crate::sched::sleep(std::time::Duration::from_millis(1));
     };
     let (name, owners) = {
         let mut state = k.lock();

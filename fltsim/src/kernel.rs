@@ -29,8 +29,6 @@ pub(crate) struct Kernel {
     pub(crate) call_hold_armed: std::sync::atomic::AtomicBool,
     /// The system worker threads that run generic work items.
     pub(crate) workers: crate::threads::WorkerPool,
-    /// `World::set_jitter`: every kernel call a filter makes may first give up the processor.
-    pub(crate) jitter: std::sync::atomic::AtomicBool,
 }
 
 static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
@@ -338,7 +336,6 @@ impl Kernel {
             seq: AtomicU64::new(1),
             call_hold_armed: std::sync::atomic::AtomicBool::new(false),
             workers: crate::threads::WorkerPool::new(crate::threads::DEFAULT_WORKER_THREADS),
-            jitter: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -449,9 +446,8 @@ pub(crate) fn api_call<R: std::fmt::Display>(
         ));
     }
     k.check_irql(api, max_irql);
-    if k.jitter.load(Ordering::Relaxed) {
-        jitter();
-    }
+    // A storm's switch point: its scheduler picks who runs on (nothing outside a storm).
+    crate::sched::switch();
     if k.call_hold_armed.load(Ordering::Acquire) {
         hold_call(&k, api);
     }
@@ -464,29 +460,6 @@ pub(crate) fn api_call<R: std::fmt::Display>(
     }
     k.trace(EventKind::Call(api), text);
     result
-}
-
-/// `World::set_jitter`: gives up the processor zero to three times (a per-thread xorshift picks
-/// how often), so that another thread runs in the middle of this one's callback. A scheduler
-/// that preempts there is what a storm needs to meet races; nothing waits on it.
-fn jitter() {
-    thread_local! {
-        static STATE: Cell<u32> = const { Cell::new(0) };
-    }
-    let n = STATE.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = thread_id().wrapping_mul(0x9E37_79B9) | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        s.set(x);
-        x % 4
-    });
-    for _ in 0..n {
-        std::thread::yield_now();
-    }
 }
 
 /// `World::hold_next_call`: if the hold is for `api`, takes it (it holds one call), says the call

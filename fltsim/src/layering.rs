@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "state and kernel",
         &[
-            "kernel", "state", "request", "sync", "threads", "pages", "params",
+            "kernel", "state", "request", "sched", "sync", "threads", "pages", "params",
         ],
     ),
 ];

@@ -66,7 +66,8 @@
 //! 5. **State and kernel**: `kernel.rs` (the model's lock, trace, IRQL, fault plan), `state.rs`
 //!    (every record), `request.rs` (the callback-data block and its accessors), `sync.rs`
 //!    (events, push locks, rundown), `threads.rs` (the worker pool, the clock tick, thread
-//!    records), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
+//!    records), `sched.rs` (the seeded scheduler and virtual clock a storm's threads run
+//!    under), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
 //!    parameter layout).
 //!
 //! # Where the documentation is silent, the model chooses
@@ -138,6 +139,7 @@ mod pages;
 mod params;
 mod registry;
 mod request;
+mod sched;
 mod state;
 pub mod storm;
 mod sync;

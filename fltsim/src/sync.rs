@@ -1,4 +1,5 @@
-//! Dispatcher objects and locks, with real blocking on host threads.
+//! Dispatcher objects and locks, with real blocking on host threads, or parked in the storm's
+//! scheduler on a scheduled thread (`sched.rs`): every operation that can end a wait tells it.
 //!
 //! A `KEVENT` or push lock lives in filter memory; the model keys its host-side twin by that
 //! address. The twin is created by the initialising call (`KeInitializeEvent`,
@@ -32,6 +33,8 @@ impl HostEvent {
         let previous = *s;
         *s = true;
         self.changed.notify_all();
+        drop(s);
+        crate::sched::notify(crate::sched::key(self));
         previous
     }
 
@@ -43,6 +46,17 @@ impl HostEvent {
 
     /// Waits until signaled or `timeout` passes; true if signaled.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
+        let scheduled = crate::sched::wait_until(crate::sched::key(self), timeout, || {
+            let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
+            let signaled = *s;
+            if signaled && self.auto_reset {
+                *s = false;
+            }
+            signaled
+        });
+        if let Some(signaled) = scheduled {
+            return signaled;
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.signaled.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -93,23 +107,42 @@ pub(crate) enum LockMisuse {
 
 impl HostPushLock {
     pub(crate) fn acquire(&self, thread: u32, exclusive: bool) -> Result<(), LockMisuse> {
+        if crate::sched::scheduled() {
+            let mut outcome = Ok(());
+            let _ = crate::sched::wait_until(crate::sched::key(self), None, || {
+                let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if s.exclusive == Some(thread) || s.shared.contains(&thread) {
+                    outcome = Err(LockMisuse::Recursive);
+                    return true;
+                }
+                Self::take(&mut s, thread, exclusive)
+            });
+            return outcome;
+        }
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.exclusive == Some(thread) || s.shared.contains(&thread) {
             // Windows deadlocks here; the model reports it instead of hanging the test.
             return Err(LockMisuse::Recursive);
         }
         loop {
-            let free = s.exclusive.is_none() && (!exclusive || s.shared.is_empty());
-            if free {
-                if exclusive {
-                    s.exclusive = Some(thread);
-                } else {
-                    s.shared.push(thread);
-                }
+            if Self::take(&mut s, thread, exclusive) {
                 return Ok(());
             }
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Takes the lock for `thread` if it is free for that use.
+    fn take(s: &mut LockState, thread: u32, exclusive: bool) -> bool {
+        let free = s.exclusive.is_none() && (!exclusive || s.shared.is_empty());
+        if free {
+            if exclusive {
+                s.exclusive = Some(thread);
+            } else {
+                s.shared.push(thread);
+            }
+        }
+        free
     }
 
     pub(crate) fn release(&self, thread: u32) -> Result<(), LockMisuse> {
@@ -122,6 +155,8 @@ impl HostPushLock {
             return Err(LockMisuse::NotHeld);
         }
         self.changed.notify_all();
+        drop(s);
+        crate::sched::notify(crate::sched::key(self));
         Ok(())
     }
 
@@ -162,6 +197,8 @@ impl HostRundown {
         }
         s.0 -= 1;
         self.changed.notify_all();
+        drop(s);
+        crate::sched::notify(crate::sched::key(self));
         true
     }
 
@@ -179,6 +216,13 @@ impl HostRundown {
 
     /// Waits until no holder is left, at most `timeout`; the holders still left (0 on success).
     pub(crate) fn wait(&self, timeout: Duration) -> u32 {
+        if crate::sched::wait_until(crate::sched::key(self), Some(timeout), || {
+            self.holders() == 0
+        })
+        .is_some()
+        {
+            return self.holders();
+        }
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while s.0 > 0 {

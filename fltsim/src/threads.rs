@@ -10,14 +10,16 @@
 //! - **"A limited amount of time".** `IO_WORKITEM_ROUTINE` says the routine "must run for a
 //!   limited amount of time; otherwise, the system can deadlock", without a figure. The model
 //!   reports a routine that runs longer than [`DEFAULT_WORK_ITEM_LIMIT`] (1 s, settable with
-//!   `World::set_work_item_limit`), wall time, as a verifier finding. One second is far above what
+//!   `World::set_work_item_limit`), wall time (in a storm, the scheduler's virtual time: see
+//!   `sched.rs`), as a verifier finding. One second is far above what
 //!   a scan of a file at memory speed needs (a 1 MiB file is hashed in about a millisecond), and
 //!   far below what a routine that sleeps per chunk for a whole file takes (2 ms per 4 KiB, rounded
 //!   up to a tick, is 4 s per MiB).
 //! - **The clock tick.** Delays and relative wait timeouts end on a clock interrupt, so they last at
 //!   least the requested time rounded up to a whole tick: 15.625 ms (64 Hz), Windows' default
 //!   timer resolution, unless the test sets another (`World::set_clock_tick`). A zero interval is
-//!   not rounded (a poll, or a yield).
+//!   not rounded (a poll, or a yield). In a storm, delays and time-outs pass on the scheduler's
+//!   virtual clock, and the worker threads and system threads run under its baton (`sched.rs`).
 //! - **System threads.** `PsCreateSystemThread` runs the start routine on a host thread at
 //!   `PASSIVE_LEVEL` inside one critical region, as documented. windows-sys declares
 //!   `PKSTART_ROUTINE` without its `StartContext` parameter, so the model calls the routine with
@@ -82,6 +84,9 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// The storm scheduler its threads run under, if they were started by a scheduled thread:
+    /// dropping the pool (on whatever thread) wakes them there to end.
+    sched: Mutex<Option<Arc<crate::sched::Sched>>>,
 }
 
 /// The system worker threads: at most `size` host threads, started as work arrives, each running
@@ -120,10 +125,18 @@ impl WorkerPool {
         if queue.idle == 0 && queue.threads < queue.size {
             queue.threads += 1;
             let shared = Arc::clone(&self.shared);
-            std::thread::spawn(move || worker(&shared));
+            if let Some(sched) = crate::sched::current_sched() {
+                *self
+                    .shared
+                    .sched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(sched);
+            }
+            crate::sched::spawn(move || worker(&shared));
         }
         drop(queue);
         self.shared.ready.notify_one();
+        crate::sched::notify(crate::sched::key(&*self.shared));
     }
 }
 
@@ -136,6 +149,15 @@ fn worker(shared: &Shared) {
             queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         } else if queue.shutdown {
             return;
+        } else if crate::sched::scheduled() {
+            queue.idle += 1;
+            drop(queue);
+            let _ = crate::sched::wait_until(crate::sched::key(shared), None, || {
+                let queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.shutdown || !queue.jobs.is_empty()
+            });
+            queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.idle -= 1;
         } else {
             queue.idle += 1;
             queue = shared
@@ -151,6 +173,15 @@ impl Drop for WorkerPool {
     fn drop(&mut self) {
         self.lock().shutdown = true;
         self.shared.ready.notify_all();
+        let sched = self
+            .shared
+            .sched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(sched) = sched {
+            sched.wake(crate::sched::key(&*self.shared));
+        }
     }
 }
 

@@ -112,6 +112,9 @@ pub(crate) fn check_leaks(k: &Kernel, filter: usize) {
             }
         }
     }
+    // In a fixed order, not the maps': a storm replays its trace (each names its origin by trace
+    // position).
+    findings.sort();
     for finding in findings {
         k.violation(finding);
     }

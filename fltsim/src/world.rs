@@ -480,16 +480,6 @@ impl World {
         self.kernel.lock().options.work_item_limit = limit;
     }
 
-    /// Makes every kernel call a filter makes give up the processor zero to three times first
-    /// (`std::thread::yield_now`), so that other threads run in the middle of a callback far
-    /// more often than an idle scheduler would let them. Storms turn it on; it orders nothing
-    /// and waits for nothing.
-    pub fn set_jitter(&self, on: bool) {
-        self.kernel
-            .jitter
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Sets the clock tick that `KeDelayExecutionThread` intervals and relative wait timeouts
     /// round up to (default 15.625 ms, Windows' default timer resolution; zero turns rounding
     /// off).
@@ -1270,7 +1260,7 @@ impl World {
     /// once those references are gone: it waits for them (a leaked one is a finding after
     /// `crate::sync::HANG_TIMEOUT`, and the close goes on).
     fn wait_for_file_object_references(&self, fo: usize) {
-        let start = std::time::Instant::now();
+        let start = crate::sched::now();
         loop {
             let refs = self
                 .kernel
@@ -1281,7 +1271,7 @@ impl World {
             if refs == 0 {
                 return;
             }
-            if start.elapsed() > crate::sync::HANG_TIMEOUT {
+            if crate::sched::since(start) > crate::sync::HANG_TIMEOUT {
                 let name = self.kernel.lock().describe_fo(fo);
                 self.kernel.violation(format!(
                     "{name}: {refs} ObfReferenceObject reference(s) never dropped; IRP_MJ_CLOSE \
@@ -1289,7 +1279,7 @@ impl World {
                 ));
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            crate::sched::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -1781,17 +1771,17 @@ pub(crate) fn teardown_instance(k: &Arc<Kernel>, instance: usize, reason: u32) {
             ),
         );
     }
-    let start = Instant::now();
+    let start = crate::sched::now();
     while k.lock().instances[instance].in_flight > 0 || k.lock().instances[instance].object_refs > 0
     {
-        if start.elapsed() > crate::sync::HANG_TIMEOUT {
+        if crate::sched::since(start) > crate::sync::HANG_TIMEOUT {
             let limit = crate::sync::HANG_TIMEOUT;
             k.violation(format!(
                 "{name}: instance teardown waited {limit:?} for in-flight I/O or FltObjectReference references"
             ));
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        crate::sched::sleep(std::time::Duration::from_millis(1));
     }
     if let Some(cb) = complete_cb {
         let frame = Frame {

@@ -3,7 +3,60 @@
 //! sample as it changes. They are test code: no driver is built from this crate.
 //!
 //! `tests/found.rs` runs storms against each and requires a finding within a stated number of
-//! seeds, and that the finding's storm fails again when replayed.
+//! seeds, and that the finding's storm fails again in every replay; `tests/replay.rs` requires a
+//! storm's trace to replay event for event.
+
+/// A mutant of callback-data, judged as callback-data is.
+#[must_use]
+pub const fn callback_data(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "callback-data",
+        name: "rs-callback-data",
+        altitude: 370_220,
+        entry,
+        oracle: fltsim::storm::Oracle::FailOpen,
+        imports: include_str!("../../../samples/callback-data/driver-imports.txt"),
+    }
+}
+
+/// A mutant of data-scan, judged as data-scan is.
+#[must_use]
+pub const fn data_scan(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "data-scan",
+        name: "rs-data-scan",
+        altitude: 265_130,
+        entry,
+        oracle: fltsim::storm::Oracle::DataScan,
+        imports: include_str!("../../../samples/data-scan/driver-imports.txt"),
+    }
+}
+
+/// A mutant of section-conflict, judged as section-conflict is.
+#[must_use]
+pub const fn section_conflict(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "section-conflict",
+        name: "rs-section-conflict",
+        altitude: 265_140,
+        entry,
+        oracle: fltsim::storm::Oracle::SectionConflict,
+        imports: include_str!("../../../samples/section-conflict/driver-imports.txt"),
+    }
+}
+
+/// A mutant of section-context, judged as section-context is.
+#[must_use]
+pub const fn section_context(entry: fltsim::DriverEntry) -> fltsim::storm::Target {
+    fltsim::storm::Target {
+        sample: "section-context",
+        name: "rs-section-context",
+        altitude: 370_230,
+        entry,
+        oracle: fltsim::storm::Oracle::FailOpen,
+        imports: include_str!("../../../samples/section-context/driver-imports.txt"),
+    }
+}
 
 macro_rules! mutant {
     ($module:ident) => {

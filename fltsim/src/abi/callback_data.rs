@@ -284,7 +284,7 @@ unsafe extern "system" fn FltPerformAsynchronousIo(
                 return Status(status);
             }
             let kernel = Arc::clone(k);
-            std::thread::spawn(move || {
+            crate::sched::spawn(move || {
                 let _ = perform(
                     &kernel,
                     "FltPerformAsynchronousIo",

@@ -1,10 +1,7 @@
 //! Registration: `FltRegisterFilter`, `FltStartFiltering`, `FltUnregisterFilter`, and the
 //! instance teardown an unregistration drives.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use windows_sys::{
     Wdk::{
@@ -217,7 +214,7 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
     }
     // FltUnregisterFilter waits for queued work items and for every context reference.
     let name = k.lock().filters[filter].name.clone();
-    let start = Instant::now();
+    let start = crate::sched::now();
     loop {
         let (work, refs) = {
             let state = k.lock();
@@ -232,7 +229,7 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
         if work == 0 && refs == 0 {
             break;
         }
-        if start.elapsed() > HANG_TIMEOUT {
+        if crate::sched::since(start) > HANG_TIMEOUT {
             if work > 0 {
                 k.violation(format!(
                     "{name}: FltUnregisterFilter waited {HANG_TIMEOUT:?} for {work} queued work item(s) \
@@ -241,7 +238,7 @@ fn unregister(k: &Arc<Kernel>, filter: usize) {
             }
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        crate::sched::sleep(Duration::from_millis(2));
     }
     k.lock().filters[filter].unregistered = true;
 }

@@ -325,7 +325,7 @@ fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
     );
     let kernel = Arc::clone(k);
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    crate::sched::spawn(move || {
         let result = crate::world::race_conflict(&kernel, &path, conflict);
         let _ = tx.send(result);
     });
@@ -333,7 +333,7 @@ fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
     // outstanding since the section was linked) and completes only after the creator closes it:
     // the create goes on as soon as either happens, and a pended result is collected by
     // `World::race_results`.
-    let start = std::time::Instant::now();
+    let start = crate::sched::now();
     loop {
         match rx.try_recv() {
             Ok(result) => {
@@ -347,7 +347,7 @@ fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
             k.lock().race_pending.push(rx);
             return;
         }
-        if start.elapsed() > HANG_TIMEOUT {
+        if crate::sched::since(start) > HANG_TIMEOUT {
             k.violation(format!(
                 "deadlock: the conflicting {conflict:?} neither finished nor pended within \
                  {HANG_TIMEOUT:?} while FltCreateSectionForDataScan was running (the section \
@@ -355,7 +355,7 @@ fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
             ));
             return;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        crate::sched::sleep(Duration::from_millis(1));
     }
 }
 

@@ -96,7 +96,7 @@ unsafe extern "system" fn PsCreateSystemThread(
                 return Shown(STATUS_INVALID_PARAMETER, NtStatus(STATUS_INVALID_PARAMETER).to_string());
             }
             let kernel = Arc::clone(k);
-            std::thread::spawn(move || {
+            crate::sched::spawn(move || {
                 SYSTEM_THREAD.with(|t| t.set(Some(object)));
                 // "The newly created system thread runs at PASSIVE_LEVEL inside a critical region
                 // with normal kernel APCs disabled."

@@ -234,7 +234,7 @@ unsafe extern "system" fn KeDelayExecutionThread(
                 ));
             }
         }
-        None => std::thread::sleep(duration.unwrap_or_default()),
+        None => crate::sched::sleep(duration.unwrap_or_default()),
     }
     STATUS_SUCCESS
 }

@@ -2,7 +2,7 @@
 //! `FltFreeGenericWorkItem`. They run on the model's small pool of system worker threads
 //! (`crate::threads`).
 
-use std::{ffi::c_void, sync::Arc, time::Instant};
+use std::{ffi::c_void, sync::Arc};
 
 use windows_sys::{
     Wdk::{
@@ -97,11 +97,11 @@ unsafe extern "system" fn FltQueueGenericWorkItem(
             }
             let frame = Frame { filter: Some(filter), who: name.clone(), what: "work item".into() };
             kernel.trace(EventKind::Callback("WorkItem"), format!("work item {fltworkitem:#x} runs"));
-            let start = Instant::now();
+            let start = crate::sched::now();
             // SAFETY: the filter's worker routine, called once at PASSIVE_LEVEL with the work
             // item, the referenced filter object and the context it queued.
             run_as(frame, PASSIVE, || unsafe { routine(fltworkitem, object as *const c_void, ctx as *const c_void) });
-            let ran = start.elapsed();
+            let ran = crate::sched::since(start);
             kernel.trace(EventKind::Callback("WorkItem"), format!("work item {fltworkitem:#x} returns"));
             if ran > limit {
                 kernel.violation(format!(

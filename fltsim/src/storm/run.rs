@@ -1,4 +1,5 @@
-//! Running one storm: the user threads, the start order, the reload events, the bound.
+//! Running one storm: the user threads, the start order, the reload events, the bound, all under
+//! one seeded scheduler (`crate::sched`).
 
 use std::{
     sync::{
@@ -21,9 +22,10 @@ use crate::{
     },
 };
 
-/// How long one storm may run before it counts as a hang. The longest wait a sample makes is
-/// data-scan's `WAIT_SECONDS` (10 s) for another scan of the same stream; a storm that takes
-/// several times that is stuck.
+/// How long one storm may run before it counts as a hang, in virtual time and in wall time. The
+/// longest wait a sample makes is data-scan's `WAIT_SECONDS` (10 s) for another scan of the same
+/// stream; a storm that takes several times that is stuck. (Every thread waiting for another with
+/// no time-out is a hang at once.)
 pub const STORM_BOUND: Duration = Duration::from_mins(1);
 
 /// What one user operation returned, as the application sees it.
@@ -78,25 +80,39 @@ pub struct Ran {
 }
 
 /// The start-order token: operation `k` of the start order starts once `k` operations have
-/// started. Waiters spin, yielding the processor, rather than sleep on a condition variable: a
-/// woken sleeper starts late, long after a short operation of the previous thread has ended, and
-/// the storm would overlap nothing. Under CPU load the sleeper is also far slower: measured with
-/// three CPU-bound processes on two cores, 200 replays of data-scan's seed 1 took 41.5 s with a
-/// condition variable and 3.3 s yielding (0.7 s and 0.45 s unloaded).
+/// started. A waiter is parked in the storm's scheduler; taking the token wakes it, and is a
+/// switch point, so that the next operation may start before this one has gone far.
 struct Turns {
     started: AtomicUsize,
 }
 
 impl Turns {
     fn wait_for(&self, step: usize) {
-        while self.started.load(Ordering::Acquire) < step {
-            std::thread::yield_now();
-        }
+        let waited = crate::sched::wait_until(crate::sched::key(self), None, || {
+            self.started.load(Ordering::Acquire) >= step
+        });
+        debug_assert!(
+            waited.is_some(),
+            "a storm thread runs under the storm's scheduler"
+        );
     }
 
     fn take(&self, step: usize) {
         self.wait_for(step);
         self.started.store(step + 1, Ordering::Release);
+        crate::sched::notify(crate::sched::key(self));
+        crate::sched::switch();
+    }
+}
+
+/// A storm thread's end, counted when it drops (also when the thread panics, so that the storm's
+/// own thread stops waiting and the panic surfaces when it joins the thread).
+struct Ended<'a>(&'a AtomicUsize);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        crate::sched::notify(crate::sched::key(self.0));
     }
 }
 
@@ -113,14 +129,22 @@ impl Generation {
     }
 }
 
-/// Runs `case` against `target` in a fresh world. Returns what the oracles need; on a hang (the
-/// storm still running after [`STORM_BOUND`]), prints what every thread was doing and the end of
-/// the trace, and exits the process with status 3: threads stuck inside the model cannot be
-/// stopped, and a hung test is worse than a stopped one.
+/// Runs `case` against `target` in a fresh world, every thread of it under one scheduler seeded
+/// with `seed` (`crate::sched`), so that the same case and seed run the same way every time.
+/// Returns what the oracles need; on a hang (every thread waiting for another, or the storm still
+/// running after [`STORM_BOUND`] of virtual or wall time), prints what every thread was doing and
+/// the end of the trace, and exits the process with status 3: threads stuck inside the model
+/// cannot be stopped, and a hung test is worse than a stopped one.
 #[must_use]
 pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
+    let sched = crate::sched::Sched::new(seed);
+    let _member = sched.enter();
+    run_scheduled(target, case, seed, &sched)
+}
+
+/// [`run`], on the storm's thread once it runs under `sched`.
+fn run_scheduled(target: &Target, case: &Case, seed: u64, sched: &crate::sched::Sched) -> Ran {
     let world = World::new();
-    world.set_jitter(true);
     for file in &case.files {
         match (file.kind, file.contents()) {
             (FileKind::Directory, _) => world.create_dir(&file.path),
@@ -152,14 +176,24 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
     };
     let doing: Mutex<Vec<String>> = Mutex::new(vec!["not started".into(); case.threads.len() + 1]);
     let findings: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let (done_tx, done_rx) = mpsc::channel::<()>();
+    // The storm's threads that have ended; the watchdog's line, dropped when the storm is over.
+    let ended = AtomicUsize::new(0);
+    let (over, watched) = mpsc::channel::<()>();
+    let end = || Ended(&ended);
     let records: Vec<Record> = std::thread::scope(|s| {
         let mut workers = Vec::new();
         for (t, ops) in case.threads.iter().enumerate() {
-            let done = done_tx.clone();
-            let (world, turns, doing, touched, generation, steps) =
-                (&world, &turns, &doing, &touched, &generation, &steps[t]);
-            workers.push(s.spawn(move || {
+            let (world, turns, doing, touched, generation, steps, end) = (
+                &world,
+                &turns,
+                &doing,
+                &touched,
+                &generation,
+                &steps[t],
+                &end,
+            );
+            workers.push(crate::sched::spawn_scoped(s, move || {
+                let _end = end();
                 let mut user = User {
                     target,
                     world,
@@ -178,15 +212,21 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
                 doing.lock().expect("doing")[t] = "closing its handles".into();
                 user.close_all();
                 doing.lock().expect("doing")[t] = "done".into();
-                drop(done);
                 records
             }));
         }
         {
-            let done = done_tx.clone();
-            let (world, turns, doing, generation, loaded, findings) =
-                (&world, &turns, &doing, &generation, &loaded, &findings);
-            s.spawn(move || {
+            let (world, turns, doing, generation, loaded, findings, end) = (
+                &world,
+                &turns,
+                &doing,
+                &generation,
+                &loaded,
+                &findings,
+                &end,
+            );
+            crate::sched::spawn_scoped(s, move || {
+                let _end = end();
                 for at in case.reload_points() {
                     turns.wait_for(at);
                     let c = case.threads.len();
@@ -215,21 +255,40 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
                     }
                 }
                 doing.lock().expect("doing")[case.threads.len()] = "done".into();
-                drop(done);
             });
         }
-        drop(done_tx);
-        let deadline = Instant::now() + STORM_BOUND;
-        loop {
-            match done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(()) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    hang_report(target, case, seed, &world, &doing);
-                    std::process::exit(3);
+        {
+            // The watchdog: a free thread (not scheduled), on the wall clock.
+            let (world, doing) = (&world, &doing);
+            s.spawn(move || {
+                let start = Instant::now();
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    watched.recv_timeout(Duration::from_millis(5))
+                {
+                    let (now, _) = sched.progress();
+                    let why = if sched.deadlocked() {
+                        Some("every thread waits for another (a deadlock)".to_owned())
+                    } else if now > STORM_BOUND || start.elapsed() > STORM_BOUND {
+                        Some(format!(
+                            "still running after {STORM_BOUND:?} ({:.1} s virtual, {:.1} s wall)",
+                            now.as_secs_f64(),
+                            start.elapsed().as_secs_f64()
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        hang_report(target, case, seed, world, doing, &why);
+                        std::process::exit(3);
+                    }
                 }
-            }
+            });
         }
+        let all = case.threads.len() + 1;
+        let _ = crate::sched::wait_until(crate::sched::key(&ended), None, || {
+            ended.load(Ordering::SeqCst) == all
+        });
+        drop(over);
         workers
             .into_iter()
             .flat_map(|w| w.join().expect("a storm thread panicked"))
@@ -261,13 +320,17 @@ pub fn run(target: &Target, case: &Case, seed: u64) -> Ran {
     }
 }
 
-/// A hung storm: the seed, what each thread was doing, and the end of the trace.
-fn hang_report(target: &Target, case: &Case, seed: u64, world: &World, doing: &Mutex<Vec<String>>) {
+/// A hung storm: the seed, why, what each thread was doing, and the end of the trace.
+fn hang_report(
+    target: &Target,
+    case: &Case,
+    seed: u64,
+    world: &World,
+    doing: &Mutex<Vec<String>>,
+    why: &str,
+) {
     let doing = doing.lock().map(|d| d.clone()).unwrap_or_default();
-    eprintln!(
-        "storm HANG: {} seed {seed} still running after {STORM_BOUND:?}",
-        target.name
-    );
+    eprintln!("storm HANG: {} seed {seed}: {why}", target.name);
     for (t, what) in doing.iter().enumerate() {
         if t == case.threads.len() {
             eprintln!("  reload thread: {what}");
