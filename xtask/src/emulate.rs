@@ -5,8 +5,11 @@
 //! `FLT_REGISTRATION` at its header offsets, calls `InstanceSetup`, every registered pre- and
 //! post-operation callback, the `SectionNotificationCallback` and the instance teardown callbacks
 //! (each must run to its return with a documented status and balanced pairs), calls the unload
-//! callback and counts pairs; see `docs/emulate.md` for every hooked export. Speakeasy has no
-//! arm64: those drivers keep their static checks only.
+//! callback and counts pairs; see `docs/emulate.md` for every hooked export. Then two more
+//! tables: the out-of-scope budget (each callback Filter Manager calls for a file outside the
+//! demo folder, against its instruction budget, with no name query, allocation or log line) and
+//! the fault sweep (each operation callback again with the n-th call of each failable import
+//! failing as documented). Speakeasy has no arm64: those drivers keep their static checks only.
 
 use std::{
     env, fs,
