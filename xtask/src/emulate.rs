@@ -222,7 +222,7 @@ fn print_budget(rows: &[String]) {
 fn print_faults(rows: &[String]) {
     println!();
     println!(
-        "Fault sweep (each operation callback, both paths, again with the n-th call of each failable export failing as documented)"
+        "Fault sweep (each operation callback, both paths, again with the n-th call of each failable export failing as documented; each instance or section routine in a fresh load with that fault)"
     );
     println!(
         "{:<18} {:>8} {:>6} {:>6} {:>11}",
@@ -273,10 +273,12 @@ fn fault_line(row: &str) -> String {
     let [file, major, kind, import, n, why] = f[..] else {
         return format!("malformed fault line: {}", row.replace('\t', " "));
     };
-    format!(
-        "{}, call {n} of {import} failing: {why}",
+    let callback = if major.starts_with("0x") {
         callback_name(major, kind, file)
-    )
+    } else {
+        format!("{major}Callback")
+    };
+    format!("{callback}, call {n} of {import} failing: {why}")
 }
 
 /// "pre-operation callback for `IRP_MJ_CREATE`, a file outside the demo folder".
@@ -502,6 +504,10 @@ mod tests {
         assert_eq!(
             fault_line("in\t0x0\tpost\tExAllocatePool2\t1\tname pair unbalanced (+1)"),
             "post-operation callback for IRP_MJ_CREATE, a file inside the demo folder, call 1 of ExAllocatePool2 failing: name pair unbalanced (+1)"
+        );
+        assert_eq!(
+            fault_line("-\tInstanceSetup\t-\tFltAllocateContext\t1\tcontext imbalance +1"),
+            "InstanceSetupCallback, call 1 of FltAllocateContext failing: context imbalance +1"
         );
         assert!(fault_line("x").starts_with("malformed fault line"));
     }
