@@ -178,59 +178,70 @@ impl Tables {
     }
 }
 
-/// The second table, one row per callback call.
-fn print_callbacks(rows: &[String]) {
+/// One table: a blank line, its title, its header, its rows, then the notes that explain it.
+fn print_table(title: &str, header: &str, rows: &[String], notes: &[&str]) {
     println!();
-    println!(
-        "Callbacks (each must run to its return, return a documented status and balance every counted pair)"
-    );
-    println!(
-        "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
-        "driver", "file", "callback", "kind", "insns", "calls", "returned"
-    );
+    println!("{title}");
+    println!("{header}");
     for row in rows {
         println!("{row}");
     }
-    println!(
-        "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback"
-    );
-    println!(
-        "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name"
+    for note in notes {
+        println!("{note}");
+    }
+}
+
+/// The second table, one row per callback call.
+fn print_callbacks(rows: &[String]) {
+    print_table(
+        "Callbacks (each must run to its return, return a documented status and balance every counted pair)",
+        &format!(
+            "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
+            "driver", "file", "callback", "kind", "insns", "calls", "returned"
+        ),
+        rows,
+        &[
+            "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback",
+            "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name",
+        ],
     );
 }
 
-/// The out-of-scope budget table: one row per pre-operation callback for a file outside the
-/// demo folder.
+/// The out-of-scope budget table: one row per callback for a file outside the demo folder.
 fn print_budget(rows: &[String]) {
-    println!();
-    println!(
-        "Out-of-scope budget (each callback Filter Manager calls for a file outside the demo folder: at most 100 driver instructions for 64 characters, pre-create 150 + 10 a character; no name query, allocation or log line)"
-    );
-    println!(
-        "{:<18} {:<24} {:<5} {:>5} {:>6} {:>6} {:>9}  verdict",
-        "driver", "callback", "kind", "chars", "insns", "budget", "forbidden"
-    );
-    for row in rows {
-        println!("{row}");
-    }
-    println!(
-        "forbidden: name queries, allocations and log lines; `not called`: the pre-operation callback returned FLT_PREOP_SUCCESS_NO_CALLBACK (0x1) or FLT_PREOP_COMPLETE (0x4), so Filter Manager does not call the post-operation callback, and it has no budget"
+    print_table(
+        "Out-of-scope budget (each callback Filter Manager calls for a file outside the demo folder: at most 100 driver instructions for 64 characters, pre-create 150 + 10 a character; no name query, allocation or log line)",
+        &format!(
+            "{:<18} {:<24} {:<5} {:>5} {:>6} {:>6} {:>9}  verdict",
+            "driver", "callback", "kind", "chars", "insns", "budget", "forbidden"
+        ),
+        rows,
+        &[
+            "forbidden: name queries, allocations and log lines; `not called`: the pre-operation callback returned FLT_PREOP_SUCCESS_NO_CALLBACK (0x1) or FLT_PREOP_COMPLETE (0x4), so Filter Manager does not call the post-operation callback, and it has no budget",
+        ],
     );
 }
 
 /// The fault sweep's summary, one row per driver.
 fn print_faults(rows: &[String]) {
-    println!();
-    println!(
-        "Fault sweep (each operation callback, both paths, again with the n-th call of each failable export failing as documented; each instance or section routine in a fresh load with that fault)"
+    print_table(
+        "Fault sweep (each operation callback, both paths, again with the n-th call of each failable export failing as documented; each instance or section routine in a fresh load with that fault)",
+        &format!(
+            "{:<18} {:>8} {:>6} {:>6} {:>11}",
+            "driver", "injected", "passed", "failed", "not reached"
+        ),
+        rows,
+        &[],
     );
-    println!(
-        "{:<18} {:>8} {:>6} {:>6} {:>11}",
-        "driver", "injected", "passed", "failed", "not reached"
-    );
-    for row in rows {
-        println!("{row}");
-    }
+}
+
+/// A harness line of the wrong shape: shown as it is, and a failure.
+fn malformed(what: &str, row: &str) -> (String, Option<String>) {
+    let shown = row.replace('\t', " ");
+    (
+        shown.clone(),
+        Some(format!("malformed {what} line: {shown}")),
+    )
 }
 
 /// One harness `budget` line (callback, kind, characters, instructions, budget, forbidden
@@ -238,11 +249,7 @@ fn print_faults(rows: &[String]) {
 fn budget_row(row: &str) -> (String, Option<String>) {
     let f: Vec<&str> = row.split('\t').collect();
     let [major, kind, chars, insns, limit, forbidden, verdict] = f[..] else {
-        let shown = row.replace('\t', " ");
-        return (
-            shown.clone(),
-            Some(format!("malformed budget line: {shown}")),
-        );
+        return malformed("budget", row);
     };
     let shown =
         format!("{major:<24} {kind:<5} {chars:>5} {insns:>6} {limit:>6} {forbidden:>9}  {verdict}");
@@ -297,11 +304,7 @@ fn callback_name(major: &str, kind: &str, file: &str) -> String {
 fn callback_row(row: &str) -> (String, Option<String>) {
     let f: Vec<&str> = row.split('\t').collect();
     let [file, major, kind, insns, calls, ret, verdict] = f[..] else {
-        let shown = row.replace('\t', " ");
-        return (
-            shown.clone(),
-            Some(format!("malformed harness line: {shown}")),
-        );
+        return malformed("harness", row);
     };
     let (shown, failure) = match verdict.strip_prefix("FAIL: ") {
         Some(why) if !major.starts_with("0x") => ("FAIL", Some(format!("{major}Callback: {why}"))),
