@@ -15,6 +15,7 @@ Layouts read and written here are LAYOUT's (below): fltKernel.h's and wdm.h's x6
 checked against windows-sys by xtask's unit test, as CONSTANTS' values are. The operation table
 ends at IRP_MJ_OPERATION_END (0x80), the context table at FLT_CONTEXT_END (0xffff).
 """
+import os
 import struct
 import sys
 import types
@@ -144,6 +145,12 @@ CONSTANTS = {
     "IRP_MJ_QUERY_INFORMATION": 0x5,
     "FileStandardInformation": 0x5,
     "FileInternalInformation": 0x6,
+    "FLT_PREOP_COMPLETE": 0x4,
+    "FLT_PREOP_SUCCESS_NO_CALLBACK": 0x1,
+    "STATUS_INSUFFICIENT_RESOURCES": 0xC000009A,
+    "STATUS_FLT_DELETING_OBJECT": 0xC01C000B,
+    "STATUS_NOT_SUPPORTED": 0xC00000BB,
+    "STATUS_IN_PAGE_ERROR": 0xC0000006,
 }
 K = types.SimpleNamespace(**CONSTANTS)
 
@@ -200,6 +207,33 @@ PAIRS = {
 }
 
 
+# The fault sweep (sweep): each hooked export an operation callback may see fail, and how it
+# fails, from its page (docs/emulate.md cites each): the status it returns (None: ExAllocatePool2's
+# NULL; FALSE for ExAcquireRundownProtection), or for the two that send I/O, the status the request
+# ends with in its IoStatus. A faulted call writes nothing through its out pointers and is not
+# counted in any pair.
+FAULTS = {
+    "FltGetFileNameInformation": K.STATUS_INSUFFICIENT_RESOURCES,
+    "FltAllocateContext": K.STATUS_INSUFFICIENT_RESOURCES,
+    "FltGetInstanceContext": K.STATUS_NOT_FOUND,
+    "FltGetStreamHandleContext": K.STATUS_NOT_FOUND,
+    "FltGetSectionContext": K.STATUS_NOT_FOUND,
+    "FltSetInstanceContext": K.STATUS_FLT_DELETING_OBJECT,
+    "FltSetStreamHandleContext": K.STATUS_FLT_DELETING_OBJECT,
+    "ExAllocatePool2": None,
+    "ExAcquireRundownProtection": 0,
+    "FltObjectReference": K.STATUS_FLT_DELETING_OBJECT,
+    "FltGetEcpListFromCallbackData": K.STATUS_INVALID_PARAMETER,
+    "FltIsDirectory": K.STATUS_NOT_SUPPORTED,
+    "FltAllocateCallbackDataEx": K.STATUS_INSUFFICIENT_RESOURCES,
+    "FltPerformSynchronousIo": K.STATUS_INSUFFICIENT_RESOURCES,
+    "FltPerformAsynchronousIo": K.STATUS_INSUFFICIENT_RESOURCES,
+    "FltCreateSectionForDataScan": K.STATUS_INSUFFICIENT_RESOURCES,
+    "MmMapViewInSystemSpaceEx": K.STATUS_INSUFFICIENT_RESOURCES,
+    "MmCopyMemory": K.STATUS_IN_PAGE_ERROR,
+}
+
+
 def main(path, expected_version, expect_eicar):
     try:
         data = open(path, "rb").read()
@@ -212,6 +246,7 @@ def main(path, expected_version, expect_eicar):
         # apply), then with Parameters\DemoFolder set, which the driver must read.
         bare = emulate(path, None)
         out = emulate(path, DEMO_FOLDER, callbacks=True, expect_eicar=expect_eicar)
+        out["faults"] = out.get("faults", []) + routine_sweep(path, out)
     except Exception as err:  # speakeasy raises plain exceptions for bad images
         return fail(f"speakeasy cannot load it: {err}")
     bare_problems = entry_problems(bare["driver_entry"]) + bare["misuse"]
@@ -220,8 +255,50 @@ def main(path, expected_version, expect_eicar):
     return verdict(out, expected_version, extra)
 
 
-def emulate(path, folder, callbacks=False, expect_eicar=False):
-    """One load, DriverEntry and unload; `folder` is Parameters\\DemoFolder (None: no key)."""
+# Faults routine_sweep leaves out: FltGetInstanceContext's one documented failure is
+# STATUS_NOT_FOUND, no context set; the context InstanceSetup set lasts until Filter Manager
+# deletes the instance's contexts after InstanceTeardownComplete ("Deleting Contexts"), so the
+# teardown callbacks always find it. (Failed there, section-conflict and section-context cannot
+# reach the sections the context lists, and leave them open.)
+NOT_IN_TEARDOWN = {(routine, "FltGetInstanceContext") for routine in
+                   ("InstanceQueryTeardown", "InstanceTeardownStart", "InstanceTeardownComplete")}
+
+
+def routine_sweep(path, out):
+    """The fault sweep of the instance and section routines (InstanceSetup,
+    SectionNotification, the teardown callbacks), each called once a load: for each export in
+    FAULTS the routine called in `out`'s load and each of its calls n there, a fresh keyed load
+    with that call failing in that routine (and no operation sweep). Everything that load checks
+    counts for the fault: every row's reasons, every I/O a row fails that `out`'s row did not,
+    and the load's end (every pair back at zero after teardown and unload, no misuse). The EICAR
+    file may be opened there (a scan a fault stopped fails open)."""
+    records = []
+    clean_io = {(r["where"], r["major"], r["kind"]): r["failed_io"]
+                for r in out.get("callbacks", []) if "failed_io" in r}
+    for clean in [r for r in out.get("callbacks", []) if r["where"] == "-"]:
+        for name in [n for n in FAULTS if clean["made"].get(n)
+                     and (clean["major"], n) not in NOT_IN_TEARDOWN]:
+            for n in range(1, clean["made"][name] + 1):
+                run = emulate(path, DEMO_FOLDER, callbacks=True, arm=(clean["major"], name, n))
+                rows = run.get("callbacks", [])
+                hit = any(r["major"] == clean["major"] and r.get("fault_hit") for r in rows)
+                reasons = []
+                for r in rows:
+                    label = r["major"] if r["where"] == "-" else f"{r['where']} {r['major']} {r['kind']}"
+                    reasons += [f"{label}: {why}" for why in r["reasons"]]
+                    key = (r["where"], r["major"], r["kind"])
+                    if r.get("failed_io") and r["failed_io"] != clean_io.get(key):
+                        reasons.append(f"{label}: {r['failed_io']}: the user's I/O fails")
+                reasons += entry_problems(run["driver_entry"]) + end_problems(run)
+                records.append({"where": "-", "major": clean["major"], "kind": "-",
+                                "import": name, "n": n, "reasons": reasons if hit else None})
+    return records
+
+
+def emulate(path, folder, callbacks=False, expect_eicar=False, arm=None):
+    """One load, DriverEntry and unload; `folder` is Parameters\\DemoFolder (None: no key).
+    `arm`: (routine, export, n), the n-th call of the export fails in that instance or section
+    routine (routine_sweep), and the operation callbacks are not swept."""
     out = {"file": path, "calls": {}, "balance": {}, "misuse": [], "log": [],
            "registry": {"opened": [], "queried": []}}
     se = speakeasy.Speakeasy()
@@ -236,7 +313,7 @@ def emulate(path, folder, callbacks=False, expect_eicar=False):
     # called FltRegisterForDataScan, the file objects whose open was cancelled.
     st = {"contexts": {}, "links": {}, "pending": [], "pool": {}, "names": set(), "events": {},
           "sections": {}, "objects": {}, "views": {}, "data_scan": set(), "cancelled": set(),
-          "requests": {}, "completions": []}
+          "requests": {}, "completions": [], "fault": None, "arm": arm}
 
     def count(name, rv, ok=True):
         out["calls"][name] = out["calls"].get(name, 0) + 1
@@ -790,8 +867,42 @@ def emulate(path, folder, callbacks=False, expect_eicar=False):
         "FltPerformAsynchronousIo": (3, flt_perform_asynchronous_io),
         "DbgPrintEx": (3, dbg_print_ex),
     }
+    def inject(name, argv):
+        """The faulted call: FAULTS' status, nothing written, no pair counted. A request's I/O
+        fails in its IoStatus; an asynchronous one still completes (its page: Filter Manager
+        "will always call this routine, even if FltPerformAsynchronousIo fails")."""
+        status = FAULTS[name]
+        if name in ("FltPerformSynchronousIo", "FltPerformAsynchronousIo"):
+            known = request(name, argv[0])
+            if known is None:
+                return count(name, None if name == "FltPerformSynchronousIo"
+                             else K.STATUS_INVALID_PARAMETER)
+            io = argv[0] + LAYOUT["FLT_CALLBACK_DATA.IoStatus"]
+            put(io, "<I", status)
+            put(io + LAYOUT["IO_STATUS_BLOCK.Information"], "<Q", 0)
+            if name == "FltPerformSynchronousIo":
+                return count(name, None)
+            known["busy"] = True
+            st["completions"].append((argv[1], argv[0], argv[2]))
+            return count(name, K.STATUS_PENDING)
+        if name == "MmCopyMemory":
+            put(argv[4], "<Q", 0)  # "the caller must check NumberOfBytesTransferred"
+        return count(name, 0 if status is None else status, ok=False)
+
+    def faulting(name, hook):
+        """`hook`, but the n-th call of the export during a sweep run fails (inject)."""
+        def wrapped(emu, api, func, argv):
+            fault = st["fault"]
+            if fault is not None and fault["import"] == name:
+                fault["seen"] += 1
+                if fault["seen"] == fault["n"]:
+                    fault["hit"] = True
+                    return inject(name, argv)
+            return hook(emu, api, func, argv)
+        return wrapped
+
     for name, (argc, hook) in hooks.items():
-        se.add_api_hook(hook, "*", name, argc=argc)
+        se.add_api_hook(faulting(name, hook) if name in FAULTS else hook, "*", name, argc=argc)
 
     base, end = module.get_base(), module.get_base() + module.get_image_size()
     insns = {"n": 0}
@@ -853,7 +964,8 @@ def run_load(se, reg, insns, out, st, folder, expect_eicar):
         args = [objs, K.FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT, K.FILE_DEVICE_DISK_FILE_SYSTEM,
                 K.FLT_FSTYPE_NTFS]
         # "STATUS_SUCCESS or an NTSTATUS value": any; an error or warning status declines.
-        row = gated(se, insns, out, st, cb["Setup"], args, None, "")
+        arm(st, "InstanceSetup")
+        row = disarm(st, gated(se, insns, out, st, cb["Setup"], args, None, ""))
         attached = row["ret"] is not None and row["ret"] < 0x80000000
         if row["ret"] is not None and not attached:
             row["note"] = "declined the volume: no instance"
@@ -863,18 +975,21 @@ def run_load(se, reg, insns, out, st, folder, expect_eicar):
     rows += run_callbacks(se, reg.get("operations", []), insns, out, st, folder, expect_eicar)
     open_now = [ctx for ctx, s in st["sections"].items() if s["open"]]
     if reg.get("section_addr") and open_now:
-        rows.append(notify(se, insns, out, st, reg["section_addr"], open_now[-1]))
+        arm(st, "SectionNotification")
+        rows.append(disarm(st, notify(se, insns, out, st, reg["section_addr"], open_now[-1])))
     reason = K.FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD
     if cb.get("QueryTeardown"):
         # A manual detach (FilterDetach): "STATUS_SUCCESS or an NTSTATUS value"; an error or
         # warning status keeps the instance, which the unload then tears down.
-        row = gated(se, insns, out, st, cb["QueryTeardown"], [objs, 0], None, "")
+        arm(st, "InstanceQueryTeardown")
+        row = disarm(st, gated(se, insns, out, st, cb["QueryTeardown"], [objs, 0], None, ""))
         if row["ret"] is not None and row["ret"] < 0x80000000:
             reason = K.FLTFL_INSTANCE_TEARDOWN_MANUAL
             row["note"] = "detach allowed"
         rows.append(named(row, "InstanceQueryTeardown"))
     if cb.get("TeardownStart"):
-        row = gated(se, insns, out, st, cb["TeardownStart"], [objs, reason], None, "")
+        arm(st, "InstanceTeardownStart")
+        row = disarm(st, gated(se, insns, out, st, cb["TeardownStart"], [objs, reason], None, ""))
         rows.append(named(row, "InstanceTeardownStart"))
 
     def delete_contexts():
@@ -885,8 +1000,9 @@ def run_load(se, reg, insns, out, st, folder, expect_eicar):
             st["contexts"][addr]["linked"] = False
             st["unreferenced"](addr)
     if cb.get("TeardownComplete"):
-        row = gated(se, insns, out, st, cb["TeardownComplete"], [objs, reason], None, "",
-                    after=delete_contexts)
+        arm(st, "InstanceTeardownComplete")
+        row = disarm(st, gated(se, insns, out, st, cb["TeardownComplete"], [objs, reason], None,
+                               "", after=delete_contexts))
         rows.append(named(row, "InstanceTeardownComplete"))
     else:
         delete_contexts()
@@ -895,6 +1011,22 @@ def run_load(se, reg, insns, out, st, folder, expect_eicar):
     if still:
         out["misuse"].append(f"{len(still)} section(s) still open after instance teardown")
     return rows
+
+
+def arm(st, routine):
+    """Arms the fault routine_sweep asked for (st["arm"]) if `routine` is the one it names."""
+    wanted = st["arm"]
+    st["fault"] = None
+    if wanted is not None and wanted[0] == routine:
+        st["fault"] = {"import": wanted[1], "n": wanted[2], "seen": 0, "hit": False}
+
+
+def disarm(st, row):
+    """The row of the routine arm armed, with whether its fault was injected."""
+    if st["fault"] is not None:
+        row["fault_hit"] = st["fault"]["hit"]
+    st["fault"] = None
+    return row
 
 
 def named(row, name):
@@ -953,7 +1085,7 @@ def gated(se, insns, out, st, addr, args, allowed, what, after=None):
     an export, or left a counted pair unbalanced. A routine that opens a section it leaves open,
     or closes one opened before it, holds what the section holds across routines: its pairs are
     checked at the end of the load instead (every pair back at zero after the unload)."""
-    calls = sum(out["calls"].values())
+    calls, per = sum(out["calls"].values()), dict(out["calls"])
     balance, misused, sections = dict(out["balance"]), len(out["misuse"]), open_sections(st)
     insns["n"] = 0
     ret, error = invoke(se, addr, args)
@@ -976,8 +1108,12 @@ def gated(se, insns, out, st, addr, args, allowed, what, after=None):
         moves = [word for word, changed in (("opens", open_sections(st) - sections),
                                             ("closes", sections - open_sections(st))) if changed]
         note = f"{' and '.join(moves)} a section: pairs checked after unload"
+    made = {name: n - per.get(name, 0) for name, n in out["calls"].items() if n != per.get(name, 0)}
+    delta = {pair: out["balance"].get(pair, 0) - balance.get(pair, 0)
+             for pair in set(balance) | set(out["balance"])}
     return {"instructions": insns["n"], "calls": sum(out["calls"].values()) - calls, "ret": ret,
-            "reasons": reasons, "note": note}
+            "reasons": reasons, "note": note, "made": made, "carried": carried,
+            "delta": {pair: d for pair, d in delta.items() if d}}
 
 
 def notify(se, insns, out, st, callback, ctx):
@@ -1008,13 +1144,12 @@ def notify(se, insns, out, st, callback, ctx):
 
 def run_callbacks(se, operations, insns, out, st, folder, expect_eicar):
     """Calls every registered pre- and post-operation callback once for a file outside the demo
-    folder and once inside it, with FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK,
-    FLT_RELATED_OBJECTS and FILE_OBJECT built at LAYOUT's offsets (a create asks for
-    FILE_READ_DATA, the file object records read access and read sharing). Each row has the
-    reasons it failed (gated), and for a driver that reads DemoFolder (common::scope), any
-    counted call its pre-create makes for the file outside the demo folder. A post-create that
-    cancels the open (FltCancelFileOpen) must fail it; with `expect_eicar`, the open of the file
-    inside the demo folder (EICAR) must fail with STATUS_VIRUS_INFECTED and the other go on."""
+    folder and once inside it (operation). Each row has the reasons it failed (gated), and for a
+    driver that reads DemoFolder (common::scope), any counted call its pre-create makes for the
+    file outside the demo folder. A post-create that cancels the open (FltCancelFileOpen) must
+    fail it; with `expect_eicar`, the open of the file inside the demo folder (EICAR) must fail
+    with STATUS_VIRUS_INFECTED and the other go on. Then the fault sweep (sweep) of the rows of
+    the two 64-character paths."""
     rows = []
     scoped = bool(out["registry"]["queried"])  # the driver reads DemoFolder: common::scope
     files = [("out", outside(64)), ("in", f"\\Users\\u\\{folder}\\" + "b" * 38 + ".txt")]
@@ -1027,63 +1162,115 @@ def run_callbacks(se, operations, insns, out, st, folder, expect_eicar):
                 if not addr or (where not in ("out", "in")
                                 and (kind, op["major"]) != ("pre", K.IRP_MJ_CREATE)):
                     continue
-                mem = se.mem_alloc(0x1000)
-                se.mem_write(mem, b"\0" * 0x1000)
-                data, iopb, fobj = mem, mem + 0x100, mem + 0x400
-                security, text = mem + 0x900, mem + 0xA00  # text: 256 characters at most
-                objs = related_objects(se, fobj)
-                se.mem_write(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], struct.pack("<Q", iopb))
-                p = "FLT_IO_PARAMETER_BLOCK."
-                se.mem_write(iopb + LAYOUT[p + "MajorFunction"], bytes([op["major"]]))
-                se.mem_write(iopb + LAYOUT[p + "TargetFileObject"], struct.pack("<Q", fobj))
-                se.mem_write(iopb + LAYOUT[p + "TargetInstance"], struct.pack("<Q", FAKE_INSTANCE))
+                row = operation(se, insns, out, st, op, kind, name)
                 create = op["major"] == K.IRP_MJ_CREATE
-                if create:
-                    params = iopb + LAYOUT[p + "Parameters"]
-                    se.mem_write(params + LAYOUT["FLT_PARAMETERS_0.SecurityContext"],
-                                 struct.pack("<Q", security))
-                    se.mem_write(security + LAYOUT["IO_SECURITY_CONTEXT.DesiredAccess"],
-                                 struct.pack("<I", K.FILE_READ_DATA))
-                se.mem_write(fobj + LAYOUT["FILE_OBJECT.ReadAccess"], b"\x01")
-                se.mem_write(fobj + LAYOUT["FILE_OBJECT.SharedRead"], b"\x01")
-                encoded = name.encode("utf-16-le")
-                se.mem_write(text, encoded)
-                u = fobj + LAYOUT["FILE_OBJECT.FileName"]
-                se.mem_write(u + LAYOUT["UNICODE_STRING.Length"], struct.pack("<H", len(encoded)))
-                se.mem_write(u + LAYOUT["UNICODE_STRING.MaximumLength"],
-                             struct.pack("<H", len(encoded)))
-                se.mem_write(u + LAYOUT["UNICODE_STRING.Buffer"], struct.pack("<Q", text))
-                args = [data, objs, mem + 0x800] if kind == "pre" else [data, objs, 0, 0]
-                allowed = PREOP_STATUSES if kind == "pre" else POSTOP_STATUSES
-                what = f"{'FLT_PREOP' if kind == 'pre' else 'FLT_POSTOP'}_* status"
-                row = gated(se, insns, out, st, addr, args, allowed, what)
                 if scoped and where != "in" and kind == "pre" and create and row["calls"]:
                     # common::scope decides from FileObject->FileName alone: "no name query, no
                     # allocation, no log line" outside the demo folder.
                     row["reasons"].append(
                         f"{row['calls']} counted calls for a file outside the demo folder")
-                io_status = data + LAYOUT["FLT_CALLBACK_DATA.IoStatus"]
-                status = struct.unpack("<I", se.mem_read(io_status, 4))[0]
-                cancelled = fobj in st["cancelled"]
-                if cancelled:
-                    if kind != "post" or not create:
-                        row["reasons"].append("FltCancelFileOpen outside a post-create")
-                    elif status < 0x80000000:
-                        row["reasons"].append(f"FltCancelFileOpen, yet IoStatus is {status:#x}: "
-                                              "the open must fail")
-                    else:
-                        row["note"] = f"open denied: {status:#x}"
+                status, cancelled = row["status"], row["cancelled"]
                 if expect_eicar and kind == "post" and create and not row["reasons"]:
                     if where == "in" and status != K.STATUS_VIRUS_INFECTED:
                         row["reasons"].append(f"the EICAR file's open ended with {status:#x}, "
                                               "not STATUS_VIRUS_INFECTED")
                     if where == "out" and (cancelled or status != K.STATUS_SUCCESS):
                         row["reasons"].append(f"the clean file's open ended with {status:#x}")
-                row.update(where=where, major=f"{op['major']:#x}", kind=kind)
+                row.update(where=where, major=f"{op['major']:#x}", kind=kind, op=op, name=name)
                 rows.append(row)
     if scoped:
         growth(rows)
+    if st["arm"] is None:
+        out["faults"] = sweep(se, insns, out, st, [r for r in rows if r["where"] in ("out", "in")])
     return rows
+
+
+def operation(se, insns, out, st, op, kind, name):
+    """One call of `op`'s pre- or post-operation callback for the file `name`, with
+    FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK, FLT_RELATED_OBJECTS and a fresh FILE_OBJECT built
+    at LAYOUT's offsets (a create asks for FILE_READ_DATA, the file object records read access
+    and read sharing). The row (gated) also has the IoStatus the callback left, whether it
+    cancelled the open, and `failed_io`: how it failed the user's I/O, if it did."""
+    addr = op[kind + "_addr"]
+    mem = se.mem_alloc(0x1000)
+    se.mem_write(mem, b"\0" * 0x1000)
+    data, iopb, fobj = mem, mem + 0x100, mem + 0x400
+    security, text = mem + 0x900, mem + 0xA00  # text: 256 characters at most
+    objs = related_objects(se, fobj)
+    se.mem_write(data + LAYOUT["FLT_CALLBACK_DATA.Iopb"], struct.pack("<Q", iopb))
+    p = "FLT_IO_PARAMETER_BLOCK."
+    se.mem_write(iopb + LAYOUT[p + "MajorFunction"], bytes([op["major"]]))
+    se.mem_write(iopb + LAYOUT[p + "TargetFileObject"], struct.pack("<Q", fobj))
+    se.mem_write(iopb + LAYOUT[p + "TargetInstance"], struct.pack("<Q", FAKE_INSTANCE))
+    create = op["major"] == K.IRP_MJ_CREATE
+    if create:
+        params = iopb + LAYOUT[p + "Parameters"]
+        se.mem_write(params + LAYOUT["FLT_PARAMETERS_0.SecurityContext"],
+                     struct.pack("<Q", security))
+        se.mem_write(security + LAYOUT["IO_SECURITY_CONTEXT.DesiredAccess"],
+                     struct.pack("<I", K.FILE_READ_DATA))
+    se.mem_write(fobj + LAYOUT["FILE_OBJECT.ReadAccess"], b"\x01")
+    se.mem_write(fobj + LAYOUT["FILE_OBJECT.SharedRead"], b"\x01")
+    encoded = name.encode("utf-16-le")
+    se.mem_write(text, encoded)
+    u = fobj + LAYOUT["FILE_OBJECT.FileName"]
+    se.mem_write(u + LAYOUT["UNICODE_STRING.Length"], struct.pack("<H", len(encoded)))
+    se.mem_write(u + LAYOUT["UNICODE_STRING.MaximumLength"], struct.pack("<H", len(encoded)))
+    se.mem_write(u + LAYOUT["UNICODE_STRING.Buffer"], struct.pack("<Q", text))
+    args = [data, objs, mem + 0x800] if kind == "pre" else [data, objs, 0, 0]
+    allowed = PREOP_STATUSES if kind == "pre" else POSTOP_STATUSES
+    what = f"{'FLT_PREOP' if kind == 'pre' else 'FLT_POSTOP'}_* status"
+    row = gated(se, insns, out, st, addr, args, allowed, what)
+    io_status = data + LAYOUT["FLT_CALLBACK_DATA.IoStatus"]
+    status = struct.unpack("<I", se.mem_read(io_status, 4))[0]
+    cancelled = fobj in st["cancelled"]
+    if cancelled:
+        if kind != "post" or not create:
+            row["reasons"].append("FltCancelFileOpen outside a post-create")
+        elif status < 0x80000000:
+            row["reasons"].append(f"FltCancelFileOpen, yet IoStatus is {status:#x}: "
+                                  "the open must fail")
+        else:
+            row["note"] = f"open denied: {status:#x}"
+    failed_io = None
+    if kind == "pre" and row["ret"] == K.FLT_PREOP_COMPLETE and status >= 0x80000000:
+        failed_io = f"completed the I/O with {status:#x}"
+    elif kind == "post" and (cancelled or status >= 0x80000000):
+        failed_io = f"{'cancelled the open' if cancelled else 'failed the I/O'} with {status:#x}"
+    row.update(status=status, cancelled=cancelled, failed_io=failed_io)
+    return row
+
+
+def sweep(se, insns, out, st, rows):
+    """The fault sweep, in the keyed load's emulator after the clean calls: for each row (a
+    callback and a path), each export in FAULTS it called, and each of its call sites n in the
+    clean call, the callback is called again with the n-th call of that export failing as its
+    page says it can (FAULTS). The run must end normally, return a documented value, misuse no
+    export, leave every counted pair as the clean call did (balanced, or for a routine that
+    opens a section, at most what the clean call carried: the load's end checks the rest), and
+    not fail the user's I/O where the clean call did not (the sample fails open). Returns one
+    record a run: the row, the export, n, and the reasons it failed (None: the n-th call never
+    came)."""
+    records = []
+    for clean in rows:
+        for name in [n for n in FAULTS if clean["made"].get(n)]:
+            for n in range(1, clean["made"][name] + 1):
+                st["fault"] = {"import": name, "n": n, "seen": 0, "hit": False}
+                row = operation(se, insns, out, st, clean["op"], clean["kind"], clean["name"])
+                hit = st["fault"]["hit"]
+                st["fault"] = None
+                reasons = list(row["reasons"])
+                if row["carried"]:
+                    for pair, d in sorted(row["delta"].items()):
+                        if d != clean["delta"].get(pair, 0) or not clean["carried"]:
+                            reasons.append(f"{pair} pair left {d:+d} (the clean call: "
+                                           f"{clean['delta'].get(pair, 0):+d})")
+                if row["failed_io"] and row["failed_io"] != clean["failed_io"]:
+                    reasons.append(f"{row['failed_io']}: the user's I/O fails")
+                records.append({"where": clean["where"], "major": clean["major"],
+                                "kind": clean["kind"], "import": name, "n": n,
+                                "reasons": reasons if hit else None})
+    return records
 
 
 # The lengths of the names outside the demo folder that a scoped pre-create is timed on.
@@ -1117,6 +1304,49 @@ def growth(rows):
         last["note"] = f"{low:.1f} then {high:.1f} instructions a character: linear"
 
 
+# The out-of-scope budget: a pre-operation callback for a file outside the demo folder, with a
+# 64-character name, runs at most OUT_OF_SCOPE_BUDGET driver instructions; pre-create reads the
+# name (common::scope's one pass over FileObject->FileName), so its budget is PRE_CREATE_BUDGET's
+# constant plus its instructions a character, for any length. Measured today: 113 + 8 a character
+# for pre-create (241, 625, 2161 at 16, 64, 256 characters), 9 to 42 for the others; the budget
+# keeps a margin of about a third on the constant and a quarter on the per-character cost.
+OUT_OF_SCOPE_BUDGET = 100
+PRE_CREATE_BUDGET = (150, 10)
+# The calls none of them may make: a name query, an allocation, a log line.
+FORBIDDEN = ("FltGetFileNameInformation", "FltAllocateContext", "ExAllocatePool2",
+             "FltAllocateCallbackDataEx", "DbgPrintEx")
+
+
+def budget_rows(rows):
+    """One (callback, kind, characters, instructions, budget, forbidden calls, verdict) a callback
+    for a file outside the demo folder: every `out` row, and pre-create's `out16`/`out256`. A
+    post-operation callback whose pre-operation callback returned FLT_PREOP_SUCCESS_NO_CALLBACK
+    (or FLT_PREOP_COMPLETE) there is listed, not budgeted: Filter Manager does not call it."""
+    table = []
+    pre = {r["major"]: r["ret"] for r in rows if r["kind"] == "pre" and r["where"] == "out"}
+    for row in rows:
+        if row["kind"] not in ("pre", "post") or not row["where"].startswith("out"):
+            continue
+        chars = int(row["where"][3:] or 64)
+        create = row["major"] == f"{K.IRP_MJ_CREATE:#x}"
+        skipped = (K.FLT_PREOP_SUCCESS_NO_CALLBACK, K.FLT_PREOP_COMPLETE)
+        if row["kind"] == "post" and pre.get(row["major"]) in skipped:
+            table.append((row["major"], "post", chars, row["instructions"], "-", "-",
+                          f"not called (pre returned {pre[row['major']]:#x})"))
+            continue
+        limit = (PRE_CREATE_BUDGET[0] + PRE_CREATE_BUDGET[1] * chars
+                 if create and row["kind"] == "pre" else OUT_OF_SCOPE_BUDGET)
+        forbidden = sum(row["made"].get(name, 0) for name in FORBIDDEN)
+        why = []
+        if row["instructions"] > limit:
+            why.append(f"{row['instructions']} instructions, budget {limit}")
+        if forbidden:
+            why.append(", ".join(f"{row['made'][n]}x {n}" for n in FORBIDDEN if row["made"].get(n)))
+        table.append((row["major"], row["kind"], chars, row["instructions"], limit, forbidden,
+                      "FAIL: " + "; ".join(why) if why else "ok"))
+    return table
+
+
 def entry_problems(entry):
     if entry["error"]:
         return [f"DriverEntry stopped: {entry['error'].get('type')} "
@@ -1140,6 +1370,22 @@ def registry_problems(registry):
     return problems
 
 
+def end_problems(out):
+    """What the load's end shows: the unload callback's return, FltUnregisterFilter called once,
+    every counted pair back at zero, and the misuse no routine's row reported."""
+    problems, unload = [], out.get("unload")
+    if unload is None:
+        problems.append("no FilterUnloadCallback")
+    elif unload["ret"] != K.STATUS_SUCCESS:
+        problems.append(f"unload returned {unload['ret']:#x}")
+    if out["calls"].get("FltUnregisterFilter", 0) != 1:
+        problems.append(f"FltUnregisterFilter called {out['calls'].get('FltUnregisterFilter', 0)}x")
+    for pair, n in sorted(out["balance"].items()):
+        if n:
+            problems.append(f"{pair} imbalance {n:+d}")
+    return problems + out["misuse"]
+
+
 def verdict(out, expected_version, extra):
     """Checks the run and prints: verdict, DriverEntry status and instructions, registration
     version, operations, contexts, section callback, unload status and instructions, calls,
@@ -1158,22 +1404,21 @@ def verdict(out, expected_version, extra):
             problems.append(f"Size {reg['size']:#x}, sizeof(FLT_REGISTRATION) is 0x70")
         if expected_version >= 0 and reg["section_callback"] != (expected_version >= 0x0203):
             problems.append("SectionNotificationCallback does not match the version")
-    if unload is None:
-        problems.append("no FilterUnloadCallback")
-    elif unload["ret"] != K.STATUS_SUCCESS:
-        problems.append(f"unload returned {unload['ret']:#x}")
-    if out["calls"].get("FltUnregisterFilter", 0) != 1:
-        problems.append(f"FltUnregisterFilter called {out['calls'].get('FltUnregisterFilter', 0)}x")
-    for pair, n in sorted(out["balance"].items()):
-        if n:
-            problems.append(f"{pair} imbalance {n:+d}")
-    problems += out["misuse"]
+    problems += end_problems(out)
     for row in out.get("callbacks", []):
         row["verdict"] = ("FAIL: " + "; ".join(row["reasons"]) if row["reasons"]
                           else "ok" + (f" ({row['note']})" if row.get("note") else ""))
     failed = [row for row in out.get("callbacks", []) if row["reasons"]]
     if failed:
         problems.append(f"{len(failed)} of {len(out['callbacks'])} callbacks failed")
+    budget = budget_rows(out.get("callbacks", []))
+    over = [b for b in budget if b[-1].startswith("FAIL")]
+    if over:
+        problems.append(f"{len(over)} of {len(budget)} out-of-scope callbacks over budget")
+    faults = out.get("faults", [])
+    bad = [f for f in faults if f["reasons"]]
+    if bad:
+        problems.append(f"{len(bad)} of {len(faults)} injected faults failed")
     ops = ",".join(f"{o['major']:#x}{'' if o['pre'] else '-'}{'+' if o['post'] else ''}"
                    for o in reg.get("operations", []))
     fields = [
@@ -1190,6 +1435,14 @@ def verdict(out, expected_version, extra):
         ret = "-" if row["ret"] is None else f"{row['ret']:#x}"
         print("\t".join(["callback", row["where"], row["major"], row["kind"],
                          str(row["instructions"]), str(row["calls"]), ret, row["verdict"]]))
+    for b in budget:
+        print("\t".join(["budget", *map(str, b)]))
+    injected = [f for f in faults if f["reasons"] is not None]
+    print("\t".join(["faults", str(len(injected)), str(len(injected) - len(bad)), str(len(bad)),
+                     str(len(faults) - len(injected))]))
+    for f in (faults if os.environ.get("EMULATE_ALL_FAULTS") else bad):
+        print("\t".join(["fault", f["where"], f["major"], f["kind"], f["import"], str(f["n"]),
+                         "not reached" if f["reasons"] is None else "; ".join(f["reasons"]) or "ok"]))
     print("\t".join(fields))
     for line in out["log"]:  # the driver's debugger output, for a reader of the harness
         print("log\t" + line, file=sys.stderr)

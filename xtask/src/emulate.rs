@@ -5,8 +5,11 @@
 //! `FLT_REGISTRATION` at its header offsets, calls `InstanceSetup`, every registered pre- and
 //! post-operation callback, the `SectionNotificationCallback` and the instance teardown callbacks
 //! (each must run to its return with a documented status and balanced pairs), calls the unload
-//! callback and counts pairs; see `docs/emulate.md` for every hooked export. Speakeasy has no
-//! arm64: those drivers keep their static checks only.
+//! callback and counts pairs; see `docs/emulate.md` for every hooked export. Then two more
+//! tables: the out-of-scope budget (each callback Filter Manager calls for a file outside the
+//! demo folder, against its instruction budget, with no name query, allocation or log line) and
+//! the fault sweep (each operation callback again with the n-th call of each failable import
+//! failing as documented). Speakeasy has no arm64: those drivers keep their static checks only.
 
 use std::{
     env, fs,
@@ -82,8 +85,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         "calls"
     );
     let mut failed = 0usize;
-    let mut callbacks = Vec::new();
-    let mut callback_failures = Vec::new();
+    let mut tables = Tables::default();
     for job in &jobs {
         let data = fs::read(&job.sys).with_context(|| format!("reading {}", job.sys.display()))?;
         precheck(&data).map_err(|why| anyhow::anyhow!("{}: {why}", job.sys.display()))?;
@@ -105,11 +107,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         };
-        for row in stdout.lines().filter_map(|l| l.strip_prefix("callback\t")) {
-            let (shown, failure) = callback_row(row);
-            callbacks.push(format!("{:<18} {shown}", job.name));
-            callback_failures.extend(failure.map(|why| format!("FAIL {}: {why}", job.name)));
-        }
+        tables.add(&job.name, &stdout);
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 11 {
             failed += 1;
@@ -125,39 +123,179 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         );
     }
     println!("operations: IRP major (hex), `-` no pre-callback, `+` a post-callback");
-    print_callbacks(&callbacks, &callback_failures);
-    if failed > 0 || !callback_failures.is_empty() {
+    print_callbacks(&tables.callbacks);
+    print_budget(&tables.budget);
+    print_faults(&tables.faults);
+    for line in &tables.failures {
+        println!("{line}");
+    }
+    if failed > 0 || !tables.failures.is_empty() {
         bail!(
-            "{failed} of {} drivers failed in the emulator ({} callbacks failed)",
+            "{failed} of {} drivers failed in the emulator ({} callback, budget or fault failures)",
             jobs.len(),
-            callback_failures.len()
+            tables.failures.len()
         );
     }
     Ok(())
 }
 
-/// The second table, one row per callback call, then one line per failed callback.
-fn print_callbacks(rows: &[String], failures: &[String]) {
+/// The rows of the callback, budget and fault tables, and one line per failure, gathered from
+/// every driver's harness output.
+#[derive(Default)]
+struct Tables {
+    callbacks: Vec<String>,
+    budget: Vec<String>,
+    faults: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Tables {
+    /// The `callback`, `budget`, `faults` and `fault` lines of one driver's harness output.
+    fn add(&mut self, driver: &str, stdout: &str) {
+        for line in stdout.lines() {
+            let Some((kind, row)) = line.split_once('\t') else {
+                continue;
+            };
+            let (shown, failure) = match kind {
+                "callback" => callback_row(row),
+                "budget" => budget_row(row),
+                "faults" => (faults_row(row), None),
+                "fault" => (String::new(), Some(fault_line(row))),
+                _ => continue,
+            };
+            let table = match kind {
+                "callback" => Some(&mut self.callbacks),
+                "budget" => Some(&mut self.budget),
+                "faults" => Some(&mut self.faults),
+                _ => None,
+            };
+            if let Some(table) = table {
+                table.push(format!("{driver:<18} {shown}"));
+            }
+            self.failures
+                .extend(failure.map(|why| format!("FAIL {driver}: {why}")));
+        }
+    }
+}
+
+/// One table: a blank line, its title, its header, its rows, then the notes that explain it.
+fn print_table(title: &str, header: &str, rows: &[String], notes: &[&str]) {
     println!();
-    println!(
-        "Callbacks (each must run to its return, return a documented status and balance every counted pair)"
-    );
-    println!(
-        "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
-        "driver", "file", "callback", "kind", "insns", "calls", "returned"
-    );
+    println!("{title}");
+    println!("{header}");
     for row in rows {
         println!("{row}");
     }
-    println!(
-        "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback"
-    );
-    println!(
-        "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name"
-    );
-    for line in failures {
-        println!("{line}");
+    for note in notes {
+        println!("{note}");
     }
+}
+
+/// The second table, one row per callback call.
+fn print_callbacks(rows: &[String]) {
+    print_table(
+        "Callbacks (each must run to its return, return a documented status and balance every counted pair)",
+        &format!(
+            "{:<18} {:<6} {:<24} {:<5} {:>6} {:>5} {:>10}  verdict",
+            "driver", "file", "callback", "kind", "insns", "calls", "returned"
+        ),
+        rows,
+        &[
+            "file: `out` outside the demo folder, `in` inside it (a 64-character path each), `out16`/`out256` outside it in 16/256 characters (pre-create's growth), `-` an instance or section callback",
+            "callback: an IRP major (hex) with kind pre/post, or the FLT_REGISTRATION callback by name",
+        ],
+    );
+}
+
+/// The out-of-scope budget table: one row per callback for a file outside the demo folder.
+fn print_budget(rows: &[String]) {
+    print_table(
+        "Out-of-scope budget (each callback Filter Manager calls for a file outside the demo folder: at most 100 driver instructions for 64 characters, pre-create 150 + 10 a character; no name query, allocation or log line)",
+        &format!(
+            "{:<18} {:<24} {:<5} {:>5} {:>6} {:>6} {:>9}  verdict",
+            "driver", "callback", "kind", "chars", "insns", "budget", "forbidden"
+        ),
+        rows,
+        &[
+            "forbidden: name queries, allocations and log lines; `not called`: the pre-operation callback returned FLT_PREOP_SUCCESS_NO_CALLBACK (0x1) or FLT_PREOP_COMPLETE (0x4), so Filter Manager does not call the post-operation callback, and it has no budget",
+        ],
+    );
+}
+
+/// The fault sweep's summary, one row per driver.
+fn print_faults(rows: &[String]) {
+    print_table(
+        "Fault sweep (each operation callback, both paths, again with the n-th call of each failable export failing as documented; each instance or section routine in a fresh load with that fault)",
+        &format!(
+            "{:<18} {:>8} {:>6} {:>6} {:>11}",
+            "driver", "injected", "passed", "failed", "not reached"
+        ),
+        rows,
+        &[],
+    );
+}
+
+/// A harness line of the wrong shape: shown as it is, and a failure.
+fn malformed(what: &str, row: &str) -> (String, Option<String>) {
+    let shown = row.replace('\t', " ");
+    (
+        shown.clone(),
+        Some(format!("malformed {what} line: {shown}")),
+    )
+}
+
+/// One harness `budget` line (callback, kind, characters, instructions, budget, forbidden
+/// calls, verdict) as a row, and for a callback over budget the line that says which and why.
+fn budget_row(row: &str) -> (String, Option<String>) {
+    let f: Vec<&str> = row.split('\t').collect();
+    let [major, kind, chars, insns, limit, forbidden, verdict] = f[..] else {
+        return malformed("budget", row);
+    };
+    let shown =
+        format!("{major:<24} {kind:<5} {chars:>5} {insns:>6} {limit:>6} {forbidden:>9}  {verdict}");
+    let failure = verdict.strip_prefix("FAIL: ").map(|why| {
+        format!(
+            "out-of-scope budget: {}, {chars} characters: {why}",
+            callback_name(major, kind, "out")
+        )
+    });
+    (shown, failure)
+}
+
+/// One harness `faults` line (injected, passed, failed, never reached) as a row.
+fn faults_row(row: &str) -> String {
+    let f: Vec<&str> = row.split('\t').collect();
+    match f[..] {
+        [injected, passed, failed, unreached] => {
+            format!("{injected:>8} {passed:>6} {failed:>6} {unreached:>11}")
+        }
+        _ => row.replace('\t', " "),
+    }
+}
+
+/// One harness `fault` line (file, major, kind, export, n, why) as the line that names the
+/// failed fault run.
+fn fault_line(row: &str) -> String {
+    let f: Vec<&str> = row.split('\t').collect();
+    let [file, major, kind, import, n, why] = f[..] else {
+        return format!("malformed fault line: {}", row.replace('\t', " "));
+    };
+    let callback = if major.starts_with("0x") {
+        callback_name(major, kind, file)
+    } else {
+        format!("{major}Callback")
+    };
+    format!("{callback}, call {n} of {import} failing: {why}")
+}
+
+/// "pre-operation callback for `IRP_MJ_CREATE`, a file outside the demo folder".
+fn callback_name(major: &str, kind: &str, file: &str) -> String {
+    let name = u8::from_str_radix(major.trim_start_matches("0x"), 16)
+        .ok()
+        .and_then(|m| IRP_MJ.get(usize::from(m)))
+        .map_or_else(|| format!("major {major}"), |n| format!("IRP_MJ_{n}"));
+    let path = if file == "in" { "inside" } else { "outside" };
+    format!("{kind}-operation callback for {name}, a file {path} the demo folder")
 }
 
 /// One harness `callback` line (file, major, kind, instructions, calls, returned, verdict) as a
@@ -166,24 +304,14 @@ fn print_callbacks(rows: &[String], failures: &[String]) {
 fn callback_row(row: &str) -> (String, Option<String>) {
     let f: Vec<&str> = row.split('\t').collect();
     let [file, major, kind, insns, calls, ret, verdict] = f[..] else {
-        let shown = row.replace('\t', " ");
-        return (
-            shown.clone(),
-            Some(format!("malformed harness line: {shown}")),
-        );
+        return malformed("harness", row);
     };
     let (shown, failure) = match verdict.strip_prefix("FAIL: ") {
         Some(why) if !major.starts_with("0x") => ("FAIL", Some(format!("{major}Callback: {why}"))),
-        Some(why) => {
-            let name = u8::from_str_radix(major.trim_start_matches("0x"), 16)
-                .ok()
-                .and_then(|m| IRP_MJ.get(usize::from(m)))
-                .map_or_else(|| format!("major {major}"), |n| format!("IRP_MJ_{n}"));
-            let path = if file == "in" { "inside" } else { "outside" };
-            let what =
-                format!("{kind}-operation callback for {name}, a file {path} the demo folder");
-            ("FAIL", Some(format!("{what}: {why}")))
-        }
+        Some(why) => (
+            "FAIL",
+            Some(format!("{}: {why}", callback_name(major, kind, file))),
+        ),
         None => (verdict, None),
     };
     let row = format!("{file:<6} {major:<24} {kind:<5} {insns:>6} {calls:>5} {ret:>10}  {shown}");
@@ -340,7 +468,52 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{IRP_MJ, callback_row, declared_version, precheck};
+    use super::{
+        IRP_MJ, budget_row, callback_row, declared_version, fault_line, faults_row, precheck,
+    };
+
+    /// A budget line becomes a row; one over budget names the callback, its length and why.
+    #[test]
+    fn budget_rows() {
+        let (row, failure) = budget_row("0x4\tpre\t64\t19\t100\t0\tok");
+        assert_eq!(
+            row,
+            "0x4                      pre      64     19    100         0  ok"
+        );
+        assert_eq!(failure, None);
+        let (row, failure) =
+            budget_row("0x0\tpre\t256\t3000\t2710\t1\tFAIL: 3000 instructions, budget 2710");
+        assert!(
+            row.ends_with("FAIL: 3000 instructions, budget 2710"),
+            "{row}"
+        );
+        assert_eq!(
+            failure.as_deref(),
+            Some(
+                "out-of-scope budget: pre-operation callback for IRP_MJ_CREATE, a file outside the demo folder, 256 characters: 3000 instructions, budget 2710"
+            )
+        );
+        assert!(budget_row("short").1.is_some());
+    }
+
+    /// The sweep's summary is one aligned row; a failed fault run names the callback, the path,
+    /// the export and which of its calls failed.
+    #[test]
+    fn fault_lines() {
+        assert_eq!(
+            faults_row("22\t21\t1\t0"),
+            "      22     21      1           0"
+        );
+        assert_eq!(
+            fault_line("in\t0x0\tpost\tExAllocatePool2\t1\tname pair unbalanced (+1)"),
+            "post-operation callback for IRP_MJ_CREATE, a file inside the demo folder, call 1 of ExAllocatePool2 failing: name pair unbalanced (+1)"
+        );
+        assert_eq!(
+            fault_line("-\tInstanceSetup\t-\tFltAllocateContext\t1\tcontext imbalance +1"),
+            "InstanceSetupCallback, call 1 of FltAllocateContext failing: context imbalance +1"
+        );
+        assert!(fault_line("x").starts_with("malformed fault line"));
+    }
 
     /// A harness callback line becomes one aligned row; a failed one shows `FAIL` and gives the
     /// line that names the callback and what failed; a malformed one is shown, and fails.
@@ -530,7 +703,13 @@ mod tests {
             f::STATUS_INFO_LENGTH_MISMATCH,
             ss::IRP_MJ_QUERY_INFORMATION,
             wfs::FileStandardInformation,
-            wfs::FileInternalInformation
+            wfs::FileInternalInformation,
+            m::FLT_PREOP_COMPLETE,
+            m::FLT_PREOP_SUCCESS_NO_CALLBACK,
+            f::STATUS_INSUFFICIENT_RESOURCES,
+            f::STATUS_FLT_DELETING_OBJECT,
+            f::STATUS_NOT_SUPPORTED,
+            f::STATUS_IN_PAGE_ERROR
         );
         same_entries("CONSTANTS", &sdk);
     }
