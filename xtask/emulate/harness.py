@@ -119,6 +119,7 @@ CONSTANTS = {
     "STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND": 0xC01C0016,
     "STATUS_FLT_CONTEXT_ALREADY_LINKED": 0xC01C001C,
     "KeyValuePartialInformation": 0x2,
+    "DriverRegKeyParameters": 0x0,
     "REG_SZ": 0x1,
     "FILE_READ_DATA": 0x1,
     "IRP_MJ_CREATE": 0x0,
@@ -204,6 +205,7 @@ PAIRS = {
     "MmMapViewInSystemSpaceEx": ("view", 1), "MmUnmapViewInSystemSpace": ("view", -1),
     "FltAllocateCallbackDataEx": ("callback data", 1), "FltFreeCallbackData": ("callback data", -1),
     "ZwClose": ("handle", -1), "ZwOpenKey": ("handle", 1),
+    "IoOpenDriverRegistryKey": ("handle", 1),
 }
 
 
@@ -251,7 +253,7 @@ def main(path, expected_version, expect_eicar):
         return fail(f"speakeasy cannot load it: {err}")
     bare_problems = entry_problems(bare["driver_entry"]) + bare["misuse"]
     extra = [f"no Parameters key: {p}" for p in bare_problems]
-    extra += registry_problems(out["registry"])
+    extra += registry_problems(out["registry"], out["driver_object"])
     return verdict(out, expected_version, extra)
 
 
@@ -382,7 +384,7 @@ def emulate(path, folder, callbacks=False, expect_eicar=False, arm=None):
             ctx += LAYOUT["sizeof FLT_CONTEXT_REGISTRATION"]
         reg.update(size=size, version=version, flags=flags, operations=majors,
                    contexts=contexts, section_callback=bool(section), unload=unload,
-                   cleanup=cleanup, instance=instance, section_addr=section)
+                   cleanup=cleanup, instance=instance, section_addr=section, driver=driver)
         put(ret, "<Q", FAKE_FILTER)
         return count("FltRegisterFilter", K.STATUS_SUCCESS)
 
@@ -414,6 +416,16 @@ def emulate(path, folder, callbacks=False, expect_eicar=False, arm=None):
         handle = FAKE_KEY + len(out["registry"]["opened"])
         put(handle_out, "<Q", handle)
         return count("ZwOpenKey", K.STATUS_SUCCESS)
+
+    def io_open_driver_registry_key(emu, api, func, argv):
+        driver, key_type, _access, flags, handle_out = argv[:5]
+        out["registry"]["opened"].append((driver, key_type, flags))
+        if folder is None:
+            # The status of a missing key (the page names none): the driver's defaults apply.
+            return count("IoOpenDriverRegistryKey", K.STATUS_OBJECT_NAME_NOT_FOUND, ok=False)
+        handle = FAKE_KEY + len(out["registry"]["opened"])
+        put(handle_out, "<Q", handle)
+        return count("IoOpenDriverRegistryKey", K.STATUS_SUCCESS)
 
     def zw_query_value_key(emu, api, func, argv):
         key, name, klass, info, length, result = argv[:6]
@@ -810,6 +822,7 @@ def emulate(path, folder, callbacks=False, expect_eicar=False, arm=None):
         "FltStartFiltering": (1, fixed(K.STATUS_SUCCESS)),
         "FltUnregisterFilter": (1, fixed(None)),
         "FltRegisterForDataScan": (1, flt_register_for_data_scan),
+        "IoOpenDriverRegistryKey": (5, io_open_driver_registry_key),
         "ZwOpenKey": (3, zw_open_key),
         "ZwQueryValueKey": (6, zw_query_value_key),
         "ZwClose": (1, fixed(K.STATUS_SUCCESS)),
@@ -918,7 +931,8 @@ def emulate(path, folder, callbacks=False, expect_eicar=False, arm=None):
     out["driver_entry"] = {"ret": entry.get("ret_val"), "error": entry.get("error"),
                            "instructions": insns["n"]}
     out["registration"] = {k: v for k, v in reg.items()
-                           if k not in ("unload", "cleanup", "instance", "section_addr")}
+                           if k not in ("unload", "cleanup", "instance", "section_addr", "driver")}
+    out["driver_object"] = reg.get("driver", 0)
     if folder is not None and callbacks:
         out["callbacks"] = run_load(se, reg, insns, out, st, folder, expect_eicar)
     if reg.get("unload"):
@@ -1356,16 +1370,19 @@ def entry_problems(entry):
     return []
 
 
-def registry_problems(registry):
-    """A driver that opens keys must open the service key, then Parameters under it, and query
-    DemoFolder there once (common::scope's documented read); a driver that opens none is fine."""
+def registry_problems(registry, driver):
+    """A driver that opens keys must open its Parameters key once, with IoOpenDriverRegistryKey
+    (its own driver object, the one it registers with, DriverRegKeyParameters, Flags zero), and
+    query DemoFolder there once (common::scope's documented read); a driver that opens none is
+    fine."""
     opened, queried = registry["opened"], registry["queried"]
     if not opened and not queried:
         return []
     problems = []
-    if len(opened) != 2 or opened[0][0] != 0 or opened[1] != (FAKE_KEY + 1, "Parameters"):
-        problems.append(f"keys opened {[name for _, name in opened]}, expected service, Parameters")
-    if [(k, n) for k, n, _ in queried] != [(FAKE_KEY + 2, "DemoFolder")]:
+    if opened != [(driver, K.DriverRegKeyParameters, 0)]:
+        problems.append(f"keys opened {opened}, expected IoOpenDriverRegistryKey of the driver's "
+                        f"own object ({driver:#x}), DriverRegKeyParameters, Flags 0, once")
+    if [(k, n) for k, n, _ in queried] != [(FAKE_KEY + 1, "DemoFolder")]:
         problems.append(f"values queried {[n for _, n, _ in queried]}, expected DemoFolder once")
     return problems
 

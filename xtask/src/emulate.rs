@@ -678,6 +678,7 @@ mod tests {
             f::STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND,
             f::STATUS_FLT_CONTEXT_ALREADY_LINKED,
             r::KeyValuePartialInformation,
+            ss::DriverRegKeyParameters,
             wr::REG_SZ,
             fs::FILE_READ_DATA,
             ss::IRP_MJ_CREATE,
