@@ -244,7 +244,7 @@ fn the_link_checker_reports_missing_files_and_anchors() {
 /// order, each page ending with a link back to the page before it and on to the next.
 #[test]
 fn the_guided_path_links_each_page_to_the_next_and_back() {
-    const PATH: [&str; 10] = [
+    const PATH: [&str; 11] = [
         "README.md",
         "irql.md",
         "contexts.md",
@@ -255,6 +255,7 @@ fn the_guided_path_links_each_page_to_the_next_and_back() {
         "debugging.md",
         "emulate.md",
         "common-mistakes.md",
+        "contributing.md",
     ];
     let docs = root().join("docs");
     let mut pages: Vec<String> = fs::read_dir(&docs)
