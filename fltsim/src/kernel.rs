@@ -81,11 +81,14 @@ pub(crate) fn try_kernel() -> Option<Arc<Kernel>> {
 
 // ---- per-thread state -------------------------------------------------------------------------
 
+/// The process id of the System process, which owns I/O that no user process requested.
+pub const SYSTEM_PROCESS_ID: u32 = 4;
+
 thread_local! {
     static IRQL: Cell<u8> = const { Cell::new(irql::PASSIVE_LEVEL) };
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static THREAD_ID: Cell<u32> = const { Cell::new(0) };
-    static PROCESS_ID: Cell<u32> = const { Cell::new(crate::SYSTEM_PROCESS_ID) };
+    static PROCESS_ID: Cell<u32> = const { Cell::new(SYSTEM_PROCESS_ID) };
     /// `KeEnterCriticalRegion` (`FsRtlEnterFileSystem`) depth of this thread.
     static CRITICAL_REGIONS: Cell<u32> = const { Cell::new(0) };
 }

@@ -238,7 +238,7 @@ pub(crate) struct WorkItemRec {
 pub(crate) struct Options {
     pub(crate) post_op_irql: u8,
     pub(crate) section_notifications: bool,
-    pub(crate) race_on_create: Option<crate::Conflict>,
+    pub(crate) race_on_create: Option<crate::conflicts::Conflict>,
     /// While set and not signaled, completions of `FltPerformAsynchronousIo` requests wait for
     /// it before their routine runs (`World::hold_async_completions`).
     pub(crate) async_gate: Option<Arc<crate::sync::HostEvent>>,

@@ -43,7 +43,8 @@ use windows_sys::{
 };
 
 use crate::{
-    Conflict, io,
+    conflicts::Conflict,
+    io,
     kernel::{
         Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
     },
