@@ -1,4 +1,7 @@
-//! What the fault plan can fail: the fallible APIs, and one injected fault.
+//! The fault plan: the fallible APIs, the rules that make their calls fail, and one injected
+//! fault.
+
+use windows_sys::Win32::Foundation::NTSTATUS;
 
 /// The fallible APIs the model can fail on purpose, with the status each fails with by default.
 /// (`FltPerformAsynchronousIo` fails with `STATUS_INSUFFICIENT_RESOURCES` and still calls its
@@ -32,4 +35,12 @@ pub struct Fault {
     pub api: &'static str,
     /// Which call of it (1-based).
     pub nth: u32,
+}
+
+/// A rule that makes the Nth call (or every call) of an API fail.
+#[derive(Clone, Debug)]
+pub(crate) struct FaultRule {
+    pub(crate) api: &'static str,
+    pub(crate) nth: Option<u32>,
+    pub(crate) status: Option<NTSTATUS>,
 }

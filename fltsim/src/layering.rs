@@ -30,6 +30,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "kernel",
             "state",
+            "trace",
+            "frames",
+            "arena",
             "conflicts",
             "faults",
             "request",

@@ -64,13 +64,16 @@
 //! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
 //! 4. **The file system**: `fs.rs`; `context_refs.rs`, the context references that the C ABI,
 //!    the file system and the machine all release (cleanup callbacks run here); `verifier.rs`.
-//! 5. **State and kernel**: `kernel.rs` (the model's lock, trace, IRQL, fault plan), `state.rs`
-//!    (every record), `request.rs` (the callback-data block and its accessors), `sync.rs`
+//! 5. **State and kernel**: `kernel.rs` (the model's lock, API calls, running filter code,
+//!    fault injection), `state.rs` (every record; it names nothing of `kernel.rs`), `trace.rs`
+//!    (the trace's events, [`who`], the verifier's findings), `frames.rs` (per-thread IRQL,
+//!    process and the frame of the filter code running), `arena.rs` (the memory handed to filter
+//!    code), `request.rs` (the callback-data block and its accessors), `sync.rs`
 //!    (events, push locks, rundown), `threads.rs` (the worker pool, the clock tick, thread
 //!    records), `sched.rs` (the seeded scheduler and virtual clock a storm's threads run
 //!    under), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
-//!    parameter layout), `faults.rs` (what the fault plan can fail: [`FALLIBLE_APIS`],
-//!    [`Fault`]), `conflicts.rs` (the operations a data-scan section conflicts with:
+//!    parameter layout), `faults.rs` (the fault plan: [`FALLIBLE_APIS`], [`Fault`],
+//!    the rules), `conflicts.rs` (the operations a data-scan section conflicts with:
 //!    [`Conflict`]).
 //!
 //! # Where the documentation is silent, the model chooses
@@ -129,12 +132,14 @@
 )]
 
 mod abi;
+mod arena;
 mod conflicts;
 mod context_refs;
 pub mod counting;
 pub mod diagram;
 pub mod excerpt;
 mod faults;
+mod frames;
 mod fs;
 mod io;
 mod kernel;
@@ -150,15 +155,17 @@ pub mod storm;
 mod sweep;
 mod sync;
 mod threads;
+mod trace;
 mod verifier;
 mod world;
 
 pub use conflicts::Conflict;
 pub use faults::{FALLIBLE_APIS, Fault};
-pub use kernel::{Event, EventKind, LEGEND, SYSTEM_PROCESS_ID, Violation, who};
+pub use frames::SYSTEM_PROCESS_ID;
 pub use pages::DIRECT_READ;
 pub use registry::RegValue;
 pub use sweep::sweep_faults;
+pub use trace::{Event, EventKind, LEGEND, Violation, who};
 pub use world::{
     CallHold, DelayHold, DriverEntry, EcpFrom, Handle, Hold, Open, SectionHold, USER_PROCESS_ID,
     World,

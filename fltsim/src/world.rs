@@ -44,10 +44,9 @@ use windows_sys::{
 
 use crate::{
     conflicts::Conflict,
+    faults::FaultRule,
     io,
-    kernel::{
-        Activation, Event, EventKind, FaultRule, Frame, Kernel, Violation, run_as, set_process_id,
-    },
+    kernel::{Activation, Event, EventKind, Frame, Kernel, Violation, run_as, set_process_id},
     params::{self, Member as _},
     request::{self, CallbackBlock},
     state::{
