@@ -57,10 +57,13 @@
 //!    (`KeGetCurrentIrql`, critical regions), `pool.rs`, `rundown.rs`, `waits.rs` (events, waits,
 //!    delays), `push_locks.rs`, `work_items.rs`, `system_threads.rs` (`PsCreateSystemThread`),
 //!    and `host.rs` (the hooks `common::host` calls).
-//! 2. **The machine**: `world.rs` ([`World`]: volumes, user operations, load and unload,
-//!    instance attachment), `counting.rs` (its built-in filter) and `sweep.rs`
-//!    ([`sweep_faults`], which runs a scenario on one machine after another). The C ABI calls down into it
-//!    to attach instances when filtering starts and to run a racing user operation.
+//! 2. **The machine**: `world/` ([`World`]; `mod.rs` has the machine itself and its handles
+//!    and holds, then `files.rs` (volumes and files), `operations.rs` (user I/O),
+//!    `filters.rs` (load, detach, unload, instance setup and teardown), `holds.rs` (the knobs,
+//!    holds and races), `faults.rs` (the fault plan's knobs), `inspection.rs` (the trace,
+//!    findings, finish)), `counting.rs` (its built-in filter) and `sweep.rs` ([`sweep_faults`],
+//!    which runs a scenario on one machine after another). The C ABI calls down into it to
+//!    attach instances when filtering starts and to run a racing user operation.
 //! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
 //! 4. **The file system**: `fs.rs`; `context_refs.rs`, the context references that the C ABI,
 //!    the file system and the machine all release (cleanup callbacks run here); `verifier.rs`.
