@@ -1,24 +1,35 @@
-//! The model's core: one live kernel at a time, per-thread IRQL and attribution, the trace, the
-//! verifier's findings and the fault plan.
+//! The model's core: one live kernel at a time, its lock over the [`State`], filter code run as a
+//! frame, every API call's IRQL check, hold and trace line, and the fault plan's injection.
+//!
+//! What the records need lives below it, so that `state.rs` names nothing of this file: the
+//! trace and the findings in `trace.rs`, the per-thread IRQL, process and frames in `frames.rs`,
+//! the fault rules in `faults.rs`, the memory handed to filter code in `arena.rs`. They are
+//! re-exported here for the layers above.
 //!
 //! The kernel functions a sample calls take no "world" argument, so they find the model through a
 //! process-wide slot. Only one [`World`](crate::World) is alive at a time: creating one waits for
 //! the previous one to finish, which keeps tests in one binary from seeing each other's state.
 
 use std::{
-    cell::{Cell, RefCell},
-    collections::HashMap,
     fmt::Write as _,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
 use common::{NtStatus, irql};
 use windows_sys::Win32::Foundation::NTSTATUS;
 
-use crate::state::State;
+pub(crate) use crate::frames::{
+    Frame, critical_regions, current_filter, current_frame, current_irql, process_id,
+    set_critical_regions, set_irql, set_process_id, thread_id,
+};
+pub(crate) use crate::trace::{Event, EventKind, Violation, who};
+use crate::{
+    frames::{pop_frame, push_frame},
+    state::State,
+};
 
 /// The live model. Filter code reaches it through [`kernel`].
 pub(crate) struct Kernel {
@@ -79,85 +90,18 @@ pub(crate) fn try_kernel() -> Option<Arc<Kernel>> {
     lock_ignoring_poison(&ACTIVE).clone()
 }
 
-// ---- per-thread state -------------------------------------------------------------------------
-
-thread_local! {
-    static IRQL: Cell<u8> = const { Cell::new(irql::PASSIVE_LEVEL) };
-    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
-    static THREAD_ID: Cell<u32> = const { Cell::new(0) };
-    static PROCESS_ID: Cell<u32> = const { Cell::new(crate::SYSTEM_PROCESS_ID) };
-    /// `KeEnterCriticalRegion` (`FsRtlEnterFileSystem`) depth of this thread.
-    static CRITICAL_REGIONS: Cell<u32> = const { Cell::new(0) };
-}
-
-/// This thread's critical-region depth.
-pub(crate) fn critical_regions() -> u32 {
-    CRITICAL_REGIONS.with(Cell::get)
-}
-
-/// Sets this thread's critical-region depth; returns the previous one.
-pub(crate) fn set_critical_regions(depth: u32) -> u32 {
-    CRITICAL_REGIONS.with(|c| c.replace(depth))
-}
-
-static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
-
-/// What code is running on this thread: which filter (if any) and in which callback.
-#[derive(Clone, Debug)]
-pub(crate) struct Frame {
-    pub(crate) filter: Option<usize>,
-    pub(crate) who: String,
-    pub(crate) what: String,
-}
-
-/// A small, stable number for the calling thread, for the trace.
-pub(crate) fn thread_id() -> u32 {
-    THREAD_ID.with(|id| {
-        if id.get() == 0 {
-            id.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
-        }
-        id.get()
-    })
-}
-
-pub(crate) fn current_irql() -> u8 {
-    IRQL.with(Cell::get)
-}
-
-pub(crate) fn set_irql(level: u8) -> u8 {
-    IRQL.with(|c| c.replace(level))
-}
-
-pub(crate) fn process_id() -> u32 {
-    PROCESS_ID.with(Cell::get)
-}
-
-pub(crate) fn set_process_id(pid: u32) -> u32 {
-    PROCESS_ID.with(|c| c.replace(pid))
-}
-
-/// The innermost frame, if filter code is running on this thread.
-pub(crate) fn current_frame() -> Option<Frame> {
-    FRAMES.with(|f| f.borrow().last().cloned())
-}
-
-/// The filter whose code is running on this thread.
-pub(crate) fn current_filter() -> Option<usize> {
-    current_frame().and_then(|f| f.filter)
-}
-
 /// Runs `body` as filter code: attributed to `frame`, at `level`. Restores both afterwards and
 /// reports a callback that returns at another IRQL than it was called at.
 pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R {
     let who = frame.who.clone();
     let what = frame.what.clone();
-    FRAMES.with(|f| f.borrow_mut().push(frame));
+    push_frame(frame);
     let previous = set_irql(level);
     let regions = critical_regions();
     let result = body();
     let after = set_irql(previous);
     let regions_after = set_critical_regions(regions);
-    FRAMES.with(|f| f.borrow_mut().pop());
+    pop_frame();
     if after != level
         && let Some(k) = try_kernel()
     {
@@ -178,155 +122,6 @@ pub(crate) fn run_as<R>(frame: Frame, level: u8, body: impl FnOnce() -> R) -> R 
         ));
     }
     result
-}
-
-// ---- trace and findings ------------------------------------------------------------------------
-
-/// What a trace event records.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// A kernel or Filter Manager function called by filter code, with its name.
-    Call(&'static str),
-    /// A callback the model made into filter code, with its name.
-    Callback(&'static str),
-    /// A line the filter printed to the debugger.
-    Log,
-    /// An operation a user-mode program issued (the test's scripted I/O).
-    User,
-    /// A verifier finding, or a note of the model's own test machinery (an injected fault, a
-    /// hold).
-    Verifier,
-    /// A step Filter Manager takes on its own inside a call, such as `FltUnregisterFilter`
-    /// starting to wait for the operations in flight, or its `FSCTL_SET_PURGE_FAILURE_MODE`
-    /// requests and the pending and requeueing of an operation they cause. Calls are traced when
-    /// they return; this marks the moment inside one, so a test can order its next step after it.
-    FltMgr,
-    /// The I/O manager handing a user operation's request to Filter Manager.
-    IoManager,
-    /// The file system below every filter: the request it completed, and with what status; and
-    /// a purge it could not do (a data-scan section open), what it answered, and an operation it
-    /// pended and reissued for that.
-    FileSystem,
-}
-
-/// The names the trace's `who` column uses for work that is not a filter's own code. A filter's
-/// code is named by the name it was loaded with ([`World::load`](crate::World::load): the
-/// service name, as `fltmc filters` shows it).
-pub mod who {
-    /// The user-mode program: the test's scripted operations, and `fltmc`.
-    pub const USER: &str = "user";
-    /// The I/O manager.
-    pub const IO_MANAGER: &str = "IoMgr";
-    /// Filter Manager (`FltMgr.sys`): its own steps, and the callbacks it calls from no filter's
-    /// code (a completion routine, `SectionNotificationCallback`, a work item).
-    pub const FILTER_MANAGER: &str = "FltMgr";
-    /// The file system below every filter.
-    pub const FILE_SYSTEM: &str = "FS";
-    /// The kernel's own work, such as starting and ending a system thread.
-    pub const KERNEL: &str = "kernel";
-    /// A verifier finding or a note of the model's test machinery outside any filter's code.
-    pub const VERIFIER: &str = "verifier";
-}
-
-impl EventKind {
-    /// The `kind` column of a trace line.
-    #[must_use]
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Call(_) => "call",
-            Self::Callback(_) => "cb",
-            Self::Log => "log",
-            Self::User => "user",
-            Self::Verifier => "VERIFIER",
-            Self::FltMgr => "fltmgr",
-            Self::IoManager => "io",
-            Self::FileSystem => "fs",
-        }
-    }
-}
-
-/// The key to the trace's columns, printed once above a trace ([`World::print_legend`]).
-///
-/// [`World::print_legend`]: crate::World::print_legend
-pub const LEGEND: &str = "\
-== How to read the trace
-Each line: seq, thread, IRQL, who, kind, what happened.
-  seq       the event's place in the trace, across all threads (gaps: lines left out)
-  T1, T2..  the model's number for the thread it ran on (T1: the user's thread)
-  IRQL      PASSIVE = PASSIVE_LEVEL, APC = APC_LEVEL, DISPATCH = DISPATCH_LEVEL
-  who       user: the user-mode program and fltmc; IoMgr: the I/O manager; FltMgr: Filter
-            Manager; FS: the file system; kernel: the kernel's own threads; verifier: the
-            model's checks; any other name: that filter's code, by its service name
-  kind      user: an operation the program issued; io: the I/O manager sending its request
-            to Filter Manager (IRP_MJ_*); cb: a callback entered or returning; call: a function
-            the filter called, with its arguments and result (traced when it returns); fltmgr:
-            a step Filter Manager takes on its own (DriverEntry's result, the filters below a
-            filter's own I/O, FSCTL_SET_PURGE_FAILURE_MODE around a data-scan section, pending
-            and requeueing an operation whose purge failed); fs: the file system completing a
-            request, or failing a purge, pending and reissuing; log: a line the filter
-            printed to the debugger (DbgPrint); VERIFIER: a finding, or a note of the
-            model's test machinery (an injected fault, a hold)
-  0x...     pointers and handles: they differ from run to run";
-
-/// One line of the trace.
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// Order of the event across all threads.
-    pub seq: u64,
-    /// The model's number for the thread it happened on.
-    pub thread: u32,
-    /// The IRQL of that thread at the time.
-    pub irql: u8,
-    /// The filter (by the name it was loaded with) or the part of the system ([`who`]) it is
-    /// attributed to.
-    pub who: String,
-    /// What kind of event.
-    pub kind: EventKind,
-    /// The details: arguments and result for a call, the line for a log.
-    pub text: String,
-}
-
-impl std::fmt::Display for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let irql = match self.irql {
-            irql::PASSIVE_LEVEL => "PASSIVE ",
-            irql::APC_LEVEL => "APC     ",
-            irql::DISPATCH_LEVEL => "DISPATCH",
-            _ => "DIRQL   ",
-        };
-        write!(
-            f,
-            "{:>5} T{:<2} {irql} {:<20} {:<4} {}",
-            self.seq,
-            self.thread,
-            self.who,
-            self.kind.label(),
-            self.text
-        )
-    }
-}
-
-/// One verifier finding: what Driver Verifier would have stopped the machine for, or a leak.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// The message, naming the API and where the object came from.
-    pub message: String,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-// ---- fault plan --------------------------------------------------------------------------------
-
-/// A rule that makes the Nth call (or every call) of an API fail.
-#[derive(Clone, Debug)]
-pub(crate) struct FaultRule {
-    pub(crate) api: &'static str,
-    pub(crate) nth: Option<u32>,
-    pub(crate) status: Option<NTSTATUS>,
 }
 
 impl Kernel {
@@ -517,44 +312,5 @@ pub(crate) struct Shown<T>(pub(crate) T, pub(crate) String);
 impl<T> std::fmt::Display for Shown<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.1)
-    }
-}
-
-/// Allocations the model hands to filter code: stable addresses, freed when the world goes.
-#[derive(Default)]
-pub(crate) struct Arena {
-    blocks: HashMap<usize, std::alloc::Layout>,
-}
-
-impl Arena {
-    /// `size` bytes aligned to 16, filled with `fill`.
-    pub(crate) fn alloc(&mut self, size: usize, fill: u8) -> *mut u8 {
-        let layout = std::alloc::Layout::from_size_align(size.max(1), 16)
-            .expect("model allocation size overflows");
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        assert!(!ptr.is_null(), "host out of memory");
-        // SAFETY: `ptr` points to `layout.size()` writable bytes just allocated.
-        unsafe { ptr.write_bytes(fill, layout.size()) };
-        self.blocks.insert(ptr as usize, layout);
-        ptr
-    }
-
-    /// Fills a block with `fill` so that use after free reads garbage, as special pool would.
-    pub(crate) fn poison(&self, ptr: usize, fill: u8) {
-        if let Some(layout) = self.blocks.get(&ptr) {
-            // SAFETY: the block is still allocated (blocks live until the arena drops) and
-            // `layout.size()` bytes long.
-            unsafe { (ptr as *mut u8).write_bytes(fill, layout.size()) };
-        }
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        for (ptr, layout) in self.blocks.drain() {
-            // SAFETY: each block was allocated with exactly this layout and is freed once.
-            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
-        }
     }
 }

@@ -10,9 +10,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The kernel functions the drivers call.
     ("the C ABI", &["abi"]),
     // The scripted machine and its built-in filter (the C ABI asks it to attach instances when
-    // filtering starts, and to run a racing user operation); the diagrams drawn from its trace
-    // and the README excerpts of the demos' output.
-    ("the machine", &["world", "counting", "diagram", "excerpt"]),
+    // filtering starts, and to run a racing user operation); the fault sweep that runs it; the
+    // diagrams drawn from its trace and the README excerpts of the demos' output.
+    (
+        "the machine",
+        &["world", "counting", "sweep", "diagram", "excerpt"],
+    ),
     // Callback data through the filter stack.
     ("the I/O dispatch", &["io"]),
     // The file system, and the Filter Manager bookkeeping the layers above share; the registry
@@ -25,7 +28,19 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "state and kernel",
         &[
-            "kernel", "state", "request", "sched", "sync", "threads", "pages", "params",
+            "kernel",
+            "state",
+            "trace",
+            "frames",
+            "arena",
+            "conflicts",
+            "faults",
+            "request",
+            "sched",
+            "sync",
+            "threads",
+            "pages",
+            "params",
         ],
     ),
 ];

@@ -57,18 +57,27 @@
 //!    (`KeGetCurrentIrql`, critical regions), `pool.rs`, `rundown.rs`, `waits.rs` (events, waits,
 //!    delays), `push_locks.rs`, `work_items.rs`, `system_threads.rs` (`PsCreateSystemThread`),
 //!    and `host.rs` (the hooks `common::host` calls).
-//! 2. **The machine**: `world.rs` ([`World`]: volumes, user operations, load and unload,
-//!    instance attachment) and `counting.rs` (its built-in filter). The C ABI calls down into it
-//!    to attach instances when filtering starts and to run a racing user operation.
+//! 2. **The machine**: `world/` ([`World`]; `mod.rs` has the machine itself and its handles
+//!    and holds, then `files.rs` (volumes and files), `operations.rs` (user I/O),
+//!    `filters.rs` (load, detach, unload, instance setup and teardown), `holds.rs` (the knobs,
+//!    holds and races), `faults.rs` (the fault plan's knobs), `inspection.rs` (the trace,
+//!    findings, finish)), `counting.rs` (its built-in filter) and `sweep.rs` ([`sweep_faults`],
+//!    which runs a scenario on one machine after another). The C ABI calls down into it to
+//!    attach instances when filtering starts and to run a racing user operation.
 //! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
 //! 4. **The file system**: `fs.rs`; `context_refs.rs`, the context references that the C ABI,
 //!    the file system and the machine all release (cleanup callbacks run here); `verifier.rs`.
-//! 5. **State and kernel**: `kernel.rs` (the model's lock, trace, IRQL, fault plan), `state.rs`
-//!    (every record), `request.rs` (the callback-data block and its accessors), `sync.rs`
+//! 5. **State and kernel**: `kernel.rs` (the model's lock, API calls, running filter code,
+//!    fault injection), `state.rs` (every record; it names nothing of `kernel.rs`), `trace.rs`
+//!    (the trace's events, [`who`], the verifier's findings), `frames.rs` (per-thread IRQL,
+//!    process and the frame of the filter code running), `arena.rs` (the memory handed to filter
+//!    code), `request.rs` (the callback-data block and its accessors), `sync.rs`
 //!    (events, push locks, rundown), `threads.rs` (the worker pool, the clock tick, thread
 //!    records), `sched.rs` (the seeded scheduler and virtual clock a storm's threads run
 //!    under), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
-//!    parameter layout).
+//!    parameter layout), `faults.rs` (the fault plan: [`FALLIBLE_APIS`], [`Fault`],
+//!    the rules), `conflicts.rs` (the operations a data-scan section conflicts with:
+//!    [`Conflict`]).
 //!
 //! # Where the documentation is silent, the model chooses
 //! Each choice below is what Windows does as far as we know, or the stricter reading:
@@ -126,10 +135,14 @@
 )]
 
 mod abi;
+mod arena;
+mod conflicts;
 mod context_refs;
 pub mod counting;
 pub mod diagram;
 pub mod excerpt;
+mod faults;
+mod frames;
 mod fs;
 mod io;
 mod kernel;
@@ -142,98 +155,21 @@ mod request;
 mod sched;
 mod state;
 pub mod storm;
+mod sweep;
 mod sync;
 mod threads;
+mod trace;
 mod verifier;
 mod world;
 
-pub use kernel::{Event, EventKind, LEGEND, Violation, who};
+pub use conflicts::Conflict;
+pub use faults::{FALLIBLE_APIS, Fault};
+pub use frames::SYSTEM_PROCESS_ID;
 pub use pages::DIRECT_READ;
 pub use registry::RegValue;
+pub use sweep::sweep_faults;
+pub use trace::{Event, EventKind, LEGEND, Violation, who};
 pub use world::{
     CallHold, DelayHold, DriverEntry, EcpFrom, Handle, Hold, Open, SectionHold, USER_PROCESS_ID,
     World,
 };
-
-/// The process id of the System process, which owns I/O that no user process requested.
-pub const SYSTEM_PROCESS_ID: u32 = 4;
-
-/// An operation that must purge the stream's cache, which an open data-scan section prevents:
-/// Filter Manager (or, for the flush-and-purge, the file system) pends it until no data-scan
-/// section is left on the stream, then reissues it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conflict {
-    /// Set the end of file below the current size.
-    Truncate(u64),
-    /// A non-cached write (`IRP_NOCACHE`) of a few bytes at offset 0.
-    NonCachedWrite,
-    /// `IRP_MJ_FLUSH_BUFFERS` with `IRP_MN_FLUSH_AND_PURGE`.
-    Purge,
-}
-
-/// The fallible APIs the model can fail on purpose, with the status each fails with by default.
-/// (`FltPerformAsynchronousIo` fails with `STATUS_INSUFFICIENT_RESOURCES` and still calls its
-/// completion routine, as documented.)
-pub const FALLIBLE_APIS: &[&str] = &[
-    "FltRegisterFilter",
-    "FltStartFiltering",
-    "FltAllocateContext",
-    "FltSetStreamHandleContext",
-    "FltSetInstanceContext",
-    "FltGetSectionContext",
-    "FltAllocateCallbackData",
-    "FltAllocateCallbackDataEx",
-    "FltPerformSynchronousIo.allocation",
-    "FltPerformAsynchronousIo",
-    "FltRegisterForDataScan",
-    "FltCreateSectionForDataScan",
-    "MmMapViewInSystemSpace",
-    "MmMapViewInSystemSpaceEx",
-    "MmCopyMemory",
-    "FltGetFileNameInformation",
-    "ExAllocatePool2",
-    "FltAllocateGenericWorkItem",
-    "PsCreateSystemThread",
-];
-
-/// One injected fault: the `nth` call of `api` failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    /// The API that failed.
-    pub api: &'static str,
-    /// Which call of it (1-based).
-    pub nth: u32,
-}
-
-/// Runs `scenario` once to count the calls of every fallible API, then once more for each call
-/// site with exactly that call failing. After each faulty run, `check` asserts what the user
-/// must still observe, and the world is finished (every filter unloaded, every verifier finding
-/// fails the test).
-///
-/// Returns the faults it injected, so a test can assert that the sweep reached the call sites it
-/// expects.
-pub fn sweep_faults<R>(
-    scenario: impl Fn(&World) -> R,
-    check: impl Fn(&World, Fault, R),
-) -> Vec<Fault> {
-    let counts = {
-        let world = World::new();
-        let _ = scenario(&world);
-        let counts = world.call_counts();
-        world.finish();
-        counts
-    };
-    let mut injected = Vec::new();
-    for api in FALLIBLE_APIS {
-        for nth in 1..=counts.get(api).copied().unwrap_or(0) {
-            let fault = Fault { api, nth };
-            let world = World::new();
-            world.fail_nth(api, nth);
-            let result = scenario(&world);
-            check(&world, fault, result);
-            world.finish();
-            injected.push(fault);
-        }
-    }
-    injected
-}

@@ -22,8 +22,10 @@ use windows_sys::{
 };
 
 use crate::{
-    kernel::{Arena, Event, FaultRule, Violation},
+    arena::Arena,
+    faults::FaultRule,
     sync::{HostEvent, HostPushLock},
+    trace::{Event, Violation},
 };
 
 /// Tags that make the model's opaque handles recognisable (and checkable) by value.
@@ -238,7 +240,7 @@ pub(crate) struct WorkItemRec {
 pub(crate) struct Options {
     pub(crate) post_op_irql: u8,
     pub(crate) section_notifications: bool,
-    pub(crate) race_on_create: Option<crate::Conflict>,
+    pub(crate) race_on_create: Option<crate::conflicts::Conflict>,
     /// While set and not signaled, completions of `FltPerformAsynchronousIo` requests wait for
     /// it before their routine runs (`World::hold_async_completions`).
     pub(crate) async_gate: Option<Arc<crate::sync::HostEvent>>,
@@ -402,7 +404,7 @@ impl State {
     /// The name of the filter whose code is running, for "where it came from" notes.
     pub(crate) fn origin(&self, api: &str) -> String {
         let seq = self.trace.len();
-        match crate::kernel::current_frame() {
+        match crate::frames::current_frame() {
             Some(frame) => format!("{api} in {} {} (trace #{seq})", frame.who, frame.what),
             None => format!("{api} (trace #{seq})"),
         }

@@ -311,7 +311,7 @@ const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs a conflicting operation on another thread, from another handle, and waits for it: the
 /// conflict arrives while `FltCreateSectionForDataScan` has not yet returned.
-fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::Conflict) {
+fn deliver_race(k: &Arc<Kernel>, stream: usize, conflict: crate::conflicts::Conflict) {
     let path = {
         let state = k.lock();
         let s = &state.streams[stream];
