@@ -727,6 +727,20 @@ pub trait Demo {
     fn summary() -> Vec<String>;
     /// Runs the scenario in `world` and returns the traces the demo prints after its summary.
     fn printed(world: &crate::World) -> Vec<Vec<Event>>;
+
+    /// The demo's `--mermaid` and `--excerpt NAME` handling (`cargo xtask diagrams` runs both): if
+    /// the arguments ask for one of the README's blocks, prints it and returns `true`.
+    #[must_use]
+    fn print_readme_block() -> bool {
+        if crate::excerpt::print_requested(Self::excerpts) {
+            return true;
+        }
+        let mermaid = std::env::args().any(|arg| arg == "--mermaid");
+        if mermaid {
+            print!("{}", Self::diagram());
+        }
+        mermaid
+    }
 }
 
 /// The three checks every sample's demo passes, as `#[test]` functions: the README's diagram and

@@ -8,7 +8,11 @@
 use std::ops::Range;
 
 use common::bindings::{IRP_MJ_QUERY_INFORMATION, STATUS_INVALID_DEVICE_REQUEST};
-use fltsim::{Event, EventKind, Open, RegValue, World, diagram::Diagram, who};
+use fltsim::{
+    Event, EventKind, Open, RegValue, World,
+    diagram::{Demo, Diagram},
+    who,
+};
 use rs_callback_data::{DriverEntry, TAG};
 
 /// The service name (`ServiceName` in `inf/rs_callback_data.inx`): what `fltmc load` takes and
@@ -150,13 +154,9 @@ pub(crate) fn summary(world: &World, traces: &[(&str, Range<usize>)], below: u32
 
 /// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
 /// summary it prints first and the traces it prints last.
-#[allow(
-    dead_code,
-    reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
-)]
 pub(crate) struct Shown;
 
-impl fltsim::diagram::Demo for Shown {
+impl Demo for Shown {
     fn diagram() -> String {
         diagram()
     }
@@ -183,11 +183,7 @@ impl fltsim::diagram::Demo for Shown {
 }
 
 fn main() {
-    if fltsim::excerpt::print_requested(excerpts) {
-        return;
-    }
-    if std::env::args().any(|arg| arg == "--mermaid") {
-        print!("{}", diagram());
+    if Shown::print_readme_block() {
         return;
     }
     let world = World::new();

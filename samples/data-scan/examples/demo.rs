@@ -8,7 +8,10 @@
 
 use std::ops::Range;
 
-use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
+use fltsim::{
+    Event, Open, RegValue, World,
+    diagram::{Demo, Diagram},
+};
 use rs_data_scan::{DriverEntry, EICAR, TAG, WINDOW};
 
 /// The service name (`ServiceName` in `inf/rs_data_scan.inx`): what `fltmc load` takes and
@@ -146,13 +149,9 @@ pub(crate) fn summary(world: &World, seen: &[String]) -> Vec<String> {
 
 /// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
 /// summary it prints first and the traces it prints last.
-#[allow(
-    dead_code,
-    reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
-)]
 pub(crate) struct Shown;
 
-impl fltsim::diagram::Demo for Shown {
+impl Demo for Shown {
     fn diagram() -> String {
         diagram()
     }
@@ -176,11 +175,7 @@ impl fltsim::diagram::Demo for Shown {
 }
 
 fn main() {
-    if fltsim::excerpt::print_requested(excerpts) {
-        return;
-    }
-    if std::env::args().any(|arg| arg == "--mermaid") {
-        print!("{}", diagram());
+    if Shown::print_readme_block() {
         return;
     }
     let world = World::new();

@@ -11,7 +11,10 @@
 
 use std::{ops::Range, time::Duration};
 
-use fltsim::{Event, Open, RegValue, World, diagram::Diagram};
+use fltsim::{
+    Event, Open, RegValue, World,
+    diagram::{Demo, Diagram},
+};
 use rs_section_conflict::{DriverEntry, TAG};
 
 /// The service name (`ServiceName` in `inf/rs_section_conflict.inx`): what `fltmc load` takes and
@@ -199,13 +202,9 @@ pub(crate) fn summary() -> Vec<String> {
 
 /// The demo as `tests/diagram.rs` checks it (`fltsim::demo_tests!`): the README's blocks, the
 /// summary it prints first and the traces it prints last.
-#[allow(
-    dead_code,
-    reason = "tests/diagram.rs includes this file and uses it; `main` prints the same parts itself"
-)]
 pub(crate) struct Shown;
 
-impl fltsim::diagram::Demo for Shown {
+impl Demo for Shown {
     fn diagram() -> String {
         diagram()
     }
@@ -226,11 +225,7 @@ impl fltsim::diagram::Demo for Shown {
 }
 
 fn main() {
-    if fltsim::excerpt::print_requested(excerpts) {
-        return;
-    }
-    if std::env::args().any(|arg| arg == "--mermaid") {
-        print!("{}", diagram());
+    if Shown::print_readme_block() {
         return;
     }
     for line in summary() {
