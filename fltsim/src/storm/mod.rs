@@ -44,7 +44,7 @@
 //!
 //! A sample runs its storms in its own test binary (`samples/<dir>/tests/storm.rs`, without the
 //! test harness), because each sample links its own unmangled `DriverEntry`: that file is one
-//! [`Target`] and a call to [`main`].
+//! line, [`storm_main!`](crate::storm_main!), which names the [`Target`] and calls [`main`].
 
 mod case;
 pub mod oracle;
@@ -462,6 +462,58 @@ pub fn plan(
         (Some(k), Some(Plan::Seeds(seeds))) if seeds.len() == 1 => Ok(Plan::Repeat(seeds[0], k)),
         (Some(_), _) => Err("--repeat replays one storm: give it with --seed N".into()),
     }
+}
+
+/// Seeds `cargo test` runs after a sample's regressions.
+pub const QUICK: &[u64] = &[1, 2];
+
+/// Seeds `cargo xtask stress` (and CI) runs after a sample's regressions, unless its
+/// [`storm_main!`](crate::storm_main!) names fewer: the same seeds every time.
+pub const CI: RangeInclusive<u64> = 1..=1000;
+
+/// The last component of a sample's manifest directory: its directory under `samples/`.
+#[must_use]
+pub fn sample_dir(manifest_dir: &'static str) -> &'static str {
+    manifest_dir
+        .trim_end_matches(['/', '\\'])
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(manifest_dir)
+}
+
+/// A sample's whole storm test, `samples/<dir>/tests/storm.rs`:
+///
+/// ```text
+/// fltsim::storm_main!(rs_passthrough, altitude: 370_210, oracle: FailOpen);
+/// ```
+///
+/// It defines `main`, which runs [`main`] for the sample's [`Target`]: the directory and the name
+/// it is loaded under come from its manifest (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`), the entry
+/// is the crate's `DriverEntry`, and the imports its `driver-imports.txt`. The altitude is the
+/// one its INF installs (`cargo xtask check-inf` checks they agree). Two optional arguments
+/// follow: `regression: SEEDS` (a `&[u64]` of seeds that once failed, each kept with a comment
+/// saying what it found; none by default) and `ci: RANGE` (the seeds of `cargo xtask stress`,
+/// [`CI`] by default). `cargo test` runs the regressions, then [`QUICK`].
+#[macro_export]
+macro_rules! storm_main {
+    ($krate:ident, altitude: $altitude:expr, oracle: $oracle:ident
+        $(, regression: $regression:expr)? $(, ci: $ci:expr)? $(,)?) => {
+        fn main() {
+            let target = $crate::storm::Target {
+                sample: $crate::storm::sample_dir(env!("CARGO_MANIFEST_DIR")),
+                name: env!("CARGO_PKG_NAME"),
+                altitude: $altitude,
+                entry: $krate::DriverEntry,
+                oracle: $crate::storm::Oracle::$oracle,
+                imports: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/driver-imports.txt")),
+            };
+            let regression: &[u64] = &[];
+            $(let regression: &[u64] = $regression;)?
+            let ci = $crate::storm::CI;
+            $(let ci: ::std::ops::RangeInclusive<u64> = $ci;)?
+            $crate::storm::main(&target, regression, $crate::storm::QUICK, ci);
+        }
+    };
 }
 
 /// The storm binary of one sample: runs its plan and prints

@@ -1,22 +1,7 @@
-//! Random operation storms against section-context (`fltsim::storm`): user threads on both volumes, unloads
-//! and reloads while they run, injected faults. `cargo test` runs the fixed seeds below; `cargo
-//! xtask stress --sample section-context` runs the CI seeds, `--seed N` replays one, `--minutes M` runs fresh
-//! seeds.
+//! Random operation storms against this sample: `cargo test` runs its regressions and two quick
+//! seeds, `cargo xtask stress` its CI seeds (`fltsim::storm_main!` says what runs).
 
-use std::ops::RangeInclusive;
-
-use fltsim::storm::{Oracle, Target, main as storm_main};
-
-const TARGET: Target = Target {
-    sample: "section-context",
-    name: "rs-section-context",
-    altitude: 370_230,
-    entry: rs_section_context::DriverEntry,
-    oracle: Oracle::FailOpen,
-    imports: include_str!("../driver-imports.txt"),
-};
-
-/// Seeds that once failed, each with what it found (kept as regression cases).
+/// Seeds that once failed, each with what it found.
 const REGRESSION: &[u64] = &[
     // An unload tore the C: instance down while a post-create in flight created a section;
     // fltsim then notified no torn-down instance, so an overwriting open that met the section
@@ -43,12 +28,4 @@ const REGRESSION: &[u64] = &[
     // refuses it with STATUS_ACCESS_DENIED, as fltsim now does.
 ];
 
-/// Run by `cargo test`, after the regressions.
-const QUICK: &[u64] = &[1, 2];
-
-/// Run by `cargo xtask stress` (and CI), after the regressions: the same seeds every time.
-const CI: RangeInclusive<u64> = 1..=1000;
-
-fn main() {
-    storm_main(&TARGET, REGRESSION, QUICK, CI);
-}
+fltsim::storm_main!(rs_section_context, altitude: 370_230, oracle: FailOpen, regression: REGRESSION);

@@ -126,7 +126,7 @@ fn driver_needs(root: &Path, sample: &Sample, findings: &mut Vec<Finding>) -> Op
 }
 
 /// The places outside the INF that name a sample's altitude agree with it: the tests'
-/// `const ALTITUDE: u32 = N;`, the storm test's `altitude: N,`, the demo's `.load(SERVICE, N, DriverEntry)` and the root README's
+/// `const ALTITUDE: u32 = N;`, the storm test's `storm_main!(.., altitude: N, ..)`, the demo's `.load(SERVICE, N, DriverEntry)` and the root README's
 /// table row for the service (`` `Service`, N ``).
 fn check_altitude_mentions(
     root: &Path,
@@ -174,11 +174,12 @@ fn check_altitude_mentions(
                 if let Some(rest) = line_text.strip_prefix("const ALTITUDE: u32 =") {
                     mention(shown.clone(), number(rest.trim_end_matches(';')), i + 1);
                 }
-                // The storm test's `Target { altitude: N, .. }`.
-                if let Some(rest) = line_text.strip_prefix("altitude:")
-                    && sub == "tests"
+                // The storm test's `fltsim::storm_main!(krate, altitude: N, ..)`.
+                if let Some((_, rest)) = line_text.split_once("altitude:")
+                    && line_text.starts_with("fltsim::storm_main!(")
+                    && let Some((value, _)) = rest.split_once([',', ')'])
                 {
-                    mention(shown.clone(), number(rest.trim_end_matches(',')), i + 1);
+                    mention(shown.clone(), number(value), i + 1);
                 }
                 if let Some(rest) = line_text.strip_prefix(".load(SERVICE,")
                     && let Some((value, _)) = rest.split_once(',')
@@ -510,7 +511,7 @@ mod tests {
             ),
             (
                 "samples/passthrough/tests/storm.rs",
-                "const TARGET: Target = Target {\n    altitude: 370_210,\n};\n",
+                "fltsim::storm_main!(rs_passthrough, altitude: 370_210, oracle: FailOpen);\n",
             ),
         ];
         assert_eq!(workspace_rules(&agree), Vec::<&str>::new());
@@ -518,7 +519,7 @@ mod tests {
             "const ALTITUDE: u32 = 370_299;\n",
             "    .load(SERVICE, 370_299, DriverEntry)\n",
             "| x | y | `RsPassthrough`, 370299 | 10 1903 |\n",
-            "const TARGET: Target = Target {\n    altitude: 0,\n};\n",
+            "fltsim::storm_main!(rs_passthrough, altitude: 0, oracle: FailOpen);\n",
         ]
         .into_iter()
         .enumerate()

@@ -229,21 +229,6 @@ fn storm_test(root: &Path, names: &Names) -> Result<String> {
     let file = format!("{template}/tests/storm.rs");
     let text = read(root, &file)?;
     let text = replace(&text, "altitude: 370_210,", "altitude: 0,", &file)?;
-    let text = replace(
-        &text,
-        &format!("sample: \"{TEMPLATE}\","),
-        &format!("sample: \"{}\",", names.dir),
-        &file,
-    )?;
-    let text = text
-        .replace(
-            &format!("against {TEMPLATE}"),
-            &format!("against {}", names.dir),
-        )
-        .replace(
-            &format!("--sample {TEMPLATE}"),
-            &format!("--sample {}", names.dir),
-        );
     Ok(rename(&text, names))
 }
 
