@@ -3,7 +3,7 @@
 //! instance teardown) all perform. At zero references a context's cleanup callback runs and the
 //! context is freed.
 
-use common::irql;
+use crate::irql;
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_INSTANCE_CONTEXT, FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT, PFLT_CONTEXT,
 };

@@ -6,15 +6,14 @@
 
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use common::registration::{OPERATION_END, OperationTable, Registration, operation};
 use windows_sys::{
     Wdk::{
         Foundation::DRIVER_OBJECT,
         Storage::FileSystem::Minifilters::{
             FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING,
-            FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_WITH_CALLBACK,
-            FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FLTFL_CALLBACK_DATA_GENERATED_IO,
-            FltRegisterFilter, FltStartFiltering, FltUnregisterFilter, PFLT_FILTER,
+            FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_RELATED_OBJECTS,
+            FLTFL_CALLBACK_DATA_GENERATED_IO, FltRegisterFilter, FltStartFiltering,
+            FltUnregisterFilter, PFLT_FILTER,
         },
         System::SystemServices::{
             IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_FLUSH_BUFFERS,
@@ -25,6 +24,7 @@ use windows_sys::{
 };
 
 pub use crate::state::Counts;
+use crate::tables::{END, Operations, Registration, operation};
 
 unsafe extern "system" fn pre(
     data: *mut FLT_CALLBACK_DATA,
@@ -58,12 +58,14 @@ fn operation_of(
     objects: *const FLT_RELATED_OBJECTS,
 ) -> (u8, u32, PFLT_FILTER) {
     // SAFETY: Filter Manager (the model) passes valid callback data for the callback's duration.
-    let iopb = unsafe { common::callback_data::parameters(data) };
+    let iopb = unsafe { (*data).Iopb };
+    // SAFETY: as above; its parameter block lives as long as the callback data.
+    let major = unsafe { (*iopb).MajorFunction };
     // SAFETY: as above.
     let flags = unsafe { (*data).Flags };
     // SAFETY: and valid related objects.
     let filter = unsafe { (*objects).Filter };
-    (iopb.MajorFunction, flags, filter)
+    (major, flags, filter)
 }
 
 fn count(filter: PFLT_FILTER, update: impl FnOnce(&mut Counts)) {
@@ -74,7 +76,7 @@ fn count(filter: PFLT_FILTER, update: impl FnOnce(&mut Counts)) {
     }
 }
 
-static OPERATIONS: OperationTable<9> = OperationTable::new([
+static OPERATIONS: Operations<9> = Operations::new([
     operation(IRP_MJ_CREATE, Some(pre), Some(post)),
     operation(IRP_MJ_CLOSE, Some(pre), Some(post)),
     operation(IRP_MJ_READ, Some(pre), Some(post)),
@@ -83,12 +85,10 @@ static OPERATIONS: OperationTable<9> = OperationTable::new([
     operation(IRP_MJ_SET_INFORMATION, Some(pre), Some(post)),
     operation(IRP_MJ_FLUSH_BUFFERS, Some(pre), Some(post)),
     operation(IRP_MJ_CLEANUP, Some(pre), Some(post)),
-    OPERATION_END,
+    END,
 ]);
 
-static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)
-    .operations(&OPERATIONS)
-    .unload(Some(unload));
+static REGISTRATION: Registration = Registration::new(&OPERATIONS, Some(unload));
 
 /// The counting filter's handles, by filter index (several may be loaded at once).
 static FILTERS: [AtomicIsize; 8] = [const { AtomicIsize::new(0) }; 8];

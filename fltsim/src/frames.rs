@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use common::irql;
+use crate::irql;
 
 /// The process id of the System process, which owns I/O that no user process requested.
 pub const SYSTEM_PROCESS_ID: u32 = 4;

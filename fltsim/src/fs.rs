@@ -67,7 +67,7 @@
 
 use std::sync::Arc;
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Storage::FileSystem::{

@@ -7,7 +7,7 @@
 
 use std::{ffi::c_void, ptr, sync::Arc};
 
-use common::{NtStatus, irql};
+use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,

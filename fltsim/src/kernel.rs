@@ -18,7 +18,7 @@ use std::{
     },
 };
 
-use common::{NtStatus, irql};
+use crate::{irql, status::NtStatus};
 use windows_sys::Win32::Foundation::NTSTATUS;
 
 pub(crate) use crate::frames::{

@@ -14,7 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // diagrams drawn from its trace and the README excerpts of the demos' output.
     (
         "the machine",
-        &["world", "counting", "sweep", "diagram", "excerpt"],
+        &["world", "counting", "tables", "sweep", "diagram", "excerpt"],
     ),
     // Callback data through the filter stack.
     ("the I/O dispatch", &["io"]),
@@ -41,6 +41,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "threads",
             "pages",
             "params",
+            "status",
+            "irql",
         ],
     ),
 ];

@@ -61,7 +61,8 @@
 //!    and holds, then `files.rs` (volumes and files), `operations.rs` (user I/O),
 //!    `filters.rs` (load, detach, unload, instance setup and teardown), `holds.rs` (the knobs,
 //!    holds and races), `faults.rs` (the fault plan's knobs), `inspection.rs` (the trace,
-//!    findings, finish)), `counting.rs` (its built-in filter) and `sweep.rs` ([`sweep_faults`],
+//!    findings, finish)), `counting.rs` (its built-in filter; `tables.rs` has the registration tables of the
+//!    model's own filters) and `sweep.rs` ([`sweep_faults`],
 //!    which runs a scenario on one machine after another). The C ABI calls down into it to
 //!    attach instances when filtering starts and to run a racing user operation.
 //! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
@@ -77,7 +78,8 @@
 //!    under), `pages.rs` (the no-access pages behind views), `params.rs` (`fltKernel.h`'s
 //!    parameter layout), `faults.rs` (the fault plan: [`FALLIBLE_APIS`], [`Fault`],
 //!    the rules), `conflicts.rs` (the operations a data-scan section conflicts with:
-//!    [`Conflict`]).
+//!    [`Conflict`]), `status.rs` ([`NtStatus`], the model's own status names) and `irql.rs` (the
+//!    model's own IRQL values).
 //!
 //! # Where the documentation is silent, the model chooses
 //! Each choice below is what Windows does as far as we know, or the stricter reading:
@@ -145,6 +147,7 @@ mod faults;
 mod frames;
 mod fs;
 mod io;
+mod irql;
 mod kernel;
 #[cfg(test)]
 mod layering;
@@ -154,9 +157,11 @@ mod registry;
 mod request;
 mod sched;
 mod state;
+mod status;
 pub mod storm;
 mod sweep;
 mod sync;
+mod tables;
 mod threads;
 mod trace;
 mod verifier;
@@ -167,6 +172,7 @@ pub use faults::{FALLIBLE_APIS, Fault};
 pub use frames::SYSTEM_PROCESS_ID;
 pub use pages::DIRECT_READ;
 pub use registry::RegValue;
+pub use status::NtStatus;
 pub use sweep::sweep_faults;
 pub use trace::{Event, EventKind, LEGEND, Violation, who};
 pub use world::{

@@ -216,7 +216,7 @@ unsafe extern "system" fn IoOpenDriverRegistryKey(
 ) -> NTSTATUS {
     api_call(
         "IoOpenDriverRegistryKey",
-        common::irql::PASSIVE_LEVEL,
+        crate::irql::PASSIVE_LEVEL,
         || format!("{driverobject:p}, key type {regkeytype}, access {desiredaccess:#x}, flags {flags:#x}"),
         |k| {
             if flags != 0 {
@@ -271,7 +271,7 @@ unsafe extern "system" fn ZwOpenKey(
     let name = attributes.and_then(|a| text(a.ObjectName));
     api_call(
         "ZwOpenKey",
-        common::irql::PASSIVE_LEVEL,
+        crate::irql::PASSIVE_LEVEL,
         || format!("{name:?}, access {desiredaccess:#x}"),
         |k| {
             let (Some(attributes), Some(name)) = (attributes, name.clone()) else {
@@ -348,7 +348,7 @@ unsafe extern "system" fn ZwQueryValueKey(
     let name = text(valuename).unwrap_or_default();
     api_call(
         "ZwQueryValueKey",
-        common::irql::PASSIVE_LEVEL,
+        crate::irql::PASSIVE_LEVEL,
         || format!("{:#x}, {name:?}", keyhandle as usize),
         |k| {
             let key = with(|r| r.handles.get(&(keyhandle as usize)).map(|h| (h.key.clone(), h.closed)));
@@ -411,7 +411,7 @@ unsafe extern "system" fn ZwQueryValueKey(
 unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
     api_call(
         "ZwClose",
-        common::irql::PASSIVE_LEVEL,
+        crate::irql::PASSIVE_LEVEL,
         || format!("{:#x}", handle as usize),
         |k| {
             let closed = with(|r| match r.handles.get_mut(&(handle as usize)) {

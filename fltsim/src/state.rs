@@ -318,10 +318,10 @@ pub(crate) struct State {
     pub(crate) options: Options,
     pub(crate) echo: bool,
     pub(crate) counters: HashMap<usize, Counts>,
-    pub(crate) race_results: Vec<Result<(), common::NtStatus>>,
+    pub(crate) race_results: Vec<Result<(), crate::status::NtStatus>>,
     /// Races still pended on a data-scan section when their section create returned: their
     /// results arrive here (`World::race_results` waits for them).
-    pub(crate) race_pending: Vec<std::sync::mpsc::Receiver<Result<(), common::NtStatus>>>,
+    pub(crate) race_pending: Vec<std::sync::mpsc::Receiver<Result<(), crate::status::NtStatus>>>,
     /// The ECP lists of creates in progress, by list address (`abi::ecps`).
     pub(crate) ecp_lists: HashMap<usize, EcpListRec>,
 }
@@ -356,7 +356,7 @@ impl State {
             faults: Vec::new(),
             call_counts: HashMap::new(),
             options: Options {
-                post_op_irql: common::irql::DISPATCH_LEVEL,
+                post_op_irql: crate::irql::DISPATCH_LEVEL,
                 section_notifications: true,
                 race_on_create: None,
                 async_gate: None,

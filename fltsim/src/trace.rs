@@ -1,7 +1,7 @@
 //! The trace: its events, who each is attributed to, the key to its columns, and the verifier's
 //! findings.
 
-use common::irql;
+use crate::irql;
 
 /// What a trace event records.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,6 @@ use std::{
 };
 
 use common::{
-    NtStatus,
     bindings::{
         DRIVER_OBJECT, FLT_CALLBACK_DATA, FLT_POSTOP_CALLBACK_STATUS,
         FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0202, FLT_RELATED_OBJECTS,
@@ -19,7 +18,7 @@ use common::{
     filter::{FilterSlot, RegisteredFilter},
     registration::{OPERATION_END, OperationTable, Registration, operation},
 };
-use fltsim::{EventKind, Open, World};
+use fltsim::{EventKind, NtStatus, Open, World};
 use windows_sys::{
     Wdk::Storage::FileSystem::Minifilters::{
         FLTFL_INSTANCE_TEARDOWN_FILTER_UNLOAD, FLTFL_INSTANCE_TEARDOWN_MANUAL,

@@ -23,7 +23,7 @@ use std::{
 };
 
 use common::{
-    KERNEL_MODE, NtStatus,
+    KERNEL_MODE,
     bindings::{
         DRIVER_OBJECT, FILE_OBJECT, FLT_CALLBACK_DATA, FLT_FILESYSTEM_TYPE,
         FLT_POSTOP_CALLBACK_STATUS, FLT_POSTOP_FINISHED_PROCESSING, FLT_REGISTRATION_VERSION_0203,
@@ -39,7 +39,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context, operation,
     },
 };
-use fltsim::{Handle, Open, World};
+use fltsim::{Handle, NtStatus, Open, World};
 use windows_sys::Wdk::Storage::FileSystem::FILE_OVERWRITE;
 
 const MAGIC: u64 = 0x5EC7_10C0_FFEE_0001;

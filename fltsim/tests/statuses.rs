@@ -15,7 +15,6 @@ use common::bindings::{
     KeSetEvent, STATUS_THREAD_IS_TERMINATING, STATUS_TIMEOUT,
 };
 use common::{
-    NtStatus,
     bindings::{
         DRIVER_OBJECT, FILE_END_OF_FILE_INFORMATION, FILE_OBJECT,
         FLT_ALLOCATE_CALLBACK_DATA_PREALLOCATE_ALL_MEMORY, FLT_CALLBACK_DATA,
@@ -42,7 +41,7 @@ use common::{
         CONTEXT_END, ContextTable, OPERATION_END, OperationTable, Registration, context,
     },
 };
-use fltsim::{Conflict, Handle, Open, World};
+use fltsim::{Conflict, Handle, NtStatus, Open, World};
 use windows_sys::{
     Wdk::Storage::FileSystem::FileEndOfFileInformation,
     Win32::System::{Kernel::NotificationEvent, Memory::SEC_RESERVE},

@@ -7,7 +7,6 @@
 use std::{ffi::c_void, ptr};
 
 use common::{
-    NtStatus,
     bindings::{
         DRIVER_OBJECT, FILE_OBJECT, FLT_REGISTRATION_VERSION_0202, FLT_SECTION_CONTEXT,
         FltAllocateContext, FltCloseSectionForDataScan, FltCreateSectionForDataScan,
@@ -25,7 +24,7 @@ use common::{
     irql::APC_LEVEL,
     registration::{CONTEXT_END, ContextTable, Registration, context},
 };
-use fltsim::{Handle, Open, World};
+use fltsim::{Handle, NtStatus, Open, World};
 use windows_sys::{
     Wdk::Storage::FileSystem::FILE_DISPOSITION_DELETE,
     Win32::Storage::FileSystem::{DELETE, SYNCHRONIZE},

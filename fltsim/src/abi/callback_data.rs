@@ -4,7 +4,7 @@
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,

@@ -2,7 +2,7 @@
 //! `FltDeleteContext`, and the get/set calls for section, stream handle and instance contexts.
 //! The reference bookkeeping they share with the rest of the model is in `crate::context_refs`.
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::{FILE_OBJECT, POOL_TYPE},

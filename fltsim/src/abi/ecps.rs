@@ -43,7 +43,7 @@ fn known_filter(k: &Kernel, api: &str, filter: PFLT_FILTER) -> bool {
 }
 
 fn status(code: NTSTATUS) -> Shown<NTSTATUS> {
-    Shown(code, common::NtStatus(code).to_string())
+    Shown(code, crate::status::NtStatus(code).to_string())
 }
 
 #[unsafe(no_mangle)]

@@ -33,9 +33,9 @@
 
 use crate::kernel::Kernel;
 
-pub(crate) const PASSIVE: u8 = common::irql::PASSIVE_LEVEL;
-pub(crate) const APC: u8 = common::irql::APC_LEVEL;
-pub(crate) const DISPATCH: u8 = common::irql::DISPATCH_LEVEL;
+pub(crate) const PASSIVE: u8 = crate::irql::PASSIVE_LEVEL;
+pub(crate) const APC: u8 = crate::irql::APC_LEVEL;
+pub(crate) const DISPATCH: u8 = crate::irql::DISPATCH_LEVEL;
 
 /// Reads an optional in parameter (a size, a timeout), `None` when NULL.
 pub(crate) fn read_in<T: Copy>(ptr: *const T) -> Option<T> {

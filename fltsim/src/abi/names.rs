@@ -1,7 +1,7 @@
 //! Names, files and requestors: `FltGetFileNameInformation`, `FltReleaseFileNameInformation`,
 //! `FltIsDirectory`, `FltCancelFileOpen`, `FltGetRequestorProcessId`, `PsGetCurrentProcessId`.
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,

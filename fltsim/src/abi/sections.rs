@@ -3,7 +3,7 @@
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::{FILE_OBJECT, OBJECT_ATTRIBUTES},

@@ -140,7 +140,7 @@ unsafe extern "system" fn PsTerminateSystemThread(exitstatus: NTSTATUS) -> NTSTA
     api_call(
         "PsTerminateSystemThread",
         irql::PASSIVE_LEVEL,
-        || format!("{}", common::NtStatus(exitstatus)),
+        || format!("{}", crate::status::NtStatus(exitstatus)),
         |k| {
             if SYSTEM_THREAD.with(std::cell::Cell::get).is_none() {
                 k.violation(
@@ -256,4 +256,4 @@ const _: () = {
         [ss::ObReferenceObjectByHandle, ObReferenceObjectByHandle];
 };
 
-use common::{NtStatus, irql};
+use crate::{irql, status::NtStatus};

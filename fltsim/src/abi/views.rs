@@ -67,7 +67,7 @@
 
 use std::ffi::c_void;
 
-use common::{NtStatus, irql};
+use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::System::SystemServices::{
         MM_COPY_ADDRESS, MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL,

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE};
 
 use crate::{

@@ -200,7 +200,7 @@ fn a_file_changed_without_a_successful_change_is_a_finding() {
         signature_intact: true,
     };
     // Changed with nothing that succeeded: a finding naming the file.
-    let failed = [write(Outcome::Failed(common::NtStatus(
+    let failed = [write(Outcome::Failed(crate::status::NtStatus(
         windows_sys::Win32::Foundation::STATUS_ACCESS_DENIED,
     )))];
     let wrong = unchanged_files(&case, &failed, &changed);
@@ -351,7 +351,7 @@ fn an_unnotified_operation_pended_past_the_limit_is_a_finding() {
         op: Op::Purge { slot: 0 },
         file: Some(0),
         reads: false,
-        outcome: Outcome::Failed(common::NtStatus(
+        outcome: Outcome::Failed(crate::status::NtStatus(
             windows_sys::Win32::Foundation::STATUS_PENDING,
         )),
         model_thread: 1,
@@ -404,19 +404,20 @@ fn a_seed_replays_the_same_trace_and_another_seed_another() {
 mod racy {
     use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, Ordering};
 
-    use common::registration::{OPERATION_END, OperationTable, Registration, operation};
     use windows_sys::{
         Wdk::{
             Foundation::DRIVER_OBJECT,
             Storage::FileSystem::Minifilters::{
                 FLT_CALLBACK_DATA, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
-                FLT_REGISTRATION_VERSION_0203, FLT_RELATED_OBJECTS, FltRegisterFilter,
-                FltStartFiltering, FltUnregisterFilter, PFLT_FILTER,
+                FLT_RELATED_OBJECTS, FltRegisterFilter, FltStartFiltering, FltUnregisterFilter,
+                PFLT_FILTER,
             },
             System::SystemServices::{IRP_MJ_CREATE, KeEnterCriticalRegion, KeLeaveCriticalRegion},
         },
         Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING},
     };
+
+    use crate::tables::{END, Operations, Registration, operation};
 
     /// What a storm finds when two creates meet inside the window.
     pub(super) const FOUND: &str = "planted race: two creates inside the window at once";
@@ -443,14 +444,10 @@ mod racy {
         FLT_PREOP_SUCCESS_NO_CALLBACK
     }
 
-    static OPERATIONS: OperationTable<2> = OperationTable::new([
-        operation(IRP_MJ_CREATE, Some(pre_create), None),
-        OPERATION_END,
-    ]);
+    static OPERATIONS: Operations<2> =
+        Operations::new([operation(IRP_MJ_CREATE, Some(pre_create), None), END]);
 
-    static REGISTRATION: Registration = Registration::new(FLT_REGISTRATION_VERSION_0203)
-        .operations(&OPERATIONS)
-        .unload(Some(unload));
+    static REGISTRATION: Registration = Registration::new(&OPERATIONS, Some(unload));
 
     unsafe extern "system" fn unload(_flags: u32) -> NTSTATUS {
         // SAFETY: the handle DriverEntry registered, unregistered once.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use common::{NtStatus, irql};
+use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::{
         Foundation::DRIVER_OBJECT,

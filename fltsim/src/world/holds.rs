@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use common::NtStatus;
+use crate::status::NtStatus;
 
 use crate::conflicts::Conflict;
 

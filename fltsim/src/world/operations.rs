@@ -3,7 +3,7 @@
 
 use std::{ffi::c_void, sync::Arc};
 
-use common::NtStatus;
+use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,

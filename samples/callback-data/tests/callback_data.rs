@@ -3,14 +3,13 @@
 //! every call site, IRQL, leaks, and a multi-threaded run.
 
 use common::{
-    NtStatus,
     bindings::{
         IRP_MJ_QUERY_INFORMATION, STATUS_ACCESS_DENIED, STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST,
         STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
     },
     irql,
 };
-use fltsim::{EventKind, Open, RegValue, World, sweep_faults};
+use fltsim::{EventKind, NtStatus, Open, RegValue, World, sweep_faults};
 use rs_callback_data::DriverEntry;
 
 const NAME: &str = "rs-callback-data";

@@ -11,7 +11,6 @@ use std::{
 };
 
 use common::{
-    NtStatus,
     bindings::{
         NTSTATUS, STATUS_CANCELLED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
         STATUS_FILE_LOCK_CONFLICT, STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_IN_PAGE_ERROR,
@@ -22,7 +21,7 @@ use common::{
     irql,
     section::WindowReader,
 };
-use fltsim::{Event, EventKind, Open, RegValue, World, sweep_faults};
+use fltsim::{Event, EventKind, NtStatus, Open, RegValue, World, sweep_faults};
 use memchr::memmem;
 use rs_data_scan::{DriverEntry, EICAR, MAX_ATTEMPTS, TAG, WINDOW};
 

@@ -1,17 +1,14 @@
 //! passthrough against fltsim: registration order, load, I/O, unload, leak-free, every fault
 //! injected.
 
-use common::{
-    NtStatus,
-    bindings::{STATUS_FLT_NOT_INITIALIZED, STATUS_INVALID_PARAMETER},
-};
-use fltsim::{EventKind, Open, World, sweep_faults};
+use common::bindings::{STATUS_FLT_NOT_INITIALIZED, STATUS_INVALID_PARAMETER};
+use fltsim::{EventKind, NtStatus, Open, World, sweep_faults};
 use rs_passthrough::DriverEntry;
 
 const NAME: &str = "rs-passthrough";
 const ALTITUDE: u32 = 370_210;
 
-fn scenario(world: &World) -> Result<(), common::NtStatus> {
+fn scenario(world: &World) -> Result<(), fltsim::NtStatus> {
     world.create_file("C:\\docs\\a.txt", b"hello");
     world.load(NAME, ALTITUDE, DriverEntry)?;
     let h = world

@@ -66,7 +66,7 @@ const BOUND: Duration = Duration::from_secs(20);
 pub(crate) fn scenario(
     world: &World,
     notify: bool,
-) -> (Result<(), common::NtStatus>, Range<usize>) {
+) -> (Result<(), fltsim::NtStatus>, Range<usize>) {
     world.set_section_notifications(notify);
     let contents: Vec<u8> = (0..1usize << 20)
         .map(|i| u8::try_from(i % 251).expect("below 251"))

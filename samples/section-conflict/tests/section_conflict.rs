@@ -8,7 +8,6 @@ use std::{
 };
 
 use common::{
-    NtStatus,
     bindings::{
         STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY, STATUS_FILE_LOCK_CONFLICT,
         STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_IN_PAGE_ERROR, STATUS_INSUFFICIENT_RESOURCES,
@@ -17,7 +16,7 @@ use common::{
     },
     irql::PASSIVE_LEVEL,
 };
-use fltsim::{Conflict, DelayHold, EventKind, Open, RegValue, World, sweep_faults};
+use fltsim::{Conflict, DelayHold, EventKind, NtStatus, Open, RegValue, World, sweep_faults};
 use rs_section_conflict::{CHUNK_SIZE, DriverEntry, chunk_count};
 
 const NAME: &str = "rs-section-conflict";

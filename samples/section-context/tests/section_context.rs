@@ -2,15 +2,12 @@
 //! closed at the last cleanup, and never leaked; every status of `FltGetSectionContext`; every
 //! fault at every call site; a race of many gets against the final cleanup.
 
-use common::{
-    NtStatus,
-    bindings::{
-        FILE_EXECUTE, FILE_SHARE_READ, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE,
-        STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
-        STATUS_SHARING_VIOLATION,
-    },
+use common::bindings::{
+    FILE_EXECUTE, FILE_SHARE_READ, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE,
+    STATUS_FLT_CONTEXT_ALREADY_DEFINED, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    STATUS_SHARING_VIOLATION,
 };
-use fltsim::{Open, RegValue, World, sweep_faults};
+use fltsim::{NtStatus, Open, RegValue, World, sweep_faults};
 use rs_section_context::{DriverEntry, TAG};
 use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_SHARE_DELETE, SYNCHRONIZE};
 
