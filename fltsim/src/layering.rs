@@ -158,3 +158,31 @@ fn the_check_sees_grouped_and_inline_paths() {
     let named: Vec<String> = named_modules(source).into_iter().collect();
     assert_eq!(named, ["fs", "io", "kernel"]);
 }
+
+/// The `[dependencies]` of a manifest: the crate names that table lists, up to the next table.
+fn dependencies(manifest: &str) -> Vec<&str> {
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[dependencies]")
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .filter_map(|line| line.split_once('=').map(|(key, _)| key.trim()))
+        .map(|key| key.split_once('.').map_or(key, |(name, _)| name))
+        .filter(|key| !key.starts_with('#'))
+        .collect()
+}
+
+/// The model keeps its own definitions (`status.rs`, `irql.rs`, `tables.rs`): the samples'
+/// helper crate may be only a dev-dependency, so that no mistake in it is the model's too.
+#[test]
+fn the_model_does_not_depend_on_the_samples_helper_crate() {
+    let manifest = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .expect("fltsim's Cargo.toml");
+    let deps = dependencies(&manifest);
+    assert!(deps.contains(&"windows-sys"), "{deps:?}");
+    assert!(!deps.contains(&"common"), "fltsim depends on common: {deps:?}");
+    assert_eq!(
+        dependencies("[dependencies]\ncommon = 1\nx.workspace = true\n[dev-dependencies]\ny = 2\n"),
+        ["common", "x"]
+    );
+}
