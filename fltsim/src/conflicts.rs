@@ -1,5 +1,5 @@
 //! The operations that conflict with a data-scan section, which a test races against a section
-//! being created ([`World::race_conflict_on_next_section`]). The file system (`fs.rs`) fails or
+//! being created ([`World::race_conflict_on_next_section`]). The file system (`fs/`) fails or
 //! pends the purge each of them needs.
 //!
 //! [`World::race_conflict_on_next_section`]: crate::World::race_conflict_on_next_section

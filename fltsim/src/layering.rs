@@ -180,7 +180,10 @@ fn the_model_does_not_depend_on_the_samples_helper_crate() {
         .expect("fltsim's Cargo.toml");
     let deps = dependencies(&manifest);
     assert!(deps.contains(&"windows-sys"), "{deps:?}");
-    assert!(!deps.contains(&"common"), "fltsim depends on common: {deps:?}");
+    assert!(
+        !deps.contains(&"common"),
+        "fltsim depends on common: {deps:?}"
+    );
     assert_eq!(
         dependencies("[dependencies]\ncommon = 1\nx.workspace = true\n[dev-dependencies]\ny = 2\n"),
         ["common", "x"]

@@ -61,13 +61,17 @@
 //!    and holds, then `files.rs` (volumes and files), `operations.rs` (user I/O),
 //!    `filters.rs` (load, detach, unload, instance setup and teardown), `holds.rs` (the knobs,
 //!    holds and races), `faults.rs` (the fault plan's knobs), `inspection.rs` (the trace,
-//!    findings, finish)), `counting.rs` (its built-in filter; `tables.rs` has the registration tables of the
-//!    model's own filters) and `sweep.rs` ([`sweep_faults`],
-//!    which runs a scenario on one machine after another). The C ABI calls down into it to
-//!    attach instances when filtering starts and to run a racing user operation.
+//!    findings, finish)), `counting.rs` (its built-in filter), `tables.rs` (the registration
+//!    tables of the model's own filters), `sweep.rs` ([`sweep_faults`], which runs a scenario on
+//!    one machine after another), and `diagram/` and `excerpt.rs` (what the READMEs show of a
+//!    trace). The C ABI calls down into it to attach instances when filtering starts and to run
+//!    a racing user operation.
 //! 3. **The I/O dispatch**: `io.rs`, callback data through the filter stack to the file system.
-//! 4. **The file system**: `fs.rs`; `context_refs.rs`, the context references that the C ABI,
-//!    the file system and the machine all release (cleanup callbacks run here); `verifier.rs`.
+//! 4. **The file system**: `fs/` (`mod.rs`: paths, share access and the dispatch; `create.rs`;
+//!    `data.rs`: read, write, flush; `information.rs`; `purge.rs`: the purge a conflicting
+//!    operation needs, and purge failure mode); `context_refs.rs`, the context references that
+//!    the C ABI, the file system and the machine all release (cleanup callbacks run here);
+//!    `verifier.rs`.
 //! 5. **State and kernel**: `kernel.rs` (the model's lock, API calls, running filter code,
 //!    fault injection), `state.rs` (every record; it names nothing of `kernel.rs`), `trace.rs`
 //!    (the trace's events, [`who`], the verifier's findings), `frames.rs` (per-thread IRQL,
