@@ -33,8 +33,8 @@ pub trait Demo {
 }
 
 /// The three checks every sample's demo passes, as `#[test]` functions: the README's diagram and
-/// output blocks are what the model gives now ([`assert_readme_is_current`]); every release the
-/// printed traces show comes with its acquire ([`assert_every_release_has_its_acquire`]); and
+/// output blocks are what the model gives now ([`assert_readme_is_current`](super::assert_readme_is_current)); every release the
+/// printed traces show comes with its acquire ([`assert_every_release_has_its_acquire`](super::assert_every_release_has_its_acquire)); and
 /// the printed output opens with a summary that fits on a screen and reports no verifier finding.
 /// `fltsim::demo_tests!(demo::Shown)` in a sample's `tests/diagram.rs`, where `demo` is its
 /// `examples/demo.rs` and `Shown` implements [`Demo`].

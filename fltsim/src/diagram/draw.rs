@@ -70,7 +70,7 @@ enum Lane {
 
 impl Diagram<'_> {
     /// The Mermaid block for `events` (a slice of a trace): the fenced `sequenceDiagram` and the
-    /// note under it, as a README holds it between [`BEGIN`] and [`END`].
+    /// note under it, as a README holds it between [`BEGIN`](super::BEGIN) and [`END`](super::END).
     #[must_use]
     pub fn render(&self, events: &[Event]) -> String {
         let calls = with_acquires(self.calls);
