@@ -42,7 +42,11 @@ pub(crate) struct Kernel {
     pub(crate) workers: crate::threads::WorkerPool,
 }
 
+/// The one live model of the process, and the turn its `World` holds. Why one per process, and
+/// what follows for tests: `docs/contributing.md`, "Tests that build a `World`" (the one place
+/// that says it).
 static ACTIVE: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
+/// Taken by `World::new` for the world's lifetime.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

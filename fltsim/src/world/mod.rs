@@ -250,7 +250,8 @@ impl Drop for Hold {
 /// What a counting filter saw, by major function.
 pub use crate::counting::Counts;
 
-/// The scripted machine: one per test. Creating one waits until no other is alive.
+/// The scripted machine: one per test. Creating one waits until no other is alive; why, and what
+/// follows for tests, is said in one place: `docs/contributing.md`, "Tests that build a `World`".
 pub struct World {
     kernel: Arc<Kernel>,
     loaded: std::sync::Mutex<Vec<usize>>,
