@@ -189,3 +189,31 @@ fn the_model_does_not_depend_on_the_samples_helper_crate() {
         ["common", "x"]
     );
 }
+
+/// One kernel call is findable in one place: each family's file under `abi/` says, in its module
+/// doc, where the state its calls keep lives.
+#[test]
+fn every_abi_family_says_where_its_state_lives() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/abi");
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(&dir).expect("src/abi") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name == "mod.rs" {
+            continue;
+        }
+        let text = fs::read_to_string(&path).expect("a family's file");
+        let doc: String = text.lines().take_while(|l| l.starts_with("//!")).collect();
+        if !doc.contains("**Where its state lives:**") {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no `**Where its state lives:**` in the module doc of {missing:?}"
+    );
+}

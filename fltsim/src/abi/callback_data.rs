@@ -1,6 +1,10 @@
 //! Callback data a filter allocates and sends itself: `FltAllocateCallbackData(Ex)`,
 //! `FltPerformSynchronousIo`, `FltPerformAsynchronousIo`, `FltReuseCallbackData`,
 //! `FltFreeCallbackData`, `FltSetCallbackDataDirty`.
+//!
+//! **Where its state lives:** `State::callback_data` (each allocated block, its owner and its I/O
+//! in flight) in `state.rs`, the block's memory in `arena.rs`, and its layout and accessors in
+//! `request.rs`; the I/O itself goes down through `io.rs`.
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 

@@ -1,6 +1,11 @@
 //! Contexts: `FltAllocateContext`, `FltReferenceContext`, `FltReleaseContext`,
 //! `FltDeleteContext`, and the get/set calls for section, stream handle and instance contexts.
 //! The reference bookkeeping they share with the rest of the model is in `crate::context_refs`.
+//!
+//! **Where its state lives:** `State::contexts` (each context, its type, owner and reference count)
+//! in `state.rs`, linked from the instance, stream, file-object and section records there; the
+//! references the file system and the machine release are in `context_refs.rs`, where cleanup
+//! callbacks run.
 
 use crate::status::NtStatus;
 use windows_sys::{

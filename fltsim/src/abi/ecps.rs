@@ -18,6 +18,9 @@
 //! Where the pages are silent, the model is strict: a filter handle that is not one, a list or
 //! an ECP context the model did not hand out (or one whose create has completed) is a finding;
 //! the calls then return `STATUS_INVALID_PARAMETER`, or FALSE.
+//!
+//! **Where its state lives:** the extra create parameters of a create, in its callback-data record
+//! (`State::callback_data`, `state.rs`).
 
 use windows_sys::{
     Wdk::{

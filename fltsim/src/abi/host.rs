@@ -1,4 +1,7 @@
 //! Host hooks `common::host` calls on a host build: debugger output and assertion failures.
+//!
+//! **Where its state lives:** none of its own: debugger lines and findings go to the trace
+//! (`trace.rs`); the stale-name check reads `fs/`'s `STALE_FILE_NAME`.
 
 use crate::kernel::EventKind;
 

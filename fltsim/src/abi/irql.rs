@@ -1,5 +1,8 @@
 //! The IRQL and critical regions: `KeGetCurrentIrql`, `KeEnterCriticalRegion`,
 //! `KeLeaveCriticalRegion`.
+//!
+//! **Where its state lives:** per thread, in `frames.rs` (the thread's IRQL and critical-region
+//! depth); nothing in `State`.
 
 use super::APC;
 use crate::kernel::{Void, api_call};

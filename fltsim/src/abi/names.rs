@@ -1,5 +1,9 @@
 //! Names, files and requestors: `FltGetFileNameInformation`, `FltReleaseFileNameInformation`,
 //! `FltIsDirectory`, `FltCancelFileOpen`, `FltGetRequestorProcessId`, `PsGetCurrentProcessId`.
+//!
+//! **Where its state lives:** `State::names` (each name information structure and its references)
+//! in `state.rs`, the names themselves from the file objects and streams there (`fs/` sets them at
+//! create).
 
 use crate::status::NtStatus;
 use windows_sys::{

@@ -1,6 +1,9 @@
 //! Object references and handles: `ObCloseHandle`, `ObfReferenceObject`, `ObfDereferenceObject`,
 //! `ObDereferenceObjectDeferDelete` (sections, file objects, threads), and `FltObjectReference` /
 //! `FltObjectDereference` (filter objects).
+//!
+//! **Where its state lives:** `State::handles` in `state.rs`, and the reference counts
+//! (`object_refs`) on the file-object, section and thread records there.
 
 use std::ffi::c_void;
 

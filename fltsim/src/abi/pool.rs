@@ -1,4 +1,7 @@
 //! Pool memory: `ExAllocatePool2`, `ExFreePoolWithTag`.
+//!
+//! **Where its state lives:** `State::pool` (each block, its tag and owner) in `state.rs`; the
+//! memory itself in `arena.rs`.
 
 use std::ffi::c_void;
 

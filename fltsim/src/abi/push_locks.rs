@@ -1,5 +1,8 @@
 //! Push locks: `FltInitializePushLock`, `FltDeletePushLock`, `FltAcquirePushLockExclusive`,
 //! `FltAcquirePushLockShared`, `FltReleasePushLock`.
+//!
+//! **Where its state lives:** `State::push_locks` in `state.rs`, keyed by the caller's
+//! `EX_PUSH_LOCK` address, each a `HostPushLock` (`sync.rs`) that holds its owners and waiters.
 
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
 //! Registration: `FltRegisterFilter`, `FltStartFiltering`, `FltUnregisterFilter`, and the
 //! instance teardown an unregistration drives.
+//!
+//! **Where its state lives:** `State::filters` and `State::instances` in `state.rs`; attaching and
+//! tearing down instances is the machine's (`world/filters.rs`).
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,5 +1,7 @@
 //! Rundown protection: `ExInitializeRundownProtection`, `ExAcquireRundownProtection`,
 //! `ExReleaseRundownProtection`, `ExWaitForRundownProtectionRelease`.
+//!
+//! **Where its state lives:** `State::rundowns` in `state.rs`, with the waits in `sync.rs`.
 
 use std::sync::Arc;
 

@@ -1,5 +1,9 @@
 //! Sections for data scan: `FltRegisterForDataScan`, `FltCreateSectionForDataScan`,
 //! `FltCloseSectionForDataScan`. Views of a section are in `views`.
+//!
+//! **Where its state lives:** `State::sections` (each section, its handle, object and stream) and
+//! the streams' purge-failure counts in `state.rs`; the conflicts a section meets are judged in
+//! `fs/purge.rs` and `conflicts.rs`.
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 

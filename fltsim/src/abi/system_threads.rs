@@ -1,6 +1,9 @@
 //! System threads a driver creates itself: `PsCreateSystemThread`, `PsTerminateSystemThread`,
 //! and `ObReferenceObjectByHandle` on their handles. The model of the threads (records, the
 //! worker pool, the clock tick) is in `crate::threads`.
+//!
+//! **Where its state lives:** `State::threads` in `state.rs`, and the threads themselves in
+//! `threads.rs` (under the seeded scheduler, `sched.rs`, in a storm).
 
 use std::{ffi::c_void, sync::Arc};
 

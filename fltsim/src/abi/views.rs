@@ -64,6 +64,9 @@
 //!   runs past the end of its view (the bytes up to the end are copied), and a target in paged
 //!   pool. `MM_COPY_MEMORY_PHYSICAL` is not modelled (a finding). Flags that are neither, or
 //!   both, get `STATUS_INVALID_PARAMETER_4`.
+//!
+//! **Where its state lives:** `State::views` (each mapped view, its section and pages) in
+//! `state.rs`, the no-access pages behind a view in `pages.rs`.
 
 use std::ffi::c_void;
 

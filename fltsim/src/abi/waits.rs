@@ -1,5 +1,8 @@
 //! Events, waits and delays: `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`,
 //! `KeWaitForSingleObject`, `FltCancellableWaitForSingleObject`, `KeDelayExecutionThread`.
+//!
+//! **Where its state lives:** in the event (`sync.rs`) and the thread (`threads.rs`); the delays
+//! `World::hold_delays` holds, in the model's options (`Options::hold_delays`, `state.rs`).
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 

@@ -1,6 +1,9 @@
 //! Generic work items: `FltAllocateGenericWorkItem`, `FltQueueGenericWorkItem`,
 //! `FltFreeGenericWorkItem`. They run on the model's small pool of system worker threads
 //! (`crate::threads`).
+//!
+//! **Where its state lives:** `State::work_items` in `state.rs`, run by the system worker pool in
+//! `threads.rs`.
 
 use std::{ffi::c_void, sync::Arc};
 
