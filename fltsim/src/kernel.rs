@@ -266,15 +266,14 @@ pub(crate) fn api_call<R: std::fmt::Display>(
 fn hold_call(k: &Kernel, api: &'static str) {
     let hold = {
         let mut state = k.lock();
-        match &state.options.hold_call {
-            Some((name, _, _)) if *name == api => {
-                k.call_hold_armed.store(false, Ordering::Release);
-                state.options.hold_call.take()
-            }
-            _ => None,
+        if state.options.hold_call.is_some() && state.options.hold_call_api == api {
+            k.call_hold_armed.store(false, Ordering::Release);
+            state.options.hold_call.take()
+        } else {
+            None
         }
     };
-    let Some((_, reached, release)) = hold else {
+    let Some((reached, release)) = hold else {
         return;
     };
     k.trace(

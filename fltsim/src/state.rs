@@ -246,14 +246,14 @@ pub(crate) struct Options {
     pub(crate) async_gate: Option<Arc<crate::sync::HostEvent>>,
     /// `World::hold_next_section_create`: the next successful `FltCreateSectionForDataScan`
     /// signals the first event once its section is linked, then waits for the second.
-    pub(crate) hold_create: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    pub(crate) hold_create: Option<Armed>,
     /// `World::hold_next_truncation`: the next truncation (a truncating set-end-of-file or a
     /// destructive create) whose purge the file system judged clear signals the first event,
     /// then waits for the second before it returns.
-    pub(crate) hold_truncation: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    pub(crate) hold_truncation: Option<Armed>,
     /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
     /// parked), then waits for the second (released).
-    pub(crate) hold_delays: Option<(Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>)>,
+    pub(crate) hold_delays: Option<Armed>,
     /// `World::hold_next_call`: the API whose next call is held at its entry, the event it
     /// signals when reached, and the one it waits for.
     /// How long a generic work item routine may run before it is a finding
@@ -264,11 +264,39 @@ pub(crate) struct Options {
     pub(crate) pend_limit: std::time::Duration,
     /// The clock tick delays and wait timeouts round up to (`World::set_clock_tick`).
     pub(crate) clock_tick: std::time::Duration,
-    pub(crate) hold_call: Option<(
-        &'static str,
-        Arc<crate::sync::HostEvent>,
-        Arc<crate::sync::HostEvent>,
-    )>,
+    pub(crate) hold_call: Option<Armed>,
+    /// The API `hold_call` is for.
+    pub(crate) hold_call_api: &'static str,
+}
+
+/// A hold a test armed (`World::hold_next_section_create`, `hold_next_truncation`,
+/// `hold_delays`, `hold_next_call`): the event the held code sets when it gets there, and the
+/// one it then waits for. Every hold has this one shape, in its own slot of [`Options`].
+pub(crate) type Armed = (Arc<crate::sync::HostEvent>, Arc<crate::sync::HostEvent>);
+
+/// Which slot of [`Options`] a hold is armed in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HoldSlot {
+    /// `hold_create`.
+    SectionCreate,
+    /// `hold_truncation`.
+    Truncation,
+    /// `hold_delays`.
+    Delays,
+    /// `hold_call`, for the API named.
+    Call(&'static str),
+}
+
+impl Options {
+    /// The slot a hold is armed in.
+    pub(crate) fn hold(&mut self, slot: HoldSlot) -> &mut Option<Armed> {
+        match slot {
+            HoldSlot::SectionCreate => &mut self.hold_create,
+            HoldSlot::Truncation => &mut self.hold_truncation,
+            HoldSlot::Delays => &mut self.hold_delays,
+            HoldSlot::Call(_) => &mut self.hold_call,
+        }
+    }
 }
 
 // Defined with the state that keeps it, so that the state does not depend on a filter;
@@ -364,6 +392,7 @@ impl State {
                 hold_truncation: None,
                 hold_delays: None,
                 hold_call: None,
+                hold_call_api: "",
                 work_item_limit: crate::threads::DEFAULT_WORK_ITEM_LIMIT,
                 pend_limit: crate::sync::PEND_LIMIT,
                 clock_tick: crate::threads::DEFAULT_CLOCK_TICK,

@@ -1,11 +1,11 @@
 //! The knobs a test sets on the machine: IRQLs, limits, the worker pool and clock, and the holds
-//! and races that order what happens in the middle of an operation.
-
-use std::sync::Arc;
+//! and races that order what happens in the middle of an operation. Every hold has one shape:
+//! [`Hold::arm`] in its slot of the model's options (`state::HoldSlot`), a [`Hold`] back, and
+//! the held code waiting on it until it is released or dropped.
 
 use crate::status::NtStatus;
 
-use crate::conflicts::Conflict;
+use crate::{conflicts::Conflict, state::HoldSlot};
 
 use super::{CallHold, DelayHold, Hold, SectionHold, World};
 
@@ -50,19 +50,7 @@ impl World {
     /// finds it. Arming a new hold replaces one that has not been reached yet.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_next_section_create(&self) -> SectionHold {
-        let (hold, linked, release) = Hold::new(&self.kernel, |k, reached| {
-            let mut state = k.lock();
-            if state
-                .options
-                .hold_create
-                .as_ref()
-                .is_some_and(|(linked, _)| Arc::ptr_eq(linked, reached))
-            {
-                state.options.hold_create = None;
-            }
-        });
-        self.kernel.lock().options.hold_create = Some((linked, release));
-        hold
+        Hold::arm(&self.kernel, HoldSlot::SectionCreate)
     }
 
     /// Holds the next truncation (a truncating set-end-of-file, or a destructive create of a
@@ -73,19 +61,7 @@ impl World {
     /// truncated, and a data-scan section created meanwhile sees the new size.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_next_truncation(&self) -> Hold {
-        let (hold, reached, release) = Hold::new(&self.kernel, |k, reached| {
-            let mut state = k.lock();
-            if state
-                .options
-                .hold_truncation
-                .as_ref()
-                .is_some_and(|(ours, _)| Arc::ptr_eq(ours, reached))
-            {
-                state.options.hold_truncation = None;
-            }
-        });
-        self.kernel.lock().options.hold_truncation = Some((reached, release));
-        hold
+        Hold::arm(&self.kernel, HoldSlot::Truncation)
     }
 
     /// Sets how many system worker threads run generic work items (default 2, at least 1).
@@ -119,19 +95,7 @@ impl World {
     /// whatever the test does next happens "during the pause", whatever the machine's load.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_delays(&self) -> DelayHold {
-        let (hold, parked, release) = Hold::new(&self.kernel, |k, reached| {
-            let mut state = k.lock();
-            if state
-                .options
-                .hold_delays
-                .as_ref()
-                .is_some_and(|(parked, _)| Arc::ptr_eq(parked, reached))
-            {
-                state.options.hold_delays = None;
-            }
-        });
-        self.kernel.lock().options.hold_delays = Some((parked, release));
-        hold
+        Hold::arm(&self.kernel, HoldSlot::Delays)
     }
 
     /// Holds the next call of `api`, from any thread, at its entry: before it checks or does
@@ -140,24 +104,7 @@ impl World {
     /// the hold. One call is held; arming a new hold replaces one not yet reached.
     #[must_use = "dropping the hold releases it at once"]
     pub fn hold_next_call(&self, api: &'static str) -> CallHold {
-        let (hold, reached, release) = Hold::new(&self.kernel, |k, reached| {
-            let mut state = k.lock();
-            if state
-                .options
-                .hold_call
-                .as_ref()
-                .is_some_and(|(_, ours, _)| Arc::ptr_eq(ours, reached))
-            {
-                state.options.hold_call = None;
-                k.call_hold_armed
-                    .store(false, std::sync::atomic::Ordering::Release);
-            }
-        });
-        self.kernel.lock().options.hold_call = Some((api, reached, release));
-        self.kernel
-            .call_hold_armed
-            .store(true, std::sync::atomic::Ordering::Release);
-        hold
+        Hold::arm(&self.kernel, HoldSlot::Call(api))
     }
 
     /// The results of conflicts delivered by [`race_conflict_on_next_section`](Self::race_conflict_on_next_section).

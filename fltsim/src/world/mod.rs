@@ -28,7 +28,7 @@ use windows_sys::{
 
 use crate::{
     kernel::{Activation, Kernel},
-    state::{State, VolumeRec},
+    state::{HoldSlot, State, VolumeRec},
 };
 
 mod faults;
@@ -195,8 +195,8 @@ pub struct Hold {
     kernel: Arc<Kernel>,
     reached: Arc<crate::sync::HostEvent>,
     release: Arc<crate::sync::HostEvent>,
-    /// Takes this hold out of the model's options if it is still armed there.
-    disarm: fn(&Kernel, &Arc<crate::sync::HostEvent>),
+    /// Where it is armed in the model's options (taken out at drop if nothing reached it).
+    slot: HoldSlot,
 }
 
 /// A `FltCreateSectionForDataScan` held after linking its section.
@@ -207,23 +207,25 @@ pub type DelayHold = Hold;
 pub type CallHold = Hold;
 
 impl Hold {
-    fn new(
-        kernel: &Arc<Kernel>,
-        disarm: fn(&Kernel, &Arc<crate::sync::HostEvent>),
-    ) -> (
-        Self,
-        Arc<crate::sync::HostEvent>,
-        Arc<crate::sync::HostEvent>,
-    ) {
+    /// Arms a hold in `slot` (replacing one there that nothing has reached yet).
+    fn arm(kernel: &Arc<Kernel>, slot: HoldSlot) -> Self {
         let reached = Arc::new(crate::sync::HostEvent::new(false, false));
         let release = Arc::new(crate::sync::HostEvent::new(false, false));
-        let hold = Self {
+        let mut state = kernel.lock();
+        *state.options.hold(slot) = Some((Arc::clone(&reached), Arc::clone(&release)));
+        if let HoldSlot::Call(api) = slot {
+            state.options.hold_call_api = api;
+            kernel
+                .call_hold_armed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        drop(state);
+        Self {
             kernel: Arc::clone(kernel),
-            reached: Arc::clone(&reached),
-            release: Arc::clone(&release),
-            disarm,
-        };
-        (hold, reached, release)
+            reached,
+            release,
+            slot,
+        }
     }
 
     /// Waits (at most `timeout`) until something has reached the hold (the create linked its
@@ -241,8 +243,22 @@ impl Hold {
 }
 
 impl Drop for Hold {
+    /// Disarms the hold if it is still armed (nothing reached it), then releases what it holds.
     fn drop(&mut self) {
-        (self.disarm)(&self.kernel, &self.reached);
+        let mut state = self.kernel.lock();
+        let slot = state.options.hold(self.slot);
+        if slot
+            .as_ref()
+            .is_some_and(|(reached, _)| Arc::ptr_eq(reached, &self.reached))
+        {
+            *slot = None;
+            if let HoldSlot::Call(_) = self.slot {
+                self.kernel
+                    .call_hold_armed
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        drop(state);
         self.release.set();
     }
 }
