@@ -139,6 +139,7 @@ esac
         let rustup = dir.join("rustup");
         fs::write(&rustup, SCRIPT).unwrap();
         fs::set_permissions(&rustup, fs::Permissions::from_mode(0o755)).unwrap();
+        wait_until_executable(&rustup);
         fs::write(dir.join("state"), "x86_64-unknown-linux-gnu\n").unwrap();
         let triples: Vec<String> = ARCHES.iter().map(|a| format!("\"{}\"", a.triple)).collect();
         fs::write(
@@ -150,6 +151,25 @@ esac
         )
         .unwrap();
         dir
+    }
+
+    /// Waits (bounded) until the script just written can be executed. Another test thread may
+    /// fork while this one still has the script open for writing; until that child execs, it
+    /// holds the write descriptor, and executing the script fails with `ETXTBSY` ("text file
+    /// busy", rust-lang/rust#114554). The fake then looked like no rustup at all, once in 20
+    /// runs. The probe's own exit status (2, an unknown command) does not matter.
+    fn wait_until_executable(script: &Path) {
+        const ETXTBSY: i32 = 26;
+        for _ in 0..500 {
+            match Command::new(script).arg("probe").output() {
+                Err(e) if e.raw_os_error() == Some(ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("the fake rustup does not run: {e}"),
+                Ok(_) => return,
+            }
+        }
+        panic!("the fake rustup stayed busy for 5 s");
     }
 
     /// The fake rustup as cargo's child sees it: with the `RUSTUP_TOOLCHAIN` and
