@@ -3,12 +3,12 @@
 //! instance teardown) all perform. At zero references a context's cleanup callback runs and the
 //! context is freed.
 
-use crate::irql;
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_INSTANCE_CONTEXT, FLT_SECTION_CONTEXT, FLT_STREAMHANDLE_CONTEXT, PFLT_CONTEXT,
 };
 
 use crate::{
+    irql,
     kernel::{EventKind, Frame, Kernel, run_as},
     state::Attachment,
 };

@@ -7,7 +7,6 @@
 
 use std::{ffi::c_void, ptr, sync::Arc};
 
-use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,
@@ -26,9 +25,11 @@ use windows_sys::{
 };
 
 use crate::{
+    irql,
     kernel::{EventKind, Frame, Kernel, run_as},
     request::{iopb, status},
     state::{filter_handle, instance_handle, volume_handle},
+    status::NtStatus,
 };
 
 fn callback_name(pre: bool, major: u8) -> &'static str {

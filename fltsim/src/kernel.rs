@@ -18,7 +18,6 @@ use std::{
     },
 };
 
-use crate::{irql, status::NtStatus};
 use windows_sys::Win32::Foundation::NTSTATUS;
 
 pub(crate) use crate::frames::{
@@ -28,7 +27,9 @@ pub(crate) use crate::frames::{
 pub(crate) use crate::trace::{Event, EventKind, Violation, who};
 use crate::{
     frames::{pop_frame, push_frame},
+    irql,
     state::State,
+    status::NtStatus,
 };
 
 /// The live model. Filter code reaches it through [`kernel`].

@@ -254,8 +254,6 @@ pub(crate) struct Options {
     /// `World::hold_delays`: every `KeDelayExecutionThread` signals the first event (a thread is
     /// parked), then waits for the second (released).
     pub(crate) hold_delays: Option<Armed>,
-    /// `World::hold_next_call`: the API whose next call is held at its entry, the event it
-    /// signals when reached, and the one it waits for.
     /// How long a generic work item routine may run before it is a finding
     /// (`World::set_work_item_limit`).
     pub(crate) work_item_limit: std::time::Duration,
@@ -264,6 +262,8 @@ pub(crate) struct Options {
     pub(crate) pend_limit: std::time::Duration,
     /// The clock tick delays and wait timeouts round up to (`World::set_clock_tick`).
     pub(crate) clock_tick: std::time::Duration,
+    /// `World::hold_next_call`: the next call of `hold_call_api` signals the first event at its
+    /// entry, then waits for the second.
     pub(crate) hold_call: Option<Armed>,
     /// The API `hold_call` is for.
     pub(crate) hold_call_api: &'static str,

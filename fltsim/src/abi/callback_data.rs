@@ -8,7 +8,6 @@
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,
@@ -33,6 +32,7 @@ use crate::{
     io,
     kernel::{EventKind, Frame, Kernel, Shown, Status, Void, api_call, run_as},
     state::CallbackDataRec,
+    status::NtStatus,
 };
 
 // ==== callback data ==============================================================================

@@ -7,7 +7,6 @@
 //! references the file system and the machine release are in `context_refs.rs`, where cleanup
 //! callbacks run.
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::{FILE_OBJECT, POOL_TYPE},
@@ -30,6 +29,7 @@ use crate::{
     context_refs::{context_type_name, release_reference},
     kernel::{Kernel, Shown, Void, api_call},
     state::{Attachment, ContextRec},
+    status::NtStatus,
 };
 
 // ==== contexts ===================================================================================

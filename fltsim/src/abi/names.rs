@@ -5,7 +5,6 @@
 //! in `state.rs`, the names themselves from the file objects and streams there (`fs/` sets them at
 //! create).
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,
@@ -27,6 +26,7 @@ use super::{
 use crate::{
     kernel::{Shown, Status, Void, api_call, current_filter},
     state::NameRec,
+    status::NtStatus,
 };
 
 // ==== names, files, requestors ===================================================================

@@ -7,7 +7,6 @@
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::{FILE_OBJECT, OBJECT_ATTRIBUTES},
@@ -33,6 +32,7 @@ use crate::{
     context_refs::untrack_section,
     kernel::{EventKind, Kernel, Shown, Status, api_call},
     state::{Attachment, HANDLE_TAG, HandleRec, SectionRec},
+    status::NtStatus,
     sync::HANG_TIMEOUT,
 };
 

@@ -23,8 +23,10 @@ use windows_sys::{
 
 use crate::{
     abi::{out, read_in},
+    irql,
     kernel::{EventKind, Frame, Shown, Status, api_call, current_filter, run_as, who},
     state::HANDLE_TAG,
+    status::NtStatus,
     sync::HostEvent,
     threads::{SYSTEM_THREAD, ThreadRec, set_terminated, terminated},
 };
@@ -258,5 +260,3 @@ const _: () = {
     let _: [unsafe extern "system" fn(_, _, _, _, _, _) -> _; 2] =
         [ss::ObReferenceObjectByHandle, ObReferenceObjectByHandle];
 };
-
-use crate::{irql, status::NtStatus};

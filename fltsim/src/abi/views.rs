@@ -70,7 +70,6 @@
 
 use std::ffi::c_void;
 
-use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::System::SystemServices::{
         MM_COPY_ADDRESS, MM_COPY_MEMORY_PHYSICAL, MM_COPY_MEMORY_VIRTUAL,
@@ -85,8 +84,10 @@ use windows_sys::{
 
 use crate::{
     abi::{out, read_in},
+    irql,
     kernel::{Kernel, Shown, Status, api_call},
     state::ViewRec,
+    status::NtStatus,
 };
 
 const APC: u8 = irql::APC_LEVEL;

@@ -6,7 +6,6 @@
 
 use std::{ffi::c_void, sync::Arc, time::Duration};
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{Foundation::KEVENT, Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA},
     Win32::{
@@ -21,6 +20,7 @@ use windows_sys::{
 use super::{APC, DISPATCH, PASSIVE, read_in};
 use crate::{
     kernel::{Kernel, Shown, Void, api_call},
+    status::NtStatus,
     sync::HostEvent,
 };
 

@@ -72,7 +72,6 @@ mod purge;
 
 use std::sync::Arc;
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA,
@@ -104,6 +103,7 @@ use crate::{
     kernel::{EventKind, Kernel},
     request::{self, major_name},
     state::{FoState, State, StreamRec},
+    status::NtStatus,
 };
 
 /// Case-insensitive path comparison, as NTFS compares names.

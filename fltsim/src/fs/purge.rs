@@ -1,7 +1,6 @@
 //! The purge a conflicting operation needs, judged against the data-scan sections on the stream,
 //! and what purge failure mode makes of a failure (`FSCTL_SET_PURGE_FAILURE_MODE`).
 
-use crate::status::NtStatus;
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_PENDING, STATUS_PURGE_FAILED, STATUS_USER_MAPPED_FILE,
 };
@@ -9,6 +8,7 @@ use windows_sys::Win32::Foundation::{
 use crate::{
     kernel::{EventKind, Kernel},
     state::State,
+    status::NtStatus,
 };
 
 use super::find_stream;

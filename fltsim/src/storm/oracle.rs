@@ -20,7 +20,6 @@
 
 use std::collections::BTreeSet;
 
-use crate::status::NtStatus;
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_END_OF_FILE, STATUS_FILE_IS_A_DIRECTORY,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_A_DIRECTORY,
@@ -31,6 +30,7 @@ use windows_sys::Win32::Foundation::{
 
 use crate::{
     EventKind,
+    status::NtStatus,
     storm::{
         Oracle, Target,
         case::{Case, FileKind, Op},

@@ -10,12 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::status::NtStatus;
 use windows_sys::Wdk::Storage::FileSystem::{FILE_DIRECTORY_FILE, FILE_NON_DIRECTORY_FILE};
 
 use crate::{
     Handle, Open, World,
     kernel::thread_id,
+    status::NtStatus,
     storm::{
         Target,
         case::{Case, FileKind, Op, SLOTS, share_bits},

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::{irql, status::NtStatus};
 use windows_sys::{
     Wdk::{
         Foundation::DRIVER_OBJECT,
@@ -18,8 +17,10 @@ use windows_sys::{
 };
 
 use crate::{
+    irql,
     kernel::{EventKind, Frame, Kernel, run_as},
     state::{FilterRec, InstanceRec, filter_handle, instance_handle, volume_handle},
+    status::NtStatus,
 };
 
 use super::{Counts, DriverEntry, World};

@@ -3,9 +3,7 @@
 //! [`Hold::arm`] in its slot of the model's options (`state::HoldSlot`), a [`Hold`] back, and
 //! the held code waiting on it until it is released or dropped.
 
-use crate::status::NtStatus;
-
-use crate::{conflicts::Conflict, state::HoldSlot};
+use crate::{conflicts::Conflict, state::HoldSlot, status::NtStatus};
 
 use super::{CallHold, DelayHold, Hold, SectionHold, World};
 

@@ -3,7 +3,6 @@
 
 use std::{ffi::c_void, sync::Arc};
 
-use crate::status::NtStatus;
 use windows_sys::{
     Wdk::{
         Foundation::FILE_OBJECT,
@@ -32,6 +31,7 @@ use crate::{
     params::{self, Member as _},
     request::{self, CallbackBlock},
     state::{FileObjectRec, FoState},
+    status::NtStatus,
 };
 
 use super::{EcpFrom, Handle, Open, World};

@@ -8,7 +8,7 @@ use rs_passthrough::DriverEntry;
 const NAME: &str = "rs-passthrough";
 const ALTITUDE: u32 = 370_210;
 
-fn scenario(world: &World) -> Result<(), fltsim::NtStatus> {
+fn scenario(world: &World) -> Result<(), NtStatus> {
     world.create_file("C:\\docs\\a.txt", b"hello");
     world.load(NAME, ALTITUDE, DriverEntry)?;
     let h = world
